@@ -1,0 +1,1 @@
+"""intake: the front door for writes. Validates, deduplicates, files, publishes ComplaintFiled."""

@@ -1,0 +1,189 @@
+"""intake's composition root: settings → runtime → store → HTTP routes and Kafka subscriber."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Body, FastAPI, Path, Response
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
+from intake.store import RELAY_GRACE, FiledRecord, ReceiptCollision, SubmissionStore
+from schemas import ComplaintSubmitted, DepartmentAction, topics
+from schemas.commands import COMMAND_ADAPTER
+from schemas.events import utcnow
+from services.http import service_app
+from services.logs import bound
+from services.runtime import Runtime
+from services.settings import ServiceSettings
+
+log = logging.getLogger("sotong.intake")
+
+
+class IntakeSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SOTONG_INTAKE_", extra="ignore")
+
+    http_port: int = 8001
+    relay_interval_seconds: float = Field(default=2.0, gt=0)
+
+
+class FiledResponse(BaseModel):
+    complaint_id: str
+    receipt_number: str
+    tracking_token: str = Field(description="Keep it: it is the only way to follow the complaint.")
+    duplicate: bool = Field(description="True when this (channel, channel_ref) was filed before.")
+
+
+class CommandRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: DepartmentAction
+    note: str | None = Field(default=None, max_length=2000)
+    actor: str = Field(default="department", min_length=1, max_length=64)
+
+
+class CommandAccepted(BaseModel):
+    command_id: str
+    complaint_id: str
+    action: DepartmentAction
+
+
+class Intake:
+    """Filing, shared by the HTTP route and the Kafka subscriber so both validate alike."""
+
+    def __init__(self, runtime: Runtime, store: SubmissionStore) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.filed_total = Counter(
+            "sotong_complaints_filed_total",
+            "Complaints filed, by channel.",
+            ["channel"],
+            registry=runtime.registry,
+        )
+        self.duplicates_total = Counter(
+            "sotong_submissions_duplicate_total",
+            "Re-submissions of an already filed (channel, channel_ref).",
+            ["channel"],
+            registry=runtime.registry,
+        )
+
+    async def accept(self, submission: ComplaintSubmitted) -> tuple[FiledRecord, bool]:
+        """File a submission once; return (record, duplicate)."""
+        if submission.channel_ref is not None:
+            existing = await self.store.find_by_channel_ref(submission.channel, submission.channel_ref)
+            if existing is not None:
+                return await self._duplicate(existing), True
+        complaint_id = new_complaint_id()
+        token = new_tracking_token()
+        while True:
+            filed = file_submission(
+                submission,
+                complaint_id=complaint_id,
+                receipt_number=new_receipt_number(utcnow()),
+                tracking_token=token,
+                filed_at=utcnow(),
+            )
+            try:
+                record = await self.store.insert(filed, token)
+            except ReceiptCollision:
+                continue
+            break
+        if record is None:  # lost a race with a concurrent identical submission
+            assert submission.channel_ref is not None
+            existing = await self.store.find_by_channel_ref(submission.channel, submission.channel_ref)
+            assert existing is not None, "duplicate key without a document"
+            return await self._duplicate(existing), True
+        with bound(complaint_id=complaint_id, correlation_id=submission.event_id):
+            await self._publish(record)
+            self.filed_total.labels(submission.channel.value).inc()
+            log.info("complaint filed", extra={"channel": submission.channel.value})
+        return record, False
+
+    async def _duplicate(self, record: FiledRecord) -> FiledRecord:
+        self.duplicates_total.labels(record.filed.channel.value).inc()
+        if not record.published:
+            await self._publish(record)
+        return record
+
+    async def _publish(self, record: FiledRecord) -> None:
+        await self.runtime.publish(topics.FILED, record.filed, correlation_id=record.filed.event_id)
+        await self.store.mark_published(record.filed.complaint_id)
+
+    async def relay_forever(self, interval: float) -> None:
+        """Publish what a crash left unpublished (the outbox's other half)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for record in await self.store.unpublished(older_than=utcnow() - RELAY_GRACE):
+                    with bound(complaint_id=record.filed.complaint_id):
+                        log.warning("relaying unpublished ComplaintFiled")
+                        await self._publish(record)
+            except Exception:
+                log.exception("outbox relay failed; will try again")
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
+    runtime = Runtime.build("intake", settings)
+    store = SubmissionStore(runtime.db)
+    intake = Intake(runtime, store)
+
+    @runtime.subscriber(topics.SUBMISSIONS)
+    async def on_submission(submission: ComplaintSubmitted) -> None:
+        await intake.accept(submission)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with runtime.running(before_start=store.ensure_indexes):
+            relay = asyncio.create_task(intake.relay_forever(settings.relay_interval_seconds))
+            try:
+                yield
+            finally:
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
+
+    async def readiness(_: FastAPI) -> dict[str, bool]:
+        return await runtime.readiness()
+
+    app = service_app(
+        name="intake",
+        title="Sotong intake",
+        description="File complaints (민원) and send department commands.",
+        lifespan=lifespan,
+        registry=runtime.registry,
+        readiness=readiness,
+    )
+    app.state.runtime = runtime
+
+    @app.post("/v1/complaints", status_code=201, response_model=FiledResponse)
+    async def file_complaint(submission: ComplaintSubmitted, response: Response) -> FiledResponse:
+        """File a complaint. The same (channel, channel_ref) twice files it once (200 the second time)."""
+        record, duplicate = await intake.accept(submission)
+        if duplicate:
+            response.status_code = 200
+        return FiledResponse(
+            complaint_id=record.filed.complaint_id,
+            receipt_number=record.filed.receipt_number,
+            tracking_token=record.tracking_token,
+            duplicate=duplicate,
+        )
+
+    @app.post("/v1/complaints/{complaint_id}/commands", status_code=202, response_model=CommandAccepted)
+    async def send_command(
+        complaint_id: Annotated[str, Path(min_length=1, max_length=64)],
+        request: Annotated[CommandRequest, Body()],
+    ) -> CommandAccepted:
+        """Publish a department command. routing decides whether it is legal (see complaint.rejections)."""
+        command = COMMAND_ADAPTER.validate_python(
+            {"complaint_id": complaint_id, **request.model_dump(exclude_none=True)}
+        )
+        await runtime.publish(topics.COMMANDS, command, correlation_id=command.event_id)
+        return CommandAccepted(command_id=command.event_id, complaint_id=complaint_id, action=request.action)
+
+    return app

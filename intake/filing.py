@@ -1,0 +1,62 @@
+"""Pure rules of filing: ids, receipt numbers, tracking tokens, the ComplaintFiled event."""
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from schemas import ComplaintFiled, ComplaintSubmitted
+
+KST = ZoneInfo("Asia/Seoul")
+
+
+def new_complaint_id() -> str:
+    return str(uuid.uuid4())
+
+
+def new_receipt_number(now: datetime) -> str:
+    """``YYMMDD-NNNNNN``: short enough to read out on the phone, unique per day by index."""
+    return f"{now.astimezone(KST):%y%m%d}-{secrets.randbelow(1_000_000):06d}"
+
+
+def new_tracking_token() -> str:
+    """Unguessable: 192 bits from the OS's CSPRNG."""
+    return secrets.token_urlsafe(24)
+
+
+def hash_token(token: str) -> str:
+    """What travels and is stored downstream; the token itself is given to the resident once."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str | None, token_hash: str | None) -> bool:
+    if not token or not token_hash:
+        return False
+    return hmac.compare_digest(hash_token(token), token_hash)
+
+
+def file_submission(
+    submission: ComplaintSubmitted,
+    *,
+    complaint_id: str,
+    receipt_number: str,
+    tracking_token: str,
+    filed_at: datetime,
+) -> ComplaintFiled:
+    return ComplaintFiled(
+        complaint_id=complaint_id,
+        receipt_number=receipt_number,
+        tracking_token_hash=hash_token(tracking_token),
+        channel=submission.channel,
+        channel_ref=submission.channel_ref,
+        resident=submission.resident,
+        title=submission.title,
+        body=submission.body,
+        service_code=submission.service_code,
+        location=submission.location,
+        attachments=submission.attachments,
+        submitted_at=submission.occurred_at,
+        occurred_at=filed_at,
+    )

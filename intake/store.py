@@ -1,0 +1,98 @@
+"""intake's MongoDB adapter: one document per filed complaint, doubling as its outbox.
+
+The ComplaintFiled event is written in the same document as the dedup key, with
+``published: false``; it is published afterwards and marked. A crash in between leaves
+it for the relay (or the channel's retry) to publish again: same event id, so
+downstream consumers see a duplicate, not a second complaint.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from schemas import ComplaintFiled
+from services.mongo import Document
+
+COLLECTION = "intake_complaints"
+
+
+@dataclass(frozen=True)
+class FiledRecord:
+    filed: ComplaintFiled
+    tracking_token: str
+    published: bool
+
+
+class ReceiptCollision(Exception):
+    pass
+
+
+class SubmissionStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.col: AsyncCollection[Document] = db[COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        await self.col.create_indexes(
+            [
+                IndexModel(
+                    [("channel", ASCENDING), ("channel_ref", ASCENDING)],
+                    unique=True,
+                    partialFilterExpression={"channel_ref": {"$type": "string"}},
+                    name="channel_ref_unique",
+                ),
+                IndexModel([("receipt_number", ASCENDING)], unique=True, name="receipt_unique"),
+                IndexModel([("published", ASCENDING), ("filed_at", ASCENDING)], name="outbox"),
+            ]
+        )
+
+    @staticmethod
+    def _record(doc: Document) -> FiledRecord:
+        return FiledRecord(
+            filed=ComplaintFiled.model_validate(doc["event"]),
+            tracking_token=str(doc["tracking_token"]),
+            published=bool(doc["published"]),
+        )
+
+    async def find_by_channel_ref(self, channel: str, channel_ref: str) -> FiledRecord | None:
+        doc = await self.col.find_one({"channel": channel, "channel_ref": channel_ref})
+        return None if doc is None else self._record(doc)
+
+    async def insert(self, filed: ComplaintFiled, tracking_token: str) -> FiledRecord | None:
+        """Insert a new complaint. None if (channel, channel_ref) was filed already.
+
+        Raises ReceiptCollision when the receipt number is taken (the caller draws again).
+        """
+        doc: Document = {
+            "_id": filed.complaint_id,
+            "channel": filed.channel.value,
+            "receipt_number": filed.receipt_number,
+            "tracking_token": tracking_token,
+            "event": filed.model_dump(mode="json"),
+            "published": False,
+            "filed_at": filed.occurred_at,
+        }
+        if filed.channel_ref is not None:
+            doc["channel_ref"] = filed.channel_ref
+        try:
+            await self.col.insert_one(doc)
+        except DuplicateKeyError as exc:
+            if "receipt" in str(exc.details or exc):
+                raise ReceiptCollision from exc
+            return None
+        return FiledRecord(filed=filed, tracking_token=tracking_token, published=False)
+
+    async def mark_published(self, complaint_id: str) -> None:
+        await self.col.update_one({"_id": complaint_id}, {"$set": {"published": True}})
+
+    async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
+        cursor = self.col.find(
+            {"published": False, "filed_at": {"$lt": older_than}}, sort=[("filed_at", 1)], limit=limit
+        )
+        return [self._record(doc) async for doc in cursor]
+
+
+RELAY_GRACE = timedelta(seconds=5)

@@ -1,0 +1,41 @@
+"""The contract: every message that crosses a service boundary, the topics, the envelope.
+
+Department systems code against this package (or the AsyncAPI document generated from
+it). Models are frozen; readers ignore unknown fields so additive changes never break a
+subscriber.
+"""
+
+from schemas.commands import ComplaintCommand, DepartmentAction
+from schemas.common import Channel, Coordinates, Location, Resident
+from schemas.envelope import CE_SPECVERSION, cloudevent_headers
+from schemas.events import (
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    CommandRejected,
+    DeadLetter,
+    FieldError,
+    NotificationOutcome,
+    ComplaintSubmitted,
+)
+from schemas.states import ComplaintState
+from schemas import topics
+
+__all__ = [
+    "CE_SPECVERSION",
+    "Channel",
+    "CommandRejected",
+    "ComplaintCommand",
+    "ComplaintFiled",
+    "ComplaintState",
+    "ComplaintStatusChanged",
+    "ComplaintSubmitted",
+    "Coordinates",
+    "DeadLetter",
+    "DepartmentAction",
+    "FieldError",
+    "Location",
+    "NotificationOutcome",
+    "Resident",
+    "cloudevent_headers",
+    "topics",
+]

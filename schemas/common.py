@@ -1,0 +1,70 @@
+"""Value objects shared by several messages."""
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: frozen, and tolerant of fields added by newer writers."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Channel(StrEnum):
+    WEB = "web"
+    KAKAO = "kakao"
+    CHATBOT = "chatbot"
+    CALL_CENTER = "call_center"
+    OPEN311 = "open311"
+
+
+class Coordinates(WireModel):
+    lat: float = Field(ge=33.0, le=39.0, description="WGS84 latitude (Korea)")
+    lon: float = Field(ge=124.0, le=132.0, description="WGS84 longitude (Korea)")
+
+
+class Location(WireModel):
+    address: Annotated[Text, Field(max_length=200)] | None = None
+    dong: Annotated[Text, Field(max_length=40, description="행정동, e.g. 청라1동")] | None = None
+    coordinates: Coordinates | None = None
+
+
+PHONE_PATTERN = r"^0\d{1,2}-?\d{3,4}-?\d{4}$"
+
+
+class Resident(WireModel):
+    """Who filed. Personal data: never logged, never a metric label, masked in public views."""
+
+    name: Annotated[Text, Field(min_length=1, max_length=50)] | None = None
+    phone: Annotated[Text, Field(pattern=PHONE_PATTERN)] | None = Field(
+        default=None, description="Korean phone number, e.g. 010-1234-5678"
+    )
+    email: Annotated[Text, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
+        None
+    )
+    notification_consent: bool = Field(
+        default=True, description="The resident agreed to receive progress notifications."
+    )
+
+
+def mask_name(name: str | None) -> str | None:
+    """홍길동 → 홍*동; 김철 → 김*. What a public view may show of a resident's name."""
+    if not name:
+        return name
+    if len(name) <= 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """010-1234-5678 → 010-****-5678."""
+    if not phone:
+        return phone
+    digits = "".join(c for c in phone if c.isdigit())
+    if len(digits) < 8:
+        return "*" * len(digits)
+    return f"{digits[:3]}-****-{digits[-4:]}"

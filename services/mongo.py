@@ -1,0 +1,29 @@
+"""MongoDB through PyMongo's async API. Clients are made by a service's app, never at import."""
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.settings import MongoSettings
+
+Document = dict[str, object]
+
+
+def make_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(
+        settings.uri.get_secret_value(),
+        tz_aware=True,
+        appname=f"sotong-{app_name}",
+        serverSelectionTimeoutMS=10_000,
+    )
+
+
+def database(client: AsyncMongoClient[Document], settings: MongoSettings) -> AsyncDatabase[Document]:
+    return client[settings.database]
+
+
+async def ping(client: AsyncMongoClient[Document]) -> bool:
+    try:
+        await client.admin.command("ping")
+    except Exception:  # noqa: BLE001 - readiness answers yes or no
+        return False
+    return True

@@ -1,0 +1,101 @@
+"""What every service is made of, built from settings in one place (the composition root).
+
+``Runtime.build`` only constructs objects; connections open in ``Runtime.running``,
+which each service's FastAPI lifespan enters.
+"""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services import broker as broker_kit
+from services.broker import DeadLetters, KeyedEvent
+from services.metrics import KitMetrics
+from services.mongo import Document, database, make_client, ping
+from services.settings import ServiceSettings
+
+
+@dataclass
+class Runtime:
+    service: str
+    settings: ServiceSettings
+    registry: CollectorRegistry
+    metrics: KitMetrics
+    broker: KafkaBroker
+    dead_letters: DeadLetters
+    mongo: AsyncMongoClient[Document]
+    db: AsyncDatabase[Document]
+    started: bool = field(default=False)
+
+    @classmethod
+    def build(cls, service: str, settings: ServiceSettings) -> "Runtime":
+        registry = CollectorRegistry()
+        metrics = KitMetrics(registry)
+        broker, dead_letters = broker_kit.make_broker(
+            service=service,
+            kafka=settings.kafka,
+            retry=settings.retry,
+            registry=registry,
+            metrics=metrics,
+        )
+        mongo = make_client(settings.mongo, app_name=service)
+        return cls(
+            service=service,
+            settings=settings,
+            registry=registry,
+            metrics=metrics,
+            broker=broker,
+            dead_letters=dead_letters,
+            mongo=mongo,
+            db=database(mongo, settings.mongo),
+        )
+
+    @property
+    def source(self) -> str:
+        return f"/sotong/{self.service}"
+
+    def subscriber(self, *topic_names: str, group: str | None = None, **kwargs: object) -> Any:
+        """An at-least-once subscriber. Each gets its own consumer group, named
+        ``sotong-SERVICE`` or ``sotong-SERVICE-GROUP``, so scaling out a service shares
+        each topic's partitions between its processes."""
+        group_id = f"sotong-{self.service}" + (f"-{group}" if group else "")
+        return broker_kit.subscriber(
+            self.broker, self.settings.kafka, *topic_names, group_id=group_id, **kwargs
+        )
+
+    async def publish(self, topic: str, event: KeyedEvent, correlation_id: str | None = None) -> None:
+        await broker_kit.publish_event(
+            self.broker,
+            self.settings.kafka,
+            topic,
+            event,
+            source=self.source,
+            correlation_id=correlation_id,
+        )
+
+    async def readiness(self) -> dict[str, bool]:
+        kafka_ok = self.started and await self.broker.ping(timeout=2.0)
+        return {"kafka": bool(kafka_ok), "mongodb": await ping(self.mongo)}
+
+    @asynccontextmanager
+    async def running(
+        self, *, before_start: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[None]:
+        """Topics and indexes first, then the subscribers; the reverse on the way out."""
+        await broker_kit.ensure_topics(self.settings.kafka)
+        if before_start is not None:
+            await before_start()
+        await self.broker.start()
+        self.started = True
+        try:
+            yield
+        finally:
+            self.started = False
+            await self.broker.stop()
+            await self.mongo.close()

@@ -1,0 +1,57 @@
+"""Typed settings. Only each service's ``app.py`` (and the CLI) builds these."""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is. Nothing here says which implementation answers."""
+
+    model_config = SettingsConfigDict(env_prefix="SOTONG_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    # On for Apache Kafka. The embedded broker (Tansu) rejects InitProducerId, so the
+    # local stack and the test fixtures turn it off explicitly.
+    idempotent_producer: bool = True
+    create_topics: bool = True
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    topic_prefix: str = Field(default="", description="Prepended to every topic name.")
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class MongoSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOTONG_MONGO_", extra="ignore")
+
+    uri: SecretStr = SecretStr("mongodb://127.0.0.1:27117/?directConnection=true")
+    database: str = "sotong"
+
+
+class RetrySettings(BaseSettings):
+    """How a consumer treats a failing message before it is dead-lettered."""
+
+    model_config = SettingsConfigDict(env_prefix="SOTONG_RETRY_", extra="ignore")
+
+    max_attempts: int = Field(default=6, ge=1)
+    initial_backoff_seconds: float = Field(default=0.2, gt=0)
+    max_backoff_seconds: float = Field(default=5.0, gt=0)
+
+
+class ServiceSettings(BaseSettings):
+    """Common to every service; each service subclasses it with its own env prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int
+    log_level: str = "INFO"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)

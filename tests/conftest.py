@@ -1,0 +1,114 @@
+"""Backends for the test suite: the embedded servers over real TCP by default.
+
+``SOTONG_TEST_BACKEND=containers`` uses testcontainers (Kafka KRaft, MongoDB replica
+set) instead, and fails loudly when no Docker engine answers: nothing here skips.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services import localstack
+from services.mongo import Document
+from services.settings import KafkaSettings, MongoSettings, RetrySettings
+
+
+@dataclass(frozen=True)
+class Backends:
+    kafka_bootstrap: str
+    mongo_uri: str
+    idempotent_producer: bool
+    log_dir: Path
+
+    def kafka(self, topic_prefix: str = "") -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=self.kafka_bootstrap,
+            idempotent_producer=self.idempotent_producer,
+            topic_prefix=topic_prefix,
+            partitions=3,
+        )
+
+    def mongo(self, database: str) -> MongoSettings:
+        return MongoSettings.model_validate({"uri": self.mongo_uri, "database": database})
+
+    def env(self, *, database: str, topic_prefix: str) -> dict[str, str]:
+        return {
+            "SOTONG_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "SOTONG_KAFKA_IDEMPOTENT_PRODUCER": str(self.idempotent_producer).lower(),
+            "SOTONG_KAFKA_TOPIC_PREFIX": topic_prefix,
+            "SOTONG_MONGO_URI": self.mongo_uri,
+            "SOTONG_MONGO_DATABASE": database,
+        }
+
+
+FAST_RETRY = RetrySettings(max_attempts=4, initial_backoff_seconds=0.05, max_backoff_seconds=0.5)
+
+
+@pytest.fixture(scope="session")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+    root = tmp_path_factory.mktemp("backends")
+    kind = os.environ.get("SOTONG_TEST_BACKEND", "embedded")
+    if kind == "containers":
+        yield from _container_backends(root)
+        return
+    if kind != "embedded":
+        raise pytest.UsageError(f"SOTONG_TEST_BACKEND must be embedded or containers, not {kind!r}")
+    kafka_port, mongo_port = localstack.free_port(), localstack.free_port()
+    children = localstack.start_backends(
+        kafka_port=kafka_port, mongo_port=mongo_port, data_dir=root / "mongo", log_dir=root / "logs"
+    )
+    try:
+        yield Backends(
+            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+            mongo_uri=f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
+            idempotent_producer=False,
+            log_dir=root / "logs",
+        )
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+def _container_backends(root: Path) -> Iterator[Backends]:
+    import docker
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.mongodb import MongoDbContainer
+
+    docker.from_env().ping()  # no Docker engine: this raises, and the suite fails loudly
+    with (
+        KafkaContainer().with_kraft() as kafka,
+        MongoDbContainer("mongo:8").with_command("--replSet rs0 --bind_ip_all") as mongo,
+    ):
+        mongo.exec(["mongosh", "--quiet", "--eval", "rs.initiate()"])
+        host = mongo.get_container_host_ip()
+        port = mongo.get_exposed_port(27017)
+        yield Backends(
+            kafka_bootstrap=kafka.get_bootstrap_server(),
+            mongo_uri=f"mongodb://{host}:{port}/?directConnection=true",
+            idempotent_producer=True,
+            log_dir=root / "logs",
+        )
+
+
+@pytest.fixture
+async def mongo_db(backends: Backends) -> AsyncIterator[AsyncDatabase[Document]]:
+    """A fresh database on the real server, dropped afterwards."""
+    client: AsyncMongoClient[Document] = AsyncMongoClient(backends.mongo_uri, tz_aware=True)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A unique token for topic prefixes and database names, so tests never share state."""
+    return uuid.uuid4().hex[:10]
