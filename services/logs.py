@@ -53,6 +53,11 @@ def configure(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "pymongo"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # FastStream and uvicorn install their own coloured handlers: route them through ours.
+    for name in ("faststream", "faststream.access", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
 
 
 @contextmanager

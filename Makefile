@@ -1,0 +1,42 @@
+# The README's commands. A fresh machine needs only Python 3.11+ and make.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: up test install lint fmt pytest clean
+
+## make up: install, start the embedded Kafka and MongoDB, then the four services.
+up: install
+	$(BIN)/sotong up
+
+## make test: lint, type-check, and the whole suite on real embedded servers.
+test: lint pytest
+
+install: $(VENV)/.installed
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	touch $@
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+pytest: install
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(TOOLS) $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""routing: the lifecycle state machine, department classification, handler assignment."""

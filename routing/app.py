@@ -1,0 +1,78 @@
+"""routing's composition root."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from routing.catalogue import Catalogue
+from routing.lifecycle import Lifecycle
+from routing.service import Command, Routing, RoutingMetrics
+from schemas.commands import ComplaintCommand
+from routing.store import RoutingStore
+from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
+from services.http import service_app
+from services.runtime import Runtime
+from services.settings import ServiceSettings
+
+
+class RoutingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SOTONG_ROUTING_", extra="ignore")
+
+    http_port: int = 8002
+    relay_interval_seconds: float = Field(default=2.0, gt=0)
+
+
+def create_app(settings: RoutingSettings | None = None) -> FastAPI:
+    settings = settings or RoutingSettings()
+    runtime = Runtime.build("routing", settings)
+    store = RoutingStore(runtime.db)
+
+    async def publish(topic: str, event: ComplaintStatusChanged | CommandRejected, correlation_id: str | None) -> None:
+        await runtime.publish(topic, event, correlation_id=correlation_id)
+
+    routing = Routing(
+        store=store,
+        catalogue=Catalogue.load(),
+        lifecycle=Lifecycle(),
+        publish=publish,
+        metrics=RoutingMetrics(runtime.registry),
+        on_duplicate=lambda topic: runtime.metrics.duplicates.labels("routing", topic).inc(),
+    )
+
+    @runtime.subscriber(topics.FILED, group="filed")
+    async def on_filed(filed: ComplaintFiled) -> None:
+        await routing.on_filed(filed)
+
+    @runtime.subscriber(topics.COMMANDS, group="commands")
+    async def on_command(command: ComplaintCommand) -> None:
+        await routing.on_command(command)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with runtime.running(before_start=store.ensure_indexes):
+            relay = asyncio.create_task(routing.relay_forever(settings.relay_interval_seconds))
+            try:
+                yield
+            finally:
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
+
+    async def readiness(_: FastAPI) -> dict[str, bool]:
+        return await runtime.readiness()
+
+    app = service_app(
+        name="routing",
+        title="Sotong routing",
+        description="The complaint lifecycle, department classification and handler assignment.",
+        lifespan=lifespan,
+        registry=runtime.registry,
+        readiness=readiness,
+    )
+    app.state.runtime = runtime
+    return app

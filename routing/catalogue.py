@@ -1,0 +1,97 @@
+"""The department catalogue and rosters, as data (``routing/data/*.json``)."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import HandlerRef
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+class Department(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name: str
+    scope: str
+    office_phone: str
+    supervisor: HandlerRef
+    service_codes: tuple[str, ...]
+    keywords: tuple[str, ...]
+
+
+class Handler(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    handler_id: str
+    name: str
+    office_phone: str
+    areas: tuple[str, ...]
+    capacity: int = Field(ge=1)
+    on_duty: bool
+
+    def ref(self) -> HandlerRef:
+        return HandlerRef(handler_id=self.handler_id, name=self.name, office_phone=self.office_phone)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    departments: dict[str, Department]
+    rosters: dict[str, tuple[Handler, ...]]
+    general_desk: str
+
+    @classmethod
+    def load(cls, data_dir: Path = DATA_DIR) -> "Catalogue":
+        raw = json.loads((data_dir / "departments.json").read_text(encoding="utf-8"))
+        departments = {d["code"]: Department.model_validate(d) for d in raw["departments"]}
+        rosters_raw = json.loads((data_dir / "rosters.json").read_text(encoding="utf-8"))["rosters"]
+        rosters = {
+            code: tuple(Handler.model_validate(h) for h in handlers)
+            for code, handlers in rosters_raw.items()
+        }
+        unknown = set(rosters) - set(departments)
+        if unknown:
+            raise ValueError(f"rosters for unknown departments: {sorted(unknown)}")
+        general = str(raw["general_desk"])
+        if general not in departments:
+            raise ValueError(f"general desk {general!r} is not a department")
+        return cls(departments=departments, rosters=rosters, general_desk=general)
+
+    def by_service_code(self, service_code: str) -> Department | None:
+        for dept in self.departments.values():
+            if service_code in dept.service_codes:
+                return dept
+        return None
+
+
+@dataclass(frozen=True)
+class Routed:
+    department: Department
+    auto: bool
+    confidence: float
+
+
+def classify(catalogue: Catalogue, *, text: str, service_code: str | None) -> Routed:
+    """First cut: the service code if it names one, else the best keyword match.
+
+    Nothing matching goes to the general desk for a person to assign (auto=False).
+    """
+    if service_code:
+        dept = catalogue.by_service_code(service_code)
+        if dept is not None:
+            return Routed(dept, auto=True, confidence=1.0)
+    compact = text.replace(" ", "")
+    scores: dict[str, int] = {}
+    for dept in catalogue.departments.values():
+        hits = sum(1 for kw in dept.keywords if kw.replace(" ", "") in compact)
+        if hits:
+            scores[dept.code] = hits
+    if not scores:
+        return Routed(catalogue.departments[catalogue.general_desk], auto=False, confidence=0.0)
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    best, best_hits = ranked[0]
+    total = sum(scores.values())
+    return Routed(catalogue.departments[best], auto=True, confidence=best_hits / total)

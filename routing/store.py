@@ -1,0 +1,171 @@
+"""routing's MongoDB adapter: one document per complaint holding its state and its outbox.
+
+A state change, the id of the message that caused it and the events it produces are
+written in one single-document update guarded by the current sequence (optimistic
+concurrency). Events are then published and removed from the outbox; a crash in
+between leaves them to be published again with the same ids (a harmless duplicate).
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from routing.assignment import Load
+from schemas import ComplaintStatusChanged
+from schemas.events import HandlerRef
+from schemas.states import OPEN_STATES, ComplaintState
+from services.mongo import Document
+
+COLLECTION = "routing_complaints"
+PROCESSED_KEPT = 500
+
+
+class RoutingRecord:
+    """A complaint as routing sees it."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+
+    @property
+    def complaint_id(self) -> str:
+        return str(self.doc["_id"])
+
+    @property
+    def state(self) -> ComplaintState:
+        return ComplaintState(str(self.doc["state"]))
+
+    @property
+    def sequence(self) -> int:
+        return int(self.doc["sequence"])  # type: ignore[call-overload]
+
+    @property
+    def receipt_number(self) -> str:
+        return str(self.doc["receipt_number"])
+
+    @property
+    def department(self) -> str | None:
+        dept = self.doc.get("department")
+        return None if dept is None else str(dept)
+
+    @property
+    def handler(self) -> HandlerRef | None:
+        handler = self.doc.get("handler")
+        return None if handler is None else HandlerRef.model_validate(handler)
+
+    @property
+    def due_at(self) -> datetime | None:
+        due = self.doc.get("due_at")
+        return due if isinstance(due, datetime) else None
+
+    def processed(self, message_id: str) -> bool:
+        return message_id in self.doc.get("processed", [])  # type: ignore[operator]
+
+    def outbox(self) -> list[ComplaintStatusChanged]:
+        return [ComplaintStatusChanged.model_validate(e) for e in self.doc.get("outbox", [])]  # type: ignore[attr-defined]
+
+
+def _state_fields(events: Sequence[ComplaintStatusChanged]) -> dict[str, Any]:
+    last = events[-1]
+    return {
+        "state": last.to_state.value,
+        "sequence": last.sequence,
+        "department": last.department,
+        "department_name": last.department_name,
+        "handler": None if last.handler is None else last.handler.model_dump(),
+        "due_at": last.due_at,
+        "updated_at": last.occurred_at,
+    }
+
+
+class RoutingStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.col: AsyncCollection[Document] = db[COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        await self.col.create_indexes(
+            [
+                IndexModel([("department", ASCENDING), ("state", ASCENDING)], name="department_state"),
+                IndexModel([("handler.handler_id", ASCENDING)], name="handler"),
+                IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
+            ]
+        )
+
+    async def get(self, complaint_id: str) -> RoutingRecord | None:
+        doc = await self.col.find_one({"_id": complaint_id})
+        return None if doc is None else RoutingRecord(doc)
+
+    async def create(
+        self,
+        *,
+        complaint_id: str,
+        receipt_number: str,
+        area: str | None,
+        caused_by: str,
+        events: Sequence[ComplaintStatusChanged],
+        extra: dict[str, Any],
+    ) -> bool:
+        """Insert a new complaint with its first events. False if it already exists."""
+        doc: Document = {
+            "_id": complaint_id,
+            "receipt_number": receipt_number,
+            "area": area,
+            **extra,
+            **_state_fields(events),
+            "processed": [caused_by],
+            "outbox": [e.model_dump(mode="python") for e in events],
+            "outbox_pending": True,
+        }
+        try:
+            await self.col.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def advance(
+        self, record: RoutingRecord, *, caused_by: str, events: Sequence[ComplaintStatusChanged]
+    ) -> bool:
+        """Apply events if nobody moved the complaint meanwhile. False on a lost race."""
+        result = await self.col.update_one(
+            {"_id": record.complaint_id, "sequence": record.sequence},
+            {
+                "$set": {**_state_fields(events), "outbox_pending": True},
+                "$push": {
+                    "outbox": {"$each": [e.model_dump(mode="python") for e in events]},
+                    "processed": {"$each": [caused_by], "$slice": -PROCESSED_KEPT},
+                },
+            },
+        )
+        return result.modified_count == 1
+
+    async def clear_outbox(self, complaint_id: str, event_ids: Sequence[str]) -> None:
+        await self.col.update_one(
+            {"_id": complaint_id},
+            {"$pull": {"outbox": {"event_id": {"$in": list(event_ids)}}}},
+        )
+        await self.col.update_one(
+            {"_id": complaint_id, "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}}
+        )
+
+    async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
+        cursor = self.col.find({"outbox_pending": True}, limit=limit)
+        return [RoutingRecord(doc) async for doc in cursor]
+
+    async def loads(self, department: str) -> dict[str, Load]:
+        """Open and total complaints per handler of a department, from the complaints themselves."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"department": department, "handler": {"$ne": None}}},
+            {
+                "$group": {
+                    "_id": "$handler.handler_id",
+                    "open": {"$sum": {"$cond": [{"$in": ["$state", [s.value for s in OPEN_STATES]]}, 1, 0]}},
+                    "total": {"$sum": 1},
+                }
+            },
+        ]
+        cursor = await self.col.aggregate(pipeline)
+        return {str(row["_id"]): Load(open=int(row["open"]), total=int(row["total"])) async for row in cursor}
