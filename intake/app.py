@@ -75,7 +75,9 @@ class Intake:
     async def accept(self, submission: ComplaintSubmitted) -> tuple[FiledRecord, bool]:
         """File a submission once; return (record, duplicate)."""
         if submission.channel_ref is not None:
-            existing = await self.store.find_by_channel_ref(submission.channel, submission.channel_ref)
+            existing = await self.store.find_by_channel_ref(
+                submission.channel, submission.channel_ref
+            )
             if existing is not None:
                 return await self._duplicate(existing), True
         complaint_id = new_complaint_id()
@@ -95,7 +97,9 @@ class Intake:
             break
         if record is None:  # lost a race with a concurrent identical submission
             assert submission.channel_ref is not None
-            existing = await self.store.find_by_channel_ref(submission.channel, submission.channel_ref)
+            existing = await self.store.find_by_channel_ref(
+                submission.channel, submission.channel_ref
+            )
             assert existing is not None, "duplicate key without a document"
             return await self._duplicate(existing), True
         with bound(complaint_id=complaint_id, correlation_id=submission.event_id):
@@ -163,7 +167,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @app.post("/v1/complaints", status_code=201, response_model=FiledResponse)
     async def file_complaint(submission: ComplaintSubmitted, response: Response) -> FiledResponse:
-        """File a complaint. The same (channel, channel_ref) twice files it once (200 the second time)."""
+        """File a complaint; the same (channel, channel_ref) again answers 200 with the same one."""
         record, duplicate = await intake.accept(submission)
         if duplicate:
             response.status_code = 200
@@ -174,16 +178,20 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             duplicate=duplicate,
         )
 
-    @app.post("/v1/complaints/{complaint_id}/commands", status_code=202, response_model=CommandAccepted)
+    @app.post(
+        "/v1/complaints/{complaint_id}/commands", status_code=202, response_model=CommandAccepted
+    )
     async def send_command(
         complaint_id: Annotated[str, Path(min_length=1, max_length=64)],
         request: Annotated[CommandRequest, Body()],
     ) -> CommandAccepted:
-        """Publish a department command. routing decides whether it is legal (see complaint.rejections)."""
+        """Publish a department command; routing decides if it is legal (complaint.rejections)."""
         command = COMMAND_ADAPTER.validate_python(
             {"complaint_id": complaint_id, **request.model_dump(exclude_none=True)}
         )
         await runtime.publish(topics.COMMANDS, command, correlation_id=command.event_id)
-        return CommandAccepted(command_id=command.event_id, complaint_id=complaint_id, action=request.action)
+        return CommandAccepted(
+            command_id=command.event_id, complaint_id=complaint_id, action=request.action
+        )
 
     return app

@@ -90,7 +90,9 @@ class SubmissionStore:
 
     async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
         cursor = self.col.find(
-            {"published": False, "filed_at": {"$lt": older_than}}, sort=[("filed_at", 1)], limit=limit
+            {"published": False, "filed_at": {"$lt": older_than}},
+            sort=[("filed_at", 1)],
+            limit=limit,
         )
         return [self._record(doc) async for doc in cursor]
 

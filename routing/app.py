@@ -11,10 +11,10 @@ from pydantic_settings import SettingsConfigDict
 
 from routing.catalogue import Catalogue
 from routing.lifecycle import Lifecycle
-from routing.service import Command, Routing, RoutingMetrics
-from schemas.commands import ComplaintCommand
+from routing.service import Routing, RoutingMetrics
 from routing.store import RoutingStore
 from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas.commands import ComplaintCommand
 from services.http import service_app
 from services.runtime import Runtime
 from services.settings import ServiceSettings
@@ -32,7 +32,9 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     runtime = Runtime.build("routing", settings)
     store = RoutingStore(runtime.db)
 
-    async def publish(topic: str, event: ComplaintStatusChanged | CommandRejected, correlation_id: str | None) -> None:
+    async def publish(
+        topic: str, event: ComplaintStatusChanged | CommandRejected, correlation_id: str | None
+    ) -> None:
         await runtime.publish(topic, event, correlation_id=correlation_id)
 
     routing = Routing(

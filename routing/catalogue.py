@@ -34,7 +34,9 @@ class Handler(BaseModel):
     on_duty: bool
 
     def ref(self) -> HandlerRef:
-        return HandlerRef(handler_id=self.handler_id, name=self.name, office_phone=self.office_phone)
+        return HandlerRef(
+            handler_id=self.handler_id, name=self.name, office_phone=self.office_phone
+        )
 
 
 @dataclass(frozen=True)

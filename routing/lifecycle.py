@@ -40,7 +40,11 @@ STATE_KO: Final = {
 }
 
 GUARD_REFUSALS: Final = {
-    "has_result": ("result_required", "resolve needs a result text in note", "처리 결과(note)를 입력해야 합니다"),
+    "has_result": (
+        "result_required",
+        "resolve needs a result text in note",
+        "처리 결과(note)를 입력해야 합니다",
+    ),
 }
 
 
@@ -73,6 +77,7 @@ class _Subject:
 
     def record(self, event: EventData) -> None:
         assert event.transition is not None
+        assert event.transition.dest is not None
         # With Enum states, transitions names them by member name.
         source, dest = S[event.transition.source], S[event.transition.dest]
         self.changes.append(Change(event.event.name, source, dest))
@@ -105,7 +110,9 @@ class Lifecycle:
     def fire(self, state: S, trigger: str, **kwargs: Any) -> Change:
         """Apply one trigger to a complaint in ``state``; raise Refusal if it is not legal."""
         if trigger not in self.machine.events:
-            raise Refusal("unknown_action", f"unknown action {trigger!r}", f"알 수 없는 처리({trigger})입니다")
+            raise Refusal(
+                "unknown_action", f"unknown action {trigger!r}", f"알 수 없는 처리({trigger})입니다"
+            )
         subject = _Subject(state=state)
         self.machine.add_model(subject, initial=state)
         try:

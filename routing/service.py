@@ -14,7 +14,7 @@ from routing.lifecycle import Change, Lifecycle, Refusal
 from routing.store import RoutingRecord, RoutingStore
 from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
 from schemas.commands import ResolveComplaint, StartReview, StartSiteCheck
-from schemas.events import HandlerRef, utcnow
+from schemas.events import utcnow
 from schemas.states import ComplaintState
 from services.errors import RetryableError
 
@@ -37,10 +37,16 @@ class RoutingMetrics:
             registry=registry,
         )
         self.transitions = Counter(
-            "sotong_transitions_total", "Lifecycle transitions, by state reached.", ["to_state"], registry=registry
+            "sotong_transitions_total",
+            "Lifecycle transitions, by state reached.",
+            ["to_state"],
+            registry=registry,
         )
         self.rejected = Counter(
-            "sotong_commands_rejected_total", "Commands refused, by reason code.", ["code"], registry=registry
+            "sotong_commands_rejected_total",
+            "Commands refused, by reason code.",
+            ["code"],
+            registry=registry,
         )
 
 
@@ -71,7 +77,9 @@ class Routing:
             await self.flush(existing)
             return
         routed = classify(
-            self.catalogue, text=f"{filed.title or ''} {filed.body}", service_code=filed.service_code
+            self.catalogue,
+            text=f"{filed.title or ''} {filed.body}",
+            service_code=filed.service_code,
         )
         dept = routed.department
         loads = await self.store.loads(dept.code)
@@ -112,7 +120,11 @@ class Routing:
             area=filed.location.dong,
             caused_by=filed.event_id,
             events=events,
-            extra={"auto_routed": routed.auto, "service_code": filed.service_code, "filed_at": filed.occurred_at},
+            extra={
+                "auto_routed": routed.auto,
+                "service_code": filed.service_code,
+                "filed_at": filed.occurred_at,
+            },
         )
         if not created:  # a concurrent delivery of the same event won the insert
             self.on_duplicate(topics.FILED)
@@ -146,7 +158,7 @@ class Routing:
             to_state=change.to_state,
             trigger=change.trigger,
             department=record.department,
-            department_name=record.doc.get("department_name"),  # type: ignore[arg-type]
+            department_name=record.doc.get("department_name"),
             handler=record.handler,
             actor=command.actor,
             note=command.note,
@@ -160,11 +172,7 @@ class Routing:
 
     @staticmethod
     def _next(
-        previous: ComplaintStatusChanged,
-        change: Change,
-        *,
-        handler: HandlerRef | None = None,
-        **fields: object,
+        previous: ComplaintStatusChanged, change: Change, **fields: object
     ) -> ComplaintStatusChanged:
         return ComplaintStatusChanged.model_validate(
             {
@@ -173,11 +181,12 @@ class Routing:
                 "from_state": change.from_state,
                 "to_state": change.to_state,
                 "trigger": change.trigger,
-                "handler": handler,
             }
         )
 
-    async def _reject(self, command: Command, state: ComplaintState | None, refusal: Refusal) -> None:
+    async def _reject(
+        self, command: Command, state: ComplaintState | None, refusal: Refusal
+    ) -> None:
         self.metrics.rejected.labels(refusal.code).inc()
         log.info("command rejected", extra={"action": command.action.value, "code": refusal.code})
         rejection = CommandRejected(
@@ -193,7 +202,10 @@ class Routing:
         await self.publish(topics.REJECTIONS, rejection, command.event_id)
 
     async def _publish_events(
-        self, complaint_id: str, events: Sequence[ComplaintStatusChanged], correlation_id: str | None
+        self,
+        complaint_id: str,
+        events: Sequence[ComplaintStatusChanged],
+        correlation_id: str | None,
     ) -> None:
         for event in events:
             await self.publish(topics.LIFECYCLE, event, correlation_id)

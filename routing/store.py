@@ -41,7 +41,7 @@ class RoutingRecord:
 
     @property
     def sequence(self) -> int:
-        return int(self.doc["sequence"])  # type: ignore[call-overload]
+        return int(self.doc["sequence"])
 
     @property
     def receipt_number(self) -> str:
@@ -63,10 +63,10 @@ class RoutingRecord:
         return due if isinstance(due, datetime) else None
 
     def processed(self, message_id: str) -> bool:
-        return message_id in self.doc.get("processed", [])  # type: ignore[operator]
+        return message_id in self.doc.get("processed", [])
 
     def outbox(self) -> list[ComplaintStatusChanged]:
-        return [ComplaintStatusChanged.model_validate(e) for e in self.doc.get("outbox", [])]  # type: ignore[attr-defined]
+        return [ComplaintStatusChanged.model_validate(e) for e in self.doc.get("outbox", [])]
 
 
 def _state_fields(events: Sequence[ComplaintStatusChanged]) -> dict[str, Any]:
@@ -89,7 +89,9 @@ class RoutingStore:
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
             [
-                IndexModel([("department", ASCENDING), ("state", ASCENDING)], name="department_state"),
+                IndexModel(
+                    [("department", ASCENDING), ("state", ASCENDING)], name="department_state"
+                ),
                 IndexModel([("handler.handler_id", ASCENDING)], name="handler"),
                 IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
             ]
@@ -162,10 +164,17 @@ class RoutingStore:
             {
                 "$group": {
                     "_id": "$handler.handler_id",
-                    "open": {"$sum": {"$cond": [{"$in": ["$state", [s.value for s in OPEN_STATES]]}, 1, 0]}},
+                    "open": {
+                        "$sum": {
+                            "$cond": [{"$in": ["$state", [s.value for s in OPEN_STATES]]}, 1, 0]
+                        }
+                    },
                     "total": {"$sum": 1},
                 }
             },
         ]
         cursor = await self.col.aggregate(pipeline)
-        return {str(row["_id"]): Load(open=int(row["open"]), total=int(row["total"])) async for row in cursor}
+        return {
+            str(row["_id"]): Load(open=int(row["open"]), total=int(row["total"]))
+            async for row in cursor
+        }

@@ -5,20 +5,20 @@ it). Models are frozen; readers ignore unknown fields so additive changes never 
 subscriber.
 """
 
+from schemas import topics
 from schemas.commands import ComplaintCommand, DepartmentAction
 from schemas.common import Channel, Coordinates, Location, Resident
 from schemas.envelope import CE_SPECVERSION, cloudevent_headers
 from schemas.events import (
+    CommandRejected,
     ComplaintFiled,
     ComplaintStatusChanged,
-    CommandRejected,
+    ComplaintSubmitted,
     DeadLetter,
     FieldError,
     NotificationOutcome,
-    ComplaintSubmitted,
 )
 from schemas.states import ComplaintState
-from schemas import topics
 
 __all__ = [
     "CE_SPECVERSION",

@@ -4,7 +4,6 @@ The ``action`` field is the discriminator, so ``{"action": "resolve", ...}`` par
 ``ResolveComplaint`` and an unknown action is a validation error naming the field.
 """
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -50,7 +49,6 @@ ComplaintCommand = Annotated[
 COMMAND_ADAPTER: TypeAdapter[StartSiteCheck | StartReview | ResolveComplaint] = TypeAdapter(
     ComplaintCommand
 )
-
 
 
 __all__ = [

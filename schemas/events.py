@@ -90,7 +90,9 @@ class ComplaintStatusChanged(Event):
     note: str | None = None
     due_at: AwareDatetime | None = None
     auto_routed: bool | None = None
-    caused_by: str | None = Field(default=None, description="event_id of the message that caused it")
+    caused_by: str | None = Field(
+        default=None, description="event_id of the message that caused it"
+    )
 
 
 class CommandRejected(Event):

@@ -10,9 +10,11 @@
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 class KeyedEvent(Protocol):
     @property
     def event_id(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
     @property
     def event_type(self) -> str: ...
     @property
@@ -93,7 +97,9 @@ class DeadLetters:
             original_value_b64=base64.b64encode(msg.body or b"").decode("ascii"),
             consumer=self.service,
             reason=errors.describe(exc, strip_root=True),
-            errors=errors.field_errors(exc, strip_root=True) if isinstance(exc, ValidationError) else [],
+            errors=errors.field_errors(exc, strip_root=True)
+            if isinstance(exc, ValidationError)
+            else [],
             retryable=errors.is_retryable(exc),
             attempts=attempts,
         )
@@ -119,7 +125,7 @@ class DeadLetters:
         )
 
 
-class DeadLetterMiddleware(BaseMiddleware):  # type: ignore[type-arg]
+class DeadLetterMiddleware(BaseMiddleware):
     """Errors decide ack, retry or dead-letter here, and only here.
 
     Retryable failures are retried in place with capped backoff (no nack-and-seek hot
@@ -147,7 +153,10 @@ class DeadLetterMiddleware(BaseMiddleware):  # type: ignore[type-arg]
                     retry = errors.is_retryable(exc)
                     if retry and attempt < self.policy.retry.max_attempts:
                         self.policy.metrics.retries.labels(self.policy.service, topic).inc()
-                        log.info("retrying message", extra={"attempt": attempt, "reason": errors.describe(exc)})
+                        log.info(
+                            "retrying message",
+                            extra={"attempt": attempt, "reason": errors.describe(exc)},
+                        )
                         await self.policy.sleep(self.policy.backoff(attempt))
                         continue
                     try:
@@ -172,10 +181,13 @@ def make_broker(
     if kafka.sasl_mechanism:
         from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
 
-        assert kafka.sasl_username and kafka.sasl_password, "SASL needs a username and password"
-        cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[
-            kafka.sasl_mechanism.upper()
-        ]
+        if not (kafka.sasl_username and kafka.sasl_password):
+            raise ValueError("SOTONG_KAFKA_SASL_USERNAME and _PASSWORD are required with SASL")
+        cls = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }[kafka.sasl_mechanism.upper()]
         security_kwargs["security"] = cls(
             username=kafka.sasl_username,
             password=kafka.sasl_password.get_secret_value(),
@@ -224,7 +236,7 @@ async def publish_event(
     correlation_id: str | None = None,
 ) -> None:
     """Publish keyed by complaint id, with CloudEvents headers, waiting for the broker's ack."""
-    occurred_at = getattr(event, "occurred_at")
+    occurred_at = event.occurred_at
     await broker.publish(
         event.model_dump_json().encode(),
         topic=topic_name(kafka, topic),
@@ -256,9 +268,7 @@ async def ensure_topics(kafka: KafkaSettings) -> None:
             if topic_name(kafka, t) not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

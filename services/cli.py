@@ -1,10 +1,10 @@
 """``sotong``: run the platform, file complaints, follow them, act on them.
 
-    sotong up                      the whole platform on the embedded backends
-    sotong run SERVICE             one service (intake, routing, tracker, notifier)
-    sotong file --body TEXT ...    file a complaint through intake
-    sotong status ID               a complaint's state and timeline from tracker
-    sotong act ID ACTION           a department command (start_site_check, start_review, resolve)
+sotong up                      the whole platform on the embedded backends
+sotong run SERVICE             one service (intake, routing, tracker, notifier)
+sotong file --body TEXT ...    file a complaint through intake
+sotong status ID               a complaint's state and timeline from tracker
+sotong act ID ACTION           a department command (start_site_check, start_review, resolve)
 """
 
 import argparse
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(_: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     from services import localstack as ls
 
     var = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var"))
@@ -90,7 +90,10 @@ def cmd_up(_: argparse.Namespace) -> int:
         kafka_port=kafka_port, mongo_port=mongo_port, data_dir=var / "mongo", log_dir=log_dir
     )
     env = ls.backend_env(kafka_port, mongo_port, os.environ.get("SOTONG_MONGO_DATABASE", "sotong"))
-    env.setdefault("SOTONG_NOTIFIER_OUTBOX_PATH", os.environ.get("SOTONG_NOTIFIER_OUTBOX_PATH", str(var / "outbox.jsonl")))
+    env.setdefault(
+        "SOTONG_NOTIFIER_OUTBOX_PATH",
+        os.environ.get("SOTONG_NOTIFIER_OUTBOX_PATH", str(var / "outbox.jsonl")),
+    )
     services = []
     exit_code = 0
     try:
@@ -126,7 +129,10 @@ def cmd_up(_: argparse.Namespace) -> int:
 def _fail(response: httpx.Response) -> int:
     try:
         error = response.json().get("error", {})
-        print(f"error {response.status_code}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
+        print(
+            f"error {response.status_code}: {error.get('code')}: {error.get('message')}",
+            file=sys.stderr,
+        )
     except ValueError:
         print(f"error {response.status_code}: {response.text}", file=sys.stderr)
     return 1
@@ -140,7 +146,9 @@ def cmd_file(args: argparse.Namespace) -> int:
         body["channel_ref"] = args.channel_ref
     if args.service_code:
         body["service_code"] = args.service_code
-    resident = {k: v for k, v in (("name", args.name), ("phone", args.phone), ("email", args.email)) if v}
+    resident = {
+        k: v for k, v in (("name", args.name), ("phone", args.phone), ("email", args.email)) if v
+    }
     if resident:
         body["resident"] = resident
     location = {k: v for k, v in (("address", args.address), ("dong", args.dong)) if v}
@@ -163,9 +171,14 @@ def cmd_file(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     token = args.token or _load_tokens().get(args.complaint_id)
     if not token:
-        print("no tracking token: pass --token (sotong file saves it for complaints it filed)", file=sys.stderr)
+        print(
+            "no tracking token: pass --token (sotong file saves it for complaints it filed)",
+            file=sys.stderr,
+        )
         return 2
-    response = httpx.get(f"{TRACKER_URL}/v1/complaints/{args.complaint_id}", params={"token": token}, timeout=30)
+    response = httpx.get(
+        f"{TRACKER_URL}/v1/complaints/{args.complaint_id}", params={"token": token}, timeout=30
+    )
     if response.status_code != 200:
         return _fail(response)
     view = response.json()
@@ -189,7 +202,10 @@ def cmd_act(args: argparse.Namespace) -> int:
         body["note"] = args.note
     headers = {"X-Api-Key": args.api_key} if args.api_key else {}
     response = httpx.post(
-        f"{INTAKE_URL}/v1/complaints/{args.complaint_id}/commands", json=body, headers=headers, timeout=30
+        f"{INTAKE_URL}/v1/complaints/{args.complaint_id}/commands",
+        json=body,
+        headers=headers,
+        timeout=30,
     )
     if response.status_code != 202:
         return _fail(response)
@@ -198,10 +214,14 @@ def cmd_act(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sotong", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sotong", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("up", help="run the whole platform on the embedded backends").set_defaults(func=cmd_up)
+    sub.add_parser("up", help="run the whole platform on the embedded backends").set_defaults(
+        func=cmd_up
+    )
 
     run = sub.add_parser("run", help="run one service")
     run.add_argument("service", choices=["intake", "routing", "tracker", "notifier"])

@@ -1,7 +1,12 @@
 """Errors say whether trying again can help. The dead-letter middleware decides from that."""
 
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
 from pydantic import ValidationError
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+)
 
 from schemas.events import FieldError
 
@@ -22,7 +27,14 @@ class RetryableError(ProcessingError):
     retryable = True
 
 
-_TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError, TimeoutError, OSError)
+_TRANSIENT = (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+    TimeoutError,
+    OSError,
+)
 
 
 def is_retryable(exc: BaseException) -> bool:

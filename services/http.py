@@ -8,7 +8,13 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.events import FieldError
@@ -67,7 +73,9 @@ def service_app(
     )
 
     @app.middleware("http")
-    async def red_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def red_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         start = time.perf_counter()
         status = 500
         try:
@@ -110,5 +118,3 @@ def service_app(
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     return app
-
-

@@ -68,7 +68,7 @@ class Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(self.env) if self.env is not None else None,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+            preexec_fn=_die_with_parent,
         )
 
     @property
@@ -79,11 +79,15 @@ class Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:
-                raise StartupError(f"{self.name} exited during start-up; see {self.log_path}:\n{self.tail()}")
+                raise StartupError(
+                    f"{self.name} exited during start-up; see {self.log_path}:\n{self.tail()}"
+                )
             if check():
                 return
             time.sleep(0.1)
-        raise StartupError(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}:\n{self.tail()}")
+        raise StartupError(
+            f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}:\n{self.tail()}"
+        )
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -128,10 +132,17 @@ def embedded_mongo(port: int, data_dir: Path, log_dir: Path) -> Child:
     return Child(
         name="mongodb (secantusdb)",
         argv=[
-            sys.executable, "-m", "secantus",
-            "--host", "127.0.0.1", "--port", str(port),
-            "--storage-path", str(data_dir),
-            "--log-level", "WARNING",
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(data_dir),
+            "--log-level",
+            "WARNING",
         ],
         log_path=log_dir / "secantusdb.log",
     )
@@ -147,7 +158,9 @@ def http_ready(url: str) -> Callable[[], bool]:
     return check
 
 
-def start_backends(*, kafka_port: int, mongo_port: int, data_dir: Path, log_dir: Path) -> list[Child]:
+def start_backends(
+    *, kafka_port: int, mongo_port: int, data_dir: Path, log_dir: Path
+) -> list[Child]:
     """Start both embedded servers and wait until they accept connections."""
     for port, what in ((kafka_port, "Kafka"), (mongo_port, "MongoDB")):
         if port_open(port):
@@ -156,7 +169,7 @@ def start_backends(*, kafka_port: int, mongo_port: int, data_dir: Path, log_dir:
     mongo = embedded_mongo(mongo_port, data_dir, log_dir)
     started: list[Child] = []
     try:
-        for child, port in ((kafka, kafka_port), (mongo, mongo_port)):
+        for child in (kafka, mongo):
             child.start()
             started.append(child)
         kafka.wait_until(lambda: port_open(kafka_port), 30)

@@ -1,11 +1,13 @@
 """MongoDB through PyMongo's async API. Clients are made by a service's app, never at import."""
 
+from typing import Any
+
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.settings import MongoSettings
 
-Document = dict[str, object]
+Document = dict[str, Any]
 
 
 def make_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient[Document]:
@@ -17,13 +19,15 @@ def make_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient[D
     )
 
 
-def database(client: AsyncMongoClient[Document], settings: MongoSettings) -> AsyncDatabase[Document]:
+def database(
+    client: AsyncMongoClient[Document], settings: MongoSettings
+) -> AsyncDatabase[Document]:
     return client[settings.database]
 
 
 async def ping(client: AsyncMongoClient[Document]) -> bool:
     try:
         await client.admin.command("ping")
-    except Exception:  # noqa: BLE001 - readiness answers yes or no
+    except Exception:
         return False
     return True

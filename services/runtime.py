@@ -7,7 +7,6 @@ which each service's FastAPI lifespan enters.
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
@@ -60,16 +59,21 @@ class Runtime:
     def source(self) -> str:
         return f"/sotong/{self.service}"
 
-    def subscriber(self, *topic_names: str, group: str | None = None, **kwargs: object) -> Any:
+    def subscriber(
+        self, *topic_names: str, group: str | None = None, **kwargs: object
+    ) -> Callable[[Callable[..., Awaitable[None]]], object]:
         """An at-least-once subscriber. Each gets its own consumer group, named
         ``sotong-SERVICE`` or ``sotong-SERVICE-GROUP``, so scaling out a service shares
         each topic's partitions between its processes."""
         group_id = f"sotong-{self.service}" + (f"-{group}" if group else "")
-        return broker_kit.subscriber(
+        decorator: Callable[[Callable[..., Awaitable[None]]], object] = broker_kit.subscriber(
             self.broker, self.settings.kafka, *topic_names, group_id=group_id, **kwargs
         )
+        return decorator
 
-    async def publish(self, topic: str, event: KeyedEvent, correlation_id: str | None = None) -> None:
+    async def publish(
+        self, topic: str, event: KeyedEvent, correlation_id: str | None = None
+    ) -> None:
         await broker_kit.publish_event(
             self.broker,
             self.settings.kafka,

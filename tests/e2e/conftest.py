@@ -1,0 +1,130 @@
+"""The whole platform as separate processes on the real backends, driven over HTTP and Kafka."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services import localstack
+from services.localstack import ServiceProcess
+from tests.conftest import Backends
+
+
+@dataclass
+class Stack:
+    backends: Backends
+    services: dict[str, ServiceProcess]
+    outbox: Path
+    topic_prefix: str
+    database: str
+
+    @property
+    def intake(self) -> str:
+        return self.services["intake"].url
+
+    @property
+    def tracker(self) -> str:
+        return self.services["tracker"].url
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+    def outbox_lines(self, complaint_id: str | None = None) -> list[dict[str, Any]]:
+        if not self.outbox.exists():
+            return []
+        lines = [
+            json.loads(line)
+            for line in self.outbox.read_text(encoding="utf-8").splitlines()
+            if line
+        ]
+        return [x for x in lines if complaint_id is None or x["complaint_id"] == complaint_id]
+
+
+@pytest.fixture(scope="module")
+def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    suffix = root.name.replace("-", "_")[-16:]
+    prefix, database = f"e2e{suffix}.", f"e2e_{suffix}"
+    env = backends.env(database=database, topic_prefix=prefix) | {
+        "SOTONG_NOTIFIER_OUTBOX_PATH": str(root / "outbox.jsonl"),
+        "SOTONG_RETRY_INITIAL_BACKOFF_SECONDS": "0.1",
+        "SOTONG_RETRY_MAX_BACKOFF_SECONDS": "1",
+        "SOTONG_INTAKE_RELAY_INTERVAL_SECONDS": "0.5",
+        "SOTONG_ROUTING_RELAY_INTERVAL_SECONDS": "0.5",
+    }
+    services = localstack.start_services(env, root / "logs")
+    try:
+        yield Stack(backends, services, root / "outbox.jsonl", prefix, database)
+    finally:
+        for proc in services.values():
+            proc.child.stop()
+
+
+async def eventually(
+    probe: Callable[[], Any],
+    *,
+    within: float = 60.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> Any:
+    """Poll until probe() returns something truthy (awaiting it if needed)."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+async def read_topic(
+    stack: Stack, topic: str, *, key: str | None = None, min_count: int = 1, within: float = 30.0
+) -> list[dict[str, Any]]:
+    """Everything on a topic (optionally for one key), read from the start by a fresh group."""
+    consumer = AIOKafkaConsumer(
+        stack.topic(topic),
+        bootstrap_servers=stack.backends.kafka_bootstrap,
+        group_id=f"probe-{time.monotonic_ns()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and len(found) < min_count:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    if key is None or (record.key or b"").decode() == key:
+                        found.append(
+                            {"value": json.loads(record.value), "headers": dict(record.headers)}
+                        )
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def produce(stack: Stack, topic: str, value: bytes, key: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.backends.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(stack.topic(topic), value, key=key.encode())
+    finally:
+        await producer.stop()

@@ -1,0 +1,221 @@
+"""One complaint through intake, routing, tracker and notifier on real servers over TCP."""
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from schemas import topics
+from tests.e2e.conftest import Stack, eventually, produce, read_topic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+STEPS = ["received", "assigned", "handler_assigned", "site_check", "reviewing", "resolved"]
+
+
+async def file(http: httpx.AsyncClient, stack: Stack, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "channel": "web",
+        "body": "이불이랑 매트리스 버리려면 어떻게 해요? 스티커 어디서 사요",
+        "resident": {"name": "홍길동", "phone": "010-1234-5678"},
+        "location": {"address": "인천 서구 청라대로 1", "dong": "청라2동"},
+    } | overrides
+    response = await http.post(f"{stack.intake}/v1/complaints", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def view(
+    http: httpx.AsyncClient, stack: Stack, filed: dict[str, Any]
+) -> dict[str, Any] | None:
+    response = await http.get(
+        f"{stack.tracker}/v1/complaints/{filed['complaint_id']}",
+        params={"token": filed["tracking_token"]},
+    )
+    return dict(response.json()) if response.status_code == 200 else None
+
+
+async def state_is(
+    http: httpx.AsyncClient, stack: Stack, filed: dict[str, Any], state: str
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        current = await view(http, stack, filed)
+        return current if current and current["state"] == state else None
+
+    result: dict[str, Any] = await eventually(probe, what=f"state {state}")
+    return result
+
+
+async def act(
+    http: httpx.AsyncClient, stack: Stack, complaint_id: str, action: str, note: str | None = None
+) -> str:
+    body = {"action": action} | ({"note": note} if note else {})
+    response = await http.post(f"{stack.intake}/v1/complaints/{complaint_id}/commands", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["command_id"])
+
+
+async def test_a_complaint_goes_from_filing_to_resolved(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    filed = await file(http, stack)
+    assert len(filed["receipt_number"]) == len("YYMMDD-NNNNNN")
+    assert len(filed["tracking_token"]) >= 32
+
+    assigned = await state_is(http, stack, filed, "handler_assigned")
+    assert assigned["department"]["code"] == "resource-circulation"
+    assert assigned["handler"]["name"]
+    assert assigned["handler"]["office_phone"].startswith("032-")
+
+    await act(http, stack, filed["complaint_id"], "start_site_check", "현장 방문 예정")
+    await state_is(http, stack, filed, "site_check")
+    await act(http, stack, filed["complaint_id"], "start_review")
+    await state_is(http, stack, filed, "reviewing")
+    await act(http, stack, filed["complaint_id"], "resolve", "대형폐기물 스티커 안내 후 수거 완료")
+    final = await state_is(http, stack, filed, "resolved")
+
+    assert [entry["state"] for entry in final["timeline"]] == STEPS
+    assert [entry["sequence"] for entry in final["timeline"]] == [1, 2, 3, 4, 5, 6]
+    assert final["timeline"][-1]["note"] == "대형폐기물 스티커 안내 후 수거 완료"
+    assert "홍길동" not in json.dumps(final, ensure_ascii=False)
+    assert "010-1234-5678" not in json.dumps(final)
+
+    lines = await eventually(
+        lambda: (x := stack.outbox_lines(filed["complaint_id"])) and len(x) >= 6 and x,
+        what="six outbox messages",
+    )
+    assert [line["state"] for line in lines] == STEPS
+    assert all(filed["receipt_number"] in line["text"] for line in lines)
+    texts = [line["text"] for line in lines]
+    assert "접수" in texts[0]
+    assert "자원순환과로 배정" in texts[1]
+    assert assigned["handler"]["name"] in texts[2]
+    assert "현장 확인 중" in texts[3]
+    assert "심사 중" in texts[4]
+    assert "처리 완료" in texts[5]
+    assert all("010-1234-5678" not in json.dumps(line) for line in lines)
+
+    outcomes = await eventually(
+        lambda: _outcomes(http, stack, filed), what="six notification outcomes in the timeline"
+    )
+    assert {o["outcome"] for o in outcomes} == {"sent"}
+
+
+async def _outcomes(
+    http: httpx.AsyncClient, stack: Stack, filed: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    current = await view(http, stack, filed)
+    if current and len(current.get("notifications", [])) >= 6:
+        return list(current["notifications"])
+    return None
+
+
+async def test_resubmitting_the_same_channel_reference_files_once(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    ref = f"kakao-{uuid.uuid4()}"
+    first = await file(http, stack, channel="kakao", channel_ref=ref)
+    again = await http.post(
+        f"{stack.intake}/v1/complaints",
+        json={"channel": "kakao", "channel_ref": ref, "body": "이불 버리는 법 알려주세요"},
+    )
+    assert again.status_code == 200
+    assert again.json()["complaint_id"] == first["complaint_id"]
+    assert again.json()["tracking_token"] == first["tracking_token"]
+    assert again.json()["duplicate"] is True
+    current = await state_is(http, stack, first, "handler_assigned")
+    assert [e["state"] for e in current["timeline"]] == STEPS[:3]
+    filed_events = await read_topic(stack, topics.FILED, key=first["complaint_id"])
+    assert len({e["value"]["event_id"] for e in filed_events}) == 1
+
+
+async def test_invalid_http_input_names_each_field(stack: Stack, http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        f"{stack.intake}/v1/complaints",
+        json={"channel": "fax", "resident": {"phone": "12345"}},
+    )
+    assert response.status_code == 422
+    fields = {f["field"] for f in response.json()["error"]["fields"]}
+    assert fields == {"channel", "body", "resident.phone"}
+    assert "12345" not in response.text
+
+
+async def test_invalid_kafka_submission_is_dead_lettered_with_reasons(stack: Stack) -> None:
+    key = f"bad-{uuid.uuid4()}"
+    await produce(stack, topics.SUBMISSIONS, b'{"channel": "web", "title": "no body"}', key)
+    await produce(stack, topics.SUBMISSIONS, b"not json at all", key)
+    letters = await read_topic(stack, topics.DEAD_LETTER, key=key, min_count=2, within=60)
+    assert len(letters) == 2
+    by_reason = {letter["value"]["reason"] for letter in letters}
+    assert any("body" in reason for reason in by_reason)
+    assert all(
+        letter["value"]["original_topic"] == stack.topic(topics.SUBMISSIONS) for letter in letters
+    )
+    assert all(
+        letter["headers"]["ce_type"] == b"kr.go.sotong.sotong.dead_lettered" for letter in letters
+    )
+
+
+async def test_a_valid_kafka_submission_is_filed(stack: Stack, http: httpx.AsyncClient) -> None:
+    ref = f"chatbot-{uuid.uuid4()}"
+    payload = {
+        "channel": "chatbot",
+        "channel_ref": ref,
+        "body": "집앞에 차좀 빼주세요 며칠째 주차돼있어요",
+        "location": {"dong": "가정1동"},
+    }
+    await produce(stack, topics.SUBMISSIONS, json.dumps(payload).encode(), ref)
+    await produce(stack, topics.SUBMISSIONS, json.dumps(payload).encode(), ref)
+    filed = await read_topic(stack, topics.FILED, min_count=1, within=60)
+    mine = [f for f in filed if f["value"].get("channel_ref") == ref]
+    assert len({f["value"]["complaint_id"] for f in mine}) == 1
+
+
+async def test_illegal_commands_change_nothing_and_say_why(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    filed = await file(http, stack)
+    await state_is(http, stack, filed, "handler_assigned")
+    no_result = await act(http, stack, filed["complaint_id"], "resolve")
+    unknown_id = f"no-such-{uuid.uuid4()}"
+    unknown = await act(http, stack, unknown_id, "start_review")
+
+    rejections = await read_topic(stack, topics.REJECTIONS, key=filed["complaint_id"])
+    assert rejections[0]["value"]["command_id"] == no_result
+    assert rejections[0]["value"]["code"] == "result_required"
+    assert rejections[0]["value"]["reason_ko"]
+    unknown_rejections = await read_topic(stack, topics.REJECTIONS, key=unknown_id)
+    assert unknown_rejections[0]["value"]["command_id"] == unknown
+    assert unknown_rejections[0]["value"]["code"] == "unknown_complaint"
+
+    current = await eventually(
+        lambda: _with_rejection(http, stack, filed), what="the rejection in the tracker"
+    )
+    assert current["state"] == "handler_assigned"
+    assert [e["state"] for e in current["timeline"]] == STEPS[:3]
+
+
+async def _with_rejection(
+    http: httpx.AsyncClient, stack: Stack, filed: dict[str, Any]
+) -> dict[str, Any] | None:
+    current = await view(http, stack, filed)
+    return current if current and current.get("rejections") else None
+
+
+async def test_wrong_token_and_unknown_id_look_the_same(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    filed = await file(http, stack)
+    await state_is(http, stack, filed, "handler_assigned")
+    wrong = await http.get(
+        f"{stack.tracker}/v1/complaints/{filed['complaint_id']}", params={"token": "x" * 32}
+    )
+    unknown = await http.get(
+        f"{stack.tracker}/v1/complaints/{uuid.uuid4()}", params={"token": "x" * 32}
+    )
+    missing = await http.get(f"{stack.tracker}/v1/complaints/{filed['complaint_id']}")
+    assert wrong.status_code == unknown.status_code == 404
+    assert wrong.json() == unknown.json()
+    assert missing.status_code == 404

@@ -1,0 +1,166 @@
+"""routing's handlers against the real MongoDB-wire server, with a recording publisher."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pymongo.asynchronous.database import AsyncDatabase
+
+from routing.catalogue import Catalogue
+from routing.lifecycle import Lifecycle
+from routing.service import Routing, RoutingMetrics
+from routing.store import RoutingStore
+from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas.commands import ResolveComplaint, StartReview, StartSiteCheck
+from schemas.common import Location, Resident
+from services.mongo import Document
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.fail_next = 0
+
+    async def __call__(
+        self, topic: str, event: ComplaintStatusChanged | CommandRejected, _: str | None
+    ) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("broker unreachable")
+        self.sent.append((topic, event))
+
+    def lifecycle(self, complaint_id: str) -> list[ComplaintStatusChanged]:
+        return [e for t, e in self.sent if t == topics.LIFECYCLE and e.complaint_id == complaint_id]
+
+
+@pytest.fixture
+async def routing(mongo_db: AsyncDatabase[Document]) -> tuple[Routing, Recorder]:
+    store = RoutingStore(mongo_db)
+    await store.ensure_indexes()
+    recorder = Recorder()
+    duplicates: list[str] = []
+    service = Routing(
+        store=store,
+        catalogue=Catalogue.load(),
+        lifecycle=Lifecycle(),
+        publish=recorder,
+        metrics=RoutingMetrics(CollectorRegistry()),
+        on_duplicate=duplicates.append,
+    )
+    return service, recorder
+
+
+def filed(
+    complaint_id: str, body: str = "이불 버리려면 어떻게 해요", dong: str = "청라2동"
+) -> ComplaintFiled:
+    return ComplaintFiled(
+        complaint_id=complaint_id,
+        receipt_number="261125-000001",
+        tracking_token_hash="0" * 64,
+        channel="web",
+        resident=Resident(name="홍길동"),
+        body=body,
+        location=Location(dong=dong),
+        submitted_at=datetime.now(UTC),
+    )
+
+
+async def test_filing_routes_and_assigns_in_three_events(routing: tuple[Routing, Recorder]) -> None:
+    service, recorder = routing
+    await service.on_filed(filed("c1"))
+    events = recorder.lifecycle("c1")
+    assert [(e.sequence, e.to_state.value) for e in events] == [
+        (1, "received"),
+        (2, "assigned"),
+        (3, "handler_assigned"),
+    ]
+    assert events[1].department == "resource-circulation"
+    assert events[1].auto_routed is True
+    assert events[2].handler is not None
+    assert "청라2동" in next(
+        h.areas
+        for h in service.catalogue.rosters["resource-circulation"]
+        if h.handler_id == events[2].handler.handler_id
+    )
+
+
+async def test_the_same_filed_event_twice_changes_nothing(
+    routing: tuple[Routing, Recorder],
+) -> None:
+    service, recorder = routing
+    event = filed("c2")
+    await service.on_filed(event)
+    await service.on_filed(event)
+    assert len(recorder.lifecycle("c2")) == 3
+
+
+async def test_commands_move_the_complaint_once_each(routing: tuple[Routing, Recorder]) -> None:
+    service, recorder = routing
+    await service.on_filed(filed("c3"))
+    site = StartSiteCheck(complaint_id="c3")
+    await service.on_command(site)
+    await service.on_command(site)
+    await service.on_command(StartReview(complaint_id="c3"))
+    await service.on_command(ResolveComplaint(complaint_id="c3", note="처리함"))
+    states = [e.to_state.value for e in recorder.lifecycle("c3")]
+    assert states == [
+        "received",
+        "assigned",
+        "handler_assigned",
+        "site_check",
+        "reviewing",
+        "resolved",
+    ]
+    assert [e.sequence for e in recorder.lifecycle("c3")] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_illegal_and_unknown_commands_are_rejected_with_reasons(
+    routing: tuple[Routing, Recorder],
+) -> None:
+    service, recorder = routing
+    await service.on_filed(filed("c4"))
+    bad = ResolveComplaint(complaint_id="c4")
+    await service.on_command(bad)
+    await service.on_command(StartReview(complaint_id="nope"))
+    rejections = [e for t, e in recorder.sent if t == topics.REJECTIONS]
+    assert [(r.complaint_id, r.code) for r in rejections] == [
+        ("c4", "result_required"),
+        ("nope", "unknown_complaint"),
+    ]
+    assert rejections[0].command_id == bad.event_id
+    assert len(recorder.lifecycle("c4")) == 3
+    stored = await service.store.get("c4")
+    assert stored is not None
+    assert stored.state.value == "handler_assigned"
+
+
+async def test_a_crash_before_publishing_leaves_the_events_to_the_relay(
+    routing: tuple[Routing, Recorder],
+) -> None:
+    service, recorder = routing
+    recorder.fail_next = 1
+    with pytest.raises(ConnectionError):
+        await service.on_filed(filed("c5"))
+    assert recorder.lifecycle("c5") == []
+    for record in await service.store.pending_outboxes():
+        await service.flush(record)
+    events = recorder.lifecycle("c5")
+    assert [e.sequence for e in events] == [1, 2, 3]
+    await service.on_filed(filed("c5"))  # the redelivery after the crash
+    assert [e.event_id for e in recorder.lifecycle("c5")] == [e.event_id for e in events]
+    assert await service.store.pending_outboxes() == []
+
+
+async def test_loads_spread_complaints_and_survive_in_the_store(
+    routing: tuple[Routing, Recorder],
+) -> None:
+    service, _recorder = routing
+    for i in range(3):
+        await service.on_filed(filed(f"load{i}", body="가로등이 고장났어요", dong="연희동"))
+    loads = await service.store.loads("roads")
+    assert sum(load.open for load in loads.values()) == 3
+    await service.on_command(ResolveComplaint(complaint_id="load0", note="교체함"))
+    loads = await service.store.loads("roads")
+    assert sum(load.open for load in loads.values()) == 2
+    assert sum(load.total for load in loads.values()) == 3

@@ -1,0 +1,56 @@
+import pytest
+
+from routing.lifecycle import TRANSITIONS, Lifecycle, Refusal
+from schemas.states import ComplaintState as S
+
+
+@pytest.fixture(scope="module")
+def lifecycle() -> Lifecycle:
+    return Lifecycle()
+
+
+def test_the_happy_path_reaches_resolved(lifecycle: Lifecycle) -> None:
+    state = S.RECEIVED
+    for trigger in ["assign", "assign_handler", "start_site_check", "start_review"]:
+        state = lifecycle.fire(state, trigger).to_state
+    change = lifecycle.fire(state, "resolve", note="수거 완료")
+    assert (change.from_state, change.to_state, change.trigger) == (
+        S.REVIEWING,
+        S.RESOLVED,
+        "resolve",
+    )
+
+
+@pytest.mark.parametrize("state", [S.RECEIVED, S.ASSIGNED])
+def test_resolve_before_a_handler_exists_is_refused(lifecycle: Lifecycle, state: S) -> None:
+    with pytest.raises(Refusal) as refused:
+        lifecycle.fire(state, "resolve", note="결과")
+    assert refused.value.code == "illegal_transition"
+    assert refused.value.reason_ko
+
+
+def test_resolve_needs_a_result_text(lifecycle: Lifecycle) -> None:
+    for note in (None, "", "   "):
+        with pytest.raises(Refusal) as refused:
+            lifecycle.fire(S.REVIEWING, "resolve", note=note)
+        assert refused.value.code == "result_required"
+
+
+def test_unknown_triggers_and_auto_transitions_do_not_exist(lifecycle: Lifecycle) -> None:
+    with pytest.raises(Refusal) as refused:
+        lifecycle.fire(S.RECEIVED, "to_resolved")
+    assert refused.value.code == "unknown_action"
+
+
+def test_no_model_is_left_behind(lifecycle: Lifecycle) -> None:
+    lifecycle.fire(S.RECEIVED, "assign")
+    with pytest.raises(Refusal):
+        lifecycle.fire(S.RECEIVED, "resolve", note="x")
+    assert lifecycle.machine.models == []
+
+
+def test_every_department_action_is_a_trigger(lifecycle: Lifecycle) -> None:
+    from schemas import DepartmentAction
+
+    assert {a.value for a in DepartmentAction} <= set(lifecycle.triggers())
+    assert all(t["dest"] in S for t in TRANSITIONS)
