@@ -4,12 +4,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 
 from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from routing.catalogue import Catalogue
+from routing.deadlines import calendar
 from routing.lifecycle import Lifecycle
 from routing.service import Routing, RoutingMetrics
 from routing.store import RoutingStore
@@ -25,6 +27,10 @@ class RoutingSettings(ServiceSettings):
 
     http_port: int = 8002
     relay_interval_seconds: float = Field(default=2.0, gt=0)
+    extra_holidays: list[date] = Field(
+        default_factory=list,
+        description="Temporary public holidays (임시공휴일) as a JSON list of dates.",
+    )
 
 
 def create_app(settings: RoutingSettings | None = None) -> FastAPI:
@@ -43,6 +49,7 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
         lifecycle=Lifecycle(),
         publish=publish,
         metrics=RoutingMetrics(runtime.registry),
+        calendar=calendar(settings.extra_holidays),
         on_duplicate=lambda topic: runtime.metrics.duplicates.labels("routing", topic).inc(),
     )
 

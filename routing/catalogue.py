@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from routing.deadlines import Period
 from schemas.events import HandlerRef
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -21,6 +22,13 @@ class Department(BaseModel):
     supervisor: HandlerRef
     service_codes: tuple[str, ...]
     keywords: tuple[str, ...]
+    default_kind: str = "grievance"
+    service_code_kinds: dict[str, str] = Field(default_factory=dict)
+
+    def period(self, service_code: str | None) -> Period:
+        """The legal processing period for a complaint of this department."""
+        kind = self.service_code_kinds.get(service_code or "", self.default_kind)
+        return Period.parse(kind)
 
 
 class Handler(BaseModel):
@@ -57,6 +65,9 @@ class Catalogue:
         unknown = set(rosters) - set(departments)
         if unknown:
             raise ValueError(f"rosters for unknown departments: {sorted(unknown)}")
+        for dept in departments.values():
+            for kind in (dept.default_kind, *dept.service_code_kinds.values()):
+                Period.parse(kind)  # a bad period in the data fails at start-up, not later
         general = str(raw["general_desk"])
         if general not in departments:
             raise ValueError(f"general desk {general!r} is not a department")

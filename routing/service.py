@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from routing.assignment import choose_handler
 from routing.catalogue import Catalogue, classify
+from routing.deadlines import WorkingCalendar
 from routing.lifecycle import Change, Lifecycle, Refusal
 from routing.store import RoutingRecord, RoutingStore
 from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
@@ -60,8 +61,10 @@ class Routing:
         publish: Publish,
         metrics: RoutingMetrics,
         on_duplicate: Callable[[str], None],
+        calendar: WorkingCalendar,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self.calendar = calendar
         self.store = store
         self.catalogue = catalogue
         self.lifecycle = lifecycle
@@ -93,6 +96,7 @@ class Routing:
             "actor": "routing",
             "caused_by": filed.event_id,
             "occurred_at": now,
+            "due_at": self.calendar.due(filed.occurred_at, dept.period(filed.service_code)),
         }
         received = ComplaintStatusChanged(
             sequence=1, from_state=None, to_state=ComplaintState.RECEIVED, trigger="file", **common

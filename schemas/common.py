@@ -1,9 +1,10 @@
 """Value objects shared by several messages."""
 
+import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 
@@ -33,14 +34,23 @@ class Location(WireModel):
     coordinates: Coordinates | None = None
 
 
-PHONE_PATTERN = r"^0\d{1,2}-?\d{3,4}-?\d{4}$"
+PHONE_PATTERN = re.compile(r"^0\d{1,2}-?\d{3,4}-?\d{4}$")
+
+
+def _korean_phone(value: str) -> str:
+    if not PHONE_PATTERN.match(value):
+        raise ValueError("must be a Korean phone number such as 010-1234-5678")
+    return value
+
+
+KoreanPhone = Annotated[Text, AfterValidator(_korean_phone)]
 
 
 class Resident(WireModel):
     """Who filed. Personal data: never logged, never a metric label, masked in public views."""
 
     name: Annotated[Text, Field(min_length=1, max_length=50)] | None = None
-    phone: Annotated[Text, Field(pattern=PHONE_PATTERN)] | None = Field(
+    phone: KoreanPhone | None = Field(
         default=None, description="Korean phone number, e.g. 010-1234-5678"
     )
     email: Annotated[Text, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (

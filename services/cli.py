@@ -213,6 +213,24 @@ def cmd_act(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_due(args: argparse.Namespace) -> int:
+    from datetime import date, datetime
+
+    from routing.deadlines import KST, Period, calendar
+
+    try:
+        period = Period.parse(args.kind)
+        received = datetime.fromisoformat(args.received_at)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=KST)
+    extra = [date.fromisoformat(d) for d in args.holiday]
+    print(calendar(extra).due(received, period).isoformat())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sotong", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -254,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--actor", default="department")
     act.add_argument("--api-key", default=os.environ.get("SOTONG_API_KEY"))
     act.set_defaults(func=cmd_act)
+
+    due = sub.add_parser("due", help="the legal due time of a complaint")
+    due.add_argument(
+        "kind", help="other, inquiry, inquiry-law, proposal, grievance, or 3h, 5d, 20d"
+    )
+    due.add_argument("received_at", help="ISO 8601; without an offset it is Korean time")
+    due.add_argument(
+        "--holiday", action="append", default=[], help="a temporary holiday (YYYY-MM-DD)"
+    )
+    due.set_defaults(func=cmd_due)
     return parser
 
 

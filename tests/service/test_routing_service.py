@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from routing.catalogue import Catalogue
+from routing.deadlines import calendar
 from routing.lifecycle import Lifecycle
 from routing.service import Routing, RoutingMetrics
 from routing.store import RoutingStore
@@ -46,6 +47,7 @@ async def routing(mongo_db: AsyncDatabase[Document]) -> tuple[Routing, Recorder]
         lifecycle=Lifecycle(),
         publish=recorder,
         metrics=RoutingMetrics(CollectorRegistry()),
+        calendar=calendar(),
         on_duplicate=duplicates.append,
     )
     return service, recorder
@@ -75,6 +77,7 @@ async def test_filing_routes_and_assigns_in_three_events(routing: tuple[Routing,
         (2, "assigned"),
         (3, "handler_assigned"),
     ]
+    assert all(e.due_at == events[0].due_at and e.due_at is not None for e in events)
     assert events[1].department == "resource-circulation"
     assert events[1].auto_routed is True
     assert events[2].handler is not None
