@@ -5,6 +5,7 @@ sotong run SERVICE             one service (intake, routing, tracker, notifier)
 sotong file --body TEXT ...    file a complaint through intake
 sotong status ID               a complaint's state and timeline from tracker
 sotong act ID ACTION           a department command (start_site_check, start_review, resolve)
+sotong due KIND RECEIVED_AT    the legal due time (민원 처리기간) of a complaint
 """
 
 import argparse
