@@ -14,13 +14,9 @@ from pydantic import Field, TypeAdapter
 from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, NotificationOutcome
 from schemas.events import HandlerRef
 
-TrackedEvent = Annotated[
-    ComplaintFiled | ComplaintStatusChanged | CommandRejected | NotificationOutcome,
-    Field(discriminator="event_type"),
-]
-TRACKED_EVENT: TypeAdapter[
-    ComplaintFiled | ComplaintStatusChanged | CommandRejected | NotificationOutcome
-] = TypeAdapter(TrackedEvent)
+AnyTracked = ComplaintFiled | ComplaintStatusChanged | CommandRejected | NotificationOutcome
+TrackedEvent = Annotated[AnyTracked, Field(discriminator="event_type")]
+TRACKED_EVENT: TypeAdapter[AnyTracked] = TypeAdapter(TrackedEvent)
 
 ReadModel = dict[str, Any]
 Timed = TypeVar("Timed", NotificationOutcome, CommandRejected)
@@ -116,6 +112,8 @@ def _handler(handler: HandlerRef | None) -> dict[str, str] | None:
         "name": handler.name,
         "office_phone": handler.office_phone,
     }
+
+
 def _timeline_entry(change: ComplaintStatusChanged) -> ReadModel:
     return {
         "event_id": change.event_id,

@@ -5,6 +5,7 @@ duplicate key and changes nothing. The read model is never patched: it is rebuil
 all of the complaint's stored events and replaced, so it cannot drift from the log.
 """
 
+import contextlib
 from datetime import datetime
 
 from pymongo import ASCENDING, IndexModel
@@ -85,14 +86,12 @@ class TrackerStore:
         writer that lost the race finds a duplicate ``_id`` on upsert and stops.
         """
         model = project(await self.history(complaint_id))
-        try:
+        with contextlib.suppress(DuplicateKeyError):
             await self.complaints.replace_one(
                 {"_id": complaint_id, "event_count": {"$lt": model["event_count"]}},
                 model,
                 upsert=True,
             )
-        except DuplicateKeyError:
-            pass
 
     async def read_model(self, complaint_id: str) -> ReadModel | None:
         return await self.complaints.find_one({"_id": complaint_id})
