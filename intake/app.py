@@ -5,19 +5,21 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Path, Response
+from fastapi import Body, FastAPI, Header, Path, Response
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
+from intake.keys import ApiKeys
 from intake.store import RELAY_GRACE, FiledRecord, ReceiptCollision, SubmissionStore
 from schemas import ComplaintSubmitted, DepartmentAction, topics
-from schemas.commands import COMMAND_ADAPTER
+from schemas.commands import COMMAND_ADAPTER, RESIDENT, ResidentAction
 from schemas.events import utcnow
-from services.http import service_app
+from services.errors import field_errors
+from services.http import ApiError, service_app
 from services.logs import bound
 from services.runtime import Runtime
 from services.settings import ServiceSettings
@@ -30,6 +32,10 @@ class IntakeSettings(ServiceSettings):
 
     http_port: int = 8001
     relay_interval_seconds: float = Field(default=2.0, gt=0)
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Department code → API key, as JSON. Without keys no command is accepted.",
+    )
 
 
 class FiledResponse(BaseModel):
@@ -40,17 +46,35 @@ class FiledResponse(BaseModel):
 
 
 class CommandRequest(BaseModel):
+    """A department's command. Which fields an action needs is checked per action."""
+
     model_config = ConfigDict(extra="forbid")
 
     action: DepartmentAction
+    note: str | None = Field(default=None, max_length=2000, description="Result, reason or remark.")
+    to_department: str | None = Field(
+        default=None, description="transfer: the receiving department."
+    )
+    new_due_at: AwareDatetime | None = Field(default=None, description="extend: the new due time.")
+    resident_consent: bool | None = Field(default=None, description="extend: consent recorded.")
+    remedy: str | None = Field(default=None, max_length=1000, description="reject: the remedy.")
+    handler_id: str | None = Field(default=None, description="reassign: a specific handler.")
+
+
+class ResidentRequest(BaseModel):
+    """What a resident may do with their own complaint, proven by the tracking token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: ResidentAction
+    token: str = Field(min_length=1, max_length=200)
     note: str | None = Field(default=None, max_length=2000)
-    actor: str = Field(default="department", min_length=1, max_length=64)
 
 
 class CommandAccepted(BaseModel):
     command_id: str
     complaint_id: str
-    action: DepartmentAction
+    action: str
 
 
 class Intake:
@@ -178,20 +202,54 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             duplicate=duplicate,
         )
 
+    keys = ApiKeys(settings.api_keys)
+    if not settings.api_keys:
+        log.warning("no department API keys configured: every command will be refused")
+
+    async def publish_command(fields: dict[str, Any]) -> CommandAccepted:
+        try:
+            command = COMMAND_ADAPTER.validate_python(fields)
+        except ValidationError as exc:
+            fields_ = field_errors(exc)
+            message = "; ".join(f"{f.field}: {f.reason}" for f in fields_)
+            raise ApiError(422, "invalid_request", message) from exc
+        await runtime.publish(topics.COMMANDS, command, correlation_id=command.event_id)
+        return CommandAccepted(
+            command_id=command.event_id, complaint_id=command.complaint_id, action=command.action
+        )
+
     @app.post(
         "/v1/complaints/{complaint_id}/commands", status_code=202, response_model=CommandAccepted
     )
     async def send_command(
         complaint_id: Annotated[str, Path(min_length=1, max_length=64)],
         request: Annotated[CommandRequest, Body()],
+        x_api_key: Annotated[str | None, Header()] = None,
     ) -> CommandAccepted:
-        """Publish a department command; routing decides if it is legal (complaint.rejections)."""
-        command = COMMAND_ADAPTER.validate_python(
-            {"complaint_id": complaint_id, **request.model_dump(exclude_none=True)}
-        )
-        await runtime.publish(topics.COMMANDS, command, correlation_id=command.event_id)
-        return CommandAccepted(
-            command_id=command.event_id, complaint_id=complaint_id, action=request.action
-        )
+        """Publish a department command, acting as the department the API key belongs to.
+
+        routing decides whether it is legal (only the responsible department may act);
+        a refusal appears on ``complaint.rejections`` and in the tracker view.
+        """
+        department = keys.department(x_api_key)
+        if department is None:
+            raise ApiError(401, "unauthorized", "a valid X-Api-Key header is required")
+        fields = request.model_dump(exclude_none=True)
+        return await publish_command(fields | {"complaint_id": complaint_id, "actor": department})
+
+    @app.post(
+        "/v1/complaints/{complaint_id}/resident-actions",
+        status_code=202,
+        response_model=CommandAccepted,
+    )
+    async def resident_action(
+        complaint_id: Annotated[str, Path(min_length=1, max_length=64)],
+        request: Annotated[ResidentRequest, Body()],
+    ) -> CommandAccepted:
+        """The resident answers a 보완 요청, withdraws (취하) or reopens (재민원) a complaint."""
+        if not await store.token_matches(complaint_id, request.token):
+            raise ApiError(404, "not_found", "no such complaint")
+        fields = request.model_dump(exclude_none=True, exclude={"token"})
+        return await publish_command(fields | {"complaint_id": complaint_id, "actor": RESIDENT})
 
     return app

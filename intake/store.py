@@ -6,6 +6,7 @@ it for the relay (or the channel's retry) to publish again: same event id, so
 downstream consumers see a duplicate, not a second complaint.
 """
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -84,6 +85,12 @@ class SubmissionStore:
                 raise ReceiptCollision from exc
             return None
         return FiledRecord(filed=filed, tracking_token=tracking_token, published=False)
+
+    async def token_matches(self, complaint_id: str, token: str) -> bool:
+        doc = await self.col.find_one({"_id": complaint_id}, projection={"tracking_token": 1})
+        if doc is None:
+            return False
+        return hmac.compare_digest(str(doc["tracking_token"]).encode(), token.encode())
 
     async def mark_published(self, complaint_id: str) -> None:
         await self.col.update_one({"_id": complaint_id}, {"$set": {"published": True}})

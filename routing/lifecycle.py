@@ -12,19 +12,66 @@ from transitions import EventData, Machine, MachineError
 
 from schemas.states import ComplaintState as S
 
+_WORKING = [S.HANDLER_ASSIGNED, S.SITE_CHECK, S.REVIEWING]
+_HELD = [S.ASSIGNED, *_WORKING, S.INFO_REQUESTED]
+
 TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "assign", "source": S.RECEIVED, "dest": S.ASSIGNED},
     {"trigger": "assign_handler", "source": S.ASSIGNED, "dest": S.HANDLER_ASSIGNED},
     {"trigger": "start_site_check", "source": S.HANDLER_ASSIGNED, "dest": S.SITE_CHECK},
     {"trigger": "start_review", "source": [S.HANDLER_ASSIGNED, S.SITE_CHECK], "dest": S.REVIEWING},
+    {"trigger": "resolve", "source": _WORKING, "dest": S.RESOLVED, "conditions": "has_result"},
     {
-        "trigger": "resolve",
-        "source": [S.HANDLER_ASSIGNED, S.SITE_CHECK, S.REVIEWING],
-        "dest": S.RESOLVED,
-        "conditions": "has_result",
+        "trigger": "transfer",
+        "source": _HELD,
+        "dest": S.ASSIGNED,
+        "conditions": ["has_reason", "is_other_department"],
+    },
+    {
+        "trigger": "request_info",
+        "source": _WORKING,
+        "dest": S.INFO_REQUESTED,
+        "conditions": "has_reason",
+    },
+    {
+        "trigger": "provide_info",
+        "source": S.INFO_REQUESTED,
+        "dest": S.HANDLER_ASSIGNED,
+        "conditions": "resumes_handler_assigned",
+    },
+    {
+        "trigger": "provide_info",
+        "source": S.INFO_REQUESTED,
+        "dest": S.SITE_CHECK,
+        "conditions": "resumes_site_check",
+    },
+    {
+        "trigger": "provide_info",
+        "source": S.INFO_REQUESTED,
+        "dest": S.REVIEWING,
+        "conditions": "resumes_reviewing",
+    },
+    {
+        "trigger": "extend",
+        "source": [*_WORKING, S.INFO_REQUESTED],
+        "dest": None,
+        "conditions": ["has_reason", "is_later_due", "within_first_limit", "consented_if_repeated"],
+    },
+    {"trigger": "reassign", "source": _WORKING, "dest": None},
+    {"trigger": "reject", "source": _HELD, "dest": S.REJECTED, "conditions": "has_reason"},
+    {"trigger": "withdraw", "source": [S.RECEIVED, *_HELD], "dest": S.WITHDRAWN},
+    {
+        "trigger": "reopen",
+        "source": [S.RESOLVED, S.CLOSED],
+        "dest": S.HANDLER_ASSIGNED,
+        "conditions": "has_reason",
     },
     {"trigger": "close", "source": S.RESOLVED, "dest": S.CLOSED},
 ]
+"""``dest: None`` is an internal transition: the state stays, the event is still recorded."""
+
+RESIDENT_TRIGGERS: Final = frozenset({"provide_info", "withdraw", "reopen"})
+ROUTING_TRIGGERS: Final = frozenset({"assign", "assign_handler"})
 
 STATE_KO: Final = {
     S.RECEIVED: "접수",
@@ -44,6 +91,31 @@ GUARD_REFUSALS: Final = {
         "result_required",
         "resolve needs a result text in note",
         "처리 결과(note)를 입력해야 합니다",
+    ),
+    "has_reason": (
+        "reason_required",
+        "this action needs a reason in note",
+        "사유(note)를 입력해야 합니다",
+    ),
+    "is_other_department": (
+        "same_department",
+        "transfer needs a different, known department",
+        "다른 부서(등록된 부서)로만 이송할 수 있습니다",
+    ),
+    "is_later_due": (
+        "due_not_later",
+        "the new due time must be later than the current one",
+        "새 처리기한은 현재 기한보다 늦어야 합니다",
+    ),
+    "within_first_limit": (
+        "extension_too_long",
+        "a first extension may at most double the processing period",
+        "첫 연장은 처리기간의 두 배를 넘을 수 없습니다",
+    ),
+    "consented_if_repeated": (
+        "consent_required",
+        "a second extension needs the resident's recorded consent",
+        "두 번째 연장은 민원인의 동의가 필요합니다",
     ),
 }
 
@@ -77,16 +149,51 @@ class _Subject:
 
     def record(self, event: EventData) -> None:
         assert event.transition is not None
-        assert event.transition.dest is not None
-        # With Enum states, transitions names them by member name.
-        source, dest = S[event.transition.source], S[event.transition.dest]
+        # With Enum states, transitions names them by member name; None is internal.
+        source = S[event.transition.source]
+        dest = source if event.transition.dest is None else S[event.transition.dest]
         self.changes.append(Change(event.event.name, source, dest))
 
-    def has_result(self, event: EventData) -> bool:
-        ok = bool(str(event.kwargs.get("note") or "").strip())
+    def _check(self, name: str, ok: bool) -> bool:
         if not ok:
-            self.failed_guard = "has_result"
+            self.failed_guard = name
         return ok
+
+    def has_result(self, event: EventData) -> bool:
+        return self._check("has_result", bool(str(event.kwargs.get("note") or "").strip()))
+
+    def has_reason(self, event: EventData) -> bool:
+        return self._check("has_reason", bool(str(event.kwargs.get("note") or "").strip()))
+
+    def is_other_department(self, event: EventData) -> bool:
+        target = event.kwargs.get("to_department")
+        ok = (
+            bool(target)
+            and target != event.kwargs.get("department")
+            and target in event.kwargs.get("known_departments", ())
+        )
+        return self._check("is_other_department", ok)
+
+    def is_later_due(self, event: EventData) -> bool:
+        new, current = event.kwargs.get("new_due_at"), event.kwargs.get("due_at")
+        return self._check("is_later_due", new is not None and (current is None or new > current))
+
+    def within_first_limit(self, event: EventData) -> bool:
+        ok = event.kwargs.get("extensions", 0) > 0 or bool(event.kwargs.get("within_double"))
+        return self._check("within_first_limit", ok)
+
+    def consented_if_repeated(self, event: EventData) -> bool:
+        ok = event.kwargs.get("extensions", 0) == 0 or bool(event.kwargs.get("resident_consent"))
+        return self._check("consented_if_repeated", ok)
+
+    def resumes_handler_assigned(self, event: EventData) -> bool:
+        return event.kwargs.get("resume_state") in (None, S.HANDLER_ASSIGNED)
+
+    def resumes_site_check(self, event: EventData) -> bool:
+        return event.kwargs.get("resume_state") == S.SITE_CHECK
+
+    def resumes_reviewing(self, event: EventData) -> bool:
+        return event.kwargs.get("resume_state") == S.REVIEWING
 
 
 class Lifecycle:
@@ -125,7 +232,7 @@ class Lifecycle:
                     f"현재 상태({STATE_KO[state]})에서는 할 수 없는 처리입니다",
                 ) from None
             if not moved:
-                code, reason, reason_ko = GUARD_REFUSALS[subject.failed_guard or "has_result"]
+                code, reason, reason_ko = GUARD_REFUSALS[subject.failed_guard or "has_reason"]
                 raise Refusal(code, reason, reason_ko)
             return subject.changes[-1]
         finally:

@@ -5,27 +5,51 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
 from routing.assignment import choose_handler
-from routing.catalogue import Catalogue, classify
-from routing.deadlines import WorkingCalendar
-from routing.lifecycle import Change, Lifecycle, Refusal
+from routing.catalogue import Catalogue, Department, classify
+from routing.deadlines import Period, WorkingCalendar
+from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle, Refusal
 from routing.store import RoutingRecord, RoutingStore
 from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
-from schemas.commands import ResolveComplaint, StartReview, StartSiteCheck
-from schemas.events import utcnow
+from schemas.commands import (
+    RESIDENT,
+    AnyCommand,
+    ExtendDeadline,
+    ProvideInfo,
+    ReassignHandler,
+    RejectComplaint,
+    TransferComplaint,
+)
+from schemas.events import HandlerRef, utcnow
 from schemas.states import ComplaintState
 from services.errors import RetryableError
 
 log = logging.getLogger("sotong.routing")
 
-Command = StartSiteCheck | StartReview | ResolveComplaint
 Publish = Callable[[str, ComplaintStatusChanged | CommandRejected, str | None], Awaitable[None]]
 
 UNKNOWN_COMPLAINT = Refusal(
     "unknown_complaint", "no complaint with this id", "해당 민원을 찾을 수 없습니다"
+)
+NOT_RESPONSIBLE = Refusal(
+    "not_responsible",
+    "only the department currently responsible may act on this complaint",
+    "현재 담당 부서만 처리할 수 있습니다",
+)
+RESIDENT_ONLY = Refusal(
+    "resident_only", "only the resident may do this", "민원인 본인만 할 수 있습니다"
+)
+ROUTING_ONLY = Refusal(
+    "routing_only", "this move is made by routing itself", "시스템이 자동으로 처리하는 단계입니다"
+)
+UNKNOWN_HANDLER = Refusal(
+    "unknown_handler",
+    "no on-duty handler with this id in the department",
+    "해당 부서에 근무 중인 담당자가 아닙니다",
 )
 
 
@@ -39,8 +63,8 @@ class RoutingMetrics:
         )
         self.transitions = Counter(
             "sotong_transitions_total",
-            "Lifecycle transitions, by state reached.",
-            ["to_state"],
+            "Lifecycle transitions, by trigger and state reached.",
+            ["trigger", "to_state"],
             registry=registry,
         )
         self.rejected = Counter(
@@ -73,50 +97,33 @@ class Routing:
         self.on_duplicate = on_duplicate
         self.clock = clock
 
+    # -- filing -----------------------------------------------------------------------
+
     async def on_filed(self, filed: ComplaintFiled) -> None:
         existing = await self.store.get(filed.complaint_id)
         if existing is not None:
             self.on_duplicate(topics.FILED)
             await self.flush(existing)
             return
-        routed = classify(
-            self.catalogue,
-            text=f"{filed.title or ''} {filed.body}",
-            service_code=filed.service_code,
-        )
+        text = f"{filed.title or ''} {filed.body}".strip()
+        routed = classify(self.catalogue, text=text, service_code=filed.service_code)
         dept = routed.department
-        loads = await self.store.loads(dept.code)
-        handler = choose_handler(
-            dept, self.catalogue.rosters.get(dept.code, ()), area=filed.location.dong, loads=loads
-        )
-        now = self.clock()
-        common = {
+        handler = await self._choose_handler(dept, filed.location.dong)
+        due_at = self.calendar.due(filed.occurred_at, dept.period(filed.service_code))
+        common: dict[str, Any] = {
             "complaint_id": filed.complaint_id,
             "receipt_number": filed.receipt_number,
             "actor": "routing",
             "caused_by": filed.event_id,
-            "occurred_at": now,
-            "due_at": self.calendar.due(filed.occurred_at, dept.period(filed.service_code)),
+            "occurred_at": self.clock(),
+            "due_at": due_at,
         }
         received = ComplaintStatusChanged(
             sequence=1, from_state=None, to_state=ComplaintState.RECEIVED, trigger="file", **common
         )
-        assigned = self._next(
-            received,
-            self.lifecycle.fire(received.to_state, "assign"),
-            department=dept.code,
-            department_name=dept.name,
-            auto_routed=routed.auto,
-            **common,
-        )
-        handled = self._next(
-            assigned,
-            self.lifecycle.fire(assigned.to_state, "assign_handler"),
-            department=dept.code,
-            department_name=dept.name,
-            handler=handler,
-            **common,
-        )
+        located = common | {"department": dept.code, "department_name": dept.name}
+        assigned = self._next(received, "assign", located | {"auto_routed": routed.auto})
+        handled = self._next(assigned, "assign_handler", located | {"handler": handler})
         events = [received, assigned, handled]
         created = await self.store.create(
             complaint_id=filed.complaint_id,
@@ -126,8 +133,14 @@ class Routing:
             events=events,
             extra={
                 "auto_routed": routed.auto,
+                "confidence": routed.confidence,
                 "service_code": filed.service_code,
-                "filed_at": filed.occurred_at,
+                "text": text,
+                "received_at": filed.occurred_at,
+                "original_due_at": due_at,
+                "extensions": 0,
+                "transfer_count": 0,
+                "reopen_count": 0,
             },
         )
         if not created:  # a concurrent delivery of the same event won the insert
@@ -140,7 +153,9 @@ class Routing:
         log.info("complaint routed", extra={"department": dept.code, "auto": routed.auto})
         await self._publish_events(filed.complaint_id, events, filed.event_id)
 
-    async def on_command(self, command: Command) -> None:
+    # -- commands ---------------------------------------------------------------------
+
+    async def on_command(self, command: AnyCommand) -> None:
         record = await self.store.get(command.complaint_id)
         if record is None:
             await self._reject(command, None, UNKNOWN_COMPLAINT)
@@ -150,37 +165,190 @@ class Routing:
             await self.flush(record)
             return
         try:
-            change = self.lifecycle.fire(record.state, command.action.value, note=command.note)
+            self._authorise(command, record)
+            change = self.lifecycle.fire(
+                record.state, command.action.value, **self._guard_facts(command, record)
+            )
+            events, set_fields, inc = await self._effects(
+                command, record, change.trigger, change.to_state
+            )
         except Refusal as refusal:
             await self._reject(command, record.state, refusal)
             return
-        event = ComplaintStatusChanged(
-            complaint_id=record.complaint_id,
-            receipt_number=record.receipt_number,
-            sequence=record.sequence + 1,
-            from_state=change.from_state,
-            to_state=change.to_state,
-            trigger=change.trigger,
-            department=record.department,
-            department_name=record.doc.get("department_name"),
-            handler=record.handler,
-            actor=command.actor,
-            note=command.note,
-            due_at=record.due_at,
-            caused_by=command.event_id,
-            occurred_at=self.clock(),
+        applied = await self.store.advance(
+            record, caused_by=command.event_id, events=events, set_fields=set_fields, inc=inc
         )
-        if not await self.store.advance(record, caused_by=command.event_id, events=[event]):
+        if not applied:
             raise RetryableError("the complaint changed while the command was applied")
-        await self._publish_events(record.complaint_id, [event], command.event_id)
+        if isinstance(command, TransferComplaint):
+            await self.store.record_transfer(
+                caused_by=command.event_id,
+                complaint_id=record.complaint_id,
+                text=record.text,
+                from_department=record.department,
+                to_department=command.to_department,
+                reason=command.note,
+                at=events[0].occurred_at,
+            )
+        await self._publish_events(record.complaint_id, events, command.event_id)
 
     @staticmethod
-    def _next(
-        previous: ComplaintStatusChanged, change: Change, **fields: object
+    def _authorise(command: AnyCommand, record: RoutingRecord) -> None:
+        action = command.action.value
+        if action in ROUTING_TRIGGERS:
+            raise ROUTING_ONLY
+        if action in RESIDENT_TRIGGERS:
+            if command.actor != RESIDENT:
+                raise RESIDENT_ONLY
+        elif command.actor != record.department:
+            raise NOT_RESPONSIBLE
+
+    def _guard_facts(self, command: AnyCommand, record: RoutingRecord) -> dict[str, Any]:
+        """What the lifecycle's guards look at, computed here so the guards stay pure."""
+        facts: dict[str, Any] = {
+            "note": command.note,
+            "department": record.department,
+            "due_at": record.due_at,
+        }
+        if isinstance(command, TransferComplaint):
+            facts |= {
+                "to_department": command.to_department,
+                "known_departments": self.catalogue.departments,
+            }
+        elif isinstance(command, ExtendDeadline):
+            facts |= {
+                "new_due_at": command.new_due_at,
+                "extensions": record.int_field("extensions"),
+                "resident_consent": command.resident_consent,
+                "within_double": self._within_double(record, command.new_due_at),
+            }
+        elif isinstance(command, ProvideInfo):
+            facts["resume_state"] = record.resume_state
+        return facts
+
+    def _within_double(self, record: RoutingRecord, new_due_at: datetime) -> bool:
+        """A first extension may at most double the legal period, counted the same way."""
+        dept = self.catalogue.departments.get(record.department or "")
+        received = record.received_at
+        if dept is None or received is None:
+            return False
+        period = dept.period(record.service_code)
+        doubled = Period(period.amount * 2, period.unit)
+        return new_due_at <= self.calendar.due(received, doubled)
+
+    async def _effects(
+        self, command: AnyCommand, record: RoutingRecord, trigger: str, to_state: ComplaintState
+    ) -> tuple[list[ComplaintStatusChanged], dict[str, Any], dict[str, int]]:
+        """The events a legal command produces and the fields it changes."""
+        now = self.clock()
+        base: dict[str, Any] = {
+            "complaint_id": record.complaint_id,
+            "receipt_number": record.receipt_number,
+            "department": record.department,
+            "department_name": record.department_name,
+            "handler": record.handler,
+            "actor": command.actor,
+            "note": command.note,
+            "due_at": record.due_at,
+            "caused_by": command.event_id,
+            "occurred_at": now,
+        }
+        set_fields: dict[str, Any] = {}
+        inc: dict[str, int] = {}
+        if isinstance(command, TransferComplaint):
+            dept = self.catalogue.departments[command.to_department]
+            moved = self._first(
+                record,
+                trigger,
+                to_state,
+                base | {"department": dept.code, "department_name": dept.name, "handler": None},
+            )
+            handler = await self._choose_handler(dept, record.area)
+            handled = self._next(
+                moved,
+                "assign_handler",
+                base
+                | {
+                    "department": dept.code,
+                    "department_name": dept.name,
+                    "handler": handler,
+                    "actor": "routing",
+                    "note": None,
+                },
+            )
+            inc["transfer_count"] = 1
+            return [moved, handled], set_fields, inc
+        if isinstance(command, ExtendDeadline):
+            base["due_at"] = command.new_due_at
+            inc["extensions"] = 1
+        elif isinstance(command, RejectComplaint):
+            base["remedy"] = command.remedy
+        elif isinstance(command, ReassignHandler):
+            base["handler"] = await self._reassign(command, record)
+        elif trigger == "request_info":
+            set_fields |= {"resume_state": record.state.value, "paused_at": now}
+        elif trigger == "provide_info" and record.due_at is not None:
+            paused_at = record.paused_at or now
+            paused = self.calendar.working_hours_between(paused_at, now)
+            base["due_at"] = (
+                self.calendar.add_working_hours(record.due_at, paused) if paused else record.due_at
+            )
+            set_fields |= {"resume_state": None, "paused_at": None}
+        elif trigger == "reopen":
+            reopened = self.catalogue.departments.get(record.department or "")
+            if reopened is not None and record.handler is None:
+                base["handler"] = await self._choose_handler(reopened, record.area)
+            if reopened is not None:
+                base["due_at"] = self.calendar.due(now, reopened.period(record.service_code))
+                set_fields |= {
+                    "received_at": now,
+                    "original_due_at": base["due_at"],
+                    "extensions": 0,
+                }
+            inc["reopen_count"] = 1
+        return [self._first(record, trigger, to_state, base)], set_fields, inc
+
+    async def _reassign(self, command: ReassignHandler, record: RoutingRecord) -> HandlerRef:
+        dept = self.catalogue.departments[record.department or self.catalogue.general_desk]
+        roster = self.catalogue.rosters.get(dept.code, ())
+        if command.handler_id is not None:
+            for handler in roster:
+                if handler.handler_id == command.handler_id and handler.on_duty:
+                    return handler.ref()
+            raise UNKNOWN_HANDLER
+        current = record.handler.handler_id if record.handler else None
+        others = tuple(h for h in roster if h.handler_id != current)
+        return choose_handler(
+            dept, others, area=record.area, loads=await self.store.loads(dept.code)
+        )
+
+    async def _choose_handler(self, dept: Department, area: str | None) -> HandlerRef:
+        loads = await self.store.loads(dept.code)
+        return choose_handler(
+            dept, self.catalogue.rosters.get(dept.code, ()), area=area, loads=loads
+        )
+
+    @staticmethod
+    def _first(
+        record: RoutingRecord, trigger: str, to_state: ComplaintState, fields: dict[str, Any]
     ) -> ComplaintStatusChanged:
         return ComplaintStatusChanged.model_validate(
-            {
-                **fields,
+            fields
+            | {
+                "sequence": record.sequence + 1,
+                "from_state": record.state,
+                "to_state": to_state,
+                "trigger": trigger,
+            }
+        )
+
+    def _next(
+        self, previous: ComplaintStatusChanged, trigger: str, fields: dict[str, Any]
+    ) -> ComplaintStatusChanged:
+        change = self.lifecycle.fire(previous.to_state, trigger)
+        return ComplaintStatusChanged.model_validate(
+            fields
+            | {
                 "sequence": previous.sequence + 1,
                 "from_state": change.from_state,
                 "to_state": change.to_state,
@@ -189,7 +357,7 @@ class Routing:
         )
 
     async def _reject(
-        self, command: Command, state: ComplaintState | None, refusal: Refusal
+        self, command: AnyCommand, state: ComplaintState | None, refusal: Refusal
     ) -> None:
         self.metrics.rejected.labels(refusal.code).inc()
         log.info("command rejected", extra={"action": command.action.value, "code": refusal.code})
@@ -205,6 +373,8 @@ class Routing:
         )
         await self.publish(topics.REJECTIONS, rejection, command.event_id)
 
+    # -- publishing -------------------------------------------------------------------
+
     async def _publish_events(
         self,
         complaint_id: str,
@@ -213,7 +383,7 @@ class Routing:
     ) -> None:
         for event in events:
             await self.publish(topics.LIFECYCLE, event, correlation_id)
-            self.metrics.transitions.labels(event.to_state.value).inc()
+            self.metrics.transitions.labels(event.trigger, event.to_state.value).inc()
         await self.store.clear_outbox(complaint_id, [e.event_id for e in events])
 
     async def flush(self, record: RoutingRecord) -> None:

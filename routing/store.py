@@ -6,6 +6,7 @@ concurrency). Events are then published and removed from the outbox; a crash in
 between leaves them to be published again with the same ids (a harmless duplicate).
 """
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from schemas.states import OPEN_STATES, ComplaintState
 from services.mongo import Document
 
 COLLECTION = "routing_complaints"
+TRANSFERS = "routing_transfer_examples"
 PROCESSED_KEPT = 500
 
 
@@ -59,8 +61,50 @@ class RoutingRecord:
 
     @property
     def due_at(self) -> datetime | None:
-        due = self.doc.get("due_at")
-        return due if isinstance(due, datetime) else None
+        return self._time("due_at")
+
+    @property
+    def received_at(self) -> datetime | None:
+        return self._time("received_at")
+
+    @property
+    def original_due_at(self) -> datetime | None:
+        return self._time("original_due_at")
+
+    @property
+    def paused_at(self) -> datetime | None:
+        return self._time("paused_at")
+
+    @property
+    def department_name(self) -> str | None:
+        name = self.doc.get("department_name")
+        return None if name is None else str(name)
+
+    @property
+    def area(self) -> str | None:
+        area = self.doc.get("area")
+        return None if area is None else str(area)
+
+    @property
+    def text(self) -> str:
+        return str(self.doc.get("text") or "")
+
+    @property
+    def service_code(self) -> str | None:
+        code = self.doc.get("service_code")
+        return None if code is None else str(code)
+
+    @property
+    def resume_state(self) -> ComplaintState | None:
+        state = self.doc.get("resume_state")
+        return None if state is None else ComplaintState(str(state))
+
+    def int_field(self, name: str) -> int:
+        return int(self.doc.get(name) or 0)
+
+    def _time(self, name: str) -> datetime | None:
+        value = self.doc.get(name)
+        return value if isinstance(value, datetime) else None
 
     def processed(self, message_id: str) -> bool:
         return message_id in self.doc.get("processed", [])
@@ -85,6 +129,7 @@ def _state_fields(events: Sequence[ComplaintStatusChanged]) -> dict[str, Any]:
 class RoutingStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
+        self.transfers: AsyncCollection[Document] = db[TRANSFERS]
 
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
@@ -129,13 +174,24 @@ class RoutingStore:
         return True
 
     async def advance(
-        self, record: RoutingRecord, *, caused_by: str, events: Sequence[ComplaintStatusChanged]
+        self,
+        record: RoutingRecord,
+        *,
+        caused_by: str,
+        events: Sequence[ComplaintStatusChanged],
+        set_fields: dict[str, Any] | None = None,
+        inc: dict[str, int] | None = None,
     ) -> bool:
         """Apply events if nobody moved the complaint meanwhile. False on a lost race."""
+        update: dict[str, Any] = {
+            "$set": {**(set_fields or {}), **_state_fields(events), "outbox_pending": True},
+        }
+        if inc:
+            update["$inc"] = inc
         result = await self.col.update_one(
             {"_id": record.complaint_id, "sequence": record.sequence},
-            {
-                "$set": {**_state_fields(events), "outbox_pending": True},
+            update
+            | {
                 "$push": {
                     "outbox": {"$each": [e.model_dump(mode="python") for e in events]},
                     "processed": {"$each": [caused_by], "$slice": -PROCESSED_KEPT},
@@ -143,6 +199,37 @@ class RoutingStore:
             },
         )
         return result.modified_count == 1
+
+    async def record_transfer(
+        self,
+        *,
+        caused_by: str,
+        complaint_id: str,
+        text: str,
+        from_department: str | None,
+        to_department: str,
+        reason: str | None,
+        at: datetime,
+    ) -> None:
+        """Every transfer (이송) is a labelled example for retraining the classifier."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.transfers.insert_one(
+                {
+                    "_id": caused_by,
+                    "complaint_id": complaint_id,
+                    "text": text,
+                    "from_department": from_department,
+                    "department": to_department,
+                    "reason": reason,
+                    "at": at,
+                }
+            )
+
+    async def transfer_examples(self) -> list[dict[str, Any]]:
+        return [
+            {"text": doc["text"], "department": doc["department"]}
+            async for doc in self.transfers.find({}, sort=[("at", 1)])
+        ]
 
     async def clear_outbox(self, complaint_id: str, event_ids: Sequence[str]) -> None:
         await self.col.update_one(

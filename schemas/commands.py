@@ -1,7 +1,8 @@
-"""Commands from department systems: imperative, one model per action.
+"""Commands: imperative, one model per action, discriminated by ``action``.
 
-The ``action`` field is the discriminator, so ``{"action": "resolve", ...}`` parses to
-``ResolveComplaint`` and an unknown action is a validation error naming the field.
+Department systems send the department actions; the resident's actions (provide_info,
+withdraw, reopen) arrive through intake after the tracking token was checked. An
+unknown action is a validation error naming the field.
 """
 
 from enum import StrEnum
@@ -12,11 +13,28 @@ from pydantic import AwareDatetime, Field, TypeAdapter
 from schemas.common import Text, WireModel
 from schemas.events import new_event_id, utcnow
 
+Note = Annotated[Text, Field(min_length=1, max_length=2000)]
+
 
 class DepartmentAction(StrEnum):
     START_SITE_CHECK = "start_site_check"
     START_REVIEW = "start_review"
     RESOLVE = "resolve"
+    TRANSFER = "transfer"
+    REQUEST_INFO = "request_info"
+    EXTEND = "extend"
+    REJECT = "reject"
+    REASSIGN = "reassign"
+    CLOSE = "close"
+
+
+class ResidentAction(StrEnum):
+    PROVIDE_INFO = "provide_info"
+    WITHDRAW = "withdraw"
+    REOPEN = "reopen"
+
+
+RESIDENT = "resident"
 
 
 class _Command(WireModel):
@@ -26,7 +44,7 @@ class _Command(WireModel):
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
     complaint_id: Annotated[Text, Field(min_length=1, max_length=64)]
     actor: Annotated[Text, Field(min_length=1, max_length=64)] = Field(
-        default="department", description="Who issues it: a department code or a staff id."
+        description="The department code acting (set by intake from the API key), or 'resident'."
     )
     note: Annotated[Text, Field(max_length=2000)] | None = None
 
@@ -40,23 +58,99 @@ class StartReview(_Command):
 
 
 class ResolveComplaint(_Command):
+    """``note`` is the result the resident reads; the lifecycle refuses a resolve without it."""
+
     action: Literal[DepartmentAction.RESOLVE] = DepartmentAction.RESOLVE
 
 
-ComplaintCommand = Annotated[
-    StartSiteCheck | StartReview | ResolveComplaint, Field(discriminator="action")
-]
-COMMAND_ADAPTER: TypeAdapter[StartSiteCheck | StartReview | ResolveComplaint] = TypeAdapter(
-    ComplaintCommand
-)
+class TransferComplaint(_Command):
+    """이송: to another department, with the reason in ``note``."""
 
+    action: Literal[DepartmentAction.TRANSFER] = DepartmentAction.TRANSFER
+    to_department: Annotated[Text, Field(min_length=1, max_length=64)]
+
+
+class RequestInfo(_Command):
+    """보완 요청: the deadline clock stops until the resident answers."""
+
+    action: Literal[DepartmentAction.REQUEST_INFO] = DepartmentAction.REQUEST_INFO
+
+
+class ExtendDeadline(_Command):
+    """기간 연장: a new due time and the reason. A second extension needs the resident's consent."""
+
+    action: Literal[DepartmentAction.EXTEND] = DepartmentAction.EXTEND
+    new_due_at: AwareDatetime
+    resident_consent: bool = False
+
+
+class RejectComplaint(_Command):
+    """반려/종결: the reason in ``note`` and what the resident can do about it."""
+
+    action: Literal[DepartmentAction.REJECT] = DepartmentAction.REJECT
+    remedy: Annotated[Text, Field(max_length=1000)] | None = None
+
+
+class ReassignHandler(_Command):
+    """A new handler: the one named, or the next by the assignment rule."""
+
+    action: Literal[DepartmentAction.REASSIGN] = DepartmentAction.REASSIGN
+    handler_id: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
+
+
+class CloseComplaint(_Command):
+    action: Literal[DepartmentAction.CLOSE] = DepartmentAction.CLOSE
+
+
+class ProvideInfo(_Command):
+    action: Literal[ResidentAction.PROVIDE_INFO] = ResidentAction.PROVIDE_INFO
+
+
+class WithdrawComplaint(_Command):
+    action: Literal[ResidentAction.WITHDRAW] = ResidentAction.WITHDRAW
+
+
+class ReopenComplaint(_Command):
+    """재민원: the resident is not satisfied with the result; ``note`` says why."""
+
+    action: Literal[ResidentAction.REOPEN] = ResidentAction.REOPEN
+
+
+AnyCommand = (
+    StartSiteCheck
+    | StartReview
+    | ResolveComplaint
+    | TransferComplaint
+    | RequestInfo
+    | ExtendDeadline
+    | RejectComplaint
+    | ReassignHandler
+    | CloseComplaint
+    | ProvideInfo
+    | WithdrawComplaint
+    | ReopenComplaint
+)
+ComplaintCommand = Annotated[AnyCommand, Field(discriminator="action")]
+COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(ComplaintCommand)
 
 __all__ = [
     "COMMAND_ADAPTER",
+    "RESIDENT",
+    "AnyCommand",
+    "CloseComplaint",
     "ComplaintCommand",
     "DepartmentAction",
+    "ExtendDeadline",
+    "Note",
+    "ProvideInfo",
+    "ReassignHandler",
+    "RejectComplaint",
+    "ReopenComplaint",
+    "RequestInfo",
+    "ResidentAction",
     "ResolveComplaint",
     "StartReview",
     "StartSiteCheck",
-    "utcnow",
+    "TransferComplaint",
+    "WithdrawComplaint",
 ]

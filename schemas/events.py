@@ -88,6 +88,7 @@ class ComplaintStatusChanged(Event):
     handler: HandlerRef | None = None
     actor: str
     note: str | None = None
+    remedy: str | None = Field(default=None, description="On rejection: what the resident can do.")
     due_at: AwareDatetime | None = None
     auto_routed: bool | None = None
     caused_by: str | None = Field(

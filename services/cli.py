@@ -5,6 +5,7 @@ sotong run SERVICE             one service (intake, routing, tracker, notifier)
 sotong file --body TEXT ...    file a complaint through intake
 sotong status ID               a complaint's state and timeline from tracker
 sotong act ID ACTION           a department command (start_site_check, start_review, resolve)
+sotong resident ID ACTION      the resident's own actions (provide_info, withdraw, reopen)
 sotong due KIND RECEIVED_AT    the legal due time (민원 처리기간) of a complaint
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
 
 INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
@@ -32,6 +34,11 @@ def _home() -> Path:
 
 def _tokens_path() -> Path:
     return _home() / "tokens.json"
+
+
+def _api_keys_path() -> Path:
+    default = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var")) / "api-keys.json"
+    return Path(os.environ.get("SOTONG_API_KEYS_FILE", default))
 
 
 def _load_tokens() -> dict[str, str]:
@@ -91,6 +98,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         kafka_port=kafka_port, mongo_port=mongo_port, data_dir=var / "mongo", log_dir=log_dir
     )
     env = ls.backend_env(kafka_port, mongo_port, os.environ.get("SOTONG_MONGO_DATABASE", "sotong"))
+    keys_path = _api_keys_path()
+    env["SOTONG_INTAKE_API_KEYS"] = os.environ.get(
+        "SOTONG_INTAKE_API_KEYS", json.dumps(ls.local_api_keys(keys_path))
+    )
     env.setdefault(
         "SOTONG_NOTIFIER_OUTBOX_PATH",
         os.environ.get("SOTONG_NOTIFIER_OUTBOX_PATH", str(var / "outbox.jsonl")),
@@ -107,6 +118,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             child.wait_until(ls.http_ready(f"http://127.0.0.1:{port}/readyz"), 90)
             print(f"  {child.name:<9} http://127.0.0.1:{port}  (docs /docs, metrics /metrics)")
         print(f"outbox (what residents receive): {env['SOTONG_NOTIFIER_OUTBOX_PATH']}")
+        print(f"department API keys (for sotong act): {keys_path}")
         print(f"logs: {log_dir}/    Ctrl-C stops everything.")
         while not stopping:
             for child, _ in services:
@@ -197,16 +209,65 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _department_of(complaint_id: str) -> str | None:
+    token = _load_tokens().get(complaint_id)
+    if not token:
+        return None
+    response = httpx.get(
+        f"{TRACKER_URL}/v1/complaints/{complaint_id}", params={"token": token}, timeout=30
+    )
+    if response.status_code != 200:
+        return None
+    department = (response.json().get("department") or {}).get("code")
+    return str(department) if department else None
+
+
+def _api_key_for(complaint_id: str, department: str | None) -> str | None:
+    try:
+        keys = json.loads(_api_keys_path().read_text())
+    except (OSError, ValueError):
+        return None
+    department = department or _department_of(complaint_id)
+    return str(keys[department]) if department in keys else None
+
+
 def cmd_act(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"action": args.action, "actor": args.actor}
-    if args.note:
-        body["note"] = args.note
-    headers = {"X-Api-Key": args.api_key} if args.api_key else {}
+    body: dict[str, Any] = {"action": args.action}
+    for name in ("note", "to_department", "new_due_at", "remedy", "handler_id"):
+        if getattr(args, name):
+            body[name] = getattr(args, name)
+    if args.resident_consent:
+        body["resident_consent"] = True
+    key = args.api_key or _api_key_for(args.complaint_id, args.department)
+    if not key:
+        print(
+            "no API key: pass --api-key, or --department with the local key file "
+            f"({_api_keys_path()})",
+            file=sys.stderr,
+        )
+        return 2
     response = httpx.post(
         f"{INTAKE_URL}/v1/complaints/{args.complaint_id}/commands",
         json=body,
-        headers=headers,
+        headers={"X-Api-Key": key},
         timeout=30,
+    )
+    if response.status_code != 202:
+        return _fail(response)
+    print(json.dumps(response.json(), ensure_ascii=False))
+    return 0
+
+
+def cmd_resident(args: argparse.Namespace) -> int:
+    token = args.token or _load_tokens().get(args.complaint_id)
+    if not token:
+        print("no tracking token: pass --token", file=sys.stderr)
+        return 2
+    body: dict[str, Any] = {"action": args.action, "token": token}
+    if args.note:
+        body["note"] = args.note
+    response = httpx.post(
+        f"{INTAKE_URL}/v1/complaints/{args.complaint_id}/resident-actions", json=body, timeout=30
     )
     if response.status_code != 202:
         return _fail(response)
@@ -268,11 +329,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     act = sub.add_parser("act", help="send a department command")
     act.add_argument("complaint_id")
-    act.add_argument("action", choices=["start_site_check", "start_review", "resolve"])
-    act.add_argument("--note")
-    act.add_argument("--actor", default="department")
+    act.add_argument("action", choices=[a.value for a in DepartmentAction])
+    act.add_argument("--note", help="result (resolve), reason (transfer, reject, extend, …)")
+    act.add_argument("--to-department", help="transfer: the receiving department's code")
+    act.add_argument("--new-due-at", help="extend: ISO 8601 with offset")
+    act.add_argument("--resident-consent", action="store_true", help="extend: consent recorded")
+    act.add_argument("--remedy", help="reject: what the resident can do")
+    act.add_argument("--handler-id", help="reassign: a specific handler")
+    act.add_argument("--department", help="act as this department (key from the local key file)")
     act.add_argument("--api-key", default=os.environ.get("SOTONG_API_KEY"))
     act.set_defaults(func=cmd_act)
+
+    resident = sub.add_parser("resident", help="act as the resident (answer, withdraw, reopen)")
+    resident.add_argument("complaint_id")
+    resident.add_argument("action", choices=[a.value for a in ResidentAction])
+    resident.add_argument("--note")
+    resident.add_argument("--token")
+    resident.set_defaults(func=cmd_resident)
 
     due = sub.add_parser("due", help="the legal due time of a complaint")
     due.add_argument(

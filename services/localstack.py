@@ -191,6 +191,26 @@ def backend_env(kafka_port: int, mongo_port: int, database: str) -> dict[str, st
     }
 
 
+def local_api_keys(path: Path) -> dict[str, str]:
+    """One random API key per department for the local stack, kept in a 0600 file."""
+    import json
+    import secrets
+
+    from routing.catalogue import Catalogue
+
+    try:
+        keys: dict[str, str] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        keys = {}
+    departments = Catalogue.load().departments
+    if set(keys) != set(departments):
+        keys = {code: keys.get(code) or secrets.token_urlsafe(24) for code in departments}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(keys, indent=1))
+        path.chmod(0o600)
+    return keys
+
+
 SERVICES = ("intake", "routing", "tracker", "notifier")
 DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "tracker": 8003, "notifier": 8004}
 

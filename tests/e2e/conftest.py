@@ -12,9 +12,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from routing.catalogue import Catalogue
 from services import localstack
 from services.localstack import ServiceProcess
 from tests.conftest import Backends
+
+
+API_KEYS = {code: f"test-key-{code}" for code in Catalogue.load().departments}
 
 
 @dataclass
@@ -58,6 +62,7 @@ def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "SOTONG_RETRY_MAX_BACKOFF_SECONDS": "1",
         "SOTONG_INTAKE_RELAY_INTERVAL_SECONDS": "0.5",
         "SOTONG_ROUTING_RELAY_INTERVAL_SECONDS": "0.5",
+        "SOTONG_INTAKE_API_KEYS": json.dumps(API_KEYS),
     }
     services = localstack.start_services(env, root / "logs")
     try:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from schemas import topics
-from tests.e2e.conftest import Stack, eventually, produce, read_topic
+from tests.e2e.conftest import API_KEYS, Stack, eventually, produce, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -49,10 +49,21 @@ async def state_is(
 
 
 async def act(
-    http: httpx.AsyncClient, stack: Stack, complaint_id: str, action: str, note: str | None = None
+    http: httpx.AsyncClient,
+    stack: Stack,
+    complaint_id: str,
+    action: str,
+    note: str | None = None,
+    *,
+    department: str = "resource-circulation",
+    **fields: object,
 ) -> str:
-    body = {"action": action} | ({"note": note} if note else {})
-    response = await http.post(f"{stack.intake}/v1/complaints/{complaint_id}/commands", json=body)
+    body = {"action": action} | ({"note": note} if note else {}) | fields
+    response = await http.post(
+        f"{stack.intake}/v1/complaints/{complaint_id}/commands",
+        json=body,
+        headers={"X-Api-Key": API_KEYS[department]},
+    )
     assert response.status_code == 202, response.text
     return str(response.json()["command_id"])
 

@@ -17,6 +17,8 @@ from schemas.commands import ResolveComplaint, StartReview, StartSiteCheck
 from schemas.common import Location, Resident
 from services.mongo import Document
 
+DEPT = "resource-circulation"
+
 
 class Recorder:
     def __init__(self) -> None:
@@ -101,11 +103,11 @@ async def test_the_same_filed_event_twice_changes_nothing(
 async def test_commands_move_the_complaint_once_each(routing: tuple[Routing, Recorder]) -> None:
     service, recorder = routing
     await service.on_filed(filed("c3"))
-    site = StartSiteCheck(complaint_id="c3")
+    site = StartSiteCheck(actor=DEPT, complaint_id="c3")
     await service.on_command(site)
     await service.on_command(site)
-    await service.on_command(StartReview(complaint_id="c3"))
-    await service.on_command(ResolveComplaint(complaint_id="c3", note="처리함"))
+    await service.on_command(StartReview(actor=DEPT, complaint_id="c3"))
+    await service.on_command(ResolveComplaint(actor=DEPT, complaint_id="c3", note="처리함"))
     states = [e.to_state.value for e in recorder.lifecycle("c3")]
     assert states == [
         "received",
@@ -123,9 +125,9 @@ async def test_illegal_and_unknown_commands_are_rejected_with_reasons(
 ) -> None:
     service, recorder = routing
     await service.on_filed(filed("c4"))
-    bad = ResolveComplaint(complaint_id="c4")
+    bad = ResolveComplaint(actor=DEPT, complaint_id="c4")
     await service.on_command(bad)
-    await service.on_command(StartReview(complaint_id="nope"))
+    await service.on_command(StartReview(actor=DEPT, complaint_id="nope"))
     rejections = [e for t, e in recorder.sent if t == topics.REJECTIONS]
     assert [(r.complaint_id, r.code) for r in rejections] == [
         ("c4", "result_required"),
@@ -163,7 +165,7 @@ async def test_loads_spread_complaints_and_survive_in_the_store(
         await service.on_filed(filed(f"load{i}", body="가로등이 고장났어요", dong="연희동"))
     loads = await service.store.loads("roads")
     assert sum(load.open for load in loads.values()) == 3
-    await service.on_command(ResolveComplaint(complaint_id="load0", note="교체함"))
+    await service.on_command(ResolveComplaint(actor="roads", complaint_id="load0", note="교체함"))
     loads = await service.store.loads("roads")
     assert sum(load.open for load in loads.values()) == 2
     assert sum(load.total for load in loads.values()) == 3
