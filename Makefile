@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test install lint fmt pytest clean
+.PHONY: up test install lint fmt pytest docs clean
 
 ## make up: install, start the embedded Kafka and MongoDB, then the four services.
 up: install
@@ -37,6 +37,10 @@ fmt: install
 
 pytest: install
 	$(BIN)/pytest
+
+## make docs: regenerate docs/lifecycle.md from the state machine.
+docs: install
+	$(BIN)/python -m routing.docs > docs/lifecycle.md
 
 clean:
 	rm -rf $(TOOLS) $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""The lifecycle documentation, generated from the machine itself (``make docs``).
+
+A test compares ``docs/lifecycle.md`` with :func:`render`, so the docs cannot drift
+from the table in ``routing/lifecycle.py``.
+"""
+
+import sys
+
+from transitions.extensions import GraphMachine
+
+from routing.lifecycle import (
+    GUARD_REFUSALS,
+    RESIDENT_TRIGGERS,
+    ROUTING_TRIGGERS,
+    STATE_KO,
+    TRANSITIONS,
+)
+from schemas.states import ComplaintState
+
+
+class _Diagram:
+    """GraphMachine draws only for a model; this one is never moved."""
+
+
+def diagram() -> str:
+    model = _Diagram()
+    GraphMachine(
+        model=model,
+        states=list(ComplaintState),
+        transitions=TRANSITIONS,
+        initial=ComplaintState.RECEIVED,
+        auto_transitions=False,
+        graph_engine="mermaid",
+        show_conditions=True,
+        title="Complaint lifecycle",
+    )
+    lines = model.get_graph().draw(None).splitlines()  # type: ignore[attr-defined]
+    return "\n".join(
+        line.rstrip() for line in lines if not line.strip().startswith(("Class ", "classDef "))
+    )
+
+
+def _names(source: object) -> str:
+    items = source if isinstance(source, list) else [source]
+    return ", ".join(f"`{ComplaintState(str(s)).value}`" for s in items)
+
+
+def _who(trigger: str) -> str:
+    if trigger in ROUTING_TRIGGERS:
+        return "routing"
+    return "resident" if trigger in RESIDENT_TRIGGERS else "responsible department"
+
+
+def render() -> str:
+    rows = []
+    for t in TRANSITIONS:
+        conditions = t.get("conditions", [])
+        guards = [conditions] if isinstance(conditions, str) else list(conditions)
+        dest = "(stays)" if t["dest"] is None else f"`{ComplaintState(t['dest']).value}`"
+        rows.append(
+            f"| `{t['trigger']}` | {_names(t['source'])} | {dest} | "
+            f"{', '.join(f'`{g}`' for g in guards) or '—'} | {_who(t['trigger'])} |"
+        )
+    refusals = [
+        f"| `{guard}` | `{code}` | {en} | {ko} |"
+        for guard, (code, en, ko) in GUARD_REFUSALS.items()
+    ]
+    states = [f"| `{s.value}` | {STATE_KO[s]} |" for s in ComplaintState]
+    return "\n".join(
+        [
+            "# Complaint lifecycle",
+            "",
+            "Generated from `routing/lifecycle.py` by `make docs`; do not edit by hand.",
+            "",
+            "```mermaid",
+            diagram(),
+            "```",
+            "",
+            "## States",
+            "",
+            "| state | 한국어 |",
+            "|---|---|",
+            *states,
+            "",
+            "## Triggers",
+            "",
+            "`(stays)` is an internal transition: the state does not change, the event is still",
+            "published (a new due time, a new handler).",
+            "",
+            "| trigger | from | to | guards | who |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            "## Refusals when a guard fails",
+            "",
+            "| guard | code | reason | 사유 |",
+            "|---|---|---|---|",
+            *refusals,
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
