@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from routing.catalogue import Catalogue
+from routing.classifier import Classifier, Example, load_examples
 from routing.deadlines import calendar
 from routing.lifecycle import Lifecycle
 from routing.service import Routing, RoutingMetrics
@@ -27,6 +28,12 @@ class RoutingSettings(ServiceSettings):
 
     http_port: int = 8002
     relay_interval_seconds: float = Field(default=2.0, gt=0)
+    classifier_threshold: float = Field(
+        default=0.75,
+        ge=0,
+        le=1,
+        description="Below this confidence a complaint goes to the general desk for a person.",
+    )
     extra_holidays: list[date] = Field(
         default_factory=list,
         description="Temporary public holidays (임시공휴일) as a JSON list of dates.",
@@ -43,9 +50,14 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     ) -> None:
         await runtime.publish(topic, event, correlation_id=correlation_id)
 
+    catalogue = Catalogue.load()
+    classifier = Classifier(
+        threshold=settings.classifier_threshold, general_desk=catalogue.general_desk
+    )
     routing = Routing(
         store=store,
-        catalogue=Catalogue.load(),
+        catalogue=catalogue,
+        classifier=classifier,
         lifecycle=Lifecycle(),
         publish=publish,
         metrics=RoutingMetrics(runtime.registry),
@@ -63,7 +75,14 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running(before_start=store.ensure_indexes):
+        async def prepare() -> None:
+            await store.ensure_indexes()
+            examples = load_examples() + [
+                Example(e["text"], e["department"]) for e in await store.transfer_examples()
+            ]
+            await asyncio.to_thread(classifier.fit, examples)
+
+        async with runtime.running(before_start=prepare):
             relay = asyncio.create_task(routing.relay_forever(settings.relay_interval_seconds))
             try:
                 yield

@@ -21,7 +21,6 @@ class Department(BaseModel):
     office_phone: str
     supervisor: HandlerRef
     service_codes: tuple[str, ...]
-    keywords: tuple[str, ...]
     default_kind: str = "grievance"
     service_code_kinds: dict[str, str] = Field(default_factory=dict)
 
@@ -78,33 +77,3 @@ class Catalogue:
             if service_code in dept.service_codes:
                 return dept
         return None
-
-
-@dataclass(frozen=True)
-class Routed:
-    department: Department
-    auto: bool
-    confidence: float
-
-
-def classify(catalogue: Catalogue, *, text: str, service_code: str | None) -> Routed:
-    """First cut: the service code if it names one, else the best keyword match.
-
-    Nothing matching goes to the general desk for a person to assign (auto=False).
-    """
-    if service_code:
-        dept = catalogue.by_service_code(service_code)
-        if dept is not None:
-            return Routed(dept, auto=True, confidence=1.0)
-    compact = text.replace(" ", "")
-    scores: dict[str, int] = {}
-    for dept in catalogue.departments.values():
-        hits = sum(1 for kw in dept.keywords if kw.replace(" ", "") in compact)
-        if hits:
-            scores[dept.code] = hits
-    if not scores:
-        return Routed(catalogue.departments[catalogue.general_desk], auto=False, confidence=0.0)
-    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
-    best, best_hits = ranked[0]
-    total = sum(scores.values())
-    return Routed(catalogue.departments[best], auto=True, confidence=best_hits / total)

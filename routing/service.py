@@ -4,13 +4,15 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
 from routing.assignment import choose_handler
-from routing.catalogue import Catalogue, Department, classify
+from routing.catalogue import Catalogue, Department
+from routing.classifier import Classifier
 from routing.deadlines import Period, WorkingCalendar
 from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle, Refusal
 from routing.store import RoutingRecord, RoutingStore
@@ -53,6 +55,13 @@ UNKNOWN_HANDLER = Refusal(
 )
 
 
+@dataclass(frozen=True)
+class Routed:
+    department: Department
+    auto: bool
+    confidence: float
+
+
 class RoutingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.routed = Counter(
@@ -86,9 +95,11 @@ class Routing:
         metrics: RoutingMetrics,
         on_duplicate: Callable[[str], None],
         calendar: WorkingCalendar,
+        classifier: Classifier,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.calendar = calendar
+        self.classifier = classifier
         self.store = store
         self.catalogue = catalogue
         self.lifecycle = lifecycle
@@ -106,7 +117,7 @@ class Routing:
             await self.flush(existing)
             return
         text = f"{filed.title or ''} {filed.body}".strip()
-        routed = classify(self.catalogue, text=text, service_code=filed.service_code)
+        routed = self.route(text, filed.service_code)
         dept = routed.department
         handler = await self._choose_handler(dept, filed.location.dong)
         due_at = self.calendar.due(filed.occurred_at, dept.period(filed.service_code))
@@ -152,6 +163,23 @@ class Routing:
         self.metrics.routed.labels(dept.code, str(routed.auto).lower()).inc()
         log.info("complaint routed", extra={"department": dept.code, "auto": routed.auto})
         await self._publish_events(filed.complaint_id, events, filed.event_id)
+
+    def route(self, text: str, service_code: str | None) -> Routed:
+        """The service code when it names a department; else what the classifier reads.
+
+        Below the confidence threshold the complaint goes to the general desk, marked
+        not auto-routed, for a person to assign (by transfer).
+        """
+        if service_code:
+            dept = self.catalogue.by_service_code(service_code)
+            if dept is not None:
+                return Routed(dept, auto=True, confidence=1.0)
+        prediction = self.classifier.predict(text)
+        return Routed(
+            self.catalogue.departments[prediction.department],
+            auto=prediction.auto,
+            confidence=prediction.confidence,
+        )
 
     # -- commands ---------------------------------------------------------------------
 

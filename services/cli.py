@@ -7,6 +7,8 @@ sotong status ID               a complaint's state and timeline from tracker
 sotong act ID ACTION           a department command (start_site_check, start_review, resolve)
 sotong resident ID ACTION      the resident's own actions (provide_info, withdraw, reopen)
 sotong due KIND RECEIVED_AT    the legal due time (민원 처리기간) of a complaint
+sotong classify                route JSON lines {"text": ...} from stdin to departments
+sotong classify-eval           evaluate the classifier on a held-out split (or --test FILE)
 """
 
 import argparse
@@ -293,6 +295,52 @@ def cmd_due(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained(threshold: float) -> Any:
+    from routing.catalogue import Catalogue
+    from routing.classifier import Classifier, load_examples
+
+    general = Catalogue.load().general_desk
+    return Classifier(threshold=threshold, general_desk=general).fit(load_examples())
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    model = _trained(args.threshold)
+    for number, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            text = json.loads(line)["text"]
+            if not isinstance(text, str):
+                raise TypeError("text must be a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f'line {number}: expected {{"text": "..."}}: {exc}', file=sys.stderr)
+            return 2
+        p = model.predict(text)
+        out = {"department": p.department, "confidence": round(p.confidence, 4), "auto": p.auto}
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+    return 0
+
+
+def cmd_classify_eval(args: argparse.Namespace) -> int:
+    from routing.catalogue import Catalogue
+    from routing.classifier import Classifier, evaluate, load_examples, split
+
+    general = Catalogue.load().general_desk
+    examples = load_examples()
+    if args.test:
+        train, test = examples, load_examples(Path(args.test))
+        print(
+            f"trained on all {len(train)} shipped examples; testing on {len(test)} from {args.test}"
+        )
+    else:
+        train, test = split(examples, test_share=args.test_share, seed=args.seed)
+        print(f"held-out split: {len(train)} to train, {len(test)} to test (seed {args.seed})")
+    model = Classifier(threshold=args.threshold, general_desk=general).fit(train)
+    print(f"confidence threshold {args.threshold}")
+    print(evaluate(model, test).report())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sotong", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -346,6 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
     resident.add_argument("--note")
     resident.add_argument("--token")
     resident.set_defaults(func=cmd_resident)
+
+    classify = sub.add_parser("classify", help='route JSON lines {"text": ...} from stdin')
+    classify.add_argument("--threshold", type=float, default=0.75)
+    classify.set_defaults(func=cmd_classify)
+
+    ev = sub.add_parser("classify-eval", help="accuracy, precision/recall, confusion")
+    ev.add_argument("--test", help="a JSON-lines file {text, department} to test on instead")
+    ev.add_argument("--threshold", type=float, default=0.75)
+    ev.add_argument("--test-share", type=float, default=0.2)
+    ev.add_argument("--seed", type=int, default=7)
+    ev.set_defaults(func=cmd_classify_eval)
 
     due = sub.add_parser("due", help="the legal due time of a complaint")
     due.add_argument(

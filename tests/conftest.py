@@ -14,6 +14,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from routing.classifier import Classifier, load_examples
 from services import localstack
 from services.mongo import Document
 from services.settings import KafkaSettings, MongoSettings, RetrySettings
@@ -106,6 +107,12 @@ async def mongo_db(backends: Backends) -> AsyncIterator[AsyncDatabase[Document]]
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+@pytest.fixture(scope="session")
+def trained_classifier() -> Classifier:
+    """The classifier trained once on the shipped dataset (training takes seconds)."""
+    return Classifier(threshold=0.75, general_desk="civil-passport").fit(load_examples())
 
 
 @pytest.fixture

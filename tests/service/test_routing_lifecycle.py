@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from routing.catalogue import Catalogue
+from routing.classifier import Classifier
 from routing.deadlines import KST, calendar
 from routing.lifecycle import Lifecycle
 from routing.service import Routing, RoutingMetrics
@@ -38,7 +39,9 @@ class Clock:
 
 
 @pytest.fixture
-async def setup(mongo_db: AsyncDatabase[Document]) -> tuple[Routing, Recorder, Clock]:
+async def setup(
+    mongo_db: AsyncDatabase[Document], trained_classifier: Classifier
+) -> tuple[Routing, Recorder, Clock]:
     store = RoutingStore(mongo_db)
     await store.ensure_indexes()
     recorder, clock = Recorder(), Clock()
@@ -49,6 +52,7 @@ async def setup(mongo_db: AsyncDatabase[Document]) -> tuple[Routing, Recorder, C
         publish=recorder,
         metrics=RoutingMetrics(CollectorRegistry()),
         calendar=calendar(),
+        classifier=trained_classifier,
         on_duplicate=lambda _: None,
         clock=clock,
     )

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from routing.catalogue import Catalogue
+from routing.classifier import Classifier
 from routing.deadlines import calendar
 from routing.lifecycle import Lifecycle
 from routing.service import Routing, RoutingMetrics
@@ -38,7 +39,9 @@ class Recorder:
 
 
 @pytest.fixture
-async def routing(mongo_db: AsyncDatabase[Document]) -> tuple[Routing, Recorder]:
+async def routing(
+    mongo_db: AsyncDatabase[Document], trained_classifier: Classifier
+) -> tuple[Routing, Recorder]:
     store = RoutingStore(mongo_db)
     await store.ensure_indexes()
     recorder = Recorder()
@@ -50,6 +53,7 @@ async def routing(mongo_db: AsyncDatabase[Document]) -> tuple[Routing, Recorder]
         publish=recorder,
         metrics=RoutingMetrics(CollectorRegistry()),
         calendar=calendar(),
+        classifier=trained_classifier,
         on_duplicate=duplicates.append,
     )
     return service, recorder

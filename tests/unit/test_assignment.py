@@ -1,5 +1,5 @@
 from routing.assignment import Load, choose_handler
-from routing.catalogue import Catalogue, Handler, classify
+from routing.catalogue import Catalogue, Handler
 
 
 def test_fewest_open_then_fewest_total_then_roster_order() -> None:
@@ -71,18 +71,3 @@ def test_catalogue_has_sixteen_departments_and_unique_service_codes() -> None:
     assert len(catalogue.departments) == 16
     codes = [c for d in catalogue.departments.values() for c in d.service_codes]
     assert len(codes) == len(set(codes))
-
-
-def test_service_code_wins_then_keywords_then_general_desk() -> None:
-    catalogue = Catalogue.load()
-    assert (
-        classify(catalogue, text="아무 말", service_code="pothole-x").department.code
-        == "civil-passport"
-    )
-    routed = classify(catalogue, text="무엇이든", service_code="street-light")
-    assert (routed.department.code, routed.auto) == ("roads", True)
-    assert classify(
-        catalogue, text="이불 버릴라면 어케해요", service_code=None
-    ).department.code == ("resource-circulation")
-    unclear = classify(catalogue, text="안녕하세요 문의드립니다", service_code=None)
-    assert (unclear.department.code, unclear.auto) == ("civil-passport", False)

@@ -1,0 +1,194 @@
+"""Routing free text to a department: a Korean tokenizer plus a learned linear model.
+
+Features are TF-IDF over two views of the text, so both spelling and meaning count:
+content morphemes from kiwipiepy (its model ships inside the wheel), which survive
+spacing mistakes and inflection (버릴라면 → 버리), and character 2–4-grams, which survive
+typos and dialect. A multinomial logistic regression gives the probability behind the
+confidence threshold below which a person assigns. (Compared on the held-out split: a
+calibrated linear SVM was as accurate but 15x slower per prediction; dropping the
+morphemes cost 2 points of accuracy.)
+"""
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from kiwipiepy import Kiwi
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+DATASET = Path(__file__).parent / "data" / "classifier" / "complaints.jsonl"
+CONTENT_TAGS = ("NN", "NR", "NP", "VV", "VA", "XR", "SL", "SH", "MAG")
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    department: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    department: str
+    confidence: float
+    auto: bool
+
+
+def load_examples(path: Path = DATASET) -> list[Example]:
+    examples = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            examples.append(Example(str(row["text"]), str(row["department"])))
+    return examples
+
+
+class MorphemeAnalyzer:
+    """Content morphemes (lemma/tag) of a text; picklable-free, one Kiwi per process."""
+
+    @cached_property
+    def kiwi(self) -> Kiwi:
+        return Kiwi()
+
+    def __call__(self, text: str) -> list[str]:
+        tokens = self.kiwi.tokenize(text)
+        return [f"{t.form}/{t.tag[:2]}" for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+
+
+class Classifier:
+    def __init__(self, *, threshold: float, general_desk: str, seed: int = 7) -> None:
+        self.threshold = threshold
+        self.general_desk = general_desk
+        self.pipeline = Pipeline(
+            [
+                (
+                    "features",
+                    FeatureUnion(
+                        [
+                            (
+                                "morphemes",
+                                TfidfVectorizer(analyzer=MorphemeAnalyzer(), sublinear_tf=True),
+                            ),
+                            (
+                                "chars",
+                                TfidfVectorizer(
+                                    analyzer="char_wb",
+                                    ngram_range=(2, 4),
+                                    sublinear_tf=True,
+                                    min_df=2,
+                                ),
+                            ),
+                        ]
+                    ),
+                ),
+                ("model", LogisticRegression(C=50.0, max_iter=3000, random_state=seed)),
+            ]
+        )
+
+    def fit(self, examples: Sequence[Example]) -> "Classifier":
+        self.pipeline.fit([e.text for e in examples], [e.department for e in examples])
+        return self
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.pipeline.classes_]
+
+    def probabilities(self, texts: Sequence[str]) -> Any:
+        return self.pipeline.predict_proba(list(texts))
+
+    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        classes = self.classes
+        out = []
+        for row in self.probabilities(texts):
+            best = int(row.argmax())
+            confidence = float(row[best])
+            if confidence >= self.threshold:
+                out.append(Prediction(classes[best], confidence, auto=True))
+            else:
+                out.append(Prediction(self.general_desk, confidence, auto=False))
+        return out
+
+    def predict(self, text: str) -> Prediction:
+        return self.predict_many([text])[0]
+
+
+def split(
+    examples: Sequence[Example], *, test_share: float = 0.2, seed: int = 7
+) -> tuple[list[Example], list[Example]]:
+    """A stratified split: the same share of every department held out."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible split, not a secret
+    by_dept: dict[str, list[Example]] = {}
+    for e in examples:
+        by_dept.setdefault(e.department, []).append(e)
+    train, test = [], []
+    for dept in sorted(by_dept):
+        items = by_dept[dept][:]
+        rng.shuffle(items)
+        cut = max(1, round(len(items) * test_share))
+        test += items[:cut]
+        train += items[cut:]
+    return train, test
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    auto_precision: float
+    auto_share: float
+    per_department: dict[str, tuple[float, float, int]]
+    confusion: dict[str, dict[str, int]]
+
+    def report(self) -> str:
+        lines = [
+            f"top-1 accuracy           {self.accuracy:.3f}",
+            f"auto-routed share        {self.auto_share:.3f}",
+            f"precision when auto      {self.auto_precision:.3f}",
+            "",
+            f"{'department':<22}{'precision':>10}{'recall':>8}{'n':>6}",
+        ]
+        for dept, (p, r, n) in sorted(self.per_department.items()):
+            lines.append(f"{dept:<22}{p:>10.3f}{r:>8.3f}{n:>6}")
+        lines += ["", "confusion (true → predicted, off-diagonal only):"]
+        for true, row in sorted(self.confusion.items()):
+            wrong = {p: n for p, n in row.items() if p != true and n}
+            if wrong:
+                lines.append(
+                    f"  {true:<22} "
+                    + ", ".join(f"{p} {n}" for p, n in sorted(wrong.items(), key=lambda kv: -kv[1]))
+                )
+        return "\n".join(lines)
+
+
+def evaluate(model: Classifier, test: Iterable[Example]) -> Evaluation:
+    test = list(test)
+    probs = model.probabilities([e.text for e in test])
+    classes = model.classes
+    top = [classes[int(row.argmax())] for row in probs]
+    conf = [float(row.max()) for row in probs]
+    truth = [e.department for e in test]
+    correct = sum(t == p for t, p in zip(truth, top, strict=True))
+    auto = [(t, p) for t, p, c in zip(truth, top, conf, strict=True) if c >= model.threshold]
+    confusion: dict[str, dict[str, int]] = {}
+    for t, p in zip(truth, top, strict=True):
+        confusion.setdefault(t, {}).setdefault(p, 0)
+        confusion[t][p] += 1
+    per: dict[str, tuple[float, float, int]] = {}
+    for dept in sorted(set(truth) | set(top)):
+        tp = sum(1 for t, p in zip(truth, top, strict=True) if t == p == dept)
+        predicted = sum(1 for p in top if p == dept)
+        actual = sum(1 for t in truth if t == dept)
+        per[dept] = (tp / predicted if predicted else 0.0, tp / actual if actual else 0.0, actual)
+    return Evaluation(
+        accuracy=correct / len(test),
+        auto_precision=(sum(t == p for t, p in auto) / len(auto)) if auto else 1.0,
+        auto_share=len(auto) / len(test),
+        per_department=per,
+        confusion=confusion,
+    )
