@@ -1,6 +1,7 @@
 """Errors say whether trying again can help. The dead-letter middleware decides from that."""
 
 from pydantic import ValidationError
+from aiokafka.errors import KafkaError
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
@@ -28,6 +29,7 @@ class RetryableError(ProcessingError):
 
 
 _TRANSIENT = (
+    KafkaError,
     AutoReconnect,
     ConnectionFailure,
     NetworkTimeout,

@@ -1,0 +1,79 @@
+"""The local outbox: the resident's inbox on one machine, one JSON line per message.
+
+Someone running the platform locally follows it with ``tail -f``. Every line is
+written whole, flushed and fsynced before ``deliver`` returns, so "delivered" means
+on disk; a line left without its newline by a crash is cut off from the next one.
+Only a masked phone number is ever written.
+"""
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from notifier.channel import Message
+from schemas.common import mask_phone
+from schemas.events import utcnow
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+class OutboxChannel:
+    name = "outbox"
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.path = path
+        self.clock = clock
+
+    async def deliver(self, message: Message) -> None:
+        entry = {
+            "delivery_id": message.delivery_id,
+            "complaint_id": message.complaint_id,
+            "receipt_number": message.receipt_number,
+            "recipient": message.recipient,
+            "to": mask_phone(message.phone),
+            "channel": self.name,
+            "template_code": message.template_code,
+            "template_version": message.template_version,
+            "state": message.state.value,
+            "text": message.text,
+            "sent_at": self.clock().isoformat(),
+        }
+        line = json.dumps(entry, ensure_ascii=False).encode() + b"\n"
+        await asyncio.to_thread(self._append, line)
+
+    async def already_delivered(self, delivery_id: str) -> bool:
+        return await asyncio.to_thread(self._contains, delivery_id)
+
+    def _append(self, line: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b", opener=_private) as f:
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _contains(self, delivery_id: str) -> bool:
+        needle = json.dumps(delivery_id, ensure_ascii=False).encode()
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - closed below; absent means nothing sent
+        except FileNotFoundError:
+            return False
+        with f:
+            for raw in f:
+                if needle not in raw:
+                    continue
+                try:
+                    entry = json.loads(raw)
+                except ValueError:  # cut short by a crash: that message never went out whole
+                    continue
+                if isinstance(entry, dict) and entry.get("delivery_id") == delivery_id:
+                    return True
+        return False

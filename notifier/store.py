@@ -1,0 +1,248 @@
+"""notifier's MongoDB adapter: whom to tell, what was sent, and what waits for a recipient.
+
+``notifier_deliveries`` is the ledger that turns at-least-once Kafka into one message
+per (event, recipient, channel): its ``_id`` is that triple, so claiming a delivery is
+an insert that only one attempt can win. A claim still ``sending`` when the event comes
+back means the attempt that made it stopped between claiming and finishing.
+
+``notifier_pending`` holds lifecycle events that arrived before their complaint's
+ComplaintFiled (the two travel on different topics), until the recipient is known.
+"""
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from schemas import ComplaintFiled, ComplaintStatusChanged
+from services.mongo import Document
+
+RECIPIENTS = "notifier_recipients"
+DELIVERIES = "notifier_deliveries"
+PENDING = "notifier_pending"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The resident of one complaint. Contact fields stay out of ``repr`` (personal data)."""
+
+    complaint_id: str
+    receipt_number: str
+    notification_consent: bool
+    name: str | None = field(default=None, repr=False)
+    phone: str | None = field(default=None, repr=False)
+    email: str | None = field(default=None, repr=False)
+
+
+class DeliveryStatus(StrEnum):
+    SENDING = "sending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    delivery_id: str
+    complaint_id: str
+    source_event_id: str
+    recipient: str
+    channel: str
+    template_code: str
+    status: DeliveryStatus
+    attempts: int
+    fresh: bool
+    """True when this call made the claim; False when an earlier attempt had."""
+    detail: str | None = None
+    finished_at: datetime | None = None
+    outcome_published: bool = False
+
+
+@dataclass(frozen=True)
+class Parked:
+    event: ComplaintStatusChanged
+    correlation_id: str | None
+
+
+def delivery_id(event_id: str, recipient: str, channel: str) -> str:
+    return f"{event_id}:{recipient}:{channel}"
+
+
+class NotifierStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.recipients: AsyncCollection[Document] = db[RECIPIENTS]
+        self.deliveries: AsyncCollection[Document] = db[DELIVERIES]
+        self.pending: AsyncCollection[Document] = db[PENDING]
+
+    async def ensure_indexes(self) -> None:
+        await self.deliveries.create_indexes(
+            [
+                IndexModel([("complaint_id", ASCENDING)], name="by_complaint"),
+                IndexModel([("status", ASCENDING), ("claimed_at", ASCENDING)], name="by_status"),
+            ]
+        )
+        await self.pending.create_indexes(
+            [
+                IndexModel(
+                    [("complaint_id", ASCENDING), ("sequence", ASCENDING)], name="by_complaint"
+                )
+            ]
+        )
+
+    async def remember(self, filed: ComplaintFiled) -> None:
+        """Keep the resident's contact. The first ComplaintFiled wins; redeliveries change
+        nothing, and a concurrent one that upserted first is the same document."""
+        resident = filed.resident
+        with contextlib.suppress(DuplicateKeyError):
+            await self.recipients.update_one(
+                {"_id": filed.complaint_id},
+                {
+                    "$setOnInsert": {
+                        "receipt_number": filed.receipt_number,
+                        "name": resident.name,
+                        "phone": resident.phone,
+                        "email": resident.email,
+                        "notification_consent": resident.notification_consent,
+                        "filed_at": filed.occurred_at,
+                    }
+                },
+                upsert=True,
+            )
+
+    async def recipient(self, complaint_id: str) -> Recipient | None:
+        doc = await self.recipients.find_one({"_id": complaint_id})
+        if doc is None:
+            return None
+        return Recipient(
+            complaint_id=complaint_id,
+            receipt_number=str(doc["receipt_number"]),
+            notification_consent=bool(doc["notification_consent"]),
+            name=_optional_str(doc.get("name")),
+            phone=_optional_str(doc.get("phone")),
+            email=_optional_str(doc.get("email")),
+        )
+
+    async def park(
+        self, event: ComplaintStatusChanged, *, correlation_id: str | None, now: datetime
+    ) -> bool:
+        """Keep an event until its recipient is known; True the first time it is parked."""
+        try:
+            result = await self.pending.update_one(
+                {"_id": event.event_id},
+                {
+                    "$setOnInsert": {
+                        "complaint_id": event.complaint_id,
+                        "sequence": event.sequence,
+                        "event": event.model_dump(mode="json"),
+                        "correlation_id": correlation_id,
+                        "parked_at": now,
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return result.upserted_id is not None
+
+    async def parked(self, complaint_id: str) -> list[Parked]:
+        """A complaint's parked events, in lifecycle order."""
+        cursor = self.pending.find({"complaint_id": complaint_id}, sort=[("sequence", ASCENDING)])
+        return [
+            Parked(
+                event=ComplaintStatusChanged.model_validate(doc["event"]),
+                correlation_id=_optional_str(doc.get("correlation_id")),
+            )
+            async for doc in cursor
+        ]
+
+    async def unpark(self, event_id: str) -> None:
+        await self.pending.delete_one({"_id": event_id})
+
+    async def claim(
+        self,
+        delivery_id: str,
+        *,
+        complaint_id: str,
+        source_event_id: str,
+        recipient: str,
+        channel: str,
+        template_code: str,
+        now: datetime,
+    ) -> DeliveryRecord:
+        """Claim a delivery, or return the claim an earlier attempt made (one more attempt
+        counted if it never finished)."""
+        doc: Document = {
+            "_id": delivery_id,
+            "complaint_id": complaint_id,
+            "source_event_id": source_event_id,
+            "recipient": recipient,
+            "channel": channel,
+            "template_code": template_code,
+            "status": DeliveryStatus.SENDING.value,
+            "attempts": 1,
+            "claimed_at": now,
+            "outcome_published": False,
+        }
+        try:
+            await self.deliveries.insert_one(doc)
+        except DuplicateKeyError:
+            pass
+        else:
+            return _record(doc, fresh=True)
+        existing = await self.deliveries.find_one_and_update(
+            {"_id": delivery_id, "status": DeliveryStatus.SENDING.value},
+            {"$inc": {"attempts": 1}, "$set": {"claimed_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if existing is None:
+            existing = await self.deliveries.find_one({"_id": delivery_id})
+        assert existing is not None, "duplicate key without a document"
+        return _record(existing, fresh=False)
+
+    async def finish(
+        self, delivery_id: str, status: DeliveryStatus, *, now: datetime, detail: str | None = None
+    ) -> DeliveryRecord:
+        """Record how a claimed delivery ended; only a claim still sending can end."""
+        assert status is not DeliveryStatus.SENDING, "finish with an outcome"
+        doc = await self.deliveries.find_one_and_update(
+            {"_id": delivery_id, "status": DeliveryStatus.SENDING.value},
+            {"$set": {"status": status.value, "finished_at": now, "detail": detail}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            doc = await self.deliveries.find_one({"_id": delivery_id})
+        assert doc is not None, f"finish without a claim for {delivery_id}"
+        return _record(doc, fresh=False)
+
+    async def mark_published(self, delivery_id: str) -> None:
+        await self.deliveries.update_one(
+            {"_id": delivery_id}, {"$set": {"outcome_published": True}}
+        )
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _record(doc: Document, *, fresh: bool) -> DeliveryRecord:
+    finished_at = doc.get("finished_at")
+    attempts = doc.get("attempts", 1)
+    return DeliveryRecord(
+        delivery_id=str(doc["_id"]),
+        complaint_id=str(doc["complaint_id"]),
+        source_event_id=str(doc["source_event_id"]),
+        recipient=str(doc["recipient"]),
+        channel=str(doc["channel"]),
+        template_code=str(doc["template_code"]),
+        status=DeliveryStatus(str(doc["status"])),
+        attempts=attempts if isinstance(attempts, int) else 1,
+        fresh=fresh,
+        detail=_optional_str(doc.get("detail")),
+        finished_at=finished_at if isinstance(finished_at, datetime) else None,
+        outcome_published=bool(doc.get("outcome_published", False)),
+    )
