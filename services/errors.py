@@ -1,7 +1,7 @@
 """Errors say whether trying again can help. The dead-letter middleware decides from that."""
 
-from pydantic import ValidationError
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,

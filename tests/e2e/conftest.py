@@ -17,7 +17,6 @@ from services import localstack
 from services.localstack import ServiceProcess
 from tests.conftest import Backends
 
-
 API_KEYS = {code: f"test-key-{code}" for code in Catalogue.load().departments}
 
 
