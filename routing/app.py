@@ -16,7 +16,13 @@ from routing.deadlines import calendar
 from routing.lifecycle import Lifecycle
 from routing.service import Routing, RoutingMetrics
 from routing.store import RoutingStore
-from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas import (
+    CommandRejected,
+    ComplaintDeadlineAlert,
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    topics,
+)
 from schemas.commands import ComplaintCommand
 from services.http import service_app
 from services.runtime import Runtime
@@ -28,6 +34,7 @@ class RoutingSettings(ServiceSettings):
 
     http_port: int = 8002
     relay_interval_seconds: float = Field(default=2.0, gt=0)
+    deadline_scan_interval_seconds: float = Field(default=60.0, gt=0)
     classifier_threshold: float = Field(
         default=0.75,
         ge=0,
@@ -46,7 +53,9 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     store = RoutingStore(runtime.db)
 
     async def publish(
-        topic: str, event: ComplaintStatusChanged | CommandRejected, correlation_id: str | None
+        topic: str,
+        event: ComplaintStatusChanged | CommandRejected | ComplaintDeadlineAlert,
+        correlation_id: str | None,
     ) -> None:
         await runtime.publish(topic, event, correlation_id=correlation_id)
 
@@ -83,13 +92,20 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
             await asyncio.to_thread(classifier.fit, examples)
 
         async with runtime.running(before_start=prepare):
-            relay = asyncio.create_task(routing.relay_forever(settings.relay_interval_seconds))
+            loops = [
+                asyncio.create_task(routing.relay_forever(settings.relay_interval_seconds)),
+                asyncio.create_task(
+                    routing.deadlines_forever(settings.deadline_scan_interval_seconds)
+                ),
+            ]
             try:
                 yield
             finally:
-                relay.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await relay
+                for loop in loops:
+                    loop.cancel()
+                for loop in loops:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
 
     async def readiness(_: FastAPI) -> dict[str, bool]:
         return await runtime.readiness()

@@ -15,8 +15,15 @@ from routing.catalogue import Catalogue, Department
 from routing.classifier import Classifier
 from routing.deadlines import Period, WorkingCalendar
 from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle, Refusal
+from routing.sla import crossed
 from routing.store import RoutingRecord, RoutingStore
-from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas import (
+    CommandRejected,
+    ComplaintDeadlineAlert,
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    topics,
+)
 from schemas.commands import (
     RESIDENT,
     AnyCommand,
@@ -32,7 +39,10 @@ from services.errors import RetryableError
 
 log = logging.getLogger("sotong.routing")
 
-Publish = Callable[[str, ComplaintStatusChanged | CommandRejected, str | None], Awaitable[None]]
+Publish = Callable[
+    [str, ComplaintStatusChanged | CommandRejected | ComplaintDeadlineAlert, str | None],
+    Awaitable[None],
+]
 
 UNKNOWN_COMPLAINT = Refusal(
     "unknown_complaint", "no complaint with this id", "해당 민원을 찾을 수 없습니다"
@@ -74,6 +84,12 @@ class RoutingMetrics:
             "sotong_transitions_total",
             "Lifecycle transitions, by trigger and state reached.",
             ["trigger", "to_state"],
+            registry=registry,
+        )
+        self.sla_alerts = Counter(
+            "sotong_sla_alerts_total",
+            "Deadline alerts: warnings (75%), breaches, 30-day progress notices.",
+            ["kind", "department"],
             registry=registry,
         )
         self.rejected = Counter(
@@ -400,6 +416,62 @@ class Routing:
             current_state=state,
         )
         await self.publish(topics.REJECTIONS, rejection, command.event_id)
+
+    # -- deadlines --------------------------------------------------------------------
+
+    async def scan_deadlines(self) -> int:
+        """Publish every threshold crossed since the last scan; exactly once per clock.
+
+        The alert's id is derived from its key, and the key is recorded after the
+        publish: a crash in between repeats the publish with the same id (a duplicate
+        downstream), never loses it.
+        """
+        now = self.clock()
+        published = 0
+        for record in await self.store.with_running_clock():
+            received, due = record.received_at, record.due_at
+            if received is None or due is None:
+                continue
+            alerts = crossed(
+                now=now,
+                received_at=received,
+                due_at=due,
+                calendar=self.calendar,
+                sent=record.sla_sent,
+            )
+            dept = self.catalogue.departments.get(record.department or "")
+            for alert in alerts:
+                event = ComplaintDeadlineAlert(
+                    event_id=str(
+                        uuid.uuid5(
+                            uuid.NAMESPACE_URL, f"sotong:sla:{record.complaint_id}:{alert.key}"
+                        )
+                    ),
+                    complaint_id=record.complaint_id,
+                    receipt_number=record.receipt_number,
+                    kind=alert.kind,
+                    state=record.state,
+                    department=record.department,
+                    department_name=record.department_name,
+                    handler=record.handler,
+                    supervisor=dept.supervisor if dept else None,
+                    received_at=received,
+                    due_at=due,
+                    occurred_at=now,
+                )
+                await self.publish(topics.SLA, event, None)
+                await self.store.mark_alert(record.complaint_id, alert.key)
+                self.metrics.sla_alerts.labels(alert.kind.value, record.department or "none").inc()
+                published += 1
+        return published
+
+    async def deadlines_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.scan_deadlines()
+            except Exception:
+                log.exception("deadline scan failed; will try again")
+            await asyncio.sleep(interval)
 
     # -- publishing -------------------------------------------------------------------
 

@@ -99,6 +99,10 @@ class RoutingRecord:
         state = self.doc.get("resume_state")
         return None if state is None else ComplaintState(str(state))
 
+    @property
+    def sla_sent(self) -> set[str]:
+        return {str(key) for key in self.doc.get("sla_sent", [])}
+
     def int_field(self, name: str) -> int:
         return int(self.doc.get(name) or 0)
 
@@ -139,6 +143,7 @@ class RoutingStore:
                 ),
                 IndexModel([("handler.handler_id", ASCENDING)], name="handler"),
                 IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
+                IndexModel([("state", ASCENDING), ("due_at", ASCENDING)], name="deadline_clock"),
             ]
         )
 
@@ -243,6 +248,15 @@ class RoutingStore:
     async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
         cursor = self.col.find({"outbox_pending": True}, limit=limit)
         return [RoutingRecord(doc) async for doc in cursor]
+
+    async def with_running_clock(self) -> list[RoutingRecord]:
+        """Open complaints whose deadline clock is running (보완 요청 pauses it)."""
+        running = [s.value for s in OPEN_STATES if s is not ComplaintState.INFO_REQUESTED]
+        cursor = self.col.find({"state": {"$in": running}, "due_at": {"$ne": None}})
+        return [RoutingRecord(doc) async for doc in cursor]
+
+    async def mark_alert(self, complaint_id: str, key: str) -> None:
+        await self.col.update_one({"_id": complaint_id}, {"$addToSet": {"sla_sent": key}})
 
     async def loads(self, department: str) -> dict[str, Load]:
         """Open and total complaints per handler of a department, from the complaints themselves."""

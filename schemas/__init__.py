@@ -11,6 +11,7 @@ from schemas.common import Channel, Coordinates, Location, Resident
 from schemas.envelope import CE_SPECVERSION, cloudevent_headers
 from schemas.events import (
     CommandRejected,
+    ComplaintDeadlineAlert,
     ComplaintFiled,
     ComplaintStatusChanged,
     ComplaintSubmitted,
@@ -25,6 +26,7 @@ __all__ = [
     "Channel",
     "CommandRejected",
     "ComplaintCommand",
+    "ComplaintDeadlineAlert",
     "ComplaintFiled",
     "ComplaintState",
     "ComplaintStatusChanged",

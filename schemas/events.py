@@ -109,6 +109,33 @@ class CommandRejected(Event):
     current_state: ComplaintState | None = None
 
 
+class AlertKind(StrEnum):
+    WARNING = "deadline_warning"  # 75% of the legal period used
+    BREACH = "deadline_breached"  # past the due time
+    PROGRESS_NOTICE = "progress_notice"  # 30 days open: the resident is owed a progress notice
+
+
+class ComplaintDeadlineAlert(Event):
+    """A deadline threshold crossed, once per complaint, threshold and due time.
+
+    Addressed to the handler and the department's supervisor (and, for the progress
+    notice, the resident). ``event_id`` is derived from the complaint, the threshold and
+    the due time, so a repeated publish is a duplicate downstream.
+    """
+
+    event_type: Literal["complaint.deadline_alert"] = "complaint.deadline_alert"
+    complaint_id: str
+    receipt_number: str
+    kind: AlertKind
+    state: ComplaintState
+    department: str | None = None
+    department_name: str | None = None
+    handler: HandlerRef | None = None
+    supervisor: HandlerRef | None = None
+    received_at: AwareDatetime
+    due_at: AwareDatetime
+
+
 class Outcome(StrEnum):
     SENT = "sent"
     SKIPPED = "skipped"

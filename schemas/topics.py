@@ -14,6 +14,9 @@ COMMANDS: Final = "complaint.commands"
 LIFECYCLE: Final = "complaint.lifecycle"
 """routing publishes one ComplaintStatusChanged per state transition."""
 
+SLA: Final = "complaint.sla"
+"""routing publishes ComplaintDeadlineAlert when a deadline threshold is crossed."""
+
 REJECTIONS: Final = "complaint.rejections"
 """routing publishes CommandRejected for every command it refuses, with the reason."""
 
@@ -23,4 +26,4 @@ NOTIFICATIONS: Final = "notification.outcomes"
 DEAD_LETTER: Final = "sotong.deadletter"
 """Anything no consumer could process, with the reason and the original bytes."""
 
-ALL: Final = (SUBMISSIONS, FILED, COMMANDS, LIFECYCLE, REJECTIONS, NOTIFICATIONS, DEAD_LETTER)
+ALL: Final = (SUBMISSIONS, FILED, COMMANDS, LIFECYCLE, SLA, REJECTIONS, NOTIFICATIONS, DEAD_LETTER)

@@ -27,6 +27,7 @@ TOPIC_OF = {
     "complaint.status_changed": topics.LIFECYCLE,
     "complaint.command_rejected": topics.REJECTIONS,
     "notification.outcome": topics.NOTIFICATIONS,
+    "complaint.deadline_alert": topics.SLA,
 }
 
 
@@ -76,9 +77,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
 
     # Registered by call: runtime.subscriber is untyped, and a decorator would erase the
     # handler's type under mypy --strict.
-    runtime.subscriber(topics.FILED, topics.LIFECYCLE, topics.REJECTIONS, topics.NOTIFICATIONS)(
-        on_event
-    )
+    runtime.subscriber(*TOPIC_OF.values())(on_event)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

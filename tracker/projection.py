@@ -11,15 +11,28 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, TypeAdapter
 
-from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, NotificationOutcome
-from schemas.events import HandlerRef
+from schemas import (
+    CommandRejected,
+    ComplaintDeadlineAlert,
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    NotificationOutcome,
+)
+from schemas.events import AlertKind, HandlerRef
+from schemas.states import OPEN_STATES, ComplaintState
 
-AnyTracked = ComplaintFiled | ComplaintStatusChanged | CommandRejected | NotificationOutcome
+AnyTracked = (
+    ComplaintFiled
+    | ComplaintStatusChanged
+    | CommandRejected
+    | NotificationOutcome
+    | ComplaintDeadlineAlert
+)
 TrackedEvent = Annotated[AnyTracked, Field(discriminator="event_type")]
 TRACKED_EVENT: TypeAdapter[AnyTracked] = TypeAdapter(TrackedEvent)
 
 ReadModel = dict[str, Any]
-Timed = TypeVar("Timed", NotificationOutcome, CommandRejected)
+Timed = TypeVar("Timed", NotificationOutcome, CommandRejected, ComplaintDeadlineAlert)
 
 FILING_FIELDS = (
     "tracking_token_hash",
@@ -57,6 +70,9 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
     )
     notifications = _by_time(e for e in unique.values() if isinstance(e, NotificationOutcome))
     rejections = _by_time(e for e in unique.values() if isinstance(e, CommandRejected))
+    alerts = _by_time(e for e in unique.values() if isinstance(e, ComplaintDeadlineAlert))
+    assignment = _assignment(changes)
+    state = changes[-1].to_state if changes else None
     receipt_number = (
         filed.receipt_number if filed else changes[-1].receipt_number if changes else None
     )
@@ -65,8 +81,10 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         "complaint_id": complaint_id,
         "event_count": len(unique),
         "receipt_number": receipt_number,
-        "state": changes[-1].to_state.value if changes else None,
-        **_assignment(changes),
+        "state": state.value if state else None,
+        **assignment,
+        "overdue": _overdue(state, assignment["due_at"], alerts),
+        "alerts": [_alert(alert) for alert in alerts],
         "timeline": [_timeline_entry(change) for change in changes],
         "notifications": [_notification(outcome) for outcome in notifications],
         "rejections": [_rejection(rejection) for rejection in rejections],
@@ -140,6 +158,26 @@ def _notification(outcome: NotificationOutcome) -> ReadModel:
         "template": outcome.template,
         "detail": outcome.detail,
         "occurred_at": outcome.occurred_at,
+    }
+
+
+def _overdue(
+    state: ComplaintState | None, due_at: datetime | None, alerts: list[ComplaintDeadlineAlert]
+) -> bool:
+    """Open, and routing has reported the current due time as breached."""
+    return (
+        state in OPEN_STATES
+        and due_at is not None
+        and any(a.kind is AlertKind.BREACH and a.due_at == due_at for a in alerts)
+    )
+
+
+def _alert(alert: ComplaintDeadlineAlert) -> ReadModel:
+    return {
+        "event_id": alert.event_id,
+        "kind": alert.kind.value,
+        "due_at": alert.due_at,
+        "occurred_at": alert.occurred_at,
     }
 
 

@@ -73,6 +73,7 @@ class ComplaintView(BaseModel):
     department: DepartmentView | None
     handler: HandlerView | None
     due_at: datetime | None
+    overdue: bool = Field(description="Open and past its legal due time.")
     filed_at: datetime
     title: str | None
     timeline: list[TimelineEntry]
@@ -103,6 +104,7 @@ def public_view(model: ReadModel) -> ComplaintView:
         else None,
         handler=_handler(model["handler"]),
         due_at=model["due_at"],
+        overdue=bool(model.get("overdue")),
         filed_at=model["filed_at"],
         title=model["title"],
         timeline=[

@@ -13,7 +13,13 @@ from routing.deadlines import calendar
 from routing.lifecycle import Lifecycle
 from routing.service import Routing, RoutingMetrics
 from routing.store import RoutingStore
-from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas import (
+    CommandRejected,
+    ComplaintDeadlineAlert,
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    topics,
+)
 from schemas.commands import ResolveComplaint, StartReview, StartSiteCheck
 from schemas.common import Location, Resident
 from services.mongo import Document
@@ -27,7 +33,10 @@ class Recorder:
         self.fail_next = 0
 
     async def __call__(
-        self, topic: str, event: ComplaintStatusChanged | CommandRejected, _: str | None
+        self,
+        topic: str,
+        event: ComplaintStatusChanged | CommandRejected | ComplaintDeadlineAlert,
+        _: str | None,
     ) -> None:
         if self.fail_next:
             self.fail_next -= 1

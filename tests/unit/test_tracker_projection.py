@@ -303,3 +303,25 @@ def test_events_of_two_complaints_are_refused() -> None:
 def test_no_events_are_refused() -> None:
     with pytest.raises(ValueError, match="exactly one complaint"):
         project([])
+
+
+def test_a_breach_of_the_current_due_time_marks_an_open_complaint_overdue() -> None:
+    from schemas import ComplaintDeadlineAlert
+    from schemas.events import AlertKind
+
+    events = story("c-late")
+    due = project(events)["due_at"]
+    breach = ComplaintDeadlineAlert(
+        complaint_id="c-late",
+        receipt_number="250303-000042",
+        kind=AlertKind.BREACH,
+        state=ComplaintState.SITE_CHECK,
+        received_at=T0,
+        due_at=due,
+    )
+    model = project([*events, breach])
+    assert model["alerts"][0]["kind"] == "deadline_breached"
+    assert model["overdue"] is True
+    stale = breach.model_copy(update={"event_id": "other", "due_at": due - timedelta(days=1)})
+    assert project([*events, stale])["overdue"] is False
+    assert project(events)["overdue"] is False
