@@ -18,7 +18,7 @@ from intake.store import RELAY_GRACE, FiledRecord, ReceiptCollision, SubmissionS
 from schemas import ComplaintSubmitted, DepartmentAction, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT, ResidentAction
 from schemas.events import utcnow
-from services.errors import field_errors
+from services.errors import PermanentError, field_errors
 from services.http import ApiError, service_app
 from services.logs import bound
 from services.runtime import Runtime
@@ -42,6 +42,9 @@ class FiledResponse(BaseModel):
     complaint_id: str
     receipt_number: str
     tracking_token: str = Field(description="Keep it: it is the only way to follow the complaint.")
+    resident_token: str = Field(
+        description="Follows all of this resident's complaints; pass it when filing the next one."
+    )
     duplicate: bool = Field(description="True when this (channel, channel_ref) was filed before.")
 
 
@@ -77,6 +80,10 @@ class CommandAccepted(BaseModel):
     action: str
 
 
+class UnknownResidentToken(PermanentError):
+    """A resident token intake never issued: refused (422 on HTTP, dead letter on Kafka)."""
+
+
 class Intake:
     """Filing, shared by the HTTP route and the Kafka subscriber so both validate alike."""
 
@@ -106,16 +113,21 @@ class Intake:
                 return await self._duplicate(existing), True
         complaint_id = new_complaint_id()
         token = new_tracking_token()
+        resident_token = submission.resident_token or new_tracking_token()
+        if submission.resident_token and not await self.store.known_resident(resident_token):
+            raise UnknownResidentToken("resident_token: not issued by an earlier filing")
+        await self.store.remember_resident(resident_token, utcnow())
         while True:
             filed = file_submission(
                 submission,
                 complaint_id=complaint_id,
                 receipt_number=new_receipt_number(utcnow()),
                 tracking_token=token,
+                resident_token=resident_token,
                 filed_at=utcnow(),
             )
             try:
-                record = await self.store.insert(filed, token)
+                record = await self.store.insert(filed, token, resident_token)
             except ReceiptCollision:
                 continue
             break
@@ -192,13 +204,17 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     @app.post("/v1/complaints", status_code=201, response_model=FiledResponse)
     async def file_complaint(submission: ComplaintSubmitted, response: Response) -> FiledResponse:
         """File a complaint; the same (channel, channel_ref) again answers 200 with the same one."""
-        record, duplicate = await intake.accept(submission)
+        try:
+            record, duplicate = await intake.accept(submission)
+        except UnknownResidentToken as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from exc
         if duplicate:
             response.status_code = 200
         return FiledResponse(
             complaint_id=record.filed.complaint_id,
             receipt_number=record.filed.receipt_number,
             tracking_token=record.tracking_token,
+            resident_token=record.resident_token,
             duplicate=duplicate,
         )
 

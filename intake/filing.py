@@ -43,12 +43,14 @@ def file_submission(
     complaint_id: str,
     receipt_number: str,
     tracking_token: str,
+    resident_token: str,
     filed_at: datetime,
 ) -> ComplaintFiled:
     return ComplaintFiled(
         complaint_id=complaint_id,
         receipt_number=receipt_number,
         tracking_token_hash=hash_token(tracking_token),
+        resident_token_hash=hash_token(resident_token),
         channel=submission.channel,
         channel_ref=submission.channel_ref,
         resident=submission.resident,

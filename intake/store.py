@@ -6,6 +6,7 @@ it for the relay (or the channel's retry) to publish again: same event id, so
 downstream consumers see a duplicate, not a second complaint.
 """
 
+import contextlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,16 +16,19 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from intake.filing import hash_token
 from schemas import ComplaintFiled
 from services.mongo import Document
 
 COLLECTION = "intake_complaints"
+RESIDENTS = "intake_residents"
 
 
 @dataclass(frozen=True)
 class FiledRecord:
     filed: ComplaintFiled
     tracking_token: str
+    resident_token: str
     published: bool
 
 
@@ -35,6 +39,7 @@ class ReceiptCollision(Exception):
 class SubmissionStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
+        self.residents: AsyncCollection[Document] = db[RESIDENTS]
 
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
@@ -55,6 +60,7 @@ class SubmissionStore:
         return FiledRecord(
             filed=ComplaintFiled.model_validate(doc["event"]),
             tracking_token=str(doc["tracking_token"]),
+            resident_token=str(doc.get("resident_token", "")),
             published=bool(doc["published"]),
         )
 
@@ -62,7 +68,9 @@ class SubmissionStore:
         doc = await self.col.find_one({"channel": channel, "channel_ref": channel_ref})
         return None if doc is None else self._record(doc)
 
-    async def insert(self, filed: ComplaintFiled, tracking_token: str) -> FiledRecord | None:
+    async def insert(
+        self, filed: ComplaintFiled, tracking_token: str, resident_token: str
+    ) -> FiledRecord | None:
         """Insert a new complaint. None if (channel, channel_ref) was filed already.
 
         Raises ReceiptCollision when the receipt number is taken (the caller draws again).
@@ -72,6 +80,7 @@ class SubmissionStore:
             "channel": filed.channel.value,
             "receipt_number": filed.receipt_number,
             "tracking_token": tracking_token,
+            "resident_token": resident_token,
             "event": filed.model_dump(mode="json"),
             "published": False,
             "filed_at": filed.occurred_at,
@@ -84,7 +93,21 @@ class SubmissionStore:
             if "receipt" in str(exc.details or exc):
                 raise ReceiptCollision from exc
             return None
-        return FiledRecord(filed=filed, tracking_token=tracking_token, published=False)
+        return FiledRecord(
+            filed=filed,
+            tracking_token=tracking_token,
+            resident_token=resident_token,
+            published=False,
+        )
+
+    async def known_resident(self, resident_token: str) -> bool:
+        """Whether this resident token was issued by an earlier filing."""
+        digest = hash_token(resident_token)
+        return await self.residents.find_one({"_id": digest}) is not None
+
+    async def remember_resident(self, resident_token: str, at: datetime) -> None:
+        with contextlib.suppress(DuplicateKeyError):
+            await self.residents.insert_one({"_id": hash_token(resident_token), "since": at})
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
         doc = await self.col.find_one({"_id": complaint_id}, projection={"tracking_token": 1})

@@ -41,6 +41,11 @@ class ComplaintSubmitted(Event):
     service_code: Annotated[Text, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")] | None = None
     location: Location = Field(default_factory=Location)
     attachments: Annotated[list[HttpUrl], Field(max_length=10)] = Field(default_factory=list)
+    resident_token: Annotated[Text, Field(min_length=16, max_length=100)] | None = Field(
+        default=None,
+        description="A returning resident's token from an earlier filing: the new complaint "
+        "joins the complaints they already follow, without identifying themselves again.",
+    )
 
 
 class ComplaintFiled(Event):
@@ -53,6 +58,9 @@ class ComplaintFiled(Event):
     complaint_id: str
     receipt_number: str
     tracking_token_hash: str
+    resident_token_hash: str | None = Field(
+        default=None, description="SHA-256 of the resident token: one resident's complaints."
+    )
     channel: Channel
     channel_ref: str | None = None
     resident: Resident

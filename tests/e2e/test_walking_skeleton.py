@@ -74,6 +74,7 @@ async def test_a_complaint_goes_from_filing_to_resolved(
     filed = await file(http, stack)
     assert len(filed["receipt_number"]) == len("YYMMDD-NNNNNN")
     assert len(filed["tracking_token"]) >= 32
+    assert filed["resident_token"] != filed["tracking_token"]
 
     assigned = await state_is(http, stack, filed, "handler_assigned")
     assert assigned["department"]["code"] == "resource-circulation"
@@ -140,6 +141,21 @@ async def test_resubmitting_the_same_channel_reference_files_once(
     assert [e["state"] for e in current["timeline"]] == STEPS[:3]
     filed_events = await read_topic(stack, topics.FILED, key=first["complaint_id"])
     assert len({e["value"]["event_id"] for e in filed_events}) == 1
+
+
+async def test_a_returning_resident_keeps_one_resident_token(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    first = await file(http, stack)
+    second = await file(http, stack, resident_token=first["resident_token"])
+    assert second["resident_token"] == first["resident_token"]
+    assert second["complaint_id"] != first["complaint_id"]
+    forged = await http.post(
+        f"{stack.intake}/v1/complaints",
+        json={"channel": "web", "body": "테스트", "resident_token": "f" * 32},
+    )
+    assert forged.status_code == 422
+    assert "resident_token" in forged.json()["error"]["message"]
 
 
 async def test_invalid_http_input_names_each_field(stack: Stack, http: httpx.AsyncClient) -> None:

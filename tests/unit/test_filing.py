@@ -54,8 +54,11 @@ def test_tokens_are_unguessable_and_only_their_hash_travels() -> None:
         complaint_id="c1",
         receipt_number="261125-000001",
         tracking_token=token,
+        resident_token="r" * 32,
         filed_at=datetime.now(UTC),
     )
+    assert "r" * 32 not in filed.model_dump_json()
+    assert filed.resident_token_hash == hash_token("r" * 32)
     assert token not in filed.model_dump_json()
     assert filed.tracking_token_hash == hash_token(token)
     assert token_matches(token, filed.tracking_token_hash)
