@@ -363,14 +363,19 @@ class Routing:
         current = record.handler.handler_id if record.handler else None
         others = tuple(h for h in roster if h.handler_id != current)
         return choose_handler(
-            dept, others, area=record.area, loads=await self.store.loads(dept.code)
+            dept,
+            others,
+            area=record.area,
+            loads=await self.store.loads([h.handler_id for h in others]),
         )
 
     async def _choose_handler(self, dept: Department, area: str | None) -> HandlerRef:
-        loads = await self.store.loads(dept.code)
-        return choose_handler(
-            dept, self.catalogue.rosters.get(dept.code, ()), area=area, loads=loads
-        )
+        roster = self.catalogue.rosters.get(dept.code, ())
+        candidates = [
+            h.handler_id for h in roster if h.on_duty and (area is None or area in h.areas)
+        ]
+        loads = await self.store.loads(candidates)
+        return choose_handler(dept, roster, area=area, loads=loads)
 
     @staticmethod
     def _first(
@@ -484,7 +489,9 @@ class Routing:
         for event in events:
             await self.publish(topics.LIFECYCLE, event, correlation_id)
             self.metrics.transitions.labels(event.trigger, event.to_state.value).inc()
-        await self.store.clear_outbox(complaint_id, [e.event_id for e in events])
+        await self.store.clear_outbox(
+            complaint_id, [e.event_id for e in events], max(e.sequence for e in events)
+        )
 
     async def flush(self, record: RoutingRecord) -> None:
         """Publish what a crash left in a complaint's outbox (same ids: duplicates downstream)."""

@@ -141,7 +141,9 @@ class RoutingStore:
                 IndexModel(
                     [("department", ASCENDING), ("state", ASCENDING)], name="department_state"
                 ),
-                IndexModel([("handler.handler_id", ASCENDING)], name="handler"),
+                IndexModel(
+                    [("handler.handler_id", ASCENDING), ("state", ASCENDING)], name="handler_state"
+                ),
                 IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
                 IndexModel([("state", ASCENDING), ("due_at", ASCENDING)], name="deadline_clock"),
             ]
@@ -236,14 +238,18 @@ class RoutingStore:
             async for doc in self.transfers.find({}, sort=[("at", 1)])
         ]
 
-    async def clear_outbox(self, complaint_id: str, event_ids: Sequence[str]) -> None:
-        await self.col.update_one(
-            {"_id": complaint_id},
-            {"$pull": {"outbox": {"event_id": {"$in": list(event_ids)}}}},
+    async def clear_outbox(
+        self, complaint_id: str, event_ids: Sequence[str], up_to_sequence: int
+    ) -> None:
+        """Remove published events. One update when nothing was appended meanwhile (the
+        usual case): then the outbox is empty and no longer pending."""
+        pull = {"$pull": {"outbox": {"event_id": {"$in": list(event_ids)}}}}
+        result = await self.col.update_one(
+            {"_id": complaint_id, "sequence": up_to_sequence},
+            pull | {"$set": {"outbox_pending": False}},
         )
-        await self.col.update_one(
-            {"_id": complaint_id, "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}}
-        )
+        if result.matched_count == 0:
+            await self.col.update_one({"_id": complaint_id}, pull)
 
     async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
         cursor = self.col.find({"outbox_pending": True}, limit=limit)
@@ -258,24 +264,18 @@ class RoutingStore:
     async def mark_alert(self, complaint_id: str, key: str) -> None:
         await self.col.update_one({"_id": complaint_id}, {"$addToSet": {"sla_sent": key}})
 
-    async def loads(self, department: str) -> dict[str, Load]:
-        """Open and total complaints per handler of a department, from the complaints themselves."""
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"department": department, "handler": {"$ne": None}}},
-            {
-                "$group": {
-                    "_id": "$handler.handler_id",
-                    "open": {
-                        "$sum": {
-                            "$cond": [{"$in": ["$state", [s.value for s in OPEN_STATES]]}, 1, 0]
-                        }
-                    },
-                    "total": {"$sum": 1},
-                }
-            },
-        ]
-        cursor = await self.col.aggregate(pipeline)
-        return {
-            str(row["_id"]): Load(open=int(row["open"]), total=int(row["total"]))
-            async for row in cursor
-        }
+    async def loads(self, handler_ids: Sequence[str]) -> dict[str, Load]:
+        """Open and total complaints of each handler, counted from the complaints themselves.
+
+        Only the handlers that could take the complaint are counted, each with two indexed
+        counts, so the cost does not grow with the department's history.
+        """
+        open_states = [s.value for s in OPEN_STATES]
+        loads = {}
+        for handler_id in handler_ids:
+            total = await self.col.count_documents({"handler.handler_id": handler_id})
+            still_open = await self.col.count_documents(
+                {"handler.handler_id": handler_id, "state": {"$in": open_states}}
+            )
+            loads[handler_id] = Load(open=still_open, total=total)
+        return loads

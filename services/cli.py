@@ -9,6 +9,7 @@ sotong resident ID ACTION      the resident's own actions (provide_info, withdra
 sotong due KIND RECEIVED_AT    the legal due time (민원 처리기간) of a complaint
 sotong classify                route JSON lines {"text": ...} from stdin to departments
 sotong classify-eval           evaluate the classifier on a held-out split (or --test FILE)
+sotong bench                   the pipeline's throughput and latency, and the raw ceilings
 """
 
 import argparse
@@ -341,6 +342,15 @@ def cmd_classify_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.bench import bench
+
+    asyncio.run(bench(args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sotong", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -405,6 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--test-share", type=float, default=0.2)
     ev.add_argument("--seed", type=int, default=7)
     ev.set_defaults(func=cmd_classify_eval)
+
+    bench = sub.add_parser("bench", help="throughput and latency against the raw ceilings")
+    bench.add_argument("--complaints", type=int, default=300, help="per measured phase")
+    bench.add_argument("--rate", type=float, default=10.0, help="offered rate of the fixed phase")
+    bench.add_argument("--concurrency", type=int, default=16, help="HTTP requests in flight")
+    bench.add_argument("--raw-messages", type=int, default=1000, help="for the raw ceilings")
+    bench.add_argument("--wait", type=float, default=180.0, help="seconds to wait for stragglers")
+    bench.add_argument("--out", help="directory for the JSON and PNG (default var/bench)")
+    bench.set_defaults(func=cmd_bench)
 
     due = sub.add_parser("due", help="the legal due time of a complaint")
     due.add_argument(

@@ -176,9 +176,9 @@ async def test_loads_spread_complaints_and_survive_in_the_store(
     service, _recorder = routing
     for i in range(3):
         await service.on_filed(filed(f"load{i}", body="가로등이 고장났어요", dong="연희동"))
-    loads = await service.store.loads("roads")
+    loads = await service.store.loads([h.handler_id for h in service.catalogue.rosters["roads"]])
     assert sum(load.open for load in loads.values()) == 3
     await service.on_command(ResolveComplaint(actor="roads", complaint_id="load0", note="교체함"))
-    loads = await service.store.loads("roads")
+    loads = await service.store.loads([h.handler_id for h in service.catalogue.rosters["roads"]])
     assert sum(load.open for load in loads.values()) == 2
     assert sum(load.total for load in loads.values()) == 3

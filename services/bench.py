@@ -1,0 +1,416 @@
+"""``sotong bench``: what the pipeline sustains, next to what the same machine allows.
+
+It starts the embedded backends and the four services as separate processes (exactly
+what ``make up`` runs), then in one run measures:
+
+1. the raw ceilings: bare aiokafka produce (acks=all, awaited one by one, as the
+   services publish) and a bare two-hop relay through the same broker (the pipeline's
+   filed → lifecycle hops), and bare single and bulk inserts into the same database;
+2. the pipeline at a fixed offered rate, then at saturation: complaints filed over HTTP,
+   each followed until the tracker shows it ``handler_assigned`` and the notifier has
+   sent its first three messages (received, assigned, handler assigned).
+
+Figures are reported with their ratio to the ceilings, so a noisy machine moves both.
+Output: a table on stdout, a JSON file and a PNG of latency over the run.
+"""
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import AsyncMongoClient
+
+from routing.classifier import load_examples
+from services import localstack
+from services.settings import PROJECT_ROOT
+
+DONGS = [
+    "검암경서동", "연희동", "청라1동", "청라2동", "청라3동", "가정1동", "가정2동", "가정3동",
+    "석남1동", "석남2동", "석남3동", "신현원창동", "가좌1동", "가좌2동", "가좌3동", "가좌4동",
+]  # fmt: skip
+NOTIFICATIONS_PER_COMPLAINT = 3  # received, assigned, handler_assigned
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {
+        "n": len(ordered),
+        "p50": pick(0.50),
+        "p95": pick(0.95),
+        "p99": pick(0.99),
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }
+
+
+@dataclass
+class Phase:
+    name: str
+    offered_rate: float | None
+    complaints: int
+    filed_seconds: float = 0.0
+    completed: int = 0
+    throughput: float = 0.0
+    to_notified: dict[str, float] = field(default_factory=dict)
+    to_tracked: dict[str, float] = field(default_factory=dict)
+    timeline: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+# -- raw ceilings ---------------------------------------------------------------------
+
+
+async def kafka_ceilings(bootstrap: str, n: int, payload: bytes) -> dict[str, float]:
+    prefix = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    first, second = f"{prefix}.a", f"{prefix}.b"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(first, 3, 1), NewTopic(second, 3, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        start = time.perf_counter()
+        for i in range(n):
+            await producer.send_and_wait(first, payload, key=str(i % 97).encode())
+        produce_rate = n / (time.perf_counter() - start)
+
+        relay = AIOKafkaConsumer(first, bootstrap_servers=bootstrap, group_id=f"{prefix}-relay",
+                                 auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+        sink = AIOKafkaConsumer(second, bootstrap_servers=bootstrap, group_id=f"{prefix}-sink",
+                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+        await relay.start()
+        await sink.start()
+        try:
+            start = time.perf_counter()
+            relayed = 0
+            while relayed < n:
+                for records in (await relay.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        await producer.send_and_wait(second, record.value, key=record.key)
+                        relayed += 1
+                    await relay.commit()
+            received = 0
+            while received < n:
+                for records in (await sink.getmany(timeout_ms=200)).values():
+                    received += len(records)
+                await sink.commit()
+            relay_rate = n / (time.perf_counter() - start)
+        finally:
+            await relay.stop()
+            await sink.stop()
+    finally:
+        await producer.stop()
+    return {"produce_per_s": produce_rate, "two_hop_relay_per_s": relay_rate}
+
+
+async def mongo_ceilings(uri: str, n: int, doc_size: int) -> dict[str, float]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    db = client[f"bench_raw_{uuid.uuid4().hex[:8]}"]
+    filler = "가" * (doc_size // 3)
+    try:
+        start = time.perf_counter()
+        for i in range(n):
+            await db.single.insert_one({"_id": i, "body": filler})
+        single = n / (time.perf_counter() - start)
+        docs = [{"_id": i, "body": filler} for i in range(n * 5)]
+        start = time.perf_counter()
+        for i in range(0, len(docs), 500):
+            await db.bulk.insert_many(docs[i : i + 500], ordered=False)
+        bulk = len(docs) / (time.perf_counter() - start)
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+    return {"single_inserts_per_s": single, "bulk_docs_per_s": bulk}
+
+
+# -- the pipeline ---------------------------------------------------------------------
+
+
+class Follower:
+    """Watches notification outcomes on Kafka and the tracker's read model in MongoDB."""
+
+    def __init__(self, bootstrap: str, topic_prefix: str, mongo_uri: str, database: str) -> None:
+        self.consumer = AIOKafkaConsumer(
+            f"{topic_prefix}notification.outcomes",
+            bootstrap_servers=bootstrap,
+            group_id=f"bench-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+        )
+        self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+        self.read_models = self.mongo[database]["tracker_complaints"]
+        self.sent: dict[str, int] = {}
+        self.first_notified: dict[str, float] = {}
+        self.notified: dict[str, float] = {}
+        self.tracked: dict[str, float] = {}
+        self.filed: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self._tasks = [asyncio.create_task(self._outcomes()), asyncio.create_task(self._tracker())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.consumer.stop()
+        await self.mongo.close()
+
+    async def _outcomes(self) -> None:
+        while True:
+            for records in (await self.consumer.getmany(timeout_ms=100)).values():
+                now = time.perf_counter()
+                for record in records:
+                    cid = json.loads(record.value)["complaint_id"]
+                    self.sent[cid] = self.sent.get(cid, 0) + 1
+                    self.first_notified.setdefault(cid, now)
+                    if self.sent[cid] >= NOTIFICATIONS_PER_COMPLAINT:
+                        self.notified.setdefault(cid, now)
+
+    async def _tracker(self) -> None:
+        while True:
+            pending = [cid for cid in self.filed if cid not in self.tracked]
+            if pending:
+                now = time.perf_counter()
+                for i in range(0, len(pending), 1000):
+                    query = {"_id": {"$in": pending[i : i + 1000]}, "state": "handler_assigned"}
+                    async for doc in self.read_models.find(query, projection={"_id": 1}):
+                        self.tracked.setdefault(str(doc["_id"]), now)
+            await asyncio.sleep(0.05)
+
+    def done(self, cid: str) -> bool:
+        return cid in self.tracked and cid in self.notified
+
+
+async def run_phase(
+    phase: Phase,
+    intake: str,
+    follower: Follower,
+    texts: Sequence[str],
+    concurrency: int,
+    wait: float,
+) -> Phase:
+    rng = random.Random(phase.name)
+    ids: list[str] = []
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=intake, timeout=60, limits=limits) as http:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def file_one(i: int) -> None:
+            body = {
+                "channel": "web",
+                "channel_ref": f"bench-{phase.name}-{i}-{uuid.uuid4().hex[:6]}",
+                "body": rng.choice(texts),
+                "location": {"dong": rng.choice(DONGS)},
+            }
+            async with semaphore:
+                sent = time.perf_counter()
+                response = await http.post("/v1/complaints", json=body)
+                response.raise_for_status()
+                cid = response.json()["complaint_id"]
+                follower.filed[cid] = sent
+                ids.append(cid)
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(phase.complaints):
+            if phase.offered_rate:
+                delay = start + i / phase.offered_rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(file_one(i)))
+        await asyncio.gather(*tasks)
+        phase.filed_seconds = time.perf_counter() - start
+    deadline = time.perf_counter() + wait
+    while time.perf_counter() < deadline and not all(follower.done(c) for c in ids):
+        await asyncio.sleep(0.1)
+    done = [c for c in ids if follower.done(c)]
+    phase.completed = len(done)
+    if done:
+        first = min(follower.filed[c] for c in ids)
+        last = max(max(follower.tracked[c], follower.notified[c]) for c in done)
+        phase.throughput = len(done) / (last - first)
+    phase.to_notified = percentiles([follower.first_notified[c] - follower.filed[c] for c in done])
+    phase.to_tracked = percentiles([follower.tracked[c] - follower.filed[c] for c in done])
+    phase.timeline = sorted(
+        (
+            follower.filed[c] - follower.filed[ids[0]],
+            follower.first_notified[c] - follower.filed[c],
+            follower.tracked[c] - follower.filed[c],
+        )
+        for c in done
+    )
+    return phase
+
+
+def peak_memory_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def plot(phases: Sequence[Phase], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(phases), 1, figsize=(10, 3.5 * len(phases)), squeeze=False)
+    for ax, phase in zip(axes[:, 0], phases, strict=True):
+        xs = [t for t, _, _ in phase.timeline]
+        ax.plot(
+            xs,
+            [n * 1000 for _, n, _ in phase.timeline],
+            ".",
+            ms=3,
+            label="filed → first notification",
+        )
+        ax.plot(
+            xs,
+            [k * 1000 for _, _, k in phase.timeline],
+            ".",
+            ms=3,
+            label="filed → visible in tracker",
+        )
+        rate = f"{phase.offered_rate:g}/s offered" if phase.offered_rate else "saturation"
+        ax.set_title(f"{phase.name} ({rate}): {phase.throughput:.1f} complaints/s sustained")
+        ax.set_xlabel("seconds since the first filing")
+        ax.set_ylabel("latency (ms)")
+        ax.legend(loc="upper left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(result: dict[str, Any]) -> str:
+    k, m = result["ceilings"]["kafka"], result["ceilings"]["mongo"]
+    lines = [
+        "raw ceilings on this machine, this run",
+        f"  kafka produce (acks=all, awaited)   {k['produce_per_s']:>9.0f} msg/s",
+        f"  kafka two-hop relay                 {k['two_hop_relay_per_s']:>9.0f} msg/s",
+        f"  mongo single inserts                {m['single_inserts_per_s']:>9.0f} docs/s",
+        f"  mongo bulk inserts                  {m['bulk_docs_per_s']:>9.0f} docs/s",
+        "",
+        f"{'phase':<12}{'offered':>9}{'done':>11}{'complaints/s':>14}{'÷ relay':>9}"
+        f"{'notify p50/p95/p99/max ms':>30}{'tracked p50/p95/p99/max ms':>30}",
+    ]
+    for p in result["phases"]:
+        n, t = p["to_notified"], p["to_tracked"]
+
+        def ms(d: dict[str, float]) -> str:
+            return (
+                "/".join(f"{d[q] * 1000:.0f}" for q in ("p50", "p95", "p99", "max"))
+                if d.get("n")
+                else "—"
+            )
+
+        offered = f"{p['offered_rate']:g}/s" if p["offered_rate"] else "max"
+        lines.append(
+            f"{p['name']:<12}{offered:>9}{p['completed']:>5}/{p['complaints']:<5}{p['throughput']:>14.1f}"
+            f"{p['ratio_to_relay']:>9.3f}{ms(n):>30}{ms(t):>30}"
+        )
+    lines += ["", "peak memory (VmHWM) per process, MB"]
+    lines += [f"  {name:<10}{mb:>8.0f}" for name, mb in result["peak_memory_mb"].items() if mb]
+    return "\n".join(lines)
+
+
+async def bench(args: Any) -> dict[str, Any]:
+    out_dir = Path(args.out or PROJECT_ROOT / "var" / "bench")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = out_dir / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    kafka_port, mongo_port = localstack.free_port(), localstack.free_port()
+    backends = localstack.start_backends(
+        kafka_port=kafka_port, mongo_port=mongo_port, data_dir=root / "mongo", log_dir=root / "logs"
+    )
+    bootstrap = f"127.0.0.1:{kafka_port}"
+    mongo_uri = f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true"
+    try:
+        print("measuring raw ceilings…", flush=True)
+        payload = json.dumps({"body": "가" * 300, "pad": "x" * 400}).encode()
+        ceilings = {
+            "kafka": await kafka_ceilings(bootstrap, args.raw_messages, payload),
+            "mongo": await mongo_ceilings(mongo_uri, args.raw_messages, 1000),
+        }
+        env = localstack.backend_env(kafka_port, mongo_port, "bench") | {
+            "SOTONG_NOTIFIER_OUTBOX_PATH": str(root / "outbox.jsonl"),
+            **{f"SOTONG_{s.upper()}_LOG_LEVEL": "WARNING" for s in localstack.SERVICES},
+        }
+        print("starting the four services…", flush=True)
+        services = localstack.start_services(env, root / "logs")
+        follower = Follower(bootstrap, "", mongo_uri, "bench")
+        await follower.start()
+        texts = [e.text for e in load_examples()]
+        phases = []
+        try:
+            await run_phase(
+                Phase("warm-up", 5, 20), services["intake"].url, follower, texts, 4, 120
+            )
+            for phase in (
+                Phase("fixed-rate", args.rate, args.complaints),
+                Phase("saturation", None, args.complaints),
+            ):
+                print(f"phase {phase.name}…", flush=True)
+                phases.append(
+                    await run_phase(
+                        phase, services["intake"].url, follower, texts, args.concurrency, args.wait
+                    )
+                )
+            memory = {
+                name: peak_memory_mb(p.child.process.pid)
+                for name, p in services.items()
+                if p.child.process
+            }
+        finally:
+            await follower.stop()
+            for proc in services.values():
+                proc.child.stop()
+    finally:
+        for child in reversed(backends):
+            child.stop()
+    relay = ceilings["kafka"]["two_hop_relay_per_s"]
+    result = {
+        "at": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count()},
+        "settings": {k: v for k, v in vars(args).items() if k != "func"},
+        "ceilings": ceilings,
+        "phases": [
+            {
+                **{k: v for k, v in asdict(p).items() if k != "timeline"},
+                "ratio_to_relay": p.throughput / relay,
+            }
+            for p in phases
+        ],
+        "peak_memory_mb": memory,
+    }
+    (root / "bench.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    plot(phases, root / "latency.png")
+    print()
+    print(table(result))
+    print(f"\nJSON: {root / 'bench.json'}\nplot: {root / 'latency.png'}")
+    return result
