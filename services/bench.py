@@ -94,10 +94,13 @@ async def kafka_ceilings(bootstrap: str, n: int, payload: bytes) -> dict[str, fl
             await producer.send_and_wait(first, payload, key=str(i % 97).encode())
         produce_rate = n / (time.perf_counter() - start)
 
-        relay = AIOKafkaConsumer(first, bootstrap_servers=bootstrap, group_id=f"{prefix}-relay",
-                                 auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
-        sink = AIOKafkaConsumer(second, bootstrap_servers=bootstrap, group_id=f"{prefix}-sink",
-                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+        options = {"bootstrap_servers": bootstrap, "auto_offset_reset": "earliest"}
+        relay = AIOKafkaConsumer(
+            first, group_id=f"{prefix}-relay", enable_auto_commit=False, **options
+        )
+        sink = AIOKafkaConsumer(
+            second, group_id=f"{prefix}-sink", enable_auto_commit=False, **options
+        )
         await relay.start()
         await sink.start()
         try:
@@ -211,7 +214,7 @@ async def run_phase(
     concurrency: int,
     wait: float,
 ) -> Phase:
-    rng = random.Random(phase.name)
+    rng = random.Random(phase.name)  # noqa: S311 - reproducible sample texts
     ids: list[str] = []
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=intake, timeout=60, limits=limits) as http:
@@ -243,7 +246,7 @@ async def run_phase(
         await asyncio.gather(*tasks)
         phase.filed_seconds = time.perf_counter() - start
     deadline = time.perf_counter() + wait
-    while time.perf_counter() < deadline and not all(follower.done(c) for c in ids):
+    while time.perf_counter() < deadline and not all(follower.done(c) for c in ids):  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     done = [c for c in ids if follower.done(c)]
     phase.completed = len(done)
@@ -340,10 +343,13 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def bench(args: Any) -> dict[str, Any]:
-    out_dir = Path(args.out or PROJECT_ROOT / "var" / "bench")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = out_dir / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+def output_dir(out: str | None) -> Path:
+    root = Path(out or PROJECT_ROOT / "var" / "bench") / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+async def bench(args: Any, root: Path) -> dict[str, Any]:
     kafka_port, mongo_port = localstack.free_port(), localstack.free_port()
     backends = localstack.start_backends(
         kafka_port=kafka_port, mongo_port=mongo_port, data_dir=root / "mongo", log_dir=root / "logs"

@@ -345,9 +345,9 @@ def cmd_classify_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services.bench import bench
+    from services.bench import bench, output_dir
 
-    asyncio.run(bench(args))
+    asyncio.run(bench(args, output_dir(args.out)))
     return 0
 
 

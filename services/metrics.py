@@ -4,7 +4,24 @@ Label values are bounded: topic, consumer, department code, state, channel, outc
 Never a complaint id, a name or a phone number.
 """
 
-from prometheus_client import CollectorRegistry, Counter
+import asyncio
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pymongo import monitoring
+
+log = logging.getLogger(__name__)
+
+# Command names are a closed set in the MongoDB protocol; anything else is "other".
+MONGO_COMMANDS = frozenset(
+    {
+        "insert", "find", "update", "delete", "aggregate", "count", "findAndModify",
+        "getMore", "createIndexes", "ping", "hello", "isMaster", "endSessions", "drop",
+        "dropDatabase", "listIndexes", "killCursors", "commitTransaction", "abortTransaction",
+    }
+)  # fmt: skip
 
 
 class KitMetrics:
@@ -30,3 +47,76 @@ class KitMetrics:
             ["consumer", "topic"],
             registry=registry,
         )
+
+
+class MongoCommandMetrics(monitoring.CommandListener):
+    """MongoDB operation latency and failures, by command name (a bounded label)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.latency = Histogram(
+            "sotong_mongodb_command_duration_seconds",
+            "MongoDB command latency, by command.",
+            ["command"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.failures = Counter(
+            "sotong_mongodb_command_failures_total",
+            "MongoDB commands that failed, by command.",
+            ["command"],
+            registry=registry,
+        )
+
+    @staticmethod
+    def _name(event: Any) -> str:
+        name = str(event.command_name)
+        return name if name in MONGO_COMMANDS else "other"
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.latency.labels(self._name(event)).observe(event.duration_micros / 1e6)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.latency.labels(self._name(event)).observe(event.duration_micros / 1e6)
+        self.failures.labels(self._name(event)).inc()
+
+
+class ConsumerLag:
+    """Consumer lag per partition (high water mark minus position), sampled periodically."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "sotong_consumer_lag_messages",
+            "Messages not yet consumed, per consumer group, topic and partition.",
+            ["group", "topic", "partition"],
+            registry=registry,
+        )
+        self.sampled = Gauge(
+            "sotong_consumer_lag_sampled_timestamp_seconds",
+            "When consumer lag was last sampled.",
+            registry=registry,
+        )
+
+    async def sample(self, broker: Any) -> None:
+        for subscriber in list(broker.subscribers):
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            group = str(getattr(consumer, "_group_id", None) or "none")
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                if high is None:
+                    continue
+                position = await consumer.position(tp)
+                self.lag.labels(group, tp.topic, str(tp.partition)).set(max(0, high - position))
+        self.sampled.set(time.time())
+
+    async def forever(self, broker: Any, interval: float = 5.0) -> None:
+        while True:
+            try:
+                await self.sample(broker)
+            except Exception:
+                log.warning("could not sample consumer lag", exc_info=True)
+            await asyncio.sleep(interval)

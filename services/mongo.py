@@ -1,8 +1,9 @@
 """MongoDB through PyMongo's async API. Clients are made by a service's app, never at import."""
 
+from collections.abc import Sequence
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.settings import MongoSettings
@@ -10,12 +11,15 @@ from services.settings import MongoSettings
 Document = dict[str, Any]
 
 
-def make_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient[Document]:
+def make_client(
+    settings: MongoSettings, *, app_name: str, listeners: Sequence[monitoring.CommandListener] = ()
+) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(
         settings.uri.get_secret_value(),
         tz_aware=True,
         appname=f"sotong-{app_name}",
         serverSelectionTimeoutMS=10_000,
+        event_listeners=list(listeners),
     )
 
 

@@ -4,6 +4,8 @@
 which each service's FastAPI lifespan enters.
 """
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services import broker as broker_kit
 from services.broker import DeadLetters, KeyedEvent
-from services.metrics import KitMetrics
+from services.metrics import ConsumerLag, KitMetrics, MongoCommandMetrics
 from services.mongo import Document, database, make_client, ping
 from services.settings import ServiceSettings
 
@@ -30,6 +32,7 @@ class Runtime:
     dead_letters: DeadLetters
     mongo: AsyncMongoClient[Document]
     db: AsyncDatabase[Document]
+    lag: ConsumerLag | None = None
     started: bool = field(default=False)
 
     @classmethod
@@ -43,7 +46,9 @@ class Runtime:
             registry=registry,
             metrics=metrics,
         )
-        mongo = make_client(settings.mongo, app_name=service)
+        mongo = make_client(
+            settings.mongo, app_name=service, listeners=[MongoCommandMetrics(registry)]
+        )
         return cls(
             service=service,
             settings=settings,
@@ -53,6 +58,7 @@ class Runtime:
             dead_letters=dead_letters,
             mongo=mongo,
             db=database(mongo, settings.mongo),
+            lag=ConsumerLag(registry),
         )
 
     @property
@@ -97,9 +103,15 @@ class Runtime:
             await before_start()
         await self.broker.start()
         self.started = True
+        lag = asyncio.create_task(
+            (self.lag or ConsumerLag(self.registry)).forever(self.broker)
+        )
         try:
             yield
         finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
             self.started = False
             await self.broker.stop()
             await self.mongo.close()
