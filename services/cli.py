@@ -201,7 +201,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view, ensure_ascii=False, indent=1))
         return 0
+    overdue = "  OVERDUE" if view.get("overdue") else ""
     print(f"{view['complaint_id']}  receipt {view.get('receipt_number')}  state: {view['state']}")
+    if view.get("due_at"):
+        print(f"  due {view['due_at']}{overdue}")
     for entry in view.get("timeline", []):
         who = entry.get("department_name") or entry.get("department") or ""
         handler = entry.get("handler") or {}
@@ -209,6 +212,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             who += f" / {handler.get('name')} ({handler.get('office_phone')})"
         note = f"  — {entry['note']}" if entry.get("note") else ""
         print(f"  {entry['occurred_at']}  {entry['state']:<17} {who}{note}")
+    for refused in view.get("rejections", []):
+        print(f"  refused {refused['action']}: {refused['code']} — {refused['reason_ko']}")
     return 0
 
 
