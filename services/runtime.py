@@ -103,9 +103,7 @@ class Runtime:
             await before_start()
         await self.broker.start()
         self.started = True
-        lag = asyncio.create_task(
-            (self.lag or ConsumerLag(self.registry)).forever(self.broker)
-        )
+        lag = asyncio.create_task((self.lag or ConsumerLag(self.registry)).forever(self.broker))
         try:
             yield
         finally:
