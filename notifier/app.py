@@ -1,45 +1,133 @@
 """notifier's composition root: settings → runtime → store, channels, templates → subscribers."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 from faststream.kafka.annotations import KafkaMessage
-from pydantic_settings import SettingsConfigDict
 
-from notifier.delivery import Delivery
+from notifier.alimtalk import AlimTalkChannel
+from notifier.audience import ALIMTALK, EMAIL, OUTBOX, SMS, WEBHOOK, Audience
+from notifier.channel import Channel
+from notifier.delivery import Delivery, RetryPolicy
+from notifier.mail import EmailChannel
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
+from notifier.quiet import QuietHours
+from notifier.settings import NotifierSettings, WebhookSubscription
+from notifier.sms import SmsChannel
 from notifier.store import NotifierStore
 from notifier.templates import Catalogue
-from schemas import ComplaintFiled, ComplaintStatusChanged, topics
+from notifier.webhook import WebhookChannel, WebhookTarget
+from schemas import ComplaintDeadlineAlert, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas.envelope import cloudevent_headers
+from schemas.events import DeadLetter
 from services.broker import topic_name
 from services.http import service_app
 from services.runtime import Runtime
-from services.settings import PROJECT_ROOT, ServiceSettings
+
+__all__ = ["NotifierSettings", "WebhookSubscription", "create_app"]
 
 
-class NotifierSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SOTONG_NOTIFIER_", extra="ignore")
-
-    http_port: int = 8004
-    outbox_path: Path = PROJECT_ROOT / "var" / "outbox.jsonl"
+def build_channels(settings: NotifierSettings, client: httpx.AsyncClient) -> dict[str, Channel]:
+    """Every channel the settings turn on; the outbox unless turned off."""
+    channels: dict[str, Channel] = {}
+    if settings.outbox_enabled:
+        channels[OUTBOX] = OutboxChannel(
+            settings.outbox_path, staff_path=settings.staff_outbox_path
+        )
+    if settings.alimtalk_url and settings.alimtalk_api_key and settings.alimtalk_sender_key:
+        channels[ALIMTALK] = AlimTalkChannel(
+            client,
+            url=settings.alimtalk_url,
+            api_key=settings.alimtalk_api_key,
+            sender_key=settings.alimtalk_sender_key,
+        )
+    if settings.sms_url and settings.sms_api_key and settings.sms_sender:
+        channels[SMS] = SmsChannel(
+            client, url=settings.sms_url, api_key=settings.sms_api_key, sender=settings.sms_sender
+        )
+    if settings.smtp_host and settings.smtp_sender:
+        channels[EMAIL] = EmailChannel(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            tls=settings.smtp_tls,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            timeout=settings.http_timeout_seconds,
+        )
+    if settings.webhooks:
+        channels[WEBHOOK] = WebhookChannel(
+            client,
+            {code: WebhookTarget(s.url, s.secret) for code, s in settings.webhooks.items()},
+        )
+    return channels
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
     runtime = Runtime.build("notifier", settings)
     store = NotifierStore(runtime.db)
+    client = httpx.AsyncClient(
+        timeout=settings.http_timeout_seconds,
+        headers={"User-Agent": "sotong-notifier"},
+        follow_redirects=False,
+    )
+    channels = build_channels(settings, client)
+    catalogue = Catalogue.load()
+    kafka = settings.kafka
+    dead_letter_topic = topic_name(kafka, topics.DEAD_LETTER)
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        key = letter.complaint_id or ""
+        await runtime.broker.publish(
+            letter.model_dump_json().encode(),
+            topic=dead_letter_topic,
+            key=key.encode(),
+            headers=cloudevent_headers(
+                event_id=letter.event_id,
+                event_type=letter.event_type,
+                source=runtime.source,
+                time=letter.occurred_at,
+                subject=key,
+                schema_version=letter.schema_version,
+            ),
+        )
+        runtime.metrics.dead_lettered.labels(
+            runtime.service, letter.original_topic, "undeliverable"
+        ).inc()
+
     delivery = Delivery(
         store=store,
-        channels=[OutboxChannel(settings.outbox_path)],
-        catalogue=Catalogue.load(),
+        channels=channels,
+        audience=Audience(
+            catalogue=catalogue,
+            channels=frozenset(channels) - {WEBHOOK},
+            webhooks=frozenset(settings.webhooks),
+            urgent_states=settings.urgent_states,
+        ),
         publish=runtime.publish,
+        dead_letter=dead_letter,
+        source_topics={
+            "complaint.status_changed": topic_name(kafka, topics.LIFECYCLE),
+            "complaint.deadline_alert": topic_name(kafka, topics.SLA),
+        },
+        retry=RetryPolicy(
+            max_attempts=settings.delivery_max_attempts,
+            initial_backoff_seconds=settings.delivery_initial_backoff_seconds,
+            max_backoff_seconds=settings.delivery_max_backoff_seconds,
+        ),
+        quiet=QuietHours.parse(settings.quiet_hours, settings.timezone)
+        if settings.quiet_hours
+        else None,
         metrics=NotifierMetrics(
             runtime.metrics,
             consumer=runtime.service,
-            lifecycle_topic=topic_name(settings.kafka, topics.LIFECYCLE),
+            lifecycle_topic=topic_name(kafka, topics.LIFECYCLE),
         ),
     )
 
@@ -51,13 +139,25 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     async def on_status_changed(event: ComplaintStatusChanged, message: KafkaMessage) -> None:
         await delivery.notify(event, correlation_id=message.correlation_id)
 
+    async def on_deadline(alert: ComplaintDeadlineAlert, message: KafkaMessage) -> None:
+        await delivery.alert(alert, correlation_id=message.correlation_id)
+
     runtime.subscriber(topics.FILED, group="recipients")(on_filed)
     runtime.subscriber(topics.LIFECYCLE, group="lifecycle")(on_status_changed)
+    runtime.subscriber(topics.SLA, group="deadlines")(on_deadline)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running(before_start=store.ensure_indexes):
-            yield
+        async with client, runtime.running(before_start=store.ensure_indexes):
+            releaser = asyncio.create_task(
+                delivery.release_forever(settings.release_interval_seconds)
+            )
+            try:
+                yield
+            finally:
+                releaser.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await releaser
 
     async def readiness(_: FastAPI) -> dict[str, bool]:
         return await runtime.readiness()
@@ -65,10 +165,13 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app = service_app(
         name="notifier",
         title="Sotong notifier",
-        description="Tells residents how their complaint (민원) is going: one message per step.",
+        description="Tells residents, handlers, supervisors and department systems how a "
+        "complaint (민원) is going: one message per step, recipient and channel.",
         lifespan=lifespan,
         registry=runtime.registry,
         readiness=readiness,
     )
     app.state.runtime = runtime
+    app.state.delivery = delivery
+    app.state.http_client = client
     return app

@@ -1,37 +1,60 @@
-"""One lifecycle event becomes exactly one message per recipient and channel.
+"""One event becomes exactly one message per recipient and channel.
 
 Kafka redelivers (at-least-once, on purpose); the ledger in ``notifier_deliveries``
-keeps the effect to one. For each channel:
+keeps the effect to one. For each recipient :mod:`notifier.audience` names, and each
+channel of their chain in turn:
 
 1. claim ``{event_id}:{recipient}:{channel}`` — an insert only one attempt can win;
-2. deliver through the channel;
+2. deliver through the channel, retrying a retryable failure (timeout, 5xx, 429) with
+   capped exponential backoff and jitter, a permanent one (4xx, refusal) not at all;
 3. finish the claim as sent, skipped or failed;
 4. publish the NotificationOutcome, whose event id is derived from the delivery id so
    a repeated publish is a duplicate downstream, and mark it published.
 
-A redelivery that finds the claim finished does nothing but publish an outcome a crash
-kept from going out. One that finds it still ``sending`` — the earlier attempt stopped
-after claiming and before finishing — asks the channel whether the message went out
-before sending it again.
+A failure moves on to the next channel of the chain (AlimTalk → SMS/LMS, 대체발송); the
+message sent there is recorded as ``sent`` with the detail ``fallback from alimtalk``:
+``Outcome`` has no value of its own for it, and a new enum value would break readers
+that validate it, so the fallback rides in ``detail`` (and in the metric's ``fallback``
+outcome) until the contract grows an additive field.
+When the last channel fails too, or the message cannot be made at all (a template
+variable missing), the failed outcome is published and the event goes to the
+dead-letter topic with the reason, once.
+
+A redelivery that finds a claim finished does nothing but publish an outcome (or a dead
+letter) a crash kept from going out, and goes on down the chain only past a failure.
+One that finds it still ``sending`` — the earlier attempt stopped after claiming and
+before finishing — asks the channel whether the message went out; an HTTP channel cannot
+know and sends again with the same idempotency key, which the provider drops.
 
 Within a process one complaint's messages go out one at a time. The claim is not a
 lease across processes: if two held the same event at once (a rebalance while the first
 is mid-send), the second would find ``sending`` and could send again. Kafka gives a
 partition to one group member at a time, which keeps that window narrow.
+
+Quiet hours hold back what is not urgent: the event and recipient are stored in
+``notifier_deferred`` and :meth:`Delivery.release_due` (a small loop in the app) sends
+them when the quiet period ends. An urgent message to the same person sends what was
+held for them first, so they read their complaint's steps in order.
 """
 
 import asyncio
+import base64
 import logging
+import random
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from notifier.audience import Audience, Notice, Source
 from notifier.channel import Channel, Message
 from notifier.metrics import NotifierMetrics
+from notifier.quiet import QuietHours
 from notifier.store import (
+    Deferred,
     DeliveryRecord,
     DeliveryStatus,
     NotifierStore,
@@ -39,15 +62,27 @@ from notifier.store import (
     Recipient,
     delivery_id,
 )
-from notifier.templates import Catalogue, Template, variables_for
-from schemas import ComplaintFiled, ComplaintStatusChanged, NotificationOutcome, topics
-from schemas.events import Outcome, utcnow
-from services.errors import PermanentError, describe
+from notifier.templates import TemplateError
+from schemas import (
+    ComplaintDeadlineAlert,
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    DeadLetter,
+    NotificationOutcome,
+    topics,
+)
+from schemas.events import AlertKind, Outcome, utcnow
+from services.errors import PermanentError, RetryableError, describe
 
 log = logging.getLogger("sotong.notifier")
 
-RESIDENT = "resident"
 NO_CONSENT = "resident did not consent to notifications"
+NO_CHANNEL = "no configured channel reaches this recipient"
+NO_CHANNEL_NAME = "none"
+
+
+def fallback_detail(failed: list[str]) -> str:
+    return "fallback from " + ", ".join(failed)
 
 
 class Publish(Protocol):
@@ -56,9 +91,38 @@ class Publish(Protocol):
     ) -> Awaitable[None]: ...
 
 
+DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
+
+
 def outcome_event_id(delivery: str) -> str:
     """The same delivery always yields the same NotificationOutcome id."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, delivery))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often one channel is tried for one message before it counts as failed."""
+
+    max_attempts: int = 4
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Capped exponential backoff with jitter; a provider's Retry-After is honoured
+        up to the cap."""
+        ceiling = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempt - 1))
+        wait = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_backoff_seconds))
+        return wait
+
+
+@dataclass(frozen=True)
+class Tried:
+    ok: bool
+    attempts: int
+    reason: str | None = None
+    retryable: bool = False
 
 
 class Delivery:
@@ -66,19 +130,34 @@ class Delivery:
         self,
         *,
         store: NotifierStore,
-        channels: Sequence[Channel],
-        catalogue: Catalogue,
+        channels: Mapping[str, Channel],
+        audience: Audience,
         publish: Publish,
         metrics: NotifierMetrics,
+        dead_letter: DeadLetterSink | None = None,
+        source_topics: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        quiet: QuietHours | None = None,
         clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        needed = set(audience.channels) | ({"webhook"} if audience.webhooks else set())
+        if missing := needed - set(channels):
+            raise ValueError(f"channel(s) planned but not given: {', '.join(sorted(missing))}")
         self.store = store
-        self.channels = channels
-        self.catalogue = catalogue
+        self.channels = dict(channels)
+        self.audience = audience
         self.publish = publish
         self.metrics = metrics
+        self.dead_letter = dead_letter
+        self.source_topics = dict(source_topics or {})
+        self.retry = retry or RetryPolicy()
+        self.quiet = quiet
         self.clock = clock
+        self.sleep = sleep
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- what arrives -----------------------------------------------------------------
 
     async def remember_recipient(self, filed: ComplaintFiled) -> None:
         """Keep the resident's contact, then send what was parked waiting for it."""
@@ -95,11 +174,12 @@ class Delivery:
     async def notify(
         self, event: ComplaintStatusChanged, *, correlation_id: str | None = None
     ) -> None:
-        """Tell the resident about one state change, once per channel however often it arrives.
+        """Tell everyone concerned about one state change, once per channel however often
+        it arrives.
 
         ComplaintFiled travels on another topic and may come later, by seconds after a
         restart. Until it does, the event is parked in MongoDB (so the offset can be
-        committed without losing it) and sent, in lifecycle order, when the recipient
+        committed without losing it) and handled, in lifecycle order, when the recipient
         arrives. A normal race between two topics is not an error, so nothing is
         dead-lettered for it; ``sotong_notifications_parked_total`` counts the parkings.
         """
@@ -121,9 +201,47 @@ class Delivery:
                 if item is not this:
                     await self._send_parked(item, recipient)
                     continue
-                await self._send(event, recipient, correlation_id)
+                await self._handle(event, recipient, correlation_id)
                 if was_parked:
                     await self.store.unpark(event.event_id)
+
+    async def alert(
+        self, alert: ComplaintDeadlineAlert, *, correlation_id: str | None = None
+    ) -> None:
+        """Tell the supervisor and handler about a deadline (the resident about a 30-day
+        progress notice), and the department's system."""
+        async with self._serialised(alert.complaint_id):
+            recipient = await self.store.recipient(alert.complaint_id)
+            if recipient is None and alert.kind is AlertKind.PROGRESS_NOTICE:
+                raise RetryableError("the resident of this complaint is not known yet")
+            await self._handle(alert, recipient, correlation_id)
+
+    async def release_due(self) -> int:
+        """Send what quiet hours held back and may go now; the number handled.
+
+        One that fails for a reason other than its delivery (the database away) stays
+        held and is tried again on the next call.
+        """
+        released = 0
+        for item in await self.store.due(self.clock()):
+            try:
+                async with self._serialised(item.complaint_id):
+                    await self._release(item)
+            except Exception:
+                log.exception("could not release a deferred message; will try again")
+                continue
+            released += 1
+        return released
+
+    async def release_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.release_due()
+            except Exception:
+                log.exception("deferred release failed; will try again")
+            await asyncio.sleep(interval)
+
+    # -- deciding ---------------------------------------------------------------------
 
     def _serialised(self, complaint_id: str) -> asyncio.Lock:
         """One complaint's messages go out one at a time and in order within this process:
@@ -134,10 +252,9 @@ class Delivery:
         return lock
 
     async def _send_parked(self, item: Parked, recipient: Recipient) -> None:
-        """A parked event that can never be sent must not fail the message that freed it;
-        its own message already went, or will go, to the dead-letter topic."""
+        """A parked event that cannot be handled must not fail the message that freed it."""
         try:
-            await self._send(item.event, recipient, item.correlation_id)
+            await self._handle(item.event, recipient, item.correlation_id)
         except PermanentError as exc:
             log.error(
                 "parked lifecycle event cannot be notified",
@@ -145,96 +262,221 @@ class Delivery:
             )
         await self.store.unpark(item.event.event_id)
 
-    async def _send(
-        self, event: ComplaintStatusChanged, recipient: Recipient, correlation_id: str | None
+    async def _release(self, item: Deferred) -> None:
+        recipient = await self.store.recipient(item.complaint_id)
+        await self._handle(
+            item.source, recipient, item.correlation_id, only=item.recipient, released=True
+        )
+        await self.store.undefer(item.deferred_id)
+
+    async def _handle(
+        self,
+        source: Source,
+        recipient: Recipient | None,
+        correlation_id: str | None,
+        *,
+        only: str | None = None,
+        released: bool = False,
     ) -> None:
-        values = variables_for(event)
-        template = self.catalogue.template_for(event.to_state, values)
-        text = template.render(values) if recipient.notification_consent else None
-        repeated = [
-            await self._notify(channel, event, recipient, template, text, correlation_id)
-            for channel in self.channels
-        ]
-        if all(repeated):
+        notices = self.audience.plan(source, recipient, correlation_id)
+        if only is not None:
+            notices = [n for n in notices if n.recipient == only]
+        repeated: list[bool] = []
+        for notice in notices:
+            if not released and not notice.urgent:
+                release_at = self.quiet.release_at(self.clock()) if self.quiet else None
+                if release_at is not None:
+                    await self._defer(source, notice, correlation_id, release_at)
+                    continue
+            if not released:
+                for held in await self.store.deferred_for(source.complaint_id, notice.recipient):
+                    if held.source.event_id != source.event_id:
+                        await self._release(held)
+            repeated.append(await self._deliver(source, notice, correlation_id))
+        if repeated and all(repeated) and isinstance(source, ComplaintStatusChanged):
             self.metrics.duplicates.inc()
 
-    async def _notify(
+    async def _defer(
+        self, source: Source, notice: Notice, correlation_id: str | None, release_at: datetime
+    ) -> None:
+        if await self.store.defer(
+            source,
+            notice.recipient,
+            correlation_id=correlation_id,
+            release_at=release_at,
+            now=self.clock(),
+        ):
+            self.metrics.deferred.inc()
+            log.info(
+                "notification held for quiet hours",
+                extra={"recipient": notice.recipient, "release_at": release_at.isoformat()},
+            )
+
+    # -- delivering -------------------------------------------------------------------
+
+    async def _deliver(self, source: Source, notice: Notice, correlation_id: str | None) -> bool:
+        """Down the chain until one channel delivers; True if nothing was left to do."""
+        if not notice.chain:
+            return await self._skip(source, notice, NO_CHANNEL_NAME, NO_CHANNEL, correlation_id)
+        if not notice.consent:
+            return await self._skip(source, notice, notice.chain[0], NO_CONSENT, correlation_id)
+        failed: list[str] = []
+        reasons: list[str] = []
+        repeated = True
+        for index, name in enumerate(notice.chain):
+            last = index == len(notice.chain) - 1
+            did = delivery_id(source.event_id, notice.recipient, name)
+            claim = await self._claim(did, source, notice, name, failed)
+            if claim.status is DeliveryStatus.SENDING:
+                repeated = False
+                record = await self._attempt(claim, source, notice, name, last=last)
+                self._count(record)
+                await self._publish(record, correlation_id)
+            else:
+                record = claim
+                log.info(
+                    "notification already handled",
+                    extra={"channel": name, "outcome": record.status.value},
+                )
+                if not record.outcome_published:
+                    await self._publish(record, correlation_id)
+            if record.status is not DeliveryStatus.FAILED:
+                return repeated
+            failed.append(name)
+            reasons.append(f"{name}: {record.detail}")
+            if record.final:
+                if not record.dead_lettered:
+                    await self._dead_letter(source, record, notice, reasons)
+                return repeated
+        return repeated
+
+    async def _claim(
+        self, did: str, source: Source, notice: Notice, channel: str, failed: list[str]
+    ) -> DeliveryRecord:
+        return await self.store.claim(
+            did,
+            complaint_id=source.complaint_id,
+            source_event_id=source.event_id,
+            recipient=notice.recipient,
+            channel=channel,
+            template_code=notice.template,
+            now=self.clock(),
+            fallback_from=", ".join(failed) or None,
+        )
+
+    async def _skip(
         self,
-        channel: Channel,
-        event: ComplaintStatusChanged,
-        recipient: Recipient,
-        template: Template,
-        text: str | None,
+        source: Source,
+        notice: Notice,
+        channel: str,
+        reason: str,
         correlation_id: str | None,
     ) -> bool:
-        """True if an earlier attempt had already finished this delivery."""
-        did = delivery_id(event.event_id, RESIDENT, channel.name)
-        claim = await self.store.claim(
-            did,
-            complaint_id=event.complaint_id,
-            source_event_id=event.event_id,
-            recipient=RESIDENT,
-            channel=channel.name,
-            template_code=template.template_code,
-            now=self.clock(),
-        )
+        did = delivery_id(source.event_id, notice.recipient, channel)
+        claim = await self._claim(did, source, notice, channel, [])
         if claim.status is not DeliveryStatus.SENDING:
-            log.info(
-                "notification already handled",
-                extra={"channel": channel.name, "outcome": claim.status.value},
-            )
             if not claim.outcome_published:
                 await self._publish(claim, correlation_id)
             return True
-        if text is None:
-            finished = await self.store.finish(
-                did, DeliveryStatus.SKIPPED, now=self.clock(), detail=NO_CONSENT
+        record = await self.store.finish(
+            did, DeliveryStatus.SKIPPED, now=self.clock(), detail=reason
+        )
+        self._count(record)
+        await self._publish(record, correlation_id)
+        return False
+
+    async def _attempt(
+        self, claim: DeliveryRecord, source: Source, notice: Notice, name: str, *, last: bool
+    ) -> DeliveryRecord:
+        did = claim.delivery_id
+        channel = self.channels[name]
+        try:
+            if notice.content is not None:
+                notice.content.check()
+        except TemplateError as exc:
+            return await self.store.finish(
+                did, DeliveryStatus.FAILED, now=self.clock(), detail=describe(exc), final=True
             )
-        elif not claim.fresh and await channel.already_delivered(did):
+        if not claim.fresh and await channel.already_delivered(did):
             log.warning(
-                "resumed an interrupted delivery that had gone out", extra={"channel": channel.name}
+                "resumed an interrupted delivery that had gone out", extra={"channel": name}
             )
-            finished = await self.store.finish(did, DeliveryStatus.SENT, now=self.clock())
-        else:
-            message = Message(
-                delivery_id=did,
-                complaint_id=event.complaint_id,
-                receipt_number=event.receipt_number,
-                recipient=RESIDENT,
-                state=event.to_state,
-                template_code=template.template_code,
-                template_version=template.version,
-                text=text,
-                phone=recipient.phone,
-                email=recipient.email,
-            )
-            finished = await self._deliver(channel, message)
-        self.metrics.notifications.labels(channel.name, finished.status.value).inc()
+            return await self._finish_sent(claim)
+        message = Message(
+            delivery_id=did,
+            complaint_id=source.complaint_id,
+            receipt_number=source.receipt_number,
+            recipient=notice.recipient,
+            state=source.to_state if isinstance(source, ComplaintStatusChanged) else source.state,
+            content=notice.content,
+            cloudevent=notice.cloudevent,
+            department=notice.department,
+            phone=notice.phone,
+            email=notice.email,
+        )
+        tried = await self._try(channel, message)
+        if tried.ok:
+            return await self._finish_sent(claim, retries=tried.attempts - 1)
+        return await self.store.finish(
+            did,
+            DeliveryStatus.FAILED,
+            now=self.clock(),
+            detail=tried.reason,
+            retries=tried.attempts - 1,
+            final=last,
+            retryable=tried.retryable,
+        )
+
+    async def _finish_sent(self, claim: DeliveryRecord, *, retries: int = 0) -> DeliveryRecord:
+        detail = fallback_detail([claim.fallback_from]) if claim.fallback_from else None
+        return await self.store.finish(
+            claim.delivery_id, DeliveryStatus.SENT, now=self.clock(), detail=detail, retries=retries
+        )
+
+    async def _try(self, channel: Channel, message: Message) -> Tried:
+        """One channel, retried in place while its failures are retryable, up to the cap."""
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                await channel.deliver(message)
+            except PermanentError as exc:
+                self._observe(channel.name, started)
+                return Tried(False, attempt, describe(exc))
+            except RetryableError as exc:
+                self._observe(channel.name, started)
+                if attempt >= self.retry.max_attempts:
+                    reason = f"{describe(exc)} (gave up after {attempt} attempts)"
+                    return Tried(False, attempt, reason, retryable=True)
+                self.metrics.retries.labels(channel.name).inc()
+                log.info(
+                    "retrying notification",
+                    extra={"channel": channel.name, "attempt": attempt, "reason": describe(exc)},
+                )
+                await self.sleep(self.retry.backoff(attempt, getattr(exc, "retry_after", None)))
+                continue
+            self._observe(channel.name, started)
+            return Tried(True, attempt)
+
+    def _observe(self, channel: str, started: float) -> None:
+        self.metrics.delivery_seconds.labels(channel).observe(time.perf_counter() - started)
+
+    def _count(self, record: DeliveryRecord) -> None:
+        outcome = record.status.value
+        if record.status is DeliveryStatus.SENT and record.fallback_from:
+            outcome = "fallback"
+        self.metrics.notifications.labels(record.channel, outcome).inc()
         log.info(
             "notification finished",
             extra={
-                "channel": channel.name,
-                "outcome": finished.status.value,
-                "template": template.template_code,
-                "state": event.to_state.value,
-                "attempts": finished.attempts,
+                "channel": record.channel,
+                "recipient": record.recipient,
+                "outcome": outcome,
+                "template": record.template_code,
+                "attempts": record.attempts,
             },
         )
-        await self._publish(finished, correlation_id)
-        return False
-
-    async def _deliver(self, channel: Channel, message: Message) -> DeliveryRecord:
-        """A permanent refusal is an outcome to report; anything else propagates so the
-        shared middleware retries the event (the claim stays ``sending``) or dead-letters it."""
-        started = time.perf_counter()
-        try:
-            await channel.deliver(message)
-        except PermanentError as exc:
-            return await self.store.finish(
-                message.delivery_id, DeliveryStatus.FAILED, now=self.clock(), detail=describe(exc)
-            )
-        self.metrics.delivery_seconds.labels(channel.name).observe(time.perf_counter() - started)
-        return await self.store.finish(message.delivery_id, DeliveryStatus.SENT, now=self.clock())
 
     async def _publish(self, record: DeliveryRecord, correlation_id: str | None) -> None:
         outcome = NotificationOutcome(
@@ -251,3 +493,38 @@ class Delivery:
         )
         await self.publish(topics.NOTIFICATIONS, outcome, correlation_id)
         await self.store.mark_published(record.delivery_id)
+
+    async def _dead_letter(
+        self, source: Source, record: DeliveryRecord, notice: Notice, reasons: list[str]
+    ) -> None:
+        """The event on the dead-letter topic, once per recipient that could not be told.
+
+        The bytes are the event as notifier holds it (re-serialised: a parked or deferred
+        event has no Kafka record left); the id is derived from the delivery, so a repeat
+        after a crash is a duplicate downstream.
+        """
+        if self.dead_letter is None:
+            return
+        topic = self.source_topics.get(
+            source.event_type,
+            topics.LIFECYCLE if isinstance(source, ComplaintStatusChanged) else topics.SLA,
+        )
+        letter = DeadLetter(
+            event_id=str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"sotong:undelivered:{record.delivery_id}")
+            ),
+            complaint_id=source.complaint_id,
+            original_topic=topic,
+            original_key=source.complaint_id,
+            original_value_b64=base64.b64encode(source.model_dump_json().encode()).decode("ascii"),
+            consumer="notifier",
+            reason=f"{notice.recipient} could not be notified: " + "; ".join(reasons),
+            retryable=record.retryable,
+            attempts=record.attempts,
+        )
+        await self.dead_letter(letter)
+        await self.store.mark_dead_lettered(record.delivery_id)
+        log.warning(
+            "notification dead-lettered",
+            extra={"recipient": notice.recipient, "channel": record.channel},
+        )

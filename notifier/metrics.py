@@ -4,18 +4,29 @@ from prometheus_client import Counter, Histogram
 
 from services.metrics import KitMetrics
 
+OUTCOMES = ("sent", "fallback", "skipped", "failed")
+"""``fallback``: sent, on a channel tried after an earlier one failed (대체발송)."""
+
 
 class NotifierMetrics:
     def __init__(self, kit: KitMetrics, *, consumer: str, lifecycle_topic: str) -> None:
         self.notifications = Counter(
             "sotong_notifications_total",
-            "Notifications by channel and outcome (sent, skipped, failed), each counted once.",
+            "Notifications by channel and outcome (sent, fallback, skipped, failed), "
+            "each counted once.",
             ["channel", "outcome"],
             registry=kit.registry,
         )
         self.delivery_seconds = Histogram(
             "sotong_notification_delivery_seconds",
-            "Time a channel took to deliver one message.",
+            "Time one attempt on a channel took, whatever its result.",
+            ["channel"],
+            registry=kit.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.retries = Counter(
+            "sotong_notification_retries_total",
+            "Retryable failures on a channel that were tried again (timeouts, 5xx, 429).",
             ["channel"],
             registry=kit.registry,
         )
@@ -24,4 +35,10 @@ class NotifierMetrics:
             "Lifecycle events that arrived before their complaint's ComplaintFiled and waited.",
             registry=kit.registry,
         )
+        self.deferred = Counter(
+            "sotong_notifications_deferred_total",
+            "Messages held back by quiet hours, to be sent when they end.",
+            registry=kit.registry,
+        )
         self.duplicates = kit.duplicates.labels(consumer, lifecycle_topic)
+        self.dead_lettered = kit.dead_lettered

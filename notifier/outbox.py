@@ -3,7 +3,10 @@
 Someone running the platform locally follows it with ``tail -f``. Every line is
 written whole, flushed and fsynced before ``deliver`` returns, so "delivered" means
 on disk; a line left without its newline by a crash is cut off from the next one.
-Only a masked phone number is ever written.
+Only a masked phone number is ever written. On one machine, where no provider is
+configured, it is where every person's message goes: the resident's to ``path``, staff
+messages (handler, supervisor) to ``staff_path`` beside it, so the resident's file reads
+as what the resident receives. Webhooks never go here.
 """
 
 import asyncio
@@ -13,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from notifier.channel import Message
+from notifier.channel import RESIDENT, Message
 from schemas.common import mask_phone
 from schemas.events import utcnow
 
@@ -25,11 +28,15 @@ def _private(path: str, flags: int) -> int:
 class OutboxChannel:
     name = "outbox"
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, path: Path, *, staff_path: Path | None = None, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.path = path
+        self.staff_path = staff_path or path.with_name(f"{path.stem}-staff{path.suffix}")
         self.clock = clock
 
     async def deliver(self, message: Message) -> None:
+        content = message.words()
         entry = {
             "delivery_id": message.delivery_id,
             "complaint_id": message.complaint_id,
@@ -37,21 +44,25 @@ class OutboxChannel:
             "recipient": message.recipient,
             "to": mask_phone(message.phone),
             "channel": self.name,
-            "template_code": message.template_code,
-            "template_version": message.template_version,
+            "template_code": content.template.template_code,
+            "template_version": content.template.version,
             "state": message.state.value,
-            "text": message.text,
+            "text": content.text,
             "sent_at": self.clock().isoformat(),
         }
         line = json.dumps(entry, ensure_ascii=False).encode() + b"\n"
-        await asyncio.to_thread(self._append, line)
+        path = self.path if message.recipient == RESIDENT else self.staff_path
+        await asyncio.to_thread(self._append, path, line)
 
     async def already_delivered(self, delivery_id: str) -> bool:
-        return await asyncio.to_thread(self._contains, delivery_id)
+        return await asyncio.to_thread(self._contains, self.path, delivery_id) or (
+            await asyncio.to_thread(self._contains, self.staff_path, delivery_id)
+        )
 
-    def _append(self, line: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b", opener=_private) as f:
+    @staticmethod
+    def _append(path: Path, line: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b", opener=_private) as f:
             if f.seek(0, os.SEEK_END) > 0:
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":
@@ -60,10 +71,11 @@ class OutboxChannel:
             f.flush()
             os.fsync(f.fileno())
 
-    def _contains(self, delivery_id: str) -> bool:
+    @staticmethod
+    def _contains(path: Path, delivery_id: str) -> bool:
         needle = json.dumps(delivery_id, ensure_ascii=False).encode()
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed below; absent means nothing sent
+            f = open(path, "rb")  # noqa: SIM115 - closed below; absent means nothing sent
         except FileNotFoundError:
             return False
         with f:

@@ -5,26 +5,42 @@ per (event, recipient, channel): its ``_id`` is that triple, so claiming a deliv
 an insert that only one attempt can win. A claim still ``sending`` when the event comes
 back means the attempt that made it stopped between claiming and finishing.
 
+A delivery that failed on one channel and fell back to the next is two records: the
+first ``failed`` and not ``final``, the next naming it in ``fallback_from``. The record
+that ends a chain in failure is ``final`` and, once its dead letter is published,
+``dead_lettered``, so a redelivery neither sends nor dead-letters again.
+
 ``notifier_pending`` holds lifecycle events that arrived before their complaint's
 ComplaintFiled (the two travel on different topics), until the recipient is known.
+
+``notifier_deferred`` holds what quiet hours hold back: the event and the recipient, and
+when they may be told. The event is kept, not the text, so the message is made when it
+is sent, exactly as it would have been at once.
 """
 
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
+from pydantic import Field, TypeAdapter
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from schemas import ComplaintFiled, ComplaintStatusChanged
+from schemas import ComplaintDeadlineAlert, ComplaintFiled, ComplaintStatusChanged
 from services.mongo import Document
 
 RECIPIENTS = "notifier_recipients"
 DELIVERIES = "notifier_deliveries"
 PENDING = "notifier_pending"
+DEFERRED = "notifier_deferred"
+
+Source = ComplaintStatusChanged | ComplaintDeadlineAlert
+AnySource = Annotated[Source, Field(discriminator="event_type")]
+SOURCE: TypeAdapter[Source] = TypeAdapter(AnySource)
 
 
 @dataclass(frozen=True)
@@ -61,12 +77,28 @@ class DeliveryRecord:
     detail: str | None = None
     finished_at: datetime | None = None
     outcome_published: bool = False
+    fallback_from: str | None = None
+    final: bool = True
+    """A failure that ends the chain: no channel after it is tried."""
+    retryable: bool = False
+    """A failure that gave up on retryable errors: a later replay might succeed."""
+    dead_lettered: bool = False
 
 
 @dataclass(frozen=True)
 class Parked:
     event: ComplaintStatusChanged
     correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class Deferred:
+    deferred_id: str
+    complaint_id: str
+    recipient: str
+    source: Source
+    correlation_id: str | None
+    release_at: datetime
 
 
 def delivery_id(event_id: str, recipient: str, channel: str) -> str:
@@ -78,6 +110,7 @@ class NotifierStore:
         self.recipients: AsyncCollection[Document] = db[RECIPIENTS]
         self.deliveries: AsyncCollection[Document] = db[DELIVERIES]
         self.pending: AsyncCollection[Document] = db[PENDING]
+        self.deferred: AsyncCollection[Document] = db[DEFERRED]
 
     async def ensure_indexes(self) -> None:
         await self.deliveries.create_indexes(
@@ -91,6 +124,14 @@ class NotifierStore:
                 IndexModel(
                     [("complaint_id", ASCENDING), ("sequence", ASCENDING)], name="by_complaint"
                 )
+            ]
+        )
+        await self.deferred.create_indexes(
+            [
+                IndexModel([("release_at", ASCENDING)], name="by_release"),
+                IndexModel(
+                    [("complaint_id", ASCENDING), ("recipient", ASCENDING)], name="by_recipient"
+                ),
             ]
         )
 
@@ -173,6 +214,7 @@ class NotifierStore:
         channel: str,
         template_code: str,
         now: datetime,
+        fallback_from: str | None = None,
     ) -> DeliveryRecord:
         """Claim a delivery, or return the claim an earlier attempt made (one more attempt
         counted if it never finished)."""
@@ -187,6 +229,7 @@ class NotifierStore:
             "attempts": 1,
             "claimed_at": now,
             "outcome_published": False,
+            "fallback_from": fallback_from,
         }
         try:
             await self.deliveries.insert_one(doc)
@@ -205,13 +248,31 @@ class NotifierStore:
         return _record(existing, fresh=False)
 
     async def finish(
-        self, delivery_id: str, status: DeliveryStatus, *, now: datetime, detail: str | None = None
+        self,
+        delivery_id: str,
+        status: DeliveryStatus,
+        *,
+        now: datetime,
+        detail: str | None = None,
+        retries: int = 0,
+        final: bool = True,
+        retryable: bool = False,
     ) -> DeliveryRecord:
-        """Record how a claimed delivery ended; only a claim still sending can end."""
+        """Record how a claimed delivery ended; only a claim still sending can end.
+        ``retries`` are the extra tries this attempt made, added to ``attempts``."""
         assert status is not DeliveryStatus.SENDING, "finish with an outcome"
         doc = await self.deliveries.find_one_and_update(
             {"_id": delivery_id, "status": DeliveryStatus.SENDING.value},
-            {"$set": {"status": status.value, "finished_at": now, "detail": detail}},
+            {
+                "$set": {
+                    "status": status.value,
+                    "finished_at": now,
+                    "detail": detail,
+                    "final": final,
+                    "retryable": retryable,
+                },
+                "$inc": {"attempts": retries},
+            },
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
@@ -223,6 +284,59 @@ class NotifierStore:
         await self.deliveries.update_one(
             {"_id": delivery_id}, {"$set": {"outcome_published": True}}
         )
+
+    async def mark_dead_lettered(self, delivery_id: str) -> None:
+        await self.deliveries.update_one({"_id": delivery_id}, {"$set": {"dead_lettered": True}})
+
+    async def defer(
+        self,
+        source: Source,
+        recipient: str,
+        *,
+        correlation_id: str | None,
+        release_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Hold one recipient's message until ``release_at``; True the first time."""
+        sequence = source.sequence if isinstance(source, ComplaintStatusChanged) else 0
+        try:
+            result = await self.deferred.update_one(
+                {"_id": f"{source.event_id}:{recipient}"},
+                {
+                    "$setOnInsert": {
+                        "complaint_id": source.complaint_id,
+                        "recipient": recipient,
+                        "sequence": sequence,
+                        "source": source.model_dump(mode="json"),
+                        "correlation_id": correlation_id,
+                        "release_at": release_at,
+                        "deferred_at": now,
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return result.upserted_id is not None
+
+    async def due(self, now: datetime, limit: int = 500) -> list[Deferred]:
+        """Held messages whose time has come, oldest first, each complaint's in order."""
+        cursor = self.deferred.find(
+            {"release_at": {"$lte": now}},
+            sort=[("release_at", ASCENDING), ("complaint_id", ASCENDING), ("sequence", ASCENDING)],
+            limit=limit,
+        )
+        return [_deferred(doc) async for doc in cursor]
+
+    async def deferred_for(self, complaint_id: str, recipient: str) -> list[Deferred]:
+        cursor = self.deferred.find(
+            {"complaint_id": complaint_id, "recipient": recipient},
+            sort=[("sequence", ASCENDING), ("deferred_at", ASCENDING)],
+        )
+        return [_deferred(doc) async for doc in cursor]
+
+    async def undefer(self, deferred_id: str) -> None:
+        await self.deferred.delete_one({"_id": deferred_id})
 
 
 def _optional_str(value: object) -> str | None:
@@ -245,4 +359,21 @@ def _record(doc: Document, *, fresh: bool) -> DeliveryRecord:
         detail=_optional_str(doc.get("detail")),
         finished_at=finished_at if isinstance(finished_at, datetime) else None,
         outcome_published=bool(doc.get("outcome_published", False)),
+        fallback_from=_optional_str(doc.get("fallback_from")),
+        final=bool(doc.get("final", True)),
+        retryable=bool(doc.get("retryable", False)),
+        dead_lettered=bool(doc.get("dead_lettered", False)),
+    )
+
+
+def _deferred(doc: Document) -> Deferred:
+    release_at = doc["release_at"]
+    assert isinstance(release_at, datetime)
+    return Deferred(
+        deferred_id=str(doc["_id"]),
+        complaint_id=str(doc["complaint_id"]),
+        recipient=str(doc["recipient"]),
+        source=SOURCE.validate_python(doc["source"]),
+        correlation_id=_optional_str(doc.get("correlation_id")),
+        release_at=release_at,
     )

@@ -9,7 +9,9 @@ import pytest
 
 from notifier.channel import Channel, Message
 from notifier.outbox import OutboxChannel
+from notifier.templates import Content, Template
 from schemas import ComplaintState
+from services.errors import PermanentError
 
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
 
@@ -28,18 +30,29 @@ class MemoryChannel:
         return any(m.delivery_id == delivery_id for m in self.sent)
 
 
+RECEIVED = Template(
+    template_code="SOTONG_RECEIVED",
+    version=1,
+    text="[소통] 민원이 접수됐습니다.\n접수번호: #{receipt_number}",
+)
+
+
+def words(receipt_number: str = "251125-000001") -> Content:
+    return Content(RECEIVED, {"receipt_number": receipt_number}, "[소통] 민원 진행 안내")
+
+
 def message(
-    delivery_id: str = "ev-1:resident:outbox", phone: str | None = "010-1234-5678"
+    delivery_id: str = "ev-1:resident:outbox",
+    phone: str | None = "010-1234-5678",
+    recipient: str = "resident",
 ) -> Message:
     return Message(
         delivery_id=delivery_id,
         complaint_id="c-1",
         receipt_number="251125-000001",
-        recipient="resident",
+        recipient=recipient,
         state=ComplaintState.RECEIVED,
-        template_code="SOTONG_RECEIVED",
-        template_version=1,
-        text="[소통] 민원이 접수됐습니다.\n접수번호: 251125-000001",
+        content=words(),
         phone=phone,
         email="hong@example.kr",
     )
@@ -95,6 +108,37 @@ async def test_outbox_writes_one_json_line_per_message_creating_its_directory(
     assert "1234-5678" not in raw
     assert "hong@example.kr" not in raw
     assert "민원이 접수됐습니다" in raw, "Korean stays readable for tail -f"
+
+
+async def test_staff_messages_go_to_their_own_file_beside_the_residents(tmp_path: Path) -> None:
+    outbox = OutboxChannel(tmp_path / "outbox.jsonl")
+    await outbox.deliver(message("ev-1:resident:outbox"))
+    await outbox.deliver(message("ev-1:handler:outbox", phone="032-560-5001", recipient="handler"))
+    [resident] = lines(tmp_path / "outbox.jsonl")
+    [handler] = lines(tmp_path / "outbox-staff.jsonl")
+    assert (resident["recipient"], handler["recipient"]) == ("resident", "handler")
+    assert await outbox.already_delivered("ev-1:handler:outbox")
+
+
+def test_message_without_words_cannot_be_read_out() -> None:
+    bare = Message(
+        delivery_id="ev-1:department:roads:webhook",
+        complaint_id="c-1",
+        receipt_number="251125-000001",
+        recipient="department:roads",
+        state=ComplaintState.RECEIVED,
+    )
+    with pytest.raises(PermanentError, match="no text"):
+        _ = bare.text
+
+
+def test_the_idempotency_key_is_stable_per_delivery() -> None:
+    assert (
+        message("ev-1:resident:sms").idempotency_key == message("ev-1:resident:sms").idempotency_key
+    )
+    assert (
+        message("ev-1:resident:sms").idempotency_key != message("ev-2:resident:sms").idempotency_key
+    )
 
 
 async def test_outbox_cuts_off_a_line_a_crash_left_unfinished(tmp_path: Path) -> None:

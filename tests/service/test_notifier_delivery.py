@@ -3,6 +3,7 @@
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,15 +12,18 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
+from notifier.audience import Audience
 from notifier.channel import Channel, Message
-from notifier.delivery import NO_CONSENT, Delivery
+from notifier.delivery import NO_CONSENT, Delivery, RetryPolicy
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
-from notifier.store import DELIVERIES, PENDING, RECIPIENTS, DeliveryStatus, NotifierStore
-from notifier.templates import Catalogue
+from notifier.quiet import QuietHours
+from notifier.store import DELIVERIES, PENDING, RECIPIENTS, NotifierStore
+from notifier.templates import Catalogue, Content, variables_for
 from schemas import (
     ComplaintFiled,
     ComplaintStatusChanged,
+    DeadLetter,
     Location,
     NotificationOutcome,
     Resident,
@@ -27,14 +31,13 @@ from schemas import (
 )
 from schemas.common import Channel as SubmissionChannel
 from schemas.events import Outcome
-from services.errors import PermanentError
 from services.metrics import KitMetrics
 from services.mongo import Document
-from tests.service.test_notifier_channels import MemoryChannel
 
 PHONE = "010-2345-6789"
 NAME = "홍길동"
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
+FAST = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
 
 
 @dataclass
@@ -52,6 +55,18 @@ class Recorder:
     def outcomes(self) -> list[NotificationOutcome]:
         return [event for _, event, _ in self.published]
 
+    def by(self, recipient: str) -> list[tuple[str, Outcome, str | None]]:
+        """(channel, outcome, detail) of one recipient's outcomes, in publishing order."""
+        return [(o.channel, o.outcome, o.detail) for o in self.outcomes if o.recipient == recipient]
+
+
+@dataclass
+class Clock:
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
 
 @dataclass
 class Harness:
@@ -61,11 +76,15 @@ class Harness:
     recorder: Recorder
     registry: CollectorRegistry
     db: AsyncDatabase[Document]
+    clock: Clock
+    letters: list[DeadLetter] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
 
-    def lines(self) -> list[dict[str, object]]:
-        if not self.outbox.path.exists():
+    def lines(self, path: Path | None = None) -> list[dict[str, object]]:
+        path = path or self.outbox.path
+        if not path.exists():
             return []
-        text = self.outbox.path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
         return [json.loads(line) for line in text.splitlines()]
 
     def metric(self, name: str, **labels: str) -> float:
@@ -77,19 +96,49 @@ class Harness:
         return doc
 
 
-def build(db: AsyncDatabase[Document], outbox: OutboxChannel, *extra: Channel) -> Harness:
+def build(
+    db: AsyncDatabase[Document],
+    outbox: OutboxChannel,
+    channels: Mapping[str, Channel] | None = None,
+    *,
+    webhooks: frozenset[str] = frozenset(),
+    quiet: QuietHours | None = None,
+    outbox_enabled: bool = True,
+) -> Harness:
+    """Delivery as the app builds it, with the given channels (the outbox by default)."""
     registry = CollectorRegistry()
     store = NotifierStore(db)
     recorder = Recorder()
+    clock = Clock()
+    chosen: dict[str, Channel] = {"outbox": outbox} if outbox_enabled else {}
+    chosen |= dict(channels or {})
+    letters: list[DeadLetter] = []
+    sleeps: list[float] = []
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
     delivery = Delivery(
         store=store,
-        channels=[outbox, *extra],
-        catalogue=Catalogue.load(),
+        channels=chosen,
+        audience=Audience(
+            catalogue=Catalogue.load(),
+            channels=frozenset(chosen) - {"webhook"},
+            webhooks=webhooks,
+        ),
         publish=recorder,
+        dead_letter=dead_letter,
+        source_topics={"complaint.status_changed": "t.complaint.lifecycle"},
         metrics=NotifierMetrics(KitMetrics(registry), consumer="notifier", lifecycle_topic="lc"),
-        clock=lambda: NOW,
+        retry=FAST,
+        quiet=quiet,
+        clock=clock,
+        sleep=sleep,
     )
-    return Harness(delivery, store, outbox, recorder, registry, db)
+    return Harness(delivery, store, outbox, recorder, registry, db, clock, letters, sleeps)
 
 
 @pytest.fixture
@@ -209,6 +258,7 @@ async def test_a_crash_after_writing_the_line_does_not_write_it_again(harness: H
         template_code="SOTONG_ASSIGNED",
         now=NOW,
     )
+    template = Catalogue.load().templates[event.to_state]
     await harness.outbox.deliver(
         Message(
             delivery_id=delivery_id,
@@ -216,9 +266,7 @@ async def test_a_crash_after_writing_the_line_does_not_write_it_again(harness: H
             receipt_number=event.receipt_number,
             recipient="resident",
             state=event.to_state,
-            template_code="SOTONG_ASSIGNED",
-            template_version=1,
-            text="[소통] 민원이 자원순환과로 배정됐습니다.\n접수번호: 251125-000042",
+            content=Content(template, variables_for(event), "제목"),
         )
     )
 
@@ -357,13 +405,32 @@ async def test_a_parked_event_that_cannot_be_rendered_does_not_fail_the_filing(
     assert await harness.db[PENDING].count_documents({"complaint_id": cid}) == 0
 
 
-async def test_a_missing_variable_sends_nothing_and_claims_nothing(harness: Harness) -> None:
+async def test_a_missing_variable_sends_nothing_and_is_a_failed_outcome_and_a_dead_letter(
+    harness: Harness,
+) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
-    with pytest.raises(PermanentError, match="department_name"):
-        await harness.delivery.notify(assigned(cid, department_name=None))
+    event = assigned(cid, department_name=None)
+    await harness.delivery.notify(event)
+    await harness.delivery.notify(event)
+
     assert harness.lines() == []
-    assert await harness.db[DELIVERIES].count_documents({}) == 0
+    [outcome] = harness.recorder.outcomes
+    assert (outcome.outcome, outcome.channel) == (Outcome.FAILED, "outbox")
+    assert "missing variable(s): department_josa, department_name" in (outcome.detail or "")
+    [letter] = harness.letters
+    assert letter.original_topic == "t.complaint.lifecycle"
+    assert letter.complaint_id == cid
+    assert "resident could not be notified" in letter.reason
+    assert "department_name" in letter.reason
+    assert not letter.retryable
+    assert (
+        ComplaintStatusChanged.model_validate_json(
+            __import__("base64").b64decode(letter.original_value_b64)
+        )
+        == event
+    )
+    assert harness.metric("sotong_notifications_total", channel="outbox", outcome="failed") == 1
 
 
 async def test_the_recipient_is_remembered_once(harness: Harness) -> None:
@@ -382,34 +449,3 @@ async def test_the_recipient_is_remembered_once(harness: Harness) -> None:
     )
     assert PHONE not in repr(recipient)
     assert NAME not in repr(recipient)
-
-
-class RefusingChannel(MemoryChannel):
-    async def deliver(self, message: Message) -> None:
-        raise PermanentError("the provider refused the template")
-
-
-async def test_each_channel_is_its_own_delivery_and_a_refusal_is_a_failed_outcome(
-    mongo_db: AsyncDatabase[Document], tmp_path: Path
-) -> None:
-    memory, refusing = MemoryChannel("memory"), RefusingChannel("refusing")
-    harness = build(mongo_db, OutboxChannel(tmp_path / "outbox.jsonl"), memory, refusing)
-    cid = new_id()
-    await harness.delivery.remember_recipient(filed(cid))
-    event = assigned(cid)
-    await harness.delivery.notify(event)
-    await harness.delivery.notify(event)
-
-    assert len(harness.lines()) == 1
-    assert [m.delivery_id for m in memory.sent] == [f"{event.event_id}:resident:memory"]
-    assert memory.sent[0].phone == PHONE, "a real channel gets the contact to send to"
-    by_channel = {o.channel: o for o in harness.recorder.outcomes}
-    assert len(harness.recorder.outcomes) == 3
-    assert by_channel["outbox"].outcome is Outcome.SENT
-    assert by_channel["memory"].outcome is Outcome.SENT
-    assert by_channel["refusing"].outcome is Outcome.FAILED
-    assert "refused" in (by_channel["refusing"].detail or "")
-    failed = await harness.delivery_doc(f"{event.event_id}:resident:refusing")
-    assert failed["status"] == DeliveryStatus.FAILED.value
-    assert harness.metric("sotong_notifications_total", channel="refusing", outcome="failed") == 1
-    assert harness.metric("sotong_duplicate_messages_total", consumer="notifier", topic="lc") == 1

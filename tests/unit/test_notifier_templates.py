@@ -1,14 +1,27 @@
 """The words residents read: every state has a template, and filling one is all or nothing."""
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from notifier.templates import CATALOGUE_PATH, Catalogue, josa_ro, variables_for
+from notifier.templates import (
+    APPROVED_PATH,
+    CATALOGUE_PATH,
+    ELLIPSIS,
+    Catalogue,
+    Template,
+    TemplateError,
+    cp949_length,
+    josa_ro,
+    placeholders,
+    variables_for,
+)
+from routing.lifecycle import TRANSITIONS
 from schemas import ComplaintState, ComplaintStatusChanged
-from schemas.events import HandlerRef
+from schemas.events import AlertKind, HandlerRef
 from services.errors import PermanentError
 
 RECEIPT = "251125-004217"
@@ -49,10 +62,75 @@ def test_every_state_has_a_template_naming_the_receipt_number(
     assert "#{receipt_number}" in template.text
 
 
+def _reachable_states() -> set[ComplaintState]:
+    dests = {t["dest"] for t in TRANSITIONS if t["dest"] is not None}
+    return {ComplaintState(d) for d in dests} | {ComplaintState.RECEIVED}
+
+
+def test_every_state_the_lifecycle_can_reach_has_a_template(catalogue: Catalogue) -> None:
+    reachable = _reachable_states()
+    assert reachable, "the lifecycle table has destinations"
+    assert reachable <= set(catalogue.templates)
+    assert set(catalogue.templates) <= set(ComplaintState), "no template for a state not known"
+
+
+def test_every_internal_move_has_its_own_resident_message(catalogue: Catalogue) -> None:
+    """A move that keeps the state (extend, reassign) would otherwise repeat the state's
+    message: the resident would read "현장 확인 중입니다" again when the deadline moved."""
+    internal = {t["trigger"] for t in TRANSITIONS if t["dest"] is None}
+    assert internal == {"extend", "reassign"}
+    assert internal <= set(catalogue.triggers)
+    assert set(catalogue.triggers) <= {t["trigger"] for t in TRANSITIONS}
+
+
+def test_staff_messages_are_for_triggers_the_lifecycle_has(catalogue: Catalogue) -> None:
+    triggers = {t["trigger"] for t in TRANSITIONS}
+    assert set(catalogue.staff) <= triggers
+    assert {"assign_handler", "reassign"} <= set(catalogue.staff)
+    assert set(catalogue.alerts) == set(AlertKind)
+
+
+def test_templates_are_versioned_and_every_text_is_the_one_approved(catalogue: Catalogue) -> None:
+    """A provider approves a (code, version)'s exact text: a changed text must come with a
+    new version, registered with the provider and recorded in approved.json."""
+    approved = json.loads(APPROVED_PATH.read_text(encoding="utf-8"))["approved"]
+    assert catalogue.version >= 1
+    registered = catalogue.registered()
+    assert len({(t.template_code, t.version) for t in registered}) == len(registered)
+    for template in registered:
+        versions = approved.get(template.template_code)
+        assert versions, f"{template.template_code} is not recorded as approved"
+        digest = versions.get(str(template.version))
+        assert digest, f"{template.template_code} v{template.version} is not approved yet"
+        assert digest == hashlib.sha256(template.text.encode()).hexdigest(), (
+            f"{template.template_code} v{template.version} changed without a new version"
+        )
+
+
+def test_a_changed_text_without_a_new_version_is_caught(catalogue: Catalogue) -> None:
+    approved = json.loads(APPROVED_PATH.read_text(encoding="utf-8"))["approved"]
+    edited = catalogue.templates[ComplaintState.RECEIVED].model_copy(
+        update={"text": "[소통] 접수 완료.\n접수번호: #{receipt_number}"}
+    )
+    digest = hashlib.sha256(edited.text.encode()).hexdigest()
+    assert approved[edited.template_code][str(edited.version)] != digest
+
+
 def test_template_codes_are_unique(catalogue: Catalogue) -> None:
-    codes = [t.template_code for t in catalogue.templates.values()]
-    codes += [t.with_note.template_code for t in catalogue.templates.values() if t.with_note]
+    codes = [t.template_code for t in catalogue.registered()]
     assert len(codes) == len(set(codes))
+
+
+def test_a_catalogue_using_one_code_twice_does_not_load(tmp_path: Path) -> None:
+    path = _edited(tmp_path, "closed", template_code="SOTONG_RECEIVED")
+    with pytest.raises(ValidationError, match="used twice: SOTONG_RECEIVED"):
+        Catalogue.load(path)
+
+
+def test_every_registered_text_fits_an_alimtalk_message(catalogue: Catalogue) -> None:
+    for template in catalogue.registered():
+        assert len(template.text) <= 1000
+        assert "#{receipt_number}" in template.text
 
 
 @pytest.mark.parametrize(
@@ -123,6 +201,56 @@ def test_a_missing_variable_is_permanent_and_named(catalogue: Catalogue) -> None
     values = variables_for(event)
     with pytest.raises(PermanentError, match="department_josa, department_name"):
         catalogue.template_for(event.to_state, values).render(values)
+    with pytest.raises(TemplateError):
+        catalogue.resident_content(event.to_state, event.trigger, values).check()
+
+
+def test_a_move_with_its_own_message_uses_it(catalogue: Catalogue) -> None:
+    event = changed(
+        ComplaintState.ASSIGNED,
+        trigger="transfer",
+        department_name="환경보호과",
+        note="악취 민원으로 이송",
+    )
+    content = catalogue.resident_content(event.to_state, event.trigger, variables_for(event))
+    assert content.template.template_code == "SOTONG_TRANSFERRED_NOTE"
+    assert "환경보호과로 이송됐습니다" in content.text
+    assert content.short is not None, "the transfer reason may be dropped to fit an SMS"
+    assert "악취" not in (content.short_text or "")
+
+
+def test_an_extension_names_the_new_due_time_in_seoul(catalogue: Catalogue) -> None:
+    event = changed(
+        ComplaintState.SITE_CHECK,
+        trigger="extend",
+        due_at="2026-12-03T09:00:00Z",
+        note="현장 재조사 필요",
+    )
+    content = catalogue.resident_content(event.to_state, event.trigger, variables_for(event))
+    assert "2026-12-03 18:00까지로 연장됐습니다" in content.text
+    assert content.text.endswith("연장 사유: 현장 재조사 필요")
+    assert content.short is None, "the reason for an extension must be told"
+
+
+def test_a_long_note_is_shortened_by_whole_characters_only(catalogue: Catalogue) -> None:
+    template = catalogue.templates[ComplaintState.RESOLVED].with_note
+    assert template is not None
+    values = {"receipt_number": RECEIPT, "note": "수거를 완료했습니다. " * 200}
+    text, fitted = template.fit(values, limit=1000)
+    assert len(text) <= 1000
+    assert len(text) > 990, "as much of the note as fits"
+    assert fitted["note"].endswith(ELLIPSIS)
+    assert text == template.render(fitted)
+    by_bytes, _ = template.fit(values, limit=2000, measure=cp949_length)
+    assert 1995 <= cp949_length(by_bytes) <= 2000
+    by_bytes.encode("cp949")  # whole characters: it still encodes
+
+
+def test_a_text_too_long_without_a_note_is_a_template_error() -> None:
+    template = Template(template_code="X", version=1, text="가" * 50 + "#{receipt_number}")
+    with pytest.raises(TemplateError, match="over the limit"):
+        template.fit({"receipt_number": RECEIPT}, limit=40)
+    assert placeholders(template.text) == {"receipt_number"}
 
 
 def test_a_value_that_looks_like_a_placeholder_stays_text(catalogue: Catalogue) -> None:

@@ -1,0 +1,152 @@
+"""Who is told what, over which channels: pure, from one event and what is configured.
+
+- **The resident**, for every step of their complaint, within their consent: the
+  trigger's message when the move says more than its state (이송, 연장, 담당자 변경…),
+  else the state's. Results (by default received, resolved and rejected — see
+  ``SOTONG_NOTIFIER_URGENT_STATES``) go out at once; other steps wait out quiet hours.
+  The 30-day progress notice is the resident's too.
+- **The handler**, when a complaint becomes theirs or changes under them (assigned,
+  reassigned, reopened, supplemented, withdrawn: the triggers the catalogue's ``staff``
+  part names), at their office phone.
+- **The supervisor** (and the handler, unless they are the same person) on a deadline
+  warning and breach.
+- **Department systems** subscribed by webhook, for every event of their department
+  (from assignment on: ``received`` belongs to no department yet), never held back by
+  quiet hours.
+
+A person's channels are derived from their contact until the contract carries a
+preferred channel: a phone means AlimTalk, falling back to SMS/LMS, then e-mail if they
+also left an address; only an address means e-mail. Channels not configured are left
+out; when none is left, the local outbox (on one machine) takes the message.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from notifier.channel import DEPARTMENT_PREFIX, HANDLER, RESIDENT, SUPERVISOR
+from notifier.store import Recipient
+from notifier.templates import Catalogue, Content, variables_for
+from notifier.webhook import cloudevent
+from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
+from schemas.events import AlertKind, HandlerRef
+
+Source = ComplaintStatusChanged | ComplaintDeadlineAlert
+
+ALIMTALK, SMS, EMAIL, OUTBOX, WEBHOOK = "alimtalk", "sms", "email", "outbox", "webhook"
+PERSON_CHANNELS = (ALIMTALK, SMS, EMAIL)
+DEFAULT_URGENT_STATES = frozenset(
+    {ComplaintState.RECEIVED, ComplaintState.RESOLVED, ComplaintState.REJECTED}
+)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One recipient to tell about one event, and the channels to try in order."""
+
+    recipient: str
+    chain: tuple[str, ...]
+    urgent: bool
+    content: Content | None = None
+    cloudevent: Mapping[str, Any] | None = None
+    department: str | None = None
+    consent: bool = True
+    phone: str | None = field(default=None, repr=False)
+    email: str | None = field(default=None, repr=False)
+
+    @property
+    def template(self) -> str:
+        """What the ledger and the outcome name as the message sent."""
+        if self.content is not None:
+            return self.content.template.template_code
+        return "cloudevent"
+
+
+@dataclass(frozen=True)
+class Audience:
+    catalogue: Catalogue
+    channels: frozenset[str]
+    """Configured channels for people: any of alimtalk, sms, email, outbox."""
+    webhooks: frozenset[str] = frozenset()
+    """Departments with a webhook subscription."""
+    urgent_states: frozenset[ComplaintState] = DEFAULT_URGENT_STATES
+    source: str = "/sotong/routing"
+
+    def chain(self, phone: str | None, email: str | None) -> tuple[str, ...]:
+        reachable = [
+            name
+            for name, contact in ((ALIMTALK, phone), (SMS, phone), (EMAIL, email))
+            if contact and name in self.channels
+        ]
+        if not reachable and OUTBOX in self.channels:
+            return (OUTBOX,)
+        return tuple(reachable)
+
+    def plan(
+        self, event: Source, resident: Recipient | None, correlation_id: str | None = None
+    ) -> list[Notice]:
+        """Everyone to tell about ``event``, the resident first."""
+        if isinstance(event, ComplaintStatusChanged):
+            notices = self._for_change(event, resident)
+        else:
+            notices = self._for_alert(event, resident)
+        if event.department and event.department in self.webhooks:
+            notices.append(
+                Notice(
+                    recipient=DEPARTMENT_PREFIX + event.department,
+                    chain=(WEBHOOK,),
+                    urgent=True,
+                    cloudevent=cloudevent(event, source=self.source, correlation_id=correlation_id),
+                    department=event.department,
+                )
+            )
+        return notices
+
+    def _for_change(
+        self, event: ComplaintStatusChanged, resident: Recipient | None
+    ) -> list[Notice]:
+        values = variables_for(event)
+        notices = []
+        if resident is not None:
+            content = self.catalogue.resident_content(event.to_state, event.trigger, values)
+            notices.append(
+                self._resident(resident, content, urgent=event.to_state in self.urgent_states)
+            )
+        staff = self.catalogue.staff_content(event.trigger, values)
+        if staff is not None and event.handler is not None:
+            notices.append(self._staff(HANDLER, event.handler, staff))
+        return notices
+
+    def _for_alert(self, alert: ComplaintDeadlineAlert, resident: Recipient | None) -> list[Notice]:
+        content = self.catalogue.alert_content(alert.kind, variables_for(alert))
+        if alert.kind is AlertKind.PROGRESS_NOTICE:
+            return [] if resident is None else [self._resident(resident, content, urgent=False)]
+        notices = []
+        if alert.supervisor is not None:
+            notices.append(self._staff(SUPERVISOR, alert.supervisor, content))
+        if alert.handler is not None and (
+            alert.supervisor is None or alert.handler.handler_id != alert.supervisor.handler_id
+        ):
+            notices.append(self._staff(HANDLER, alert.handler, content))
+        return notices
+
+    def _resident(self, resident: Recipient, content: Content, *, urgent: bool) -> Notice:
+        return Notice(
+            recipient=RESIDENT,
+            chain=self.chain(resident.phone, resident.email),
+            urgent=urgent,
+            content=content,
+            consent=resident.notification_consent,
+            phone=resident.phone,
+            email=resident.email,
+        )
+
+    def _staff(self, role: str, person: HandlerRef, content: Content) -> Notice:
+        """Staff are told at their office phone; notices are part of the job, so no consent."""
+        return Notice(
+            recipient=role,
+            chain=self.chain(person.office_phone, None),
+            urgent=False,
+            content=content,
+            phone=person.office_phone,
+        )

@@ -1,0 +1,151 @@
+"""notifier's settings (``SOTONG_NOTIFIER_*``). Built only by ``notifier/app.py``.
+
+A channel is on when its settings are given and off otherwise; with none on, the local
+outbox takes every person's message (one machine). Credentials are ``SecretStr``. Nothing
+that carries a credential or personal data may go over plain HTTP or unencrypted SMTP,
+except to this machine (the tests' fake providers): a production URL without TLS fails
+at start-up instead of leaking quietly.
+"""
+
+import ipaddress
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from notifier.audience import DEFAULT_URGENT_STATES
+from notifier.mail import TlsMode
+from notifier.quiet import QuietHours
+from schemas import ComplaintState
+from services.settings import PROJECT_ROOT, ServiceSettings
+
+
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _secure_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError("must use https (plain http is allowed only to this machine)")
+    return url
+
+
+class WebhookSubscription(BaseModel):
+    """One department system's endpoint and the secret its requests are signed with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    secret: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, url: str) -> str:
+        return _secure_url(url)
+
+    @field_validator("secret")
+    @classmethod
+    def _strong(cls, secret: SecretStr) -> SecretStr:
+        if len(secret.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return secret
+
+
+class NotifierSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SOTONG_NOTIFIER_", extra="ignore")
+
+    http_port: int = 8004
+
+    outbox_enabled: bool = Field(
+        default=True, description="The local outbox takes messages no other channel can."
+    )
+    outbox_path: Path = PROJECT_ROOT / "var" / "outbox.jsonl"
+    staff_outbox_path: Path | None = Field(
+        default=None, description="Staff messages on one machine; default: beside outbox_path."
+    )
+
+    alimtalk_url: str | None = None
+    alimtalk_api_key: SecretStr | None = None
+    alimtalk_sender_key: SecretStr | None = Field(
+        default=None, description="The KakaoTalk channel's sender profile key (발신 프로필 키)."
+    )
+
+    sms_url: str | None = None
+    sms_api_key: SecretStr | None = None
+    sms_sender: str | None = Field(
+        default=None, description="The pre-registered sender number (발신번호 사전등록)."
+    )
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_tls: TlsMode = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str | None = Field(default=None, description='e.g. "서구청 소통 <no-reply@…>"')
+
+    webhooks: dict[str, WebhookSubscription] = Field(
+        default_factory=dict, description="Department code → {url, secret}, as JSON."
+    )
+
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+    delivery_max_attempts: int = Field(default=4, ge=1)
+    delivery_initial_backoff_seconds: float = Field(default=0.5, gt=0)
+    delivery_max_backoff_seconds: float = Field(default=30.0, gt=0)
+
+    quiet_hours: str | None = Field(
+        default=None, description='e.g. "21:00-08:00"; unset, nothing is held back.'
+    )
+    timezone: str = "Asia/Seoul"
+    urgent_states: frozenset[ComplaintState] = DEFAULT_URGENT_STATES
+    release_interval_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("alimtalk_url", "sms_url")
+    @classmethod
+    def _provider_url(cls, url: str | None) -> str | None:
+        return None if url is None else _secure_url(url)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        groups: dict[str, dict[str, object]] = {
+            "ALIMTALK": {
+                "URL": self.alimtalk_url,
+                "API_KEY": self.alimtalk_api_key,
+                "SENDER_KEY": self.alimtalk_sender_key,
+            },
+            "SMS": {"URL": self.sms_url, "API_KEY": self.sms_api_key, "SENDER": self.sms_sender},
+            "SMTP": {"HOST": self.smtp_host, "SENDER": self.smtp_sender},
+        }
+        for channel, fields in groups.items():
+            given = [name for name, value in fields.items() if value]
+            if given and len(given) != len(fields):
+                missing = [f"SOTONG_NOTIFIER_{channel}_{n}" for n in fields if n not in given]
+                raise ValueError(f"{channel} is half configured: set {', '.join(missing)}")
+        if self.smtp_host and self.smtp_tls == "none" and not _loopback(self.smtp_host):
+            raise ValueError("SMTP without TLS is allowed only to this machine")
+        if self.quiet_hours:
+            QuietHours.parse(self.quiet_hours, self.timezone)
+        return self
+
+    @property
+    def alimtalk_on(self) -> bool:
+        return bool(self.alimtalk_url)
+
+    @property
+    def sms_on(self) -> bool:
+        return bool(self.sms_url)
+
+    @property
+    def email_on(self) -> bool:
+        return bool(self.smtp_host)

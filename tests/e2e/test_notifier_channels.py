@@ -1,0 +1,240 @@
+"""The notifier as a new user would try it: real processes, real Kafka and MongoDB, and
+stand-in providers on this machine — a BizMessage (AlimTalk) provider that refuses one
+phone number, an SMS gateway, a department's webhook receiver.
+
+This module's stack runs its own notifier process configured for those providers, in
+place of the stack's outbox-only one (same topics, same database, same consumer groups).
+"""
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from schemas import topics
+from services import localstack
+from services.localstack import ServiceProcess
+from tests.e2e.conftest import Stack, eventually, read_topic
+from tests.e2e.test_walking_skeleton import act, file, state_is, view
+from tests.service.test_notifier_peers import (
+    ALIMTALK_KEY,
+    HOOK_SECRET,
+    SENDER_KEY,
+    SMS_KEY,
+    SMS_SENDER,
+    FakeProvider,
+    FakeReceiver,
+    Received,
+    http_server,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+DEPARTMENT = "resource-circulation"
+KAKAO_PHONE = "010-4100-0001"
+REFUSED_PHONE = "010-4100-0002"
+RESOLVED_STEPS = [
+    "SOTONG_RECEIVED",
+    "SOTONG_ASSIGNED",
+    "SOTONG_HANDLER_ASSIGNED",
+    "SOTONG_SITE_CHECK_NOTE",
+    "SOTONG_RESOLVED_NOTE",
+]
+
+
+@dataclass
+class Providers:
+    alimtalk: FakeProvider
+    sms: FakeProvider
+    hooks: FakeReceiver
+    notifier: ServiceProcess
+    outbox: Path
+
+
+@pytest.fixture(scope="module")
+def providers(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
+    root = tmp_path_factory.mktemp("notifier-providers")
+    with http_server() as alim, http_server() as sms, http_server() as hooks:
+        alimtalk = FakeProvider(alim, "/v1/alimtalk", ALIMTALK_KEY, "recipient")
+        alimtalk.refuse(REFUSED_PHONE, "NOT_KAKAO_USER")
+        gateway = FakeProvider(sms, "/v1/sms", SMS_KEY, "to")
+        receiver = FakeReceiver(hooks, f"/hooks/{DEPARTMENT}", HOOK_SECRET)
+        env = stack.backends.env(database=stack.database, topic_prefix=stack.topic_prefix) | {
+            "SOTONG_RETRY_INITIAL_BACKOFF_SECONDS": "0.1",
+            "SOTONG_RETRY_MAX_BACKOFF_SECONDS": "1",
+            "SOTONG_NOTIFIER_OUTBOX_PATH": str(root / "outbox.jsonl"),
+            "SOTONG_NOTIFIER_ALIMTALK_URL": alimtalk.url,
+            "SOTONG_NOTIFIER_ALIMTALK_API_KEY": ALIMTALK_KEY,
+            "SOTONG_NOTIFIER_ALIMTALK_SENDER_KEY": SENDER_KEY,
+            "SOTONG_NOTIFIER_SMS_URL": gateway.url,
+            "SOTONG_NOTIFIER_SMS_API_KEY": SMS_KEY,
+            "SOTONG_NOTIFIER_SMS_SENDER": SMS_SENDER,
+            "SOTONG_NOTIFIER_WEBHOOKS": json.dumps(
+                {DEPARTMENT: {"url": receiver.url, "secret": HOOK_SECRET}}
+            ),
+            "SOTONG_NOTIFIER_HTTP_TIMEOUT_SECONDS": "3",
+            "SOTONG_NOTIFIER_DELIVERY_INITIAL_BACKOFF_SECONDS": "0.05",
+            "SOTONG_NOTIFIER_DELIVERY_MAX_BACKOFF_SECONDS": "0.5",
+        }
+        stack.services["notifier"].child.stop()  # the outbox-only one: this one replaces it
+        port = localstack.free_port()
+        notifier = ServiceProcess(
+            localstack.service_child("notifier", port, env, root / "logs"), port
+        )
+        notifier.child.start()
+        try:
+            notifier.wait_ready()
+            yield Providers(alimtalk, gateway, receiver, notifier, root / "outbox.jsonl")
+        finally:
+            notifier.child.stop()
+
+
+def templates(received: list[Received]) -> list[str]:
+    return [str(r.body["template_code"]) for r in received]
+
+
+async def resident_outcomes(
+    http: httpx.AsyncClient, stack: Stack, filed: dict[str, Any], count: int
+) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]] | None:
+        current = await view(http, stack, filed)
+        if current is None:
+            return None
+        mine = [n for n in current["notifications"] if n["recipient"] == "resident"]
+        return mine if len(mine) >= count else None
+
+    found: list[dict[str, Any]] = await eventually(
+        probe, what=f"{count} resident outcomes in the timeline"
+    )
+    return found
+
+
+async def test_a_new_user_sees_one_resident_on_alimtalk_and_the_other_on_sms(
+    stack: Stack, providers: Providers, http: httpx.AsyncClient
+) -> None:
+    kakao = await file(http, stack, resident={"name": "김카톡", "phone": KAKAO_PHONE})
+    refused = await file(http, stack, resident={"name": "이문자", "phone": REFUSED_PHONE})
+    for filed in (kakao, refused):
+        await state_is(http, stack, filed, "handler_assigned")
+        await act(http, stack, filed["complaint_id"], "start_site_check", "내일 오전 방문")
+        await state_is(http, stack, filed, "site_check")
+        await act(
+            http, stack, filed["complaint_id"], "resolve", "대형폐기물 스티커 안내 후 수거 완료"
+        )
+        await state_is(http, stack, filed, "resolved")
+
+    kakao_seen = await resident_outcomes(http, stack, kakao, 5)
+    refused_seen = await resident_outcomes(http, stack, refused, 10)
+
+    by_alimtalk = providers.alimtalk.accepted_for(KAKAO_PHONE)
+    assert templates(by_alimtalk) == RESOLVED_STEPS, "each step once, in order"
+    assert all(kakao["receipt_number"] in r.body["text"] for r in by_alimtalk)
+    assert providers.sms.requests_for(KAKAO_PHONE) == []
+
+    by_sms = providers.sms.accepted_for(REFUSED_PHONE)
+    assert len(by_sms) == 5, "each step once, by SMS/LMS"
+    assert all(refused["receipt_number"] in r.body["text"] for r in by_sms)
+    assert "처리 결과: 대형폐기물 스티커 안내 후 수거 완료" in by_sms[-1].body["text"]
+    assert [r.body["type"] for r in by_sms][:3] == ["SMS", "SMS", "SMS"]
+    assert len(providers.alimtalk.requests_for(REFUSED_PHONE)) == 5, "a refusal is not retried"
+    assert providers.alimtalk.accepted_for(REFUSED_PHONE) == []
+
+    assert {(n["channel"], n["outcome"], n["detail"]) for n in kakao_seen} == {
+        ("alimtalk", "sent", None)
+    }
+    assert len(kakao_seen) == 5
+    assert Counter((n["channel"], n["outcome"]) for n in refused_seen) == {
+        ("alimtalk", "failed"): 5,
+        ("sms", "sent"): 5,
+    }
+    assert {n["detail"] for n in refused_seen if n["channel"] == "sms"} == {
+        "fallback from alimtalk"
+    }
+    assert all("NOT_KAKAO_USER" in n["detail"] for n in refused_seen if n["channel"] == "alimtalk")
+    timeline = json.dumps(refused_seen)
+    assert REFUSED_PHONE not in timeline
+    assert REFUSED_PHONE.replace("-", "") not in timeline
+
+    for filed in (kakao, refused):
+        events = [
+            e
+            for e in providers.hooks.events()
+            if e["subject"] == filed["complaint_id"] and e["type"].endswith("status_changed")
+        ]
+        # received (1) belongs to no department yet: a department hears from assignment on.
+        assert [e["data"]["sequence"] for e in events] == [2, 3, 4, 5]
+    assert providers.hooks.refused_signatures == 0
+    for filed in (kakao, refused):
+        current = await view(http, stack, filed)
+        assert current is not None
+        to_handler = [
+            r
+            for r in providers.alimtalk.accepted_for(current["handler"]["office_phone"])
+            if r.body["template_code"] == "SOTONG_STAFF_ASSIGNED"
+            and filed["receipt_number"] in r.body["text"]
+        ]
+        assert len(to_handler) == 1, "the handler hears once of a complaint given to them"
+    assert not providers.outbox.exists(), "providers replace the outbox"
+
+
+async def test_the_notifier_killed_mid_batch_and_restarted_sends_each_message_once(
+    stack: Stack, providers: Providers, http: httpx.AsyncClient
+) -> None:
+    phones = [f"010-4200-{i:04d}" for i in range(4)]
+    providers.alimtalk.delay = 0.4
+    try:
+        before = len(providers.alimtalk.accepted)
+        filings = [
+            await file(http, stack, resident={"phone": phone}, channel_ref=str(uuid.uuid4()))
+            for phone in phones
+        ]
+        await eventually(
+            lambda: len(providers.alimtalk.accepted) >= before + 3,
+            what="the batch under way",
+            interval=0.05,
+        )
+        providers.notifier.child.kill()
+        mid_batch = len(providers.alimtalk.accepted) - before
+        providers.notifier.child.start()
+        providers.notifier.wait_ready()
+
+        for filed, phone in zip(filings, phones, strict=True):
+            await resident_outcomes(http, stack, filed, 3)
+
+            def three(to: str = phone) -> bool:
+                return len(providers.alimtalk.accepted_for(to)) >= 3
+
+            await eventually(three, what=f"three messages to {phone}")
+    finally:
+        providers.alimtalk.delay = 0.0
+
+    assert mid_batch < 4 * len(phones), "the kill came before the batch was done"
+    for filed, phone in zip(filings, phones, strict=True):
+        assert templates(providers.alimtalk.accepted_for(phone)) == RESOLVED_STEPS[:3]
+        current = await view(http, stack, filed)
+        assert current is not None
+        mine = [n for n in current["notifications"] if n["recipient"] == "resident"]
+        assert [(n["channel"], n["outcome"]) for n in mine] == [("alimtalk", "sent")] * 3
+        hooks = Counter(
+            e["id"] for e in providers.hooks.events() if e["subject"] == filed["complaint_id"]
+        )
+        assert len(hooks) == 2, "assigned and handler_assigned: received has no department"
+        assert set(hooks.values()) == {1}
+
+    # Every outcome published for this module's complaints, duplicates included.
+    outcomes = await read_topic(stack, topics.NOTIFICATIONS, min_count=49, within=20)
+    ours = {f["complaint_id"] for f in filings}
+    per_delivery: dict[tuple[str, str, str], set[str]] = {}
+    for o in outcomes:
+        value = o["value"]
+        if value["complaint_id"] in ours:
+            key = (value["source_event_id"], value["recipient"], value["channel"])
+            per_delivery.setdefault(key, set()).add(value["event_id"])
+    assert len(per_delivery) == len(phones) * (3 + 1 + 2), "resident, handler and webhook"
+    assert all(len(ids) == 1 for ids in per_delivery.values()), "one outcome id per delivery"

@@ -1,0 +1,192 @@
+"""Who is told what, over which channels — decided from one event and the configuration."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from notifier.audience import Audience, Notice
+from notifier.store import Recipient
+from notifier.templates import Catalogue
+from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
+from schemas.events import AlertKind, HandlerRef
+
+NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+HANDLER = HandlerRef(handler_id="roads-1", name="김담당", office_phone="032-560-5101")
+SUPERVISOR = HandlerRef(handler_id="roads-chief", name="박과장", office_phone="032-560-5100")
+ALL = frozenset({"alimtalk", "sms", "email", "outbox"})
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return Catalogue.load()
+
+
+def audience(catalogue: Catalogue, channels: frozenset[str] = ALL, **kw: object) -> Audience:
+    return Audience(catalogue=catalogue, channels=channels, **kw)  # type: ignore[arg-type]
+
+
+def resident(
+    phone: str | None = "010-1234-5678", email: str | None = None, consent: bool = True
+) -> Recipient:
+    return Recipient("c-1", "251125-000001", consent, "홍길동", phone, email)
+
+
+def change(to_state: ComplaintState, trigger: str, **fields: object) -> ComplaintStatusChanged:
+    return ComplaintStatusChanged.model_validate(
+        {
+            "complaint_id": "c-1",
+            "receipt_number": "251125-000001",
+            "sequence": 3,
+            "from_state": None,
+            "to_state": to_state,
+            "trigger": trigger,
+            "department": "roads",
+            "department_name": "도로과",
+            "handler": HANDLER,
+            "actor": "routing",
+            "due_at": NOW,
+            **fields,
+        }
+    )
+
+
+def alert(kind: AlertKind, **fields: object) -> ComplaintDeadlineAlert:
+    return ComplaintDeadlineAlert.model_validate(
+        {
+            "complaint_id": "c-1",
+            "receipt_number": "251125-000001",
+            "kind": kind,
+            "state": "site_check",
+            "department": "roads",
+            "department_name": "도로과",
+            "handler": HANDLER,
+            "supervisor": SUPERVISOR,
+            "received_at": NOW,
+            "due_at": NOW,
+            **fields,
+        }
+    )
+
+
+def by_recipient(notices: list[Notice]) -> dict[str, Notice]:
+    return {n.recipient: n for n in notices}
+
+
+@pytest.mark.parametrize(
+    ("phone", "email", "channels", "chain"),
+    [
+        ("010-1", "a@b.kr", ALL, ("alimtalk", "sms", "email")),
+        ("010-1", None, ALL, ("alimtalk", "sms")),
+        (None, "a@b.kr", ALL, ("email",)),
+        ("010-1", None, frozenset({"sms", "outbox"}), ("sms",)),
+        ("010-1", None, frozenset({"alimtalk", "outbox"}), ("alimtalk",)),
+        (None, "a@b.kr", frozenset({"alimtalk", "sms", "outbox"}), ("outbox",)),
+        (None, None, ALL, ("outbox",)),
+        (None, None, frozenset({"alimtalk", "sms"}), ()),
+        ("010-1", "a@b.kr", frozenset({"outbox"}), ("outbox",)),
+    ],
+)
+def test_channels_follow_the_contact_and_the_configuration(
+    catalogue: Catalogue,
+    phone: str | None,
+    email: str | None,
+    channels: frozenset[str],
+    chain: tuple[str, ...],
+) -> None:
+    assert audience(catalogue, channels).chain(phone, email) == chain
+
+
+def test_a_handler_assignment_tells_the_resident_and_the_handler(catalogue: Catalogue) -> None:
+    notices = audience(catalogue).plan(
+        change(ComplaintState.HANDLER_ASSIGNED, "assign_handler"), resident()
+    )
+    assert [n.recipient for n in notices] == ["resident", "handler"]
+    told = by_recipient(notices)
+    assert told["resident"].template == "SOTONG_HANDLER_ASSIGNED"
+    assert told["handler"].template == "SOTONG_STAFF_ASSIGNED"
+    assert told["handler"].phone == HANDLER.office_phone
+    assert told["handler"].chain == ("alimtalk", "sms")
+    assert not told["handler"].urgent
+    assert told["handler"].content is not None
+    assert "251125-000001" in told["handler"].content.text
+
+
+def test_a_reassignment_tells_the_new_handler_and_the_resident_who(catalogue: Catalogue) -> None:
+    told = by_recipient(
+        audience(catalogue).plan(change(ComplaintState.SITE_CHECK, "reassign"), resident())
+    )
+    assert told["handler"].template == "SOTONG_STAFF_REASSIGNED"
+    assert told["resident"].template == "SOTONG_REASSIGNED"
+    assert told["resident"].content is not None
+    assert "김담당(032-560-5101)" in told["resident"].content.text
+
+
+@pytest.mark.parametrize("trigger", ["start_site_check", "start_review", "resolve", "close"])
+def test_work_on_the_complaint_tells_only_the_resident(catalogue: Catalogue, trigger: str) -> None:
+    notices = audience(catalogue).plan(change(ComplaintState.REVIEWING, trigger), resident())
+    assert [n.recipient for n in notices] == ["resident"]
+
+
+def test_results_go_out_at_once_and_steps_wait(catalogue: Catalogue) -> None:
+    plan = audience(catalogue).plan
+    assert plan(change(ComplaintState.RESOLVED, "resolve", note="완료"), resident())[0].urgent
+    assert plan(change(ComplaintState.REJECTED, "reject", note="중복"), resident())[0].urgent
+    assert not plan(change(ComplaintState.SITE_CHECK, "start_site_check"), resident())[0].urgent
+    custom = audience(catalogue, urgent_states=frozenset({ComplaintState.SITE_CHECK}))
+    assert custom.plan(change(ComplaintState.SITE_CHECK, "start_site_check"), resident())[0].urgent
+
+
+def test_consent_is_carried_to_the_resident_notice_only(catalogue: Catalogue) -> None:
+    told = by_recipient(
+        audience(catalogue).plan(
+            change(ComplaintState.HANDLER_ASSIGNED, "assign_handler"), resident(consent=False)
+        )
+    )
+    assert not told["resident"].consent
+    assert told["handler"].consent
+
+
+@pytest.mark.parametrize("kind", [AlertKind.WARNING, AlertKind.BREACH])
+def test_deadline_alerts_go_to_the_supervisor_and_the_handler(
+    catalogue: Catalogue, kind: AlertKind
+) -> None:
+    told = by_recipient(audience(catalogue).plan(alert(kind), resident()))
+    assert set(told) == {"supervisor", "handler"}
+    assert told["supervisor"].phone == SUPERVISOR.office_phone
+    expected = "SOTONG_SLA_WARNING" if kind is AlertKind.WARNING else "SOTONG_SLA_BREACHED"
+    assert told["supervisor"].template == expected
+    assert told["supervisor"].content is not None
+    assert "도로과" in told["supervisor"].content.text
+
+
+def test_a_supervisor_handling_it_is_told_once(catalogue: Catalogue) -> None:
+    notices = audience(catalogue).plan(alert(AlertKind.BREACH, handler=SUPERVISOR), resident())
+    assert [n.recipient for n in notices] == ["supervisor"]
+
+
+def test_the_progress_notice_is_the_residents(catalogue: Catalogue) -> None:
+    notices = audience(catalogue).plan(alert(AlertKind.PROGRESS_NOTICE), resident())
+    assert [(n.recipient, n.template) for n in notices] == [("resident", "SOTONG_PROGRESS_NOTICE")]
+
+
+def test_a_subscribed_department_gets_every_event_as_a_cloudevent(catalogue: Catalogue) -> None:
+    subscribed = audience(catalogue, webhooks=frozenset({"roads"}))
+    for event in (
+        change(ComplaintState.SITE_CHECK, "start_site_check"),
+        alert(AlertKind.WARNING),
+    ):
+        hook = by_recipient(subscribed.plan(event, resident(), "corr-1"))["department:roads"]
+        assert (hook.chain, hook.urgent, hook.department) == (("webhook",), True, "roads")
+        assert hook.cloudevent is not None
+        assert hook.cloudevent["id"] == event.event_id
+        assert hook.template == "cloudevent"
+    other = change(ComplaintState.SITE_CHECK, "start_site_check", department="parks")
+    assert "department:parks" not in by_recipient(subscribed.plan(other, resident()))
+
+
+def test_contacts_stay_out_of_repr(catalogue: Catalogue) -> None:
+    notices = audience(catalogue).plan(
+        change(ComplaintState.HANDLER_ASSIGNED, "assign_handler"), resident(email="h@x.kr")
+    )
+    assert "010-1234-5678" not in repr(notices)
+    assert "h@x.kr" not in repr(notices)

@@ -1,0 +1,74 @@
+"""What a department system's receiver checks: the signature, the clock, the bytes."""
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from notifier.webhook import cloudevent, sign, verify_signature
+from schemas import ComplaintState, ComplaintStatusChanged
+
+SECRET = "s3cret-for-roads-department"
+BODY = '{"id":"ev-1","data":{"note":"도로 보수 완료"}}'.encode()
+NOW = 1_764_034_200
+
+
+def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
+    expected = hmac.new(SECRET.encode(), f"{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
+    assert sign(SECRET, str(NOW), BODY) == f"sha256={expected}"
+
+
+def test_a_fresh_genuine_request_verifies() -> None:
+    signature = sign(SECRET, str(NOW), BODY)
+    assert verify_signature(SECRET, str(NOW), BODY, signature, now=NOW + 10)
+    assert verify_signature(SECRET.encode(), str(NOW), BODY, signature, now=NOW - 10)
+
+
+@pytest.mark.parametrize(
+    ("secret", "timestamp", "body", "now"),
+    [
+        ("another-secret-entirely", str(NOW), BODY, NOW),  # wrong secret
+        (SECRET, str(NOW), BODY.replace(b"1", b"2"), NOW),  # body changed
+        (SECRET, str(NOW + 1), BODY, NOW),  # timestamp changed
+        (SECRET, str(NOW), BODY, NOW + 301),  # replayed after the tolerance
+        (SECRET, str(NOW), BODY, NOW - 301),  # from the future
+        (SECRET, "yesterday", BODY, NOW),  # not a timestamp
+    ],
+)
+def test_anything_else_is_refused(secret: str, timestamp: str, body: bytes, now: int) -> None:
+    signature = sign(SECRET, str(NOW), BODY)
+    assert not verify_signature(secret, timestamp, body, signature, now=now)
+
+
+def test_a_malformed_signature_is_refused_not_raised() -> None:
+    assert not verify_signature(SECRET, str(NOW), BODY, "sha256=zz", now=NOW)
+    assert not verify_signature(SECRET, str(NOW), BODY, "서명", now=NOW)
+
+
+def test_the_tolerance_is_the_receivers_choice() -> None:
+    signature = sign(SECRET, str(NOW), BODY)
+    assert verify_signature(SECRET, str(NOW), BODY, signature, tolerance=3600, now=NOW + 3000)
+    assert not verify_signature(SECRET, str(NOW), BODY, signature, tolerance=5, now=NOW + 6)
+
+
+def test_the_cloudevent_carries_the_kafka_attributes_and_the_event_as_data() -> None:
+    event = ComplaintStatusChanged(
+        complaint_id="c-9",
+        receipt_number="251125-000009",
+        sequence=4,
+        from_state=ComplaintState.HANDLER_ASSIGNED,
+        to_state=ComplaintState.SITE_CHECK,
+        trigger="start_site_check",
+        department="roads",
+        actor="roads",
+    )
+    envelope = cloudevent(event, source="/sotong/routing", correlation_id="corr-1")
+    assert envelope["specversion"] == "1.0"
+    assert envelope["id"] == event.event_id
+    assert envelope["type"] == "kr.go.sotong.complaint.status_changed"
+    assert envelope["subject"] == "c-9"
+    assert envelope["correlationid"] == "corr-1"
+    assert envelope["dataschemaversion"] == "1"
+    assert ComplaintStatusChanged.model_validate(envelope["data"]) == event
+    json.dumps(envelope)  # JSON all the way down
