@@ -120,7 +120,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         for child, port in services:
             child.wait_until(ls.http_ready(f"http://127.0.0.1:{port}/readyz"), 90)
             print(f"  {child.name:<9} http://127.0.0.1:{port}  (docs /docs, metrics /metrics)")
-        print(f"outbox (what residents receive): {env['SOTONG_NOTIFIER_OUTBOX_PATH']}")
+        outbox = Path(env["SOTONG_NOTIFIER_OUTBOX_PATH"])
+        print(f"outbox (what residents receive): {outbox}")
+        print(f"staff outbox (handlers, supervisors): {outbox.with_name('outbox-staff.jsonl')}")
         print(f"department API keys (for sotong act): {keys_path}")
         print(f"logs: {log_dir}/    Ctrl-C stops everything.")
         while not stopping:
