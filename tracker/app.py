@@ -1,26 +1,25 @@
-"""tracker's composition root: settings → runtime → store → Kafka subscriber and HTTP API."""
+"""tracker's composition root: settings → runtime → store → batch subscriber and HTTP API."""
 
-import logging
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
 
-from fastapi import FastAPI, Query
-from prometheus_client import Counter
+from fastapi import FastAPI
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Gauge
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from intake.filing import token_matches
+from intake.keys import ApiKeys
 from schemas import topics
-from schemas.events import utcnow
-from services.broker import topic_name
-from services.http import ApiError, service_app
+from services.http import service_app
 from services.runtime import Runtime
 from services.settings import ServiceSettings
-from tracker.projection import TrackedEvent
+from tracker import search
+from tracker.ingest import Ingest, IngestMetrics, raw_values, records_of
+from tracker.routes import build_router
+from tracker.sse import StreamTiming
 from tracker.store import TrackerStore
-from tracker.view import ComplaintView, public_view
-
-log = logging.getLogger("sotong.tracker")
 
 TOPIC_OF = {
     "complaint.filed": topics.FILED,
@@ -35,53 +34,62 @@ class TrackerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SOTONG_TRACKER_", extra="ignore")
 
     http_port: int = 8003
-
-
-class Tracker:
-    """Records every event once and keeps each complaint's read model rebuilt from them."""
-
-    def __init__(self, runtime: Runtime, store: TrackerStore) -> None:
-        self.runtime = runtime
-        self.store = store
-        self.stored_total = Counter(
-            "sotong_tracker_events_stored_total",
-            "Events stored for the first time, by event type.",
-            ["event_type"],
-            registry=runtime.registry,
-        )
-
-    async def track(self, event: TrackedEvent) -> None:
-        """Refresh the read model even for a duplicate: the earlier delivery may have
-        stored the event and then died before the read model was written."""
-        if await self.store.append(event, stored_at=utcnow()):
-            self.stored_total.labels(event.event_type).inc()
-        else:
-            topic = topic_name(self.runtime.settings.kafka, TOPIC_OF[event.event_type])
-            self.runtime.metrics.duplicates.labels(self.runtime.service, topic).inc()
-            log.info("duplicate event", extra={"event_id": event.event_id})
-        await self.store.refresh(event.complaint_id)
-
-
-def not_found() -> ApiError:
-    return ApiError(404, "not_found", "No complaint matches this id and tracking token.")
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Department code → API key, as JSON (the format intake reads). A key "
+        "opens its department's queue and complaints, and searches them.",
+    )
+    staff_api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Staff name → API key, as JSON: search over every department. "
+        "Empty: only department keys search, each its own complaints.",
+    )
+    batch_max_records: int = Field(
+        default=500, ge=1, le=10_000, description="Records per consumed batch, at most."
+    )
+    batch_timeout_ms: int = Field(
+        default=200, ge=1, description="How long a batch waits to fill before it is stored."
+    )
+    sse_poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often a live timeline looks for new entries."
+    )
+    sse_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="A comment line after this long without an entry."
+    )
 
 
 def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     settings = settings or TrackerSettings()
     runtime = Runtime.build("tracker", settings)
     store = TrackerStore(runtime.db)
-    tracker = Tracker(runtime, store)
+    ingest = Ingest(
+        service=runtime.service,
+        store=store,
+        dead_letter=runtime.dead_letters.dead_letter,
+        duplicates=runtime.metrics.duplicates,
+        metrics=IngestMetrics(runtime.registry),
+    )
 
-    async def on_event(event: TrackedEvent) -> None:
-        await tracker.track(event)
+    async def on_batch(message: KafkaMessage) -> None:
+        await ingest.handle(records_of(message))
 
     # Registered by call: runtime.subscriber is untyped, and a decorator would erase the
     # handler's type under mypy --strict.
-    runtime.subscriber(*TOPIC_OF.values())(on_event)
+    runtime.subscriber(
+        *TOPIC_OF.values(),
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        decoder=raw_values,
+    )(on_batch)
+
+    async def before_start() -> None:
+        await store.ensure_indexes()
+        await asyncio.to_thread(search.warm_up)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running(before_start=store.ensure_indexes):
+        async with runtime.running(before_start=before_start):
             yield
 
     async def readiness(_: FastAPI) -> dict[str, bool]:
@@ -90,27 +98,26 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     app = service_app(
         name="tracker",
         title="Sotong tracker",
-        description="Follow a complaint (민원): its state, timeline and notifications.",
+        description="Follow a complaint (민원): residents their own, departments their queue, "
+        'staff by search, ops by statistics. Errors are `{"error": {"code", "message"}}`.',
         lifespan=lifespan,
         registry=runtime.registry,
         readiness=readiness,
     )
     app.state.runtime = runtime
-
-    @app.get(
-        "/v1/complaints/{complaint_id}",
-        response_model=ComplaintView,
-        responses={404: {"description": "Unknown complaint or wrong tracking token."}},
+    app.state.store = store
+    app.state.ingest = ingest
+    app.include_router(
+        build_router(
+            store=store,
+            departments=ApiKeys(settings.api_keys),
+            staff=ApiKeys(settings.staff_api_keys),
+            timing=StreamTiming(settings.sse_poll_seconds, settings.sse_keepalive_seconds),
+            streams=Gauge(
+                "sotong_tracker_live_streams",
+                "Open Server-Sent Events timeline streams.",
+                registry=runtime.registry,
+            ),
+        )
     )
-    async def get_complaint(
-        complaint_id: str,
-        token: Annotated[str | None, Query(description="The tracking token from filing.")] = None,
-    ) -> ComplaintView:
-        """A complaint as its resident may see it. Every failure is the same 404, so the
-        answer never reveals whether a complaint exists."""
-        model = await store.read_model(complaint_id)
-        if model is None or not token_matches(token, model.get("tracking_token_hash")):
-            raise not_found()
-        return public_view(model)
-
     return app

@@ -2,7 +2,11 @@
 
 The read model is a pure function of the *set* of events: order of arrival, redelivery
 and duplicates cannot change it. That is what makes tracker correct over four topics
-whose relative order Kafka does not promise.
+whose relative order Kafka does not promise, and what lets ``tracker.rebuild`` throw every
+read model away and get the same documents back.
+
+The department queue, staff search and statistics are queries over these documents
+(each reads only the fields it may show), so they are rebuilt with them.
 """
 
 from collections.abc import Iterable
@@ -20,6 +24,7 @@ from schemas import (
 )
 from schemas.events import AlertKind, HandlerRef
 from schemas.states import OPEN_STATES, ComplaintState
+from tracker.search import search_terms
 
 AnyTracked = (
     ComplaintFiled
@@ -36,6 +41,7 @@ Timed = TypeVar("Timed", NotificationOutcome, CommandRejected, ComplaintDeadline
 
 FILING_FIELDS = (
     "tracking_token_hash",
+    "resident_token_hash",
     "title",
     "body",
     "channel",
@@ -45,6 +51,8 @@ FILING_FIELDS = (
     "dong",
     "resident",
 )
+TRANSFER = "transfer"
+REOPEN = "reopen"
 
 
 def project(events: Iterable[TrackedEvent]) -> ReadModel:
@@ -82,8 +90,15 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         "event_count": len(unique),
         "receipt_number": receipt_number,
         "state": state.value if state else None,
+        "updated_at": max(
+            [change.occurred_at for change in changes] + ([filed.occurred_at] if filed else []),
+            default=None,
+        ),
         **assignment,
         "overdue": _overdue(state, assignment["due_at"], alerts),
+        "auto_routed": next((c.auto_routed for c in changes if c.auto_routed is not None), None),
+        "transfer_count": sum(1 for change in changes if change.trigger == TRANSFER),
+        "reopen_count": sum(1 for change in changes if change.trigger == REOPEN),
         "alerts": [_alert(alert) for alert in alerts],
         "timeline": [_timeline_entry(change) for change in changes],
         "notifications": [_notification(outcome) for outcome in notifications],
@@ -144,6 +159,7 @@ def _timeline_entry(change: ComplaintStatusChanged) -> ReadModel:
         "department_name": change.department_name,
         "handler": _handler(change.handler),
         "note": change.note,
+        "remedy": change.remedy,
         "due_at": change.due_at,
         "actor": change.actor,
     }
@@ -195,11 +211,16 @@ def _rejection(rejection: CommandRejected) -> ReadModel:
 
 def _filing(filed: ComplaintFiled | None) -> ReadModel:
     """What intake recorded; None until ComplaintFiled arrives. Personal data is kept for
-    department views and never leaves tracker unmasked."""
+    the responsible department's view and never leaves tracker otherwise (the resident's
+    own view masks the name).
+
+    ``search_terms`` are the content morphemes of title and body, for staff search.
+    """
     if filed is None:
-        return dict.fromkeys(FILING_FIELDS)
+        return dict.fromkeys(FILING_FIELDS) | {"search_terms": []}
     return {
         "tracking_token_hash": filed.tracking_token_hash,
+        "resident_token_hash": filed.resident_token_hash,
         "title": filed.title,
         "body": filed.body,
         "channel": filed.channel.value,
@@ -207,5 +228,11 @@ def _filing(filed: ComplaintFiled | None) -> ReadModel:
         "submitted_at": filed.submitted_at,
         "service_code": filed.service_code,
         "dong": filed.location.dong,
-        "resident": {"name": filed.resident.name, "phone": filed.resident.phone},
+        "resident": {
+            "name": filed.resident.name,
+            "phone": filed.resident.phone,
+            "email": filed.resident.email,
+            "address": filed.location.address,
+        },
+        "search_terms": list(search_terms(f"{filed.title or ''}\n{filed.body}")),
     }

@@ -1,11 +1,14 @@
-"""What a resident holding the tracking token may see of their complaint.
+"""The shapes that leave tracker, each built field by field from a read model.
 
-The read model keeps personal data for department views; this view is the only shape
-that leaves tracker publicly, so masking happens here and nowhere else.
+The read model keeps personal data for the responsible department. Only
+:func:`department_view` copies it out; the resident's own view masks the name, and lists,
+the queue and search results are built from documents the store fetched without it. A
+field is never copied over by accident because nothing here copies a whole document.
 """
 
 import re
 from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -15,7 +18,11 @@ from schemas.events import Outcome
 from tracker.projection import ReadModel
 
 _PHONE = re.compile(PHONE_PATTERN)
+_PHONE_IN_TEXT = re.compile(r"(?<!\d)0\d{1,2}[-. ]?\d{3,4}[-. ]?\d{4}(?!\d)")
 _EMAIL = re.compile(r"^([^@\s])[^@\s]*(@[^@\s]+)$")
+EXCERPT_CHARS = 160
+
+Item = TypeVar("Item", bound=BaseModel)
 
 
 class DepartmentView(BaseModel):
@@ -38,6 +45,7 @@ class TimelineEntry(BaseModel):
     department_name: str | None
     handler: HandlerView | None
     note: str | None
+    remedy: str | None = Field(default=None, description="On rejection: what the resident can do.")
     due_at: datetime | None
     actor: str
 
@@ -60,11 +68,26 @@ class RejectionView(BaseModel):
     occurred_at: datetime
 
 
+class AlertView(BaseModel):
+    kind: str = Field(description="deadline_warning, deadline_breached or progress_notice.")
+    due_at: datetime
+    occurred_at: datetime
+
+
 class ResidentView(BaseModel):
     name: str | None = Field(description="Masked: 홍길동 → 홍*동.")
 
 
-class ComplaintView(BaseModel):
+class ResidentContact(BaseModel):
+    """Who filed, for the responsible department only."""
+
+    name: str | None
+    phone: str | None
+    email: str | None
+    address: str | None
+
+
+class _Complaint(BaseModel):
     complaint_id: str
     receipt_number: str
     state: ComplaintState | None = Field(
@@ -76,10 +99,87 @@ class ComplaintView(BaseModel):
     overdue: bool = Field(description="Open and past its legal due time.")
     filed_at: datetime
     title: str | None
+    transfer_count: int = Field(description="Times moved to another department (이송).")
+    reopen_count: int = Field(description="Times the resident reopened it (재민원).")
     timeline: list[TimelineEntry]
     notifications: list[NotificationView]
     rejections: list[RejectionView]
+
+
+class ComplaintView(_Complaint):
+    """A complaint as its resident sees it."""
+
     resident: ResidentView
+
+
+class DepartmentComplaintView(_Complaint):
+    """A complaint as the responsible department sees it, the resident's contact included."""
+
+    body: str | None
+    channel: str | None
+    service_code: str | None
+    dong: str | None = Field(description="행정동.")
+    auto_routed: bool | None = Field(
+        description="Routed by the classifier or service code; false: the general desk assigned."
+    )
+    alerts: list[AlertView]
+    resident: ResidentContact
+
+
+class ComplaintSummary(BaseModel):
+    """One line of a list: where a complaint stands, without its text or its resident."""
+
+    complaint_id: str
+    receipt_number: str | None
+    state: ComplaintState | None
+    department: DepartmentView | None
+    handler: HandlerView | None
+    title: str | None
+    filed_at: datetime | None
+    updated_at: datetime | None
+    due_at: datetime | None
+    overdue: bool
+
+
+class QueueItem(ComplaintSummary):
+    dong: str | None
+    transfer_count: int
+    reopen_count: int
+    auto_routed: bool | None
+
+
+class SearchHit(QueueItem):
+    excerpt: str = Field(
+        description=f"The body's first {EXCERPT_CHARS} characters; phone numbers are masked."
+    )
+
+
+class Page(BaseModel, Generic[Item]):
+    items: list[Item]
+    total: int = Field(description="How many match, over all pages.")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Pass as offset for the next page; null: last.")
+
+
+class DepartmentQueue(Page[QueueItem]):
+    department: str
+    counts: dict[ComplaintState, int] = Field(description="Open complaints per state.")
+
+
+class SearchResults(Page[SearchHit]):
+    terms: list[str] = Field(description="The content words every result contains.")
+
+
+def page(items: list[Item], total: int, *, limit: int, offset: int) -> dict[str, Any]:
+    following = offset + len(items)
+    return {
+        "items": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": following if following < total and items else None,
+    }
 
 
 def mask_recipient(recipient: str) -> str:
@@ -91,39 +191,87 @@ def mask_recipient(recipient: str) -> str:
     return recipient
 
 
+def excerpt(body: str | None) -> str:
+    """The start of what the resident wrote, with any phone number in it masked."""
+    text = _PHONE_IN_TEXT.sub(
+        lambda m: mask_phone(m.group(0)) or "", " ".join((body or "").split())
+    )
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
 def public_view(model: ReadModel) -> ComplaintView:
-    """Built field by field, so nothing personal is ever copied over by accident."""
-    department = model["department"]
     resident = model["resident"] or {}
     return ComplaintView(
-        complaint_id=model["complaint_id"],
-        receipt_number=model["receipt_number"],
-        state=model["state"],
-        department=DepartmentView(code=department, name=model["department_name"])
-        if department
-        else None,
-        handler=_handler(model["handler"]),
-        due_at=model["due_at"],
-        overdue=bool(model.get("overdue")),
-        filed_at=model["filed_at"],
-        title=model["title"],
-        timeline=[
-            TimelineEntry(
-                sequence=entry["sequence"],
-                state=entry["state"],
-                from_state=entry["from_state"],
-                trigger=entry["trigger"],
-                occurred_at=entry["occurred_at"],
-                department=entry["department"],
-                department_name=entry["department_name"],
-                handler=_handler(entry["handler"]),
-                note=entry["note"],
-                due_at=entry["due_at"],
-                actor=entry["actor"],
-            )
-            for entry in model["timeline"]
+        **_complaint(model), resident=ResidentView(name=mask_name(resident.get("name")))
+    )
+
+
+def department_view(model: ReadModel) -> DepartmentComplaintView:
+    resident = model["resident"] or {}
+    return DepartmentComplaintView(
+        **_complaint(model),
+        body=model["body"],
+        channel=model["channel"],
+        service_code=model["service_code"],
+        dong=model["dong"],
+        auto_routed=model["auto_routed"],
+        alerts=[
+            AlertView(kind=a["kind"], due_at=a["due_at"], occurred_at=a["occurred_at"])
+            for a in model["alerts"]
         ],
-        notifications=[
+        resident=ResidentContact(
+            name=resident.get("name"),
+            phone=resident.get("phone"),
+            email=resident.get("email"),
+            address=resident.get("address"),
+        ),
+    )
+
+
+def summary(model: ReadModel) -> ComplaintSummary:
+    return ComplaintSummary(**_summary(model))
+
+
+def queue_item(model: ReadModel) -> QueueItem:
+    return QueueItem(**_summary(model), **_queue(model))
+
+
+def search_hit(model: ReadModel) -> SearchHit:
+    return SearchHit(**_summary(model), **_queue(model), excerpt=excerpt(model.get("body")))
+
+
+def timeline_entry(entry: ReadModel) -> TimelineEntry:
+    return TimelineEntry(
+        sequence=entry["sequence"],
+        state=entry["state"],
+        from_state=entry["from_state"],
+        trigger=entry["trigger"],
+        occurred_at=entry["occurred_at"],
+        department=entry["department"],
+        department_name=entry["department_name"],
+        handler=_handler(entry["handler"]),
+        note=entry["note"],
+        remedy=entry.get("remedy"),
+        due_at=entry["due_at"],
+        actor=entry["actor"],
+    )
+
+
+def _complaint(model: ReadModel) -> dict[str, Any]:
+    return {
+        "complaint_id": model["complaint_id"],
+        "receipt_number": model["receipt_number"],
+        "state": model["state"],
+        "department": _department(model),
+        "handler": _handler(model["handler"]),
+        "due_at": model["due_at"],
+        "overdue": bool(model.get("overdue")),
+        "filed_at": model["filed_at"],
+        "title": model["title"],
+        "transfer_count": model.get("transfer_count", 0),
+        "reopen_count": model.get("reopen_count", 0),
+        "timeline": [timeline_entry(entry) for entry in model["timeline"]],
+        "notifications": [
             NotificationView(
                 channel=entry["channel"],
                 recipient=mask_recipient(entry["recipient"]),
@@ -134,7 +282,7 @@ def public_view(model: ReadModel) -> ComplaintView:
             )
             for entry in model["notifications"]
         ],
-        rejections=[
+        "rejections": [
             RejectionView(
                 command_id=entry["command_id"],
                 action=entry["action"],
@@ -145,8 +293,36 @@ def public_view(model: ReadModel) -> ComplaintView:
             )
             for entry in model["rejections"]
         ],
-        resident=ResidentView(name=mask_name(resident.get("name"))),
-    )
+    }
+
+
+def _summary(model: ReadModel) -> dict[str, Any]:
+    return {
+        "complaint_id": model["complaint_id"],
+        "receipt_number": model.get("receipt_number"),
+        "state": model.get("state"),
+        "department": _department(model),
+        "handler": _handler(model.get("handler")),
+        "title": model.get("title"),
+        "filed_at": model.get("filed_at"),
+        "updated_at": model.get("updated_at"),
+        "due_at": model.get("due_at"),
+        "overdue": bool(model.get("overdue")),
+    }
+
+
+def _queue(model: ReadModel) -> dict[str, Any]:
+    return {
+        "dong": model.get("dong"),
+        "transfer_count": model.get("transfer_count", 0),
+        "reopen_count": model.get("reopen_count", 0),
+        "auto_routed": model.get("auto_routed"),
+    }
+
+
+def _department(model: ReadModel) -> DepartmentView | None:
+    code = model.get("department")
+    return DepartmentView(code=code, name=model.get("department_name")) if code else None
 
 
 def _handler(handler: dict[str, str] | None) -> HandlerView | None:

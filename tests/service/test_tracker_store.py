@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+from collections.abc import Collection
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
@@ -100,10 +101,10 @@ async def test_a_rebuild_from_an_older_snapshot_never_wins(
     events = story("c-1")
     latest = await deliver(store, events)
 
-    async def older_snapshot(complaint_id: str) -> list[TrackedEvent]:
-        return events[:3]
+    async def older_snapshot(complaint_ids: Collection[str]) -> dict[str, list[TrackedEvent]]:
+        return {"c-1": events[:3]}
 
-    monkeypatch.setattr(store, "history", older_snapshot)
+    monkeypatch.setattr(store, "histories", older_snapshot)
     await store.refresh("c-1")
 
     assert await store.read_model("c-1") == latest

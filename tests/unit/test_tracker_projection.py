@@ -4,10 +4,13 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import (
     Channel,
     CommandRejected,
+    ComplaintDeadlineAlert,
     ComplaintFiled,
     ComplaintState,
     ComplaintStatusChanged,
@@ -15,7 +18,7 @@ from schemas import (
     NotificationOutcome,
     Resident,
 )
-from schemas.events import HandlerRef, Outcome
+from schemas.events import AlertKind, HandlerRef, Outcome
 from tracker.projection import TRACKED_EVENT, TrackedEvent, project
 
 KST = timezone(timedelta(hours=9))
@@ -24,7 +27,8 @@ TOKEN_HASH = "0" * 64
 HANDLER = HandlerRef(handler_id="h-17", name="김담당", office_phone="032-560-1234")
 
 
-def filed(complaint_id: str, token_hash: str = TOKEN_HASH) -> ComplaintFiled:
+def filed(complaint_id: str, token_hash: str = TOKEN_HASH, **fields: object) -> ComplaintFiled:
+    """A filing; ``fields`` replace any of its attributes (resident_token_hash, body…)."""
     return ComplaintFiled(
         event_id=f"{complaint_id}-filed",
         occurred_at=T0,
@@ -38,7 +42,7 @@ def filed(complaint_id: str, token_hash: str = TOKEN_HASH) -> ComplaintFiled:
         service_code="streetlight",
         location=Location(address="인천 서구 청라커낼로 100", dong="청라1동"),
         submitted_at=T0 - timedelta(seconds=5),
-    )
+    ).model_copy(update=fields)
 
 
 def change(
@@ -274,8 +278,12 @@ def test_the_filing_is_kept_for_department_views() -> None:
     assert model["filed_at"] == T0
     assert model["service_code"] == "streetlight"
     assert model["dong"] == "청라1동"
-    assert model["resident"] == {"name": "홍길동", "phone": "010-1234-5678"}
-    assert "인천 서구 청라커낼로 100" not in repr(model)
+    assert model["resident"] == {
+        "name": "홍길동",
+        "phone": "010-1234-5678",
+        "email": None,
+        "address": "인천 서구 청라커낼로 100",
+    }
 
 
 def test_before_the_filing_arrives_there_is_no_token_hash() -> None:
@@ -325,3 +333,158 @@ def test_a_breach_of_the_current_due_time_marks_an_open_complaint_overdue() -> N
     stale = breach.model_copy(update={"event_id": "other", "due_at": due - timedelta(days=1)})
     assert project([*events, stale])["overdue"] is False
     assert project(events)["overdue"] is False
+
+
+def test_transfers_and_reopenings_are_counted() -> None:
+    events = story("c-1")
+    later = [
+        change(
+            "c-1",
+            5,
+            ComplaintState.SITE_CHECK,
+            ComplaintState.ASSIGNED,
+            trigger="transfer",
+            department="parks",
+            department_name="공원녹지과",
+            note="공원 안 가로등",
+            actor="roads",
+        ),
+        change("c-1", 6, ComplaintState.ASSIGNED, ComplaintState.HANDLER_ASSIGNED),
+        change(
+            "c-1", 7, ComplaintState.HANDLER_ASSIGNED, ComplaintState.RESOLVED, trigger="resolve"
+        ),
+        change(
+            "c-1",
+            8,
+            ComplaintState.RESOLVED,
+            ComplaintState.HANDLER_ASSIGNED,
+            trigger="reopen",
+            actor="resident",
+        ),
+        change(
+            "c-1", 9, ComplaintState.HANDLER_ASSIGNED, ComplaintState.RESOLVED, trigger="resolve"
+        ),
+        change(
+            "c-1",
+            10,
+            ComplaintState.RESOLVED,
+            ComplaintState.HANDLER_ASSIGNED,
+            trigger="reopen",
+            actor="resident",
+        ),
+    ]
+
+    model = project([*events, *later])
+
+    assert model["transfer_count"] == 1
+    assert model["reopen_count"] == 2
+    assert model["department"] == "parks"
+    assert model["updated_at"] == T0 + timedelta(minutes=10)
+    assert project(events)["transfer_count"] == project(events)["reopen_count"] == 0
+
+
+@pytest.mark.parametrize("auto", [True, False])
+def test_auto_routed_comes_from_the_routing_decision(auto: bool) -> None:
+    events = [
+        e.model_copy(update={"auto_routed": auto}) if getattr(e, "sequence", 0) == 2 else e
+        for e in story("c-1")
+    ]
+
+    assert project(events)["auto_routed"] is auto
+    assert project(events[:3])["auto_routed"] is None  # not routed yet
+
+
+def test_the_resident_token_hash_ties_a_residents_complaints_together() -> None:
+    model = project([filed("c-1", resident_token_hash="r" * 64)])
+
+    assert model["resident_token_hash"] == "r" * 64
+    assert project([filed("c-1")])["resident_token_hash"] is None
+
+
+def test_search_terms_are_the_content_morphemes_of_title_and_body() -> None:
+    model = project(story("c-1"))
+
+    assert {"가로등", "고장", "꺼지", "일주일", "주민", "센터"} <= set(model["search_terms"])
+    assert not {"이", "습니다", "있"} & set(model["search_terms"])
+    assert project(story("c-1")[1:])["search_terms"] == []
+
+
+def test_a_rejection_carries_its_remedy_into_the_timeline() -> None:
+    rejected = change(
+        "c-1",
+        5,
+        ComplaintState.SITE_CHECK,
+        ComplaintState.REJECTED,
+        trigger="reject",
+        note="사유지",
+        remedy="토지 소유자에게 문의하세요",
+    )
+
+    model = project([*story("c-1"), rejected])
+
+    assert model["timeline"][-1]["remedy"] == "토지 소유자에게 문의하세요"
+    assert model["timeline"][0]["remedy"] is None
+
+
+# -- any history, any delivery --------------------------------------------------------
+
+STATES = list(ComplaintState)
+
+
+@st.composite
+def histories(draw: st.DrawFn, complaint_id: str = "c-h") -> list[TrackedEvent]:
+    """A random history: a filing, status changes, notifications, rejections, alerts."""
+    events: list[TrackedEvent] = []
+    if draw(st.booleans()):
+        events.append(filed(complaint_id, resident_token_hash=draw(st.sampled_from("ab")) * 64))
+    previous: ComplaintState | None = None
+    for sequence in range(1, draw(st.integers(0, 12)) + 1):
+        state = draw(st.sampled_from(STATES))
+        events.append(
+            change(
+                complaint_id,
+                sequence,
+                previous,
+                state,
+                trigger=draw(
+                    st.sampled_from(["assign", "transfer", "reopen", "resolve", "extend"])
+                ),
+                department=draw(st.sampled_from([None, "roads", "parks"])),
+                due_at=draw(
+                    st.sampled_from([None, T0 + timedelta(days=7), T0 + timedelta(days=9)])
+                ),
+                auto_routed=draw(st.sampled_from([None, True, False])),
+            )
+        )
+        previous = state
+    for n in range(draw(st.integers(0, 3))):
+        at = T0 + timedelta(minutes=draw(st.integers(0, 20)))
+        events.append(notification(complaint_id, n, at, draw(st.sampled_from(list(Outcome)))))
+    if draw(st.booleans()):
+        events.append(rejection(complaint_id))
+    for kind in draw(st.lists(st.sampled_from(list(AlertKind)), max_size=2, unique=True)):
+        events.append(
+            ComplaintDeadlineAlert(
+                event_id=f"{complaint_id}-{kind.value}",
+                complaint_id=complaint_id,
+                receipt_number="250303-000042",
+                kind=kind,
+                state=ComplaintState.SITE_CHECK,
+                received_at=T0,
+                due_at=T0 + timedelta(days=draw(st.sampled_from([7, 9]))),
+            )
+        )
+    if not events:
+        events.append(filed(complaint_id))
+    return events
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), events=histories())
+def test_any_delivery_of_any_history_gives_the_same_read_model(
+    data: st.DataObject, events: list[TrackedEvent]
+) -> None:
+    redelivered = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    delivery = data.draw(st.permutations([*events, *redelivered]))
+
+    assert project(delivery) == project(events)

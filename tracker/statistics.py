@@ -1,0 +1,159 @@
+"""How the district is doing against the law, computed from complaint read models.
+
+Pure: the rows are the read models' non-personal fields (state, department, counts,
+the timeline's states and times), fetched by the store; nothing here does I/O, and
+nothing here can see a name, a phone number or an address because the rows never hold
+one. Computed on request: a district files thousands of complaints a year, not millions.
+
+Definitions (each rate is null while its denominator is zero):
+
+- time per stage: for every stage a complaint has *left*, from entering the state to the
+  first change to another state (internal changes such as an extension do not end a
+  stage); the stage it is in now is not counted yet;
+- time to resolution: from the first transition (접수) to the first resolution;
+- resolved within the legal deadline: of complaints resolved at least once (with a due
+  time), the share whose first resolution came no later than the due time in force
+  then (lawful extensions included);
+- reopen rate: of complaints resolved at least once, the share reopened (재민원);
+- transfer rate: of complaints assigned to a department, the share transferred (이송);
+- auto-routing rate: of complaints routed, the share routed without a person.
+"""
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from schemas.states import ComplaintState
+
+RESOLVED = ComplaintState.RESOLVED.value
+
+
+class Durations(BaseModel):
+    count: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+class Rate(BaseModel):
+    numerator: int
+    denominator: int
+    rate: float | None = Field(description="numerator / denominator; null when nothing counts.")
+
+
+class DepartmentCounts(BaseModel):
+    total: int
+    by_state: dict[str, int]
+
+
+class Statistics(BaseModel):
+    complaints: int = Field(description="Complaints counted (filed or routed).")
+    awaiting_routing: int = Field(description="Filed, with no transition recorded yet.")
+    by_state: dict[str, int]
+    by_department: dict[str, DepartmentCounts]
+    time_in_stage: dict[str, Durations] = Field(
+        description="Per state left at least once: how long complaints stayed in it."
+    )
+    time_to_resolution: Durations
+    resolved_within_deadline: Rate
+    reopen_rate: Rate
+    transfer_rate: Rate
+    auto_routing_rate: Rate
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile (0..1) by linear interpolation between closest ranks."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def durations(values: Sequence[float]) -> Durations:
+    return Durations(
+        count=len(values),
+        median_seconds=percentile(values, 0.5),
+        p90_seconds=percentile(values, 0.9),
+    )
+
+
+def rate(numerator: int, denominator: int) -> Rate:
+    return Rate(
+        numerator=numerator,
+        denominator=denominator,
+        rate=numerator / denominator if denominator else None,
+    )
+
+
+def stage_times(timeline: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:
+    """(state, seconds) for every stage left, in order."""
+    stages: list[tuple[str, float]] = []
+    current: str | None = None
+    entered: datetime | None = None
+    for entry in timeline:
+        state, at = entry["state"], entry["occurred_at"]
+        if state == current:
+            continue
+        if current is not None and entered is not None:
+            stages.append((current, (at - entered).total_seconds()))
+        current, entered = state, at
+    return stages
+
+
+def statistics(rows: Iterable[Mapping[str, Any]]) -> Statistics:
+    total = awaiting = 0
+    by_state: Counter[str] = Counter()
+    by_department: dict[str, Counter[str]] = {}
+    in_stage: dict[str, list[float]] = {}
+    to_resolution: list[float] = []
+    resolved = reopened = assigned = transferred = routed = auto = 0
+    judged = on_time = 0
+    for row in rows:
+        total += 1
+        state, department = row.get("state"), row.get("department")
+        timeline = list(row.get("timeline") or [])  # in sequence order
+        if state is None:
+            awaiting += 1
+        else:
+            by_state[state] += 1
+        if department is not None:
+            assigned += 1
+            by_department.setdefault(department, Counter())[state or "awaiting_routing"] += 1
+            transferred += (row.get("transfer_count") or 0) > 0
+        if row.get("auto_routed") is not None:
+            routed += 1
+            auto += bool(row["auto_routed"])
+        for stage, seconds in stage_times(timeline):
+            in_stage.setdefault(stage, []).append(seconds)
+        resolution = next((e for e in timeline if e["state"] == RESOLVED), None)
+        if resolution is not None:
+            resolved += 1
+            reopened += (row.get("reopen_count") or 0) > 0
+            if (due := resolution.get("due_at")) is not None:
+                judged += 1
+                on_time += resolution["occurred_at"] <= due
+            to_resolution.append(
+                (resolution["occurred_at"] - timeline[0]["occurred_at"]).total_seconds()
+            )
+    return Statistics(
+        complaints=total,
+        awaiting_routing=awaiting,
+        by_state=dict(sorted(by_state.items())),
+        by_department={
+            code: DepartmentCounts(
+                total=sum(counts.values()), by_state=dict(sorted(counts.items()))
+            )
+            for code, counts in sorted(by_department.items())
+        },
+        time_in_stage={stage: durations(values) for stage, values in sorted(in_stage.items())},
+        time_to_resolution=durations(to_resolution),
+        resolved_within_deadline=rate(on_time, judged),
+        reopen_rate=rate(reopened, resolved),
+        transfer_rate=rate(transferred, assigned),
+        auto_routing_rate=rate(auto, routed),
+    )
