@@ -9,6 +9,7 @@ sotong resident ID ACTION      the resident's own actions (provide_info, withdra
 sotong due KIND RECEIVED_AT    the legal due time (민원 처리기간) of a complaint
 sotong classify                route JSON lines {"text": ...} from stdin to departments
 sotong classify-eval           evaluate the classifier on a held-out split (or --test FILE)
+sotong rebuild                 rebuild the tracker's read models from its event store
 sotong bench                   the pipeline's throughput and latency, and the raw ceilings
 """
 
@@ -102,9 +103,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     env = ls.backend_env(kafka_port, mongo_port, os.environ.get("SOTONG_MONGO_DATABASE", "sotong"))
     keys_path = _api_keys_path()
-    env["SOTONG_INTAKE_API_KEYS"] = os.environ.get(
-        "SOTONG_INTAKE_API_KEYS", json.dumps(ls.local_api_keys(keys_path))
-    )
+    department_keys = json.dumps(ls.local_api_keys(keys_path))
+    env["SOTONG_INTAKE_API_KEYS"] = os.environ.get("SOTONG_INTAKE_API_KEYS", department_keys)
+    env["SOTONG_TRACKER_API_KEYS"] = os.environ.get("SOTONG_TRACKER_API_KEYS", department_keys)
     env.setdefault(
         "SOTONG_NOTIFIER_OUTBOX_PATH",
         os.environ.get("SOTONG_NOTIFIER_OUTBOX_PATH", str(var / "outbox.jsonl")),
@@ -349,6 +350,15 @@ def cmd_classify_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(_: argparse.Namespace) -> int:
+    import asyncio
+
+    from tracker.rebuild import main as rebuild_main
+
+    print(f"rebuilt {asyncio.run(rebuild_main())} complaint read models from the event store")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -422,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--test-share", type=float, default=0.2)
     ev.add_argument("--seed", type=int, default=7)
     ev.set_defaults(func=cmd_classify_eval)
+
+    sub.add_parser(
+        "rebuild", help="drop and rebuild the tracker's read models from its event store"
+    ).set_defaults(func=cmd_rebuild)
 
     bench = sub.add_parser("bench", help="throughput and latency against the raw ceilings")
     bench.add_argument("--complaints", type=int, default=300, help="per measured phase")

@@ -73,7 +73,7 @@ async def rebuild(db: AsyncDatabase[Document]) -> int:
     return count
 
 
-async def _main() -> int:
+async def main() -> int:
     from services import logs
     from services.mongo import database, make_client
     from tracker.app import TrackerSettings
@@ -88,4 +88,4 @@ async def _main() -> int:
 
 
 if __name__ == "__main__":
-    print(f"rebuilt {asyncio.run(_main())} complaint read models")
+    print(f"rebuilt {asyncio.run(main())} complaint read models")
