@@ -82,19 +82,40 @@ class DeadLetters:
         return DeadLetterMiddleware(msg, context=context, policy=self)
 
     async def dead_letter(self, msg: StreamMessage[Any], exc: BaseException, attempts: int) -> None:
-        assert self.broker is not None, "DeadLetters.broker is set by make_broker"
+        """One dead letter per record: a batch that failed as a whole yields one per record."""
         raw = msg.raw_message
+        if isinstance(raw, tuple | list):
+            for record in raw:
+                await self._dead_letter_record(
+                    record, record.value, exc, attempts, msg.correlation_id
+                )
+        else:
+            await self._dead_letter_record(raw, msg.body, exc, attempts, msg.correlation_id)
+
+    async def _dead_letter_record(
+        self,
+        raw: Any,
+        value: bytes | None,
+        exc: BaseException,
+        attempts: int,
+        correlation_id: str | None,
+    ) -> None:
+        assert self.broker is not None, "DeadLetters.broker is set by make_broker"
         topic = getattr(raw, "topic", "") or ""
         key_bytes = getattr(raw, "key", None)
         key = key_bytes.decode("utf-8", "replace") if isinstance(key_bytes, bytes) else None
+        headers = {
+            str(k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+            for k, v in (getattr(raw, "headers", None) or ())
+        }
         letter = DeadLetter(
             complaint_id=key,
             original_topic=topic,
             original_partition=getattr(raw, "partition", None),
             original_offset=getattr(raw, "offset", None),
             original_key=key,
-            original_headers={k: str(v) for k, v in (msg.headers or {}).items()},
-            original_value_b64=base64.b64encode(msg.body or b"").decode("ascii"),
+            original_headers=headers,
+            original_value_b64=base64.b64encode(value or b"").decode("ascii"),
             consumer=self.service,
             reason=errors.describe(exc, strip_root=True),
             errors=errors.field_errors(exc, strip_root=True)
@@ -114,7 +135,7 @@ class DeadLetters:
                 time=letter.occurred_at,
                 subject=key or "",
                 schema_version=letter.schema_version,
-                correlation_id=msg.correlation_id,
+                correlation_id=correlation_id,
             ),
         )
         cause = "invalid" if isinstance(exc, ValidationError) else type(exc).__name__
@@ -140,7 +161,10 @@ class DeadLetterMiddleware(BaseMiddleware):
 
     async def consume_scope(self, call_next: Callable[..., Awaitable[Any]], msg: Any) -> Any:
         raw = msg.raw_message
-        key = getattr(raw, "key", None)
+        batch = isinstance(raw, tuple | list)
+        if batch:  # label by the first record's topic; a batch has no one complaint
+            raw = raw[0] if raw else None
+        key = None if batch else getattr(raw, "key", None)
         topic = getattr(raw, "topic", "")
         complaint_id = key.decode("utf-8", "replace") if isinstance(key, bytes) else None
         with bound(complaint_id=complaint_id, correlation_id=msg.correlation_id):
