@@ -300,7 +300,7 @@ def plot(phases: Sequence[Phase], path: Path) -> None:
             ms=3,
             label="filed → visible in tracker",
         )
-        rate = f"{phase.offered_rate:g}/s offered" if phase.offered_rate else "saturation"
+        rate = f"{phase.offered_rate:g}/s offered" if phase.offered_rate else "filed at once"
         ax.set_title(f"{phase.name} ({rate}): {phase.throughput:.1f} complaints/s sustained")
         ax.set_xlabel("seconds since the first filing")
         ax.set_ylabel("latency (ms)")
