@@ -1,7 +1,6 @@
 """intake's composition root: settings → runtime → store → HTTP routes and Kafka subscriber."""
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -179,17 +178,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running(before_start=store.ensure_indexes):
-            relay = asyncio.create_task(intake.relay_forever(settings.relay_interval_seconds))
-            try:
-                yield
-            finally:
-                relay.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await relay
-
-    async def readiness(_: FastAPI) -> dict[str, bool]:
-        return await runtime.readiness()
+        async with runtime.running(
+            before_start=store.ensure_indexes,
+            background=[lambda: intake.relay_forever(settings.relay_interval_seconds)],
+        ):
+            yield
 
     app = service_app(
         name="intake",
@@ -197,7 +190,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         description="File complaints (민원) and send department commands.",
         lifespan=lifespan,
         registry=runtime.registry,
-        readiness=readiness,
+        readiness=lambda _: runtime.readiness(),
     )
     app.state.runtime = runtime
 

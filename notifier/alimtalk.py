@@ -31,12 +31,11 @@ Before anything is sent, every ``#{variable}`` of the registered template must b
 AlimTalk's 1,000 characters; only a note is ever shortened to fit.
 """
 
-import json
 
 import httpx
 from pydantic import SecretStr
 
-from notifier.channel import Message, digits, post
+from notifier.channel import Message, digits, post_message
 from notifier.templates import placeholders
 from services.errors import PermanentError
 
@@ -72,17 +71,13 @@ class AlimTalkChannel:
         }
 
     async def deliver(self, message: Message) -> None:
-        body = json.dumps(self.request(message), ensure_ascii=False).encode()
-        await post(
+        await post_message(
             self.client,
             "alimtalk provider",
             self.url,
-            content=body,
-            headers={
-                "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-                "Idempotency-Key": message.idempotency_key,
-                "Content-Type": "application/json; charset=utf-8",
-            },
+            payload=self.request(message),
+            api_key=self.api_key.get_secret_value(),
+            message=message,
         )
 
     async def already_delivered(self, delivery_id: str) -> bool:

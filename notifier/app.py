@@ -1,7 +1,5 @@
 """notifier's composition root: settings → runtime → store, channels, templates → subscribers."""
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -148,19 +146,14 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with client, runtime.running(before_start=store.ensure_indexes):
-            releaser = asyncio.create_task(
-                delivery.release_forever(settings.release_interval_seconds)
-            )
-            try:
-                yield
-            finally:
-                releaser.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await releaser
-
-    async def readiness(_: FastAPI) -> dict[str, bool]:
-        return await runtime.readiness()
+        async with (
+            client,
+            runtime.running(
+                before_start=store.ensure_indexes,
+                background=[lambda: delivery.release_forever(settings.release_interval_seconds)],
+            ),
+        ):
+            yield
 
     app = service_app(
         name="notifier",
@@ -169,7 +162,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         "complaint (민원) is going: one message per step, recipient and channel.",
         lifespan=lifespan,
         registry=runtime.registry,
-        readiness=readiness,
+        readiness=lambda _: runtime.readiness(),
     )
     app.state.runtime = runtime
     app.state.delivery = delivery

@@ -15,6 +15,7 @@ what a channel promises:
   (event, recipient, channel).
 """
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,6 +129,30 @@ async def post(
     if response.status_code in RETRYABLE_STATUS or response.status_code >= 500:
         raise ChannelRetryable(reason, retry_after=_retry_after(response))
     raise PermanentError(reason)
+
+
+async def post_message(
+    client: httpx.AsyncClient,
+    what: str,
+    url: str,
+    *,
+    payload: Mapping[str, object],
+    api_key: str,
+    message: Message,
+) -> httpx.Response:
+    """A provider's JSON request with bearer auth and the message's idempotency key, so a
+    send repeated after a crash is dropped by the provider."""
+    return await post(
+        client,
+        what,
+        url,
+        content=json.dumps(payload, ensure_ascii=False).encode(),
+        headers={
+            "Authorization": f"Bearer {api_key}",
+            "Idempotency-Key": message.idempotency_key,
+            "Content-Type": "application/json; charset=utf-8",
+        },
+    )
 
 
 def _error_code(response: httpx.Response) -> str | None:

@@ -29,14 +29,13 @@ The gateway answers like the AlimTalk provider: 2xx accepted (a repeated key is 
 sent twice), 408/425/429/5xx retry, other 4xx refused with ``{"code": ...}``.
 """
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
 import httpx
 from pydantic import SecretStr
 
-from notifier.channel import Message, digits, post
+from notifier.channel import Message, digits, post_message
 from notifier.templates import Content, cp949_length
 from services.errors import PermanentError
 
@@ -110,17 +109,13 @@ class SmsChannel:
         return body
 
     async def deliver(self, message: Message) -> None:
-        body = json.dumps(self.request(message), ensure_ascii=False).encode()
-        await post(
+        await post_message(
             self.client,
             "sms gateway",
             self.url,
-            content=body,
-            headers={
-                "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-                "Idempotency-Key": message.idempotency_key,
-                "Content-Type": "application/json; charset=utf-8",
-            },
+            payload=self.request(message),
+            api_key=self.api_key.get_secret_value(),
+            message=message,
         )
 
     async def already_delivered(self, delivery_id: str) -> bool:

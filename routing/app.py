@@ -1,7 +1,6 @@
 """routing's composition root."""
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -91,24 +90,14 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
             ]
             await asyncio.to_thread(classifier.fit, examples)
 
-        async with runtime.running(before_start=prepare):
-            loops = [
-                asyncio.create_task(routing.relay_forever(settings.relay_interval_seconds)),
-                asyncio.create_task(
-                    routing.deadlines_forever(settings.deadline_scan_interval_seconds)
-                ),
-            ]
-            try:
-                yield
-            finally:
-                for loop in loops:
-                    loop.cancel()
-                for loop in loops:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await loop
-
-    async def readiness(_: FastAPI) -> dict[str, bool]:
-        return await runtime.readiness()
+        async with runtime.running(
+            before_start=prepare,
+            background=[
+                lambda: routing.relay_forever(settings.relay_interval_seconds),
+                lambda: routing.deadlines_forever(settings.deadline_scan_interval_seconds),
+            ],
+        ):
+            yield
 
     app = service_app(
         name="routing",
@@ -116,7 +105,7 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
         description="The complaint lifecycle, department classification and handler assignment.",
         lifespan=lifespan,
         registry=runtime.registry,
-        readiness=readiness,
+        readiness=lambda _: runtime.readiness(),
     )
     app.state.runtime = runtime
     return app

@@ -6,9 +6,10 @@ which each service's FastAPI lifespan enters.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
@@ -95,21 +96,29 @@ class Runtime:
 
     @asynccontextmanager
     async def running(
-        self, *, before_start: Callable[[], Awaitable[None]] | None = None
+        self,
+        *,
+        before_start: Callable[[], Awaitable[None]] | None = None,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> AsyncIterator[None]:
-        """Topics and indexes first, then the subscribers; the reverse on the way out."""
+        """Topics and indexes first, then the subscribers and the service's background
+        loops (outbox relays, watchers); the reverse on the way out."""
         await broker_kit.ensure_topics(self.settings.kafka)
         if before_start is not None:
             await before_start()
         await self.broker.start()
         self.started = True
-        lag = asyncio.create_task((self.lag or ConsumerLag(self.registry)).forever(self.broker))
+        lag = self.lag or ConsumerLag(self.registry)
+        tasks = [asyncio.create_task(lag.forever(self.broker))]
+        tasks += [asyncio.create_task(loop()) for loop in background]
         try:
             yield
         finally:
-            lag.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self.started = False
             await self.broker.stop()
             await self.mongo.close()

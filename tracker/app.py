@@ -92,9 +92,6 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
         async with runtime.running(before_start=before_start):
             yield
 
-    async def readiness(_: FastAPI) -> dict[str, bool]:
-        return await runtime.readiness()
-
     app = service_app(
         name="tracker",
         title="Sotong tracker",
@@ -102,7 +99,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
         'staff by search, ops by statistics. Errors are `{"error": {"code", "message"}}`.',
         lifespan=lifespan,
         registry=runtime.registry,
-        readiness=readiness,
+        readiness=lambda _: runtime.readiness(),
     )
     app.state.runtime = runtime
     app.state.store = store
