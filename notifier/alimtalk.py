@@ -31,7 +31,6 @@ Before anything is sent, every ``#{variable}`` of the registered template must b
 AlimTalk's 1,000 characters; only a note is ever shortened to fit.
 """
 
-
 import httpx
 from pydantic import SecretStr
 
