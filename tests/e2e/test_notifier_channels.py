@@ -211,6 +211,12 @@ async def test_the_notifier_killed_mid_batch_and_restarted_sends_each_message_on
                 return len(providers.alimtalk.accepted_for(to)) >= 3
 
             await eventually(three, what=f"three messages to {phone}")
+
+            def two_hooks(cid: str = filed["complaint_id"]) -> bool:
+                ids = {e["id"] for e in providers.hooks.events() if e["subject"] == cid}
+                return len(ids) >= 2
+
+            await eventually(two_hooks, what="the department's two webhooks")
     finally:
         providers.alimtalk.delay = 0.0
 
