@@ -39,6 +39,7 @@ COPY intake ./intake
 COPY routing ./routing
 COPY tracker ./tracker
 COPY notifier ./notifier
+COPY sotong ./sotong
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-default-groups --no-dev --no-editable --reinstall-package sotong
 

@@ -8,33 +8,21 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, Path, Response
 from prometheus_client import Counter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import SettingsConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
-from intake.keys import ApiKeys
+from intake.settings import IntakeSettings
 from intake.store import RELAY_GRACE, FiledRecord, ReceiptCollision, SubmissionStore
 from schemas import ComplaintSubmitted, DepartmentAction, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT, ResidentAction
 from schemas.events import utcnow
 from services.errors import PermanentError, field_errors
 from services.http import ApiError, service_app
+from services.keys import ApiKeys
 from services.logs import bound
 from services.runtime import Runtime
-from services.settings import ServiceSettings
 
 log = logging.getLogger("sotong.intake")
-
-
-class IntakeSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SOTONG_INTAKE_", extra="ignore")
-
-    http_port: int = 8001
-    relay_interval_seconds: float = Field(default=2.0, gt=0)
-    api_keys: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description="Department code → API key, as JSON. Without keys no command is accepted.",
-    )
 
 
 class FiledResponse(BaseModel):

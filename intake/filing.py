@@ -1,13 +1,12 @@
 """Pure rules of filing: ids, receipt numbers, tracking tokens, the ComplaintFiled event."""
 
-import hashlib
-import hmac
 import secrets
 import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from schemas import ComplaintFiled, ComplaintSubmitted
+from schemas.tokens import hash_token
 
 KST = ZoneInfo("Asia/Seoul")
 
@@ -24,17 +23,6 @@ def new_receipt_number(now: datetime) -> str:
 def new_tracking_token() -> str:
     """Unguessable: 192 bits from the OS's CSPRNG."""
     return secrets.token_urlsafe(24)
-
-
-def hash_token(token: str) -> str:
-    """What travels and is stored downstream; the token itself is given to the resident once."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_matches(token: str | None, token_hash: str | None) -> bool:
-    if not token or not token_hash:
-        return False
-    return hmac.compare_digest(hash_token(token), token_hash)
 
 
 def file_submission(

@@ -16,8 +16,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from intake.filing import hash_token
 from schemas import ComplaintFiled
+from schemas.tokens import hash_token
 from services.mongo import Document
 
 COLLECTION = "intake_complaints"

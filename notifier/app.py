@@ -110,10 +110,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         ),
         publish=runtime.publish,
         dead_letter=dead_letter,
-        source_topics={
-            "complaint.status_changed": topic_name(kafka, topics.LIFECYCLE),
-            "complaint.deadline_alert": topic_name(kafka, topics.SLA),
-        },
+        source_topics={e: topic_name(kafka, t) for e, t in topics.OF_EVENT.items()},
         retry=RetryPolicy(
             max_attempts=settings.delivery_max_attempts,
             initial_backoff_seconds=settings.delivery_initial_backoff_seconds,

@@ -3,17 +3,15 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date
 
 from fastapi import FastAPI
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier, Example, load_examples
 from routing.deadlines import calendar
 from routing.lifecycle import Lifecycle
 from routing.service import Routing, RoutingMetrics
+from routing.settings import RoutingSettings
 from routing.store import RoutingStore
 from schemas import (
     CommandRejected,
@@ -25,25 +23,6 @@ from schemas import (
 from schemas.commands import ComplaintCommand
 from services.http import service_app
 from services.runtime import Runtime
-from services.settings import ServiceSettings
-
-
-class RoutingSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SOTONG_ROUTING_", extra="ignore")
-
-    http_port: int = 8002
-    relay_interval_seconds: float = Field(default=2.0, gt=0)
-    deadline_scan_interval_seconds: float = Field(default=60.0, gt=0)
-    classifier_threshold: float = Field(
-        default=0.75,
-        ge=0,
-        le=1,
-        description="Below this confidence a complaint goes to the general desk for a person.",
-    )
-    extra_holidays: list[date] = Field(
-        default_factory=list,
-        description="Temporary public holidays (임시공휴일) as a JSON list of dates.",
-    )
 
 
 def create_app(settings: RoutingSettings | None = None) -> FastAPI:

@@ -1,5 +1,7 @@
 """Topic names. Every message about a complaint is keyed by its complaint id."""
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 SUBMISSIONS: Final = "complaint.submissions"
@@ -27,3 +29,20 @@ DEAD_LETTER: Final = "sotong.deadletter"
 """Anything no consumer could process, with the reason and the original bytes."""
 
 ALL: Final = (SUBMISSIONS, FILED, COMMANDS, LIFECYCLE, SLA, REJECTIONS, NOTIFICATIONS, DEAD_LETTER)
+
+OF_EVENT: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "complaint.submitted": SUBMISSIONS,
+        "complaint.filed": FILED,
+        "complaint.command": COMMANDS,
+        "complaint.status_changed": LIFECYCLE,
+        "complaint.deadline_alert": SLA,
+        "complaint.command_rejected": REJECTIONS,
+        "notification.outcome": NOTIFICATIONS,
+        "sotong.dead_lettered": DEAD_LETTER,
+    }
+)
+"""Where each event type is published: every event has exactly one topic."""
+
+TRACKED: Final = (FILED, LIFECYCLE, REJECTIONS, NOTIFICATIONS, SLA)
+"""What the tracker stores: everything about a complaint but raw submissions and commands."""

@@ -15,9 +15,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from routing.classifier import Classifier, load_examples
-from services import localstack
 from services.mongo import Document
 from services.settings import KafkaSettings, MongoSettings, RetrySettings
+from sotong import localstack
 
 
 @dataclass(frozen=True)

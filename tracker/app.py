@@ -7,55 +7,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Gauge
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
-from intake.keys import ApiKeys
 from schemas import topics
 from services.http import service_app
+from services.keys import ApiKeys
 from services.runtime import Runtime
-from services.settings import ServiceSettings
 from tracker import search
 from tracker.ingest import Ingest, IngestMetrics, raw_values, records_of
 from tracker.routes import build_router
+from tracker.settings import TrackerSettings
 from tracker.sse import StreamTiming
 from tracker.store import TrackerStore
-
-TOPIC_OF = {
-    "complaint.filed": topics.FILED,
-    "complaint.status_changed": topics.LIFECYCLE,
-    "complaint.command_rejected": topics.REJECTIONS,
-    "notification.outcome": topics.NOTIFICATIONS,
-    "complaint.deadline_alert": topics.SLA,
-}
-
-
-class TrackerSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SOTONG_TRACKER_", extra="ignore")
-
-    http_port: int = 8003
-    api_keys: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description="Department code → API key, as JSON (the format intake reads). A key "
-        "opens its department's queue and complaints, and searches them.",
-    )
-    staff_api_keys: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description="Staff name → API key, as JSON: search over every department. "
-        "Empty: only department keys search, each its own complaints.",
-    )
-    batch_max_records: int = Field(
-        default=500, ge=1, le=10_000, description="Records per consumed batch, at most."
-    )
-    batch_timeout_ms: int = Field(
-        default=200, ge=1, description="How long a batch waits to fill before it is stored."
-    )
-    sse_poll_seconds: float = Field(
-        default=0.5, gt=0, description="How often a live timeline looks for new entries."
-    )
-    sse_keepalive_seconds: float = Field(
-        default=15.0, gt=0, description="A comment line after this long without an entry."
-    )
 
 
 def create_app(settings: TrackerSettings | None = None) -> FastAPI:
@@ -76,7 +38,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     # Registered by call: runtime.subscriber is untyped, and a decorator would erase the
     # handler's type under mypy --strict.
     runtime.subscriber(
-        *TOPIC_OF.values(),
+        *topics.TRACKED,
         batch=True,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,

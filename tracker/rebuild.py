@@ -99,7 +99,7 @@ async def _replace(store: TrackerStore, models: list[ReadModel], known: set[str]
 async def main() -> int:
     from services import logs
     from services.mongo import database, make_client
-    from tracker.app import TrackerSettings
+    from tracker.settings import TrackerSettings
 
     settings = TrackerSettings()
     logs.configure("tracker", settings.log_level)

@@ -23,11 +23,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from prometheus_client import Gauge
 
-from intake.filing import hash_token, token_matches
-from intake.keys import ApiKeys
 from schemas import ComplaintState
 from schemas.states import OPEN_STATES
+from schemas.tokens import hash_token, token_matches
 from services.http import ApiError
+from services.keys import ApiKeys
 from tracker.projection import ReadModel
 from tracker.search import SearchQuery, query_terms
 from tracker.sse import StreamTiming, last_event_id, timeline_stream

@@ -13,8 +13,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from routing.catalogue import Catalogue
-from services import localstack
-from services.localstack import ServiceProcess
+from sotong import localstack
+from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
 
 API_KEYS = {code: f"test-key-{code}" for code in Catalogue.load().departments}

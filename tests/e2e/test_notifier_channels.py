@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from schemas import topics
-from services import localstack
-from services.localstack import ServiceProcess
+from sotong import localstack
+from sotong.localstack import ServiceProcess
 from tests.e2e.conftest import Stack, eventually, read_topic
 from tests.e2e.test_walking_skeleton import act, file, state_is, view
 from tests.service.test_notifier_peers import (

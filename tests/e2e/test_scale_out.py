@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from schemas import topics
-from services import localstack
-from services.localstack import ServiceProcess
+from sotong import localstack
+from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
 from tests.e2e.conftest import API_KEYS, Stack, eventually, read_topic
 

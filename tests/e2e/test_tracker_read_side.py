@@ -19,8 +19,9 @@ from services.mongo import Document
 from tests.e2e.conftest import API_KEYS, Stack, eventually
 from tests.e2e.test_walking_skeleton import act, file, state_is
 from tests.service.test_tracker_read_api import next_entry, sse_messages
-from tracker.app import TrackerSettings, create_app
+from tracker.app import create_app
 from tracker.rebuild import rebuild
+from tracker.settings import TrackerSettings
 from tracker.store import COMPLAINTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -41,8 +41,8 @@ from notifier.webhook import (
     verify_signature,
 )
 from schemas import ComplaintState
-from services import localstack
 from services.errors import PermanentError, RetryableError
+from sotong import localstack
 
 ALIMTALK_KEY = "test-alimtalk-key"
 SENDER_KEY = "test-sender-profile"

@@ -13,7 +13,8 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
 
-from notifier.app import NotifierSettings, create_app
+from notifier.app import create_app
+from notifier.settings import NotifierSettings
 from schemas import (
     Channel,
     ComplaintDeadlineAlert,

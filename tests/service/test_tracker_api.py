@@ -15,15 +15,16 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pymongo import AsyncMongoClient
 
-from intake.filing import hash_token
 from schemas import ComplaintState, DeadLetter, topics
+from schemas.tokens import hash_token
 from services.broker import topic_name
 from services.mongo import Document
 from services.runtime import Runtime
 from tests.conftest import FAST_RETRY, Backends
 from tests.unit.test_tracker_projection import change, filed, story
-from tracker.app import TOPIC_OF, TrackerSettings, create_app
+from tracker.app import create_app
 from tracker.projection import TrackedEvent
+from tracker.settings import TrackerSettings
 
 TOKEN = "the-residents-tracking-token"
 NOT_FOUND = {
@@ -40,7 +41,7 @@ class Tracker:
 
     async def deliver(self, *events: TrackedEvent) -> None:
         for event in events:
-            await self.runtime.publish(TOPIC_OF[event.event_type], event)
+            await self.runtime.publish(topics.OF_EVENT[event.event_type], event)
 
     async def view(self, complaint_id: str, **params: str) -> httpx.Response:
         return await self.http.get(f"/v1/complaints/{complaint_id}", params=params)
@@ -230,7 +231,7 @@ async def test_on_the_real_broker_published_events_reach_the_view(
             for event in reversed(events):
                 await publisher.publish(
                     event.model_dump_json().encode(),
-                    topic=topic_name(kafka, TOPIC_OF[event.event_type]),
+                    topic=topic_name(kafka, topics.OF_EVENT[event.event_type]),
                     key=event.complaint_id.encode(),
                 )
 

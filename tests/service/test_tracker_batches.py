@@ -20,7 +20,7 @@ from services.runtime import Runtime
 from tests.conftest import Backends
 from tests.service.test_tracker_api import Tracker, drop_database, settings
 from tests.unit.test_tracker_projection import change, story
-from tracker.app import TOPIC_OF, create_app
+from tracker.app import create_app
 from tracker.ingest import Ingest
 from tracker.projection import TrackedEvent
 from tracker.store import TrackerStore
@@ -58,7 +58,7 @@ class Record:
 
 def record(runtime: Runtime, event: TrackedEvent, offset: int = 0) -> Record:
     return Record(
-        topic=topic_name(runtime.settings.kafka, TOPIC_OF[event.event_type]),
+        topic=topic_name(runtime.settings.kafka, topics.OF_EVENT[event.event_type]),
         value=event.model_dump_json().encode(),
         key=event.complaint_id.encode(),
         offset=offset,
@@ -193,7 +193,7 @@ async def test_on_the_real_broker_records_arrive_in_batches(
             for event in events:
                 await publisher.publish(
                     event.model_dump_json().encode(),
-                    topic=topic_name(kafka, TOPIC_OF[event.event_type]),
+                    topic=topic_name(kafka, topics.OF_EVENT[event.event_type]),
                     key=event.complaint_id.encode(),
                 )
             await publisher.publish(

@@ -19,15 +19,15 @@ from fastapi import FastAPI
 from faststream.kafka import TestKafkaBroker
 from pydantic import SecretStr
 
-from intake.filing import hash_token
-from schemas import ComplaintDeadlineAlert, ComplaintState, Location
+from schemas import ComplaintDeadlineAlert, ComplaintState, Location, topics
 from schemas.events import AlertKind, HandlerRef
-from services.localstack import free_port
+from schemas.tokens import hash_token
 from services.runtime import Runtime
+from sotong.localstack import free_port
 from tests.conftest import Backends
 from tests.service.test_tracker_api import drop_database, settings
 from tests.unit.test_tracker_projection import T0, change, filed, story
-from tracker.app import TOPIC_OF, create_app
+from tracker.app import create_app
 from tracker.projection import TrackedEvent
 
 S = ComplaintState
@@ -48,7 +48,7 @@ class Tracker:
 
     async def deliver(self, *events: TrackedEvent) -> None:
         for event in events:
-            await self.runtime.publish(TOPIC_OF[event.event_type], event)
+            await self.runtime.publish(topics.OF_EVENT[event.event_type], event)
 
     async def get(self, path: str, key: str | None = None, **params: Any) -> httpx.Response:
         headers = {"X-Api-Key": key} if key else {}

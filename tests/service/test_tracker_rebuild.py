@@ -16,12 +16,11 @@ from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from schemas import ComplaintState
+from schemas import ComplaintState, topics
 from services.mongo import Document
 from services.settings import PROJECT_ROOT
 from tests.conftest import Backends
 from tests.unit.test_tracker_projection import change, histories, story
-from tracker.app import TOPIC_OF
 from tracker.ingest import Ingest, IngestMetrics
 from tracker.projection import TrackedEvent
 from tracker.rebuild import rebuild
@@ -60,7 +59,7 @@ class Consumer:
         for batch in batches:
             await self.ingest.handle(
                 [
-                    Record(TOPIC_OF[e.event_type], e.model_dump_json().encode(), offset=n)
+                    Record(topics.OF_EVENT[e.event_type], e.model_dump_json().encode(), offset=n)
                     for n, e in enumerate(batch)
                 ]
             )

@@ -22,12 +22,12 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from intake.app import IntakeSettings
-from notifier.app import NotifierSettings
-from routing.app import RoutingSettings
-from services.cli import build_parser
+from intake.settings import IntakeSettings
+from notifier.settings import NotifierSettings
+from routing.settings import RoutingSettings
 from services.settings import ServiceSettings
-from tracker.app import TrackerSettings
+from sotong.cli import build_parser
+from tracker.settings import TrackerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -553,7 +553,7 @@ def test_dockerfile_entrypoint_is_sotong_run_with_a_service_as_command() -> None
     assert len(command) == 1
     assert command[0] in SERVICES
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert scripts["project"]["scripts"]["sotong"] == "services.cli:main"
+    assert scripts["project"]["scripts"]["sotong"] == "sotong.cli:main"
 
 
 def test_dockerfile_runtime_is_python_311_slim_as_the_non_root_uid() -> None:

@@ -3,15 +3,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from intake.filing import (
-    file_submission,
-    hash_token,
-    new_receipt_number,
-    new_tracking_token,
-    token_matches,
-)
+from intake.filing import file_submission, new_receipt_number, new_tracking_token
 from schemas import ComplaintSubmitted
 from schemas.common import mask_name, mask_phone
+from schemas.tokens import hash_token, token_matches
 
 
 def test_the_smallest_valid_submission() -> None:

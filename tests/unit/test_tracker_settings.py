@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from intake.keys import ApiKeys
-from tracker.app import TrackerSettings
+from services.keys import ApiKeys
+from tracker.settings import TrackerSettings
 
 
 def test_department_and_staff_keys_come_from_json_in_the_environment(

@@ -219,7 +219,7 @@ def service_child(name: str, port: int, env: Mapping[str, str], log_dir: Path) -
     full_env = {**os.environ, **env, f"SOTONG_{name.upper()}_HTTP_PORT": str(port)}
     return Child(
         name=name,
-        argv=[sys.executable, "-m", "services.cli", "run", name],
+        argv=[sys.executable, "-m", "sotong.cli", "run", name],
         log_path=log_dir / f"{name}.log",
         env=full_env,
     )

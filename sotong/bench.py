@@ -33,8 +33,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 from routing.classifier import load_examples
-from services import localstack
 from services.settings import PROJECT_ROOT
+from sotong import localstack
 
 DONGS = [
     "검암경서동", "연희동", "청라1동", "청라2동", "청라3동", "가정1동", "가정2동", "가정3동",

@@ -1,6 +1,6 @@
 """How fast tracker stores events: a backlog on Kafka, drained into the event store.
 
-    python -m tracker.bench [--events 40000] [--max-records 500]
+    python -m sotong.tracker_bench [--events 40000] [--max-records 500]
 
 Starts its own embedded Kafka and MongoDB (in a temporary directory, on free ports),
 publishes a backlog of complaint histories (a filing, four transitions, three
@@ -33,14 +33,16 @@ from schemas import (
     Location,
     NotificationOutcome,
     Resident,
+    topics,
 )
 from schemas.events import HandlerRef, Outcome, utcnow
-from services import localstack
 from services.mongo import Document
 from services.settings import KafkaSettings, MongoSettings
-from tracker.app import TOPIC_OF, TrackerSettings, create_app
+from sotong import localstack
+from tracker.app import create_app
 from tracker.ingest import Ingest, IngestMetrics
 from tracker.projection import TrackedEvent
+from tracker.settings import TrackerSettings
 from tracker.store import TrackerStore
 
 EVENTS_PER_COMPLAINT = 8
@@ -126,7 +128,7 @@ async def through_kafka(
         try:
             sends = [
                 await producer.send(
-                    prefix + TOPIC_OF[e.event_type],
+                    prefix + topics.OF_EVENT[e.event_type],
                     e.model_dump_json().encode(),
                     key=e.complaint_id.encode(),
                 )
@@ -188,7 +190,9 @@ async def store_only(mongo_uri: str, events: list[TrackedEvent], batch: int) -> 
         metrics=IngestMetrics(registry),
     )
     records = [
-        _Record(TOPIC_OF[e.event_type], e.model_dump_json().encode(), e.complaint_id.encode())
+        _Record(
+            topics.OF_EVENT[e.event_type], e.model_dump_json().encode(), e.complaint_id.encode()
+        )
         for e in events
     ]
     started = time.perf_counter()
@@ -239,7 +243,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m tracker.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sotong.tracker_bench", description=__doc__)
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--max-records", type=int, default=500, help="records per batch")
     asyncio.run(main(parser.parse_args()))

@@ -25,8 +25,10 @@ from typing import Any
 
 import httpx
 
+from routing import cli as routing_cli
 from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
+from tracker import cli as tracker_cli
 
 INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
 TRACKER_URL = os.environ.get("SOTONG_TRACKER_URL", "http://127.0.0.1:8003")
@@ -67,10 +69,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from services import logs
 
-    module = importlib.import_module(f"{args.service}.app")
-    settings = module.__dict__[f"{args.service.capitalize()}Settings"]()
+    # Every service has the same layout: settings.py holds <Service>Settings, app.py create_app.
+    settings_class = getattr(
+        importlib.import_module(f"{args.service}.settings"), f"{args.service.capitalize()}Settings"
+    )
+    settings = settings_class()
     logs.configure(args.service, settings.log_level)
-    app = module.create_app(settings)
+    app = importlib.import_module(f"{args.service}.app").create_app(settings)
     uvicorn.run(
         app,
         host=settings.http_host,
@@ -83,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from services import localstack as ls
+    from sotong import localstack as ls
 
     var = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var"))
     log_dir = var / "logs"
@@ -286,83 +291,10 @@ def cmd_resident(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_due(args: argparse.Namespace) -> int:
-    from datetime import date, datetime
-
-    from routing.deadlines import KST, Period, calendar
-
-    try:
-        period = Period.parse(args.kind)
-        received = datetime.fromisoformat(args.received_at)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if received.tzinfo is None:
-        received = received.replace(tzinfo=KST)
-    extra = [date.fromisoformat(d) for d in args.holiday]
-    print(calendar(extra).due(received, period).isoformat())
-    return 0
-
-
-def _trained(threshold: float) -> Any:
-    from routing.catalogue import Catalogue
-    from routing.classifier import Classifier, load_examples
-
-    general = Catalogue.load().general_desk
-    return Classifier(threshold=threshold, general_desk=general).fit(load_examples())
-
-
-def cmd_classify(args: argparse.Namespace) -> int:
-    model = _trained(args.threshold)
-    for number, line in enumerate(sys.stdin, 1):
-        if not line.strip():
-            continue
-        try:
-            text = json.loads(line)["text"]
-            if not isinstance(text, str):
-                raise TypeError("text must be a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            print(f'line {number}: expected {{"text": "..."}}: {exc}', file=sys.stderr)
-            return 2
-        p = model.predict(text)
-        out = {"department": p.department, "confidence": round(p.confidence, 4), "auto": p.auto}
-        print(json.dumps(out, ensure_ascii=False), flush=True)
-    return 0
-
-
-def cmd_classify_eval(args: argparse.Namespace) -> int:
-    from routing.catalogue import Catalogue
-    from routing.classifier import Classifier, evaluate, load_examples, split
-
-    general = Catalogue.load().general_desk
-    examples = load_examples()
-    if args.test:
-        train, test = examples, load_examples(Path(args.test))
-        print(
-            f"trained on all {len(train)} shipped examples; testing on {len(test)} from {args.test}"
-        )
-    else:
-        train, test = split(examples, test_share=args.test_share, seed=args.seed)
-        print(f"held-out split: {len(train)} to train, {len(test)} to test (seed {args.seed})")
-    model = Classifier(threshold=args.threshold, general_desk=general).fit(train)
-    print(f"confidence threshold {args.threshold}")
-    print(evaluate(model, test).report())
-    return 0
-
-
-def cmd_rebuild(_: argparse.Namespace) -> int:
-    import asyncio
-
-    from tracker.rebuild import main as rebuild_main
-
-    print(f"rebuilt {asyncio.run(rebuild_main())} complaint read models from the event store")
-    return 0
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services.bench import bench, output_dir
+    from sotong.bench import bench, output_dir
 
     asyncio.run(bench(args, output_dir(args.out)))
     return 0
@@ -422,21 +354,6 @@ def build_parser() -> argparse.ArgumentParser:
     resident.add_argument("--token")
     resident.set_defaults(func=cmd_resident)
 
-    classify = sub.add_parser("classify", help='route JSON lines {"text": ...} from stdin')
-    classify.add_argument("--threshold", type=float, default=0.75)
-    classify.set_defaults(func=cmd_classify)
-
-    ev = sub.add_parser("classify-eval", help="accuracy, precision/recall, confusion")
-    ev.add_argument("--test", help="a JSON-lines file {text, department} to test on instead")
-    ev.add_argument("--threshold", type=float, default=0.75)
-    ev.add_argument("--test-share", type=float, default=0.2)
-    ev.add_argument("--seed", type=int, default=7)
-    ev.set_defaults(func=cmd_classify_eval)
-
-    sub.add_parser(
-        "rebuild", help="drop and rebuild the tracker's read models from its event store"
-    ).set_defaults(func=cmd_rebuild)
-
     bench = sub.add_parser("bench", help="throughput and latency against the raw ceilings")
     bench.add_argument("--complaints", type=int, default=300, help="per measured phase")
     bench.add_argument("--rate", type=float, default=10.0, help="offered rate of the fixed phase")
@@ -446,15 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="directory for the JSON and PNG (default var/bench)")
     bench.set_defaults(func=cmd_bench)
 
-    due = sub.add_parser("due", help="the legal due time of a complaint")
-    due.add_argument(
-        "kind", help="other, inquiry, inquiry-law, proposal, grievance, or 3h, 5d, 20d"
-    )
-    due.add_argument("received_at", help="ISO 8601; without an offset it is Korean time")
-    due.add_argument(
-        "--holiday", action="append", default=[], help="a temporary holiday (YYYY-MM-DD)"
-    )
-    due.set_defaults(func=cmd_due)
+    routing_cli.register(sub)
+    tracker_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,26 @@
+"""routing's settings (``SOTONG_ROUTING_*``). Built only by ``routing/app.py``."""
+
+from datetime import date
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.settings import ServiceSettings
+
+
+class RoutingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SOTONG_ROUTING_", extra="ignore")
+
+    http_port: int = 8002
+    relay_interval_seconds: float = Field(default=2.0, gt=0)
+    deadline_scan_interval_seconds: float = Field(default=60.0, gt=0)
+    classifier_threshold: float = Field(
+        default=0.75,
+        ge=0,
+        le=1,
+        description="Below this confidence a complaint goes to the general desk for a person.",
+    )
+    extra_holidays: list[date] = Field(
+        default_factory=list,
+        description="Temporary public holidays (임시공휴일) as a JSON list of dates.",
+    )

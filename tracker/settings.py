@@ -1,0 +1,34 @@
+"""tracker's settings (``SOTONG_TRACKER_*``). Built only by ``tracker/app.py``."""
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from services.settings import ServiceSettings
+
+
+class TrackerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SOTONG_TRACKER_", extra="ignore")
+
+    http_port: int = 8003
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Department code → API key, as JSON (the format intake reads). A key "
+        "opens its department's queue and complaints, and searches them.",
+    )
+    staff_api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Staff name → API key, as JSON: search over every department. "
+        "Empty: only department keys search, each its own complaints.",
+    )
+    batch_max_records: int = Field(
+        default=500, ge=1, le=10_000, description="Records per consumed batch, at most."
+    )
+    batch_timeout_ms: int = Field(
+        default=200, ge=1, description="How long a batch waits to fill before it is stored."
+    )
+    sse_poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often a live timeline looks for new entries."
+    )
+    sse_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="A comment line after this long without an entry."
+    )
