@@ -7,14 +7,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test install lint fmt pytest docs clean
+.PHONY: up test test-unit test-service test-e2e install lint fmt docs clean
 
 ## make up: install, start the embedded Kafka and MongoDB, then the four services.
 up: install
 	$(BIN)/sotong up
 
-## make test: lint, type-check, and the whole suite on real embedded servers.
-test: lint pytest
+## make test: lint (format, style, import contracts), type-check, then every tier.
+test: lint test-unit test-service test-e2e
+
+## make test-unit: pure logic and in-memory fakes; no sockets, no processes (seconds).
+test-unit: install
+	$(BIN)/pytest -m "not service and not e2e" -n 2
+
+## make test-service: one service at a time on the real embedded Kafka and MongoDB.
+test-service: install
+	$(BIN)/pytest -m service -n 2
+
+## make test-e2e: the services as separate processes, as `make up` runs them.
+test-e2e: install
+	$(BIN)/pytest -m e2e
 
 install: $(VENV)/.installed
 
@@ -35,9 +47,6 @@ lint: install
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
-
-pytest: install
-	$(BIN)/pytest
 
 ## make docs: regenerate docs/lifecycle.md from the state machine.
 docs: install

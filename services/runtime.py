@@ -9,7 +9,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
@@ -21,6 +22,18 @@ from services.broker import DeadLetters, KeyedEvent
 from services.metrics import ConsumerLag, KitMetrics, MongoCommandMetrics
 from services.mongo import Document, database, make_client, ping
 from services.settings import ServiceSettings
+
+
+class Publish(Protocol):
+    """What a service's handlers call to publish: ``Runtime.publish``, or a fake in tests."""
+
+    async def __call__(
+        self, topic: str, event: KeyedEvent, correlation_id: str | None = None
+    ) -> None: ...
+
+
+Clock = Callable[[], datetime]
+"""The time now, aware (UTC): ``schemas.events.utcnow``, or a fixed clock in tests."""
 
 
 @dataclass

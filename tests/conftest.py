@@ -1,14 +1,26 @@
-"""Backends for the test suite: the embedded servers over real TCP by default.
+"""Tiers and backends for the test suite.
 
+Tiers (``make test-unit``, ``make test-service``, ``make test-e2e``) follow the folder,
+or a test's own ``service`` marker where one test of a unit module needs a process:
+``tests/unit`` is pure logic and in-memory fakes, and a unit test that opens a socket or
+starts a process fails; ``tests/service`` (marked ``service``) runs one service on the
+real embedded broker and database; ``tests/e2e`` (marked ``e2e``) runs the processes as
+``make up`` does. A contract test module lives in ``tests/contract`` and runs the same
+assertions against a fake (unit tier) and the real adapter (its ``service`` parameter).
+
+The backends are the embedded servers over real TCP by default.
 ``SOTONG_TEST_BACKEND=containers`` uses testcontainers (Kafka KRaft, MongoDB replica
 set) instead, and fails loudly when no Docker engine answers: nothing here skips.
 """
 
 import os
+import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -18,6 +30,42 @@ from routing.classifier import Classifier, load_examples
 from services.mongo import Document
 from services.settings import KafkaSettings, MongoSettings, RetrySettings
 from sotong import localstack
+
+TIER_OF_FOLDER = {"service": pytest.mark.service, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder in TIER_OF_FOLDER:
+            item.add_marker(TIER_OF_FOLDER[folder])
+
+
+def is_unit(item: pytest.Item) -> bool:
+    return item.get_closest_marker("service") is None and item.get_closest_marker("e2e") is None
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_has_no_sockets_or_processes(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit tier must answer in seconds on any machine: no servers, no processes."""
+    if not is_unit(request.node):
+        return
+
+    def refuse(what: str) -> Any:
+        def refused(*_: object, **__: object) -> NoReturn:
+            raise RuntimeError(
+                f"a unit test tried to {what}: move it to tests/service (or mark its "
+                "parameter service) or use an in-memory fake"
+            )
+
+        return refused
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("open a connection"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("open a connection"))
+    monkeypatch.setattr(socket.socket, "bind", refuse("listen on a port"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("start a process"))
 
 
 @dataclass(frozen=True)

@@ -690,6 +690,7 @@ def test_healthcheck_url_follows_the_service_settings(healthcheck: ModuleType) -
     )
 
 
+@pytest.mark.service  # a real HTTP server on a port
 def test_healthcheck_passes_on_200_only(healthcheck: ModuleType, local_service: int) -> None:
     env = {"SOTONG_INTAKE_HTTP_PORT": str(local_service)}
     assert healthcheck.main(["/healthz", "intake"], env) == 0

@@ -52,11 +52,13 @@ def expressions() -> list[str]:
     return exprs
 
 
+@pytest.mark.service  # runs promtool
 def test_promtool_accepts_the_config_and_the_rules() -> None:
     assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
     assert "7 rules found" in promtool("check", "rules", "alerts.yml")
 
 
+@pytest.mark.service  # runs promtool
 def test_the_alerts_fire_when_they_should() -> None:
     assert "SUCCESS" in promtool("test", "rules", "alerts.test.yml")
 
