@@ -20,8 +20,10 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -34,8 +36,16 @@ INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
 TRACKER_URL = os.environ.get("SOTONG_TRACKER_URL", "http://127.0.0.1:8003")
 
 
+KST = ZoneInfo("Asia/Seoul")
+
+
+def _local_dir() -> Path:
+    """Everything the local stack and the CLI write stays in the clone, under ``var/``."""
+    return Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var"))
+
+
 def _home() -> Path:
-    return Path(os.environ.get("SOTONG_HOME", Path.home() / ".sotong"))
+    return Path(os.environ.get("SOTONG_HOME", _local_dir() / "cli"))
 
 
 def _tokens_path() -> Path:
@@ -43,8 +53,20 @@ def _tokens_path() -> Path:
 
 
 def _api_keys_path() -> Path:
-    default = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var")) / "api-keys.json"
-    return Path(os.environ.get("SOTONG_API_KEYS_FILE", default))
+    return Path(os.environ.get("SOTONG_API_KEYS_FILE", _local_dir() / "api-keys.json"))
+
+
+def local_time(value: str | None) -> str:
+    """An API timestamp (ISO 8601 with an offset) as a person in Korea reads it."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(KST):%Y-%m-%d %H:%M}"
 
 
 def _load_tokens() -> dict[str, str]:
@@ -90,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from sotong import localstack as ls
 
-    var = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var"))
+    var = _local_dir()
     log_dir = var / "logs"
     kafka_port = int(os.environ.get("SOTONG_LOCAL_KAFKA_PORT", "19092"))
     mongo_port = int(os.environ.get("SOTONG_LOCAL_MONGO_PORT", "27117"))
@@ -211,15 +233,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     overdue = "  OVERDUE" if view.get("overdue") else ""
     print(f"{view['complaint_id']}  receipt {view.get('receipt_number')}  state: {view['state']}")
+    print("  (times are Korean time, Asia/Seoul)")
     if view.get("due_at"):
-        print(f"  due {view['due_at']}{overdue}")
+        print(f"  due {local_time(view['due_at'])} (KST){overdue}")
     for entry in view.get("timeline", []):
         who = entry.get("department_name") or entry.get("department") or ""
         handler = entry.get("handler") or {}
         if handler:
             who += f" / {handler.get('name')} ({handler.get('office_phone')})"
         note = f"  — {entry['note']}" if entry.get("note") else ""
-        print(f"  {entry['occurred_at']}  {entry['state']:<17} {who}{note}")
+        print(f"  {local_time(entry['occurred_at'])}  {entry['state']:<17} {who}{note}")
     for refused in view.get("rejections", []):
         print(f"  refused {refused['action']}: {refused['code']} — {refused['reason_ko']}")
     return 0

