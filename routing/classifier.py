@@ -9,14 +9,20 @@ calibrated linear SVM was as accurate but 15x slower per prediction; dropping th
 morphemes cost 2 points of accuracy.)
 """
 
+import hashlib
 import json
+import os
+import pickle
 import random
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import kiwipiepy
+import sklearn
 from kiwipiepy import Kiwi
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -54,6 +60,9 @@ class MorphemeAnalyzer:
     @cached_property
     def kiwi(self) -> Kiwi:
         return Kiwi()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # a fitted model is saved without the tokenizer's 500 MB; it reloads on use
 
     def __call__(self, text: str) -> list[str]:
         tokens = self.kiwi.tokenize(text)
@@ -117,6 +126,51 @@ class Classifier:
 
     def predict(self, text: str) -> Prediction:
         return self.predict_many([text])[0]
+
+    def to_bytes(self) -> bytes:
+        """The fitted pipeline; threshold and general desk are settings, applied on load."""
+        return pickle.dumps(self.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, threshold: float, general_desk: str) -> "Classifier":
+        """Only for artifacts this project wrote itself (pickle runs code on load)."""
+        model = cls(threshold=threshold, general_desk=general_desk)
+        model.pipeline = pickle.loads(data)  # noqa: S301 - our own artifact, never user input
+        return model
+
+
+def fingerprint(examples: Sequence[Example], seed: int = 7) -> str:
+    """What a fitted model depends on: the examples, this module's code and the libraries."""
+    digest = hashlib.sha256()
+    digest.update(Path(__file__).read_bytes())
+    digest.update(f"{sklearn.__version__}|{kiwipiepy.__version__}|{seed}".encode())
+    for e in examples:
+        digest.update(json.dumps([e.text, e.department], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:32]
+
+
+def fitted(
+    examples: Sequence[Example], *, threshold: float, general_desk: str, cache_dir: Path
+) -> Classifier:
+    """The classifier fitted on these examples, trained once and kept in ``cache_dir``
+    under the examples' fingerprint: any change of data, code or library retrains."""
+    path = cache_dir / f"classifier-{fingerprint(examples)}.pkl"
+    try:
+        return Classifier.from_bytes(
+            path.read_bytes(), threshold=threshold, general_desk=general_desk
+        )
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        pass  # absent, or unreadable (a torn or foreign file): train and replace it
+    model = Classifier(threshold=threshold, general_desk=general_desk).fit(examples)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False, suffix=".tmp") as tmp:
+        tmp.write(model.to_bytes())
+    os.replace(tmp.name, path)  # atomic: a concurrent reader sees all of it or nothing
+    for old in cache_dir.glob("classifier-*.pkl"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return model
 
 
 def split(

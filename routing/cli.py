@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from routing.catalogue import Catalogue
 from routing.deadlines import KST, Period, calendar
+from services.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from routing.classifier import Classifier
@@ -30,10 +32,13 @@ def cmd_due(args: argparse.Namespace) -> int:
 
 def _trained(threshold: float) -> "Classifier":
     # kiwipiepy and scikit-learn take seconds to import: only the classify commands pay.
-    from routing.classifier import Classifier, load_examples
+    from routing.classifier import fitted, load_examples
 
+    local = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var"))
     general = Catalogue.load().general_desk
-    return Classifier(threshold=threshold, general_desk=general).fit(load_examples())
+    return fitted(
+        load_examples(), threshold=threshold, general_desk=general, cache_dir=local / "classifier"
+    )
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

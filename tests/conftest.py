@@ -26,9 +26,9 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from routing.classifier import Classifier, load_examples
+from routing.classifier import Classifier, fitted, load_examples
 from services.mongo import Document
-from services.settings import KafkaSettings, MongoSettings, RetrySettings
+from services.settings import PROJECT_ROOT, KafkaSettings, MongoSettings, RetrySettings
 from sotong import localstack
 
 TIER_OF_FOLDER = {"service": pytest.mark.service, "e2e": pytest.mark.e2e}
@@ -159,8 +159,14 @@ async def mongo_db(backends: Backends) -> AsyncIterator[AsyncDatabase[Document]]
 
 @pytest.fixture(scope="session")
 def trained_classifier() -> Classifier:
-    """The classifier trained once on the shipped dataset (training takes seconds)."""
-    return Classifier(threshold=0.75, general_desk="civil-passport").fit(load_examples())
+    """The classifier fitted on the shipped dataset: trained once, then kept under
+    ``var/test-cache`` until the data or the code changes (training takes seconds)."""
+    return fitted(
+        load_examples(),
+        threshold=0.75,
+        general_desk="civil-passport",
+        cache_dir=PROJECT_ROOT / "var" / "test-cache",
+    )
 
 
 @pytest.fixture

@@ -1,8 +1,18 @@
 """The classifier on text written the way residents write, and its evaluation."""
 
+from pathlib import Path
+
 import pytest
 
-from routing.classifier import Classifier, evaluate, load_examples, split
+from routing.classifier import (
+    Classifier,
+    Example,
+    evaluate,
+    fingerprint,
+    fitted,
+    load_examples,
+    split,
+)
 
 
 @pytest.mark.parametrize(
@@ -54,3 +64,42 @@ def test_the_dataset_covers_every_department_richly() -> None:
     counts = Counter(e.department for e in load_examples())
     assert set(counts) == set(Catalogue.load().departments)
     assert min(counts.values()) >= 150
+
+
+def small_dataset() -> list[Example]:
+    wanted = {"parking", "roads", "animal"}
+    examples = load_examples()
+    return [e for d in sorted(wanted) for e in [x for x in examples if x.department == d][:30]]
+
+
+def test_a_fitted_model_is_kept_and_reloaded_until_its_data_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = small_dataset()
+    first = fitted(data, threshold=0.5, general_desk="civil-passport", cache_dir=tmp_path)
+    (artifact,) = tmp_path.glob("classifier-*.pkl")
+    assert artifact.name == f"classifier-{fingerprint(data)}.pkl"
+
+    def no_training(*_: object) -> Classifier:
+        raise AssertionError("trained again although nothing changed")
+
+    monkeypatch.setattr(Classifier, "fit", no_training)
+    again = fitted(data, threshold=0.9, general_desk="general", cache_dir=tmp_path)
+    text = "집앞에 차좀 빼주세요"
+    assert again.probabilities([text]).tolist() == first.probabilities([text]).tolist()
+    assert (again.threshold, again.general_desk) == (0.9, "general")  # settings, not artifact
+
+    monkeypatch.undo()
+    changed = [*data, Example("주차장 입구를 막은 차", "parking")]
+    assert fingerprint(changed) != fingerprint(data)
+    fitted(changed, threshold=0.5, general_desk="civil-passport", cache_dir=tmp_path)
+    assert [p.name for p in tmp_path.glob("classifier-*.pkl")] == [
+        f"classifier-{fingerprint(changed)}.pkl"
+    ]
+
+
+def test_a_torn_artifact_is_retrained_not_trusted(tmp_path: Path) -> None:
+    data = small_dataset()
+    (tmp_path / f"classifier-{fingerprint(data)}.pkl").write_bytes(b"\x80\x05torn")
+    model = fitted(data, threshold=0.5, general_desk="civil-passport", cache_dir=tmp_path)
+    assert model.predict("집앞에 차좀 빼주세요").department == "parking"
