@@ -72,6 +72,77 @@ class Phase:
     to_notified: dict[str, float] = field(default_factory=dict)
     to_tracked: dict[str, float] = field(default_factory=dict)
     timeline: list[tuple[float, float, float]] = field(default_factory=list)
+    cpu_ms_per_complaint: dict[str, float] = field(default_factory=dict)
+    db_commands_per_complaint: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+# -- where the time goes: CPU per process, database commands per service ----------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DB_COMMANDS = "sotong_mongodb_command_duration_seconds"
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU a process has used, from ``/proc/PID/stat``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def db_commands(metrics_text: str) -> dict[str, float]:
+    """Commands a service has sent to MongoDB so far, by command name (its own metric)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != DB_COMMANDS:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{DB_COMMANDS}_count":
+                counts[sample.labels["command"]] = sample.value
+    return counts
+
+
+@dataclass
+class Probe:
+    """Snapshots, before and after a phase, of what each process spent."""
+
+    pids: dict[str, int]
+    metrics_urls: dict[str, str]
+
+    async def snapshot(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        commands: dict[str, dict[str, float]] = {}
+        async with httpx.AsyncClient(timeout=10) as http:
+            for name, url in self.metrics_urls.items():
+                commands[name] = db_commands((await http.get(url)).text)
+        return {k: v for k, v in cpu.items() if v is not None}, commands
+
+    @staticmethod
+    def charge(
+        phase: Phase,
+        before: tuple[dict[str, float], dict[str, dict[str, float]]],
+        after: tuple[dict[str, float], dict[str, dict[str, float]]],
+    ) -> None:
+        n = max(phase.completed, 1)
+        phase.cpu_ms_per_complaint = {
+            name: (after[0][name] - before[0][name]) * 1000 / n
+            for name in after[0]
+            if name in before[0]
+        }
+        phase.db_commands_per_complaint = {}
+        for service, counts in after[1].items():
+            earlier = before[1].get(service, {})
+            spent = {
+                command: (count - earlier.get(command, 0.0)) / n
+                for command, count in counts.items()
+                if count - earlier.get(command, 0.0) > 0
+            }
+            spent["total"] = sum(spent.values())
+            phase.db_commands_per_complaint[service] = spent
 
 
 # -- raw ceilings ---------------------------------------------------------------------
@@ -338,6 +409,19 @@ def table(result: dict[str, Any]) -> str:
             f"{p['name']:<12}{offered:>9}{p['completed']:>5}/{p['complaints']:<5}{p['throughput']:>14.1f}"
             f"{p['ratio_to_relay']:>9.3f}{ms(n):>30}{ms(t):>30}"
         )
+    for p in result["phases"]:
+        cpu, db = p["cpu_ms_per_complaint"], p["db_commands_per_complaint"]
+        lines += ["", f"{p['name']}: CPU ms per complaint, by process"]
+        lines.append("  " + "  ".join(f"{name} {ms:.1f}" for name, ms in cpu.items()))
+        lines.append(f"  all processes {sum(cpu.values()):.1f}")
+        lines.append(f"{p['name']}: database commands per complaint, by service")
+        for service, counts in db.items():
+            kinds = ", ".join(
+                f"{c} {n:.1f}"
+                for c, n in sorted(counts.items(), key=lambda kv: -kv[1])
+                if c != "total"
+            )
+            lines.append(f"  {service:<10}{counts.get('total', 0.0):>6.1f}  ({kinds})")
     lines += ["", "peak memory (VmHWM) per process, MB"]
     lines += [f"  {name:<10}{mb:>8.0f}" for name, mb in result["peak_memory_mb"].items() if mb]
     return "\n".join(lines)
@@ -355,7 +439,7 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
         kafka_port=kafka_port, mongo_port=mongo_port, data_dir=root / "mongo", log_dir=root / "logs"
     )
     bootstrap = f"127.0.0.1:{kafka_port}"
-    mongo_uri = f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true"
+    mongo_uri = localstack.backend_env(kafka_port, mongo_port, "bench")["SOTONG_MONGO_URI"]
     try:
         print("measuring raw ceilings…", flush=True)
         payload = json.dumps({"body": "가" * 300, "pad": "x" * 400}).encode()
@@ -373,6 +457,14 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
         await follower.start()
         texts = [e.text for e in load_examples()]
         phases = []
+        pids = {name: p.child.process.pid for name, p in services.items() if p.child.process}
+        pids |= {
+            ("kafka" if "kafka" in b.name else "mongodb"): b.process.pid
+            for b in backends
+            if b.process
+        }
+        pids["bench"] = os.getpid()
+        probe = Probe(pids, {name: f"{p.url}/metrics" for name, p in services.items()})
         try:
             await run_phase(
                 Phase("warm-up", 5, 20), services["intake"].url, follower, texts, 4, 120
@@ -382,11 +474,12 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
                 Phase("saturation", None, args.complaints),
             ):
                 print(f"phase {phase.name}…", flush=True)
-                phases.append(
-                    await run_phase(
-                        phase, services["intake"].url, follower, texts, args.concurrency, args.wait
-                    )
+                before = await probe.snapshot()
+                await run_phase(
+                    phase, services["intake"].url, follower, texts, args.concurrency, args.wait
                 )
+                Probe.charge(phase, before, await probe.snapshot())
+                phases.append(phase)
             memory = {
                 name: peak_memory_mb(p.child.process.pid)
                 for name, p in services.items()

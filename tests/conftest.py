@@ -115,7 +115,7 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
     try:
         yield Backends(
             kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-            mongo_uri=f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
+            mongo_uri=localstack.embedded_mongo_uri(mongo_port),
             idempotent_producer=False,
             log_dir=root / "logs",
         )
