@@ -12,7 +12,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
 from intake.settings import IntakeSettings
-from intake.store import RELAY_GRACE, FiledRecord, ReceiptCollision, SubmissionStore
+from intake.store import (
+    RELAY_GRACE,
+    FiledRecord,
+    MongoSubmissionStore,
+    ReceiptCollision,
+    SubmissionStore,
+)
 from schemas import ComplaintSubmitted, DepartmentAction, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT, ResidentAction
 from schemas.events import utcnow
@@ -157,7 +163,7 @@ class Intake:
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     runtime = Runtime.build("intake", settings)
-    store = SubmissionStore(runtime.db)
+    store = MongoSubmissionStore(runtime.db)
     intake = Intake(runtime, store)
 
     @runtime.subscriber(topics.SUBMISSIONS)
