@@ -10,6 +10,7 @@ import contextlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -33,10 +34,46 @@ class FiledRecord:
 
 
 class ReceiptCollision(Exception):
-    pass
+    """The receipt number drawn is taken already: the caller draws another."""
 
 
-class SubmissionStore:
+RELAY_GRACE = timedelta(seconds=5)
+"""How old an unpublished complaint must be before the relay takes it: younger ones are
+most likely still being published by the request that filed them."""
+
+
+class SubmissionStore(Protocol):
+    """What intake's handlers need from storage: dedup, the outbox, resident tokens."""
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def find_by_channel_ref(self, channel: str, channel_ref: str) -> FiledRecord | None: ...
+
+    async def insert(
+        self, filed: ComplaintFiled, tracking_token: str, resident_token: str
+    ) -> FiledRecord | None:
+        """Insert a new complaint, unpublished. None if (channel, channel_ref) was filed
+        already; raises ReceiptCollision when the receipt number is taken."""
+        ...
+
+    async def known_resident(self, resident_token: str) -> bool: ...
+
+    async def remember_resident(self, resident_token: str, at: datetime) -> None:
+        """Record a resident token as issued; the first record wins, repeats are no-ops."""
+        ...
+
+    async def token_matches(self, complaint_id: str, token: str) -> bool:
+        """Whether ``token`` is this complaint's tracking token (False for no such complaint)."""
+        ...
+
+    async def mark_published(self, complaint_id: str) -> None: ...
+
+    async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
+        """Unpublished complaints filed before ``older_than``, oldest first."""
+        ...
+
+
+class MongoSubmissionStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
         self.residents: AsyncCollection[Document] = db[RESIDENTS]
@@ -125,6 +162,3 @@ class SubmissionStore:
             limit=limit,
         )
         return [self._record(doc) async for doc in cursor]
-
-
-RELAY_GRACE = timedelta(seconds=5)

@@ -1,0 +1,495 @@
+"""intake's handlers in memory: the HTTP API through ASGI (no lifespan, no sockets) with the
+fake store, a recording publish and a fixed clock; the Kafka subscriber on FastStream's
+in-memory broker."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from intake import handlers
+from intake.app import create_app
+from intake.filing import file_submission
+from intake.handlers import Intake, subscribe
+from intake.settings import IntakeSettings
+from intake.store import RELAY_GRACE, FiledRecord
+from schemas import ComplaintFiled, ComplaintSubmitted, DeadLetter, topics
+from schemas.commands import COMMAND_ADAPTER, ComplaintCommand
+from schemas.tokens import hash_token
+from services.broker import KeyedEvent, topic_name
+from services.runtime import Runtime
+from tests.fakes.intake import InMemorySubmissionStore, RecordingPublish
+
+NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)  # already 2026-12-02 in Seoul
+ROADS_KEY = "roads-department-key"
+SUBMISSION = {
+    "channel": "web",
+    "channel_ref": "web-1",
+    "title": "가로등 고장",
+    "body": "석남동 골목 가로등이 사흘째 꺼져 있어요",
+    "resident": {"name": "홍길동", "phone": "010-1234-5678"},
+}
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def settings() -> IntakeSettings:
+    return IntakeSettings(api_keys={"roads": SecretStr(ROADS_KEY)})
+
+
+@dataclass
+class Harness:
+    http: httpx.AsyncClient
+    store: InMemorySubmissionStore
+    publish: RecordingPublish
+
+    async def file(self, **changes: Any) -> httpx.Response:
+        return await self.http.post("/v1/complaints", json=SUBMISSION | changes)
+
+    def filed(self) -> list[ComplaintFiled]:
+        events = self.publish.on(topics.FILED)
+        assert all(isinstance(e, ComplaintFiled) for e in events)
+        return [e for e in events if isinstance(e, ComplaintFiled)]
+
+    def commands(self) -> list[ComplaintCommand]:
+        sent = self.publish.on(topics.COMMANDS)
+        return [COMMAND_ADAPTER.validate_python(e) for e in sent]
+
+
+@pytest.fixture
+def store() -> InMemorySubmissionStore:
+    return InMemorySubmissionStore()
+
+
+@pytest.fixture
+async def intake(store: InMemorySubmissionStore) -> AsyncIterator[Harness]:
+    publish = RecordingPublish()
+    app = create_app(settings(), store=store, publish=publish, clock=clock)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+        yield Harness(http, store, publish)
+
+
+def error_fields(response: httpx.Response) -> set[str]:
+    return {f["field"] for f in response.json()["error"].get("fields", [])}
+
+
+# Filing
+
+
+async def test_filing_answers_201_and_publishes_one_complaint_filed(intake: Harness) -> None:
+    response = await intake.file()
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["duplicate"] is False
+    assert body["receipt_number"].startswith("261202-")
+    assert body["tracking_token"] != body["resident_token"]
+    [sent] = intake.publish.sent
+    assert sent.topic == topics.FILED
+    [event] = intake.filed()
+    assert sent.correlation_id == event.event_id
+    assert event.complaint_id == body["complaint_id"]
+    assert event.receipt_number == body["receipt_number"]
+    assert event.occurred_at == NOW
+    assert event.tracking_token_hash == hash_token(body["tracking_token"])
+    assert event.resident_token_hash == hash_token(body["resident_token"])
+    assert (event.channel, event.channel_ref, event.body) == ("web", "web-1", SUBMISSION["body"])
+    assert await intake.store.unpublished(older_than=NOW + timedelta(days=1)) == []
+    assert await intake.store.known_resident(body["resident_token"])
+
+
+async def test_the_same_channel_ref_again_answers_200_with_the_same_complaint(
+    intake: Harness,
+) -> None:
+    first = (await intake.file()).json()
+
+    again = await intake.file(body="다시 보냅니다")
+
+    assert again.status_code == 200
+    assert again.json() == first | {"duplicate": True}
+    assert len(intake.publish.sent) == 1
+
+
+async def test_a_duplicate_of_a_complaint_a_crash_left_unpublished_publishes_it(
+    intake: Harness,
+) -> None:
+    left = file_submission(
+        ComplaintSubmitted.model_validate(SUBMISSION),
+        complaint_id="c-left",
+        receipt_number="261202-000007",
+        tracking_token="tracking-token-of-c-left",
+        resident_token="resident-token-of-c-left",
+        filed_at=NOW - timedelta(seconds=1),
+    )
+    await intake.store.insert(left, "tracking-token-of-c-left", "resident-token-of-c-left")
+
+    response = await intake.file()
+
+    assert response.status_code == 200
+    assert response.json()["complaint_id"] == "c-left"
+    assert [e.event_id for e in intake.filed()] == [left.event_id]
+    assert await intake.store.unpublished(older_than=NOW + timedelta(days=1)) == []
+
+
+async def test_a_bad_field_is_refused_with_422_naming_it(intake: Harness) -> None:
+    response = await intake.file(body="", channel="fax")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert error_fields(response) == {"body", "channel"}
+    assert intake.publish.sent == []
+    assert intake.store.rows == {}
+
+
+async def test_a_resident_token_intake_never_issued_is_refused_with_422(intake: Harness) -> None:
+    response = await intake.file(resident_token="not-a-token-intake-issued")
+
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "invalid_request",
+        "message": "resident_token: not issued by an earlier filing",
+    }
+    assert intake.publish.sent == []
+    assert intake.store.rows == {}
+
+
+async def test_a_returning_resident_keeps_their_resident_token(intake: Harness) -> None:
+    first = (await intake.file()).json()
+
+    second = await intake.file(channel_ref="web-2", resident_token=first["resident_token"])
+
+    assert second.status_code == 201
+    assert second.json()["resident_token"] == first["resident_token"]
+    assert second.json()["complaint_id"] != first["complaint_id"]
+    hashes = {e.resident_token_hash for e in intake.filed()}
+    assert hashes == {hash_token(first["resident_token"])}
+
+
+async def test_a_receipt_number_already_taken_is_drawn_again(
+    intake: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: Iterator[str] = iter(["261202-000001", "261202-000001", "261202-000002"])
+    monkeypatch.setattr(handlers, "new_receipt_number", lambda _: next(drawn))
+
+    first = await intake.file(channel_ref="web-1")
+    second = await intake.file(channel_ref="web-2")
+
+    assert first.json()["receipt_number"] == "261202-000001"
+    assert second.json()["receipt_number"] == "261202-000002"
+    assert second.status_code == 201
+
+
+class LateStore(InMemorySubmissionStore):
+    """A concurrent request files the same (channel, channel_ref) between our look-up and
+    our insert."""
+
+    def __init__(self, winner: ComplaintFiled) -> None:
+        super().__init__()
+        self.winner = winner
+        self.looked = False
+
+    async def find_by_channel_ref(self, channel: str, channel_ref: str) -> FiledRecord | None:
+        if not self.looked:
+            self.looked = True
+            await self.insert(self.winner, "winners-tracking-token", "winners-resident-token")
+            return None
+        return await super().find_by_channel_ref(channel, channel_ref)
+
+
+async def test_losing_the_race_for_a_channel_ref_answers_the_winners_complaint() -> None:
+    winner = file_submission(
+        ComplaintSubmitted.model_validate(SUBMISSION),
+        complaint_id="c-winner",
+        receipt_number="261202-000009",
+        tracking_token="winners-tracking-token",
+        resident_token="winners-resident-token",
+        filed_at=NOW,
+    )
+    store = LateStore(winner)
+    publish = RecordingPublish()
+    app = create_app(settings(), store=store, publish=publish, clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://i") as http:
+        response = await http.post("/v1/complaints", json=SUBMISSION)
+
+    assert response.status_code == 200
+    assert response.json()["complaint_id"] == "c-winner"
+    assert response.json()["tracking_token"] == "winners-tracking-token"
+    assert [e.complaint_id for e in publish.on(topics.FILED)] == ["c-winner"]
+    assert list(store.rows) == ["c-winner"]
+
+
+async def test_filings_and_duplicates_are_counted_by_channel(intake: Harness) -> None:
+    await intake.file()
+    await intake.file()
+    await intake.file(channel="kakao", channel_ref="k-1")
+
+    metrics = (await intake.http.get("/metrics")).text
+
+    assert 'sotong_complaints_filed_total{channel="web"} 1.0' in metrics
+    assert 'sotong_complaints_filed_total{channel="kakao"} 1.0' in metrics
+    assert 'sotong_submissions_duplicate_total{channel="web"} 1.0' in metrics
+
+
+# Department commands
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Api-Key": "not-a-key"}, {"X-Api-Key": ""}])
+async def test_a_command_needs_a_valid_api_key(intake: Harness, headers: dict[str, str]) -> None:
+    response = await intake.http.post(
+        "/v1/complaints/c-1/commands", json={"action": "start_site_check"}, headers=headers
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert intake.publish.sent == []
+
+
+async def test_a_command_is_published_as_the_department_the_key_belongs_to(
+    intake: Harness,
+) -> None:
+    response = await intake.http.post(
+        "/v1/complaints/c-1/commands",
+        json={"action": "resolve", "note": "가로등을 교체했습니다"},
+        headers={"X-Api-Key": ROADS_KEY},
+    )
+
+    assert response.status_code == 202
+    [sent] = intake.publish.sent
+    assert sent.topic == topics.COMMANDS
+    [command] = intake.commands()
+    assert (command.complaint_id, command.actor, command.action) == ("c-1", "roads", "resolve")
+    assert command.note == "가로등을 교체했습니다"
+    assert command.occurred_at == NOW
+    assert sent.correlation_id == command.event_id
+    assert response.json() == {
+        "command_id": command.event_id,
+        "complaint_id": "c-1",
+        "action": "resolve",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"action": "transfer", "note": "도로과 소관"}, "to_department"),
+        ({"action": "demolish"}, "action"),
+        ({"action": "resolve", "actor": "parks"}, "actor"),
+    ],
+)
+async def test_a_command_that_does_not_fit_its_action_is_422_naming_the_field(
+    intake: Harness, body: dict[str, str], named: str
+) -> None:
+    response = await intake.http.post(
+        "/v1/complaints/c-1/commands", json=body, headers={"X-Api-Key": ROADS_KEY}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert named in response.json()["error"]["message"]
+    assert intake.publish.sent == []
+
+
+# Resident actions
+
+
+async def test_a_resident_action_with_a_wrong_token_is_404(intake: Harness) -> None:
+    filed = (await intake.file()).json()
+    intake.publish.sent.clear()
+
+    wrong = await intake.http.post(
+        f"/v1/complaints/{filed['complaint_id']}/resident-actions",
+        json={"action": "withdraw", "token": "not-the-tracking-token"},
+    )
+    unknown = await intake.http.post(
+        "/v1/complaints/no-such-complaint/resident-actions",
+        json={"action": "withdraw", "token": filed["tracking_token"]},
+    )
+
+    assert (wrong.status_code, unknown.status_code) == (404, 404)
+    assert wrong.json() == unknown.json()
+    assert wrong.json()["error"]["code"] == "not_found"
+    assert intake.publish.sent == []
+
+
+async def test_a_resident_action_with_the_tracking_token_is_published_as_the_resident(
+    intake: Harness,
+) -> None:
+    filed = (await intake.file()).json()
+    intake.publish.sent.clear()
+
+    response = await intake.http.post(
+        f"/v1/complaints/{filed['complaint_id']}/resident-actions",
+        json={"action": "reopen", "token": filed["tracking_token"], "note": "아직 꺼져 있어요"},
+    )
+
+    assert response.status_code == 202
+    [sent] = intake.publish.sent
+    assert sent.topic == topics.COMMANDS
+    [command] = intake.commands()
+    assert (command.complaint_id, command.actor, command.action) == (
+        filed["complaint_id"],
+        "resident",
+        "reopen",
+    )
+    assert filed["tracking_token"] not in sent.event.model_dump_json()
+
+
+# The outbox relay
+
+
+async def test_the_relay_publishes_only_what_was_left_unpublished_past_the_grace_window(
+    store: InMemorySubmissionStore,
+) -> None:
+    publish = RecordingPublish()
+    intake = Intake(store=store, publish=publish, clock=clock, registry=CollectorRegistry())
+    submission = ComplaintSubmitted.model_validate(SUBMISSION | {"channel_ref": None})
+    for complaint_id, age in (("c-old", RELAY_GRACE * 2), ("c-young", RELAY_GRACE / 2)):
+        event = file_submission(
+            submission,
+            complaint_id=complaint_id,
+            receipt_number=f"261202-{complaint_id}",
+            tracking_token="t",
+            resident_token="r",
+            filed_at=NOW - age,
+        )
+        await store.insert(event, "t", "r")
+
+    await intake.relay()
+
+    assert [e.complaint_id for e in publish.on(topics.FILED)] == ["c-old"]
+    assert [r.filed.complaint_id for r in await store.unpublished(older_than=NOW)] == ["c-young"]
+
+
+class FlakyStore(InMemorySubmissionStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database gone for a moment")
+        return await super().unpublished(older_than=older_than, limit=limit)
+
+
+async def test_the_relay_keeps_going_after_a_failed_pass() -> None:
+    store = FlakyStore()
+    recording = RecordingPublish()
+    published = asyncio.Event()
+
+    async def publish(topic: str, event: KeyedEvent, correlation_id: str | None = None) -> None:
+        await recording(topic, event, correlation_id)
+        published.set()
+
+    intake = Intake(store=store, publish=publish, clock=clock, registry=CollectorRegistry())
+    event = file_submission(
+        ComplaintSubmitted.model_validate(SUBMISSION),
+        complaint_id="c-left",
+        receipt_number="261202-000001",
+        tracking_token="t",
+        resident_token="r",
+        filed_at=NOW - RELAY_GRACE * 2,
+    )
+    await store.insert(event, "t", "r")
+
+    relay = asyncio.create_task(intake.relay_forever(0.001))
+    try:
+        async with asyncio.timeout(2):
+            await published.wait()
+    finally:
+        relay.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await relay
+
+    assert store.failures == 0
+    assert [e.complaint_id for e in recording.on(topics.FILED)] == ["c-left"]
+
+
+# The Kafka subscriber, on FastStream's in-memory broker
+
+
+@dataclass
+class Wire:
+    runtime: Runtime
+    store: InMemorySubmissionStore
+    filed: list[tuple[bytes | None, ComplaintFiled]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    async def submit(self, value: bytes, key: bytes) -> None:
+        kafka = self.runtime.settings.kafka
+        await self.runtime.broker.publish(
+            value, topic=topic_name(kafka, topics.SUBMISSIONS), key=key
+        )
+
+
+@pytest.fixture
+async def wire(store: InMemorySubmissionStore) -> AsyncIterator[Wire]:
+    """The real broker configuration (dead-letter middleware, CloudEvents publishing) with
+    intake's subscriber, kept in memory by TestKafkaBroker."""
+    runtime = Runtime.build("intake", settings())
+    intake = Intake(store=store, publish=runtime.publish, clock=clock, registry=runtime.registry)
+    subscribe(runtime.subscriber, intake)
+    wire = Wire(runtime, store)
+    kafka = runtime.settings.kafka
+
+    @runtime.broker.subscriber(topic_name(kafka, topics.FILED))
+    async def on_filed(event: ComplaintFiled, message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert not isinstance(record, tuple), "not a batch subscriber"
+        wire.filed.append((record.key, event))
+
+    @runtime.broker.subscriber(topic_name(kafka, topics.DEAD_LETTER))
+    async def on_dead_letter(letter: DeadLetter) -> None:
+        wire.dead_letters.append(letter)
+
+    try:
+        async with TestKafkaBroker(runtime.broker):
+            yield wire
+    finally:
+        await runtime.mongo.close()
+
+
+async def test_a_submission_on_kafka_is_filed_and_published_keyed_by_its_complaint_id(
+    wire: Wire,
+) -> None:
+    await wire.submit(json.dumps(SUBMISSION).encode(), key=b"web-1")
+    await wire.submit(json.dumps(SUBMISSION).encode(), key=b"web-1")
+
+    [(key, event)] = wire.filed
+    assert key == event.complaint_id.encode()
+    assert event.occurred_at == NOW
+    assert list(wire.store.rows) == [event.complaint_id]
+    assert await wire.store.unpublished(older_than=NOW + timedelta(days=1)) == []
+    assert wire.dead_letters == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"channel": "web", "title": "no body"}, "body"),
+        (SUBMISSION | {"resident_token": "not-a-token-intake-issued"}, "resident_token"),
+    ],
+)
+async def test_a_submission_that_cannot_be_filed_is_dead_lettered_with_the_reason(
+    wire: Wire, payload: dict[str, Any], reason: str
+) -> None:
+    await wire.submit(json.dumps(payload).encode(), key=b"ref")
+
+    [letter] = wire.dead_letters
+    assert letter.original_topic == topics.SUBMISSIONS
+    assert reason in letter.reason
+    assert letter.retryable is False
+    assert wire.filed == []
+    assert wire.store.rows == {}
