@@ -5,22 +5,22 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from faststream.kafka.annotations import KafkaMessage
 
 from notifier.alimtalk import AlimTalkChannel
 from notifier.audience import ALIMTALK, EMAIL, OUTBOX, SMS, WEBHOOK, Audience
 from notifier.channel import Channel
-from notifier.delivery import Delivery, RetryPolicy
+from notifier.handlers import Delivery, subscribe
 from notifier.mail import EmailChannel
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
 from notifier.quiet import QuietHours
+from notifier.retry import RetryPolicy
 from notifier.settings import NotifierSettings, WebhookSubscription
 from notifier.sms import SmsChannel
 from notifier.store import NotifierStore
 from notifier.templates import Catalogue
 from notifier.webhook import WebhookChannel, WebhookTarget
-from schemas import ComplaintDeadlineAlert, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas import topics
 from schemas.envelope import cloudevent_headers
 from schemas.events import DeadLetter
 from services.broker import topic_name
@@ -95,9 +95,6 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
                 schema_version=letter.schema_version,
             ),
         )
-        runtime.metrics.dead_lettered.labels(
-            runtime.service, letter.original_topic, "undeliverable"
-        ).inc()
 
     delivery = Delivery(
         store=store,
@@ -126,20 +123,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         ),
     )
 
-    # Registered by call rather than as decorators: Runtime.subscriber is typed Any, and
-    # mypy --strict refuses an untyped decorator.
-    async def on_filed(filed: ComplaintFiled) -> None:
-        await delivery.remember_recipient(filed)
-
-    async def on_status_changed(event: ComplaintStatusChanged, message: KafkaMessage) -> None:
-        await delivery.notify(event, correlation_id=message.correlation_id)
-
-    async def on_deadline(alert: ComplaintDeadlineAlert, message: KafkaMessage) -> None:
-        await delivery.alert(alert, correlation_id=message.correlation_id)
-
-    runtime.subscriber(topics.FILED, group="recipients")(on_filed)
-    runtime.subscriber(topics.LIFECYCLE, group="lifecycle")(on_status_changed)
-    runtime.subscriber(topics.SLA, group="deadlines")(on_deadline)
+    subscribe(runtime.subscriber, delivery)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -14,10 +14,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from notifier.audience import Audience
 from notifier.channel import Channel, Message
-from notifier.delivery import NO_CONSENT, Delivery, RetryPolicy
+from notifier.handlers import Delivery
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
+from notifier.outcomes import NO_CONSENT
 from notifier.quiet import QuietHours
+from notifier.retry import RetryPolicy
 from notifier.store import DELIVERIES, PENDING, RECIPIENTS, NotifierStore
 from notifier.templates import Catalogue, Content, variables_for
 from schemas import (
@@ -31,6 +33,7 @@ from schemas import (
 )
 from schemas.common import Channel as SubmissionChannel
 from schemas.events import Outcome
+from services.broker import KeyedEvent
 from services.metrics import KitMetrics
 from services.mongo import Document
 
@@ -47,8 +50,9 @@ class Recorder:
     published: list[tuple[str, NotificationOutcome, str | None]] = field(default_factory=list)
 
     async def __call__(
-        self, topic: str, event: NotificationOutcome, correlation_id: str | None = None
+        self, topic: str, event: KeyedEvent, correlation_id: str | None = None
     ) -> None:
+        assert isinstance(event, NotificationOutcome), "notifier publishes only outcomes"
         self.published.append((topic, event, correlation_id))
 
     @property
