@@ -17,7 +17,7 @@ from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
 from notifier.settings import NotifierSettings, WebhookSubscription
 from notifier.sms import SmsChannel
-from notifier.store import NotifierStore
+from notifier.store import MongoNotifierStore
 from notifier.templates import Catalogue
 from notifier.webhook import WebhookChannel, WebhookTarget
 from schemas import topics
@@ -69,7 +69,7 @@ def build_channels(settings: NotifierSettings, client: httpx.AsyncClient) -> dic
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
     runtime = Runtime.build("notifier", settings)
-    store = NotifierStore(runtime.db)
+    store = MongoNotifierStore(runtime.db)
     client = httpx.AsyncClient(
         timeout=settings.http_timeout_seconds,
         headers={"User-Agent": "sotong-notifier"},

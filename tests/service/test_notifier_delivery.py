@@ -20,7 +20,7 @@ from notifier.outbox import OutboxChannel
 from notifier.outcomes import NO_CONSENT
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
-from notifier.store import DELIVERIES, PENDING, RECIPIENTS, NotifierStore
+from notifier.store import DELIVERIES, PENDING, RECIPIENTS, MongoNotifierStore, NotifierStore
 from notifier.templates import Catalogue, Content, variables_for
 from schemas import (
     ComplaintFiled,
@@ -111,7 +111,7 @@ def build(
 ) -> Harness:
     """Delivery as the app builds it, with the given channels (the outbox by default)."""
     registry = CollectorRegistry()
-    store = NotifierStore(db)
+    store = MongoNotifierStore(db)
     recorder = Recorder()
     clock = Clock()
     chosen: dict[str, Channel] = {"outbox": outbox} if outbox_enabled else {}
