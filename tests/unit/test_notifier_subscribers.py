@@ -36,7 +36,7 @@ from services.broker import topic_name
 from services.runtime import Runtime
 from services.settings import KafkaSettings
 from tests.conftest import FAST_RETRY
-from tests.fakes.notifier import InMemoryNotifierStore
+from tests.fakes.notifier import InMemoryNotifierStore, ManualClock, MemoryChannel, Published
 
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
 
@@ -191,3 +191,43 @@ async def test_a_deadline_alert_on_the_sla_topic_reaches_the_supervisor(
     assert running.lines() == [], "the resident's outbox stays the resident's"
     [outcome] = running.outcomes
     assert (outcome.recipient, outcome.outcome) == ("supervisor", Outcome.SENT)
+
+
+async def test_the_app_tells_time_and_publishes_with_what_it_is_given(
+    tmp_path: Path, unique: str
+) -> None:
+    """Quiet hours read the clock the app was given; outcomes go to the publish it was given."""
+    settings = NotifierSettings(
+        kafka=KafkaSettings(topic_prefix=f"t{unique}."),
+        retry=FAST_RETRY,
+        quiet_hours="21:00-08:00",
+        timezone="Asia/Seoul",
+    )
+    store = InMemoryNotifierStore()
+    published = Published()
+    outbox = MemoryChannel("outbox")
+    runtime = Runtime.build("notifier", settings)
+    create_app(
+        settings,
+        runtime=runtime,
+        store=store,
+        publish=published,
+        clock=ManualClock(datetime(2026, 11, 25, 14, 0, tzinfo=UTC)),  # 23:00 in Seoul
+        channels={"outbox": outbox},
+    )
+    cid = f"c-{unique}"
+    site_check = received(cid).model_copy(
+        update={"sequence": 2, "to_state": ComplaintState.SITE_CHECK, "trigger": "start"}
+    )
+    try:
+        async with TestKafkaBroker(runtime.broker):
+            await runtime.publish(topics.FILED, filed(cid))
+            await runtime.publish(topics.LIFECYCLE, site_check)
+            assert outbox.sent == [], "a step at 23:00 waits for the morning"
+            assert [d.recipient for d in store.deferred.values()] == ["resident"]
+            await runtime.publish(topics.LIFECYCLE, received(cid))
+    finally:
+        await runtime.mongo.close()
+
+    assert [m.state for m in outbox.sent] == [ComplaintState.SITE_CHECK, ComplaintState.RECEIVED]
+    assert [o.outcome for o in published.outcomes] == [Outcome.SENT, Outcome.SENT]
