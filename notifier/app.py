@@ -1,41 +1,59 @@
-"""notifier's composition root: settings → runtime → store, channels, templates → subscribers."""
+"""notifier's composition root: settings → runtime → store, channels, templates → handlers.
 
-from collections.abc import AsyncIterator
+The only module that reads settings. :func:`create_app` builds the real collaborators
+for whatever it is not given; a test gives the ones it wants to control or watch (an
+in-memory store, a recording publish, a fixed clock, its own channels).
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from faststream.kafka.annotations import KafkaMessage
 
 from notifier.alimtalk import AlimTalkChannel
 from notifier.audience import ALIMTALK, EMAIL, OUTBOX, SMS, WEBHOOK, Audience
 from notifier.channel import Channel
-from notifier.delivery import Delivery, RetryPolicy
+from notifier.handlers import DeadLetterSink, Delivery, Sleep, subscribe
 from notifier.mail import EmailChannel
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
 from notifier.quiet import QuietHours
+from notifier.retry import RetryPolicy
 from notifier.settings import NotifierSettings, WebhookSubscription
 from notifier.sms import SmsChannel
-from notifier.store import NotifierStore
+from notifier.store import MongoNotifierStore, NotifierStore
 from notifier.templates import Catalogue
 from notifier.webhook import WebhookChannel, WebhookTarget
-from schemas import ComplaintDeadlineAlert, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas import topics
 from schemas.envelope import cloudevent_headers
-from schemas.events import DeadLetter
+from schemas.events import DeadLetter, utcnow
 from services.broker import topic_name
 from services.http import service_app
-from services.runtime import Runtime
+from services.runtime import Clock, Publish, Runtime
 
-__all__ = ["NotifierSettings", "WebhookSubscription", "create_app"]
+__all__ = ["NotifierSettings", "WebhookSubscription", "build_channels", "create_app"]
 
 
-def build_channels(settings: NotifierSettings, client: httpx.AsyncClient) -> dict[str, Channel]:
+def http_client(settings: NotifierSettings) -> httpx.AsyncClient:
+    """The one client the HTTP channels share; the app's lifespan closes it."""
+    return httpx.AsyncClient(
+        timeout=settings.http_timeout_seconds,
+        headers={"User-Agent": "sotong-notifier"},
+        follow_redirects=False,
+    )
+
+
+def build_channels(
+    settings: NotifierSettings, client: httpx.AsyncClient, *, clock: Clock = utcnow
+) -> dict[str, Channel]:
     """Every channel the settings turn on; the outbox unless turned off."""
     channels: dict[str, Channel] = {}
     if settings.outbox_enabled:
         channels[OUTBOX] = OutboxChannel(
-            settings.outbox_path, staff_path=settings.staff_outbox_path
+            settings.outbox_path, staff_path=settings.staff_outbox_path, clock=clock
         )
     if settings.alimtalk_url and settings.alimtalk_api_key and settings.alimtalk_sender_key:
         channels[ALIMTALK] = AlimTalkChannel(
@@ -66,25 +84,15 @@ def build_channels(settings: NotifierSettings, client: httpx.AsyncClient) -> dic
     return channels
 
 
-def create_app(settings: NotifierSettings | None = None) -> FastAPI:
-    settings = settings or NotifierSettings()
-    runtime = Runtime.build("notifier", settings)
-    store = NotifierStore(runtime.db)
-    client = httpx.AsyncClient(
-        timeout=settings.http_timeout_seconds,
-        headers={"User-Agent": "sotong-notifier"},
-        follow_redirects=False,
-    )
-    channels = build_channels(settings, client)
-    catalogue = Catalogue.load()
-    kafka = settings.kafka
-    dead_letter_topic = topic_name(kafka, topics.DEAD_LETTER)
+def dead_letters_to_kafka(runtime: Runtime) -> DeadLetterSink:
+    """Publish an undeliverable event's dead letter, keyed by its complaint."""
+    topic = topic_name(runtime.settings.kafka, topics.DEAD_LETTER)
 
     async def dead_letter(letter: DeadLetter) -> None:
         key = letter.complaint_id or ""
         await runtime.broker.publish(
             letter.model_dump_json().encode(),
-            topic=dead_letter_topic,
+            topic=topic,
             key=key.encode(),
             headers=cloudevent_headers(
                 event_id=letter.event_id,
@@ -95,21 +103,48 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
                 schema_version=letter.schema_version,
             ),
         )
-        runtime.metrics.dead_lettered.labels(
-            runtime.service, letter.original_topic, "undeliverable"
-        ).inc()
 
+    return dead_letter
+
+
+def create_app(
+    settings: NotifierSettings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    store: NotifierStore | None = None,
+    publish: Publish | None = None,
+    clock: Clock | None = None,
+    channels: Mapping[str, Channel] | None = None,
+    dead_letter: DeadLetterSink | None = None,
+    sleep: Sleep | None = None,
+) -> FastAPI:
+    """The notifier, from settings and whichever collaborators the caller brings.
+
+    ``runtime`` (broker, Mongo client, metrics registry) must be built from the same
+    settings; a test builds it to drive the broker in memory and read the registry.
+    ``channels`` replace those the settings would turn on (and the HTTP client they
+    share); ``sleep`` is what the retry backoff waits with.
+    """
+    settings = settings or NotifierSettings()
+    runtime = runtime or Runtime.build("notifier", settings)
+    store = store or MongoNotifierStore(runtime.db)
+    clock = clock or utcnow
+    client: httpx.AsyncClient | None = None
+    if channels is None:
+        client = http_client(settings)
+        channels = build_channels(settings, client, clock=clock)
+    kafka = settings.kafka
     delivery = Delivery(
         store=store,
         channels=channels,
         audience=Audience(
-            catalogue=catalogue,
+            catalogue=Catalogue.load(),
             channels=frozenset(channels) - {WEBHOOK},
             webhooks=frozenset(settings.webhooks),
             urgent_states=settings.urgent_states,
         ),
-        publish=runtime.publish,
-        dead_letter=dead_letter,
+        publish=publish or runtime.publish,
+        dead_letter=dead_letter or dead_letters_to_kafka(runtime),
         source_topics={e: topic_name(kafka, t) for e, t in topics.OF_EVENT.items()},
         retry=RetryPolicy(
             max_attempts=settings.delivery_max_attempts,
@@ -124,32 +159,24 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             consumer=runtime.service,
             lifecycle_topic=topic_name(kafka, topics.LIFECYCLE),
         ),
+        clock=clock,
+        sleep=sleep or asyncio.sleep,
     )
-
-    # Registered by call rather than as decorators: Runtime.subscriber is typed Any, and
-    # mypy --strict refuses an untyped decorator.
-    async def on_filed(filed: ComplaintFiled) -> None:
-        await delivery.remember_recipient(filed)
-
-    async def on_status_changed(event: ComplaintStatusChanged, message: KafkaMessage) -> None:
-        await delivery.notify(event, correlation_id=message.correlation_id)
-
-    async def on_deadline(alert: ComplaintDeadlineAlert, message: KafkaMessage) -> None:
-        await delivery.alert(alert, correlation_id=message.correlation_id)
-
-    runtime.subscriber(topics.FILED, group="recipients")(on_filed)
-    runtime.subscriber(topics.LIFECYCLE, group="lifecycle")(on_status_changed)
-    runtime.subscriber(topics.SLA, group="deadlines")(on_deadline)
+    subscribe(runtime.subscriber, delivery)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with (
-            client,
-            runtime.running(
-                before_start=store.ensure_indexes,
-                background=[lambda: delivery.release_forever(settings.release_interval_seconds)],
-            ),
-        ):
+        async with contextlib.AsyncExitStack() as resources:
+            if client is not None:
+                await resources.enter_async_context(client)
+            await resources.enter_async_context(
+                runtime.running(
+                    before_start=store.ensure_indexes,
+                    background=[
+                        lambda: delivery.release_forever(settings.release_interval_seconds)
+                    ],
+                )
+            )
             yield
 
     app = service_app(
@@ -162,6 +189,4 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         readiness=lambda _: runtime.readiness(),
     )
     app.state.runtime = runtime
-    app.state.delivery = delivery
-    app.state.http_client = client
     return app

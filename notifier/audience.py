@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from notifier.channel import DEPARTMENT_PREFIX, HANDLER, RESIDENT, SUPERVISOR
+from notifier.channel import DEPARTMENT_PREFIX, HANDLER, RESIDENT, SUPERVISOR, Message
 from notifier.store import Recipient
 from notifier.templates import Catalogue, Content, variables_for
 from notifier.webhook import cloudevent
@@ -60,6 +60,22 @@ class Notice:
         if self.content is not None:
             return self.content.template.template_code
         return "cloudevent"
+
+    def message(self, delivery_id: str, event: Source) -> Message:
+        """What one channel is handed for this notice: the same words on every channel of
+        the chain, so a fallback says exactly what the failed channel would have."""
+        return Message(
+            delivery_id=delivery_id,
+            complaint_id=event.complaint_id,
+            receipt_number=event.receipt_number,
+            recipient=self.recipient,
+            state=event.to_state if isinstance(event, ComplaintStatusChanged) else event.state,
+            content=self.content,
+            cloudevent=self.cloudevent,
+            department=self.department,
+            phone=self.phone,
+            email=self.email,
+        )
 
 
 @dataclass(frozen=True)

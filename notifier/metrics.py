@@ -10,6 +10,7 @@ OUTCOMES = ("sent", "fallback", "skipped", "failed")
 
 class NotifierMetrics:
     def __init__(self, kit: KitMetrics, *, consumer: str, lifecycle_topic: str) -> None:
+        self.consumer = consumer
         self.notifications = Counter(
             "sotong_notifications_total",
             "Notifications by channel and outcome (sent, fallback, skipped, failed), "
@@ -42,3 +43,7 @@ class NotifierMetrics:
         )
         self.duplicates = kit.duplicates.labels(consumer, lifecycle_topic)
         self.dead_lettered = kit.dead_lettered
+
+    def undeliverable(self, topic: str) -> None:
+        """One event dead-lettered because a recipient could not be told."""
+        self.dead_lettered.labels(self.consumer, topic, "undeliverable").inc()

@@ -1,4 +1,8 @@
-"""notifier's MongoDB adapter: whom to tell, what was sent, and what waits for a recipient.
+"""What the handlers need to remember, and MongoDB's way of remembering it.
+
+:class:`NotifierStore` is the contract: whom to tell, what was sent, and what waits.
+:class:`MongoNotifierStore` keeps it in MongoDB; ``tests/fakes/notifier.py`` keeps it in
+memory, and ``tests/contract/test_notifier_store.py`` holds both to the same promises.
 
 ``notifier_deliveries`` is the ledger that turns at-least-once Kafka into one message
 per (event, recipient, channel): its ``_id`` is that triple, so claiming a delivery is
@@ -22,7 +26,7 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from pydantic import Field, TypeAdapter
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -105,7 +109,107 @@ def delivery_id(event_id: str, recipient: str, channel: str) -> str:
     return f"{event_id}:{recipient}:{channel}"
 
 
-class NotifierStore:
+class NotifierStore(Protocol):
+    """What the handlers need from storage. Every write is safe to repeat: Kafka
+    redelivers, and a process may stop between any two calls."""
+
+    async def ensure_indexes(self) -> None:
+        """Prepare storage before the first message is consumed."""
+        ...
+
+    async def remember(self, filed: ComplaintFiled) -> None:
+        """Keep the resident's contact. The first ComplaintFiled wins; a redelivery, or a
+        concurrent one, changes nothing."""
+        ...
+
+    async def recipient(self, complaint_id: str) -> Recipient | None:
+        """The resident remembered for a complaint; None until its ComplaintFiled came."""
+        ...
+
+    async def park(
+        self, event: ComplaintStatusChanged, *, correlation_id: str | None, now: datetime
+    ) -> bool:
+        """Keep an event until its recipient is known; True the first time it is parked."""
+        ...
+
+    async def parked(self, complaint_id: str) -> list[Parked]:
+        """A complaint's parked events, in lifecycle order."""
+        ...
+
+    async def unpark(self, event_id: str) -> None: ...
+
+    async def claim(
+        self,
+        delivery_id: str,
+        *,
+        complaint_id: str,
+        source_event_id: str,
+        recipient: str,
+        channel: str,
+        template_code: str,
+        now: datetime,
+        fallback_from: str | None = None,
+    ) -> DeliveryRecord:
+        """Claim a delivery (``fresh``), or return the claim an earlier attempt made: one
+        more attempt counted if it is still ``sending``, unchanged if it finished. Of two
+        concurrent claims exactly one is fresh."""
+        ...
+
+    async def finish(
+        self,
+        delivery_id: str,
+        status: DeliveryStatus,
+        *,
+        now: datetime,
+        detail: str | None = None,
+        retries: int = 0,
+        final: bool = True,
+        retryable: bool = False,
+    ) -> DeliveryRecord:
+        """Record how a claimed delivery ended; only a claim still sending can end, so a
+        late finish returns the record as it stands. ``retries`` are the extra tries this
+        attempt made, added to ``attempts``."""
+        ...
+
+    async def mark_published(self, delivery_id: str) -> None:
+        """The delivery's outcome event went out: a redelivery need not publish it."""
+        ...
+
+    async def mark_dead_lettered(self, delivery_id: str) -> None:
+        """The chain's dead letter went out: a redelivery need not send it."""
+        ...
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        """The ledger's record of one delivery as it stands (``fresh`` False), for
+        operators and tests; the handlers learn it from claim and finish."""
+        ...
+
+    async def defer(
+        self,
+        source: Source,
+        recipient: str,
+        *,
+        correlation_id: str | None,
+        release_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Hold one recipient's message until ``release_at``; True the first time."""
+        ...
+
+    async def due(self, now: datetime, limit: int = 500) -> list[Deferred]:
+        """Held messages whose time has come, oldest first, each complaint's in order."""
+        ...
+
+    async def deferred_for(self, complaint_id: str, recipient: str) -> list[Deferred]:
+        """What is held for one recipient of a complaint, in lifecycle order."""
+        ...
+
+    async def undefer(self, deferred_id: str) -> None: ...
+
+
+class MongoNotifierStore:
+    """The store in four MongoDB collections (see the module docstring)."""
+
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.recipients: AsyncCollection[Document] = db[RECIPIENTS]
         self.deliveries: AsyncCollection[Document] = db[DELIVERIES]
@@ -287,6 +391,10 @@ class NotifierStore:
 
     async def mark_dead_lettered(self, delivery_id: str) -> None:
         await self.deliveries.update_one({"_id": delivery_id}, {"$set": {"dead_lettered": True}})
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        doc = await self.deliveries.find_one({"_id": delivery_id})
+        return None if doc is None else _record(doc, fresh=False)
 
     async def defer(
         self,

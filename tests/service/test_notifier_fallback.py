@@ -13,12 +13,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from notifier.channel import Channel, Message
 from notifier.outbox import OutboxChannel
-from notifier.store import DeliveryStatus
+from notifier.store import DeliveryStatus, MongoNotifierStore
 from schemas import ComplaintDeadlineAlert, ComplaintStatusChanged, Resident
 from schemas.events import AlertKind, HandlerRef, Outcome
 from services.errors import RetryableError
 from services.mongo import Document
-from tests.service.test_notifier_delivery import NOW, PHONE, Harness, build, filed, new_id
 from tests.service.test_notifier_peers import (
     HOOK_SECRET,
     Peers,
@@ -29,6 +28,7 @@ from tests.service.test_notifier_peers import (
     sms_channel,
     webhook_channel,
 )
+from tests.unit.test_notifier_delivery import NOW, PHONE, Harness, build, filed, new_id
 
 EMAIL = "hong@example.kr"
 NOT_KAKAO_USER = "alimtalk provider answered 400 NOT_KAKAO_USER"
@@ -38,7 +38,7 @@ SUPERVISOR = HandlerRef(handler_id="roads-chief", name="박과장", office_phone
 
 @dataclass
 class World:
-    h: Harness
+    h: Harness[MongoNotifierStore]
     peers: Peers
 
 
@@ -61,7 +61,7 @@ async def world(
             "webhook": webhook_channel(client, peers.hooks),
         }
         h = build(
-            mongo_db,
+            MongoNotifierStore(mongo_db),
             OutboxChannel(tmp_path / "outbox.jsonl"),
             channels,
             webhooks=frozenset({"roads"}),
@@ -204,8 +204,8 @@ async def test_a_4xx_is_not_retried_and_falls_back_to_sms_once(world: World) -> 
         ),
         sent("sms", "fallback from alimtalk"),
     ]
-    sms_doc = await world.h.delivery_doc(f"{event.event_id}:resident:sms")
-    assert sms_doc["fallback_from"] == "alimtalk"
+    sms_record = await world.h.record(f"{event.event_id}:resident:sms")
+    assert sms_record.fallback_from == "alimtalk"
 
 
 async def test_a_long_result_falls_back_as_an_lms(world: World) -> None:
@@ -243,8 +243,8 @@ async def test_when_every_channel_fails_the_outcome_is_failed_and_dead_lettered_
         ComplaintStatusChanged.model_validate_json(base64.b64decode(letter.original_value_b64))
         == event
     )
-    doc = await world.h.delivery_doc(f"{event.event_id}:resident:sms")
-    assert (doc["status"], doc["final"], doc["dead_lettered"]) == ("failed", True, True)
+    record = await world.h.record(f"{event.event_id}:resident:sms")
+    assert (record.status, record.final, record.dead_lettered) == ("failed", True, True)
     assert world.h.metric("sotong_notifications_total", channel="sms", outcome="failed") == 1
 
 

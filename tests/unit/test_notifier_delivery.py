@@ -1,82 +1,60 @@
-"""Delivery against the real MongoDB server and a real outbox file: one message per
-(event, recipient, channel), whatever Kafka redelivers and wherever a crash struck."""
+"""Delivery with the in-memory store and a real outbox file: one message per
+(event, recipient, channel), whatever Kafka redelivers and wherever a crash struck.
+
+:func:`build` wires Delivery as the app does around any store; the service tier's
+fallback tests use it with MongoDB and real peers.
+"""
 
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
-from pymongo.asynchronous.database import AsyncDatabase
 
 from notifier.audience import Audience
 from notifier.channel import Channel, Message
-from notifier.delivery import NO_CONSENT, Delivery, RetryPolicy
+from notifier.handlers import Delivery
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
+from notifier.outcomes import NO_CONSENT
 from notifier.quiet import QuietHours
-from notifier.store import DELIVERIES, PENDING, RECIPIENTS, NotifierStore
+from notifier.retry import RetryPolicy
+from notifier.store import DeliveryRecord, NotifierStore
 from notifier.templates import Catalogue, Content, variables_for
 from schemas import (
     ComplaintFiled,
     ComplaintStatusChanged,
     DeadLetter,
     Location,
-    NotificationOutcome,
     Resident,
     topics,
 )
 from schemas.common import Channel as SubmissionChannel
 from schemas.events import Outcome
 from services.metrics import KitMetrics
-from services.mongo import Document
+from tests.fakes.notifier import InMemoryNotifierStore, ManualClock, Published
 
 PHONE = "010-2345-6789"
 NAME = "홍길동"
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
 FAST = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
 
-
-@dataclass
-class Recorder:
-    """The publish callable, remembering instead of talking to Kafka."""
-
-    published: list[tuple[str, NotificationOutcome, str | None]] = field(default_factory=list)
-
-    async def __call__(
-        self, topic: str, event: NotificationOutcome, correlation_id: str | None = None
-    ) -> None:
-        self.published.append((topic, event, correlation_id))
-
-    @property
-    def outcomes(self) -> list[NotificationOutcome]:
-        return [event for _, event, _ in self.published]
-
-    def by(self, recipient: str) -> list[tuple[str, Outcome, str | None]]:
-        """(channel, outcome, detail) of one recipient's outcomes, in publishing order."""
-        return [(o.channel, o.outcome, o.detail) for o in self.outcomes if o.recipient == recipient]
+S = TypeVar("S", bound=NotifierStore)
 
 
 @dataclass
-class Clock:
-    now: datetime = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Harness:
+class Harness(Generic[S]):
     delivery: Delivery
-    store: NotifierStore
+    store: S
     outbox: OutboxChannel
-    recorder: Recorder
+    recorder: Published
     registry: CollectorRegistry
-    db: AsyncDatabase[Document]
-    clock: Clock
+    clock: ManualClock
     letters: list[DeadLetter] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
 
@@ -90,26 +68,25 @@ class Harness:
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
 
-    async def delivery_doc(self, delivery_id: str) -> Document:
-        doc = await self.db[DELIVERIES].find_one({"_id": delivery_id})
-        assert doc is not None
-        return doc
+    async def record(self, delivery_id: str) -> DeliveryRecord:
+        record = await self.store.delivery(delivery_id)
+        assert record is not None
+        return record
 
 
 def build(
-    db: AsyncDatabase[Document],
+    store: S,
     outbox: OutboxChannel,
     channels: Mapping[str, Channel] | None = None,
     *,
     webhooks: frozenset[str] = frozenset(),
     quiet: QuietHours | None = None,
     outbox_enabled: bool = True,
-) -> Harness:
+) -> Harness[S]:
     """Delivery as the app builds it, with the given channels (the outbox by default)."""
     registry = CollectorRegistry()
-    store = NotifierStore(db)
-    recorder = Recorder()
-    clock = Clock()
+    recorder = Published()
+    clock = ManualClock(NOW)
     chosen: dict[str, Channel] = {"outbox": outbox} if outbox_enabled else {}
     chosen |= dict(channels or {})
     letters: list[DeadLetter] = []
@@ -138,14 +115,15 @@ def build(
         clock=clock,
         sleep=sleep,
     )
-    return Harness(delivery, store, outbox, recorder, registry, db, clock, letters, sleeps)
+    return Harness(delivery, store, outbox, recorder, registry, clock, letters, sleeps)
+
+
+Fake = Harness[InMemoryNotifierStore]
 
 
 @pytest.fixture
-async def harness(mongo_db: AsyncDatabase[Document], tmp_path: Path) -> Harness:
-    h = build(mongo_db, OutboxChannel(tmp_path / "var" / "outbox.jsonl"))
-    await h.store.ensure_indexes()
-    return h
+def harness(tmp_path: Path) -> Fake:
+    return build(InMemoryNotifierStore(), OutboxChannel(tmp_path / "var" / "outbox.jsonl"))
 
 
 def filed(complaint_id: str, *, consent: bool = True, phone: str | None = PHONE) -> ComplaintFiled:
@@ -184,7 +162,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-async def test_one_event_one_line_and_one_outcome(harness: Harness) -> None:
+async def test_one_event_one_line_and_one_outcome(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
     event = assigned(cid)
@@ -213,13 +191,13 @@ async def test_one_event_one_line_and_one_outcome(harness: Harness) -> None:
     assert (outcome.complaint_id, outcome.source_event_id) == (cid, event.event_id)
     assert (outcome.recipient, outcome.channel, outcome.attempts) == ("resident", "outbox", 1)
 
-    doc = await harness.delivery_doc(delivery_id)
-    assert (doc["status"], doc["outcome_published"]) == ("sent", True)
+    record = await harness.record(delivery_id)
+    assert (record.status, record.outcome_published) == ("sent", True)
     assert harness.metric("sotong_notifications_total", channel="outbox", outcome="sent") == 1
     assert harness.metric("sotong_notification_delivery_seconds_count", channel="outbox") == 1
 
 
-async def test_the_same_event_twice_is_still_one_line(harness: Harness) -> None:
+async def test_the_same_event_twice_is_still_one_line(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
     event = assigned(cid)
@@ -232,7 +210,7 @@ async def test_the_same_event_twice_is_still_one_line(harness: Harness) -> None:
     assert harness.metric("sotong_duplicate_messages_total", consumer="notifier", topic="lc") == 1
 
 
-async def test_every_event_of_a_complaint_is_its_own_message(harness: Harness) -> None:
+async def test_every_event_of_a_complaint_is_its_own_message(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
     await harness.delivery.notify(assigned(cid))
@@ -243,7 +221,7 @@ async def test_every_event_of_a_complaint_is_its_own_message(harness: Harness) -
     assert [line["state"] for line in harness.lines()] == ["assigned", "site_check"]
 
 
-async def test_a_crash_after_writing_the_line_does_not_write_it_again(harness: Harness) -> None:
+async def test_a_crash_after_writing_the_line_does_not_write_it_again(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
     event = assigned(cid)
@@ -275,11 +253,11 @@ async def test_a_crash_after_writing_the_line_does_not_write_it_again(harness: H
     assert len(harness.lines()) == 1
     [outcome] = harness.recorder.outcomes
     assert (outcome.outcome, outcome.attempts) == (Outcome.SENT, 2)
-    assert (await harness.delivery_doc(delivery_id))["status"] == "sent"
+    assert (await harness.record(delivery_id)).status == "sent"
     assert harness.metric("sotong_notifications_total", channel="outbox", outcome="sent") == 1
 
 
-async def test_a_crash_before_writing_the_line_sends_it_once(harness: Harness) -> None:
+async def test_a_crash_before_writing_the_line_sends_it_once(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
     event = assigned(cid)
@@ -300,16 +278,15 @@ async def test_a_crash_before_writing_the_line_sends_it_once(harness: Harness) -
 
 
 async def test_a_crash_before_publishing_the_outcome_publishes_it_on_redelivery(
-    harness: Harness,
+    harness: Fake,
 ) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
     event = assigned(cid)
     await harness.delivery.notify(event)
     delivery_id = f"{event.event_id}:resident:outbox"
-    await harness.db[DELIVERIES].update_one(
-        {"_id": delivery_id}, {"$set": {"outcome_published": False}}
-    )
+    deliveries = harness.store.deliveries
+    deliveries[delivery_id] = replace(deliveries[delivery_id], outcome_published=False)
 
     await harness.delivery.notify(event)
 
@@ -317,10 +294,10 @@ async def test_a_crash_before_publishing_the_outcome_publishes_it_on_redelivery(
     first, again = harness.recorder.outcomes
     assert again == first, "the same event id and content: a duplicate downstream"
     assert harness.metric("sotong_notifications_total", channel="outbox", outcome="sent") == 1
-    assert (await harness.delivery_doc(delivery_id))["outcome_published"] is True
+    assert (await harness.record(delivery_id)).outcome_published is True
 
 
-async def test_without_consent_nothing_is_sent_and_the_outcome_is_skipped(harness: Harness) -> None:
+async def test_without_consent_nothing_is_sent_and_the_outcome_is_skipped(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid, consent=False))
     await harness.delivery.notify(assigned(cid))
@@ -332,7 +309,7 @@ async def test_without_consent_nothing_is_sent_and_the_outcome_is_skipped(harnes
     assert harness.metric("sotong_notifications_total", channel="outbox", outcome="skipped") == 1
 
 
-async def test_a_resident_without_a_phone_still_gets_the_outbox_message(harness: Harness) -> None:
+async def test_a_resident_without_a_phone_still_gets_the_outbox_message(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid, phone=None))
     await harness.delivery.notify(assigned(cid))
@@ -342,25 +319,25 @@ async def test_a_resident_without_a_phone_still_gets_the_outbox_message(harness:
 
 
 async def test_a_lifecycle_event_before_its_recipient_is_parked_not_failed(
-    harness: Harness,
+    harness: Fake,
 ) -> None:
     cid = new_id()
     event = assigned(cid)
     await harness.delivery.notify(event)
     assert harness.lines() == []
-    assert await harness.db[DELIVERIES].count_documents({}) == 0
-    assert await harness.db[PENDING].count_documents({"complaint_id": cid}) == 1
+    assert harness.store.deliveries == {}
+    assert len(await harness.store.parked(cid)) == 1
 
     await harness.delivery.remember_recipient(filed(cid))
     await harness.delivery.notify(event)  # a redelivery after the recipient came
 
     assert len(harness.lines()) == 1
     assert len(harness.recorder.outcomes) == 1
-    assert await harness.db[PENDING].count_documents({"complaint_id": cid}) == 0
+    assert len(await harness.store.parked(cid)) == 0
 
 
 async def test_events_parked_while_waiting_are_sent_in_order_when_the_recipient_comes(
-    harness: Harness,
+    harness: Fake,
 ) -> None:
     cid = new_id()
     steps = [
@@ -375,10 +352,10 @@ async def test_events_parked_while_waiting_are_sent_in_order_when_the_recipient_
 
     assert [line["state"] for line in harness.lines()] == ["received", "assigned", "site_check"]
     assert [c for _, _, c in harness.recorder.published] == ["corr-1", "corr-2", "corr-3"]
-    assert await harness.db[PENDING].count_documents({"complaint_id": cid}) == 0
+    assert len(await harness.store.parked(cid)) == 0
 
 
-async def test_a_parked_event_goes_out_before_a_later_one(harness: Harness) -> None:
+async def test_a_parked_event_goes_out_before_a_later_one(harness: Fake) -> None:
     cid = new_id()
     first = assigned(cid, sequence=1, from_state=None, to_state="received")
     await harness.delivery.notify(first)
@@ -387,11 +364,11 @@ async def test_a_parked_event_goes_out_before_a_later_one(harness: Harness) -> N
     await harness.delivery.notify(assigned(cid, sequence=2))
 
     assert [line["state"] for line in harness.lines()] == ["received", "assigned"]
-    assert await harness.db[PENDING].count_documents({"complaint_id": cid}) == 0
+    assert len(await harness.store.parked(cid)) == 0
 
 
 async def test_a_parked_event_that_cannot_be_rendered_does_not_fail_the_filing(
-    harness: Harness,
+    harness: Fake,
 ) -> None:
     cid = new_id()
     broken = assigned(cid, sequence=2, department_name=None)
@@ -402,11 +379,11 @@ async def test_a_parked_event_that_cannot_be_rendered_does_not_fail_the_filing(
     await harness.delivery.remember_recipient(filed(cid))
 
     assert [line["state"] for line in harness.lines()] == ["site_check"]
-    assert await harness.db[PENDING].count_documents({"complaint_id": cid}) == 0
+    assert len(await harness.store.parked(cid)) == 0
 
 
 async def test_a_missing_variable_sends_nothing_and_is_a_failed_outcome_and_a_dead_letter(
-    harness: Harness,
+    harness: Fake,
 ) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
@@ -433,12 +410,12 @@ async def test_a_missing_variable_sends_nothing_and_is_a_failed_outcome_and_a_de
     assert harness.metric("sotong_notifications_total", channel="outbox", outcome="failed") == 1
 
 
-async def test_the_recipient_is_remembered_once(harness: Harness) -> None:
+async def test_the_recipient_is_remembered_once(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid))
     await harness.delivery.remember_recipient(filed(cid, consent=False))
 
-    docs = await harness.db[RECIPIENTS].find({"_id": cid}).to_list()
+    docs = [r for r in harness.store.recipients.values() if r.complaint_id == cid]
     assert len(docs) == 1
     recipient = await harness.store.recipient(cid)
     assert recipient is not None

@@ -12,22 +12,9 @@ from notifier.outbox import OutboxChannel
 from notifier.templates import Content, Template
 from schemas import ComplaintState
 from services.errors import PermanentError
+from tests.fakes.notifier import MemoryChannel
 
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
-
-
-class MemoryChannel:
-    """The fake channel for service tests: remembers what it was given."""
-
-    def __init__(self, name: str = "memory") -> None:
-        self.name = name
-        self.sent: list[Message] = []
-
-    async def deliver(self, message: Message) -> None:
-        self.sent.append(message)
-
-    async def already_delivered(self, delivery_id: str) -> bool:
-        return any(m.delivery_id == delivery_id for m in self.sent)
 
 
 RECEIVED = Template(

@@ -1,18 +1,16 @@
-"""Quiet hours on the real MongoDB: held, not dropped; sent when they end; results at once."""
+"""Quiet hours with the in-memory store: held, not dropped; sent when they end; results at once."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pymongo.asynchronous.database import AsyncDatabase
 
 from notifier.outbox import OutboxChannel
 from notifier.quiet import QuietHours
-from notifier.store import DEFERRED
 from schemas import ComplaintStatusChanged
 from schemas.events import HandlerRef, Outcome
-from services.mongo import Document
-from tests.service.test_notifier_delivery import Harness, build, filed, new_id
+from tests.fakes.notifier import InMemoryNotifierStore
+from tests.unit.test_notifier_delivery import Fake, build, filed, new_id
 
 NIGHT = QuietHours.parse("21:00-08:00", "Asia/Seoul")
 AT_23 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # 23:00 in Seoul
@@ -22,11 +20,15 @@ HANDLER = HandlerRef(handler_id="h-1", name="이지우", office_phone="032-560-5
 
 
 @pytest.fixture
-async def night(mongo_db: AsyncDatabase[Document], tmp_path: Path) -> Harness:
-    h = build(mongo_db, OutboxChannel(tmp_path / "outbox.jsonl"), quiet=NIGHT)
-    await h.store.ensure_indexes()
+def night(tmp_path: Path) -> Fake:
+    h = build(InMemoryNotifierStore(), OutboxChannel(tmp_path / "outbox.jsonl"), quiet=NIGHT)
     h.clock.now = AT_23
     return h
+
+
+def held(h: Fake, cid: str) -> int:
+    """How many messages are held for a complaint, whoever they are for."""
+    return sum(1 for d in h.store.deferred.values() if d.complaint_id == cid)
 
 
 def step(
@@ -50,7 +52,7 @@ def step(
     )
 
 
-async def test_a_step_at_night_waits_until_eight_and_is_sent_once(night: Harness) -> None:
+async def test_a_step_at_night_waits_until_eight_and_is_sent_once(night: Fake) -> None:
     cid = new_id()
     await night.delivery.remember_recipient(filed(cid))
     event = step(cid, 4, "site_check", "start_site_check")
@@ -59,7 +61,7 @@ async def test_a_step_at_night_waits_until_eight_and_is_sent_once(night: Harness
 
     assert night.lines() == []
     assert night.recorder.outcomes == [], "nothing happened yet, so nothing is reported"
-    assert await night.db[DEFERRED].count_documents({"complaint_id": cid}) == 1
+    assert held(night, cid) == 1
     assert night.metric("sotong_notifications_deferred_total") == 1
 
     night.clock.now = AT_0759
@@ -71,14 +73,14 @@ async def test_a_step_at_night_waits_until_eight_and_is_sent_once(night: Harness
     [line] = night.lines()
     assert line["state"] == "site_check"
     assert [o.outcome for o in night.recorder.outcomes] == [Outcome.SENT]
-    assert await night.db[DEFERRED].count_documents({"complaint_id": cid}) == 0
+    assert held(night, cid) == 0
     assert await night.delivery.release_due() == 0
     await night.delivery.notify(event)  # a late redelivery after the release
     assert len(night.lines()) == 1
 
 
 async def test_a_result_goes_at_once_after_what_was_held_for_the_same_person(
-    night: Harness,
+    night: Fake,
 ) -> None:
     cid = new_id()
     await night.delivery.remember_recipient(filed(cid))
@@ -87,13 +89,13 @@ async def test_a_result_goes_at_once_after_what_was_held_for_the_same_person(
     await night.delivery.notify(step(cid, 6, "resolved", "resolve", note="수거 완료"))
 
     assert [line["state"] for line in night.lines()] == ["site_check", "reviewing", "resolved"]
-    assert await night.db[DEFERRED].count_documents({}) == 0
+    assert len(night.store.deferred) == 0
     night.clock.now = AT_0800
     assert await night.delivery.release_due() == 0
     assert len(night.lines()) == 3
 
 
-async def test_staff_are_not_woken_either(night: Harness) -> None:
+async def test_staff_are_not_woken_either(night: Fake) -> None:
     cid = new_id()
     await night.delivery.remember_recipient(filed(cid))
     await night.delivery.notify(step(cid, 3, "handler_assigned", "assign_handler"))
@@ -106,7 +108,7 @@ async def test_staff_are_not_woken_either(night: Harness) -> None:
     assert [line["state"] for line in night.lines()] == ["handler_assigned"]
 
 
-async def test_during_the_day_nothing_is_held(night: Harness) -> None:
+async def test_during_the_day_nothing_is_held(night: Fake) -> None:
     night.clock.now = AT_0800 + timedelta(hours=4)
     cid = new_id()
     await night.delivery.remember_recipient(filed(cid))

@@ -1,21 +1,23 @@
-"""One event becomes exactly one message per recipient and channel.
+"""What arrives, and what it calls: one event becomes exactly one message per recipient
+and channel.
 
-Kafka redelivers (at-least-once, on purpose); the ledger in ``notifier_deliveries``
-keeps the effect to one. For each recipient :mod:`notifier.audience` names, and each
-channel of their chain in turn:
+Three subscribers (:func:`subscribe`) hand each message to :class:`Delivery`:
+``complaint.filed`` (the resident's contact, remembered), ``complaint.lifecycle`` (a
+state change to tell) and ``complaint.sla`` (a deadline alert). Errors they raise go to
+the kit's middleware, which retries or dead-letters them.
+
+Kafka redelivers (at-least-once, on purpose); the ledger in the store keeps the effect
+to one. For each recipient :mod:`notifier.audience` names, and each channel of their
+chain in turn:
 
 1. claim ``{event_id}:{recipient}:{channel}`` — an insert only one attempt can win;
-2. deliver through the channel, retrying a retryable failure (timeout, 5xx, 429) with
-   capped exponential backoff and jitter, a permanent one (4xx, refusal) not at all;
+2. deliver through the channel, retrying a retryable failure (timeout, 5xx, 429) as
+   :mod:`notifier.retry` says, a permanent one (4xx, refusal) not at all;
 3. finish the claim as sent, skipped or failed;
-4. publish the NotificationOutcome, whose event id is derived from the delivery id so
-   a repeated publish is a duplicate downstream, and mark it published.
+4. publish the NotificationOutcome (:mod:`notifier.outcomes`), and mark it published.
 
 A failure moves on to the next channel of the chain (AlimTalk → SMS/LMS, 대체발송); the
-message sent there is recorded as ``sent`` with the detail ``fallback from alimtalk``:
-``Outcome`` has no value of its own for it, and a new enum value would break readers
-that validate it, so the fallback rides in ``detail`` (and in the metric's ``fallback``
-outcome) until the contract grows an additive field.
+message sent there is recorded as ``sent`` with the detail ``fallback from alimtalk``.
 When the last channel fails too, or the message cannot be made at all (a template
 variable missing), the failed outcome is published and the event goes to the
 dead-letter topic with the reason, once.
@@ -31,28 +33,37 @@ lease across processes: if two held the same event at once (a rebalance while th
 is mid-send), the second would find ``sending`` and could send again. Kafka gives a
 partition to one group member at a time, which keeps that window narrow.
 
-Quiet hours hold back what is not urgent: the event and recipient are stored in
-``notifier_deferred`` and :meth:`Delivery.release_due` (a small loop in the app) sends
-them when the quiet period ends. An urgent message to the same person sends what was
-held for them first, so they read their complaint's steps in order.
+Quiet hours hold back what is not urgent: the event and recipient are stored as
+deferred and :meth:`Delivery.release_due` (a small loop in the app) sends them when the
+quiet period ends. An urgent message to the same person sends what was held for them
+first, so they read their complaint's steps in order.
 """
 
 import asyncio
-import base64
 import logging
-import random
 import time
-import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+from faststream.kafka.annotations import KafkaMessage
 
 from notifier.audience import Audience, Notice, Source
 from notifier.channel import Channel, Message
 from notifier.metrics import NotifierMetrics
+from notifier.outcomes import (
+    NO_CHANNEL,
+    NO_CHANNEL_NAME,
+    NO_CONSENT,
+    fallback_detail,
+    metric_outcome,
+    outcome,
+    source_topic,
+    undeliverable,
+)
 from notifier.quiet import QuietHours
+from notifier.retry import RetryPolicy, Tried
 from notifier.store import (
     Deferred,
     DeliveryRecord,
@@ -68,64 +79,50 @@ from schemas import (
     ComplaintFiled,
     ComplaintStatusChanged,
     DeadLetter,
-    NotificationOutcome,
     topics,
 )
-from schemas.events import AlertKind, Outcome, utcnow
+from schemas.events import AlertKind, utcnow
 from services.errors import PermanentError, RetryableError, describe
+from services.runtime import Clock, Publish
 
 log = logging.getLogger("sotong.notifier")
 
-NO_CONSENT = "resident did not consent to notifications"
-NO_CHANNEL = "no configured channel reaches this recipient"
-NO_CHANNEL_NAME = "none"
-
-
-def fallback_detail(failed: list[str]) -> str:
-    return "fallback from " + ", ".join(failed)
-
-
-class Publish(Protocol):
-    def __call__(
-        self, topic: str, event: NotificationOutcome, correlation_id: str | None = None
-    ) -> Awaitable[None]: ...
-
-
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+Handler = Callable[..., Awaitable[None]]
 
 
-def outcome_event_id(delivery: str) -> str:
-    """The same delivery always yields the same NotificationOutcome id."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, delivery))
+class Subscribe(Protocol):
+    """``Runtime.subscriber``: an at-least-once subscriber to topics, in its own group."""
+
+    def __call__(
+        self, *topic_names: str, group: str | None = None
+    ) -> Callable[[Handler], object]: ...
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often one channel is tried for one message before it counts as failed."""
+def subscribe(subscriber: Subscribe, delivery: "Delivery") -> None:
+    """Each topic in its own consumer group, so a slow lifecycle does not hold back the
+    contacts that free parked events."""
 
-    max_attempts: int = 4
-    initial_backoff_seconds: float = 0.5
-    max_backoff_seconds: float = 30.0
+    async def on_filed(filed: ComplaintFiled) -> None:
+        await delivery.remember_recipient(filed)
 
-    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        """Capped exponential backoff with jitter; a provider's Retry-After is honoured
-        up to the cap."""
-        ceiling = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempt - 1))
-        wait = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_backoff_seconds))
-        return wait
+    async def on_status_changed(event: ComplaintStatusChanged, message: KafkaMessage) -> None:
+        await delivery.notify(event, correlation_id=message.correlation_id)
 
+    async def on_deadline(alert: ComplaintDeadlineAlert, message: KafkaMessage) -> None:
+        await delivery.alert(alert, correlation_id=message.correlation_id)
 
-@dataclass(frozen=True)
-class Tried:
-    ok: bool
-    attempts: int
-    reason: str | None = None
-    retryable: bool = False
+    # Registered by call rather than as decorators: Runtime.subscriber is typed Any, and
+    # mypy --strict refuses an untyped decorator.
+    subscriber(topics.FILED, group="recipients")(on_filed)
+    subscriber(topics.LIFECYCLE, group="lifecycle")(on_status_changed)
+    subscriber(topics.SLA, group="deadlines")(on_deadline)
 
 
 class Delivery:
+    """The application service: every subscriber's message ends here."""
+
     def __init__(
         self,
         *,
@@ -138,8 +135,8 @@ class Delivery:
         source_topics: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
         quiet: QuietHours | None = None,
-        clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Clock = utcnow,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         needed = set(audience.channels) | ({"webhook"} if audience.webhooks else set())
         if missing := needed - set(channels):
@@ -178,7 +175,7 @@ class Delivery:
         it arrives.
 
         ComplaintFiled travels on another topic and may come later, by seconds after a
-        restart. Until it does, the event is parked in MongoDB (so the offset can be
+        restart. Until it does, the event is parked in the store (so the offset can be
         committed without losing it) and handled, in lifecycle order, when the recipient
         arrives. A normal race between two topics is not an error, so nothing is
         dead-lettered for it; ``sotong_notifications_parked_total`` counts the parkings.
@@ -402,19 +399,7 @@ class Delivery:
                 "resumed an interrupted delivery that had gone out", extra={"channel": name}
             )
             return await self._finish_sent(claim)
-        message = Message(
-            delivery_id=did,
-            complaint_id=source.complaint_id,
-            receipt_number=source.receipt_number,
-            recipient=notice.recipient,
-            state=source.to_state if isinstance(source, ComplaintStatusChanged) else source.state,
-            content=notice.content,
-            cloudevent=notice.cloudevent,
-            department=notice.department,
-            phone=notice.phone,
-            email=notice.email,
-        )
-        tried = await self._try(channel, message)
+        tried = await self._try(channel, notice.message(did, source))
         if tried.ok:
             return await self._finish_sent(claim, retries=tried.attempts - 1)
         return await self.store.finish(
@@ -446,7 +431,7 @@ class Delivery:
                 return Tried(False, attempt, describe(exc))
             except RetryableError as exc:
                 self._observe(channel.name, started)
-                if attempt >= self.retry.max_attempts:
+                if self.retry.gives_up(attempt):
                     reason = f"{describe(exc)} (gave up after {attempt} attempts)"
                     return Tried(False, attempt, reason, retryable=True)
                 self.metrics.retries.labels(channel.name).inc()
@@ -463,66 +448,33 @@ class Delivery:
         self.metrics.delivery_seconds.labels(channel).observe(time.perf_counter() - started)
 
     def _count(self, record: DeliveryRecord) -> None:
-        outcome = record.status.value
-        if record.status is DeliveryStatus.SENT and record.fallback_from:
-            outcome = "fallback"
-        self.metrics.notifications.labels(record.channel, outcome).inc()
+        label = metric_outcome(record)
+        self.metrics.notifications.labels(record.channel, label).inc()
         log.info(
             "notification finished",
             extra={
                 "channel": record.channel,
                 "recipient": record.recipient,
-                "outcome": outcome,
+                "outcome": label,
                 "template": record.template_code,
                 "attempts": record.attempts,
             },
         )
 
     async def _publish(self, record: DeliveryRecord, correlation_id: str | None) -> None:
-        outcome = NotificationOutcome(
-            event_id=outcome_event_id(record.delivery_id),
-            occurred_at=record.finished_at or self.clock(),
-            complaint_id=record.complaint_id,
-            source_event_id=record.source_event_id,
-            recipient=record.recipient,
-            channel=record.channel,
-            outcome=Outcome(record.status.value),
-            template=record.template_code,
-            detail=record.detail,
-            attempts=record.attempts,
-        )
-        await self.publish(topics.NOTIFICATIONS, outcome, correlation_id)
+        await self.publish(topics.NOTIFICATIONS, outcome(record, self.clock()), correlation_id)
         await self.store.mark_published(record.delivery_id)
 
     async def _dead_letter(
         self, source: Source, record: DeliveryRecord, notice: Notice, reasons: list[str]
     ) -> None:
-        """The event on the dead-letter topic, once per recipient that could not be told.
-
-        The bytes are the event as notifier holds it (re-serialised: a parked or deferred
-        event has no Kafka record left); the id is derived from the delivery, so a repeat
-        after a crash is a duplicate downstream.
-        """
+        """The event on the dead-letter topic, once per recipient that could not be told;
+        a repeat after a crash is a duplicate downstream (the id is the delivery's)."""
         if self.dead_letter is None:
             return
-        topic = self.source_topics.get(
-            source.event_type,
-            topics.LIFECYCLE if isinstance(source, ComplaintStatusChanged) else topics.SLA,
-        )
-        letter = DeadLetter(
-            event_id=str(
-                uuid.uuid5(uuid.NAMESPACE_URL, f"sotong:undelivered:{record.delivery_id}")
-            ),
-            complaint_id=source.complaint_id,
-            original_topic=topic,
-            original_key=source.complaint_id,
-            original_value_b64=base64.b64encode(source.model_dump_json().encode()).decode("ascii"),
-            consumer="notifier",
-            reason=f"{notice.recipient} could not be notified: " + "; ".join(reasons),
-            retryable=record.retryable,
-            attempts=record.attempts,
-        )
-        await self.dead_letter(letter)
+        topic = source_topic(source, self.source_topics)
+        await self.dead_letter(undeliverable(source, record, notice.recipient, reasons, topic))
+        self.metrics.undeliverable(topic)
         await self.store.mark_dead_lettered(record.delivery_id)
         log.warning(
             "notification dead-lettered",

@@ -1,0 +1,454 @@
+"""What the handlers rely on from notifier's store, held against the in-memory fake (unit
+tier) and MongoDB (the ``mongo`` parameter, service tier) alike."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from notifier.store import (
+    DeliveryRecord,
+    DeliveryStatus,
+    MongoNotifierStore,
+    NotifierStore,
+    Recipient,
+    delivery_id,
+)
+from schemas import (
+    Channel,
+    ComplaintDeadlineAlert,
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    Location,
+    Resident,
+)
+from schemas.events import AlertKind, HandlerRef
+from tests.fakes.notifier import InMemoryNotifierStore
+
+NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
+PHONE = "010-2345-6789"
+
+
+@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.service)])
+def adapter(request: pytest.FixtureRequest) -> NotifierStore:
+    if request.param == "memory":
+        return InMemoryNotifierStore()
+    return MongoNotifierStore(request.getfixturevalue("mongo_db"))
+
+
+@pytest.fixture
+async def store(adapter: NotifierStore) -> NotifierStore:
+    await adapter.ensure_indexes()
+    return adapter
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def filed(cid: str, *, phone: str | None = PHONE, consent: bool = True) -> ComplaintFiled:
+    return ComplaintFiled(
+        complaint_id=cid,
+        receipt_number="251125-000042",
+        tracking_token_hash="0" * 64,
+        channel=Channel.WEB,
+        resident=Resident(
+            name="홍길동", phone=phone, email="hong@example.kr", notification_consent=consent
+        ),
+        body="골목에 쓰레기가 무단투기되어 있습니다.",
+        location=Location(),
+        submitted_at=NOW,
+    )
+
+
+def changed(cid: str, sequence: int, to_state: str = "assigned") -> ComplaintStatusChanged:
+    return ComplaintStatusChanged.model_validate(
+        {
+            "complaint_id": cid,
+            "receipt_number": "251125-000042",
+            "sequence": sequence,
+            "from_state": None,
+            "to_state": to_state,
+            "trigger": "assign",
+            "department": "roads",
+            "department_name": "도로과",
+            "actor": "routing",
+        }
+    )
+
+
+def deadline(cid: str) -> ComplaintDeadlineAlert:
+    chief = HandlerRef(handler_id="chief", name="박과장", office_phone="032-560-5100")
+    return ComplaintDeadlineAlert(
+        complaint_id=cid,
+        receipt_number="251125-000042",
+        kind=AlertKind.WARNING,
+        state="site_check",
+        department="roads",
+        department_name="도로과",
+        supervisor=chief,
+        received_at=NOW,
+        due_at=NOW + timedelta(days=7),
+    )
+
+
+async def claim(
+    store: NotifierStore, did: str, *, now: datetime = NOW, fallback_from: str | None = None
+) -> DeliveryRecord:
+    return await store.claim(
+        did,
+        complaint_id="c-1",
+        source_event_id="ev-1",
+        recipient="resident",
+        channel="alimtalk",
+        template_code="SOTONG_ASSIGNED",
+        now=now,
+        fallback_from=fallback_from,
+    )
+
+
+# -- recipients, from complaint.filed -----------------------------------------------------
+
+
+async def test_a_recipient_is_unknown_until_remembered(store: NotifierStore) -> None:
+    cid = new_id()
+    assert await store.recipient(cid) is None
+    await store.remember(filed(cid))
+    assert await store.recipient(cid) == Recipient(
+        complaint_id=cid,
+        receipt_number="251125-000042",
+        notification_consent=True,
+        name="홍길동",
+        phone=PHONE,
+        email="hong@example.kr",
+    )
+
+
+async def test_the_first_filing_wins_and_a_redelivery_changes_nothing(
+    store: NotifierStore,
+) -> None:
+    cid = new_id()
+    await store.remember(filed(cid))
+    await store.remember(filed(cid, phone=None, consent=False))
+    await asyncio.gather(*(store.remember(filed(cid, consent=False)) for _ in range(3)))
+    recipient = await store.recipient(cid)
+    assert recipient is not None
+    assert (recipient.phone, recipient.notification_consent) == (PHONE, True)
+    assert PHONE not in repr(recipient)
+
+
+async def test_a_missing_contact_is_remembered_as_none(store: NotifierStore) -> None:
+    cid = new_id()
+    await store.remember(filed(cid, phone=None))
+    recipient = await store.recipient(cid)
+    assert recipient is not None
+    assert recipient.phone is None
+
+
+# -- the ledger: one delivery per (event, recipient, channel) --------------------------
+
+
+async def test_a_delivery_is_named_by_event_recipient_and_channel() -> None:
+    assert delivery_id("ev-1", "resident", "sms") == "ev-1:resident:sms"
+
+
+async def test_the_first_claim_is_fresh_and_sending(store: NotifierStore) -> None:
+    did = delivery_id(new_id(), "resident", "alimtalk")
+    record = await store.claim(
+        did,
+        complaint_id="c-1",
+        source_event_id="ev-1",
+        recipient="resident",
+        channel="alimtalk",
+        template_code="SOTONG_ASSIGNED",
+        now=NOW,
+        fallback_from="outbox",
+    )
+    assert record.fresh
+    assert (record.delivery_id, record.complaint_id, record.source_event_id) == (
+        did,
+        "c-1",
+        "ev-1",
+    )
+    assert (record.recipient, record.channel, record.template_code) == (
+        "resident",
+        "alimtalk",
+        "SOTONG_ASSIGNED",
+    )
+    assert (record.status, record.attempts, record.fallback_from) == (
+        DeliveryStatus.SENDING,
+        1,
+        "outbox",
+    )
+    assert (record.outcome_published, record.dead_lettered, record.finished_at) == (
+        False,
+        False,
+        None,
+    )
+
+
+async def test_claiming_again_while_sending_counts_one_more_attempt(store: NotifierStore) -> None:
+    did = delivery_id(new_id(), "resident", "alimtalk")
+    await claim(store, did)
+    again = await store.claim(
+        did,
+        complaint_id="c-1",
+        source_event_id="ev-1",
+        recipient="resident",
+        channel="alimtalk",
+        template_code="SOTONG_ASSIGNED",
+        now=NOW + timedelta(seconds=5),
+        fallback_from="ignored",
+    )
+    assert not again.fresh
+    assert (again.status, again.attempts) == (DeliveryStatus.SENDING, 2)
+    assert again.fallback_from is None, "the first claim's record stands"
+    stored = await store.delivery(did)
+    assert stored is not None
+    assert (stored.attempts, stored.fresh) == (2, False)
+
+
+async def test_of_concurrent_claims_exactly_one_is_fresh(store: NotifierStore) -> None:
+    did = delivery_id(new_id(), "resident", "alimtalk")
+    records = await asyncio.gather(
+        *(
+            store.claim(
+                did,
+                complaint_id="c-1",
+                source_event_id="ev-1",
+                recipient="resident",
+                channel="alimtalk",
+                template_code="SOTONG_ASSIGNED",
+                now=NOW,
+            )
+            for _ in range(4)
+        )
+    )
+    assert sum(r.fresh for r in records) == 1
+    assert sorted(r.attempts for r in records) == [1, 2, 3, 4]
+
+
+async def test_other_recipients_and_channels_are_other_deliveries(store: NotifierStore) -> None:
+    event = new_id()
+    dids = [
+        delivery_id(event, "resident", "alimtalk"),
+        delivery_id(event, "resident", "sms"),
+        delivery_id(event, "handler", "alimtalk"),
+        delivery_id(new_id(), "resident", "alimtalk"),
+    ]
+    for did in dids:
+        record = await store.claim(
+            did,
+            complaint_id="c-1",
+            source_event_id=event,
+            recipient="resident",
+            channel="alimtalk",
+            template_code="SOTONG_ASSIGNED",
+            now=NOW,
+        )
+        assert record.fresh, did
+
+
+async def test_finishing_records_the_outcome_and_the_retries(store: NotifierStore) -> None:
+    did = delivery_id(new_id(), "resident", "alimtalk")
+    await claim(store, did)
+    done = await store.finish(
+        did,
+        DeliveryStatus.FAILED,
+        now=NOW + timedelta(seconds=1),
+        detail="ChannelRetryable: timed out",
+        retries=2,
+        final=False,
+        retryable=True,
+    )
+    assert not done.fresh
+    assert (done.status, done.attempts, done.detail) == (
+        DeliveryStatus.FAILED,
+        3,
+        "ChannelRetryable: timed out",
+    )
+    assert (done.final, done.retryable) == (False, True)
+    assert done.finished_at == NOW + timedelta(seconds=1)
+    assert await store.delivery(did) == done
+
+
+async def test_a_time_is_kept_to_the_millisecond(store: NotifierStore) -> None:
+    did = delivery_id(new_id(), "resident", "alimtalk")
+    await claim(store, did)
+    done = await store.finish(
+        did, DeliveryStatus.SENT, now=NOW.replace(microsecond=123_456), detail=None
+    )
+    assert done.finished_at == NOW.replace(microsecond=123_000)
+
+
+async def test_only_a_claim_still_sending_can_finish(store: NotifierStore) -> None:
+    did = delivery_id(new_id(), "resident", "alimtalk")
+    await claim(store, did)
+    sent = await store.finish(did, DeliveryStatus.SENT, now=NOW, detail="fallback from sms")
+    late = await store.finish(
+        did, DeliveryStatus.FAILED, now=NOW + timedelta(hours=1), detail="late", retries=5
+    )
+    assert late == sent
+    assert (late.status, late.detail, late.attempts, late.final) == (
+        DeliveryStatus.SENT,
+        "fallback from sms",
+        1,
+        True,
+    )
+
+
+async def test_a_finished_claim_comes_back_unchanged(store: NotifierStore) -> None:
+    did = delivery_id(new_id(), "resident", "alimtalk")
+    await claim(store, did)
+    skipped = await store.finish(did, DeliveryStatus.SKIPPED, now=NOW, detail="no consent")
+    again = await claim(store, did, now=NOW + timedelta(minutes=1))
+    assert again == skipped
+
+
+async def test_finishing_without_a_claim_is_a_bug(store: NotifierStore) -> None:
+    with pytest.raises(AssertionError, match="without a claim"):
+        await store.finish(new_id(), DeliveryStatus.SENT, now=NOW)
+
+
+async def test_published_and_dead_lettered_are_remembered(store: NotifierStore) -> None:
+    did = delivery_id(new_id(), "resident", "sms")
+    await claim(store, did)
+    await store.finish(did, DeliveryStatus.FAILED, now=NOW, detail="refused")
+    await store.mark_published(did)
+    after_publish = await store.delivery(did)
+    assert after_publish is not None
+    assert (after_publish.outcome_published, after_publish.dead_lettered) == (True, False)
+    await store.mark_dead_lettered(did)
+    again = await store.claim(
+        did,
+        complaint_id="c-1",
+        source_event_id="ev-1",
+        recipient="resident",
+        channel="alimtalk",
+        template_code="SOTONG_ASSIGNED",
+        now=NOW,
+    )
+    assert (again.outcome_published, again.dead_lettered, again.final) == (True, True, True)
+
+
+async def test_an_unknown_delivery_is_none_and_marking_it_is_harmless(
+    store: NotifierStore,
+) -> None:
+    did = delivery_id(new_id(), "resident", "sms")
+    await store.mark_published(did)
+    await store.mark_dead_lettered(did)
+    assert await store.delivery(did) is None
+
+
+# -- parked: lifecycle events before their recipient ------------------------------------
+
+
+async def test_an_event_is_parked_once_and_read_in_lifecycle_order(store: NotifierStore) -> None:
+    cid = new_id()
+    third, first, second = changed(cid, 3), changed(cid, 1, "received"), changed(cid, 2)
+    assert await store.park(third, correlation_id="corr-3", now=NOW)
+    assert await store.park(first, correlation_id=None, now=NOW)
+    assert not await store.park(third, correlation_id="other", now=NOW), "already parked"
+    parallel = await asyncio.gather(
+        *(store.park(second, correlation_id="corr-2", now=NOW) for _ in range(3))
+    )
+    assert sorted(parallel) == [False, False, True]
+    await store.park(changed(new_id(), 1), correlation_id=None, now=NOW)  # another complaint
+
+    parked = await store.parked(cid)
+    assert [p.event for p in parked] == [first, second, third]
+    assert [p.correlation_id for p in parked] == [None, "corr-2", "corr-3"]
+
+
+async def test_an_unparked_event_is_gone(store: NotifierStore) -> None:
+    cid = new_id()
+    event = changed(cid, 1)
+    await store.park(event, correlation_id=None, now=NOW)
+    await store.unpark(event.event_id)
+    await store.unpark(event.event_id)
+    assert await store.parked(cid) == []
+    assert await store.park(event, correlation_id=None, now=NOW), "parked afresh"
+
+
+# -- deferred: held by quiet hours ------------------------------------------------------
+
+
+async def test_a_message_is_held_once_per_recipient(store: NotifierStore) -> None:
+    cid = new_id()
+    event = changed(cid, 2)
+    later = NOW + timedelta(hours=9)
+    assert await store.defer(event, "resident", correlation_id="c", release_at=later, now=NOW)
+    assert not await store.defer(event, "resident", correlation_id="x", release_at=NOW, now=NOW)
+    assert await store.defer(event, "handler", correlation_id="c", release_at=later, now=NOW)
+
+    [held] = await store.deferred_for(cid, "resident")
+    assert (held.deferred_id, held.complaint_id, held.recipient) == (
+        f"{event.event_id}:resident",
+        cid,
+        "resident",
+    )
+    assert (held.source, held.correlation_id, held.release_at) == (event, "c", later)
+    assert len(await store.deferred_for(cid, "handler")) == 1
+    assert await store.deferred_for(cid, "supervisor") == []
+
+
+async def test_what_is_held_for_a_recipient_comes_in_lifecycle_order(
+    store: NotifierStore,
+) -> None:
+    cid = new_id()
+    at = NOW + timedelta(hours=9)
+    for sequence in (4, 2, 3):
+        await store.defer(
+            changed(cid, sequence), "resident", correlation_id=None, release_at=at, now=NOW
+        )
+    held = await store.deferred_for(cid, "resident")
+    assert [h.source.sequence for h in held if isinstance(h.source, ComplaintStatusChanged)] == [
+        2,
+        3,
+        4,
+    ]
+
+
+async def test_due_is_what_may_go_now_oldest_first_and_each_complaint_in_order(
+    store: NotifierStore,
+) -> None:
+    a, b = sorted([new_id(), new_id()])
+    eight = NOW + timedelta(hours=9)
+    nine = eight + timedelta(hours=1)
+    await store.defer(changed(b, 3), "resident", correlation_id=None, release_at=eight, now=NOW)
+    await store.defer(changed(a, 5), "resident", correlation_id=None, release_at=eight, now=NOW)
+    await store.defer(changed(a, 4), "resident", correlation_id=None, release_at=eight, now=NOW)
+    alert = deadline(a)
+    await store.defer(alert, "supervisor", correlation_id=None, release_at=nine, now=NOW)
+
+    assert await store.due(eight - timedelta(milliseconds=1)) == []
+    at_eight = await store.due(eight)
+    assert [(d.complaint_id, d.source.event_type) for d in at_eight] == [
+        (a, "complaint.status_changed"),
+        (a, "complaint.status_changed"),
+        (b, "complaint.status_changed"),
+    ]
+    assert [
+        d.source.sequence for d in at_eight if isinstance(d.source, ComplaintStatusChanged)
+    ] == [
+        4,
+        5,
+        3,
+    ]
+    everything = await store.due(nine + timedelta(days=1))
+    assert len(everything) == 4
+    assert everything[-1].source == alert
+    assert isinstance(everything[-1].source, ComplaintDeadlineAlert)
+    assert len(await store.due(nine, limit=2)) == 2
+
+
+async def test_an_undeferred_message_is_no_longer_held(store: NotifierStore) -> None:
+    cid = new_id()
+    event = changed(cid, 2)
+    await store.defer(event, "resident", correlation_id=None, release_at=NOW, now=NOW)
+    [held] = await store.due(NOW)
+    await store.undefer(held.deferred_id)
+    await store.undefer(held.deferred_id)
+    assert await store.due(NOW) == []
+    assert await store.deferred_for(cid, "resident") == []

@@ -1,0 +1,271 @@
+"""In-memory stand-ins for notifier's collaborators, for the unit tier.
+
+:class:`InMemoryNotifierStore` passes ``tests/contract/test_notifier_store.py`` beside
+the MongoDB store: a claim only one attempt wins, conditional finishes, first-wins
+contacts, the orders the real one sorts by, times kept to the millisecond as BSON keeps
+them, and events stored as JSON and read back as new objects.
+"""
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from notifier.channel import Message
+from notifier.store import (
+    SOURCE,
+    Deferred,
+    DeliveryRecord,
+    DeliveryStatus,
+    Parked,
+    Recipient,
+    Source,
+)
+from schemas import ComplaintFiled, ComplaintStatusChanged, NotificationOutcome
+from schemas.events import Outcome
+from services.broker import KeyedEvent
+
+
+def stored(moment: datetime) -> datetime:
+    """A time as MongoDB gives it back: UTC, to the millisecond."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.replace(microsecond=aware.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    complaint_id: str
+    sequence: int
+    event: dict[str, Any]
+    correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class _Held:
+    deferred_id: str
+    complaint_id: str
+    recipient: str
+    sequence: int
+    source: dict[str, Any]
+    correlation_id: str | None
+    release_at: datetime
+    deferred_at: datetime
+
+    def read(self) -> Deferred:
+        return Deferred(
+            deferred_id=self.deferred_id,
+            complaint_id=self.complaint_id,
+            recipient=self.recipient,
+            source=SOURCE.validate_python(self.source),
+            correlation_id=self.correlation_id,
+            release_at=self.release_at,
+        )
+
+
+class InMemoryNotifierStore:
+    """The NotifierStore in dictionaries; its fields are open for tests to look at (and
+    to set up a crash's aftermath)."""
+
+    def __init__(self) -> None:
+        self.recipients: dict[str, Recipient] = {}
+        self.deliveries: dict[str, DeliveryRecord] = {}
+        self.pending: dict[str, _Pending] = {}
+        self.deferred: dict[str, _Held] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def remember(self, filed: ComplaintFiled) -> None:
+        resident = filed.resident
+        self.recipients.setdefault(
+            filed.complaint_id,
+            Recipient(
+                complaint_id=filed.complaint_id,
+                receipt_number=filed.receipt_number,
+                notification_consent=resident.notification_consent,
+                name=resident.name,
+                phone=resident.phone,
+                email=resident.email,
+            ),
+        )
+
+    async def recipient(self, complaint_id: str) -> Recipient | None:
+        return self.recipients.get(complaint_id)
+
+    async def park(
+        self, event: ComplaintStatusChanged, *, correlation_id: str | None, now: datetime
+    ) -> bool:
+        if event.event_id in self.pending:
+            return False
+        self.pending[event.event_id] = _Pending(
+            event.complaint_id, event.sequence, event.model_dump(mode="json"), correlation_id
+        )
+        return True
+
+    async def parked(self, complaint_id: str) -> list[Parked]:
+        mine = [p for p in self.pending.values() if p.complaint_id == complaint_id]
+        return [
+            Parked(ComplaintStatusChanged.model_validate(p.event), p.correlation_id)
+            for p in sorted(mine, key=lambda p: p.sequence)
+        ]
+
+    async def unpark(self, event_id: str) -> None:
+        self.pending.pop(event_id, None)
+
+    async def claim(
+        self,
+        delivery_id: str,
+        *,
+        complaint_id: str,
+        source_event_id: str,
+        recipient: str,
+        channel: str,
+        template_code: str,
+        now: datetime,
+        fallback_from: str | None = None,
+    ) -> DeliveryRecord:
+        existing = self.deliveries.get(delivery_id)
+        if existing is None:
+            record = DeliveryRecord(
+                delivery_id=delivery_id,
+                complaint_id=complaint_id,
+                source_event_id=source_event_id,
+                recipient=recipient,
+                channel=channel,
+                template_code=template_code,
+                status=DeliveryStatus.SENDING,
+                attempts=1,
+                fresh=False,
+                fallback_from=fallback_from,
+            )
+            self.deliveries[delivery_id] = record
+            return replace(record, fresh=True)
+        if existing.status is DeliveryStatus.SENDING:
+            existing = self.deliveries[delivery_id] = replace(
+                existing, attempts=existing.attempts + 1
+            )
+        return existing
+
+    async def finish(
+        self,
+        delivery_id: str,
+        status: DeliveryStatus,
+        *,
+        now: datetime,
+        detail: str | None = None,
+        retries: int = 0,
+        final: bool = True,
+        retryable: bool = False,
+    ) -> DeliveryRecord:
+        assert status is not DeliveryStatus.SENDING, "finish with an outcome"
+        record = self.deliveries.get(delivery_id)
+        assert record is not None, f"finish without a claim for {delivery_id}"
+        if record.status is not DeliveryStatus.SENDING:
+            return record
+        record = self.deliveries[delivery_id] = replace(
+            record,
+            status=status,
+            finished_at=stored(now),
+            detail=detail,
+            final=final,
+            retryable=retryable,
+            attempts=record.attempts + retries,
+        )
+        return record
+
+    async def mark_published(self, delivery_id: str) -> None:
+        if delivery_id in self.deliveries:
+            self.deliveries[delivery_id] = replace(
+                self.deliveries[delivery_id], outcome_published=True
+            )
+
+    async def mark_dead_lettered(self, delivery_id: str) -> None:
+        if delivery_id in self.deliveries:
+            self.deliveries[delivery_id] = replace(self.deliveries[delivery_id], dead_lettered=True)
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        return self.deliveries.get(delivery_id)
+
+    async def defer(
+        self,
+        source: Source,
+        recipient: str,
+        *,
+        correlation_id: str | None,
+        release_at: datetime,
+        now: datetime,
+    ) -> bool:
+        deferred_id = f"{source.event_id}:{recipient}"
+        if deferred_id in self.deferred:
+            return False
+        self.deferred[deferred_id] = _Held(
+            deferred_id=deferred_id,
+            complaint_id=source.complaint_id,
+            recipient=recipient,
+            sequence=source.sequence if isinstance(source, ComplaintStatusChanged) else 0,
+            source=source.model_dump(mode="json"),
+            correlation_id=correlation_id,
+            release_at=stored(release_at),
+            deferred_at=stored(now),
+        )
+        return True
+
+    async def due(self, now: datetime, limit: int = 500) -> list[Deferred]:
+        ready = [h for h in self.deferred.values() if h.release_at <= stored(now)]
+        ready.sort(key=lambda h: (h.release_at, h.complaint_id, h.sequence))
+        return [h.read() for h in ready[:limit]]
+
+    async def deferred_for(self, complaint_id: str, recipient: str) -> list[Deferred]:
+        mine = [
+            h
+            for h in self.deferred.values()
+            if h.complaint_id == complaint_id and h.recipient == recipient
+        ]
+        return [h.read() for h in sorted(mine, key=lambda h: (h.sequence, h.deferred_at))]
+
+    async def undefer(self, deferred_id: str) -> None:
+        self.deferred.pop(deferred_id, None)
+
+
+class MemoryChannel:
+    """A channel that remembers what it was given, and knows what it delivered."""
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self.sent: list[Message] = []
+
+    async def deliver(self, message: Message) -> None:
+        self.sent.append(message)
+
+    async def already_delivered(self, delivery_id: str) -> bool:
+        return any(m.delivery_id == delivery_id for m in self.sent)
+
+
+@dataclass
+class Published:
+    """The publish callable, remembering instead of talking to Kafka."""
+
+    published: list[tuple[str, NotificationOutcome, str | None]] = field(default_factory=list)
+
+    async def __call__(
+        self, topic: str, event: KeyedEvent, correlation_id: str | None = None
+    ) -> None:
+        assert isinstance(event, NotificationOutcome), "notifier publishes only outcomes"
+        self.published.append((topic, event, correlation_id))
+
+    @property
+    def outcomes(self) -> list[NotificationOutcome]:
+        return [event for _, event, _ in self.published]
+
+    def by(self, recipient: str) -> list[tuple[str, Outcome, str | None]]:
+        """(channel, outcome, detail) of one recipient's outcomes, in publishing order."""
+        return [(o.channel, o.outcome, o.detail) for o in self.outcomes if o.recipient == recipient]
+
+
+@dataclass
+class ManualClock:
+    """A clock that stands still until a test moves it."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
