@@ -9,18 +9,11 @@ from fastapi import FastAPI
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier, Example, load_examples
 from routing.deadlines import calendar
+from routing.handlers import Routing, RoutingMetrics, subscribe
 from routing.lifecycle import Lifecycle
-from routing.service import Routing, RoutingMetrics
 from routing.settings import RoutingSettings
 from routing.store import RoutingStore
-from schemas import (
-    CommandRejected,
-    ComplaintDeadlineAlert,
-    ComplaintFiled,
-    ComplaintStatusChanged,
-    topics,
-)
-from schemas.commands import ComplaintCommand
+from schemas import CommandRejected, ComplaintDeadlineAlert, ComplaintStatusChanged
 from services.http import service_app
 from services.runtime import Runtime
 
@@ -52,13 +45,7 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
         on_duplicate=lambda topic: runtime.metrics.duplicates.labels("routing", topic).inc(),
     )
 
-    @runtime.subscriber(topics.FILED, group="filed")
-    async def on_filed(filed: ComplaintFiled) -> None:
-        await routing.on_filed(filed)
-
-    @runtime.subscriber(topics.COMMANDS, group="commands")
-    async def on_command(command: ComplaintCommand) -> None:
-        await routing.on_command(command)
+    subscribe(runtime, routing)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

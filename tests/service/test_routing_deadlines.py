@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 
 from routing.deadlines import KST
-from routing.service import Routing
+from routing.handlers import Routing
 from schemas import ComplaintDeadlineAlert, topics
 from schemas.commands import ExtendDeadline, RequestInfo
 from tests.service.test_routing_lifecycle import Clock, new, setup

@@ -9,8 +9,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier
 from routing.deadlines import KST, calendar
+from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
-from routing.service import Routing, RoutingMetrics
 from routing.store import RoutingStore
 from schemas import CommandRejected, ComplaintStatusChanged, topics
 from schemas.commands import (

@@ -10,8 +10,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier
 from routing.deadlines import calendar
+from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
-from routing.service import Routing, RoutingMetrics
 from routing.store import RoutingStore
 from schemas import (
     CommandRejected,

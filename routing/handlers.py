@@ -1,4 +1,8 @@
-"""routing's message handlers: filed complaints in, commands in, lifecycle events out."""
+"""routing's handlers: filed complaints and commands in, lifecycle events out.
+
+Follow one message here from its subscriber (:func:`subscribe`) through :class:`Routing`
+to the store's single-document write and the publish that empties the outbox.
+"""
 
 import asyncio
 import logging
@@ -27,6 +31,7 @@ from schemas import (
 from schemas.commands import (
     RESIDENT,
     AnyCommand,
+    ComplaintCommand,
     ExtendDeadline,
     ProvideInfo,
     ReassignHandler,
@@ -36,6 +41,7 @@ from schemas.commands import (
 from schemas.events import HandlerRef, utcnow
 from schemas.states import ComplaintState
 from services.errors import RetryableError
+from services.runtime import Runtime
 
 log = logging.getLogger("sotong.routing")
 
@@ -507,3 +513,15 @@ class Routing:
             except Exception:
                 log.exception("outbox relay failed; will try again")
             await asyncio.sleep(interval)
+
+
+def subscribe(runtime: Runtime, routing: Routing) -> None:
+    """Each topic gets its own consumer group, so a slow command never holds up filing."""
+
+    @runtime.subscriber(topics.FILED, group="filed")
+    async def on_filed(filed: ComplaintFiled) -> None:
+        await routing.on_filed(filed)
+
+    @runtime.subscriber(topics.COMMANDS, group="commands")
+    async def on_command(command: ComplaintCommand) -> None:
+        await routing.on_command(command)
