@@ -13,6 +13,7 @@ from routing.handlers import Routing, RoutingMetrics, subscribe
 from routing.lifecycle import Lifecycle
 from routing.settings import RoutingSettings
 from routing.store import RoutingStore
+from routing.texts import Texts
 from schemas import CommandRejected, ComplaintDeadlineAlert, ComplaintStatusChanged
 from services.http import service_app
 from services.runtime import Runtime
@@ -31,6 +32,7 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
         await runtime.publish(topic, event, correlation_id=correlation_id)
 
     catalogue = Catalogue.load()
+    texts = Texts.load()
     classifier = Classifier(
         threshold=settings.classifier_threshold, general_desk=catalogue.general_desk
     )
@@ -38,7 +40,8 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
         store=store,
         catalogue=catalogue,
         classifier=classifier,
-        lifecycle=Lifecycle(),
+        lifecycle=Lifecycle(texts),
+        texts=texts,
         publish=publish,
         metrics=RoutingMetrics(runtime.registry),
         calendar=calendar(settings.extra_holidays),

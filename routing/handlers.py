@@ -18,9 +18,10 @@ from routing.assignment import choose_handler
 from routing.catalogue import Catalogue, Department
 from routing.classifier import Classifier
 from routing.deadlines import Period, WorkingCalendar
-from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle, Refusal
+from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle
 from routing.sla import crossed
 from routing.store import RoutingRecord, RoutingStore
+from routing.texts import Refusal, RefusalCode, Texts
 from schemas import (
     CommandRejected,
     ComplaintDeadlineAlert,
@@ -49,26 +50,6 @@ Publish = Callable[
     [str, ComplaintStatusChanged | CommandRejected | ComplaintDeadlineAlert, str | None],
     Awaitable[None],
 ]
-
-UNKNOWN_COMPLAINT = Refusal(
-    "unknown_complaint", "no complaint with this id", "해당 민원을 찾을 수 없습니다"
-)
-NOT_RESPONSIBLE = Refusal(
-    "not_responsible",
-    "only the department currently responsible may act on this complaint",
-    "현재 담당 부서만 처리할 수 있습니다",
-)
-RESIDENT_ONLY = Refusal(
-    "resident_only", "only the resident may do this", "민원인 본인만 할 수 있습니다"
-)
-ROUTING_ONLY = Refusal(
-    "routing_only", "this move is made by routing itself", "시스템이 자동으로 처리하는 단계입니다"
-)
-UNKNOWN_HANDLER = Refusal(
-    "unknown_handler",
-    "no on-duty handler with this id in the department",
-    "해당 부서에 근무 중인 담당자가 아닙니다",
-)
 
 
 @dataclass(frozen=True)
@@ -113,6 +94,7 @@ class Routing:
         store: RoutingStore,
         catalogue: Catalogue,
         lifecycle: Lifecycle,
+        texts: Texts,
         publish: Publish,
         metrics: RoutingMetrics,
         on_duplicate: Callable[[str], None],
@@ -125,6 +107,7 @@ class Routing:
         self.store = store
         self.catalogue = catalogue
         self.lifecycle = lifecycle
+        self.texts = texts
         self.publish = publish
         self.metrics = metrics
         self.on_duplicate = on_duplicate
@@ -208,7 +191,7 @@ class Routing:
     async def on_command(self, command: AnyCommand) -> None:
         record = await self.store.get(command.complaint_id)
         if record is None:
-            await self._reject(command, None, UNKNOWN_COMPLAINT)
+            await self._reject(command, None, self.texts.refusal(RefusalCode.UNKNOWN_COMPLAINT))
             return
         if record.processed(command.event_id):
             self.on_duplicate(topics.COMMANDS)
@@ -242,16 +225,15 @@ class Routing:
             )
         await self._publish_events(record.complaint_id, events, command.event_id)
 
-    @staticmethod
-    def _authorise(command: AnyCommand, record: RoutingRecord) -> None:
+    def _authorise(self, command: AnyCommand, record: RoutingRecord) -> None:
         action = command.action.value
         if action in ROUTING_TRIGGERS:
-            raise ROUTING_ONLY
+            raise self.texts.refusal(RefusalCode.ROUTING_ONLY)
         if action in RESIDENT_TRIGGERS:
             if command.actor != RESIDENT:
-                raise RESIDENT_ONLY
+                raise self.texts.refusal(RefusalCode.RESIDENT_ONLY)
         elif command.actor != record.department:
-            raise NOT_RESPONSIBLE
+            raise self.texts.refusal(RefusalCode.NOT_RESPONSIBLE)
 
     def _guard_facts(self, command: AnyCommand, record: RoutingRecord) -> dict[str, Any]:
         """What the lifecycle's guards look at, computed here so the guards stay pure."""
@@ -365,7 +347,7 @@ class Routing:
             for handler in roster:
                 if handler.handler_id == command.handler_id and handler.on_duty:
                     return handler.ref()
-            raise UNKNOWN_HANDLER
+            raise self.texts.refusal(RefusalCode.UNKNOWN_HANDLER)
         current = record.handler.handler_id if record.handler else None
         others = tuple(h for h in roster if h.handler_id != current)
         return choose_handler(
@@ -414,14 +396,14 @@ class Routing:
     async def _reject(
         self, command: AnyCommand, state: ComplaintState | None, refusal: Refusal
     ) -> None:
-        self.metrics.rejected.labels(refusal.code).inc()
+        self.metrics.rejected.labels(refusal.code.value).inc()
         log.info("command rejected", extra={"action": command.action.value, "code": refusal.code})
         rejection = CommandRejected(
             event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"sotong:rejected:{command.event_id}")),
             complaint_id=command.complaint_id,
             command_id=command.event_id,
             action=command.action.value,
-            code=refusal.code,
+            code=refusal.code.value,
             reason=refusal.reason,
             reason_ko=refusal.reason_ko,
             current_state=state,

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from transitions import EventData, Machine, MachineError
 
+from routing.texts import RefusalCode, Texts, shipped
 from schemas.states import ComplaintState as S
 
 _WORKING = [S.HANDLER_ASSIGNED, S.SITE_CHECK, S.REVIEWING]
@@ -73,51 +74,15 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
 RESIDENT_TRIGGERS: Final = frozenset({"provide_info", "withdraw", "reopen"})
 ROUTING_TRIGGERS: Final = frozenset({"assign", "assign_handler"})
 
-STATE_KO: Final = {
-    S.RECEIVED: "접수",
-    S.ASSIGNED: "부서 배정",
-    S.HANDLER_ASSIGNED: "담당자 지정",
-    S.SITE_CHECK: "현장 확인 중",
-    S.REVIEWING: "심사 중",
-    S.INFO_REQUESTED: "보완 요청",
-    S.RESOLVED: "처리 완료",
-    S.REJECTED: "반려",
-    S.WITHDRAWN: "취하",
-    S.CLOSED: "종결",
+GUARD_REFUSALS: Final[dict[str, RefusalCode]] = {
+    "has_result": RefusalCode.RESULT_REQUIRED,
+    "has_reason": RefusalCode.REASON_REQUIRED,
+    "is_other_department": RefusalCode.SAME_DEPARTMENT,
+    "is_later_due": RefusalCode.DUE_NOT_LATER,
+    "within_first_limit": RefusalCode.EXTENSION_TOO_LONG,
+    "consented_if_repeated": RefusalCode.CONSENT_REQUIRED,
 }
-
-GUARD_REFUSALS: Final = {
-    "has_result": (
-        "result_required",
-        "resolve needs a result text in note",
-        "처리 결과(note)를 입력해야 합니다",
-    ),
-    "has_reason": (
-        "reason_required",
-        "this action needs a reason in note",
-        "사유(note)를 입력해야 합니다",
-    ),
-    "is_other_department": (
-        "same_department",
-        "transfer needs a different, known department",
-        "다른 부서(등록된 부서)로만 이송할 수 있습니다",
-    ),
-    "is_later_due": (
-        "due_not_later",
-        "the new due time must be later than the current one",
-        "새 처리기한은 현재 기한보다 늦어야 합니다",
-    ),
-    "within_first_limit": (
-        "extension_too_long",
-        "a first extension may at most double the processing period",
-        "첫 연장은 처리기간의 두 배를 넘을 수 없습니다",
-    ),
-    "consented_if_repeated": (
-        "consent_required",
-        "a second extension needs the resident's recorded consent",
-        "두 번째 연장은 민원인의 동의가 필요합니다",
-    ),
-}
+"""The refusal a failed guard gives; its sentences are in ``routing/data/texts.ko.json``."""
 
 
 @dataclass(frozen=True)
@@ -125,18 +90,6 @@ class Change:
     trigger: str
     from_state: S
     to_state: S
-
-
-@dataclass(frozen=True)
-class Refusal(Exception):
-    """A command the lifecycle does not allow. ``code`` is for machines, reasons for people."""
-
-    code: str
-    reason: str
-    reason_ko: str
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.reason}"
 
 
 @dataclass
@@ -197,7 +150,8 @@ class _Subject:
 
 
 class Lifecycle:
-    def __init__(self) -> None:
+    def __init__(self, texts: Texts | None = None) -> None:
+        self.texts = shipped() if texts is None else texts
         self.machine = Machine(
             model=None,
             states=list(S),
@@ -217,23 +171,21 @@ class Lifecycle:
     def fire(self, state: S, trigger: str, **kwargs: Any) -> Change:
         """Apply one trigger to a complaint in ``state``; raise Refusal if it is not legal."""
         if trigger not in self.machine.events:
-            raise Refusal(
-                "unknown_action", f"unknown action {trigger!r}", f"알 수 없는 처리({trigger})입니다"
-            )
+            raise self.texts.refusal(RefusalCode.UNKNOWN_ACTION, action=trigger)
         subject = _Subject(state=state)
         self.machine.add_model(subject, initial=state)
         try:
             try:
                 moved = self.machine.events[trigger].trigger(subject, **kwargs)
             except MachineError:
-                raise Refusal(
-                    "illegal_transition",
-                    f"cannot {trigger} a complaint that is {state.value}",
-                    f"현재 상태({STATE_KO[state]})에서는 할 수 없는 처리입니다",
+                raise self.texts.refusal(
+                    RefusalCode.ILLEGAL_TRANSITION,
+                    action=trigger,
+                    state=state.value,
+                    state_ko=self.texts.states[state],
                 ) from None
             if not moved:
-                code, reason, reason_ko = GUARD_REFUSALS[subject.failed_guard or "has_reason"]
-                raise Refusal(code, reason, reason_ko)
+                raise self.texts.refusal(GUARD_REFUSALS[subject.failed_guard or "has_reason"])
             return subject.changes[-1]
         finally:
             self.machine.remove_model(subject)

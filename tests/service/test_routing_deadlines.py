@@ -49,6 +49,7 @@ async def test_a_restarted_watcher_does_not_repeat_itself(
         store=service.store,
         catalogue=service.catalogue,
         lifecycle=service.lifecycle,
+        texts=service.texts,
         publish=recorder,
         metrics=service.metrics,
         calendar=service.calendar,

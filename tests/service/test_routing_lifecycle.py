@@ -12,6 +12,7 @@ from routing.deadlines import KST, calendar
 from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
 from routing.store import RoutingStore
+from routing.texts import shipped
 from schemas import CommandRejected, ComplaintStatusChanged, topics
 from schemas.commands import (
     CloseComplaint,
@@ -49,6 +50,7 @@ async def setup(
         store=store,
         catalogue=Catalogue.load(),
         lifecycle=Lifecycle(),
+        texts=shipped(),
         publish=recorder,
         metrics=RoutingMetrics(CollectorRegistry()),
         calendar=calendar(),

@@ -13,6 +13,7 @@ from routing.deadlines import calendar
 from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
 from routing.store import RoutingStore
+from routing.texts import shipped
 from schemas import (
     CommandRejected,
     ComplaintDeadlineAlert,
@@ -59,6 +60,7 @@ async def routing(
         store=store,
         catalogue=Catalogue.load(),
         lifecycle=Lifecycle(),
+        texts=shipped(),
         publish=recorder,
         metrics=RoutingMetrics(CollectorRegistry()),
         calendar=calendar(),

@@ -1,6 +1,7 @@
 import pytest
 
-from routing.lifecycle import TRANSITIONS, Lifecycle, Refusal
+from routing.lifecycle import TRANSITIONS, Lifecycle
+from routing.texts import Refusal
 from schemas.states import ComplaintState as S
 
 
