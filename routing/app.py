@@ -12,7 +12,7 @@ from routing.deadlines import calendar
 from routing.handlers import Routing, RoutingMetrics, subscribe
 from routing.lifecycle import Lifecycle
 from routing.settings import RoutingSettings
-from routing.store import RoutingStore
+from routing.store import MongoRoutingStore
 from routing.texts import Texts
 from schemas import CommandRejected, ComplaintDeadlineAlert, ComplaintStatusChanged
 from services.http import service_app
@@ -22,7 +22,7 @@ from services.runtime import Runtime
 def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     settings = settings or RoutingSettings()
     runtime = Runtime.build("routing", settings)
-    store = RoutingStore(runtime.db)
+    store = MongoRoutingStore(runtime.db)
 
     async def publish(
         topic: str,
@@ -55,7 +55,7 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
         async def prepare() -> None:
             await store.ensure_indexes()
             examples = load_examples() + [
-                Example(e["text"], e["department"]) for e in await store.transfer_examples()
+                Example(e.text, e.department) for e in await store.transfer_examples()
             ]
             await asyncio.to_thread(classifier.fit, examples)
 

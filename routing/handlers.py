@@ -20,7 +20,7 @@ from routing.classifier import Classifier
 from routing.deadlines import Period, WorkingCalendar
 from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle
 from routing.sla import crossed
-from routing.store import RoutingRecord, RoutingStore
+from routing.store import Changes, Counts, RoutingRecord, RoutingStore
 from routing.texts import Refusal, RefusalCode, Texts
 from schemas import (
     CommandRejected,
@@ -142,22 +142,27 @@ class Routing:
         handled = self._next(assigned, "assign_handler", located | {"handler": handler})
         events = [received, assigned, handled]
         created = await self.store.create(
-            complaint_id=filed.complaint_id,
-            receipt_number=filed.receipt_number,
-            area=filed.location.dong,
-            caused_by=filed.event_id,
-            events=events,
-            extra={
-                "auto_routed": routed.auto,
-                "confidence": routed.confidence,
-                "service_code": filed.service_code,
-                "text": text,
-                "received_at": filed.occurred_at,
-                "original_due_at": due_at,
-                "extensions": 0,
-                "transfer_count": 0,
-                "reopen_count": 0,
-            },
+            RoutingRecord(
+                complaint_id=filed.complaint_id,
+                receipt_number=filed.receipt_number,
+                area=filed.location.dong,
+                state=handled.to_state,
+                sequence=handled.sequence,
+                department=dept.code,
+                department_name=dept.name,
+                handler=handler,
+                due_at=due_at,
+                updated_at=handled.occurred_at,
+                auto_routed=routed.auto,
+                confidence=routed.confidence,
+                service_code=filed.service_code,
+                text=text,
+                received_at=filed.occurred_at,
+                original_due_at=due_at,
+                processed=(filed.event_id,),
+                outbox=tuple(events),
+                outbox_pending=True,
+            )
         )
         if not created:  # a concurrent delivery of the same event won the insert
             self.on_duplicate(topics.FILED)
@@ -193,7 +198,7 @@ class Routing:
         if record is None:
             await self._reject(command, None, self.texts.refusal(RefusalCode.UNKNOWN_COMPLAINT))
             return
-        if record.processed(command.event_id):
+        if record.has_processed(command.event_id):
             self.on_duplicate(topics.COMMANDS)
             await self.flush(record)
             return
@@ -202,14 +207,14 @@ class Routing:
             change = self.lifecycle.fire(
                 record.state, command.action.value, **self._guard_facts(command, record)
             )
-            events, set_fields, inc = await self._effects(
+            events, changes, counts = await self._effects(
                 command, record, change.trigger, change.to_state
             )
         except Refusal as refusal:
             await self._reject(command, record.state, refusal)
             return
         applied = await self.store.advance(
-            record, caused_by=command.event_id, events=events, set_fields=set_fields, inc=inc
+            record, caused_by=command.event_id, events=events, changes=changes, counts=counts
         )
         if not applied:
             raise RetryableError("the complaint changed while the command was applied")
@@ -250,7 +255,7 @@ class Routing:
         elif isinstance(command, ExtendDeadline):
             facts |= {
                 "new_due_at": command.new_due_at,
-                "extensions": record.int_field("extensions"),
+                "extensions": record.extensions,
                 "resident_consent": command.resident_consent,
                 "within_double": self._within_double(record, command.new_due_at),
             }
@@ -270,7 +275,7 @@ class Routing:
 
     async def _effects(
         self, command: AnyCommand, record: RoutingRecord, trigger: str, to_state: ComplaintState
-    ) -> tuple[list[ComplaintStatusChanged], dict[str, Any], dict[str, int]]:
+    ) -> tuple[list[ComplaintStatusChanged], Changes, Counts]:
         """The events a legal command produces and the fields it changes."""
         now = self.clock()
         base: dict[str, Any] = {
@@ -285,8 +290,7 @@ class Routing:
             "caused_by": command.event_id,
             "occurred_at": now,
         }
-        set_fields: dict[str, Any] = {}
-        inc: dict[str, int] = {}
+        changes, counts = Changes(), Counts()
         if isinstance(command, TransferComplaint):
             dept = self.catalogue.departments[command.to_department]
             moved = self._first(
@@ -308,37 +312,32 @@ class Routing:
                     "note": None,
                 },
             )
-            inc["transfer_count"] = 1
-            return [moved, handled], set_fields, inc
+            return [moved, handled], changes, Counts(transfer_count=1)
         if isinstance(command, ExtendDeadline):
             base["due_at"] = command.new_due_at
-            inc["extensions"] = 1
+            counts = Counts(extensions=1)
         elif isinstance(command, RejectComplaint):
             base["remedy"] = command.remedy
         elif isinstance(command, ReassignHandler):
             base["handler"] = await self._reassign(command, record)
         elif trigger == "request_info":
-            set_fields |= {"resume_state": record.state.value, "paused_at": now}
+            changes = Changes(resume_state=record.state, paused_at=now)
         elif trigger == "provide_info" and record.due_at is not None:
             paused_at = record.paused_at or now
             paused = self.calendar.working_hours_between(paused_at, now)
             base["due_at"] = (
                 self.calendar.add_working_hours(record.due_at, paused) if paused else record.due_at
             )
-            set_fields |= {"resume_state": None, "paused_at": None}
+            changes = Changes(resume_state=None, paused_at=None)
         elif trigger == "reopen":
             reopened = self.catalogue.departments.get(record.department or "")
             if reopened is not None and record.handler is None:
                 base["handler"] = await self._choose_handler(reopened, record.area)
             if reopened is not None:
                 base["due_at"] = self.calendar.due(now, reopened.period(record.service_code))
-                set_fields |= {
-                    "received_at": now,
-                    "original_due_at": base["due_at"],
-                    "extensions": 0,
-                }
-            inc["reopen_count"] = 1
-        return [self._first(record, trigger, to_state, base)], set_fields, inc
+                changes = Changes(received_at=now, original_due_at=base["due_at"], extensions=0)
+            counts = Counts(reopen_count=1)
+        return [self._first(record, trigger, to_state, base)], changes, counts
 
     async def _reassign(self, command: ReassignHandler, record: RoutingRecord) -> HandlerRef:
         dept = self.catalogue.departments[record.department or self.catalogue.general_desk]
@@ -483,7 +482,7 @@ class Routing:
 
     async def flush(self, record: RoutingRecord) -> None:
         """Publish what a crash left in a complaint's outbox (same ids: duplicates downstream)."""
-        pending = record.outbox()
+        pending = record.outbox
         if pending:
             await self._publish_events(record.complaint_id, pending, pending[0].caused_by)
 

@@ -11,7 +11,7 @@ from routing.classifier import Classifier
 from routing.deadlines import KST, calendar
 from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
-from routing.store import RoutingStore
+from routing.store import MongoRoutingStore, TransferExample
 from routing.texts import shipped
 from schemas import CommandRejected, ComplaintStatusChanged, topics
 from schemas.commands import (
@@ -43,7 +43,7 @@ class Clock:
 async def setup(
     mongo_db: AsyncDatabase[Document], trained_classifier: Classifier
 ) -> tuple[Routing, Recorder, Clock]:
-    store = RoutingStore(mongo_db)
+    store = MongoRoutingStore(mongo_db)
     await store.ensure_indexes()
     recorder, clock = Recorder(), Clock()
     service = Routing(
@@ -99,7 +99,7 @@ async def test_transfer_lands_at_the_new_department_with_a_new_handler(
     assert handled.handler is not None
     assert handled.handler.handler_id.startswith("environment-")
     assert await service.store.transfer_examples() == [
-        {"text": "이불 버리려면 어떻게 해요", "department": "environment"}
+        TransferExample(text="이불 버리려면 어떻게 해요", department="environment")
     ]
     # the old department may no longer act; the new one may
     await service.on_command(StartSiteCheck(actor=DEPT, complaint_id="t1"))
@@ -240,7 +240,7 @@ async def test_reopen_goes_back_to_the_same_handler_with_a_new_deadline(
     assert reopened.due_at == datetime(2026, 12, 15, 18, 0, tzinfo=KST)
     record = await service.store.get("o1")
     assert record is not None
-    assert record.int_field("reopen_count") == 1
+    assert record.reopen_count == 1
 
 
 async def test_reassign_picks_another_or_the_named_handler(

@@ -12,7 +12,7 @@ from routing.classifier import Classifier
 from routing.deadlines import calendar
 from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
-from routing.store import RoutingStore
+from routing.store import MongoRoutingStore
 from routing.texts import shipped
 from schemas import (
     CommandRejected,
@@ -52,7 +52,7 @@ class Recorder:
 async def routing(
     mongo_db: AsyncDatabase[Document], trained_classifier: Classifier
 ) -> tuple[Routing, Recorder]:
-    store = RoutingStore(mongo_db)
+    store = MongoRoutingStore(mongo_db)
     await store.ensure_indexes()
     recorder = Recorder()
     duplicates: list[str] = []
