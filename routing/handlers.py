@@ -7,16 +7,15 @@ to the store's single-document write and the publish that empties the outbox.
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
 from routing.assignment import choose_handler
 from routing.catalogue import Catalogue, Department
-from routing.classifier import Classifier
 from routing.deadlines import Period, WorkingCalendar
 from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle
 from routing.sla import crossed
@@ -39,17 +38,22 @@ from schemas.commands import (
     RejectComplaint,
     TransferComplaint,
 )
-from schemas.events import HandlerRef, utcnow
+from schemas.events import HandlerRef
 from schemas.states import ComplaintState
 from services.errors import RetryableError
-from services.runtime import Runtime
+from services.runtime import Clock, Publish, Runtime
+
+if TYPE_CHECKING:
+    from routing.classifier import Prediction  # scikit-learn loads only where it is used
 
 log = logging.getLogger("sotong.routing")
 
-Publish = Callable[
-    [str, ComplaintStatusChanged | CommandRejected | ComplaintDeadlineAlert, str | None],
-    Awaitable[None],
-]
+
+class Predicts(Protocol):
+    """What routing asks of a classifier: the fitted ``routing.classifier.Classifier``,
+    or a stub in unit tests."""
+
+    def predict(self, text: str) -> "Prediction": ...
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,8 @@ class Routing:
         metrics: RoutingMetrics,
         on_duplicate: Callable[[str], None],
         calendar: WorkingCalendar,
-        classifier: Classifier,
-        clock: Callable[[], datetime] = utcnow,
+        classifier: Predicts,
+        clock: Clock,
     ) -> None:
         self.calendar = calendar
         self.classifier = classifier
@@ -406,6 +410,7 @@ class Routing:
             reason=refusal.reason,
             reason_ko=refusal.reason_ko,
             current_state=state,
+            occurred_at=self.clock(),
         )
         await self.publish(topics.REJECTIONS, rejection, command.event_id)
 
@@ -451,7 +456,7 @@ class Routing:
                     due_at=due,
                     occurred_at=now,
                 )
-                await self.publish(topics.SLA, event, None)
+                await self.publish(topics.SLA, event)
                 await self.store.mark_alert(record.complaint_id, alert.key)
                 self.metrics.sla_alerts.labels(alert.kind.value, record.department or "none").inc()
                 published += 1

@@ -28,24 +28,17 @@ from schemas.commands import (
     WithdrawComplaint,
 )
 from services.mongo import Document
-from tests.service.test_routing_service import DEPT, Recorder, filed
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 25, 10, 0, tzinfo=KST)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.fakes.routing import RecordingPublish, SettableClock
+from tests.service.test_routing_service import DEPT, filed
 
 
 @pytest.fixture
 async def setup(
     mongo_db: AsyncDatabase[Document], trained_classifier: Classifier
-) -> tuple[Routing, Recorder, Clock]:
+) -> tuple[Routing, RecordingPublish, SettableClock]:
     store = MongoRoutingStore(mongo_db)
     await store.ensure_indexes()
-    recorder, clock = Recorder(), Clock()
+    recorder, clock = RecordingPublish(), SettableClock()
     service = Routing(
         store=store,
         catalogue=Catalogue.load(),
@@ -61,12 +54,12 @@ async def setup(
     return service, recorder, clock
 
 
-async def new(service: Routing, complaint_id: str, clock: Clock) -> None:
+async def new(service: Routing, complaint_id: str, clock: SettableClock) -> None:
     event = filed(complaint_id).model_copy(update={"occurred_at": clock.now})
     await service.on_filed(event)
 
 
-def rejections(recorder: Recorder) -> list[str]:
+def rejections(recorder: RecordingPublish) -> list[str]:
     return [
         e.code
         for t, e in recorder.sent
@@ -74,12 +67,12 @@ def rejections(recorder: Recorder) -> list[str]:
     ]
 
 
-def last(recorder: Recorder, complaint_id: str) -> ComplaintStatusChanged:
+def last(recorder: RecordingPublish, complaint_id: str) -> ComplaintStatusChanged:
     return recorder.lifecycle(complaint_id)[-1]
 
 
 async def test_transfer_lands_at_the_new_department_with_a_new_handler(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "t1", clock)
@@ -112,7 +105,7 @@ async def test_transfer_lands_at_the_new_department_with_a_new_handler(
     ("to", "code"), [(DEPT, "same_department"), ("no-such-dept", "same_department")]
 )
 async def test_transfer_needs_another_known_department(
-    setup: tuple[Routing, Recorder, Clock], to: str, code: str
+    setup: tuple[Routing, RecordingPublish, SettableClock], to: str, code: str
 ) -> None:
     service, recorder, clock = setup
     await new(service, "t2", clock)
@@ -123,7 +116,7 @@ async def test_transfer_needs_another_known_department(
 
 
 async def test_info_request_pauses_the_clock_and_returns_where_it_was(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "i1", clock)
@@ -145,7 +138,7 @@ async def test_info_request_pauses_the_clock_and_returns_where_it_was(
 
 
 async def test_only_the_resident_answers_withdraws_or_reopens(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "r1", clock)
@@ -158,7 +151,7 @@ async def test_only_the_resident_answers_withdraws_or_reopens(
 
 
 async def test_extensions_at_most_double_then_need_consent(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "e1", clock)
@@ -197,7 +190,7 @@ async def test_extensions_at_most_double_then_need_consent(
 
 
 async def test_reject_carries_the_reason_and_the_remedy(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "j1", clock)
@@ -220,7 +213,7 @@ async def test_reject_carries_the_reason_and_the_remedy(
 
 
 async def test_reopen_goes_back_to_the_same_handler_with_a_new_deadline(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "o1", clock)
@@ -244,7 +237,7 @@ async def test_reopen_goes_back_to_the_same_handler_with_a_new_deadline(
 
 
 async def test_reassign_picks_another_or_the_named_handler(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "a1", clock)
