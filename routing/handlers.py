@@ -8,7 +8,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 from routing.assignment import choose_handler
 from routing.catalogue import Catalogue, Department
 from routing.deadlines import Period, WorkingCalendar
-from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle
+from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Facts, Lifecycle
 from routing.sla import crossed
 from routing.store import Changes, Counts, RoutingRecord, RoutingStore
 from routing.texts import Refusal, RefusalCode, Texts
@@ -209,7 +209,7 @@ class Routing:
         try:
             self._authorise(command, record)
             change = self.lifecycle.fire(
-                record.state, command.action.value, **self._guard_facts(command, record)
+                record.state, command.action.value, self._guard_facts(command, record)
             )
             events, changes, counts = await self._effects(
                 command, record, change.trigger, change.to_state
@@ -244,28 +244,25 @@ class Routing:
         elif command.actor != record.department:
             raise self.texts.refusal(RefusalCode.NOT_RESPONSIBLE)
 
-    def _guard_facts(self, command: AnyCommand, record: RoutingRecord) -> dict[str, Any]:
-        """What the lifecycle's guards look at, computed here so the guards stay pure."""
-        facts: dict[str, Any] = {
-            "note": command.note,
-            "department": record.department,
-            "due_at": record.due_at,
-        }
+    def _guard_facts(self, command: AnyCommand, record: RoutingRecord) -> Facts:
+        common = Facts(note=command.note, department=record.department, due_at=record.due_at)
         if isinstance(command, TransferComplaint):
-            facts |= {
-                "to_department": command.to_department,
-                "known_departments": self.catalogue.departments,
-            }
-        elif isinstance(command, ExtendDeadline):
-            facts |= {
-                "new_due_at": command.new_due_at,
-                "extensions": record.extensions,
-                "resident_consent": command.resident_consent,
-                "within_double": self._within_double(record, command.new_due_at),
-            }
-        elif isinstance(command, ProvideInfo):
-            facts["resume_state"] = record.resume_state
-        return facts
+            return replace(
+                common,
+                to_department=command.to_department,
+                known_departments=self.catalogue.departments.keys(),
+            )
+        if isinstance(command, ExtendDeadline):
+            return replace(
+                common,
+                new_due_at=command.new_due_at,
+                extensions=record.extensions,
+                resident_consent=command.resident_consent,
+                within_double=self._within_double(record, command.new_due_at),
+            )
+        if isinstance(command, ProvideInfo):
+            return replace(common, resume_state=record.resume_state)
+        return common
 
     def _within_double(self, record: RoutingRecord, new_due_at: datetime) -> bool:
         """A first extension may at most double the legal period, counted the same way."""

@@ -5,7 +5,9 @@ subject is added for one trigger and removed again, so nothing is built per comp
 on the hot path. Guards are predicates; the only callback records the change.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from transitions import EventData, Machine, MachineError
@@ -92,10 +94,30 @@ class Change:
     to_state: S
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What the guards look at, worked out by the caller so that the guards stay pure."""
+
+    note: str | None = None
+    department: str | None = None
+    due_at: datetime | None = None
+    to_department: str | None = None
+    known_departments: Collection[str] = ()
+    new_due_at: datetime | None = None
+    extensions: int = 0
+    resident_consent: bool = False
+    within_double: bool = False
+    resume_state: S | None = None
+
+
+NO_FACTS: Final = Facts()
+
+
 @dataclass
 class _Subject:
     """The machine's model for the duration of one trigger."""
 
+    facts: Facts
     state: S = S.RECEIVED
     changes: list[Change] = field(default_factory=list)
     failed_guard: str | None = None
@@ -112,41 +134,41 @@ class _Subject:
             self.failed_guard = name
         return ok
 
-    def has_result(self, event: EventData) -> bool:
-        return self._check("has_result", bool(str(event.kwargs.get("note") or "").strip()))
+    def has_result(self, _: EventData) -> bool:
+        return self._check("has_result", bool((self.facts.note or "").strip()))
 
-    def has_reason(self, event: EventData) -> bool:
-        return self._check("has_reason", bool(str(event.kwargs.get("note") or "").strip()))
+    def has_reason(self, _: EventData) -> bool:
+        return self._check("has_reason", bool((self.facts.note or "").strip()))
 
-    def is_other_department(self, event: EventData) -> bool:
-        target = event.kwargs.get("to_department")
+    def is_other_department(self, _: EventData) -> bool:
+        target = self.facts.to_department
         ok = (
             bool(target)
-            and target != event.kwargs.get("department")
-            and target in event.kwargs.get("known_departments", ())
+            and target != self.facts.department
+            and target in self.facts.known_departments
         )
         return self._check("is_other_department", ok)
 
-    def is_later_due(self, event: EventData) -> bool:
-        new, current = event.kwargs.get("new_due_at"), event.kwargs.get("due_at")
+    def is_later_due(self, _: EventData) -> bool:
+        new, current = self.facts.new_due_at, self.facts.due_at
         return self._check("is_later_due", new is not None and (current is None or new > current))
 
-    def within_first_limit(self, event: EventData) -> bool:
-        ok = event.kwargs.get("extensions", 0) > 0 or bool(event.kwargs.get("within_double"))
+    def within_first_limit(self, _: EventData) -> bool:
+        ok = self.facts.extensions > 0 or self.facts.within_double
         return self._check("within_first_limit", ok)
 
-    def consented_if_repeated(self, event: EventData) -> bool:
-        ok = event.kwargs.get("extensions", 0) == 0 or bool(event.kwargs.get("resident_consent"))
+    def consented_if_repeated(self, _: EventData) -> bool:
+        ok = self.facts.extensions == 0 or self.facts.resident_consent
         return self._check("consented_if_repeated", ok)
 
-    def resumes_handler_assigned(self, event: EventData) -> bool:
-        return event.kwargs.get("resume_state") in (None, S.HANDLER_ASSIGNED)
+    def resumes_handler_assigned(self, _: EventData) -> bool:
+        return self.facts.resume_state in (None, S.HANDLER_ASSIGNED)
 
-    def resumes_site_check(self, event: EventData) -> bool:
-        return event.kwargs.get("resume_state") == S.SITE_CHECK
+    def resumes_site_check(self, _: EventData) -> bool:
+        return self.facts.resume_state == S.SITE_CHECK
 
-    def resumes_reviewing(self, event: EventData) -> bool:
-        return event.kwargs.get("resume_state") == S.REVIEWING
+    def resumes_reviewing(self, _: EventData) -> bool:
+        return self.facts.resume_state == S.REVIEWING
 
 
 class Lifecycle:
@@ -168,15 +190,15 @@ class Lifecycle:
     def allowed(self, state: S) -> list[str]:
         return sorted(self.machine.get_triggers(state))
 
-    def fire(self, state: S, trigger: str, **kwargs: Any) -> Change:
+    def fire(self, state: S, trigger: str, facts: Facts = NO_FACTS) -> Change:
         """Apply one trigger to a complaint in ``state``; raise Refusal if it is not legal."""
         if trigger not in self.machine.events:
             raise self.texts.refusal(RefusalCode.UNKNOWN_ACTION, action=trigger)
-        subject = _Subject(state=state)
+        subject = _Subject(facts=facts, state=state)
         self.machine.add_model(subject, initial=state)
         try:
             try:
-                moved = self.machine.events[trigger].trigger(subject, **kwargs)
+                moved = self.machine.events[trigger].trigger(subject)
             except MachineError:
                 raise self.texts.refusal(
                     RefusalCode.ILLEGAL_TRANSITION,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from routing.lifecycle import GUARD_REFUSALS, TRANSITIONS, Lifecycle
+from routing.lifecycle import GUARD_REFUSALS, TRANSITIONS, Facts, Lifecycle
 from routing.texts import TEXTS, Refusal, RefusalCode, Texts, shipped
 from schemas.states import ComplaintState as S
 
@@ -68,7 +68,7 @@ def test_an_incomplete_or_wrong_file_fails_at_load(change: Any, complaint: str) 
 def test_the_lifecycle_fills_its_sentences_from_the_data() -> None:
     lifecycle = Lifecycle()
     with pytest.raises(Refusal) as illegal:
-        lifecycle.fire(S.RECEIVED, "resolve", note="x")
+        lifecycle.fire(S.RECEIVED, "resolve", Facts(note="x"))
     assert (illegal.value.code, illegal.value.reason, illegal.value.reason_ko) == (
         "illegal_transition",
         "cannot resolve a complaint that is received",
