@@ -44,8 +44,10 @@ def create_app(
     storage = MongoRoutingStore(runtime.db) if store is None else store
     catalogue = Catalogue.load()
     texts = Texts.load()
-    model = classifier or Classifier(
-        threshold=settings.classifier_threshold, general_desk=catalogue.general_desk
+    model = (
+        Classifier(threshold=settings.classifier_threshold, general_desk=catalogue.general_desk)
+        if classifier is None
+        else classifier
     )
     routing = Routing(
         store=storage,

@@ -92,6 +92,9 @@ class RoutingMetrics:
 
 
 class Routing:
+    """The application service both subscribers call, and the deadline watcher and the
+    outbox relay run on: every collaborator comes in, so tests hand in fakes."""
+
     def __init__(
         self,
         *,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from routing.assignment import Load
+from routing.deadlines import KST
 from routing.store import (
     PROCESSED_KEPT,
     Changes,
@@ -298,3 +299,12 @@ async def test_transfers_are_kept_once_each_oldest_first(store: RoutingStore) ->
 async def test_indexes_can_be_ensured_again(store: RoutingStore) -> None:
     await store.ensure_indexes()
     await store.ensure_indexes()
+
+
+async def test_times_come_back_in_utc_to_the_millisecond(store: RoutingStore) -> None:
+    precise = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=KST)
+    await store.create(record("c1").model_copy(update={"received_at": precise}))
+    back = (await stored(store, "c1")).received_at
+    assert back == precise.replace(microsecond=123000)
+    assert back is not None
+    assert back.utcoffset() == timedelta(0)
