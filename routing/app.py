@@ -1,4 +1,4 @@
-"""routing's composition root."""
+"""routing's composition root: the only module that reads settings."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -9,65 +9,65 @@ from fastapi import FastAPI
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier, Example, load_examples
 from routing.deadlines import calendar
+from routing.handlers import Routing, RoutingMetrics, subscribe
 from routing.lifecycle import Lifecycle
-from routing.service import Routing, RoutingMetrics
 from routing.settings import RoutingSettings
-from routing.store import RoutingStore
-from schemas import (
-    CommandRejected,
-    ComplaintDeadlineAlert,
-    ComplaintFiled,
-    ComplaintStatusChanged,
-    topics,
-)
-from schemas.commands import ComplaintCommand
+from routing.store import MongoRoutingStore, RoutingStore
+from routing.texts import Texts
+from schemas.events import utcnow
 from services.http import service_app
-from services.runtime import Runtime
+from services.runtime import Clock, Publish, Runtime
 
 
-def create_app(settings: RoutingSettings | None = None) -> FastAPI:
+async def fit_unless_fitted(classifier: Classifier, store: RoutingStore) -> None:
+    """Learn at start-up from the shipped examples plus every transfer so far, so the
+    departments' corrections count; a classifier handed in already fitted (a test's,
+    trained once per session) is used as it is."""
+    if classifier.fitted:
+        return
+    transfers = [Example(e.text, e.department) for e in await store.transfer_examples()]
+    await asyncio.to_thread(classifier.fit, load_examples() + transfers)
+
+
+def create_app(
+    settings: RoutingSettings | None = None,
+    *,
+    store: RoutingStore | None = None,
+    publish: Publish | None = None,
+    clock: Clock | None = None,
+    classifier: Classifier | None = None,
+) -> FastAPI:
+    """Each collaborator left out is built for real: the Mongo store on the runtime's
+    database, the runtime's Kafka publish, the wall clock, a classifier fitted at start-up."""
     settings = settings or RoutingSettings()
     runtime = Runtime.build("routing", settings)
-    store = RoutingStore(runtime.db)
-
-    async def publish(
-        topic: str,
-        event: ComplaintStatusChanged | CommandRejected | ComplaintDeadlineAlert,
-        correlation_id: str | None,
-    ) -> None:
-        await runtime.publish(topic, event, correlation_id=correlation_id)
-
+    storage = MongoRoutingStore(runtime.db) if store is None else store
     catalogue = Catalogue.load()
-    classifier = Classifier(
-        threshold=settings.classifier_threshold, general_desk=catalogue.general_desk
+    texts = Texts.load()
+    model = (
+        Classifier(threshold=settings.classifier_threshold, general_desk=catalogue.general_desk)
+        if classifier is None
+        else classifier
     )
     routing = Routing(
-        store=store,
+        store=storage,
         catalogue=catalogue,
-        classifier=classifier,
-        lifecycle=Lifecycle(),
-        publish=publish,
+        classifier=model,
+        lifecycle=Lifecycle(texts),
+        texts=texts,
+        publish=runtime.publish if publish is None else publish,
+        clock=utcnow if clock is None else clock,
         metrics=RoutingMetrics(runtime.registry),
         calendar=calendar(settings.extra_holidays),
         on_duplicate=lambda topic: runtime.metrics.duplicates.labels("routing", topic).inc(),
     )
-
-    @runtime.subscriber(topics.FILED, group="filed")
-    async def on_filed(filed: ComplaintFiled) -> None:
-        await routing.on_filed(filed)
-
-    @runtime.subscriber(topics.COMMANDS, group="commands")
-    async def on_command(command: ComplaintCommand) -> None:
-        await routing.on_command(command)
+    subscribe(runtime, routing)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async def prepare() -> None:
-            await store.ensure_indexes()
-            examples = load_examples() + [
-                Example(e["text"], e["department"]) for e in await store.transfer_examples()
-            ]
-            await asyncio.to_thread(classifier.fit, examples)
+            await storage.ensure_indexes()
+            await fit_unless_fitted(model, storage)
 
         async with runtime.running(
             before_start=prepare,
@@ -86,5 +86,5 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
         registry=runtime.registry,
         readiness=lambda _: runtime.readiness(),
     )
-    app.state.runtime = runtime
+    app.state.runtime = runtime  # tests/unit/test_observability.py reads its registry
     return app

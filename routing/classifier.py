@@ -24,9 +24,11 @@ from typing import Any
 import kiwipiepy
 import sklearn
 from kiwipiepy import Kiwi
+from sklearn.exceptions import NotFittedError
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.utils.validation import check_is_fitted
 
 DATASET = Path(__file__).parent / "data" / "classifier" / "complaints.jsonl"
 CONTENT_TAGS = ("NN", "NR", "NP", "VV", "VA", "XR", "SL", "SH", "MAG")
@@ -98,6 +100,14 @@ class Classifier:
                 ("model", LogisticRegression(C=50.0, max_iter=3000, random_state=seed)),
             ]
         )
+
+    @property
+    def fitted(self) -> bool:
+        try:
+            check_is_fitted(self.pipeline)
+        except NotFittedError:
+            return False
+        return True
 
     def fit(self, examples: Sequence[Example]) -> "Classifier":
         self.pipeline.fit([e.text for e in examples], [e.department for e in examples])

@@ -1,20 +1,15 @@
 """The lifecycle documentation, generated from the machine itself (``make docs``).
 
 A test compares ``docs/lifecycle.md`` with :func:`render`, so the docs cannot drift
-from the table in ``routing/lifecycle.py``.
+from the table in ``routing/lifecycle.py`` or the wording in ``routing/data/texts.ko.json``.
 """
 
 import sys
 
 from transitions.extensions import GraphMachine
 
-from routing.lifecycle import (
-    GUARD_REFUSALS,
-    RESIDENT_TRIGGERS,
-    ROUTING_TRIGGERS,
-    STATE_KO,
-    TRANSITIONS,
-)
+from routing.lifecycle import GUARD_REFUSALS, RESIDENT_TRIGGERS, ROUTING_TRIGGERS, TRANSITIONS
+from routing.texts import shipped
 from schemas.states import ComplaintState
 
 
@@ -61,11 +56,13 @@ def render() -> str:
             f"| `{t['trigger']}` | {_names(t['source'])} | {dest} | "
             f"{', '.join(f'`{g}`' for g in guards) or '—'} | {_who(t['trigger'])} |"
         )
+    texts = shipped()
     refusals = [
-        f"| `{guard}` | `{code}` | {en} | {ko} |"
-        for guard, (code, en, ko) in GUARD_REFUSALS.items()
+        f"| `{guard}` | `{code}` | {texts.refusals[code].reason} | "
+        f"{texts.refusals[code].reason_ko} |"
+        for guard, code in GUARD_REFUSALS.items()
     ]
-    states = [f"| `{s.value}` | {STATE_KO[s]} |" for s in ComplaintState]
+    states = [f"| `{s.value}` | {texts.states[s]} |" for s in ComplaintState]
     return "\n".join(
         [
             "# Complaint lifecycle",

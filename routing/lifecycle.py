@@ -5,11 +5,14 @@ subject is added for one trigger and removed again, so nothing is built per comp
 on the hot path. Guards are predicates; the only callback records the change.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from transitions import EventData, Machine, MachineError
 
+from routing.texts import RefusalCode, Texts, shipped
 from schemas.states import ComplaintState as S
 
 _WORKING = [S.HANDLER_ASSIGNED, S.SITE_CHECK, S.REVIEWING]
@@ -73,51 +76,15 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
 RESIDENT_TRIGGERS: Final = frozenset({"provide_info", "withdraw", "reopen"})
 ROUTING_TRIGGERS: Final = frozenset({"assign", "assign_handler"})
 
-STATE_KO: Final = {
-    S.RECEIVED: "접수",
-    S.ASSIGNED: "부서 배정",
-    S.HANDLER_ASSIGNED: "담당자 지정",
-    S.SITE_CHECK: "현장 확인 중",
-    S.REVIEWING: "심사 중",
-    S.INFO_REQUESTED: "보완 요청",
-    S.RESOLVED: "처리 완료",
-    S.REJECTED: "반려",
-    S.WITHDRAWN: "취하",
-    S.CLOSED: "종결",
+GUARD_REFUSALS: Final[dict[str, RefusalCode]] = {
+    "has_result": RefusalCode.RESULT_REQUIRED,
+    "has_reason": RefusalCode.REASON_REQUIRED,
+    "is_other_department": RefusalCode.SAME_DEPARTMENT,
+    "is_later_due": RefusalCode.DUE_NOT_LATER,
+    "within_first_limit": RefusalCode.EXTENSION_TOO_LONG,
+    "consented_if_repeated": RefusalCode.CONSENT_REQUIRED,
 }
-
-GUARD_REFUSALS: Final = {
-    "has_result": (
-        "result_required",
-        "resolve needs a result text in note",
-        "처리 결과(note)를 입력해야 합니다",
-    ),
-    "has_reason": (
-        "reason_required",
-        "this action needs a reason in note",
-        "사유(note)를 입력해야 합니다",
-    ),
-    "is_other_department": (
-        "same_department",
-        "transfer needs a different, known department",
-        "다른 부서(등록된 부서)로만 이송할 수 있습니다",
-    ),
-    "is_later_due": (
-        "due_not_later",
-        "the new due time must be later than the current one",
-        "새 처리기한은 현재 기한보다 늦어야 합니다",
-    ),
-    "within_first_limit": (
-        "extension_too_long",
-        "a first extension may at most double the processing period",
-        "첫 연장은 처리기간의 두 배를 넘을 수 없습니다",
-    ),
-    "consented_if_repeated": (
-        "consent_required",
-        "a second extension needs the resident's recorded consent",
-        "두 번째 연장은 민원인의 동의가 필요합니다",
-    ),
-}
+"""The refusal a failed guard gives; its sentences are in ``routing/data/texts.ko.json``."""
 
 
 @dataclass(frozen=True)
@@ -128,21 +95,29 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Refusal(Exception):
-    """A command the lifecycle does not allow. ``code`` is for machines, reasons for people."""
+class Facts:
+    """What the guards look at, worked out by the caller so that the guards stay pure."""
 
-    code: str
-    reason: str
-    reason_ko: str
+    note: str | None = None
+    department: str | None = None
+    due_at: datetime | None = None
+    to_department: str | None = None
+    known_departments: Collection[str] = ()
+    new_due_at: datetime | None = None
+    extensions: int = 0
+    resident_consent: bool = False
+    within_double: bool = False
+    resume_state: S | None = None
 
-    def __str__(self) -> str:
-        return f"{self.code}: {self.reason}"
+
+NO_FACTS: Final = Facts()
 
 
 @dataclass
 class _Subject:
     """The machine's model for the duration of one trigger."""
 
+    facts: Facts
     state: S = S.RECEIVED
     changes: list[Change] = field(default_factory=list)
     failed_guard: str | None = None
@@ -159,45 +134,46 @@ class _Subject:
             self.failed_guard = name
         return ok
 
-    def has_result(self, event: EventData) -> bool:
-        return self._check("has_result", bool(str(event.kwargs.get("note") or "").strip()))
+    def has_result(self, _: EventData) -> bool:
+        return self._check("has_result", bool((self.facts.note or "").strip()))
 
-    def has_reason(self, event: EventData) -> bool:
-        return self._check("has_reason", bool(str(event.kwargs.get("note") or "").strip()))
+    def has_reason(self, _: EventData) -> bool:
+        return self._check("has_reason", bool((self.facts.note or "").strip()))
 
-    def is_other_department(self, event: EventData) -> bool:
-        target = event.kwargs.get("to_department")
+    def is_other_department(self, _: EventData) -> bool:
+        target = self.facts.to_department
         ok = (
             bool(target)
-            and target != event.kwargs.get("department")
-            and target in event.kwargs.get("known_departments", ())
+            and target != self.facts.department
+            and target in self.facts.known_departments
         )
         return self._check("is_other_department", ok)
 
-    def is_later_due(self, event: EventData) -> bool:
-        new, current = event.kwargs.get("new_due_at"), event.kwargs.get("due_at")
+    def is_later_due(self, _: EventData) -> bool:
+        new, current = self.facts.new_due_at, self.facts.due_at
         return self._check("is_later_due", new is not None and (current is None or new > current))
 
-    def within_first_limit(self, event: EventData) -> bool:
-        ok = event.kwargs.get("extensions", 0) > 0 or bool(event.kwargs.get("within_double"))
+    def within_first_limit(self, _: EventData) -> bool:
+        ok = self.facts.extensions > 0 or self.facts.within_double
         return self._check("within_first_limit", ok)
 
-    def consented_if_repeated(self, event: EventData) -> bool:
-        ok = event.kwargs.get("extensions", 0) == 0 or bool(event.kwargs.get("resident_consent"))
+    def consented_if_repeated(self, _: EventData) -> bool:
+        ok = self.facts.extensions == 0 or self.facts.resident_consent
         return self._check("consented_if_repeated", ok)
 
-    def resumes_handler_assigned(self, event: EventData) -> bool:
-        return event.kwargs.get("resume_state") in (None, S.HANDLER_ASSIGNED)
+    def resumes_handler_assigned(self, _: EventData) -> bool:
+        return self.facts.resume_state in (None, S.HANDLER_ASSIGNED)
 
-    def resumes_site_check(self, event: EventData) -> bool:
-        return event.kwargs.get("resume_state") == S.SITE_CHECK
+    def resumes_site_check(self, _: EventData) -> bool:
+        return self.facts.resume_state == S.SITE_CHECK
 
-    def resumes_reviewing(self, event: EventData) -> bool:
-        return event.kwargs.get("resume_state") == S.REVIEWING
+    def resumes_reviewing(self, _: EventData) -> bool:
+        return self.facts.resume_state == S.REVIEWING
 
 
 class Lifecycle:
-    def __init__(self) -> None:
+    def __init__(self, texts: Texts | None = None) -> None:
+        self.texts = shipped() if texts is None else texts
         self.machine = Machine(
             model=None,
             states=list(S),
@@ -214,26 +190,24 @@ class Lifecycle:
     def allowed(self, state: S) -> list[str]:
         return sorted(self.machine.get_triggers(state))
 
-    def fire(self, state: S, trigger: str, **kwargs: Any) -> Change:
+    def fire(self, state: S, trigger: str, facts: Facts = NO_FACTS) -> Change:
         """Apply one trigger to a complaint in ``state``; raise Refusal if it is not legal."""
         if trigger not in self.machine.events:
-            raise Refusal(
-                "unknown_action", f"unknown action {trigger!r}", f"알 수 없는 처리({trigger})입니다"
-            )
-        subject = _Subject(state=state)
+            raise self.texts.refusal(RefusalCode.UNKNOWN_ACTION, action=trigger)
+        subject = _Subject(facts=facts, state=state)
         self.machine.add_model(subject, initial=state)
         try:
             try:
-                moved = self.machine.events[trigger].trigger(subject, **kwargs)
+                moved = self.machine.events[trigger].trigger(subject)
             except MachineError:
-                raise Refusal(
-                    "illegal_transition",
-                    f"cannot {trigger} a complaint that is {state.value}",
-                    f"현재 상태({STATE_KO[state]})에서는 할 수 없는 처리입니다",
+                raise self.texts.refusal(
+                    RefusalCode.ILLEGAL_TRANSITION,
+                    action=trigger,
+                    state=state.value,
+                    state_ko=self.texts.states[state],
                 ) from None
             if not moved:
-                code, reason, reason_ko = GUARD_REFUSALS[subject.failed_guard or "has_reason"]
-                raise Refusal(code, reason, reason_ko)
+                raise self.texts.refusal(GUARD_REFUSALS[subject.failed_guard or "has_reason"])
             return subject.changes[-1]
         finally:
             self.machine.remove_model(subject)

@@ -1,16 +1,22 @@
-"""routing's MongoDB adapter: one document per complaint holding its state and its outbox.
+"""routing's store: one document per complaint holding its state and its outbox.
 
 A state change, the id of the message that caused it and the events it produces are
 written in one single-document update guarded by the current sequence (optimistic
 concurrency). Events are then published and removed from the outbox; a crash in
 between leaves them to be published again with the same ids (a harmless duplicate).
+
+:class:`RoutingStore` is what the handlers need; :class:`MongoRoutingStore` is the
+MongoDB adapter, and ``tests/fakes/routing.py`` holds the in-memory one that
+``tests/contract/test_routing_store.py`` checks against it.
 """
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,99 +31,148 @@ from services.mongo import Document
 COLLECTION = "routing_complaints"
 TRANSFERS = "routing_transfer_examples"
 PROCESSED_KEPT = 500
+RUNNING_CLOCK = frozenset(OPEN_STATES - {ComplaintState.INFO_REQUESTED})
+"""Open states whose deadline clock runs (보완 요청 pauses it)."""
 
 
-class RoutingRecord:
-    """A complaint as routing sees it."""
+class RoutingRecord(BaseModel):
+    """A complaint as routing keeps it: its state, the facts its decisions need, the ids
+    of the messages it has processed and the events not yet published."""
 
-    def __init__(self, doc: Document) -> None:
-        self.doc = doc
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True)
 
-    @property
-    def complaint_id(self) -> str:
-        return str(self.doc["_id"])
+    complaint_id: str = Field(alias="_id")
+    receipt_number: str
+    area: str | None = None
+    state: ComplaintState
+    sequence: int
+    department: str | None = None
+    department_name: str | None = None
+    handler: HandlerRef | None = None
+    due_at: datetime | None = None
+    updated_at: datetime | None = None
+    auto_routed: bool = False
+    confidence: float = 0.0
+    service_code: str | None = None
+    text: str = ""
+    received_at: datetime | None = None
+    original_due_at: datetime | None = None
+    extensions: int = 0
+    transfer_count: int = 0
+    reopen_count: int = 0
+    resume_state: ComplaintState | None = None
+    paused_at: datetime | None = None
+    sla_sent: tuple[str, ...] = ()
+    processed: tuple[str, ...] = ()
+    outbox: tuple[ComplaintStatusChanged, ...] = ()
+    outbox_pending: bool = False
 
-    @property
-    def state(self) -> ComplaintState:
-        return ComplaintState(str(self.doc["state"]))
-
-    @property
-    def sequence(self) -> int:
-        return int(self.doc["sequence"])
-
-    @property
-    def receipt_number(self) -> str:
-        return str(self.doc["receipt_number"])
-
-    @property
-    def department(self) -> str | None:
-        dept = self.doc.get("department")
-        return None if dept is None else str(dept)
-
-    @property
-    def handler(self) -> HandlerRef | None:
-        handler = self.doc.get("handler")
-        return None if handler is None else HandlerRef.model_validate(handler)
-
-    @property
-    def due_at(self) -> datetime | None:
-        return self._time("due_at")
-
-    @property
-    def received_at(self) -> datetime | None:
-        return self._time("received_at")
-
-    @property
-    def original_due_at(self) -> datetime | None:
-        return self._time("original_due_at")
-
-    @property
-    def paused_at(self) -> datetime | None:
-        return self._time("paused_at")
-
-    @property
-    def department_name(self) -> str | None:
-        name = self.doc.get("department_name")
-        return None if name is None else str(name)
-
-    @property
-    def area(self) -> str | None:
-        area = self.doc.get("area")
-        return None if area is None else str(area)
-
-    @property
-    def text(self) -> str:
-        return str(self.doc.get("text") or "")
-
-    @property
-    def service_code(self) -> str | None:
-        code = self.doc.get("service_code")
-        return None if code is None else str(code)
-
-    @property
-    def resume_state(self) -> ComplaintState | None:
-        state = self.doc.get("resume_state")
-        return None if state is None else ComplaintState(str(state))
-
-    @property
-    def sla_sent(self) -> set[str]:
-        return {str(key) for key in self.doc.get("sla_sent", [])}
-
-    def int_field(self, name: str) -> int:
-        return int(self.doc.get(name) or 0)
-
-    def _time(self, name: str) -> datetime | None:
-        value = self.doc.get(name)
-        return value if isinstance(value, datetime) else None
-
-    def processed(self, message_id: str) -> bool:
-        return message_id in self.doc.get("processed", [])
-
-    def outbox(self) -> list[ComplaintStatusChanged]:
-        return [ComplaintStatusChanged.model_validate(e) for e in self.doc.get("outbox", [])]
+    def has_processed(self, message_id: str) -> bool:
+        return message_id in self.processed
 
 
-def _state_fields(events: Sequence[ComplaintStatusChanged]) -> dict[str, Any]:
+class Changes(BaseModel):
+    """Fields a command sets beside those its events carry. Only the fields given are
+    written, so ``Changes(paused_at=None)`` clears one and ``Changes()`` touches none."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resume_state: ComplaintState | None = None
+    paused_at: datetime | None = None
+    received_at: datetime | None = None
+    original_due_at: datetime | None = None
+    extensions: int | None = None
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Counters a command adds to."""
+
+    extensions: int = 0
+    transfer_count: int = 0
+    reopen_count: int = 0
+
+    def nonzero(self) -> dict[str, int]:
+        return {name: n for name, n in asdict(self).items() if n}
+
+
+@dataclass(frozen=True)
+class TransferExample:
+    """A transfer (이송) read as a labelled example: this text belongs to that department."""
+
+    text: str
+    department: str
+
+
+class RoutingStore(Protocol):
+    """What routing's handlers need from storage."""
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def get(self, complaint_id: str) -> RoutingRecord | None: ...
+
+    async def create(self, record: RoutingRecord) -> bool:
+        """Insert a new complaint with its first events. False if it already exists."""
+        ...
+
+    async def advance(
+        self,
+        record: RoutingRecord,
+        *,
+        caused_by: str,
+        events: Sequence[ComplaintStatusChanged],
+        changes: Changes = ...,
+        counts: Counts = ...,
+    ) -> bool:
+        """Apply events if nobody moved the complaint since ``record`` was read. False on
+        a lost race (or a complaint that does not exist)."""
+        ...
+
+    async def clear_outbox(
+        self, complaint_id: str, event_ids: Sequence[str], up_to_sequence: int
+    ) -> None:
+        """Remove published events; no longer pending unless events came after them."""
+        ...
+
+    async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]: ...
+
+    async def with_running_clock(self) -> list[RoutingRecord]:
+        """Open complaints with a due time whose deadline clock is running."""
+        ...
+
+    async def mark_alert(self, complaint_id: str, key: str) -> None: ...
+
+    async def loads(self, handler_ids: Sequence[str]) -> dict[str, Load]:
+        """Open and total complaints of each handler (zero for one with none)."""
+        ...
+
+    async def record_transfer(
+        self,
+        *,
+        caused_by: str,
+        complaint_id: str,
+        text: str,
+        from_department: str | None,
+        to_department: str,
+        reason: str | None,
+        at: datetime,
+    ) -> None:
+        """Keep a transfer as a training example, once per causing command."""
+        ...
+
+    async def transfer_examples(self) -> list[TransferExample]:
+        """Every transfer so far, oldest first."""
+        ...
+
+
+def _document(record: RoutingRecord) -> Document:
+    doc = record.model_dump(by_alias=True, mode="python")
+    for name in ("sla_sent", "processed", "outbox"):
+        doc[name] = list(doc[name])
+    return doc
+
+
+def _state_fields(events: Sequence[ComplaintStatusChanged]) -> Document:
     last = events[-1]
     return {
         "state": last.to_state.value,
@@ -130,7 +185,7 @@ def _state_fields(events: Sequence[ComplaintStatusChanged]) -> dict[str, Any]:
     }
 
 
-class RoutingStore:
+class MongoRoutingStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
         self.transfers: AsyncCollection[Document] = db[TRANSFERS]
@@ -151,31 +206,11 @@ class RoutingStore:
 
     async def get(self, complaint_id: str) -> RoutingRecord | None:
         doc = await self.col.find_one({"_id": complaint_id})
-        return None if doc is None else RoutingRecord(doc)
+        return None if doc is None else RoutingRecord.model_validate(doc)
 
-    async def create(
-        self,
-        *,
-        complaint_id: str,
-        receipt_number: str,
-        area: str | None,
-        caused_by: str,
-        events: Sequence[ComplaintStatusChanged],
-        extra: dict[str, Any],
-    ) -> bool:
-        """Insert a new complaint with its first events. False if it already exists."""
-        doc: Document = {
-            "_id": complaint_id,
-            "receipt_number": receipt_number,
-            "area": area,
-            **extra,
-            **_state_fields(events),
-            "processed": [caused_by],
-            "outbox": [e.model_dump(mode="python") for e in events],
-            "outbox_pending": True,
-        }
+    async def create(self, record: RoutingRecord) -> bool:
         try:
-            await self.col.insert_one(doc)
+            await self.col.insert_one(_document(record))
         except DuplicateKeyError:
             return False
         return True
@@ -186,14 +221,17 @@ class RoutingStore:
         *,
         caused_by: str,
         events: Sequence[ComplaintStatusChanged],
-        set_fields: dict[str, Any] | None = None,
-        inc: dict[str, int] | None = None,
+        changes: Changes = Changes(),  # noqa: B008 - frozen, never mutated
+        counts: Counts = Counts(),
     ) -> bool:
-        """Apply events if nobody moved the complaint meanwhile. False on a lost race."""
         update: dict[str, Any] = {
-            "$set": {**(set_fields or {}), **_state_fields(events), "outbox_pending": True},
+            "$set": {
+                **changes.model_dump(mode="python", exclude_unset=True),
+                **_state_fields(events),
+                "outbox_pending": True,
+            },
         }
-        if inc:
+        if inc := counts.nonzero():
             update["$inc"] = inc
         result = await self.col.update_one(
             {"_id": record.complaint_id, "sequence": record.sequence},
@@ -232,17 +270,17 @@ class RoutingStore:
                 }
             )
 
-    async def transfer_examples(self) -> list[dict[str, Any]]:
+    async def transfer_examples(self) -> list[TransferExample]:
         return [
-            {"text": doc["text"], "department": doc["department"]}
+            TransferExample(text=str(doc["text"]), department=str(doc["department"]))
             async for doc in self.transfers.find({}, sort=[("at", 1)])
         ]
 
     async def clear_outbox(
         self, complaint_id: str, event_ids: Sequence[str], up_to_sequence: int
     ) -> None:
-        """Remove published events. One update when nothing was appended meanwhile (the
-        usual case): then the outbox is empty and no longer pending."""
+        """One update when nothing was appended meanwhile (the usual case): then the
+        outbox is empty and no longer pending."""
         pull = {"$pull": {"outbox": {"event_id": {"$in": list(event_ids)}}}}
         result = await self.col.update_one(
             {"_id": complaint_id, "sequence": up_to_sequence},
@@ -253,23 +291,20 @@ class RoutingStore:
 
     async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
         cursor = self.col.find({"outbox_pending": True}, limit=limit)
-        return [RoutingRecord(doc) async for doc in cursor]
+        return [RoutingRecord.model_validate(doc) async for doc in cursor]
 
     async def with_running_clock(self) -> list[RoutingRecord]:
-        """Open complaints whose deadline clock is running (보완 요청 pauses it)."""
-        running = [s.value for s in OPEN_STATES if s is not ComplaintState.INFO_REQUESTED]
+        running = [s.value for s in RUNNING_CLOCK]
         cursor = self.col.find({"state": {"$in": running}, "due_at": {"$ne": None}})
-        return [RoutingRecord(doc) async for doc in cursor]
+        return [RoutingRecord.model_validate(doc) async for doc in cursor]
 
     async def mark_alert(self, complaint_id: str, key: str) -> None:
         await self.col.update_one({"_id": complaint_id}, {"$addToSet": {"sla_sent": key}})
 
     async def loads(self, handler_ids: Sequence[str]) -> dict[str, Load]:
-        """Open and total complaints of each handler, counted from the complaints themselves.
-
-        Only the handlers that could take the complaint are counted, each with two indexed
-        counts, so the cost does not grow with the department's history.
-        """
+        """Counted from the complaints themselves. Only the handlers that could take the
+        complaint are counted, each with two indexed counts, so the cost does not grow
+        with the department's history."""
         open_states = [s.value for s in OPEN_STATES]
         loads = {}
         for handler_id in handler_ids:

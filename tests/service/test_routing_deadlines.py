@@ -3,16 +3,17 @@
 from datetime import datetime, timedelta
 
 from routing.deadlines import KST
-from routing.service import Routing
+from routing.handlers import Routing
 from schemas import ComplaintDeadlineAlert, topics
 from schemas.commands import ExtendDeadline, RequestInfo
-from tests.service.test_routing_lifecycle import Clock, new, setup
-from tests.service.test_routing_service import DEPT, Recorder
+from tests.fakes.routing import RecordingPublish, SettableClock
+from tests.service.test_routing_lifecycle import new, setup
+from tests.service.test_routing_service import DEPT
 
 __all__ = ["setup"]
 
 
-def alerts(recorder: Recorder) -> list[tuple[str, str]]:
+def alerts(recorder: RecordingPublish) -> list[tuple[str, str]]:
     return [
         (e.complaint_id, e.kind.value)
         for t, e in recorder.sent
@@ -20,7 +21,9 @@ def alerts(recorder: Recorder) -> list[tuple[str, str]]:
     ]
 
 
-async def test_warning_then_breach_each_once(setup: tuple[Routing, Recorder, Clock]) -> None:
+async def test_warning_then_breach_each_once(
+    setup: tuple[Routing, RecordingPublish, SettableClock],
+) -> None:
     service, recorder, clock = setup
     await new(service, "d1", clock)  # Wed 2026-11-25 10:00, due Thu 12-03 18:00 (55 working h)
     assert await service.scan_deadlines() == 0
@@ -39,7 +42,7 @@ async def test_warning_then_breach_each_once(setup: tuple[Routing, Recorder, Clo
 
 
 async def test_a_restarted_watcher_does_not_repeat_itself(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "d2", clock)
@@ -49,6 +52,7 @@ async def test_a_restarted_watcher_does_not_repeat_itself(
         store=service.store,
         catalogue=service.catalogue,
         lifecycle=service.lifecycle,
+        texts=service.texts,
         publish=recorder,
         metrics=service.metrics,
         calendar=service.calendar,
@@ -61,7 +65,7 @@ async def test_a_restarted_watcher_does_not_repeat_itself(
 
 
 async def test_an_extension_is_a_new_clock_and_a_paused_clock_is_quiet(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "d3", clock)
@@ -83,7 +87,7 @@ async def test_an_extension_is_a_new_clock_and_a_paused_clock_is_quiet(
 
 
 async def test_thirty_days_open_owes_a_progress_notice(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "d5", clock)

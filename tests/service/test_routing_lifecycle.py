@@ -9,9 +9,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier
 from routing.deadlines import KST, calendar
+from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
-from routing.service import Routing, RoutingMetrics
-from routing.store import RoutingStore
+from routing.store import MongoRoutingStore, TransferExample
+from routing.texts import shipped
 from schemas import CommandRejected, ComplaintStatusChanged, topics
 from schemas.commands import (
     CloseComplaint,
@@ -27,28 +28,22 @@ from schemas.commands import (
     WithdrawComplaint,
 )
 from services.mongo import Document
-from tests.service.test_routing_service import DEPT, Recorder, filed
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 25, 10, 0, tzinfo=KST)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.fakes.routing import RecordingPublish, SettableClock
+from tests.service.test_routing_service import DEPT, filed
 
 
 @pytest.fixture
 async def setup(
     mongo_db: AsyncDatabase[Document], trained_classifier: Classifier
-) -> tuple[Routing, Recorder, Clock]:
-    store = RoutingStore(mongo_db)
+) -> tuple[Routing, RecordingPublish, SettableClock]:
+    store = MongoRoutingStore(mongo_db)
     await store.ensure_indexes()
-    recorder, clock = Recorder(), Clock()
+    recorder, clock = RecordingPublish(), SettableClock()
     service = Routing(
         store=store,
         catalogue=Catalogue.load(),
         lifecycle=Lifecycle(),
+        texts=shipped(),
         publish=recorder,
         metrics=RoutingMetrics(CollectorRegistry()),
         calendar=calendar(),
@@ -59,12 +54,12 @@ async def setup(
     return service, recorder, clock
 
 
-async def new(service: Routing, complaint_id: str, clock: Clock) -> None:
+async def new(service: Routing, complaint_id: str, clock: SettableClock) -> None:
     event = filed(complaint_id).model_copy(update={"occurred_at": clock.now})
     await service.on_filed(event)
 
 
-def rejections(recorder: Recorder) -> list[str]:
+def rejections(recorder: RecordingPublish) -> list[str]:
     return [
         e.code
         for t, e in recorder.sent
@@ -72,12 +67,12 @@ def rejections(recorder: Recorder) -> list[str]:
     ]
 
 
-def last(recorder: Recorder, complaint_id: str) -> ComplaintStatusChanged:
+def last(recorder: RecordingPublish, complaint_id: str) -> ComplaintStatusChanged:
     return recorder.lifecycle(complaint_id)[-1]
 
 
 async def test_transfer_lands_at_the_new_department_with_a_new_handler(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "t1", clock)
@@ -97,7 +92,7 @@ async def test_transfer_lands_at_the_new_department_with_a_new_handler(
     assert handled.handler is not None
     assert handled.handler.handler_id.startswith("environment-")
     assert await service.store.transfer_examples() == [
-        {"text": "이불 버리려면 어떻게 해요", "department": "environment"}
+        TransferExample(text="이불 버리려면 어떻게 해요", department="environment")
     ]
     # the old department may no longer act; the new one may
     await service.on_command(StartSiteCheck(actor=DEPT, complaint_id="t1"))
@@ -110,7 +105,7 @@ async def test_transfer_lands_at_the_new_department_with_a_new_handler(
     ("to", "code"), [(DEPT, "same_department"), ("no-such-dept", "same_department")]
 )
 async def test_transfer_needs_another_known_department(
-    setup: tuple[Routing, Recorder, Clock], to: str, code: str
+    setup: tuple[Routing, RecordingPublish, SettableClock], to: str, code: str
 ) -> None:
     service, recorder, clock = setup
     await new(service, "t2", clock)
@@ -121,7 +116,7 @@ async def test_transfer_needs_another_known_department(
 
 
 async def test_info_request_pauses_the_clock_and_returns_where_it_was(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "i1", clock)
@@ -143,7 +138,7 @@ async def test_info_request_pauses_the_clock_and_returns_where_it_was(
 
 
 async def test_only_the_resident_answers_withdraws_or_reopens(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "r1", clock)
@@ -156,7 +151,7 @@ async def test_only_the_resident_answers_withdraws_or_reopens(
 
 
 async def test_extensions_at_most_double_then_need_consent(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "e1", clock)
@@ -195,7 +190,7 @@ async def test_extensions_at_most_double_then_need_consent(
 
 
 async def test_reject_carries_the_reason_and_the_remedy(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "j1", clock)
@@ -218,7 +213,7 @@ async def test_reject_carries_the_reason_and_the_remedy(
 
 
 async def test_reopen_goes_back_to_the_same_handler_with_a_new_deadline(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "o1", clock)
@@ -238,11 +233,11 @@ async def test_reopen_goes_back_to_the_same_handler_with_a_new_deadline(
     assert reopened.due_at == datetime(2026, 12, 15, 18, 0, tzinfo=KST)
     record = await service.store.get("o1")
     assert record is not None
-    assert record.int_field("reopen_count") == 1
+    assert record.reopen_count == 1
 
 
 async def test_reassign_picks_another_or_the_named_handler(
-    setup: tuple[Routing, Recorder, Clock],
+    setup: tuple[Routing, RecordingPublish, SettableClock],
 ) -> None:
     service, recorder, clock = setup
     await new(service, "a1", clock)

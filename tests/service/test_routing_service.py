@@ -1,7 +1,6 @@
 """routing's handlers against the real MongoDB-wire server, with a recording publisher."""
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -10,60 +9,39 @@ from pymongo.asynchronous.database import AsyncDatabase
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier
 from routing.deadlines import calendar
+from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
-from routing.service import Routing, RoutingMetrics
-from routing.store import RoutingStore
-from schemas import (
-    CommandRejected,
-    ComplaintDeadlineAlert,
-    ComplaintFiled,
-    ComplaintStatusChanged,
-    topics,
-)
+from routing.store import MongoRoutingStore
+from routing.texts import shipped
+from schemas import ComplaintFiled, topics
 from schemas.commands import ResolveComplaint, StartReview, StartSiteCheck
 from schemas.common import Location, Resident
+from schemas.events import utcnow
 from services.mongo import Document
+from tests.fakes.routing import RecordingPublish
 
 DEPT = "resource-circulation"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any]] = []
-        self.fail_next = 0
-
-    async def __call__(
-        self,
-        topic: str,
-        event: ComplaintStatusChanged | CommandRejected | ComplaintDeadlineAlert,
-        _: str | None,
-    ) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise ConnectionError("broker unreachable")
-        self.sent.append((topic, event))
-
-    def lifecycle(self, complaint_id: str) -> list[ComplaintStatusChanged]:
-        return [e for t, e in self.sent if t == topics.LIFECYCLE and e.complaint_id == complaint_id]
 
 
 @pytest.fixture
 async def routing(
     mongo_db: AsyncDatabase[Document], trained_classifier: Classifier
-) -> tuple[Routing, Recorder]:
-    store = RoutingStore(mongo_db)
+) -> tuple[Routing, RecordingPublish]:
+    store = MongoRoutingStore(mongo_db)
     await store.ensure_indexes()
-    recorder = Recorder()
+    recorder = RecordingPublish()
     duplicates: list[str] = []
     service = Routing(
         store=store,
         catalogue=Catalogue.load(),
         lifecycle=Lifecycle(),
+        texts=shipped(),
         publish=recorder,
         metrics=RoutingMetrics(CollectorRegistry()),
         calendar=calendar(),
         classifier=trained_classifier,
         on_duplicate=duplicates.append,
+        clock=utcnow,
     )
     return service, recorder
 
@@ -83,7 +61,9 @@ def filed(
     )
 
 
-async def test_filing_routes_and_assigns_in_three_events(routing: tuple[Routing, Recorder]) -> None:
+async def test_filing_routes_and_assigns_in_three_events(
+    routing: tuple[Routing, RecordingPublish],
+) -> None:
     service, recorder = routing
     await service.on_filed(filed("c1"))
     events = recorder.lifecycle("c1")
@@ -104,7 +84,7 @@ async def test_filing_routes_and_assigns_in_three_events(routing: tuple[Routing,
 
 
 async def test_the_same_filed_event_twice_changes_nothing(
-    routing: tuple[Routing, Recorder],
+    routing: tuple[Routing, RecordingPublish],
 ) -> None:
     service, recorder = routing
     event = filed("c2")
@@ -113,7 +93,9 @@ async def test_the_same_filed_event_twice_changes_nothing(
     assert len(recorder.lifecycle("c2")) == 3
 
 
-async def test_commands_move_the_complaint_once_each(routing: tuple[Routing, Recorder]) -> None:
+async def test_commands_move_the_complaint_once_each(
+    routing: tuple[Routing, RecordingPublish],
+) -> None:
     service, recorder = routing
     await service.on_filed(filed("c3"))
     site = StartSiteCheck(actor=DEPT, complaint_id="c3")
@@ -134,7 +116,7 @@ async def test_commands_move_the_complaint_once_each(routing: tuple[Routing, Rec
 
 
 async def test_illegal_and_unknown_commands_are_rejected_with_reasons(
-    routing: tuple[Routing, Recorder],
+    routing: tuple[Routing, RecordingPublish],
 ) -> None:
     service, recorder = routing
     await service.on_filed(filed("c4"))
@@ -154,7 +136,7 @@ async def test_illegal_and_unknown_commands_are_rejected_with_reasons(
 
 
 async def test_a_crash_before_publishing_leaves_the_events_to_the_relay(
-    routing: tuple[Routing, Recorder],
+    routing: tuple[Routing, RecordingPublish],
 ) -> None:
     service, recorder = routing
     recorder.fail_next = 1
@@ -171,7 +153,7 @@ async def test_a_crash_before_publishing_leaves_the_events_to_the_relay(
 
 
 async def test_loads_spread_complaints_and_survive_in_the_store(
-    routing: tuple[Routing, Recorder],
+    routing: tuple[Routing, RecordingPublish],
 ) -> None:
     service, _recorder = routing
     for i in range(3):

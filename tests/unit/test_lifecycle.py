@@ -1,6 +1,7 @@
 import pytest
 
-from routing.lifecycle import TRANSITIONS, Lifecycle, Refusal
+from routing.lifecycle import TRANSITIONS, Facts, Lifecycle
+from routing.texts import Refusal
 from schemas.states import ComplaintState as S
 
 
@@ -13,7 +14,7 @@ def test_the_happy_path_reaches_resolved(lifecycle: Lifecycle) -> None:
     state = S.RECEIVED
     for trigger in ["assign", "assign_handler", "start_site_check", "start_review"]:
         state = lifecycle.fire(state, trigger).to_state
-    change = lifecycle.fire(state, "resolve", note="수거 완료")
+    change = lifecycle.fire(state, "resolve", Facts(note="수거 완료"))
     assert (change.from_state, change.to_state, change.trigger) == (
         S.REVIEWING,
         S.RESOLVED,
@@ -24,7 +25,7 @@ def test_the_happy_path_reaches_resolved(lifecycle: Lifecycle) -> None:
 @pytest.mark.parametrize("state", [S.RECEIVED, S.ASSIGNED])
 def test_resolve_before_a_handler_exists_is_refused(lifecycle: Lifecycle, state: S) -> None:
     with pytest.raises(Refusal) as refused:
-        lifecycle.fire(state, "resolve", note="결과")
+        lifecycle.fire(state, "resolve", Facts(note="결과"))
     assert refused.value.code == "illegal_transition"
     assert refused.value.reason_ko
 
@@ -32,7 +33,7 @@ def test_resolve_before_a_handler_exists_is_refused(lifecycle: Lifecycle, state:
 def test_resolve_needs_a_result_text(lifecycle: Lifecycle) -> None:
     for note in (None, "", "   "):
         with pytest.raises(Refusal) as refused:
-            lifecycle.fire(S.REVIEWING, "resolve", note=note)
+            lifecycle.fire(S.REVIEWING, "resolve", Facts(note=note))
         assert refused.value.code == "result_required"
 
 
@@ -45,7 +46,7 @@ def test_unknown_triggers_and_auto_transitions_do_not_exist(lifecycle: Lifecycle
 def test_no_model_is_left_behind(lifecycle: Lifecycle) -> None:
     lifecycle.fire(S.RECEIVED, "assign")
     with pytest.raises(Refusal):
-        lifecycle.fire(S.RECEIVED, "resolve", note="x")
+        lifecycle.fire(S.RECEIVED, "resolve", Facts(note="x"))
     assert lifecycle.machine.models == []
 
 

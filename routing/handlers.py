@@ -1,22 +1,26 @@
-"""routing's message handlers: filed complaints in, commands in, lifecycle events out."""
+"""routing's handlers: filed complaints and commands in, lifecycle events out.
+
+Follow one message here from its subscriber (:func:`subscribe`) through :class:`Routing`
+to the store's single-document write and the publish that empties the outbox.
+"""
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
 from routing.assignment import choose_handler
 from routing.catalogue import Catalogue, Department
-from routing.classifier import Classifier
 from routing.deadlines import Period, WorkingCalendar
-from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Lifecycle, Refusal
+from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Facts, Lifecycle
 from routing.sla import crossed
-from routing.store import RoutingRecord, RoutingStore
+from routing.store import Changes, Counts, RoutingRecord, RoutingStore
+from routing.texts import Refusal, RefusalCode, Texts
 from schemas import (
     CommandRejected,
     ComplaintDeadlineAlert,
@@ -27,42 +31,29 @@ from schemas import (
 from schemas.commands import (
     RESIDENT,
     AnyCommand,
+    ComplaintCommand,
     ExtendDeadline,
     ProvideInfo,
     ReassignHandler,
     RejectComplaint,
     TransferComplaint,
 )
-from schemas.events import HandlerRef, utcnow
+from schemas.events import HandlerRef
 from schemas.states import ComplaintState
 from services.errors import RetryableError
+from services.runtime import Clock, Publish, Runtime
+
+if TYPE_CHECKING:
+    from routing.classifier import Prediction  # scikit-learn loads only where it is used
 
 log = logging.getLogger("sotong.routing")
 
-Publish = Callable[
-    [str, ComplaintStatusChanged | CommandRejected | ComplaintDeadlineAlert, str | None],
-    Awaitable[None],
-]
 
-UNKNOWN_COMPLAINT = Refusal(
-    "unknown_complaint", "no complaint with this id", "해당 민원을 찾을 수 없습니다"
-)
-NOT_RESPONSIBLE = Refusal(
-    "not_responsible",
-    "only the department currently responsible may act on this complaint",
-    "현재 담당 부서만 처리할 수 있습니다",
-)
-RESIDENT_ONLY = Refusal(
-    "resident_only", "only the resident may do this", "민원인 본인만 할 수 있습니다"
-)
-ROUTING_ONLY = Refusal(
-    "routing_only", "this move is made by routing itself", "시스템이 자동으로 처리하는 단계입니다"
-)
-UNKNOWN_HANDLER = Refusal(
-    "unknown_handler",
-    "no on-duty handler with this id in the department",
-    "해당 부서에 근무 중인 담당자가 아닙니다",
-)
+class Predicts(Protocol):
+    """What routing asks of a classifier: the fitted ``routing.classifier.Classifier``,
+    or a stub in unit tests."""
+
+    def predict(self, text: str) -> "Prediction": ...
 
 
 @dataclass(frozen=True)
@@ -101,24 +92,29 @@ class RoutingMetrics:
 
 
 class Routing:
+    """The application service both subscribers call, and the deadline watcher and the
+    outbox relay run on: every collaborator comes in, so tests hand in fakes."""
+
     def __init__(
         self,
         *,
         store: RoutingStore,
         catalogue: Catalogue,
         lifecycle: Lifecycle,
+        texts: Texts,
         publish: Publish,
         metrics: RoutingMetrics,
         on_duplicate: Callable[[str], None],
         calendar: WorkingCalendar,
-        classifier: Classifier,
-        clock: Callable[[], datetime] = utcnow,
+        classifier: Predicts,
+        clock: Clock,
     ) -> None:
         self.calendar = calendar
         self.classifier = classifier
         self.store = store
         self.catalogue = catalogue
         self.lifecycle = lifecycle
+        self.texts = texts
         self.publish = publish
         self.metrics = metrics
         self.on_duplicate = on_duplicate
@@ -153,22 +149,27 @@ class Routing:
         handled = self._next(assigned, "assign_handler", located | {"handler": handler})
         events = [received, assigned, handled]
         created = await self.store.create(
-            complaint_id=filed.complaint_id,
-            receipt_number=filed.receipt_number,
-            area=filed.location.dong,
-            caused_by=filed.event_id,
-            events=events,
-            extra={
-                "auto_routed": routed.auto,
-                "confidence": routed.confidence,
-                "service_code": filed.service_code,
-                "text": text,
-                "received_at": filed.occurred_at,
-                "original_due_at": due_at,
-                "extensions": 0,
-                "transfer_count": 0,
-                "reopen_count": 0,
-            },
+            RoutingRecord(
+                complaint_id=filed.complaint_id,
+                receipt_number=filed.receipt_number,
+                area=filed.location.dong,
+                state=handled.to_state,
+                sequence=handled.sequence,
+                department=dept.code,
+                department_name=dept.name,
+                handler=handler,
+                due_at=due_at,
+                updated_at=handled.occurred_at,
+                auto_routed=routed.auto,
+                confidence=routed.confidence,
+                service_code=filed.service_code,
+                text=text,
+                received_at=filed.occurred_at,
+                original_due_at=due_at,
+                processed=(filed.event_id,),
+                outbox=tuple(events),
+                outbox_pending=True,
+            )
         )
         if not created:  # a concurrent delivery of the same event won the insert
             self.on_duplicate(topics.FILED)
@@ -202,25 +203,25 @@ class Routing:
     async def on_command(self, command: AnyCommand) -> None:
         record = await self.store.get(command.complaint_id)
         if record is None:
-            await self._reject(command, None, UNKNOWN_COMPLAINT)
+            await self._reject(command, None, self.texts.refusal(RefusalCode.UNKNOWN_COMPLAINT))
             return
-        if record.processed(command.event_id):
+        if record.has_processed(command.event_id):
             self.on_duplicate(topics.COMMANDS)
             await self.flush(record)
             return
         try:
             self._authorise(command, record)
             change = self.lifecycle.fire(
-                record.state, command.action.value, **self._guard_facts(command, record)
+                record.state, command.action.value, self._guard_facts(command, record)
             )
-            events, set_fields, inc = await self._effects(
+            events, changes, counts = await self._effects(
                 command, record, change.trigger, change.to_state
             )
         except Refusal as refusal:
             await self._reject(command, record.state, refusal)
             return
         applied = await self.store.advance(
-            record, caused_by=command.event_id, events=events, set_fields=set_fields, inc=inc
+            record, caused_by=command.event_id, events=events, changes=changes, counts=counts
         )
         if not applied:
             raise RetryableError("the complaint changed while the command was applied")
@@ -236,39 +237,35 @@ class Routing:
             )
         await self._publish_events(record.complaint_id, events, command.event_id)
 
-    @staticmethod
-    def _authorise(command: AnyCommand, record: RoutingRecord) -> None:
+    def _authorise(self, command: AnyCommand, record: RoutingRecord) -> None:
         action = command.action.value
         if action in ROUTING_TRIGGERS:
-            raise ROUTING_ONLY
+            raise self.texts.refusal(RefusalCode.ROUTING_ONLY)
         if action in RESIDENT_TRIGGERS:
             if command.actor != RESIDENT:
-                raise RESIDENT_ONLY
+                raise self.texts.refusal(RefusalCode.RESIDENT_ONLY)
         elif command.actor != record.department:
-            raise NOT_RESPONSIBLE
+            raise self.texts.refusal(RefusalCode.NOT_RESPONSIBLE)
 
-    def _guard_facts(self, command: AnyCommand, record: RoutingRecord) -> dict[str, Any]:
-        """What the lifecycle's guards look at, computed here so the guards stay pure."""
-        facts: dict[str, Any] = {
-            "note": command.note,
-            "department": record.department,
-            "due_at": record.due_at,
-        }
+    def _guard_facts(self, command: AnyCommand, record: RoutingRecord) -> Facts:
+        common = Facts(note=command.note, department=record.department, due_at=record.due_at)
         if isinstance(command, TransferComplaint):
-            facts |= {
-                "to_department": command.to_department,
-                "known_departments": self.catalogue.departments,
-            }
-        elif isinstance(command, ExtendDeadline):
-            facts |= {
-                "new_due_at": command.new_due_at,
-                "extensions": record.int_field("extensions"),
-                "resident_consent": command.resident_consent,
-                "within_double": self._within_double(record, command.new_due_at),
-            }
-        elif isinstance(command, ProvideInfo):
-            facts["resume_state"] = record.resume_state
-        return facts
+            return replace(
+                common,
+                to_department=command.to_department,
+                known_departments=self.catalogue.departments.keys(),
+            )
+        if isinstance(command, ExtendDeadline):
+            return replace(
+                common,
+                new_due_at=command.new_due_at,
+                extensions=record.extensions,
+                resident_consent=command.resident_consent,
+                within_double=self._within_double(record, command.new_due_at),
+            )
+        if isinstance(command, ProvideInfo):
+            return replace(common, resume_state=record.resume_state)
+        return common
 
     def _within_double(self, record: RoutingRecord, new_due_at: datetime) -> bool:
         """A first extension may at most double the legal period, counted the same way."""
@@ -282,7 +279,7 @@ class Routing:
 
     async def _effects(
         self, command: AnyCommand, record: RoutingRecord, trigger: str, to_state: ComplaintState
-    ) -> tuple[list[ComplaintStatusChanged], dict[str, Any], dict[str, int]]:
+    ) -> tuple[list[ComplaintStatusChanged], Changes, Counts]:
         """The events a legal command produces and the fields it changes."""
         now = self.clock()
         base: dict[str, Any] = {
@@ -297,8 +294,7 @@ class Routing:
             "caused_by": command.event_id,
             "occurred_at": now,
         }
-        set_fields: dict[str, Any] = {}
-        inc: dict[str, int] = {}
+        changes, counts = Changes(), Counts()
         if isinstance(command, TransferComplaint):
             dept = self.catalogue.departments[command.to_department]
             moved = self._first(
@@ -320,37 +316,32 @@ class Routing:
                     "note": None,
                 },
             )
-            inc["transfer_count"] = 1
-            return [moved, handled], set_fields, inc
+            return [moved, handled], changes, Counts(transfer_count=1)
         if isinstance(command, ExtendDeadline):
             base["due_at"] = command.new_due_at
-            inc["extensions"] = 1
+            counts = Counts(extensions=1)
         elif isinstance(command, RejectComplaint):
             base["remedy"] = command.remedy
         elif isinstance(command, ReassignHandler):
             base["handler"] = await self._reassign(command, record)
         elif trigger == "request_info":
-            set_fields |= {"resume_state": record.state.value, "paused_at": now}
+            changes = Changes(resume_state=record.state, paused_at=now)
         elif trigger == "provide_info" and record.due_at is not None:
             paused_at = record.paused_at or now
             paused = self.calendar.working_hours_between(paused_at, now)
             base["due_at"] = (
                 self.calendar.add_working_hours(record.due_at, paused) if paused else record.due_at
             )
-            set_fields |= {"resume_state": None, "paused_at": None}
+            changes = Changes(resume_state=None, paused_at=None)
         elif trigger == "reopen":
             reopened = self.catalogue.departments.get(record.department or "")
             if reopened is not None and record.handler is None:
                 base["handler"] = await self._choose_handler(reopened, record.area)
             if reopened is not None:
                 base["due_at"] = self.calendar.due(now, reopened.period(record.service_code))
-                set_fields |= {
-                    "received_at": now,
-                    "original_due_at": base["due_at"],
-                    "extensions": 0,
-                }
-            inc["reopen_count"] = 1
-        return [self._first(record, trigger, to_state, base)], set_fields, inc
+                changes = Changes(received_at=now, original_due_at=base["due_at"], extensions=0)
+            counts = Counts(reopen_count=1)
+        return [self._first(record, trigger, to_state, base)], changes, counts
 
     async def _reassign(self, command: ReassignHandler, record: RoutingRecord) -> HandlerRef:
         dept = self.catalogue.departments[record.department or self.catalogue.general_desk]
@@ -359,7 +350,7 @@ class Routing:
             for handler in roster:
                 if handler.handler_id == command.handler_id and handler.on_duty:
                     return handler.ref()
-            raise UNKNOWN_HANDLER
+            raise self.texts.refusal(RefusalCode.UNKNOWN_HANDLER)
         current = record.handler.handler_id if record.handler else None
         others = tuple(h for h in roster if h.handler_id != current)
         return choose_handler(
@@ -408,17 +399,18 @@ class Routing:
     async def _reject(
         self, command: AnyCommand, state: ComplaintState | None, refusal: Refusal
     ) -> None:
-        self.metrics.rejected.labels(refusal.code).inc()
+        self.metrics.rejected.labels(refusal.code.value).inc()
         log.info("command rejected", extra={"action": command.action.value, "code": refusal.code})
         rejection = CommandRejected(
             event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"sotong:rejected:{command.event_id}")),
             complaint_id=command.complaint_id,
             command_id=command.event_id,
             action=command.action.value,
-            code=refusal.code,
+            code=refusal.code.value,
             reason=refusal.reason,
             reason_ko=refusal.reason_ko,
             current_state=state,
+            occurred_at=self.clock(),
         )
         await self.publish(topics.REJECTIONS, rejection, command.event_id)
 
@@ -464,7 +456,7 @@ class Routing:
                     due_at=due,
                     occurred_at=now,
                 )
-                await self.publish(topics.SLA, event, None)
+                await self.publish(topics.SLA, event)
                 await self.store.mark_alert(record.complaint_id, alert.key)
                 self.metrics.sla_alerts.labels(alert.kind.value, record.department or "none").inc()
                 published += 1
@@ -495,7 +487,7 @@ class Routing:
 
     async def flush(self, record: RoutingRecord) -> None:
         """Publish what a crash left in a complaint's outbox (same ids: duplicates downstream)."""
-        pending = record.outbox()
+        pending = record.outbox
         if pending:
             await self._publish_events(record.complaint_id, pending, pending[0].caused_by)
 
@@ -507,3 +499,15 @@ class Routing:
             except Exception:
                 log.exception("outbox relay failed; will try again")
             await asyncio.sleep(interval)
+
+
+def subscribe(runtime: Runtime, routing: Routing) -> None:
+    """Each topic gets its own consumer group, so a slow command never holds up filing."""
+
+    @runtime.subscriber(topics.FILED, group="filed")
+    async def on_filed(filed: ComplaintFiled) -> None:
+        await routing.on_filed(filed)
+
+    @runtime.subscriber(topics.COMMANDS, group="commands")
+    async def on_command(command: ComplaintCommand) -> None:
+        await routing.on_command(command)

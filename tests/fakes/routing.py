@@ -1,0 +1,178 @@
+"""routing's collaborators in memory: the store, a recording publisher, a settable clock.
+
+``InMemoryRoutingStore`` passes ``tests/contract/test_routing_store.py`` like the MongoDB
+adapter: it refuses a second insert, applies an update only at the sequence it was read
+at, and hands back copies with times as BSON keeps them (UTC, whole milliseconds), so a
+handler cannot pass here by holding on to an object or a microsecond Mongo drops.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from routing.assignment import Load
+from routing.deadlines import KST
+from routing.store import (
+    PROCESSED_KEPT,
+    RUNNING_CLOCK,
+    Changes,
+    Counts,
+    RoutingRecord,
+    TransferExample,
+)
+from schemas import ComplaintStatusChanged, topics
+from schemas.states import OPEN_STATES
+from services.broker import KeyedEvent
+
+
+def _as_bson(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+    if isinstance(value, dict):
+        return {k: _as_bson(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_bson(v) for v in value]
+    return value
+
+
+def _stored(record: RoutingRecord) -> RoutingRecord:
+    return RoutingRecord.model_validate(_as_bson(record.model_dump(by_alias=True)))
+
+
+class InMemoryRoutingStore:
+    def __init__(self) -> None:
+        self.records: dict[str, RoutingRecord] = {}
+        self.transfers: dict[str, tuple[datetime, TransferExample]] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def get(self, complaint_id: str) -> RoutingRecord | None:
+        return self.records.get(complaint_id)
+
+    async def create(self, record: RoutingRecord) -> bool:
+        if record.complaint_id in self.records:
+            return False
+        self.records[record.complaint_id] = _stored(record)
+        return True
+
+    async def advance(
+        self,
+        record: RoutingRecord,
+        *,
+        caused_by: str,
+        events: Sequence[ComplaintStatusChanged],
+        changes: Changes = Changes(),  # noqa: B008 - frozen, never mutated
+        counts: Counts = Counts(),  # noqa: B008 - frozen, never mutated
+    ) -> bool:
+        current = self.records.get(record.complaint_id)
+        if current is None or current.sequence != record.sequence:
+            return False
+        last = events[-1]
+        added = {name: getattr(current, name) + n for name, n in counts.nonzero().items()}
+        self.records[current.complaint_id] = _stored(
+            current.model_copy(
+                update=changes.model_dump(exclude_unset=True)
+                | added
+                | {
+                    "state": last.to_state,
+                    "sequence": last.sequence,
+                    "department": last.department,
+                    "department_name": last.department_name,
+                    "handler": last.handler,
+                    "due_at": last.due_at,
+                    "updated_at": last.occurred_at,
+                    "outbox": (*current.outbox, *events),
+                    "outbox_pending": True,
+                    "processed": (*current.processed, caused_by)[-PROCESSED_KEPT:],
+                }
+            )
+        )
+        return True
+
+    async def clear_outbox(
+        self, complaint_id: str, event_ids: Sequence[str], up_to_sequence: int
+    ) -> None:
+        current = self.records.get(complaint_id)
+        if current is None:
+            return
+        kept = tuple(e for e in current.outbox if e.event_id not in set(event_ids))
+        pending = current.outbox_pending and current.sequence != up_to_sequence
+        self.records[complaint_id] = current.model_copy(
+            update={"outbox": kept, "outbox_pending": pending}
+        )
+
+    async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
+        return [r for r in self.records.values() if r.outbox_pending][:limit]
+
+    async def with_running_clock(self) -> list[RoutingRecord]:
+        return [
+            r for r in self.records.values() if r.state in RUNNING_CLOCK and r.due_at is not None
+        ]
+
+    async def mark_alert(self, complaint_id: str, key: str) -> None:
+        current = self.records.get(complaint_id)
+        if current is not None and key not in current.sla_sent:
+            self.records[complaint_id] = current.model_copy(
+                update={"sla_sent": (*current.sla_sent, key)}
+            )
+
+    async def loads(self, handler_ids: Sequence[str]) -> dict[str, Load]:
+        loads = {}
+        for handler_id in handler_ids:
+            mine = [
+                r
+                for r in self.records.values()
+                if r.handler is not None and r.handler.handler_id == handler_id
+            ]
+            loads[handler_id] = Load(
+                open=sum(r.state in OPEN_STATES for r in mine), total=len(mine)
+            )
+        return loads
+
+    async def record_transfer(
+        self,
+        *,
+        caused_by: str,
+        complaint_id: str,
+        text: str,
+        from_department: str | None,
+        to_department: str,
+        reason: str | None,
+        at: datetime,
+    ) -> None:
+        if caused_by not in self.transfers:
+            self.transfers[caused_by] = (at, TransferExample(text=text, department=to_department))
+
+    async def transfer_examples(self) -> list[TransferExample]:
+        ordered = sorted(self.transfers.values(), key=lambda kept: kept[0])
+        return [example for _, example in ordered]
+
+
+class RecordingPublish:
+    """Publishes into a list; ``fail_next`` makes the next sends fail as a lost broker does."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.fail_next = 0
+
+    async def __call__(
+        self, topic: str, event: KeyedEvent, correlation_id: str | None = None
+    ) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("broker unreachable")
+        self.sent.append((topic, event))
+
+    def lifecycle(self, complaint_id: str) -> list[ComplaintStatusChanged]:
+        return [e for t, e in self.sent if t == topics.LIFECYCLE and e.complaint_id == complaint_id]
+
+
+class SettableClock:
+    """A clock that stands still until a test moves it (Wednesday 2026-11-25 10:00 KST)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 11, 25, 10, 0, tzinfo=KST)
+
+    def __call__(self) -> datetime:
+        return self.now
