@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -19,14 +20,21 @@ from services.http import service_app
 from services.runtime import Clock, Publish, Runtime
 
 
-async def fit_unless_fitted(classifier: Classifier, store: RoutingStore) -> None:
+async def fit_unless_fitted(
+    classifier: Classifier, store: RoutingStore, model_dir: Path | None = None
+) -> None:
     """Learn at start-up from the shipped examples plus every transfer so far, so the
     departments' corrections count; a classifier handed in already fitted (a test's,
-    trained once per session) is used as it is."""
+    trained once per session) is used as it is. With a model directory, a model fitted
+    on the same examples before is loaded instead of trained again."""
     if classifier.fitted:
         return
     transfers = [Example(e.text, e.department) for e in await store.transfer_examples()]
-    await asyncio.to_thread(classifier.fit, load_examples() + transfers)
+    examples = load_examples() + transfers
+    if model_dir is None:
+        await asyncio.to_thread(classifier.fit, examples)
+    else:
+        await asyncio.to_thread(classifier.fit_cached, examples, model_dir)
 
 
 def create_app(
@@ -67,7 +75,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async def prepare() -> None:
             await storage.ensure_indexes()
-            await fit_unless_fitted(model, storage)
+            await fit_unless_fitted(model, storage, settings.model_dir)
 
         async with runtime.running(
             before_start=prepare,

@@ -31,6 +31,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 DATASET = Path(__file__).parent / "data" / "classifier" / "complaints.jsonl"
+KEEP_ARTIFACTS = 4  # the CLI's (shipped data) and routing's (plus transfers) live side by side
 CONTENT_TAGS = ("NN", "NR", "NP", "VV", "VA", "XR", "SL", "SH", "MAG")
 
 
@@ -137,16 +138,27 @@ class Classifier:
     def predict(self, text: str) -> Prediction:
         return self.predict_many([text])[0]
 
-    def to_bytes(self) -> bytes:
-        """The fitted pipeline; threshold and general desk are settings, applied on load."""
-        return pickle.dumps(self.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def from_bytes(cls, data: bytes, *, threshold: float, general_desk: str) -> "Classifier":
-        """Only for artifacts this project wrote itself (pickle runs code on load)."""
-        model = cls(threshold=threshold, general_desk=general_desk)
-        model.pipeline = pickle.loads(data)  # noqa: S301 - our own artifact, never user input
-        return model
+    def fit_cached(self, examples: Sequence[Example], cache_dir: Path) -> "Classifier":
+        """Fit once per fingerprint of the examples, the code and the libraries, and keep
+        the fitted pipeline in ``cache_dir``: later starts load it in a fraction of the
+        time. Threshold and general desk are settings, never part of the artifact."""
+        path = cache_dir / f"classifier-{fingerprint(examples)}.pkl"
+        try:
+            # Only ever our own artifact, written below (pickle runs code on load).
+            self.pipeline = pickle.loads(path.read_bytes())  # noqa: S301
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            pass  # absent, or unreadable (a torn or foreign file): train and replace it
+        else:
+            return self
+        self.fit(examples)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False, suffix=".tmp") as tmp:
+            tmp.write(pickle.dumps(self.pipeline, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp.name, path)  # atomic: a concurrent reader sees all of it or nothing
+        kept = sorted(cache_dir.glob("classifier-*.pkl"), key=lambda f: f.stat().st_mtime)
+        for old in kept[:-KEEP_ARTIFACTS]:
+            old.unlink(missing_ok=True)
+        return self
 
 
 def fingerprint(examples: Sequence[Example], seed: int = 7) -> str:
@@ -158,29 +170,6 @@ def fingerprint(examples: Sequence[Example], seed: int = 7) -> str:
         digest.update(json.dumps([e.text, e.department], ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()[:32]
-
-
-def fitted(
-    examples: Sequence[Example], *, threshold: float, general_desk: str, cache_dir: Path
-) -> Classifier:
-    """The classifier fitted on these examples, trained once and kept in ``cache_dir``
-    under the examples' fingerprint: any change of data, code or library retrains."""
-    path = cache_dir / f"classifier-{fingerprint(examples)}.pkl"
-    try:
-        return Classifier.from_bytes(
-            path.read_bytes(), threshold=threshold, general_desk=general_desk
-        )
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        pass  # absent, or unreadable (a torn or foreign file): train and replace it
-    model = Classifier(threshold=threshold, general_desk=general_desk).fit(examples)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False, suffix=".tmp") as tmp:
-        tmp.write(model.to_bytes())
-    os.replace(tmp.name, path)  # atomic: a concurrent reader sees all of it or nothing
-    for old in cache_dir.glob("classifier-*.pkl"):
-        if old != path:
-            old.unlink(missing_ok=True)
-    return model
 
 
 def split(

@@ -32,13 +32,12 @@ def cmd_due(args: argparse.Namespace) -> int:
 
 def _trained(threshold: float) -> "Classifier":
     # kiwipiepy and scikit-learn take seconds to import: only the classify commands pay.
-    from routing.classifier import fitted, load_examples
+    from routing.classifier import Classifier, load_examples
 
     local = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var"))
     general = Catalogue.load().general_desk
-    return fitted(
-        load_examples(), threshold=threshold, general_desk=general, cache_dir=local / "classifier"
-    )
+    model = Classifier(threshold=threshold, general_desk=general)
+    return model.fit_cached(load_examples(), local / "classifier")
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """routing's settings (``SOTONG_ROUTING_*``). Built only by ``routing/app.py``."""
 
 from datetime import date
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -23,4 +24,10 @@ class RoutingSettings(ServiceSettings):
     extra_holidays: list[date] = Field(
         default_factory=list,
         description="Temporary public holidays (임시공휴일) as a JSON list of dates.",
+    )
+    model_dir: Path | None = Field(
+        default=None,
+        description="Where the fitted classifier is kept between starts (it is refitted "
+        "only when the examples, including transfers, or the code change). Unset: fit at "
+        "every start. `sotong up` sets var/classifier.",
     )

@@ -449,6 +449,7 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
         }
         env = localstack.backend_env(kafka_port, mongo_port, "bench") | {
             "SOTONG_NOTIFIER_OUTBOX_PATH": str(root / "outbox.jsonl"),
+            "SOTONG_ROUTING_MODEL_DIR": str(PROJECT_ROOT / "var" / "classifier"),
             **{f"SOTONG_{s.upper()}_LOG_LEVEL": "WARNING" for s in localstack.SERVICES},
         }
         print("starting the four services…", flush=True)

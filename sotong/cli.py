@@ -131,6 +131,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = ls.backend_env(kafka_port, mongo_port, os.environ.get("SOTONG_MONGO_DATABASE", "sotong"))
     keys_path = _api_keys_path()
     department_keys = json.dumps(ls.local_api_keys(keys_path))
+    env["SOTONG_ROUTING_MODEL_DIR"] = os.environ.get(
+        "SOTONG_ROUTING_MODEL_DIR", str(var / "classifier")
+    )
     env["SOTONG_INTAKE_API_KEYS"] = os.environ.get("SOTONG_INTAKE_API_KEYS", department_keys)
     env["SOTONG_TRACKER_API_KEYS"] = os.environ.get("SOTONG_TRACKER_API_KEYS", department_keys)
     env.setdefault(

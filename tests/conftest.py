@@ -26,7 +26,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from routing.classifier import Classifier, fitted, load_examples
+from routing.classifier import Classifier, load_examples
 from services.mongo import Document
 from services.settings import PROJECT_ROOT, KafkaSettings, MongoSettings, RetrySettings
 from sotong import localstack
@@ -93,8 +93,13 @@ class Backends:
             "SOTONG_KAFKA_TOPIC_PREFIX": topic_prefix,
             "SOTONG_MONGO_URI": self.mongo_uri,
             "SOTONG_MONGO_DATABASE": database,
+            # routing processes load the classifier the session fitted instead of training
+            "SOTONG_ROUTING_MODEL_DIR": str(MODEL_DIR),
         }
 
+
+MODEL_DIR = PROJECT_ROOT / "var" / "test-cache"
+"""Fitted classifiers, shared by the session fixture and the routing processes of e2e."""
 
 FAST_RETRY = RetrySettings(max_attempts=4, initial_backoff_seconds=0.05, max_backoff_seconds=0.5)
 
@@ -161,12 +166,8 @@ async def mongo_db(backends: Backends) -> AsyncIterator[AsyncDatabase[Document]]
 def trained_classifier() -> Classifier:
     """The classifier fitted on the shipped dataset: trained once, then kept under
     ``var/test-cache`` until the data or the code changes (training takes seconds)."""
-    return fitted(
-        load_examples(),
-        threshold=0.75,
-        general_desk="civil-passport",
-        cache_dir=PROJECT_ROOT / "var" / "test-cache",
-    )
+    model = Classifier(threshold=0.75, general_desk="civil-passport")
+    return model.fit_cached(load_examples(), MODEL_DIR)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from routing.classifier import (
     Example,
     evaluate,
     fingerprint,
-    fitted,
     load_examples,
     split,
 )
@@ -76,7 +75,7 @@ def test_a_fitted_model_is_kept_and_reloaded_until_its_data_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = small_dataset()
-    first = fitted(data, threshold=0.5, general_desk="civil-passport", cache_dir=tmp_path)
+    first = Classifier(threshold=0.5, general_desk="civil-passport").fit_cached(data, tmp_path)
     (artifact,) = tmp_path.glob("classifier-*.pkl")
     assert artifact.name == f"classifier-{fingerprint(data)}.pkl"
 
@@ -84,7 +83,7 @@ def test_a_fitted_model_is_kept_and_reloaded_until_its_data_changes(
         raise AssertionError("trained again although nothing changed")
 
     monkeypatch.setattr(Classifier, "fit", no_training)
-    again = fitted(data, threshold=0.9, general_desk="general", cache_dir=tmp_path)
+    again = Classifier(threshold=0.9, general_desk="general").fit_cached(data, tmp_path)
     text = "집앞에 차좀 빼주세요"
     assert again.probabilities([text]).tolist() == first.probabilities([text]).tolist()
     assert (again.threshold, again.general_desk) == (0.9, "general")  # settings, not artifact
@@ -92,14 +91,15 @@ def test_a_fitted_model_is_kept_and_reloaded_until_its_data_changes(
     monkeypatch.undo()
     changed = [*data, Example("주차장 입구를 막은 차", "parking")]
     assert fingerprint(changed) != fingerprint(data)
-    fitted(changed, threshold=0.5, general_desk="civil-passport", cache_dir=tmp_path)
-    assert [p.name for p in tmp_path.glob("classifier-*.pkl")] == [
-        f"classifier-{fingerprint(changed)}.pkl"
-    ]
+    Classifier(threshold=0.5, general_desk="civil-passport").fit_cached(changed, tmp_path)
+    assert {p.name for p in tmp_path.glob("classifier-*.pkl")} == {
+        f"classifier-{fingerprint(data)}.pkl",
+        f"classifier-{fingerprint(changed)}.pkl",
+    }
 
 
 def test_a_torn_artifact_is_retrained_not_trusted(tmp_path: Path) -> None:
     data = small_dataset()
     (tmp_path / f"classifier-{fingerprint(data)}.pkl").write_bytes(b"\x80\x05torn")
-    model = fitted(data, threshold=0.5, general_desk="civil-passport", cache_dir=tmp_path)
+    model = Classifier(threshold=0.5, general_desk="civil-passport").fit_cached(data, tmp_path)
     assert model.predict("집앞에 차좀 빼주세요").department == "parking"

@@ -3,6 +3,7 @@ examples plus every transfer the store holds."""
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,18 @@ async def test_an_unfitted_one_learns_the_shipped_examples_and_the_transfers(
     monkeypatch.setattr(classifier, "fit", fit)
     await fit_unless_fitted(classifier, store)
     assert seen == [*load_examples(), Example("악취가 나요", "environment")]
+
+
+async def test_with_a_model_directory_the_fit_is_looked_up_there_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    classifier = Classifier(threshold=0.75, general_desk="civil-passport")
+    calls: list[tuple[int, Path]] = []
+
+    def fit_cached(examples: Sequence[Example], cache_dir: Path) -> Classifier:
+        calls.append((len(examples), cache_dir))
+        return classifier
+
+    monkeypatch.setattr(classifier, "fit_cached", fit_cached)
+    await fit_unless_fitted(classifier, InMemoryRoutingStore(), tmp_path)
+    assert calls == [(len(load_examples()), tmp_path)]
