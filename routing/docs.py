@@ -67,7 +67,7 @@ def render() -> str:
         [
             "# Complaint lifecycle",
             "",
-            "Generated from `routing/lifecycle.py` by `make docs`; do not edit by hand.",
+            "Generated from `routing/lifecycle.py` and `routing/data/texts.ko.json` by `make docs`; do not edit by hand.",
             "",
             "```mermaid",
             diagram(),
