@@ -18,7 +18,7 @@ from services.http import service_app
 from services.keys import ApiKeys
 from services.runtime import Clock, Runtime
 from tracker import search
-from tracker.handlers import DeadLetter, Ingest, IngestMetrics, build_router, raw_values
+from tracker.handlers import Ingest, IngestMetrics, PublishDeadLetter, build_router, raw_values
 from tracker.settings import TrackerSettings
 from tracker.sse import StreamTiming
 from tracker.store import MongoTrackerStore, TrackerStore
@@ -30,7 +30,7 @@ def create_app(
     runtime: Runtime | None = None,
     store: TrackerStore | None = None,
     clock: Clock | None = None,
-    dead_letter: DeadLetter | None = None,
+    dead_letter: PublishDeadLetter | None = None,
 ) -> FastAPI:
     """The tracker service. ``runtime`` (broker, metrics registry, Mongo client) is built
     from ``settings`` unless given; ``store`` defaults to MongoDB through it,

@@ -64,7 +64,7 @@ from tracker.view import (
 
 log = logging.getLogger("sotong.tracker")
 
-DeadLetter = Callable[[StreamMessage[Any], BaseException, int], Awaitable[None]]
+PublishDeadLetter = Callable[[StreamMessage[Any], BaseException, int], Awaitable[None]]
 """Publishes one dead letter: ``DeadLetters.dead_letter`` from the kit, or a fake."""
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
@@ -131,7 +131,7 @@ class Ingest:
         *,
         service: str,
         store: TrackerStore,
-        dead_letter: DeadLetter,
+        dead_letter: PublishDeadLetter,
         duplicates: Counter,
         metrics: IngestMetrics,
         clock: Clock = utcnow,

@@ -14,12 +14,13 @@ from faststream.kafka import TestKafkaBroker
 from schemas import ComplaintState, DeadLetter, topics
 from schemas.tokens import hash_token
 from services.broker import topic_name
-from services.runtime import Runtime
+from services.runtime import Clock, Runtime
 from services.settings import KafkaSettings
 from tests.conftest import FAST_RETRY
 from tests.fakes.tracker import InMemoryTrackerStore
 from tests.unit.test_tracker_projection import change, filed, story
 from tracker.app import create_app
+from tracker.handlers import PublishDeadLetter
 from tracker.projection import TrackedEvent
 from tracker.settings import TrackerSettings
 
@@ -61,12 +62,15 @@ class Tracker:
 
 
 @asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[Tracker]:
-    """The app on the in-memory broker and store; dead letters collected from their topic."""
+async def running(
+    *, clock: Clock | None = None, dead_letter: PublishDeadLetter | None = None, **overrides: Any
+) -> AsyncIterator[Tracker]:
+    """The app on the in-memory broker and store; dead letters collected from their topic
+    (unless ``dead_letter`` takes them first)."""
     config = settings(**overrides)
     runtime = Runtime.build("tracker", config)
     store = InMemoryTrackerStore()
-    app = create_app(config, runtime=runtime, store=store)
+    app = create_app(config, runtime=runtime, store=store, clock=clock, dead_letter=dead_letter)
     dead_letters: list[DeadLetter] = []
 
     @runtime.broker.subscriber(topic_name(config.kafka, topics.DEAD_LETTER))

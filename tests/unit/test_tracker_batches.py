@@ -8,9 +8,11 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry
 from pymongo.errors import AutoReconnect
 
@@ -157,3 +159,22 @@ def retries(tracker: Tracker) -> float:
         for sample in metric.samples
         if sample.name == "sotong_consume_retries_total" and sample.labels["consumer"] == "tracker"
     )
+
+
+async def test_events_are_stamped_by_the_clock_and_rejects_go_to_the_dead_letter_given() -> None:
+    stamp = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)
+    rejected: list[tuple[bytes, BaseException]] = []
+
+    async def dead_letter(message: StreamMessage[Any], exc: BaseException, attempts: int) -> None:
+        rejected.append((message.body, exc))
+
+    async with running(clock=lambda: stamp, dead_letter=dead_letter) as tracker:
+        lifecycle = topic_name(tracker.runtime.settings.kafka, topics.LIFECYCLE)
+        event = story("c-1")[2]
+        await tracker.runtime.broker.publish_batch(
+            event.model_dump_json().encode(), b"{broken", topic=lifecycle
+        )
+
+    assert [doc["stored_at"] for doc in tracker.store.events.values()] == [stamp]
+    assert [body for body, _ in rejected] == [b"{broken"]
+    assert tracker.dead_letters == []

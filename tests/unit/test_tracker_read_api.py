@@ -27,15 +27,13 @@ KEYS = {"roads": "key-roads", "parks": "key-parks"}
 STAFF_KEY = "key-call-centre"
 PERSONAL = ("홍길동", "010-1234-5678", "01012345678", "청라커낼로")
 PARKS_HANDLER = HandlerRef(handler_id="h-40", name="박공원", office_phone="032-560-4000")
-KEYED = {
-    "api_keys": {code: SecretStr(key) for code, key in KEYS.items()},
-    "staff_api_keys": {"call-centre": SecretStr(STAFF_KEY)},
-}
+DEPARTMENT_KEYS = {code: SecretStr(key) for code, key in KEYS.items()}
+STAFF_KEYS = {"call-centre": SecretStr(STAFF_KEY)}
 
 
 @pytest.fixture
 async def tracker() -> AsyncIterator[Tracker]:
-    async with running(**KEYED) as tracker:
+    async with running(api_keys=DEPARTMENT_KEYS, staff_api_keys=STAFF_KEYS) as tracker:
         yield tracker
 
 
