@@ -37,13 +37,14 @@ from schemas import (
 )
 from schemas.events import HandlerRef, Outcome, utcnow
 from services.mongo import Document
+from services.runtime import Runtime
 from services.settings import KafkaSettings, MongoSettings
 from sotong import localstack
 from tracker.app import create_app
-from tracker.ingest import Ingest, IngestMetrics
+from tracker.handlers import Ingest, IngestMetrics
 from tracker.projection import TrackedEvent
 from tracker.settings import TrackerSettings
-from tracker.store import TrackerStore
+from tracker.store import MongoTrackerStore
 
 EVENTS_PER_COMPLAINT = 8
 BODIES = (
@@ -116,13 +117,13 @@ async def through_kafka(
         bootstrap_servers=backends["kafka"], idempotent_producer=False, topic_prefix=prefix
     )
     mongo = MongoSettings.model_validate({"uri": backends["mongo"], "database": database})
-    app = create_app(
-        TrackerSettings(kafka=kafka, mongo=mongo, http_port=0, batch_max_records=max_records)
-    )
+    settings = TrackerSettings(kafka=kafka, mongo=mongo, http_port=0, batch_max_records=max_records)
+    runtime = Runtime.build("tracker", settings)
+    store = MongoTrackerStore(runtime.db)
+    app = create_app(settings, runtime=runtime, store=store)
     producer = AIOKafkaProducer(bootstrap_servers=backends["kafka"], acks="all", linger_ms=20)
     async with app.router.lifespan_context(app):
         # The service created the topics; stop its consumer while the backlog is written.
-        runtime = app.state.runtime
         await runtime.broker.stop()
         await producer.start()
         try:
@@ -138,7 +139,6 @@ async def through_kafka(
         finally:
             await producer.stop()
         await runtime.broker.start()
-        store: TrackerStore = app.state.store
         started = time.perf_counter()
         while await store.events.count_documents({}) < len(events):
             if time.perf_counter() - started > 600:
@@ -175,7 +175,7 @@ async def store_only(mongo_uri: str, events: list[TrackedEvent], batch: int) -> 
     """The batch handler alone, records already in memory: the database's share."""
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
     database = f"bench_{uuid.uuid4().hex[:6]}"
-    store = TrackerStore(client[database])
+    store = MongoTrackerStore(client[database])
     await store.ensure_indexes()
     registry = CollectorRegistry()
 

@@ -1,40 +1,51 @@
-"""tracker's composition root: settings → runtime → store → batch subscriber and HTTP API."""
+"""tracker's composition root: settings → runtime → store → batch subscriber and HTTP API.
+
+The only module that reads settings. Every collaborator the handlers call can be passed
+in (tests pass an in-memory store, a fixed clock, a recording dead letter); the defaults
+are the real ones.
+"""
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Gauge
 
 from schemas import topics
+from schemas.events import utcnow
 from services.http import service_app
 from services.keys import ApiKeys
-from services.runtime import Runtime
+from services.runtime import Clock, Runtime
 from tracker import search
-from tracker.ingest import Ingest, IngestMetrics, raw_values, records_of
-from tracker.routes import build_router
+from tracker.handlers import Ingest, IngestMetrics, PublishDeadLetter, build_router, raw_values
 from tracker.settings import TrackerSettings
 from tracker.sse import StreamTiming
-from tracker.store import TrackerStore
+from tracker.store import MongoTrackerStore, TrackerStore
 
 
-def create_app(settings: TrackerSettings | None = None) -> FastAPI:
+def create_app(
+    settings: TrackerSettings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    store: TrackerStore | None = None,
+    clock: Clock | None = None,
+    dead_letter: PublishDeadLetter | None = None,
+) -> FastAPI:
+    """The tracker service. ``runtime`` (broker, metrics registry, Mongo client) is built
+    from ``settings`` unless given; ``store`` defaults to MongoDB through it,
+    ``dead_letter`` to the kit's dead-letter topic, ``clock`` to the wall clock."""
     settings = settings or TrackerSettings()
-    runtime = Runtime.build("tracker", settings)
-    store = TrackerStore(runtime.db)
+    runtime = runtime or Runtime.build("tracker", settings)
+    store = store or MongoTrackerStore(runtime.db)
     ingest = Ingest(
         service=runtime.service,
         store=store,
-        dead_letter=runtime.dead_letters.dead_letter,
+        dead_letter=dead_letter or runtime.dead_letters.dead_letter,
         duplicates=runtime.metrics.duplicates,
         metrics=IngestMetrics(runtime.registry),
+        clock=clock or utcnow,
     )
-
-    async def on_batch(message: KafkaMessage) -> None:
-        await ingest.handle(records_of(message))
-
     # Registered by call: runtime.subscriber is untyped, and a decorator would erase the
     # handler's type under mypy --strict.
     runtime.subscriber(
@@ -43,7 +54,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         decoder=raw_values,
-    )(on_batch)
+    )(ingest.on_batch)
 
     async def before_start() -> None:
         await store.ensure_indexes()
@@ -63,9 +74,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
         registry=runtime.registry,
         readiness=lambda _: runtime.readiness(),
     )
-    app.state.runtime = runtime
-    app.state.store = store
-    app.state.ingest = ingest
+    app.state.runtime = runtime  # tests/unit/test_observability reads every registry
     app.include_router(
         build_router(
             store=store,

@@ -6,23 +6,25 @@ whose relative order Kafka does not promise, and what lets ``tracker.rebuild`` t
 read model away and get the same documents back.
 
 The department queue, staff search and statistics are queries over these documents
-(each reads only the fields it may show), so they are rebuilt with them.
+(each reads only the fields its view has, see ``tracker.view``), so they are rebuilt
+with them.
 """
 
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas import (
+    Channel,
     CommandRejected,
     ComplaintDeadlineAlert,
     ComplaintFiled,
     ComplaintStatusChanged,
     NotificationOutcome,
 )
-from schemas.events import AlertKind, HandlerRef
+from schemas.events import AlertKind, HandlerRef, Outcome
 from schemas.states import OPEN_STATES, ComplaintState
 from tracker.search import search_terms
 
@@ -36,31 +38,117 @@ AnyTracked = (
 TrackedEvent = Annotated[AnyTracked, Field(discriminator="event_type")]
 TRACKED_EVENT: TypeAdapter[AnyTracked] = TypeAdapter(TrackedEvent)
 
-ReadModel = dict[str, Any]
 Timed = TypeVar("Timed", NotificationOutcome, CommandRejected, ComplaintDeadlineAlert)
 
-FILING_FIELDS = (
-    "tracking_token_hash",
-    "resident_token_hash",
-    "title",
-    "body",
-    "channel",
-    "filed_at",
-    "submitted_at",
-    "service_code",
-    "dong",
-    "resident",
-)
 TRANSFER = "transfer"
 REOPEN = "reopen"
 
 
-def project(events: Iterable[TrackedEvent]) -> ReadModel:
-    """The read-model document of one complaint (``_id`` is its complaint id).
+class Recorded(BaseModel):
+    """A part of a read model: frozen, and tolerant of what an older or newer tracker
+    stored beside it (``_id``, a field since dropped)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Transition(Recorded):
+    """One status change, as the timeline keeps it."""
+
+    event_id: str
+    sequence: int
+    state: ComplaintState
+    from_state: ComplaintState | None
+    trigger: str
+    occurred_at: datetime
+    department: str | None
+    department_name: str | None
+    handler: HandlerRef | None
+    note: str | None
+    remedy: str | None = None
+    due_at: datetime | None
+    actor: str
+
+
+class Notification(Recorded):
+    event_id: str
+    channel: str
+    recipient: str
+    outcome: Outcome
+    template: str
+    detail: str | None
+    occurred_at: datetime
+
+
+class Alert(Recorded):
+    event_id: str
+    kind: AlertKind
+    due_at: datetime
+    occurred_at: datetime
+
+
+class Rejection(Recorded):
+    event_id: str
+    command_id: str
+    action: str
+    code: str
+    reason: str
+    reason_ko: str
+    occurred_at: datetime
+
+
+class Contact(Recorded):
+    """Who filed and where: personal data, for the responsible department only."""
+
+    name: str | None
+    phone: str | None
+    email: str | None
+    address: str | None
+
+
+class ReadModel(Recorded):
+    """Everything tracker knows of one complaint; stored as one document, ``_id`` its
+    complaint id. Defaults are for documents an older tracker stored without the field.
 
     ``event_count`` counts distinct events: the store replaces a read model only with one
-    built from more events, so a slower writer holding an older snapshot cannot win.
+    built from at least as many events, so a slower writer holding an older snapshot
+    cannot win.
     """
+
+    complaint_id: str
+    event_count: int
+    receipt_number: str | None
+    state: ComplaintState | None
+    updated_at: datetime | None
+    department: str | None
+    department_name: str | None
+    handler: HandlerRef | None
+    due_at: datetime | None
+    overdue: bool = False
+    auto_routed: bool | None = None
+    transfer_count: int = 0
+    reopen_count: int = 0
+    alerts: list[Alert] = []
+    timeline: list[Transition]
+    notifications: list[Notification]
+    rejections: list[Rejection]
+    # What intake recorded; None until ComplaintFiled arrives.
+    tracking_token_hash: str | None = None
+    resident_token_hash: str | None = None
+    title: str | None = None
+    body: str | None = None
+    channel: Channel | None = None
+    filed_at: datetime | None = None
+    submitted_at: datetime | None = None
+    service_code: str | None = None
+    dong: str | None = None
+    resident: Contact | None = None
+    search_terms: list[str] = Field(
+        default=[], description="The content morphemes of title and body, for staff search."
+    )
+
+
+def project(events: Iterable[TrackedEvent]) -> ReadModel:
+    """The read model of one complaint, from any delivery of its events."""
     unique = {event.event_id: event for event in events}
     complaint_ids = {event.complaint_id for event in unique.values()}
     if len(complaint_ids) != 1:
@@ -79,39 +167,42 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
     notifications = _by_time(e for e in unique.values() if isinstance(e, NotificationOutcome))
     rejections = _by_time(e for e in unique.values() if isinstance(e, CommandRejected))
     alerts = _by_time(e for e in unique.values() if isinstance(e, ComplaintDeadlineAlert))
-    assignment = _assignment(changes)
+    department, department_name, handler, due_at = _assignment(changes)
     state = changes[-1].to_state if changes else None
-    receipt_number = (
-        filed.receipt_number if filed else changes[-1].receipt_number if changes else None
-    )
-    return {
-        "_id": complaint_id,
-        "complaint_id": complaint_id,
-        "event_count": len(unique),
-        "receipt_number": receipt_number,
-        "state": state.value if state else None,
-        "updated_at": max(
+    return ReadModel(
+        complaint_id=complaint_id,
+        event_count=len(unique),
+        receipt_number=(
+            filed.receipt_number if filed else changes[-1].receipt_number if changes else None
+        ),
+        state=state,
+        updated_at=max(
             [change.occurred_at for change in changes] + ([filed.occurred_at] if filed else []),
             default=None,
         ),
-        **assignment,
-        "overdue": _overdue(state, assignment["due_at"], alerts),
-        "auto_routed": next((c.auto_routed for c in changes if c.auto_routed is not None), None),
-        "transfer_count": sum(1 for change in changes if change.trigger == TRANSFER),
-        "reopen_count": sum(1 for change in changes if change.trigger == REOPEN),
-        "alerts": [_alert(alert) for alert in alerts],
-        "timeline": [_timeline_entry(change) for change in changes],
-        "notifications": [_notification(outcome) for outcome in notifications],
-        "rejections": [_rejection(rejection) for rejection in rejections],
-        **_filing(filed),
-    }
+        department=department,
+        department_name=department_name,
+        handler=handler,
+        due_at=due_at,
+        overdue=_overdue(state, due_at, alerts),
+        auto_routed=next((c.auto_routed for c in changes if c.auto_routed is not None), None),
+        transfer_count=sum(1 for change in changes if change.trigger == TRANSFER),
+        reopen_count=sum(1 for change in changes if change.trigger == REOPEN),
+        alerts=[_alert(alert) for alert in alerts],
+        timeline=[_transition(change) for change in changes],
+        notifications=[_notification(outcome) for outcome in notifications],
+        rejections=[_rejection(rejection) for rejection in rejections],
+        **(_filing(filed) if filed else {}),
+    )
 
 
 def _by_time(events: Iterable[Timed]) -> list[Timed]:
     return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
 
 
-def _assignment(changes: list[ComplaintStatusChanged]) -> ReadModel:
+def _assignment(
+    changes: list[ComplaintStatusChanged],
+) -> tuple[str | None, str | None, HandlerRef | None, datetime | None]:
     """Who holds the complaint now: each field from the latest change that names it.
 
     A move to another department drops the handler named in the previous one, so a
@@ -129,52 +220,37 @@ def _assignment(changes: list[ComplaintStatusChanged]) -> ReadModel:
         department_name = change.department_name or department_name
         handler = change.handler or handler
         due_at = change.due_at or due_at
-    return {
-        "department": department,
-        "department_name": department_name,
-        "handler": _handler(handler),
-        "due_at": due_at,
-    }
+    return department, department_name, handler, due_at
 
 
-def _handler(handler: HandlerRef | None) -> dict[str, str] | None:
-    if handler is None:
-        return None
-    return {
-        "handler_id": handler.handler_id,
-        "name": handler.name,
-        "office_phone": handler.office_phone,
-    }
+def _transition(change: ComplaintStatusChanged) -> Transition:
+    return Transition(
+        event_id=change.event_id,
+        sequence=change.sequence,
+        state=change.to_state,
+        from_state=change.from_state,
+        trigger=change.trigger,
+        occurred_at=change.occurred_at,
+        department=change.department,
+        department_name=change.department_name,
+        handler=change.handler,
+        note=change.note,
+        remedy=change.remedy,
+        due_at=change.due_at,
+        actor=change.actor,
+    )
 
 
-def _timeline_entry(change: ComplaintStatusChanged) -> ReadModel:
-    return {
-        "event_id": change.event_id,
-        "sequence": change.sequence,
-        "state": change.to_state.value,
-        "from_state": change.from_state.value if change.from_state else None,
-        "trigger": change.trigger,
-        "occurred_at": change.occurred_at,
-        "department": change.department,
-        "department_name": change.department_name,
-        "handler": _handler(change.handler),
-        "note": change.note,
-        "remedy": change.remedy,
-        "due_at": change.due_at,
-        "actor": change.actor,
-    }
-
-
-def _notification(outcome: NotificationOutcome) -> ReadModel:
-    return {
-        "event_id": outcome.event_id,
-        "channel": outcome.channel,
-        "recipient": outcome.recipient,
-        "outcome": outcome.outcome.value,
-        "template": outcome.template,
-        "detail": outcome.detail,
-        "occurred_at": outcome.occurred_at,
-    }
+def _notification(outcome: NotificationOutcome) -> Notification:
+    return Notification(
+        event_id=outcome.event_id,
+        channel=outcome.channel,
+        recipient=outcome.recipient,
+        outcome=outcome.outcome,
+        template=outcome.template,
+        detail=outcome.detail,
+        occurred_at=outcome.occurred_at,
+    )
 
 
 def _overdue(
@@ -188,51 +264,42 @@ def _overdue(
     )
 
 
-def _alert(alert: ComplaintDeadlineAlert) -> ReadModel:
-    return {
-        "event_id": alert.event_id,
-        "kind": alert.kind.value,
-        "due_at": alert.due_at,
-        "occurred_at": alert.occurred_at,
-    }
+def _alert(alert: ComplaintDeadlineAlert) -> Alert:
+    return Alert(
+        event_id=alert.event_id, kind=alert.kind, due_at=alert.due_at, occurred_at=alert.occurred_at
+    )
 
 
-def _rejection(rejection: CommandRejected) -> ReadModel:
-    return {
-        "event_id": rejection.event_id,
-        "command_id": rejection.command_id,
-        "action": rejection.action,
-        "code": rejection.code,
-        "reason": rejection.reason,
-        "reason_ko": rejection.reason_ko,
-        "occurred_at": rejection.occurred_at,
-    }
+def _rejection(rejection: CommandRejected) -> Rejection:
+    return Rejection(
+        event_id=rejection.event_id,
+        command_id=rejection.command_id,
+        action=rejection.action,
+        code=rejection.code,
+        reason=rejection.reason,
+        reason_ko=rejection.reason_ko,
+        occurred_at=rejection.occurred_at,
+    )
 
 
-def _filing(filed: ComplaintFiled | None) -> ReadModel:
-    """What intake recorded; None until ComplaintFiled arrives. Personal data is kept for
-    the responsible department's view and never leaves tracker otherwise (the resident's
-    own view masks the name).
-
-    ``search_terms`` are the content morphemes of title and body, for staff search.
-    """
-    if filed is None:
-        return dict.fromkeys(FILING_FIELDS) | {"search_terms": []}
+def _filing(filed: ComplaintFiled) -> dict[str, Any]:
+    """What intake recorded. Personal data is kept for the responsible department's view
+    and never leaves tracker otherwise (the resident's own view masks the name)."""
     return {
         "tracking_token_hash": filed.tracking_token_hash,
         "resident_token_hash": filed.resident_token_hash,
         "title": filed.title,
         "body": filed.body,
-        "channel": filed.channel.value,
+        "channel": filed.channel,
         "filed_at": filed.occurred_at,
         "submitted_at": filed.submitted_at,
         "service_code": filed.service_code,
         "dong": filed.location.dong,
-        "resident": {
-            "name": filed.resident.name,
-            "phone": filed.resident.phone,
-            "email": filed.resident.email,
-            "address": filed.location.address,
-        },
+        "resident": Contact(
+            name=filed.resident.name,
+            phone=filed.resident.phone,
+            email=filed.resident.email,
+            address=filed.location.address,
+        ),
         "search_terms": list(search_terms(f"{filed.title or ''}\n{filed.body}")),
     }

@@ -4,9 +4,11 @@ For after a change to the projection, or to prove the read side holds nothing th
 does not. The complaint read models are the only stored read models (the queue, search
 and statistics are queries over them), so rebuilding them rebuilds everything.
 
-Each read model is replaced in place by the one projected from its whole history, so
+Each read model is replaced in place by the one projected from its whole history, with
+the same conditional replace the ingest uses (``TrackerStore.replace_read_models``), so
 readers never see a half-empty read side and a rebuild may run while the tracker
-ingests: of two writers the one that read more events wins.
+ingests: of two writers the one that read more events wins, and of two that read as many
+the later one, which is what makes a rebuild after a projection change take effect.
 
     python -m tracker.rebuild        # reads SOTONG_MONGO_* like the tracker service
 """
@@ -14,86 +16,51 @@ ingests: of two writers the one that read more events wins.
 import asyncio
 import logging
 
-from pymongo import AsyncMongoClient, ReplaceOne
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo import AsyncMongoClient
 
 from services.mongo import Document
-from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, project
-from tracker.store import DUPLICATE_KEY, TrackerStore
+from tracker.projection import ReadModel, project
+from tracker.store import MongoTrackerStore, TrackerStore
 
 log = logging.getLogger("sotong.tracker")
 
 CHUNK = 1000
 
 
-async def rebuild(db: AsyncDatabase[Document]) -> int:
+async def rebuild(store: TrackerStore) -> int:
     """Rebuild every read model from the event store; the number of complaints.
 
-    Written in place: each read model is replaced by the one projected from its whole
-    history unless a concurrent ingest already stored one built from more events (events
-    are only ever added, so more is newer). Read models with no events behind them are
-    deleted. No collection is dropped or renamed, so a rebuild while the tracker ingests
-    loses nothing (a rename under concurrent writes is not atomic on every server).
+    Read models with no events behind them are deleted. No collection is dropped or
+    renamed, so a rebuild while the tracker ingests loses nothing (a rename under
+    concurrent writes is not atomic on every server).
     """
-    store = TrackerStore(db)
     await store.ensure_indexes()
-    count = 0
     known: set[str] = set()
     pending: list[ReadModel] = []
-    current: str | None = None
-    events: list[TrackedEvent] = []
-    cursor = store.events.find(
-        {}, projection={"complaint_id": True, "payload": True}, sort=[("complaint_id", 1)]
-    )
-    async for doc in cursor:
-        if doc["complaint_id"] != current and events:
-            pending.append(project(events))
-            events = []
-        current = doc["complaint_id"]
-        events.append(TRACKED_EVENT.validate_python(doc["payload"]))
-        if len(pending) >= CHUNK:
-            count += await _replace(store, pending, known)
-            pending = []
-    if events:
+    async for events in store.all_histories():
         pending.append(project(events))
-    count += await _replace(store, pending, known)
+        if len(pending) >= CHUNK:
+            await _replace(store, pending, known)
+            pending = []
+    await _replace(store, pending, known)
 
-    unseen = [
-        str(doc["_id"])
-        async for doc in store.complaints.find({}, projection={"_id": True})
-        if str(doc["_id"]) not in known
-    ]
+    unseen = [cid for cid in await store.read_model_ids() if cid not in known]
     strays: list[str] = []
     for i in range(0, len(unseen), CHUNK):
         chunk = unseen[i : i + CHUNK]
         # Complaints whose first events arrived during the scan are not strays.
-        logged = set(await store.events.distinct("complaint_id", {"complaint_id": {"$in": chunk}}))
+        logged = await store.logged(chunk)
         strays += [cid for cid in chunk if cid not in logged]
     for i in range(0, len(strays), CHUNK):
-        await store.complaints.delete_many({"_id": {"$in": strays[i : i + CHUNK]}})
-    log.info("read models rebuilt", extra={"complaints": count, "strays_deleted": len(strays)})
-    return count
+        await store.delete_read_models(strays[i : i + CHUNK])
+    log.info("read models rebuilt", extra={"complaints": len(known), "strays_deleted": len(strays)})
+    return len(known)
 
 
-async def _replace(store: TrackerStore, models: list[ReadModel], known: set[str]) -> int:
-    if not models:
-        return 0
-    known.update(str(model["_id"]) for model in models)
-    writes = [
-        ReplaceOne(
-            {"_id": model["_id"], "event_count": {"$lte": model["event_count"]}},
-            model,
-            upsert=True,
-        )
-        for model in models
-    ]
-    try:
-        await store.complaints.bulk_write(writes, ordered=False)
-    except BulkWriteError as exc:  # a newer read model won: a duplicate _id on upsert
-        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-            raise
-    return len(models)
+async def _replace(store: TrackerStore, models: list[ReadModel], known: set[str]) -> None:
+    if models:
+        known.update(model.complaint_id for model in models)
+        await store.replace_read_models(models)
 
 
 async def main() -> int:
@@ -105,7 +72,7 @@ async def main() -> int:
     logs.configure("tracker", settings.log_level)
     client: AsyncMongoClient[Document] = make_client(settings.mongo, app_name="tracker-rebuild")
     try:
-        return await rebuild(database(client, settings.mongo))
+        return await rebuild(MongoTrackerStore(database(client, settings.mongo)))
     finally:
         await client.close()
 

@@ -12,8 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from tracker.projection import ReadModel
-from tracker.view import TimelineEntry, timeline_entry
+from tracker.view import TimelineEntry
 
 KEEP_ALIVE = ": keep-alive\n\n"
 
@@ -42,7 +41,7 @@ def last_event_id(header: str | None) -> int:
 
 
 async def timeline_stream(
-    read: Callable[[], Awaitable[ReadModel | None]],
+    read: Callable[[], Awaitable[list[TimelineEntry] | None]],
     *,
     timing: StreamTiming,
     after: int = 0,
@@ -56,13 +55,11 @@ async def timeline_stream(
     sent: set[int] = set()
     quiet_since = clock()
     while not await disconnected():
-        model = await read()
-        for raw in model["timeline"] if model else []:
-            sequence = raw["sequence"]
-            if sequence > after and sequence not in sent:
-                sent.add(sequence)
+        for entry in await read() or []:
+            if entry.sequence > after and entry.sequence not in sent:
+                sent.add(entry.sequence)
                 quiet_since = clock()
-                yield sse_event(timeline_entry(raw))
+                yield sse_event(entry)
         if clock() - quiet_since >= timing.keepalive_seconds:
             quiet_since = clock()
             yield KEEP_ALIVE

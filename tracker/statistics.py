@@ -1,9 +1,10 @@
 """How the district is doing against the law, computed from complaint read models.
 
-Pure: the rows are the read models' non-personal fields (state, department, counts,
-the timeline's states and times), fetched by the store; nothing here does I/O, and
-nothing here can see a name, a phone number or an address because the rows never hold
-one. Computed on request: a district files thousands of complaints a year, not millions.
+Pure: the rows (:class:`StatisticsRow`) are the read models' non-personal fields (state,
+department, counts, the timeline's states and times), and the store fetches only the
+fields the row declares; nothing here does I/O, and nothing here can see a name, a phone
+number or an address because a row cannot hold one. Computed on request: a district
+files thousands of complaints a year, not millions.
 
 Definitions (each rate is null while its denominator is zero):
 
@@ -21,15 +22,35 @@ Definitions (each rate is null while its denominator is zero):
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from schemas.states import ComplaintState
 
 RESOLVED = ComplaintState.RESOLVED.value
+
+
+class Stage(BaseModel):
+    """One timeline entry, as statistics read it: no note, no handler."""
+
+    state: str
+    trigger: str | None = None
+    occurred_at: datetime
+    due_at: datetime | None = None
+
+
+class StatisticsRow(BaseModel):
+    """What statistics read of one read model."""
+
+    state: str | None
+    department: str | None
+    filed_at: datetime | None
+    auto_routed: bool | None
+    transfer_count: int = 0
+    reopen_count: int = 0
+    timeline: list[Stage] = Field(description="In sequence order.")
 
 
 class Durations(BaseModel):
@@ -90,13 +111,13 @@ def rate(numerator: int, denominator: int) -> Rate:
     )
 
 
-def stage_times(timeline: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:
+def stage_times(timeline: Sequence[Stage]) -> list[tuple[str, float]]:
     """(state, seconds) for every stage left, in order."""
     stages: list[tuple[str, float]] = []
     current: str | None = None
     entered: datetime | None = None
     for entry in timeline:
-        state, at = entry["state"], entry["occurred_at"]
+        state, at = entry.state, entry.occurred_at
         if state == current:
             continue
         if current is not None and entered is not None:
@@ -105,7 +126,7 @@ def stage_times(timeline: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]
     return stages
 
 
-def statistics(rows: Iterable[Mapping[str, Any]]) -> Statistics:
+def statistics(rows: Iterable[StatisticsRow]) -> Statistics:
     total = awaiting = 0
     by_state: Counter[str] = Counter()
     by_department: dict[str, Counter[str]] = {}
@@ -115,8 +136,7 @@ def statistics(rows: Iterable[Mapping[str, Any]]) -> Statistics:
     judged = on_time = 0
     for row in rows:
         total += 1
-        state, department = row.get("state"), row.get("department")
-        timeline = list(row.get("timeline") or [])  # in sequence order
+        state, department, timeline = row.state, row.department, row.timeline
         if state is None:
             awaiting += 1
         else:
@@ -124,22 +144,20 @@ def statistics(rows: Iterable[Mapping[str, Any]]) -> Statistics:
         if department is not None:
             assigned += 1
             by_department.setdefault(department, Counter())[state or "awaiting_routing"] += 1
-            transferred += (row.get("transfer_count") or 0) > 0
-        if row.get("auto_routed") is not None:
+            transferred += row.transfer_count > 0
+        if row.auto_routed is not None:
             routed += 1
-            auto += bool(row["auto_routed"])
+            auto += row.auto_routed
         for stage, seconds in stage_times(timeline):
             in_stage.setdefault(stage, []).append(seconds)
-        resolution = next((e for e in timeline if e["state"] == RESOLVED), None)
+        resolution = next((e for e in timeline if e.state == RESOLVED), None)
         if resolution is not None:
             resolved += 1
-            reopened += (row.get("reopen_count") or 0) > 0
-            if (due := resolution.get("due_at")) is not None:
+            reopened += row.reopen_count > 0
+            if resolution.due_at is not None:
                 judged += 1
-                on_time += resolution["occurred_at"] <= due
-            to_resolution.append(
-                (resolution["occurred_at"] - timeline[0]["occurred_at"]).total_seconds()
-            )
+                on_time += resolution.occurred_at <= resolution.due_at
+            to_resolution.append((resolution.occurred_at - timeline[0].occurred_at).total_seconds())
     return Statistics(
         complaints=total,
         awaiting_routing=awaiting,

@@ -1,19 +1,26 @@
-"""tracker's MongoDB adapter: an append-only event log, and the complaint read models.
+"""tracker's storage: an append-only event log, and the complaint read models.
+
+:class:`TrackerStore` is what the handlers and the rebuild need of it;
+:class:`MongoTrackerStore` is the MongoDB adapter (``tests/fakes/tracker.py`` holds the
+in-memory one, and ``tests/contract/test_tracker_store.py`` holds both to the same
+behaviour).
 
 Recording events is one bulk insert keyed by event id, so a redelivered event is a
-duplicate key and changes nothing. A read model is never patched: it is rebuilt from all
-of the complaint's stored events and replaced, so it cannot drift from the log.
+duplicate key and changes nothing. A read model is never patched: it is projected from
+all of the complaint's stored events and replaced, so it cannot drift from the log.
 
-Every query that serves a view names the fields it reads, so a view that must not show
-personal data never has it in hand.
+Every query that serves a list reads only the fields its view declares
+(:func:`stored_fields`), so a list that must not show personal data never has it in hand.
 """
 
+import functools
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar, get_args, get_origin
 
+from pydantic import BaseModel, TypeAdapter
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -21,10 +28,11 @@ from pymongo.errors import BulkWriteError
 
 from schemas import ComplaintStatusChanged
 from schemas.states import OPEN_STATES, ComplaintState
-from services.errors import PermanentError
 from services.mongo import Document
-from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, project
+from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent
 from tracker.search import SearchQuery
+from tracker.statistics import StatisticsRow
+from tracker.view import ComplaintSummary, QueueItem, SearchHit, TimelineEntry
 
 EVENTS = "tracker_events"
 COMPLAINTS = "tracker_complaints"
@@ -32,35 +40,6 @@ STATUS_CHANGED = "complaint.status_changed"
 DUPLICATE_KEY = 11000
 HISTORIES_PER_QUERY = 16
 OPEN = [state.value for state in OPEN_STATES]
-
-SUMMARY_FIELDS = (
-    "complaint_id",
-    "receipt_number",
-    "state",
-    "department",
-    "department_name",
-    "handler",
-    "due_at",
-    "overdue",
-    "filed_at",
-    "updated_at",
-    "title",
-)
-"""What a list may show of a complaint: no body, nothing about the resident."""
-QUEUE_FIELDS = (*SUMMARY_FIELDS, "dong", "transfer_count", "reopen_count", "auto_routed")
-SEARCH_FIELDS = (*QUEUE_FIELDS, "body")
-STATISTICS_FIELDS = (
-    "state",
-    "department",
-    "filed_at",
-    "auto_routed",
-    "transfer_count",
-    "reopen_count",
-    "timeline.state",
-    "timeline.trigger",
-    "timeline.occurred_at",
-    "timeline.due_at",
-)
 QUEUE_ORDER = [
     ("overdue", DESCENDING),
     ("due_at", ASCENDING),
@@ -68,19 +47,114 @@ QUEUE_ORDER = [
     ("_id", ASCENDING),
 ]
 NEWEST_FIRST = [("filed_at", DESCENDING), ("_id", ASCENDING)]
+TIMELINE: TypeAdapter[list[TimelineEntry]] = TypeAdapter(list[TimelineEntry])
 
-
-class SequenceConflict(PermanentError):
-    """A different status change already holds this (complaint, sequence): two histories.
-
-    The stored one stays; this one is dead-lettered so an operator sees the conflict.
-    """
+View = TypeVar("View", bound=BaseModel)
 
 
 class Appended(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"
     CONFLICT = "conflict"
+
+
+class TrackerStore(Protocol):
+    """What tracker's handlers and its rebuild need of a store."""
+
+    async def ensure_indexes(self) -> None: ...
+
+    # -- the event log ----------------------------------------------------------------
+
+    async def append_many(
+        self, events: Sequence[TrackedEvent], *, stored_at: datetime
+    ) -> list[Appended]:
+        """Store each event once; one outcome per event, in order.
+
+        DUPLICATE: that event id is in the log already (or earlier in the batch).
+        CONFLICT: a different status change holds its (complaint, sequence); not stored.
+        """
+        ...
+
+    async def histories(self, complaint_ids: Collection[str]) -> dict[str, list[TrackedEvent]]:
+        """Every stored event of these complaints (those with none are left out)."""
+        ...
+
+    def all_histories(self) -> AsyncIterator[list[TrackedEvent]]:
+        """Every complaint's stored events, one complaint at a time, by complaint id."""
+        ...
+
+    async def logged(self, complaint_ids: Collection[str]) -> set[str]:
+        """Which of these complaints have at least one stored event."""
+        ...
+
+    # -- the read models --------------------------------------------------------------
+
+    async def replace_read_models(self, models: Sequence[ReadModel]) -> None:
+        """Store each read model unless the stored one was built from more events."""
+        ...
+
+    async def read_model(self, complaint_id: str) -> ReadModel | None: ...
+
+    async def read_model_ids(self) -> list[str]: ...
+
+    async def delete_read_models(self, complaint_ids: Collection[str]) -> None: ...
+
+    # -- views --------------------------------------------------------------------------
+
+    async def timeline(self, complaint_id: str) -> list[TimelineEntry] | None:
+        """Only the timeline: what a live stream polls for, twice a second."""
+        ...
+
+    async def resident_complaints(
+        self, resident_token_hash: str, *, limit: int, offset: int
+    ) -> tuple[list[ComplaintSummary], int]:
+        """A page of one resident's complaints, newest filed first, and how many in all."""
+        ...
+
+    async def queue(
+        self, department: str, states: Collection[ComplaintState], *, limit: int, offset: int
+    ) -> tuple[list[QueueItem], int]:
+        """A page of a department's complaints in these states (none: every open state):
+        overdue first, then by due time, then by filing; and how many in all."""
+        ...
+
+    async def queue_counts(self, department: str) -> dict[str, int]:
+        """A department's open complaints per state (states with none left out)."""
+        ...
+
+    async def search(
+        self, query: SearchQuery, *, limit: int, offset: int
+    ) -> tuple[list[SearchHit], int]:
+        """A page of the complaints matching every term and filter, newest filed first."""
+        ...
+
+    async def statistics_rows(
+        self,
+        *,
+        department: str | None = None,
+        filed_from: datetime | None = None,
+        filed_to: datetime | None = None,
+    ) -> list[StatisticsRow]: ...
+
+
+@functools.cache
+def stored_fields(view: type[BaseModel]) -> tuple[str, ...]:
+    """The read-model fields a view is validated from, named as a MongoDB projection names
+    them: each field's own name or the one it reads (``validation_alias``), and for a list
+    of models the fields that model reads (``timeline.state``)."""
+    names: list[str] = []
+    for name, field in view.model_fields.items():
+        stored = field.validation_alias if isinstance(field.validation_alias, str) else name
+        item = _listed_model(field.annotation)
+        names += [f"{stored}.{sub}" for sub in stored_fields(item)] if item else [stored]
+    return tuple(names)
+
+
+def _listed_model(annotation: Any) -> type[BaseModel] | None:
+    if get_origin(annotation) is not list:
+        return None
+    (item,) = get_args(annotation)
+    return item if isinstance(item, type) and issubclass(item, BaseModel) else None
 
 
 def event_document(event: TrackedEvent, stored_at: datetime) -> Document:
@@ -97,6 +171,10 @@ def event_document(event: TrackedEvent, stored_at: datetime) -> Document:
     return doc
 
 
+def read_model_document(model: ReadModel) -> Document:
+    return {"_id": model.complaint_id, **model.model_dump()}
+
+
 def complaint_indexes() -> list[IndexModel]:
     """The read model's indexes: the queue, a resident's list, search, time ranges."""
     return [
@@ -107,13 +185,40 @@ def complaint_indexes() -> list[IndexModel]:
     ]
 
 
-def fields(names: Iterable[str]) -> Document:
+def projection(names: Iterable[str]) -> Document:
     return {"_id": False} | dict.fromkeys(names, True)
 
 
-class TrackerStore:
+def queue_filter(department: str, states: Collection[ComplaintState]) -> Document:
+    wanted = [s.value for s in states] if states else OPEN
+    return {"department": department, "state": {"$in": wanted}}
+
+
+def search_filter(query: SearchQuery) -> Document:
+    """The MongoDB filter of a search: every term, and each filter given."""
+    found: Document = {}
+    if query.terms:
+        found["search_terms"] = {"$all": list(query.terms)}
+    if query.state is not None:
+        found["state"] = query.state.value
+    if query.department is not None:
+        found["department"] = query.department
+    if query.dong is not None:
+        found["dong"] = query.dong
+    filed: Document = {}
+    if query.filed_from is not None:
+        filed["$gte"] = query.filed_from
+    if query.filed_to is not None:
+        filed["$lt"] = query.filed_to
+    if filed:
+        found["filed_at"] = filed
+    if query.overdue is not None:
+        found["overdue"] = query.overdue
+    return found
+
+
+class MongoTrackerStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self.db = db
         self.events: AsyncCollection[Document] = db[EVENTS]
         self.complaints: AsyncCollection[Document] = db[COMPLAINTS]
 
@@ -133,25 +238,12 @@ class TrackerStore:
 
     # -- the event log ----------------------------------------------------------------
 
-    async def append(self, event: TrackedEvent, *, stored_at: datetime) -> bool:
-        """Store one event once. False when it was stored before (a redelivery).
-
-        Raises SequenceConflict when another event already holds its sequence.
-        """
-        (outcome,) = await self.append_many([event], stored_at=stored_at)
-        if outcome is Appended.CONFLICT:
-            raise conflict(event)
-        return outcome is Appended.STORED
-
     async def append_many(
         self, events: Sequence[TrackedEvent], *, stored_at: datetime
     ) -> list[Appended]:
-        """Store a batch in one unordered bulk insert; one outcome per event, in order.
-
-        A duplicate key is "already stored" when that event id is in the log, and a
-        sequence conflict when it is not (the server may name either index when both
-        clash, so the log is asked). A repeat inside the batch is a duplicate too.
-        """
+        """One unordered bulk insert. A duplicate key is "already stored" when that event
+        id is in the log, and a sequence conflict when it is not (the server may name
+        either index when both clash, so the log is asked)."""
         first: dict[str, Appended] = {}
         docs: list[Document] = []
         for event in events:
@@ -186,8 +278,8 @@ class TrackerStore:
         }
 
     async def histories(self, complaint_ids: Collection[str]) -> dict[str, list[TrackedEvent]]:
-        """Every stored event of these complaints, a few complaints per query (the
-        embedded server's ``$in`` slows down more than linearly with its length)."""
+        """A few complaints per query: the embedded server's ``$in`` slows down more than
+        linearly with its length."""
         found: dict[str, list[TrackedEvent]] = defaultdict(list)
         wanted = sorted(complaint_ids)
         for start in range(0, len(wanted), HISTORIES_PER_QUERY):
@@ -199,69 +291,95 @@ class TrackerStore:
                 found[doc["complaint_id"]].append(TRACKED_EVENT.validate_python(doc["payload"]))
         return dict(found)
 
-    async def history(self, complaint_id: str) -> list[TrackedEvent]:
-        return (await self.histories([complaint_id])).get(complaint_id, [])
+    async def all_histories(self) -> AsyncIterator[list[TrackedEvent]]:
+        """One scan of the log in complaint order (the ``by_complaint`` index)."""
+        current: str | None = None
+        events: list[TrackedEvent] = []
+        cursor = self.events.find(
+            {}, projection={"complaint_id": True, "payload": True}, sort=[("complaint_id", 1)]
+        )
+        async for doc in cursor:
+            if doc["complaint_id"] != current and events:
+                yield events
+                events = []
+            current = doc["complaint_id"]
+            events.append(TRACKED_EVENT.validate_python(doc["payload"]))
+        if events:
+            yield events
 
-    # -- the read model ---------------------------------------------------------------
+    async def logged(self, complaint_ids: Collection[str]) -> set[str]:
+        query = {"complaint_id": {"$in": list(complaint_ids)}}
+        return {str(cid) for cid in await self.events.distinct("complaint_id", query)}
 
-    async def refresh(self, complaint_id: str) -> None:
-        await self.refresh_many([complaint_id])
+    # -- the read models --------------------------------------------------------------
 
-    async def refresh_many(self, complaint_ids: Collection[str]) -> None:
-        """Rebuild these complaints' read models from their whole histories and store them.
+    async def replace_read_models(self, models: Sequence[ReadModel]) -> None:
+        """Replace each read model unless the stored one was built from more events; the
+        one write both the ingest and the rebuild make.
 
-        Events are only ever added, so of two concurrent rebuilds the one that read more
-        events is the newer: each replace is conditional on ``event_count`` growing, and a
-        writer that lost the race finds a duplicate ``_id`` on upsert and stops there.
+        Events are only ever added to the log, so of two read models of one complaint the
+        one built from more events is the newer, and two built from as many events were
+        built from the same events. Hence ``event_count <= new`` (``$lte``):
+
+        - fewer loses: an ingest that read the history before a concurrent ingest added
+          to it, or a rebuild that scanned the log before an ingest stored the
+          complaint's next event, finds no match, its upsert hits the duplicate ``_id``,
+          and the newer read model stays;
+        - as many wins: the same events give the same document (a redelivered batch, two
+          consumers refreshing one complaint: a harmless rewrite), unless the projection
+          changed, and then replacing is what a rebuild is for. With ``$lt`` a rebuild
+          after a projection change would leave every read model as it was.
         """
-        if not complaint_ids:
+        if not models:
             return
-        models = [project(events) for events in (await self.histories(complaint_ids)).values()]
         writes = [
             ReplaceOne(
-                {"_id": model["_id"], "event_count": {"$lt": model["event_count"]}},
-                model,
+                {"_id": model.complaint_id, "event_count": {"$lte": model.event_count}},
+                read_model_document(model),
                 upsert=True,
             )
             for model in models
         ]
-        if not writes:
-            return
         try:
             await self.complaints.bulk_write(writes, ordered=False)
-        except BulkWriteError as exc:
+        except BulkWriteError as exc:  # a newer read model won: a duplicate _id on upsert
             if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                 raise
 
     async def read_model(self, complaint_id: str) -> ReadModel | None:
-        return await self.complaints.find_one({"_id": complaint_id})
+        doc = await self.complaints.find_one({"_id": complaint_id})
+        return None if doc is None else ReadModel.model_validate(doc)
 
-    async def timeline(self, complaint_id: str) -> ReadModel | None:
-        """Only the timeline: what a live stream polls for, twice a second."""
-        return await self.complaints.find_one(
+    async def read_model_ids(self) -> list[str]:
+        return [str(doc["_id"]) async for doc in self.complaints.find({}, projection={"_id": 1})]
+
+    async def delete_read_models(self, complaint_ids: Collection[str]) -> None:
+        await self.complaints.delete_many({"_id": {"$in": list(complaint_ids)}})
+
+    # -- views --------------------------------------------------------------------------
+
+    async def timeline(self, complaint_id: str) -> list[TimelineEntry] | None:
+        doc = await self.complaints.find_one(
             {"_id": complaint_id}, projection={"_id": False, "timeline": True}
         )
-
-    # -- views ------------------------------------------------------------------------
+        return None if doc is None else TIMELINE.validate_python(doc["timeline"])
 
     async def resident_complaints(
         self, resident_token_hash: str, *, limit: int, offset: int
-    ) -> tuple[list[ReadModel], int]:
+    ) -> tuple[list[ComplaintSummary], int]:
         query = {"resident_token_hash": resident_token_hash}
-        return await self._page(query, SUMMARY_FIELDS, NEWEST_FIRST, limit, offset)
+        return await self._page(ComplaintSummary, query, NEWEST_FIRST, limit, offset)
 
     async def queue(
         self, department: str, states: Collection[ComplaintState], *, limit: int, offset: int
-    ) -> tuple[list[ReadModel], int]:
-        """A department's open complaints: overdue first, then by due time."""
-        wanted = [s.value for s in states] if states else OPEN
-        query = {"department": department, "state": {"$in": wanted}}
-        return await self._page(query, QUEUE_FIELDS, QUEUE_ORDER, limit, offset)
+    ) -> tuple[list[QueueItem], int]:
+        query = queue_filter(department, states)
+        return await self._page(QueueItem, query, QUEUE_ORDER, limit, offset)
 
     async def queue_counts(self, department: str) -> dict[str, int]:
         cursor = await self.complaints.aggregate(
             [
-                {"$match": {"department": department, "state": {"$in": OPEN}}},
+                {"$match": queue_filter(department, ())},
                 {"$group": {"_id": "$state", "count": {"$sum": 1}}},
             ]
         )
@@ -269,8 +387,8 @@ class TrackerStore:
 
     async def search(
         self, query: SearchQuery, *, limit: int, offset: int
-    ) -> tuple[list[ReadModel], int]:
-        return await self._page(search_filter(query), SEARCH_FIELDS, NEWEST_FIRST, limit, offset)
+    ) -> tuple[list[SearchHit], int]:
+        return await self._page(SearchHit, search_filter(query), NEWEST_FIRST, limit, offset)
 
     async def statistics_rows(
         self,
@@ -278,48 +396,22 @@ class TrackerStore:
         department: str | None = None,
         filed_from: datetime | None = None,
         filed_to: datetime | None = None,
-    ) -> list[ReadModel]:
+    ) -> list[StatisticsRow]:
         query = search_filter(
             SearchQuery(department=department, filed_from=filed_from, filed_to=filed_to)
         )
-        return await self.complaints.find(query, projection=fields(STATISTICS_FIELDS)).to_list()
+        cursor = self.complaints.find(query, projection=projection(stored_fields(StatisticsRow)))
+        return [StatisticsRow.model_validate(doc) async for doc in cursor]
 
     async def _page(
         self,
+        view: type[View],
         query: Document,
-        names: Iterable[str],
         order: list[tuple[str, int]],
         limit: int,
         offset: int,
-    ) -> tuple[list[ReadModel], int]:
-        cursor = self.complaints.find(query, projection=fields(names)).sort(order)
-        items = await cursor.skip(offset).limit(limit).to_list()
+    ) -> tuple[list[View], int]:
+        cursor = self.complaints.find(query, projection=projection(stored_fields(view)))
+        docs = await cursor.sort(order).skip(offset).limit(limit).to_list()
+        items = [view.model_validate(doc) for doc in docs]
         return items, await self.complaints.count_documents(query)
-
-
-def search_filter(query: SearchQuery) -> Document:
-    """The MongoDB filter of a search: every term, and each filter given."""
-    found: dict[str, Any] = {}
-    if query.terms:
-        found["search_terms"] = {"$all": list(query.terms)}
-    if query.state is not None:
-        found["state"] = query.state.value
-    if query.department is not None:
-        found["department"] = query.department
-    if query.dong is not None:
-        found["dong"] = query.dong
-    filed: Document = {}
-    if query.filed_from is not None:
-        filed["$gte"] = query.filed_from
-    if query.filed_to is not None:
-        filed["$lt"] = query.filed_to
-    if filed:
-        found["filed_at"] = filed
-    if query.overdue is not None:
-        found["overdue"] = query.overdue
-    return found
-
-
-def conflict(event: TrackedEvent) -> SequenceConflict:
-    sequence = getattr(event, "sequence", None)
-    return SequenceConflict(f"sequence {sequence} of this complaint is held by another event")

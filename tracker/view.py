@@ -1,21 +1,30 @@
-"""The shapes that leave tracker, each built field by field from a read model.
+"""The shapes that leave tracker, each validated from a read model's attributes.
 
-The read model keeps personal data for the responsible department. Only
-:func:`department_view` copies it out; the resident's own view masks the name, and lists,
-the queue and search results are built from documents the store fetched without it. A
-field is never copied over by accident because nothing here copies a whole document.
+A view names the fields it shows and nothing else: built from a whole read model it
+still carries only those, and the store fetches exactly those fields for lists (see
+``stored_fields`` in ``tracker.store``), so what a list "never holds" is what its view
+does not declare. Only :class:`DepartmentComplaintView` declares the resident's contact;
+the resident's own view masks the name, and notification recipients are masked for all.
 """
 
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypedDict, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from schemas import ComplaintState
 from schemas.common import PHONE_PATTERN, mask_name, mask_phone
 from schemas.events import Outcome
-from tracker.projection import ReadModel
 
 _PHONE = re.compile(PHONE_PATTERN)
 _PHONE_IN_TEXT = re.compile(r"(?<!\d)0\d{1,2}[-. ]?\d{3,4}[-. ]?\d{4}(?!\d)")
@@ -25,9 +34,47 @@ EXCERPT_CHARS = 160
 Item = TypeVar("Item", bound=BaseModel)
 
 
+def mask_recipient(recipient: str) -> str:
+    """A phone number or e-mail address shown the way a public page may show it."""
+    if _PHONE.match(recipient):
+        return mask_phone(recipient) or ""
+    if email := _EMAIL.match(recipient):
+        return f"{email.group(1)}***{email.group(2)}"
+    return recipient
+
+
+def excerpt(body: str | None) -> str:
+    """The start of what the resident wrote, with any phone number in it masked."""
+    text = _PHONE_IN_TEXT.sub(
+        lambda m: mask_phone(m.group(0)) or "", " ".join((body or "").split())
+    )
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _unknown_if_none(view: type[BaseModel]) -> Callable[[Any], Any]:
+    """Before the filing arrives a read model has no resident: every field unknown."""
+    return lambda value: dict.fromkeys(view.model_fields) if value is None else value
+
+
+DepartmentName = SkipJsonSchema[str | None]
+"""A read model keeps the department's code and name side by side (the queue and its
+index filter on the code); a view reads the name into ``department`` and does not show
+it again on its own."""
+
+
 class DepartmentView(BaseModel):
     code: str
     name: str | None = None
+
+
+class _NestsDepartment(BaseModel):
+    @field_validator("department", mode="before", check_fields=False)
+    @classmethod
+    def _nest(cls, code: object, info: ValidationInfo) -> object:
+        if isinstance(code, str):
+            name = info.data.get("department_name")
+            return DepartmentView(code=code, name=name) if code else None
+        return code
 
 
 class HandlerView(BaseModel):
@@ -52,7 +99,9 @@ class TimelineEntry(BaseModel):
 
 class NotificationView(BaseModel):
     channel: str
-    recipient: str = Field(description="Phone numbers and e-mail addresses are masked.")
+    recipient: Annotated[str, AfterValidator(mask_recipient)] = Field(
+        description="Phone numbers and e-mail addresses are masked."
+    )
     outcome: Outcome
     template: str
     detail: str | None
@@ -75,7 +124,9 @@ class AlertView(BaseModel):
 
 
 class ResidentView(BaseModel):
-    name: str | None = Field(description="Masked: 홍길동 → 홍*동.")
+    name: Annotated[str | None, AfterValidator(mask_name)] = Field(
+        description="Masked: 홍길동 → 홍*동."
+    )
 
 
 class ResidentContact(BaseModel):
@@ -87,12 +138,13 @@ class ResidentContact(BaseModel):
     address: str | None
 
 
-class _Complaint(BaseModel):
+class _Complaint(_NestsDepartment):
     complaint_id: str
     receipt_number: str
     state: ComplaintState | None = Field(
         description="Null until routing has recorded the complaint's first transition."
     )
+    department_name: DepartmentName = Field(default=None, exclude=True, repr=False)
     department: DepartmentView | None
     handler: HandlerView | None
     due_at: datetime | None
@@ -109,7 +161,7 @@ class _Complaint(BaseModel):
 class ComplaintView(_Complaint):
     """A complaint as its resident sees it."""
 
-    resident: ResidentView
+    resident: Annotated[ResidentView, BeforeValidator(_unknown_if_none(ResidentView))]
 
 
 class DepartmentComplaintView(_Complaint):
@@ -123,15 +175,16 @@ class DepartmentComplaintView(_Complaint):
         description="Routed by the classifier or service code; false: the general desk assigned."
     )
     alerts: list[AlertView]
-    resident: ResidentContact
+    resident: Annotated[ResidentContact, BeforeValidator(_unknown_if_none(ResidentContact))]
 
 
-class ComplaintSummary(BaseModel):
+class ComplaintSummary(_NestsDepartment):
     """One line of a list: where a complaint stands, without its text or its resident."""
 
     complaint_id: str
     receipt_number: str | None
     state: ComplaintState | None
+    department_name: DepartmentName = Field(default=None, exclude=True, repr=False)
     department: DepartmentView | None
     handler: HandlerView | None
     title: str | None
@@ -148,9 +201,13 @@ class QueueItem(ComplaintSummary):
     auto_routed: bool | None
 
 
+Excerpt = Annotated[str, BeforeValidator(excerpt)]
+
+
 class SearchHit(QueueItem):
-    excerpt: str = Field(
-        description=f"The body's first {EXCERPT_CHARS} characters; phone numbers are masked."
+    excerpt: Excerpt = Field(
+        validation_alias="body",
+        description=f"The body's first {EXCERPT_CHARS} characters; phone numbers are masked.",
     )
 
 
@@ -171,7 +228,15 @@ class SearchResults(Page[SearchHit]):
     terms: list[str] = Field(description="The content words every result contains.")
 
 
-def page(items: list[Item], total: int, *, limit: int, offset: int) -> dict[str, Any]:
+class Paging(TypedDict, Generic[Item]):
+    items: list[Item]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+def page(items: list[Item], total: int, *, limit: int, offset: int) -> Paging[Item]:
     following = offset + len(items)
     return {
         "items": items,
@@ -180,152 +245,3 @@ def page(items: list[Item], total: int, *, limit: int, offset: int) -> dict[str,
         "offset": offset,
         "next_offset": following if following < total and items else None,
     }
-
-
-def mask_recipient(recipient: str) -> str:
-    """A phone number or e-mail address shown the way a public page may show it."""
-    if _PHONE.match(recipient):
-        return mask_phone(recipient) or ""
-    if email := _EMAIL.match(recipient):
-        return f"{email.group(1)}***{email.group(2)}"
-    return recipient
-
-
-def excerpt(body: str | None) -> str:
-    """The start of what the resident wrote, with any phone number in it masked."""
-    text = _PHONE_IN_TEXT.sub(
-        lambda m: mask_phone(m.group(0)) or "", " ".join((body or "").split())
-    )
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
-
-
-def public_view(model: ReadModel) -> ComplaintView:
-    resident = model["resident"] or {}
-    return ComplaintView(
-        **_complaint(model), resident=ResidentView(name=mask_name(resident.get("name")))
-    )
-
-
-def department_view(model: ReadModel) -> DepartmentComplaintView:
-    resident = model["resident"] or {}
-    return DepartmentComplaintView(
-        **_complaint(model),
-        body=model["body"],
-        channel=model["channel"],
-        service_code=model["service_code"],
-        dong=model["dong"],
-        auto_routed=model["auto_routed"],
-        alerts=[
-            AlertView(kind=a["kind"], due_at=a["due_at"], occurred_at=a["occurred_at"])
-            for a in model["alerts"]
-        ],
-        resident=ResidentContact(
-            name=resident.get("name"),
-            phone=resident.get("phone"),
-            email=resident.get("email"),
-            address=resident.get("address"),
-        ),
-    )
-
-
-def summary(model: ReadModel) -> ComplaintSummary:
-    return ComplaintSummary(**_summary(model))
-
-
-def queue_item(model: ReadModel) -> QueueItem:
-    return QueueItem(**_summary(model), **_queue(model))
-
-
-def search_hit(model: ReadModel) -> SearchHit:
-    return SearchHit(**_summary(model), **_queue(model), excerpt=excerpt(model.get("body")))
-
-
-def timeline_entry(entry: ReadModel) -> TimelineEntry:
-    return TimelineEntry(
-        sequence=entry["sequence"],
-        state=entry["state"],
-        from_state=entry["from_state"],
-        trigger=entry["trigger"],
-        occurred_at=entry["occurred_at"],
-        department=entry["department"],
-        department_name=entry["department_name"],
-        handler=_handler(entry["handler"]),
-        note=entry["note"],
-        remedy=entry.get("remedy"),
-        due_at=entry["due_at"],
-        actor=entry["actor"],
-    )
-
-
-def _complaint(model: ReadModel) -> dict[str, Any]:
-    return {
-        "complaint_id": model["complaint_id"],
-        "receipt_number": model["receipt_number"],
-        "state": model["state"],
-        "department": _department(model),
-        "handler": _handler(model["handler"]),
-        "due_at": model["due_at"],
-        "overdue": bool(model.get("overdue")),
-        "filed_at": model["filed_at"],
-        "title": model["title"],
-        "transfer_count": model.get("transfer_count", 0),
-        "reopen_count": model.get("reopen_count", 0),
-        "timeline": [timeline_entry(entry) for entry in model["timeline"]],
-        "notifications": [
-            NotificationView(
-                channel=entry["channel"],
-                recipient=mask_recipient(entry["recipient"]),
-                outcome=entry["outcome"],
-                template=entry["template"],
-                detail=entry["detail"],
-                occurred_at=entry["occurred_at"],
-            )
-            for entry in model["notifications"]
-        ],
-        "rejections": [
-            RejectionView(
-                command_id=entry["command_id"],
-                action=entry["action"],
-                code=entry["code"],
-                reason=entry["reason"],
-                reason_ko=entry["reason_ko"],
-                occurred_at=entry["occurred_at"],
-            )
-            for entry in model["rejections"]
-        ],
-    }
-
-
-def _summary(model: ReadModel) -> dict[str, Any]:
-    return {
-        "complaint_id": model["complaint_id"],
-        "receipt_number": model.get("receipt_number"),
-        "state": model.get("state"),
-        "department": _department(model),
-        "handler": _handler(model.get("handler")),
-        "title": model.get("title"),
-        "filed_at": model.get("filed_at"),
-        "updated_at": model.get("updated_at"),
-        "due_at": model.get("due_at"),
-        "overdue": bool(model.get("overdue")),
-    }
-
-
-def _queue(model: ReadModel) -> dict[str, Any]:
-    return {
-        "dong": model.get("dong"),
-        "transfer_count": model.get("transfer_count", 0),
-        "reopen_count": model.get("reopen_count", 0),
-        "auto_routed": model.get("auto_routed"),
-    }
-
-
-def _department(model: ReadModel) -> DepartmentView | None:
-    code = model.get("department")
-    return DepartmentView(code=code, name=model.get("department_name")) if code else None
-
-
-def _handler(handler: dict[str, str] | None) -> HandlerView | None:
-    if handler is None:
-        return None
-    return HandlerView(name=handler["name"], office_phone=handler["office_phone"])

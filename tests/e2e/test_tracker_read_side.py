@@ -16,13 +16,14 @@ from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from services.mongo import Document
+from services.runtime import Runtime
 from tests.e2e.conftest import API_KEYS, Stack, eventually
 from tests.e2e.test_walking_skeleton import act, file, state_is
 from tests.service.test_tracker_read_api import next_entry, sse_messages
 from tracker.app import create_app
 from tracker.rebuild import rebuild
 from tracker.settings import TrackerSettings
-from tracker.store import COMPLAINTS
+from tracker.store import COMPLAINTS, MongoTrackerStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -64,14 +65,15 @@ async def staff_side(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
         api_keys={code: SecretStr(key) for code, key in API_KEYS.items()},
         staff_api_keys={"e2e": SecretStr(STAFF_KEY)},
     )
-    app: FastAPI = create_app(settings)
+    runtime = Runtime.build("tracker", settings)
+    app: FastAPI = create_app(settings, runtime=runtime)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app), base_url="http://tracker"
         ) as client:
             yield client
     finally:
-        await app.state.runtime.mongo.close()
+        await runtime.mongo.close()
 
 
 async def read_models(
@@ -183,7 +185,7 @@ async def test_one_resident_follows_three_complaints_and_watches_one_resolved_li
     listing = await mine(http, stack, token)
     for _ in range(5):
         before = await settled(mongo, stack, ids)
-        await rebuild(mongo[stack.database])
+        await rebuild(MongoTrackerStore(mongo[stack.database]))
         after = await read_models(mongo, stack, ids)
         if [m["event_count"] for m in after] == [m["event_count"] for m in before]:
             break  # else a trailing notification landed in between: settle and try again

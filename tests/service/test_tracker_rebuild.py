@@ -6,63 +6,20 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from schemas import ComplaintState, topics
 from services.mongo import Document
 from services.settings import PROJECT_ROOT
 from tests.conftest import Backends
-from tests.unit.test_tracker_projection import change, histories, story
-from tracker.ingest import Ingest, IngestMetrics
+from tests.unit.test_tracker_projection import story
+from tests.unit.test_tracker_rebuild import Consumer, deliveries
 from tracker.projection import TrackedEvent
 from tracker.rebuild import rebuild
-from tracker.store import TrackerStore
-
-
-@dataclass
-class Record:
-    topic: str
-    value: bytes
-    key: bytes | None = None
-    partition: int = 0
-    offset: int = 0
-    timestamp: int = 0
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-class Consumer:
-    """tracker's batch path without Kafka: what each consumer of a group would run."""
-
-    def __init__(self, store: TrackerStore) -> None:
-        self.rejected: list[Record] = []
-        registry = CollectorRegistry()
-        self.ingest = Ingest(
-            service="tracker",
-            store=store,
-            dead_letter=self._dead_letter,
-            duplicates=Counter("dup", "duplicates", ["consumer", "topic"], registry=registry),
-            metrics=IngestMetrics(registry),
-        )
-
-    async def _dead_letter(self, message: Any, exc: BaseException, attempts: int) -> None:
-        self.rejected.append(message.raw_message)
-
-    async def deliver(self, batches: list[list[TrackedEvent]]) -> None:
-        for batch in batches:
-            await self.ingest.handle(
-                [
-                    Record(topics.OF_EVENT[e.event_type], e.model_dump_json().encode(), offset=n)
-                    for n, e in enumerate(batch)
-                ]
-            )
+from tracker.store import MongoTrackerStore
 
 
 @pytest.fixture
@@ -74,46 +31,17 @@ async def client(backends: Backends) -> AsyncIterator[AsyncMongoClient[Document]
         await mongo.close()
 
 
-async def fresh(client: AsyncMongoClient[Document]) -> tuple[AsyncDatabase[Document], TrackerStore]:
+async def fresh(
+    client: AsyncMongoClient[Document],
+) -> tuple[AsyncDatabase[Document], MongoTrackerStore]:
     db = client[f"rebuild_{uuid.uuid4().hex[:12]}"]
-    store = TrackerStore(db)
+    store = MongoTrackerStore(db)
     await store.ensure_indexes()
     return db, store
 
 
-async def read_models(store: TrackerStore) -> list[Document]:
+async def read_models(store: MongoTrackerStore) -> list[Document]:
     return await store.complaints.find({}).sort("_id").to_list()
-
-
-def chunks(draw: st.DrawFn, events: list[TrackedEvent], max_size: int) -> list[list[TrackedEvent]]:
-    batches: list[list[TrackedEvent]] = []
-    rest = events
-    while rest:
-        size = draw(st.integers(1, max_size))
-        batches.append(rest[:size])
-        rest = rest[size:]
-    return batches
-
-
-@st.composite
-def deliveries(draw: st.DrawFn) -> tuple[list[TrackedEvent], list[list[list[TrackedEvent]]]]:
-    """A district's history and how two consumers of one group received it: any order
-    across topics and complaints, redeliveries, rivals for a sequence, any batch sizes."""
-    events = [
-        event
-        for n in range(draw(st.integers(1, 6)))
-        for event in draw(histories(complaint_id=f"c-{n}"))
-    ]
-    rivals = [
-        change(e.complaint_id, 1, None, ComplaintState.REJECTED).model_copy(
-            update={"event_id": f"rival-{e.complaint_id}"}
-        )
-        for e in draw(st.lists(st.sampled_from(events), max_size=2))
-    ]
-    redelivered = draw(st.lists(st.sampled_from(events), max_size=len(events)))
-    arrival = draw(st.permutations([*events, *rivals, *redelivered]))
-    split = draw(st.integers(0, len(arrival)))
-    return events, [chunks(draw, arrival[:split], 20), chunks(draw, arrival[split:], 20)]
 
 
 @pytest.mark.timeout(600)
@@ -134,7 +62,7 @@ async def test_rebuilt_read_models_equal_the_incrementally_maintained_ones(
         await asyncio.gather(*(c.deliver(b) for c, b in zip(consumers, per_consumer, strict=True)))
         incremental = await read_models(store)
 
-        count = await rebuild(db)
+        count = await rebuild(store)
 
         assert await read_models(store) == incremental
         assert count == len(incremental) == len({e.complaint_id for e in events})
@@ -154,7 +82,7 @@ async def test_a_rebuild_drops_what_the_log_does_not_hold(
         await store.complaints.update_one({"_id": "c-1"}, {"$set": {"state": "closed"}})
         await store.complaints.insert_one({"_id": "c-stray", "state": "received"})
 
-        assert await rebuild(db) == 2
+        assert await rebuild(store) == 2
 
         assert await read_models(store) == expected
         indexes = {index["name"] async for index in await store.complaints.list_indexes()}
@@ -175,13 +103,13 @@ async def test_events_stored_during_a_rebuild_are_not_lost(
         await consumer.deliver([first])
 
         await asyncio.gather(
-            rebuild(db), consumer.deliver([late[i : i + 10] for i in range(0, len(late), 10)])
+            rebuild(store), consumer.deliver([late[i : i + 10] for i in range(0, len(late), 10)])
         )
 
         models = await read_models(store)
         assert len(models) == 60
         assert all(model["event_count"] == 8 for model in models)
-        await rebuild(db)
+        await rebuild(store)
         assert await read_models(store) == models
     finally:
         await client.drop_database(db.name)
@@ -192,7 +120,7 @@ async def test_rebuilding_an_empty_store_leaves_an_empty_read_side(
 ) -> None:
     db, store = await fresh(client)
     try:
-        assert await rebuild(db) == 0
+        assert await rebuild(store) == 0
         assert await read_models(store) == []
     finally:
         await client.drop_database(db.name)

@@ -19,7 +19,7 @@ from schemas import (
     Resident,
 )
 from schemas.events import AlertKind, HandlerRef, Outcome
-from tracker.projection import TRACKED_EVENT, TrackedEvent, project
+from tracker.projection import TRACKED_EVENT, Contact, TrackedEvent, project
 
 KST = timezone(timedelta(hours=9))
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=KST)
@@ -149,7 +149,7 @@ def test_duplicates_change_nothing() -> None:
     random.Random(7).shuffle(redelivered)
 
     assert project(redelivered) == project(events)
-    assert project(redelivered)["event_count"] == len(events)
+    assert project(redelivered).event_count == len(events)
 
 
 def test_a_round_trip_through_the_stored_payload_changes_nothing() -> None:
@@ -165,9 +165,9 @@ def test_state_follows_the_highest_sequence_not_the_latest_arrival() -> None:
 
     model = project(latest_first)
 
-    assert model["state"] == "site_check"
-    assert [entry["sequence"] for entry in model["timeline"]] == [1, 2, 3, 4]
-    assert [entry["state"] for entry in model["timeline"]] == [
+    assert model.state == "site_check"
+    assert [entry.sequence for entry in model.timeline] == [1, 2, 3, 4]
+    assert [entry.state for entry in model.timeline] == [
         "received",
         "assigned",
         "handler_assigned",
@@ -177,34 +177,30 @@ def test_state_follows_the_highest_sequence_not_the_latest_arrival() -> None:
 
 def test_timeline_entries_carry_who_when_and_why() -> None:
     model = project(story("c-1"))
-    assigned, handler_assigned, site_check = model["timeline"][1:]
+    assigned, handler_assigned, site_check = model.timeline[1:]
 
-    assert assigned["from_state"] == "received"
-    assert assigned["department"] == "roads"
-    assert assigned["department_name"] == "도로과"
-    assert assigned["due_at"] == T0 + timedelta(days=7)
-    assert assigned["handler"] is None
-    assert handler_assigned["handler"] == {
-        "handler_id": "h-17",
-        "name": "김담당",
-        "office_phone": "032-560-1234",
-    }
-    assert site_check["note"] == "내일 오전 현장 확인 예정"
-    assert site_check["actor"] == "h-17"
-    assert site_check["occurred_at"] == T0 + timedelta(minutes=4)
+    assert assigned.from_state == "received"
+    assert assigned.department == "roads"
+    assert assigned.department_name == "도로과"
+    assert assigned.due_at == T0 + timedelta(days=7)
+    assert assigned.handler is None
+    assert handler_assigned.handler == HandlerRef(
+        handler_id="h-17", name="김담당", office_phone="032-560-1234"
+    )
+    assert site_check.note == "내일 오전 현장 확인 예정"
+    assert site_check.actor == "h-17"
+    assert site_check.occurred_at == T0 + timedelta(minutes=4)
 
 
 def test_assignment_comes_from_the_latest_change_that_names_it() -> None:
     model = project(story("c-1"))
 
-    assert model["department"] == "roads"
-    assert model["department_name"] == "도로과"
-    assert model["handler"] == {
-        "handler_id": "h-17",
-        "name": "김담당",
-        "office_phone": "032-560-1234",
-    }
-    assert model["due_at"] == T0 + timedelta(days=7)
+    assert model.department == "roads"
+    assert model.department_name == "도로과"
+    assert model.handler == HandlerRef(
+        handler_id="h-17", name="김담당", office_phone="032-560-1234"
+    )
+    assert model.due_at == T0 + timedelta(days=7)
 
 
 def test_a_move_to_another_department_drops_the_previous_handler() -> None:
@@ -220,9 +216,9 @@ def test_a_move_to_another_department_drops_the_previous_handler() -> None:
 
     model = project([*story("c-1"), moved])
 
-    assert model["department"] == "parks"
-    assert model["department_name"] == "공원녹지과"
-    assert model["handler"] is None
+    assert model.department == "parks"
+    assert model.department_name == "공원녹지과"
+    assert model.handler is None
 
 
 def test_notifications_are_listed_by_time() -> None:
@@ -231,12 +227,12 @@ def test_notifications_are_listed_by_time() -> None:
 
     model = project([late, *reversed(events)])
 
-    assert [n["template"] for n in model["notifications"]] == [
+    assert [n.template for n in model.notifications] == [
         "template-1",
         "template-2",
         "template-4",
     ]
-    assert model["notifications"][1] == {
+    assert model.notifications[1].model_dump() == {
         "event_id": "c-1-note-2",
         "channel": "kakao",
         "recipient": "010-1234-5678",
@@ -252,7 +248,7 @@ def test_rejections_are_listed_and_change_no_state() -> None:
 
     model = project(story("c-1"))
 
-    assert model["rejections"] == [
+    assert [rejection.model_dump() for rejection in model.rejections] == [
         {
             "event_id": "c-1-rejected",
             "command_id": "cmd-1",
@@ -263,44 +259,41 @@ def test_rejections_are_listed_and_change_no_state() -> None:
             "occurred_at": T0 + timedelta(minutes=2, seconds=30),
         }
     ]
-    assert {k: v for k, v in model.items() if k not in ("rejections", "event_count")} == {
-        k: v for k, v in project(without).items() if k not in ("rejections", "event_count")
-    }
+    assert model.model_dump(exclude={"rejections", "event_count"}) == project(without).model_dump(
+        exclude={"rejections", "event_count"}
+    )
 
 
 def test_the_filing_is_kept_for_department_views() -> None:
     model = project(story("c-1"))
 
-    assert model["receipt_number"] == "250303-000042"
-    assert model["tracking_token_hash"] == TOKEN_HASH
-    assert model["title"] == "가로등 고장"
-    assert model["channel"] == "kakao"
-    assert model["filed_at"] == T0
-    assert model["service_code"] == "streetlight"
-    assert model["dong"] == "청라1동"
-    assert model["resident"] == {
-        "name": "홍길동",
-        "phone": "010-1234-5678",
-        "email": None,
-        "address": "인천 서구 청라커낼로 100",
-    }
+    assert model.receipt_number == "250303-000042"
+    assert model.tracking_token_hash == TOKEN_HASH
+    assert model.title == "가로등 고장"
+    assert model.channel == "kakao"
+    assert model.filed_at == T0
+    assert model.service_code == "streetlight"
+    assert model.dong == "청라1동"
+    assert model.resident == Contact(
+        name="홍길동", phone="010-1234-5678", email=None, address="인천 서구 청라커낼로 100"
+    )
 
 
 def test_before_the_filing_arrives_there_is_no_token_hash() -> None:
     model = project([e for e in story("c-1") if not isinstance(e, ComplaintFiled)])
 
-    assert model["tracking_token_hash"] is None
-    assert model["resident"] is None
-    assert model["receipt_number"] == "250303-000042"
-    assert model["state"] == "site_check"
+    assert model.tracking_token_hash is None
+    assert model.resident is None
+    assert model.receipt_number == "250303-000042"
+    assert model.state == "site_check"
 
 
 def test_only_a_filing_means_no_state_yet() -> None:
     model = project([filed("c-1")])
 
-    assert model["state"] is None
-    assert model["timeline"] == []
-    assert model["department"] is None
+    assert model.state is None
+    assert model.timeline == []
+    assert model.department is None
 
 
 def test_events_of_two_complaints_are_refused() -> None:
@@ -318,7 +311,8 @@ def test_a_breach_of_the_current_due_time_marks_an_open_complaint_overdue() -> N
     from schemas.events import AlertKind
 
     events = story("c-late")
-    due = project(events)["due_at"]
+    due = project(events).due_at
+    assert due is not None
     breach = ComplaintDeadlineAlert(
         complaint_id="c-late",
         receipt_number="250303-000042",
@@ -328,11 +322,11 @@ def test_a_breach_of_the_current_due_time_marks_an_open_complaint_overdue() -> N
         due_at=due,
     )
     model = project([*events, breach])
-    assert model["alerts"][0]["kind"] == "deadline_breached"
-    assert model["overdue"] is True
+    assert model.alerts[0].kind == "deadline_breached"
+    assert model.overdue is True
     stale = breach.model_copy(update={"event_id": "other", "due_at": due - timedelta(days=1)})
-    assert project([*events, stale])["overdue"] is False
-    assert project(events)["overdue"] is False
+    assert project([*events, stale]).overdue is False
+    assert project(events).overdue is False
 
 
 def test_transfers_and_reopenings_are_counted() -> None:
@@ -376,11 +370,11 @@ def test_transfers_and_reopenings_are_counted() -> None:
 
     model = project([*events, *later])
 
-    assert model["transfer_count"] == 1
-    assert model["reopen_count"] == 2
-    assert model["department"] == "parks"
-    assert model["updated_at"] == T0 + timedelta(minutes=10)
-    assert project(events)["transfer_count"] == project(events)["reopen_count"] == 0
+    assert model.transfer_count == 1
+    assert model.reopen_count == 2
+    assert model.department == "parks"
+    assert model.updated_at == T0 + timedelta(minutes=10)
+    assert project(events).transfer_count == project(events).reopen_count == 0
 
 
 @pytest.mark.parametrize("auto", [True, False])
@@ -390,23 +384,23 @@ def test_auto_routed_comes_from_the_routing_decision(auto: bool) -> None:
         for e in story("c-1")
     ]
 
-    assert project(events)["auto_routed"] is auto
-    assert project(events[:3])["auto_routed"] is None  # not routed yet
+    assert project(events).auto_routed is auto
+    assert project(events[:3]).auto_routed is None  # not routed yet
 
 
 def test_the_resident_token_hash_ties_a_residents_complaints_together() -> None:
     model = project([filed("c-1", resident_token_hash="r" * 64)])
 
-    assert model["resident_token_hash"] == "r" * 64
-    assert project([filed("c-1")])["resident_token_hash"] is None
+    assert model.resident_token_hash == "r" * 64
+    assert project([filed("c-1")]).resident_token_hash is None
 
 
 def test_search_terms_are_the_content_morphemes_of_title_and_body() -> None:
     model = project(story("c-1"))
 
-    assert {"가로등", "고장", "꺼지", "일주일", "주민", "센터"} <= set(model["search_terms"])
-    assert not {"이", "습니다", "있"} & set(model["search_terms"])
-    assert project(story("c-1")[1:])["search_terms"] == []
+    assert {"가로등", "고장", "꺼지", "일주일", "주민", "센터"} <= set(model.search_terms)
+    assert not {"이", "습니다", "있"} & set(model.search_terms)
+    assert project(story("c-1")[1:]).search_terms == []
 
 
 def test_a_rejection_carries_its_remedy_into_the_timeline() -> None:
@@ -422,8 +416,8 @@ def test_a_rejection_carries_its_remedy_into_the_timeline() -> None:
 
     model = project([*story("c-1"), rejected])
 
-    assert model["timeline"][-1]["remedy"] == "토지 소유자에게 문의하세요"
-    assert model["timeline"][0]["remedy"] is None
+    assert model.timeline[-1].remedy == "토지 소유자에게 문의하세요"
+    assert model.timeline[0].remedy is None
 
 
 # -- any history, any delivery --------------------------------------------------------

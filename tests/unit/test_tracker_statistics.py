@@ -6,10 +6,11 @@ from typing import Any
 import pytest
 
 from schemas import ComplaintState
+from tests.fakes.tracker import as_stored, projected
 from tests.unit.test_tracker_projection import T0, change, filed
 from tracker.projection import ReadModel, TrackedEvent, project
-from tracker.statistics import percentile, stage_times, statistics
-from tracker.store import STATISTICS_FIELDS
+from tracker.statistics import Stage, StatisticsRow, percentile, stage_times, statistics
+from tracker.store import read_model_document, stored_fields
 
 S = ComplaintState
 HOUR = 3600.0
@@ -48,18 +49,15 @@ def complaint(
     return project(events)
 
 
-def only_statistics_fields(model: ReadModel) -> ReadModel:
-    """What the store hands over: the fields named for statistics, nothing else."""
-    row: ReadModel = {}
-    for name in STATISTICS_FIELDS:
-        top, _, sub = name.partition(".")
-        if sub:
-            row.setdefault(top, [{} for _ in model[top]])
-            for target, entry in zip(row[top], model[top], strict=True):
-                target[sub] = entry[sub]
-        else:
-            row[top] = model[top]
-    return row
+def only_statistics_fields(model: ReadModel) -> StatisticsRow:
+    """What the store hands over: the stored fields a row declares, nothing else."""
+    document = as_stored(read_model_document(model))
+    return StatisticsRow.model_validate(projected(document, stored_fields(StatisticsRow)))
+
+
+def whole(model: ReadModel) -> StatisticsRow:
+    """A row read from the whole read model, not through the store's projection."""
+    return StatisticsRow.model_validate(model, from_attributes=True)
 
 
 ON_TIME = complaint(
@@ -108,10 +106,10 @@ def test_percentiles_interpolate_between_ranks() -> None:
 
 def test_a_stage_lasts_until_the_state_changes_and_the_current_one_is_not_counted() -> None:
     timeline = [
-        {"state": "received", **at(0)},
-        {"state": "assigned", **at(1)},
-        {"state": "assigned", **at(2)},  # an internal change: still assigned
-        {"state": "site_check", **at(4)},
+        Stage(state="received", **at(0)),
+        Stage(state="assigned", **at(1)),
+        Stage(state="assigned", **at(2)),  # an internal change: still assigned
+        Stage(state="site_check", **at(4)),
     ]
 
     assert stage_times(timeline) == [("received", HOUR), ("assigned", 3 * HOUR)]
@@ -178,4 +176,4 @@ def test_statistics_fields_hold_nothing_personal() -> None:
 
     for personal in ("홍길동", "010-1234-5678", "청라커낼로", "resident", "body", "title"):
         assert personal not in text
-    assert statistics([row]) == statistics([ON_TIME])
+    assert statistics([row]) == statistics([whole(ON_TIME)])

@@ -4,19 +4,21 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import BaseModel
 
 from tests.unit.test_tracker_projection import story
 from tracker.projection import ReadModel, project
 from tracker.sse import KEEP_ALIVE, StreamTiming, last_event_id, timeline_stream
 from tracker.view import (
+    ComplaintSummary,
+    ComplaintView,
+    DepartmentComplaintView,
     DepartmentView,
-    department_view,
+    QueueItem,
+    SearchHit,
+    TimelineEntry,
     excerpt,
     page,
-    public_view,
-    queue_item,
-    search_hit,
-    summary,
 )
 
 PERSONAL = ("홍길동", "010-1234-5678", "청라커낼로")
@@ -25,8 +27,8 @@ PERSONAL = ("홍길동", "010-1234-5678", "청라커낼로")
 def test_only_the_department_view_carries_the_residents_contact() -> None:
     model = project(story("c-1"))
 
-    department = department_view(model)
-    public = public_view(model).model_dump_json()
+    department = DepartmentComplaintView.model_validate(model, from_attributes=True)
+    public = ComplaintView.model_validate(model, from_attributes=True).model_dump_json()
 
     assert department.resident.model_dump() == {
         "name": "홍길동",
@@ -40,13 +42,13 @@ def test_only_the_department_view_carries_the_residents_contact() -> None:
     assert '"홍*동"' in public
 
 
-@pytest.mark.parametrize("build", [summary, queue_item, search_hit])
+@pytest.mark.parametrize("view", [ComplaintSummary, QueueItem, SearchHit])
 def test_lists_never_carry_personal_data_even_when_handed_a_whole_model(
-    build: object,
+    view: type[BaseModel],
 ) -> None:
     model = project(story("c-1"))
 
-    text = build(model).model_dump_json()  # type: ignore[operator]
+    text = view.model_validate(model, from_attributes=True).model_dump_json()
 
     assert all(p not in text for p in PERSONAL)
     assert "c-1" in text
@@ -107,17 +109,21 @@ def events_of(chunks: list[str]) -> list[dict[str, object]]:
     return found
 
 
+def timeline(model: ReadModel) -> list[TimelineEntry]:
+    return [TimelineEntry.model_validate(entry, from_attributes=True) for entry in model.timeline]
+
+
 async def test_the_stream_sends_what_is_stored_then_each_new_entry_once() -> None:
-    full = project(story("c-1"))
-    snapshots: list[ReadModel | None] = [
+    full = timeline(project(story("c-1")))
+    snapshots: list[list[TimelineEntry] | None] = [
         None,  # not visible yet: nothing sent, no error
-        {"timeline": full["timeline"][:2]},
-        {"timeline": full["timeline"][:2]},
-        {"timeline": full["timeline"]},
+        full[:2],
+        full[:2],
+        full,
     ]
     clock = FakeClock()
 
-    async def read() -> ReadModel | None:
+    async def read() -> list[TimelineEntry] | None:
         return snapshots.pop(0) if len(snapshots) > 1 else snapshots[0]
 
     async def connected() -> bool:
@@ -144,14 +150,14 @@ async def test_the_stream_sends_what_is_stored_then_each_new_entry_once() -> Non
 
 
 async def test_a_quiet_stream_sends_keep_alives_and_stops_when_the_client_leaves() -> None:
-    model = {"timeline": project(story("c-1"))["timeline"]}
+    entries = timeline(project(story("c-1")))
     clock = FakeClock()
     polls = 0
 
-    async def read() -> ReadModel | None:
+    async def read() -> list[TimelineEntry] | None:
         nonlocal polls
         polls += 1
-        return model
+        return entries
 
     async def disconnected() -> bool:
         return clock.now >= 10

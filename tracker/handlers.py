@@ -1,6 +1,15 @@
-"""tracker's HTTP API: residents, departments, staff search and statistics.
+"""What reaches tracker and what it does about it: Kafka batches in, HTTP answers out.
 
-Who may see what:
+**Kafka.** Records arrive a batch at a time, so tracker keeps up with the broker: one bulk
+insert stores the batch and one query reads the histories of the complaints it touched,
+whose read models are projected again and replaced, instead of two round trips per event.
+Each record is parsed here, not by FastStream, so one invalid record is dead-lettered
+alone while the rest of its batch is stored; so is an event that claims a sequence another
+event holds. Anything else (the database or the broker unreachable) fails the batch, and
+the shared middleware retries it in place: redelivered events are duplicates, and
+duplicates change nothing.
+
+**HTTP.** Who may see what:
 
 - a resident, with a complaint's tracking token (``?token=``) or their resident token
   (``X-Resident-Token``): that complaint, the name masked; with the resident token, the
@@ -14,25 +23,35 @@ Who may see what:
 - anyone: the statistics, which are counts and durations and nothing else.
 """
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from prometheus_client import Gauge
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
+from faststream.kafka.parser import AioKafkaParser
+from faststream.message import StreamMessage
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import ValidationError
 
 from schemas import ComplaintState
+from schemas.events import utcnow
 from schemas.states import OPEN_STATES
 from schemas.tokens import hash_token, token_matches
+from services.errors import PermanentError
 from services.http import ApiError
 from services.keys import ApiKeys
-from tracker.projection import ReadModel
+from services.logs import bound
+from services.runtime import Clock
+from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, project
 from tracker.search import SearchQuery, query_terms
 from tracker.sse import StreamTiming, last_event_id, timeline_stream
 from tracker.statistics import Statistics, statistics
-from tracker.store import TrackerStore
+from tracker.store import Appended, TrackerStore
 from tracker.view import (
     ComplaintSummary,
     ComplaintView,
@@ -40,13 +59,134 @@ from tracker.view import (
     DepartmentQueue,
     Page,
     SearchResults,
-    department_view,
     page,
-    public_view,
-    queue_item,
-    search_hit,
-    summary,
 )
+
+log = logging.getLogger("sotong.tracker")
+
+PublishDeadLetter = Callable[[StreamMessage[Any], BaseException, int], Awaitable[None]]
+"""Publishes one dead letter: ``DeadLetters.dead_letter`` from the kit, or a fake."""
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+
+# -- Kafka ---------------------------------------------------------------------------
+
+
+class SequenceConflict(PermanentError):
+    """A different status change already holds this (complaint, sequence): two histories.
+
+    The stored one stays; this one is dead-lettered so an operator sees the conflict.
+    """
+
+
+def conflict(event: TrackedEvent) -> SequenceConflict:
+    sequence = getattr(event, "sequence", None)
+    return SequenceConflict(f"sequence {sequence} of this complaint is held by another event")
+
+
+def raw_values(message: StreamMessage[Any]) -> list[bytes]:
+    """The subscriber's decoder: hand the bytes over untouched, so a record that is not
+    JSON cannot fail the whole batch before the handler sees it."""
+    return [record.value or b"" for record in records_of(message)]
+
+
+def records_of(message: StreamMessage[Any]) -> Sequence[Any]:
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple | list) else (raw,)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.stored = Counter(
+            "sotong_tracker_events_stored_total",
+            "Events stored for the first time, by event type.",
+            ["event_type"],
+            registry=registry,
+        )
+        self.refreshed = Counter(
+            "sotong_tracker_read_models_refreshed_total",
+            "Complaint read models rebuilt from their history (one per complaint per batch).",
+            registry=registry,
+        )
+        self.batch_records = Histogram(
+            "sotong_tracker_batch_records",
+            "Records per consumed batch.",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+
+
+async def refresh(store: TrackerStore, complaint_ids: Collection[str]) -> None:
+    """Project these complaints' read models from their whole histories and replace them
+    (conditionally: see ``replace_read_models``)."""
+    if complaint_ids:
+        histories = await store.histories(complaint_ids)
+        await store.replace_read_models([project(events) for events in histories.values()])
+
+
+class Ingest:
+    """The batch subscriber's work: parse, store once, refresh the read models."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        store: TrackerStore,
+        dead_letter: PublishDeadLetter,
+        duplicates: Counter,
+        metrics: IngestMetrics,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.dead_letter = dead_letter
+        self.duplicates = duplicates
+        self.metrics = metrics
+        self.clock = clock
+        self._parser = AioKafkaParser(msg_class=KafkaStreamMessage, regex=None)
+
+    async def on_batch(self, message: KafkaMessage) -> None:
+        """The subscriber: a batch of raw records (see :func:`raw_values`)."""
+        await self.handle(records_of(message))
+
+    async def handle(self, records: Sequence[Any]) -> None:
+        """Store a batch of records and refresh the read models of the complaints it names.
+
+        A duplicate still refreshes its complaint: the earlier delivery may have stored
+        the event and then died before the read model was written.
+        """
+        self.metrics.batch_records.observe(len(records))
+        parsed: list[tuple[TrackedEvent, Any]] = []
+        for record in records:
+            try:
+                parsed.append((TRACKED_EVENT.validate_json(record.value or b""), record))
+            except ValidationError as exc:
+                await self._reject(record, exc)
+        outcomes = await self.store.append_many(
+            [event for event, _ in parsed], stored_at=self.clock()
+        )
+        touched: set[str] = set()
+        for (event, record), outcome in zip(parsed, outcomes, strict=True):
+            if outcome is Appended.CONFLICT:
+                await self._reject(record, conflict(event))
+                continue
+            touched.add(event.complaint_id)
+            if outcome is Appended.STORED:
+                self.metrics.stored.labels(event.event_type).inc()
+            else:
+                self.duplicates.labels(self.service, record.topic).inc()
+                with bound(complaint_id=event.complaint_id):
+                    log.info("duplicate event", extra={"event_id": event.event_id})
+        await refresh(self.store, touched)
+        self.metrics.refreshed.inc(len(touched))
+
+    async def _reject(self, record: Any, exc: BaseException) -> None:
+        """Dead-letter one record, with the reason and its original bytes and headers."""
+        key = record.key.decode("utf-8", "replace") if isinstance(record.key, bytes) else None
+        with bound(complaint_id=key):
+            await self.dead_letter(await self._parser.parse_message(record), exc, 1)
+
+
+# -- HTTP ----------------------------------------------------------------------------
 
 KST = ZoneInfo("Asia/Seoul")
 
@@ -98,8 +238,8 @@ def aware(moment: datetime | None) -> datetime | None:
 def residents_own(model: ReadModel | None, token: str | None, resident_token: str | None) -> bool:
     if model is None:
         return False
-    return token_matches(token, model.get("tracking_token_hash")) or token_matches(
-        resident_token, model.get("resident_token_hash")
+    return token_matches(token, model.tracking_token_hash) or token_matches(
+        resident_token, model.resident_token_hash
     )
 
 
@@ -137,7 +277,7 @@ def build_router(
         model = await store.read_model(complaint_id)
         if model is None or not residents_own(model, token, x_resident_token):
             raise not_found()
-        return public_view(model)
+        return ComplaintView.model_validate(model, from_attributes=True)
 
     @router.get(
         "/v1/complaints/{complaint_id}/events",
@@ -206,9 +346,7 @@ def build_router(
         items, total = await store.resident_complaints(
             hash_token(x_resident_token), limit=limit, offset=offset
         )
-        return Page[ComplaintSummary](
-            **page([summary(m) for m in items], total, limit=limit, offset=offset)
-        )
+        return Page[ComplaintSummary](**page(items, total, limit=limit, offset=offset))
 
     # -- departments --------------------------------------------------------------------
 
@@ -237,7 +375,7 @@ def build_router(
         return DepartmentQueue(
             department=department,
             counts=await store.queue_counts(department),
-            **page([queue_item(m) for m in items], total, limit=limit, offset=offset),
+            **page(items, total, limit=limit, offset=offset),
         )
 
     @router.get(
@@ -253,9 +391,9 @@ def build_router(
         phone and address. Transferred away, it is no longer theirs to see."""
         department = department_of(x_api_key, code)
         model = await store.read_model(complaint_id)
-        if model is None or model.get("department") != department:
+        if model is None or model.department != department:
             raise ApiError(404, "not_found", "No complaint of this department has this id.")
-        return department_view(model)
+        return DepartmentComplaintView.model_validate(model, from_attributes=True)
 
     # -- staff and ops ------------------------------------------------------------------
 
@@ -304,9 +442,7 @@ def build_router(
             overdue=overdue,
         )
         items, total = await store.search(query, limit=limit, offset=offset)
-        return SearchResults(
-            terms=terms, **page([search_hit(m) for m in items], total, limit=limit, offset=offset)
-        )
+        return SearchResults(terms=terms, **page(items, total, limit=limit, offset=offset))
 
     @router.get("/v1/stats", response_model=Statistics, tags=["ops"])
     async def stats(
