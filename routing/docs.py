@@ -67,7 +67,8 @@ def render() -> str:
         [
             "# Complaint lifecycle",
             "",
-            "Generated from `routing/lifecycle.py` and `routing/data/texts.ko.json` by `make docs`; do not edit by hand.",
+            "Generated from `routing/lifecycle.py` and `routing/data/texts.ko.json` by "
+            "`make docs`; do not edit by hand.",
             "",
             "```mermaid",
             diagram(),
