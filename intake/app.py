@@ -10,7 +10,6 @@ from intake.handlers import Intake, routes, subscribe
 from intake.settings import IntakeSettings
 from intake.store import MongoSubmissionStore, SubmissionStore
 from schemas.events import utcnow
-from services.http import service_app
 from services.keys import ApiKeys
 from services.runtime import Clock, Publish, Runtime
 
@@ -41,15 +40,10 @@ def create_app(
         ):
             yield
 
-    app = service_app(
-        name="intake",
-        title="Sotong intake",
+    app = runtime.http_app(
         description="File complaints (민원) and send department commands.",
         lifespan=lifespan,
-        registry=runtime.registry,
-        readiness=lambda _: runtime.readiness(),
     )
-    app.state.runtime = runtime  # tests/unit/test_observability.py reads its registry
 
     if not settings.api_keys:
         log.warning("no department API keys configured: every command will be refused")

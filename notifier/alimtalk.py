@@ -31,26 +31,23 @@ Before anything is sent, every ``#{variable}`` of the registered template must b
 AlimTalk's 1,000 characters; only a note is ever shortened to fit.
 """
 
-import httpx
+from dataclasses import dataclass
+from typing import ClassVar
+
 from pydantic import SecretStr
 
-from notifier.channel import Message, digits, post_message
+from notifier.channel import Message, ProviderChannel, digits
 from notifier.templates import placeholders
 from services.errors import PermanentError
 
 MAX_CHARS = 1000
 
 
-class AlimTalkChannel:
-    name = "alimtalk"
-
-    def __init__(
-        self, client: httpx.AsyncClient, *, url: str, api_key: SecretStr, sender_key: SecretStr
-    ) -> None:
-        self.client = client
-        self.url = url
-        self.api_key = api_key
-        self.sender_key = sender_key
+@dataclass(kw_only=True)
+class AlimTalkChannel(ProviderChannel):
+    sender_key: SecretStr
+    name: ClassVar[str] = "alimtalk"
+    peer: ClassVar[str] = "alimtalk provider"
 
     def request(self, message: Message) -> dict[str, object]:
         """The body for one message; pure, so the contract is testable without a server."""
@@ -68,16 +65,3 @@ class AlimTalkChannel:
             "text": text,
             "variables": {name: value for name, value in values.items() if name in used},
         }
-
-    async def deliver(self, message: Message) -> None:
-        await post_message(
-            self.client,
-            "alimtalk provider",
-            self.url,
-            payload=self.request(message),
-            api_key=self.api_key.get_secret_value(),
-            message=message,
-        )
-
-    async def already_delivered(self, delivery_id: str) -> bool:
-        return False  # the idempotency key makes sending again safe

@@ -28,10 +28,8 @@ from notifier.store import MongoNotifierStore, NotifierStore
 from notifier.templates import Catalogue
 from notifier.webhook import WebhookChannel, WebhookTarget
 from schemas import topics
-from schemas.envelope import cloudevent_headers
-from schemas.events import DeadLetter, utcnow
+from schemas.events import utcnow
 from services.broker import topic_name
-from services.http import service_app
 from services.runtime import Clock, Publish, Runtime
 
 __all__ = ["NotifierSettings", "WebhookSubscription", "build_channels", "create_app"]
@@ -86,25 +84,7 @@ def build_channels(
 
 def dead_letters_to_kafka(runtime: Runtime) -> DeadLetterSink:
     """Publish an undeliverable event's dead letter, keyed by its complaint."""
-    topic = topic_name(runtime.settings.kafka, topics.DEAD_LETTER)
-
-    async def dead_letter(letter: DeadLetter) -> None:
-        key = letter.complaint_id or ""
-        await runtime.broker.publish(
-            letter.model_dump_json().encode(),
-            topic=topic,
-            key=key.encode(),
-            headers=cloudevent_headers(
-                event_id=letter.event_id,
-                event_type=letter.event_type,
-                source=runtime.source,
-                time=letter.occurred_at,
-                subject=key,
-                schema_version=letter.schema_version,
-            ),
-        )
-
-    return dead_letter
+    return runtime.dead_letters.publish
 
 
 def create_app(
@@ -179,14 +159,9 @@ def create_app(
             )
             yield
 
-    app = service_app(
-        name="notifier",
-        title="Sotong notifier",
+    app = runtime.http_app(
         description="Tells residents, handlers, supervisors and department systems how a "
         "complaint (민원) is going: one message per step, recipient and channel.",
         lifespan=lifespan,
-        registry=runtime.registry,
-        readiness=lambda _: runtime.readiness(),
     )
-    app.state.runtime = runtime
     return app

@@ -17,11 +17,13 @@ what a channel promises:
 
 import json
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
+from pydantic import SecretStr
 
 from notifier.templates import Content
 from schemas import ComplaintState
@@ -153,6 +155,35 @@ async def post_message(
             "Content-Type": "application/json; charset=utf-8",
         },
     )
+
+
+@dataclass
+class ProviderChannel(ABC):
+    """A messaging provider reached by one JSON POST per message (AlimTalk, SMS): bearer
+    auth and the message's idempotency key, so a repeated send is dropped by the provider
+    and there is nothing to look up before sending again."""
+
+    client: httpx.AsyncClient
+    url: str
+    api_key: SecretStr
+    peer: ClassVar[str] = "provider"
+
+    @abstractmethod
+    def request(self, message: Message) -> dict[str, object]:
+        """The provider's own body for one message; pure, tested without a server."""
+
+    async def deliver(self, message: Message) -> None:
+        await post_message(
+            self.client,
+            self.peer,
+            self.url,
+            payload=self.request(message),
+            api_key=self.api_key.get_secret_value(),
+            message=message,
+        )
+
+    async def already_delivered(self, delivery_id: str) -> bool:
+        return False  # the idempotency key makes sending again safe
 
 
 def _error_code(response: httpx.Response) -> str | None:

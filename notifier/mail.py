@@ -11,9 +11,10 @@ transient and retried; 5xx — an unknown mailbox, a refused sender — are perm
 """
 
 import ssl
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Literal
+from typing import ClassVar, Literal
 
 import aiosmtplib
 from pydantic import SecretStr
@@ -24,27 +25,16 @@ from services.errors import PermanentError, RetryableError
 TlsMode = Literal["starttls", "tls", "none"]
 
 
+@dataclass(kw_only=True)
 class EmailChannel:
-    name = "email"
-
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        sender: str,
-        tls: TlsMode,
-        username: str | None = None,
-        password: SecretStr | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.sender = sender
-        self.tls = tls
-        self.username = username
-        self.password = password
-        self.timeout = timeout
+    host: str
+    port: int
+    sender: str
+    tls: TlsMode
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = 10.0
+    name: ClassVar[str] = "email"
 
     def compose(self, message: Message) -> EmailMessage:
         if not message.email:

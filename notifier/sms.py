@@ -30,12 +30,9 @@ sent twice), 408/425/429/5xx retry, other 4xx refused with ``{"code": ...}``.
 """
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
-import httpx
-from pydantic import SecretStr
-
-from notifier.channel import Message, digits, post_message
+from notifier.channel import Message, ProviderChannel, digits
 from notifier.templates import Content, cp949_length
 from services.errors import PermanentError
 
@@ -81,16 +78,11 @@ def compose(content: Content) -> Composed:
     return Composed("LMS", text, carriable(content.subject))
 
 
-class SmsChannel:
-    name = "sms"
-
-    def __init__(
-        self, client: httpx.AsyncClient, *, url: str, api_key: SecretStr, sender: str
-    ) -> None:
-        self.client = client
-        self.url = url
-        self.api_key = api_key
-        self.sender = sender
+@dataclass(kw_only=True)
+class SmsChannel(ProviderChannel):
+    sender: str
+    name: ClassVar[str] = "sms"
+    peer: ClassVar[str] = "sms gateway"
 
     def request(self, message: Message) -> dict[str, object]:
         if not message.phone:
@@ -107,16 +99,3 @@ class SmsChannel:
         if composed.subject is not None:
             body["subject"] = composed.subject
         return body
-
-    async def deliver(self, message: Message) -> None:
-        await post_message(
-            self.client,
-            "sms gateway",
-            self.url,
-            payload=self.request(message),
-            api_key=self.api_key.get_secret_value(),
-            message=message,
-        )
-
-    async def already_delivered(self, delivery_id: str) -> bool:
-        return False  # the idempotency key makes sending again safe

@@ -16,7 +16,6 @@ from routing.settings import RoutingSettings
 from routing.store import MongoRoutingStore, RoutingStore
 from routing.texts import Texts
 from schemas.events import utcnow
-from services.http import service_app
 from services.runtime import Clock, Publish, Runtime
 
 
@@ -86,13 +85,8 @@ def create_app(
         ):
             yield
 
-    app = service_app(
-        name="routing",
-        title="Sotong routing",
+    app = runtime.http_app(
         description="The complaint lifecycle, department classification and handler assignment.",
         lifespan=lifespan,
-        registry=runtime.registry,
-        readiness=lambda _: runtime.readiness(),
     )
-    app.state.runtime = runtime  # tests/unit/test_observability.py reads its registry
     return app

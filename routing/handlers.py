@@ -19,7 +19,7 @@ from routing.catalogue import Catalogue, Department
 from routing.deadlines import Period, WorkingCalendar
 from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Facts, Lifecycle
 from routing.sla import crossed
-from routing.store import Changes, Counts, RoutingRecord, RoutingStore
+from routing.store import Changes, Counts, RoutingRecord, RoutingStore, Transfer
 from routing.texts import Refusal, RefusalCode, Texts
 from schemas import (
     CommandRejected,
@@ -91,34 +91,21 @@ class RoutingMetrics:
         )
 
 
+@dataclass(kw_only=True)
 class Routing:
     """The application service both subscribers call, and the deadline watcher and the
     outbox relay run on: every collaborator comes in, so tests hand in fakes."""
 
-    def __init__(
-        self,
-        *,
-        store: RoutingStore,
-        catalogue: Catalogue,
-        lifecycle: Lifecycle,
-        texts: Texts,
-        publish: Publish,
-        metrics: RoutingMetrics,
-        on_duplicate: Callable[[str], None],
-        calendar: WorkingCalendar,
-        classifier: Predicts,
-        clock: Clock,
-    ) -> None:
-        self.calendar = calendar
-        self.classifier = classifier
-        self.store = store
-        self.catalogue = catalogue
-        self.lifecycle = lifecycle
-        self.texts = texts
-        self.publish = publish
-        self.metrics = metrics
-        self.on_duplicate = on_duplicate
-        self.clock = clock
+    store: RoutingStore
+    catalogue: Catalogue
+    lifecycle: Lifecycle
+    texts: Texts
+    publish: Publish
+    metrics: RoutingMetrics
+    on_duplicate: Callable[[str], None]
+    calendar: WorkingCalendar
+    classifier: Predicts
+    clock: Clock
 
     # -- filing -----------------------------------------------------------------------
 
@@ -227,13 +214,15 @@ class Routing:
             raise RetryableError("the complaint changed while the command was applied")
         if isinstance(command, TransferComplaint):
             await self.store.record_transfer(
-                caused_by=command.event_id,
-                complaint_id=record.complaint_id,
-                text=record.text,
-                from_department=record.department,
-                to_department=command.to_department,
-                reason=command.note,
-                at=events[0].occurred_at,
+                Transfer(
+                    caused_by=command.event_id,
+                    complaint_id=record.complaint_id,
+                    text=record.text,
+                    from_department=record.department,
+                    to_department=command.to_department,
+                    reason=command.note,
+                    at=events[0].occurred_at,
+                ),
             )
         await self._publish_events(record.complaint_id, events, command.event_id)
 

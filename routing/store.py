@@ -96,6 +96,19 @@ class Counts:
         return {name: n for name, n in asdict(self).items() if n}
 
 
+@dataclass(frozen=True, kw_only=True)
+class Transfer:
+    """A transfer (이송) as kept, once per causing command, for retraining the classifier."""
+
+    caused_by: str
+    complaint_id: str
+    text: str
+    from_department: str | None
+    to_department: str
+    reason: str | None
+    at: datetime
+
+
 @dataclass(frozen=True)
 class TransferExample:
     """A transfer (이송) read as a labelled example: this text belongs to that department."""
@@ -146,17 +159,7 @@ class RoutingStore(Protocol):
         """Open and total complaints of each handler (zero for one with none)."""
         ...
 
-    async def record_transfer(
-        self,
-        *,
-        caused_by: str,
-        complaint_id: str,
-        text: str,
-        from_department: str | None,
-        to_department: str,
-        reason: str | None,
-        at: datetime,
-    ) -> None:
+    async def record_transfer(self, transfer: Transfer) -> None:
         """Keep a transfer as a training example, once per causing command."""
         ...
 
@@ -245,28 +248,18 @@ class MongoRoutingStore:
         )
         return result.modified_count == 1
 
-    async def record_transfer(
-        self,
-        *,
-        caused_by: str,
-        complaint_id: str,
-        text: str,
-        from_department: str | None,
-        to_department: str,
-        reason: str | None,
-        at: datetime,
-    ) -> None:
+    async def record_transfer(self, transfer: Transfer) -> None:
         """Every transfer (이송) is a labelled example for retraining the classifier."""
         with contextlib.suppress(DuplicateKeyError):
             await self.transfers.insert_one(
                 {
-                    "_id": caused_by,
-                    "complaint_id": complaint_id,
-                    "text": text,
-                    "from_department": from_department,
-                    "department": to_department,
-                    "reason": reason,
-                    "at": at,
+                    "_id": transfer.caused_by,
+                    "complaint_id": transfer.complaint_id,
+                    "text": transfer.text,
+                    "from_department": transfer.from_department,
+                    "department": transfer.to_department,
+                    "reason": transfer.reason,
+                    "at": transfer.at,
                 }
             )
 

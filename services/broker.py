@@ -92,6 +92,29 @@ class DeadLetters:
         else:
             await self._dead_letter_record(raw, msg.body, exc, attempts, msg.correlation_id)
 
+    async def publish(
+        self, letter: DeadLetter, correlation_id: str | None = None, key: bytes | None = None
+    ) -> None:
+        """Put a dead letter on the dead-letter topic, keyed by its complaint, with the
+        CloudEvents headers every event carries. Also for letters a service writes itself
+        (the notifier's undeliverable messages)."""
+        assert self.broker is not None, "DeadLetters.broker is set by make_broker"
+        subject = letter.complaint_id or ""
+        await self.broker.publish(
+            letter.model_dump_json().encode(),
+            topic=topic_name(self.kafka, topics.DEAD_LETTER),
+            key=key if key is not None else (subject.encode() or None),
+            headers=cloudevent_headers(
+                event_id=letter.event_id,
+                event_type=letter.event_type,
+                source=f"/sotong/{self.service}",
+                time=letter.occurred_at,
+                subject=subject,
+                schema_version=letter.schema_version,
+                correlation_id=correlation_id,
+            ),
+        )
+
     async def _dead_letter_record(
         self,
         raw: Any,
@@ -124,19 +147,10 @@ class DeadLetters:
             retryable=errors.is_retryable(exc),
             attempts=attempts,
         )
-        await self.broker.publish(
-            letter.model_dump_json().encode(),
-            topic=topic_name(self.kafka, topics.DEAD_LETTER),
+        await self.publish(
+            letter,
+            correlation_id=correlation_id,
             key=key_bytes if isinstance(key_bytes, bytes) else None,
-            headers=cloudevent_headers(
-                event_id=letter.event_id,
-                event_type=letter.event_type,
-                source=f"/sotong/{self.service}",
-                time=letter.occurred_at,
-                subject=key or "",
-                schema_version=letter.schema_version,
-                correlation_id=correlation_id,
-            ),
         )
         cause = "invalid" if isinstance(exc, ValidationError) else type(exc).__name__
         self.metrics.dead_lettered.labels(self.service, topic, cause).inc()

@@ -7,11 +7,12 @@ which each service's FastAPI lifespan enters.
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
@@ -19,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services import broker as broker_kit
 from services.broker import DeadLetters, KeyedEvent
+from services.http import service_app
 from services.metrics import ConsumerLag, KitMetrics, MongoCommandMetrics
 from services.mongo import Document, database, make_client, ping
 from services.settings import ServiceSettings
@@ -102,6 +104,25 @@ class Runtime:
             source=self.source,
             correlation_id=correlation_id,
         )
+
+    def http_app(
+        self,
+        *,
+        description: str,
+        lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    ) -> FastAPI:
+        """The service's HTTP app: health, readiness from this runtime's broker and
+        database, metrics on its registry (``app.state.runtime`` for tools that read it)."""
+        app = service_app(
+            name=self.service,
+            title=f"Sotong {self.service}",
+            description=description,
+            lifespan=lifespan,
+            registry=self.registry,
+            readiness=lambda _: self.readiness(),
+        )
+        app.state.runtime = self
+        return app
 
     async def readiness(self) -> dict[str, bool]:
         kafka_ok = self.started and await self.broker.ping(timeout=2.0)

@@ -357,20 +357,8 @@ def plot(phases: Sequence[Phase], path: Path) -> None:
     fig, axes = plt.subplots(len(phases), 1, figsize=(10, 3.5 * len(phases)), squeeze=False)
     for ax, phase in zip(axes[:, 0], phases, strict=True):
         xs = [t for t, _, _ in phase.timeline]
-        ax.plot(
-            xs,
-            [n * 1000 for _, n, _ in phase.timeline],
-            ".",
-            ms=3,
-            label="filed → first notification",
-        )
-        ax.plot(
-            xs,
-            [k * 1000 for _, _, k in phase.timeline],
-            ".",
-            ms=3,
-            label="filed → visible in tracker",
-        )
+        for column, label in ((1, "filed → first notification"), (2, "filed → visible in tracker")):
+            ax.plot(xs, [row[column] * 1000 for row in phase.timeline], ".", ms=3, label=label)
         rate = f"{phase.offered_rate:g}/s offered" if phase.offered_rate else "filed at once"
         ax.set_title(f"{phase.name} ({rate}): {phase.throughput:.1f} complaints/s sustained")
         ax.set_xlabel("seconds since the first filing")

@@ -14,7 +14,6 @@ from prometheus_client import Gauge
 
 from schemas import topics
 from schemas.events import utcnow
-from services.http import service_app
 from services.keys import ApiKeys
 from services.runtime import Clock, Runtime
 from tracker import search
@@ -65,16 +64,11 @@ def create_app(
         async with runtime.running(before_start=before_start):
             yield
 
-    app = service_app(
-        name="tracker",
-        title="Sotong tracker",
+    app = runtime.http_app(
         description="Follow a complaint (민원): residents their own, departments their queue, "
         'staff by search, ops by statistics. Errors are `{"error": {"code", "message"}}`.',
         lifespan=lifespan,
-        registry=runtime.registry,
-        readiness=lambda _: runtime.readiness(),
     )
-    app.state.runtime = runtime  # tests/unit/test_observability reads every registry
     app.include_router(
         build_router(
             store=store,

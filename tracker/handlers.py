@@ -25,6 +25,7 @@ duplicates change nothing.
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -123,26 +124,21 @@ async def refresh(store: TrackerStore, complaint_ids: Collection[str]) -> None:
         await store.replace_read_models([project(events) for events in histories.values()])
 
 
+@dataclass(kw_only=True)
 class Ingest:
     """The batch subscriber's work: parse, store once, refresh the read models."""
 
-    def __init__(
-        self,
-        *,
-        service: str,
-        store: TrackerStore,
-        dead_letter: PublishDeadLetter,
-        duplicates: Counter,
-        metrics: IngestMetrics,
-        clock: Clock = utcnow,
-    ) -> None:
-        self.service = service
-        self.store = store
-        self.dead_letter = dead_letter
-        self.duplicates = duplicates
-        self.metrics = metrics
-        self.clock = clock
-        self._parser = AioKafkaParser(msg_class=KafkaStreamMessage, regex=None)
+    service: str
+    store: TrackerStore
+    dead_letter: PublishDeadLetter
+    duplicates: Counter
+    metrics: IngestMetrics
+    clock: Clock = utcnow
+    _parser: AioKafkaParser = field(
+        init=False,
+        repr=False,
+        default_factory=lambda: AioKafkaParser(msg_class=KafkaStreamMessage, regex=None),
+    )
 
     async def on_batch(self, message: KafkaMessage) -> None:
         """The subscriber: a batch of raw records (see :func:`raw_values`)."""

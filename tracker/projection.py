@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas import (
     Channel,
@@ -56,7 +56,7 @@ class Transition(Recorded):
 
     event_id: str
     sequence: int
-    state: ComplaintState
+    state: ComplaintState = Field(validation_alias=AliasChoices("state", "to_state"))
     from_state: ComplaintState | None
     trigger: str
     occurred_at: datetime
@@ -188,10 +188,10 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         auto_routed=next((c.auto_routed for c in changes if c.auto_routed is not None), None),
         transfer_count=sum(1 for change in changes if change.trigger == TRANSFER),
         reopen_count=sum(1 for change in changes if change.trigger == REOPEN),
-        alerts=[_alert(alert) for alert in alerts],
-        timeline=[_transition(change) for change in changes],
-        notifications=[_notification(outcome) for outcome in notifications],
-        rejections=[_rejection(rejection) for rejection in rejections],
+        alerts=[Alert.model_validate(a, from_attributes=True) for a in alerts],
+        timeline=[Transition.model_validate(c, from_attributes=True) for c in changes],
+        notifications=[Notification.model_validate(n, from_attributes=True) for n in notifications],
+        rejections=[Rejection.model_validate(r, from_attributes=True) for r in rejections],
         **(_filing(filed) if filed else {}),
     )
 
@@ -223,36 +223,6 @@ def _assignment(
     return department, department_name, handler, due_at
 
 
-def _transition(change: ComplaintStatusChanged) -> Transition:
-    return Transition(
-        event_id=change.event_id,
-        sequence=change.sequence,
-        state=change.to_state,
-        from_state=change.from_state,
-        trigger=change.trigger,
-        occurred_at=change.occurred_at,
-        department=change.department,
-        department_name=change.department_name,
-        handler=change.handler,
-        note=change.note,
-        remedy=change.remedy,
-        due_at=change.due_at,
-        actor=change.actor,
-    )
-
-
-def _notification(outcome: NotificationOutcome) -> Notification:
-    return Notification(
-        event_id=outcome.event_id,
-        channel=outcome.channel,
-        recipient=outcome.recipient,
-        outcome=outcome.outcome,
-        template=outcome.template,
-        detail=outcome.detail,
-        occurred_at=outcome.occurred_at,
-    )
-
-
 def _overdue(
     state: ComplaintState | None, due_at: datetime | None, alerts: list[ComplaintDeadlineAlert]
 ) -> bool:
@@ -261,24 +231,6 @@ def _overdue(
         state in OPEN_STATES
         and due_at is not None
         and any(a.kind is AlertKind.BREACH and a.due_at == due_at for a in alerts)
-    )
-
-
-def _alert(alert: ComplaintDeadlineAlert) -> Alert:
-    return Alert(
-        event_id=alert.event_id, kind=alert.kind, due_at=alert.due_at, occurred_at=alert.occurred_at
-    )
-
-
-def _rejection(rejection: CommandRejected) -> Rejection:
-    return Rejection(
-        event_id=rejection.event_id,
-        command_id=rejection.command_id,
-        action=rejection.action,
-        code=rejection.code,
-        reason=rejection.reason,
-        reason_ko=rejection.reason_ko,
-        occurred_at=rejection.occurred_at,
     )
 
 

@@ -14,6 +14,7 @@ from routing.store import (
     MongoRoutingStore,
     RoutingRecord,
     RoutingStore,
+    Transfer,
     TransferExample,
 )
 from schemas import ComplaintStatusChanged
@@ -277,13 +278,15 @@ async def test_loads_count_open_and_all_complaints_of_each_handler(store: Routin
 async def test_transfers_are_kept_once_each_oldest_first(store: RoutingStore) -> None:
     async def transfer(caused_by: str, text: str, to: str, at: datetime) -> None:
         await store.record_transfer(
-            caused_by=caused_by,
-            complaint_id="c1",
-            text=text,
-            from_department="roads",
-            to_department=to,
-            reason="소관 아님",
-            at=at,
+            Transfer(
+                caused_by=caused_by,
+                complaint_id="c1",
+                text=text,
+                from_department="roads",
+                to_department=to,
+                reason="소관 아님",
+                at=at,
+            ),
         )
 
     assert await store.transfer_examples() == []

@@ -18,6 +18,7 @@ from routing.store import (
     Changes,
     Counts,
     RoutingRecord,
+    Transfer,
     TransferExample,
 )
 from schemas import ComplaintStatusChanged, topics
@@ -130,19 +131,10 @@ class InMemoryRoutingStore:
             )
         return loads
 
-    async def record_transfer(
-        self,
-        *,
-        caused_by: str,
-        complaint_id: str,
-        text: str,
-        from_department: str | None,
-        to_department: str,
-        reason: str | None,
-        at: datetime,
-    ) -> None:
-        if caused_by not in self.transfers:
-            self.transfers[caused_by] = (at, TransferExample(text=text, department=to_department))
+    async def record_transfer(self, transfer: Transfer) -> None:
+        if transfer.caused_by not in self.transfers:
+            example = TransferExample(text=transfer.text, department=transfer.to_department)
+            self.transfers[transfer.caused_by] = (transfer.at, example)
 
     async def transfer_examples(self) -> list[TransferExample]:
         ordered = sorted(self.transfers.values(), key=lambda kept: kept[0])

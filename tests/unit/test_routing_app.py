@@ -9,6 +9,7 @@ import pytest
 
 from routing.app import fit_unless_fitted
 from routing.classifier import Classifier, Example, load_examples
+from routing.store import Transfer
 from tests.fakes.routing import InMemoryRoutingStore
 
 
@@ -32,13 +33,15 @@ async def test_an_unfitted_one_learns_the_shipped_examples_and_the_transfers(
 ) -> None:
     store = InMemoryRoutingStore()
     await store.record_transfer(
-        caused_by="cmd-1",
-        complaint_id="c1",
-        text="악취가 나요",
-        from_department="roads",
-        to_department="environment",
-        reason="소관 아님",
-        at=datetime(2026, 11, 25, tzinfo=UTC),
+        Transfer(
+            caused_by="cmd-1",
+            complaint_id="c1",
+            text="악취가 나요",
+            from_department="roads",
+            to_department="environment",
+            reason="소관 아님",
+            at=datetime(2026, 11, 25, tzinfo=UTC),
+        ),
     )
     classifier = Classifier(threshold=0.75, general_desk="civil-passport")
     assert not classifier.fitted
