@@ -1,4 +1,8 @@
-"""routing's subcommands, registered by the ``sotong`` command line."""
+"""routing's subcommands, registered by the ``sotong`` command line.
+
+Imports are inside the commands: every ``sotong`` call (``sotong run intake`` too) loads
+this module to register them, and should not pay for the catalogue, the holiday tables
+or the classifier's libraries (seconds) that only one command needs."""
 
 import argparse
 import json
@@ -8,8 +12,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from routing.catalogue import Catalogue
-from routing.deadlines import KST, Period, calendar
 from services.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
 
 
 def cmd_due(args: argparse.Namespace) -> int:
+    from routing.deadlines import KST, Period, calendar
+
     try:
         period = Period.parse(args.kind)
         received = datetime.fromisoformat(args.received_at)
@@ -31,7 +35,7 @@ def cmd_due(args: argparse.Namespace) -> int:
 
 
 def _trained(threshold: float) -> "Classifier":
-    # kiwipiepy and scikit-learn take seconds to import: only the classify commands pay.
+    from routing.catalogue import Catalogue
     from routing.classifier import Classifier, load_examples
 
     local = Path(os.environ.get("SOTONG_LOCAL_DIR", PROJECT_ROOT / "var"))
@@ -59,6 +63,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_classify_eval(args: argparse.Namespace) -> int:
+    from routing.catalogue import Catalogue
     from routing.classifier import Classifier, evaluate, load_examples, split
 
     general = Catalogue.load().general_desk

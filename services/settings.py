@@ -1,8 +1,9 @@
 """Typed settings. Only each service's ``app.py`` (and the CLI) builds these."""
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -21,10 +22,24 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     topic_prefix: str = Field(default="", description="Prepended to every topic name.")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        description="A consumer silent this long leaves its group and its partitions move. "
+        "The embedded broker also holds a new member's join for half of it, so the local "
+        "stack and the tests set it shorter.",
+    )
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> Self:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        return self
 
 
 class MongoSettings(BaseSettings):

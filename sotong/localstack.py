@@ -206,6 +206,10 @@ def backend_env(kafka_port: int, mongo_port: int, database: str) -> dict[str, st
     return {
         "SOTONG_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "SOTONG_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        # Tansu holds a joining consumer for half the session timeout (measured: 10 s
+        # gives a 5 s join per consumer group, 6 s gives 3 s); one machine needs no more.
+        "SOTONG_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "SOTONG_KAFKA_HEARTBEAT_INTERVAL_MS": "1500",
         "SOTONG_MONGO_URI": embedded_mongo_uri(mongo_port),
         "SOTONG_MONGO_DATABASE": database,
     }

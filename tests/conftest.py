@@ -81,6 +81,8 @@ class Backends:
             idempotent_producer=self.idempotent_producer,
             topic_prefix=topic_prefix,
             partitions=3,
+            session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=TEST_SESSION_TIMEOUT_MS // 4,
         )
 
     def mongo(self, database: str) -> MongoSettings:
@@ -93,10 +95,15 @@ class Backends:
             "SOTONG_KAFKA_TOPIC_PREFIX": topic_prefix,
             "SOTONG_MONGO_URI": self.mongo_uri,
             "SOTONG_MONGO_DATABASE": database,
+            "SOTONG_KAFKA_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
+            "SOTONG_KAFKA_HEARTBEAT_INTERVAL_MS": str(TEST_SESSION_TIMEOUT_MS // 4),
             # routing processes load the classifier the session fitted instead of training
             "SOTONG_ROUTING_MODEL_DIR": str(MODEL_DIR),
         }
 
+
+TEST_SESSION_TIMEOUT_MS = 4_000
+"""Short: the embedded broker holds a consumer's join for half of it (2 s, not 5 s)."""
 
 MODEL_DIR = PROJECT_ROOT / "var" / "test-cache"
 """Fitted classifiers, shared by the session fixture and the routing processes of e2e."""
