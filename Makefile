@@ -17,16 +17,18 @@ up: install
 test: lint test-unit test-service test-e2e
 
 ## make test-unit: pure logic and in-memory fakes; no sockets, no processes (seconds).
+## One process: two workers would spend longer importing than they save.
 test-unit: install
-	$(BIN)/pytest -m "not service and not e2e" -n 2
+	$(BIN)/pytest -m "not service and not e2e"
 
 ## make test-service: one service at a time on the real embedded Kafka and MongoDB.
 test-service: install
 	$(BIN)/pytest -m service -n 2
 
 ## make test-e2e: the services as separate processes, as `make up` runs them.
+## Two workers, each taking whole modules (one stack of processes per module).
 test-e2e: install
-	$(BIN)/pytest -m e2e
+	$(BIN)/pytest -m e2e -n 2 --dist loadfile
 
 install: $(VENV)/.installed
 
