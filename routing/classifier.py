@@ -62,7 +62,9 @@ class MorphemeAnalyzer:
 
     @cached_property
     def kiwi(self) -> Kiwi:
-        return Kiwi()
+        # Without the typo and multi-word dictionaries: the same held-out accuracy (0.933),
+        # auto share (0.776) and auto precision (0.977), 155 MB less at peak, fits faster.
+        return Kiwi(load_typo_dict=False, load_multi_dict=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # a fitted model is saved without the tokenizer's 500 MB; it reloads on use
