@@ -25,7 +25,7 @@ from notifier.retry import RetryPolicy
 from notifier.settings import NotifierSettings, WebhookSubscription
 from notifier.sms import SmsChannel
 from notifier.store import MongoNotifierStore, NotifierStore
-from notifier.templates import Catalogue
+from notifier.templates import Catalogue, Letterhead
 from notifier.webhook import WebhookChannel, WebhookTarget
 from schemas import topics
 from schemas.events import utcnow
@@ -120,6 +120,7 @@ def create_app(
         audience=Audience(
             catalogue=Catalogue.load(),
             channels=frozenset(channels) - {WEBHOOK},
+            letterhead=Letterhead(settings.sender_name, settings.tracking_url),
             webhooks=frozenset(settings.webhooks),
             urgent_states=settings.urgent_states,
         ),

@@ -1,9 +1,11 @@
 """Who is told what, over which channels: pure, from one event and what is configured.
 
 - **The resident**, for every step of their complaint, within their consent: the
-  trigger's message when the move says more than its state (이송, 연장, 담당자 변경…),
-  else the state's. Results (by default received, resolved and rejected — see
-  ``SOTONG_NOTIFIER_URGENT_STATES``) go out at once; other steps wait out quiet hours.
+  general desk's message when the classifier was not confident and sent the complaint
+  there (``auto_routed`` false), the trigger's message when the move says more than its
+  state (이송, 연장, 담당자 변경…), else the state's. Results (by default received,
+  resolved and rejected — see ``SOTONG_NOTIFIER_URGENT_STATES``) go out at once; other
+  steps wait out quiet hours.
   The 30-day progress notice is the resident's too.
 - **The handler**, when a complaint becomes theirs or changes under them (assigned,
   reassigned, reopened, supplemented, withdrawn: the triggers the catalogue's ``staff``
@@ -17,7 +19,9 @@
 A person's channels are derived from their contact until the contract carries a
 preferred channel: a phone means AlimTalk, falling back to SMS/LMS, then e-mail if they
 also left an address; only an address means e-mail. Channels not configured are left
-out; when none is left, the local outbox (on one machine) takes the message.
+out; when none is left, the local outbox (on one machine) takes the message. A person
+with neither a phone nor an address has no channel at all, not even the outbox: the
+delivery is skipped with that reason instead of "sent" to nobody.
 """
 
 from collections.abc import Mapping
@@ -26,7 +30,7 @@ from typing import Any
 
 from notifier.channel import DEPARTMENT_PREFIX, HANDLER, RESIDENT, SUPERVISOR, Message
 from notifier.store import Recipient
-from notifier.templates import Catalogue, Content, variables_for
+from notifier.templates import Catalogue, Content, Letterhead, TemplateError
 from notifier.webhook import cloudevent
 from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
 from schemas.events import AlertKind, HandlerRef
@@ -83,12 +87,23 @@ class Audience:
     catalogue: Catalogue
     channels: frozenset[str]
     """Configured channels for people: any of alimtalk, sms, email, outbox."""
+    letterhead: Letterhead
+    """Who the messages are from, and the link a resident follows the complaint by."""
     webhooks: frozenset[str] = frozenset()
     """Departments with a webhook subscription."""
     urgent_states: frozenset[ComplaintState] = DEFAULT_URGENT_STATES
     source: str = "/sotong/routing"
 
+    def __post_init__(self) -> None:
+        """A sender name too long for an LMS title fails at start-up, not per message."""
+        try:
+            self.catalogue.subject_for({"sender_name": self.letterhead.sender_name})
+        except TemplateError as exc:
+            raise ValueError(f"the sender name does not fit: {exc}") from None
+
     def chain(self, phone: str | None, email: str | None) -> tuple[str, ...]:
+        if not phone and not email:
+            return ()
         reachable = [
             name
             for name, contact in ((ALIMTALK, phone), (SMS, phone), (EMAIL, email))
@@ -121,10 +136,12 @@ class Audience:
     def _for_change(
         self, event: ComplaintStatusChanged, resident: Recipient | None
     ) -> list[Notice]:
-        values = variables_for(event)
+        values = self.catalogue.values(event, self.letterhead)
         notices = []
         if resident is not None:
-            content = self.catalogue.resident_content(event.to_state, event.trigger, values)
+            content = self.catalogue.resident_content(
+                event.to_state, event.trigger, values, general_desk=event.auto_routed is False
+            )
             notices.append(
                 self._resident(resident, content, urgent=event.to_state in self.urgent_states)
             )
@@ -134,7 +151,9 @@ class Audience:
         return notices
 
     def _for_alert(self, alert: ComplaintDeadlineAlert, resident: Recipient | None) -> list[Notice]:
-        content = self.catalogue.alert_content(alert.kind, variables_for(alert))
+        content = self.catalogue.alert_content(
+            alert.kind, self.catalogue.values(alert, self.letterhead)
+        )
         if alert.kind is AlertKind.PROGRESS_NOTICE:
             return [] if resident is None else [self._resident(resident, content, urgent=False)]
         notices = []

@@ -16,6 +16,10 @@ chain in turn:
 3. finish the claim as sent, skipped or failed;
 4. publish the NotificationOutcome (:mod:`notifier.outcomes`), and mark it published.
 
+A recipient who cannot be reached — no phone or address at all, no configured channel
+for the contact they gave, or no consent — is sent nothing: the outcome is ``skipped``
+with that reason, never ``sent`` to nobody.
+
 A failure moves on to the next channel of the chain (AlimTalk → SMS/LMS, 대체발송); the
 message sent there is recorded as ``sent`` with the detail ``fallback from alimtalk``.
 When the last channel fails too, or the message cannot be made at all (a template
@@ -56,6 +60,7 @@ from notifier.outcomes import (
     NO_CHANNEL,
     NO_CHANNEL_NAME,
     NO_CONSENT,
+    NO_CONTACT,
     fallback_detail,
     metric_outcome,
     outcome,
@@ -314,7 +319,8 @@ class Delivery:
     async def _deliver(self, source: Source, notice: Notice, correlation_id: str | None) -> bool:
         """Down the chain until one channel delivers; True if nothing was left to do."""
         if not notice.chain:
-            return await self._skip(source, notice, NO_CHANNEL_NAME, NO_CHANNEL, correlation_id)
+            reason = NO_CHANNEL if notice.phone or notice.email else NO_CONTACT
+            return await self._skip(source, notice, NO_CHANNEL_NAME, reason, correlation_id)
         if not notice.consent:
             return await self._skip(source, notice, notice.chain[0], NO_CONSENT, correlation_id)
         failed: list[str] = []

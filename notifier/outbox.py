@@ -3,10 +3,11 @@
 Someone running the platform locally follows it with ``tail -f``. Every line is
 written whole, flushed and fsynced before ``deliver`` returns, so "delivered" means
 on disk; a line left without its newline by a crash is cut off from the next one.
-Only a masked phone number is ever written. On one machine, where no provider is
-configured, it is where every person's message goes: the resident's to ``path``, staff
-messages (handler, supervisor) to ``staff_path`` beside it, so the resident's file reads
-as what the resident receives. Webhooks never go here.
+Only a masked contact is ever written (``010-****-5678``, ``h***@example.kr``). On one
+machine, where no provider is configured, it is where every person's message goes (a
+person with no contact at all gets nothing, as from a provider): the resident's to
+``path``, staff messages (handler, supervisor) to ``staff_path`` beside it, so the
+resident's file reads as what the resident receives. Webhooks never go here.
 """
 
 import asyncio
@@ -19,6 +20,14 @@ from pathlib import Path
 from notifier.channel import RESIDENT, Message
 from schemas.common import mask_phone
 from schemas.events import utcnow
+
+
+def mask_email(email: str | None) -> str | None:
+    """hong@example.kr → h***@example.kr: enough to tell two addresses apart."""
+    if not email:
+        return None
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
 
 
 def _private(path: str, flags: int) -> int:
@@ -42,7 +51,7 @@ class OutboxChannel:
             "complaint_id": message.complaint_id,
             "receipt_number": message.receipt_number,
             "recipient": message.recipient,
-            "to": mask_phone(message.phone),
+            "to": mask_phone(message.phone) or mask_email(message.email),
             "channel": self.name,
             "template_code": content.template.template_code,
             "template_version": content.template.version,

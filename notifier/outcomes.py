@@ -21,6 +21,7 @@ from schemas.events import Outcome
 
 NO_CONSENT = "resident did not consent to notifications"
 NO_CHANNEL = "no configured channel reaches this recipient"
+NO_CONTACT = "no phone number or e-mail address to reach this recipient"
 NO_CHANNEL_NAME = "none"
 
 

@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 from notifier.audience import DEFAULT_URGENT_STATES
 from notifier.mail import TlsMode
 from notifier.quiet import QuietHours
+from notifier.templates import check_tracking_url
 from schemas import ComplaintState
 from services.settings import PROJECT_ROOT, ServiceSettings
 
@@ -68,6 +69,18 @@ class NotifierSettings(ServiceSettings):
 
     http_port: int = 8004
 
+    sender_name: str = Field(
+        default="인천광역시 서구",
+        min_length=1,
+        max_length=20,
+        description="The district office every message is from, as residents know it.",
+    )
+    tracking_url: str = Field(
+        default="http://127.0.0.1:8005/complaints/{complaint_id}",
+        description="The resident's timeline page, with {complaint_id} or {receipt_number}; "
+        "never the tracking token (the page asks for it).",
+    )
+
     outbox_enabled: bool = Field(
         default=True, description="The local outbox takes messages no other channel can."
     )
@@ -93,7 +106,7 @@ class NotifierSettings(ServiceSettings):
     smtp_tls: TlsMode = "starttls"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_sender: str | None = Field(default=None, description='e.g. "서구청 소통 <no-reply@…>"')
+    smtp_sender: str | None = Field(default=None, description='e.g. "인천광역시 서구 <no-reply@…>"')
 
     webhooks: dict[str, WebhookSubscription] = Field(
         default_factory=dict, description="Department code → {url, secret}, as JSON."
@@ -110,6 +123,18 @@ class NotifierSettings(ServiceSettings):
     timezone: str = "Asia/Seoul"
     urgent_states: frozenset[ComplaintState] = DEFAULT_URGENT_STATES
     release_interval_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("sender_name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if name != name.strip() or any(c in name for c in "[]\n\r"):
+            raise ValueError("must be a plain name, without brackets or line breaks")
+        return name
+
+    @field_validator("tracking_url")
+    @classmethod
+    def _tracking_link(cls, url: str) -> str:
+        return _secure_url(check_tracking_url(url))
 
     @field_validator("alimtalk_url", "sms_url")
     @classmethod

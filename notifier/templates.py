@@ -7,8 +7,12 @@ if it is a registered text with its variables filled in, so an entry whose event
 carry a note gets a second registered template (``with_note``) instead of an optional
 section, and a message with a variable missing is refused rather than sent half-filled.
 
-The catalogue has four parts, looked up in this order for a resident:
+The catalogue has five parts, looked up in this order for a resident:
 
+- ``general_desk``: by trigger, for a complaint the classifier could not place and sent
+  to the general desk (the event's ``auto_routed`` is false): the resident is told the
+  complaint is being reviewed to find its department, not the desk's own name (민원여권과
+  reads as the passport section); the transfer that follows says where it went;
 - ``triggers``: the resident's message for a move that says more than the state it lands
   in (이송, 기간 연장, 담당자 변경, 재민원, 보완 제출) — internal moves keep the state, so
   without these the resident would read the same step twice;
@@ -16,6 +20,13 @@ The catalogue has four parts, looked up in this order for a resident:
 - ``staff``: the handler's message, by trigger (a complaint assigned, reassigned, reopened…);
 - ``alerts``: by deadline alert kind (supervisor and handler; the 30-day progress notice is
   the resident's).
+
+Every message names its receipt number; every one a resident reads also carries the
+tracking link (``#{tracking_url}``). Who the messages are from and where the link points
+are settings (:class:`Letterhead`), so the words stay the district's to edit.
+
+A rejection may carry a remedy (what the resident can do about it); an entry with a
+``with_remedy`` variant says it when the event has one.
 
 A note marked ``note_optional`` may be left out where space is dear (an SMS); every other
 note is part of what the reader must be told, and is shortened only as a last resort to
@@ -27,11 +38,13 @@ new version.
 """
 
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +57,7 @@ CATALOGUE_PATH = Path(__file__).with_name("templates") / "ko.json"
 APPROVED_PATH = Path(__file__).with_name("templates") / "approved.json"
 SEOUL = ZoneInfo("Asia/Seoul")
 ELLIPSIS = "…"
+SUBJECT_BYTES = 40
 
 PLACEHOLDER = re.compile(r"#\{([a-z_]+)\}")
 
@@ -56,6 +70,9 @@ VARIABLES = frozenset(
         "handler_phone",
         "due_date",
         "note",
+        "remedy",
+        "sender_name",
+        "tracking_url",
     }
 )
 """Everything :func:`variables_for` can fill; a template naming anything else fails to load."""
@@ -67,6 +84,87 @@ class TemplateError(PermanentError):
 
 def placeholders(text: str) -> frozenset[str]:
     return frozenset(PLACEHOLDER.findall(text))
+
+
+TRACKING_FIELDS = frozenset({"complaint_id", "receipt_number"})
+"""What a tracking link may name: never the tracking token."""
+
+
+def check_tracking_url(url: str) -> str:
+    """A tracking link pattern names the complaint by ``{complaint_id}`` or
+    ``{receipt_number}`` and nothing else, so a typo fails at start-up."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(url) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"is not a link pattern: {exc}") from None
+    if unknown := fields - TRACKING_FIELDS:
+        names = ", ".join(sorted(unknown))
+        raise ValueError(f"may name only {{complaint_id}} or {{receipt_number}}, not {names}")
+    if not fields:
+        raise ValueError("must name the complaint: {complaint_id} or {receipt_number}")
+    return url
+
+
+@dataclass(frozen=True)
+class Letterhead:
+    """The part of every message that comes from the settings: who sends it (the district
+    office) and where a resident follows the complaint.
+
+    The link names the complaint, never its tracking token: a message is kept by
+    providers, shown on a locked phone's screen and forwarded, and a token in a URL stays
+    in browser history and proxy logs. The page it opens asks for the token (or finds
+    the resident's own cookie) before it shows anything.
+    """
+
+    sender_name: str
+    tracking_url: str
+    """A pattern with ``{complaint_id}`` and/or ``{receipt_number}``."""
+
+    def link(self, complaint_id: str, receipt_number: str) -> str:
+        return self.tracking_url.format(
+            complaint_id=quote(complaint_id, safe=""),
+            receipt_number=quote(receipt_number, safe=""),
+        )
+
+
+class DateWords(BaseModel):
+    """How a due time reads in a message, as the catalogue words it: Seoul time, the
+    year only when it is not the year of the event, minutes only when not on the hour."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    day: str = Field(description="{month}, {day} and {weekday}, e.g. 12월 10일(목)")
+    day_with_year: str = Field(description="the same with {year}")
+    hour: str = Field(description="{hour} (0-23), e.g. 18시")
+    hour_and_minute: str = Field(description="{hour} and {minute}, e.g. 18시 30분")
+    weekdays: tuple[str, str, str, str, str, str, str] = Field(description="Monday first")
+    joined: str = Field(description="{day} and {time}")
+
+    @model_validator(mode="after")
+    def _fillable(self) -> Self:
+        """A wrong name in a pattern fails at start-up, not on every message."""
+        try:
+            self.render(
+                datetime(2026, 12, 10, 9, 30, tzinfo=UTC), since=datetime(2025, 1, 1, tzinfo=UTC)
+            )
+            self.render(datetime(2026, 12, 10, 9, 0, tzinfo=UTC))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"a due date pattern names an unknown field: {exc}") from None
+        return self
+
+    def render(self, moment: datetime, *, since: datetime | None = None) -> str:
+        local = moment.astimezone(SEOUL)
+        same_year = since is None or since.astimezone(SEOUL).year == local.year
+        day = (self.day if same_year else self.day_with_year).format(
+            year=local.year,
+            month=local.month,
+            day=local.day,
+            weekday=self.weekdays[local.weekday()],
+        )
+        time = (self.hour_and_minute if local.minute else self.hour).format(
+            hour=local.hour, minute=local.minute
+        )
+        return self.joined.format(day=day, time=time)
 
 
 def cp949_length(text: str) -> int:
@@ -140,20 +238,36 @@ class Template(BaseModel):
 
 
 class Entry(Template):
-    """A registered template and, when its event may carry a note, the variant with it."""
+    """A registered template and, when its event may carry a note, the variant with it
+    (and, for a rejection, the variant with the note and the remedy)."""
 
     with_note: Template | None = None
+    with_remedy: Template | None = None
 
     @model_validator(mode="after")
     def _note_only_in_variant(self) -> Self:
-        if "note" in placeholders(self.text):
-            raise ValueError("#{note} belongs in with_note; the base template is sent without one")
-        if self.with_note is not None and "note" not in placeholders(self.with_note.text):
-            raise ValueError(f"with_note of {self.template_code} does not use #{{note}}")
+        if placeholders(self.text) & {"note", "remedy"}:
+            raise ValueError(
+                "#{note} and #{remedy} belong in with_note and with_remedy; "
+                "the base template is sent without them"
+            )
+        if self.with_note is not None:
+            used = placeholders(self.with_note.text)
+            if "note" not in used or "remedy" in used:
+                raise ValueError(
+                    f"with_note of {self.template_code} uses #{{note}}, not #{{remedy}}"
+                )
+        if self.with_remedy is not None:
+            if self.with_note is None:
+                raise ValueError(f"with_remedy of {self.template_code} needs a with_note beside it")
+            if not {"note", "remedy"} <= placeholders(self.with_remedy.text):
+                raise ValueError(
+                    f"with_remedy of {self.template_code} uses #{{note}} and #{{remedy}}"
+                )
         return self
 
     def registered(self) -> list[Template]:
-        return [self, *([self.with_note] if self.with_note else [])]
+        return [self, *(t for t in (self.with_note, self.with_remedy) if t is not None)]
 
 
 @dataclass(frozen=True)
@@ -186,8 +300,12 @@ class Catalogue(BaseModel):
 
     locale: str
     version: int = Field(ge=1)
-    subject: str = Field(min_length=1, description="E-mail subject and LMS title.")
+    subject: str = Field(
+        min_length=1, description="E-mail subject and LMS title; may use #{sender_name}."
+    )
+    due_date: DateWords
     templates: dict[ComplaintState, Entry]
+    general_desk: dict[str, Entry] = Field(default_factory=dict)
     triggers: dict[str, Entry] = Field(default_factory=dict)
     staff: dict[str, Entry] = Field(default_factory=dict)
     alerts: dict[AlertKind, Entry] = Field(default_factory=dict)
@@ -201,8 +319,20 @@ class Catalogue(BaseModel):
         codes = [t.template_code for t in self.registered()]
         if duplicated := sorted({c for c in codes if codes.count(c) > 1}):
             raise ValueError(f"template code(s) used twice: {', '.join(duplicated)}")
-        if cp949_length(self.subject) > 40:
+        if unknown := placeholders(self.subject) - {"sender_name"}:
+            raise ValueError(f"the subject may use only #{{sender_name}}, not {sorted(unknown)}")
+        if cp949_length(self.subject) > SUBJECT_BYTES:
             raise ValueError("subject is over the 40 bytes an LMS title may have")
+        if untracked := sorted(
+            t.template_code
+            for entry in self.residents()
+            for t in entry.registered()
+            if "tracking_url" not in placeholders(t.text)
+        ):
+            raise ValueError(
+                "a resident's message carries the tracking link: #{tracking_url} is missing "
+                f"from {', '.join(untracked)}"
+            )
         return self
 
     @classmethod
@@ -213,19 +343,54 @@ class Catalogue(BaseModel):
         """Every template a provider must have approved."""
         entries = [
             *self.templates.values(),
+            *self.general_desk.values(),
             *self.triggers.values(),
             *self.staff.values(),
             *self.alerts.values(),
         ]
         return [t for entry in entries for t in entry.registered()]
 
+    def residents(self) -> list[Entry]:
+        """The entries a resident reads."""
+        return [
+            *self.templates.values(),
+            *self.general_desk.values(),
+            *self.triggers.values(),
+            self.alerts[AlertKind.PROGRESS_NOTICE],
+        ]
+
+    def values(
+        self, event: ComplaintStatusChanged | ComplaintDeadlineAlert, letterhead: Letterhead
+    ) -> dict[str, str]:
+        return variables_for(event, letterhead, self.due_date)
+
+    def subject_for(self, values: Mapping[str, str]) -> str:
+        """The subject with the sender's name, within what an LMS title may hold."""
+        if "sender_name" in placeholders(self.subject) and not values.get("sender_name"):
+            raise TemplateError("the subject is missing variable(s): sender_name")
+        subject = PLACEHOLDER.sub(lambda m: values[m.group(1)], self.subject)
+        if cp949_length(subject) > SUBJECT_BYTES:
+            raise TemplateError(f"the subject is over the {SUBJECT_BYTES} bytes of an LMS title")
+        return subject
+
     def template_for(self, state: ComplaintState, values: Mapping[str, str]) -> Template:
         return self.resident_content(state, None, values).template
 
     def resident_content(
-        self, state: ComplaintState, trigger: str | None, values: Mapping[str, str]
+        self,
+        state: ComplaintState,
+        trigger: str | None,
+        values: Mapping[str, str],
+        *,
+        general_desk: bool = False,
     ) -> Content:
-        entry = self.triggers.get(trigger or "") or self.templates[state]
+        """The resident's words for a move: the general desk's when the complaint went
+        there for want of a confident department, else the trigger's, else the state's."""
+        entry = (
+            (self.general_desk.get(trigger or "") if general_desk else None)
+            or self.triggers.get(trigger or "")
+            or self.templates[state]
+        )
         return self._content(entry, values)
 
     def staff_content(self, trigger: str, values: Mapping[str, str]) -> Content | None:
@@ -236,26 +401,32 @@ class Catalogue(BaseModel):
         return self._content(self.alerts[kind], values)
 
     def _content(self, entry: Entry, values: Mapping[str, str]) -> Content:
+        subject = self.subject_for(values)
         if entry.with_note is not None and values.get("note"):
+            if entry.with_remedy is not None and values.get("remedy"):
+                return Content(entry.with_remedy, values, subject)
             short = entry if entry.with_note.note_optional else None
-            return Content(entry.with_note, values, self.subject, short)
-        return Content(entry, values, self.subject)
+            return Content(entry.with_note, values, subject, short)
+        return Content(entry, values, subject)
 
 
-def due_date(moment: datetime) -> str:
-    """How a due time reads in a message: Seoul time, to the minute, no words."""
-    return moment.astimezone(SEOUL).strftime("%Y-%m-%d %H:%M")
-
-
-def variables_for(event: ComplaintStatusChanged | ComplaintDeadlineAlert) -> dict[str, str]:
+def variables_for(
+    event: ComplaintStatusChanged | ComplaintDeadlineAlert,
+    letterhead: Letterhead,
+    dates: DateWords,
+) -> dict[str, str]:
     """The values a template may use; absent or empty ones are left out, never blanked."""
+    changed = event if isinstance(event, ComplaintStatusChanged) else None
     values = {
         "receipt_number": event.receipt_number,
         "department_name": event.department_name,
         "handler_name": event.handler.name if event.handler else None,
         "handler_phone": event.handler.office_phone if event.handler else None,
-        "due_date": due_date(event.due_at) if event.due_at else None,
-        "note": event.note if isinstance(event, ComplaintStatusChanged) else None,
+        "due_date": dates.render(event.due_at, since=event.occurred_at) if event.due_at else None,
+        "note": changed.note if changed else None,
+        "remedy": changed.remedy if changed else None,
+        "sender_name": letterhead.sender_name,
+        "tracking_url": letterhead.link(event.complaint_id, event.receipt_number),
     }
     if event.department_name:
         values["department_josa"] = josa_ro(event.department_name)

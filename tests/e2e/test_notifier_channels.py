@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from notifier.outcomes import NO_CONTACT
 from schemas import topics
 from sotong import localstack
 from sotong.localstack import ServiceProcess
@@ -141,7 +142,11 @@ async def test_a_new_user_sees_one_resident_on_alimtalk_and_the_other_on_sms(
     assert len(by_sms) == 5, "each step once, by SMS/LMS"
     assert all(refused["receipt_number"] in r.body["text"] for r in by_sms)
     assert "처리 결과: 대형폐기물 스티커 안내 후 수거 완료" in by_sms[-1].body["text"]
-    assert [r.body["type"] for r in by_sms][:3] == ["SMS", "SMS", "SMS"]
+    assert {r.body["type"] for r in by_sms} == {"LMS"}, "sender, receipt and link pass 90 bytes"
+    assert all(r.body["text"].startswith("[인천광역시 서구] ") for r in by_sms)
+    link = f"http://127.0.0.1:8005/complaints/{refused['complaint_id']}"
+    assert all(r.body["text"].endswith(f"진행 상황: {link}") for r in by_sms)
+    assert {r.body["subject"] for r in by_sms} == {"[인천광역시 서구] 민원 진행 안내"}
     assert len(providers.alimtalk.requests_for(REFUSED_PHONE)) == 5, "a refusal is not retried"
     assert providers.alimtalk.accepted_for(REFUSED_PHONE) == []
 
@@ -181,6 +186,33 @@ async def test_a_new_user_sees_one_resident_on_alimtalk_and_the_other_on_sms(
         ]
         assert len(to_handler) == 1, "the handler hears once of a complaint given to them"
     assert not providers.outbox.exists(), "providers replace the outbox"
+
+
+async def test_a_resident_with_no_phone_or_address_is_sent_nothing_and_told_why(
+    stack: Stack, providers: Providers, http: httpx.AsyncClient
+) -> None:
+    """Not three messages "sent" to nobody: each step is skipped, with the reason, in the
+    timeline the department and the resident read."""
+    sms_before = len(providers.sms.requests)
+    filed = await file(http, stack, resident={"name": "무연락"})
+    await state_is(http, stack, filed, "handler_assigned")
+
+    seen = await resident_outcomes(http, stack, filed, 3)
+    assert [(n["channel"], n["outcome"], n["detail"]) for n in seen] == [
+        ("none", "skipped", NO_CONTACT)
+    ] * 3
+    assert not providers.outbox.exists(), "nothing written to nobody"
+    current = await view(http, stack, filed)
+    assert current is not None
+    handler_phone = current["handler"]["office_phone"]
+    to_handler = [
+        r
+        for r in providers.alimtalk.accepted_for(handler_phone)
+        if filed["receipt_number"] in r.body["text"]
+    ]
+    assert len(to_handler) == 1, "the handler is still told of the complaint"
+    new_sms = providers.sms.requests[sms_before:]
+    assert all(filed["receipt_number"] not in r.body["text"] for r in new_sms)
 
 
 async def test_the_notifier_killed_mid_batch_and_restarted_sends_each_message_once(

@@ -2,7 +2,9 @@
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -99,14 +101,27 @@ async def test_a_complaint_goes_from_filing_to_resolved(
         what="six outbox messages",
     )
     assert [line["state"] for line in lines] == STEPS
-    assert all(filed["receipt_number"] in line["text"] for line in lines)
     texts = [line["text"] for line in lines]
-    assert "접수" in texts[0]
-    assert "자원순환과로 배정" in texts[1]
-    assert assigned["handler"]["name"] in texts[2]
-    assert "현장 확인 중" in texts[3]
-    assert "심사 중" in texts[4]
-    assert "처리 완료" in texts[5]
+    handler = assigned["handler"]
+    assert [text.splitlines()[0] for text in texts] == [
+        "[인천광역시 서구] 민원이 접수됐습니다.",
+        "[인천광역시 서구] 민원이 자원순환과로 배정됐습니다.",
+        f"[인천광역시 서구] 담당자({handler['name']}, {handler['office_phone']})가 정해졌습니다.",
+        "[인천광역시 서구] 현장 확인 중입니다.",
+        "[인천광역시 서구] 현재 심사 중입니다.",
+        "[인천광역시 서구] 민원이 처리 완료됐습니다.",
+    ], "the district's own words, from the district office"
+    due = datetime.fromisoformat(assigned["due_at"]).astimezone(ZoneInfo("Asia/Seoul"))
+    weekday = "월화수목금토일"[due.weekday()]
+    due_line = texts[1].splitlines()[1]
+    assert due_line.startswith("처리기한: ")
+    assert due_line.endswith("까지")
+    assert f"{due.month}월 {due.day}일({weekday}) {due.hour}시" in due_line, "in plain Korean"
+    link = f"http://127.0.0.1:8005/complaints/{filed['complaint_id']}"
+    for text in texts:
+        assert f"접수번호: {filed['receipt_number']}" in text.splitlines()
+        assert text.endswith(f"진행 상황: {link}"), "the timeline, without the token"
+        assert filed["tracking_token"] not in text
     assert all("010-1234-5678" not in json.dumps(line) for line in lines)
 
     outcomes = await eventually(

@@ -20,9 +20,16 @@ from notifier.store import (
     Recipient,
     Source,
 )
+from notifier.templates import Letterhead
 from schemas import ComplaintFiled, ComplaintStatusChanged, NotificationOutcome
 from schemas.events import Outcome
 from services.broker import KeyedEvent
+
+LETTERHEAD = Letterhead(
+    sender_name="인천광역시 서구",
+    tracking_url="https://sotong.example.kr/complaints/{complaint_id}",
+)
+"""The sender and tracking link the settings would give, for tests that build an Audience."""
 
 
 def stored(moment: datetime) -> datetime:

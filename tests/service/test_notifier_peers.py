@@ -43,6 +43,7 @@ from notifier.webhook import (
 from schemas import ComplaintState
 from services.errors import PermanentError, RetryableError
 from sotong import localstack
+from tests.fakes.notifier import LETTERHEAD
 
 ALIMTALK_KEY = "test-alimtalk-key"
 SENDER_KEY = "test-sender-profile"
@@ -303,7 +304,11 @@ def sms_channel(client: httpx.AsyncClient, gateway: FakeProvider) -> SmsChannel:
 
 def email_channel(smtp: Smtp) -> EmailChannel:
     return EmailChannel(
-        host=smtp.host, port=smtp.port, sender="소통 <no-reply@seo.go.kr>", tls="none", timeout=2
+        host=smtp.host,
+        port=smtp.port,
+        sender="인천광역시 서구 <no-reply@seo.go.kr>",
+        tls="none",
+        timeout=2,
     )
 
 
@@ -333,15 +338,20 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+LINK = "https://sotong.example.kr/complaints/c-1"
+LETTER = {"sender_name": LETTERHEAD.sender_name, "tracking_url": LINK}
+
+
 def message(
     delivery_id: str = "ev-1:resident:alimtalk",
     *,
     state: ComplaintState = ComplaintState.RESOLVED,
     note: str | None = None,
     phone: str | None = PHONE,
+    words: Content | None = None,
 ) -> Message:
-    values = {"receipt_number": "251125-000001"} | ({"note": note} if note else {})
-    content: Content = Catalogue.load().resident_content(state, None, values)
+    values = {"receipt_number": "251125-000001"} | LETTER | ({"note": note} if note else {})
+    content = words or Catalogue.load().resident_content(state, None, values)
     return Message(
         delivery_id=delivery_id,
         complaint_id="c-1",
@@ -368,10 +378,11 @@ async def test_alimtalk_sends_the_registered_template_with_an_idempotency_key(
         "message_id": sent.idempotency_key,
         "sender_key": SENDER_KEY,
         "template_code": "SOTONG_RESOLVED_NOTE",
-        "template_version": 1,
+        "template_version": 2,
         "recipient": "01023456789",
-        "text": "[소통] 민원이 처리 완료됐습니다.\n접수번호: 251125-000001\n처리 결과: 수거 완료",
-        "variables": {"receipt_number": "251125-000001", "note": "수거 완료"},
+        "text": "[인천광역시 서구] 민원이 처리 완료됐습니다.\n처리 결과: 수거 완료\n"
+        f"접수번호: 251125-000001\n진행 상황: {LINK}",
+        "variables": {"receipt_number": "251125-000001", "note": "수거 완료"} | LETTER,
     }
 
 
@@ -391,7 +402,8 @@ async def test_alimtalk_over_1000_characters_shortens_the_note(
     await alimtalk_channel(client, world.alimtalk).deliver(message(note="결과 안내 " * 300))
     [request] = world.alimtalk.accepted
     assert len(request.body["text"]) <= 1000
-    assert request.body["text"].endswith("…")
+    assert request.body["text"].endswith(LINK), "only the note is shortened"
+    assert "…\n접수번호: 251125-000001" in request.body["text"]
     assert request.body["variables"]["note"].endswith("…")
 
 
@@ -456,7 +468,10 @@ async def test_sms_gateway_gets_an_sms_or_an_lms_by_bytes(
     world: Peers, client: httpx.AsyncClient
 ) -> None:
     channel = sms_channel(client, world.sms)
-    short = message("ev-1:resident:sms", state=ComplaintState.RECEIVED)
+    withdrawn = Catalogue.load().staff_content(
+        "withdraw", {"receipt_number": "251125-000001"} | LETTER
+    )
+    short = message("ev-1:handler:sms", words=withdrawn)
     await channel.deliver(short)
     await channel.deliver(
         message("ev-2:resident:sms", note=("폐기물 수거를 완료했습니다. " * 3).strip())
@@ -467,9 +482,10 @@ async def test_sms_gateway_gets_an_sms_or_an_lms_by_bytes(
     assert (sms["type"], sms["from"], sms["to"]) == ("SMS", "0325600000", "01023456789")
     assert "subject" not in sms
     assert sms["bytes"] == len(sms["text"].encode("cp949")) <= 90
-    assert (lms["type"], lms["subject"]) == ("LMS", "[소통] 민원 진행 안내")
+    assert (lms["type"], lms["subject"]) == ("LMS", "[인천광역시 서구] 민원 진행 안내")
     assert 90 < lms["bytes"] <= 2000
-    assert lms["text"].endswith("폐기물 수거를 완료했습니다.")
+    assert "처리 결과: 폐기물 수거를 완료했습니다." in lms["text"]
+    assert lms["text"].endswith(LINK)
 
 
 async def test_email_arrives_over_smtp_in_korean(world: Peers) -> None:
@@ -478,7 +494,7 @@ async def test_email_arrives_over_smtp_in_korean(world: Peers) -> None:
 
     [mail] = world.smtp.sink.messages
     assert mail["To"] == EMAIL
-    assert mail["Subject"] == "[소통] 민원 진행 안내"
+    assert mail["Subject"] == "[인천광역시 서구] 민원 진행 안내"
     assert mail["Message-ID"] == f"<{sent.idempotency_key}@sotong>"
     body = mail.get_body()
     assert body is not None

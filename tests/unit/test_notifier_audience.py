@@ -6,9 +6,10 @@ import pytest
 
 from notifier.audience import Audience, Notice
 from notifier.store import Recipient
-from notifier.templates import Catalogue
+from notifier.templates import Catalogue, Letterhead
 from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
 from schemas.events import AlertKind, HandlerRef
+from tests.fakes.notifier import LETTERHEAD
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 HANDLER = HandlerRef(handler_id="roads-1", name="김담당", office_phone="032-560-5101")
@@ -22,7 +23,12 @@ def catalogue() -> Catalogue:
 
 
 def audience(catalogue: Catalogue, channels: frozenset[str] = ALL, **kw: object) -> Audience:
-    return Audience(catalogue=catalogue, channels=channels, **kw)  # type: ignore[arg-type]
+    return Audience(
+        catalogue=catalogue,
+        channels=channels,
+        letterhead=LETTERHEAD,
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 def resident(
@@ -81,7 +87,8 @@ def by_recipient(notices: list[Notice]) -> dict[str, Notice]:
         ("010-1", None, frozenset({"sms", "outbox"}), ("sms",)),
         ("010-1", None, frozenset({"alimtalk", "outbox"}), ("alimtalk",)),
         (None, "a@b.kr", frozenset({"alimtalk", "sms", "outbox"}), ("outbox",)),
-        (None, None, ALL, ("outbox",)),
+        (None, None, ALL, ()),
+        (None, None, frozenset({"outbox"}), ()),
         (None, None, frozenset({"alimtalk", "sms"}), ()),
         ("010-1", "a@b.kr", frozenset({"outbox"}), ("outbox",)),
     ],
@@ -190,3 +197,43 @@ def test_contacts_stay_out_of_repr(catalogue: Catalogue) -> None:
     )
     assert "010-1234-5678" not in repr(notices)
     assert "h@x.kr" not in repr(notices)
+
+
+def test_a_complaint_sent_to_the_general_desk_is_told_it_is_being_reviewed(
+    catalogue: Catalogue,
+) -> None:
+    desk = {"department": "civil-passport", "department_name": "민원여권과"}
+    unsure = change(ComplaintState.ASSIGNED, "assign", auto_routed=False, **desk)
+    [told] = audience(catalogue).plan(unsure, resident())
+    assert told.template == "SOTONG_GENERAL_DESK"
+    assert told.content is not None
+    assert "민원여권과" not in told.content.text
+    for routed in (True, None):
+        sure = change(ComplaintState.ASSIGNED, "assign", auto_routed=routed, **desk)
+        assert audience(catalogue).plan(sure, resident())[0].template == "SOTONG_ASSIGNED"
+
+
+def test_every_resident_message_names_the_district_and_links_the_timeline(
+    catalogue: Catalogue,
+) -> None:
+    [told] = audience(catalogue).plan(change(ComplaintState.REVIEWING, "start_review"), resident())
+    assert told.content is not None
+    assert told.content.text.startswith("[인천광역시 서구] 현재 심사 중입니다.")
+    assert told.content.text.endswith("진행 상황: https://sotong.example.kr/complaints/c-1")
+    assert told.content.subject == "[인천광역시 서구] 민원 진행 안내"
+
+
+def test_a_person_with_no_contact_has_no_channel(catalogue: Catalogue) -> None:
+    notices = audience(catalogue).plan(
+        change(ComplaintState.HANDLER_ASSIGNED, "assign_handler"), resident(phone=None)
+    )
+    assert by_recipient(notices)["resident"].chain == ()
+
+
+def test_a_sender_name_too_long_for_an_lms_title_fails_at_start(catalogue: Catalogue) -> None:
+    with pytest.raises(ValueError, match="sender name"):
+        Audience(
+            catalogue=catalogue,
+            channels=ALL,
+            letterhead=Letterhead("가나다라마바사아자차카타", LETTERHEAD.tracking_url),
+        )

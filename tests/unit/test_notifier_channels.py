@@ -90,7 +90,7 @@ async def test_outbox_writes_one_json_line_per_message_creating_its_directory(
         "text": "[소통] 민원이 접수됐습니다.\n접수번호: 251125-000001",
         "sent_at": NOW.isoformat(),
     }
-    assert second["to"] is None
+    assert second["to"] == "h***@example.kr", "an address only, masked as the phone is"
     raw = path.read_text(encoding="utf-8")
     assert "1234-5678" not in raw
     assert "hong@example.kr" not in raw

@@ -21,11 +21,11 @@ from notifier.channel import Channel, Message
 from notifier.handlers import Delivery
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
-from notifier.outcomes import NO_CONSENT
+from notifier.outcomes import NO_CHANNEL_NAME, NO_CONSENT, NO_CONTACT
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
 from notifier.store import DeliveryRecord, NotifierStore
-from notifier.templates import Catalogue, Content, variables_for
+from notifier.templates import Catalogue, Content
 from schemas import (
     ComplaintFiled,
     ComplaintStatusChanged,
@@ -37,7 +37,7 @@ from schemas import (
 from schemas.common import Channel as SubmissionChannel
 from schemas.events import Outcome
 from services.metrics import KitMetrics
-from tests.fakes.notifier import InMemoryNotifierStore, ManualClock, Published
+from tests.fakes.notifier import LETTERHEAD, InMemoryNotifierStore, ManualClock, Published
 
 PHONE = "010-2345-6789"
 NAME = "홍길동"
@@ -104,6 +104,7 @@ def build(
         audience=Audience(
             catalogue=Catalogue.load(),
             channels=frozenset(chosen) - {"webhook"},
+            letterhead=LETTERHEAD,
             webhooks=webhooks,
         ),
         publish=recorder,
@@ -126,15 +127,19 @@ def harness(tmp_path: Path) -> Fake:
     return build(InMemoryNotifierStore(), OutboxChannel(tmp_path / "var" / "outbox.jsonl"))
 
 
-def filed(complaint_id: str, *, consent: bool = True, phone: str | None = PHONE) -> ComplaintFiled:
+def filed(
+    complaint_id: str,
+    *,
+    consent: bool = True,
+    phone: str | None = PHONE,
+    email: str | None = "hong@example.kr",
+) -> ComplaintFiled:
     return ComplaintFiled(
         complaint_id=complaint_id,
         receipt_number="251125-000042",
         tracking_token_hash="0" * 64,
         channel=SubmissionChannel.WEB,
-        resident=Resident(
-            name=NAME, phone=phone, email="hong@example.kr", notification_consent=consent
-        ),
+        resident=Resident(name=NAME, phone=phone, email=email, notification_consent=consent),
         body="골목에 쓰레기가 무단투기되어 있습니다.",
         location=Location(address="인천광역시 서구 청라동 1-1"),
         submitted_at=NOW,
@@ -153,6 +158,7 @@ def assigned(complaint_id: str, **fields: object) -> ComplaintStatusChanged:
             "department": "RES",
             "department_name": "자원순환과",
             "actor": "routing",
+            "due_at": "2025-12-09T09:00:00Z",
             **fields,
         }
     )
@@ -178,6 +184,8 @@ async def test_one_event_one_line_and_one_outcome(harness: Fake) -> None:
     assert line["state"] == "assigned"
     assert "자원순환과로 배정됐습니다" in str(line["text"])
     assert "251125-000042" in str(line["text"])
+    assert str(line["text"]).startswith("[인천광역시 서구] ")
+    assert f"https://sotong.example.kr/complaints/{cid}" in str(line["text"])
     raw = harness.outbox.path.read_text(encoding="utf-8")
     assert PHONE not in raw
     assert NAME not in raw
@@ -244,7 +252,7 @@ async def test_a_crash_after_writing_the_line_does_not_write_it_again(harness: F
             receipt_number=event.receipt_number,
             recipient="resident",
             state=event.to_state,
-            content=Content(template, variables_for(event), "제목"),
+            content=Content(template, Catalogue.load().values(event, LETTERHEAD), "제목"),
         )
     )
 
@@ -309,13 +317,32 @@ async def test_without_consent_nothing_is_sent_and_the_outcome_is_skipped(harnes
     assert harness.metric("sotong_notifications_total", channel="outbox", outcome="skipped") == 1
 
 
-async def test_a_resident_without_a_phone_still_gets_the_outbox_message(harness: Fake) -> None:
+async def test_a_resident_with_only_an_address_gets_the_outbox_message(harness: Fake) -> None:
     cid = new_id()
     await harness.delivery.remember_recipient(filed(cid, phone=None))
     await harness.delivery.notify(assigned(cid))
 
     [line] = harness.lines()
-    assert line["to"] is None
+    assert line["to"] == "h***@example.kr"
+    assert "hong@example.kr" not in harness.outbox.path.read_text(encoding="utf-8")
+
+
+async def test_a_resident_no_one_can_reach_is_sent_nothing_and_told_why(harness: Fake) -> None:
+    """Filed with neither a phone nor an address: no line "to": null recorded as sent,
+    but one skipped outcome per step, saying why."""
+    cid = new_id()
+    await harness.delivery.remember_recipient(filed(cid, phone=None, email=None))
+    await harness.delivery.notify(assigned(cid, sequence=1, from_state=None, to_state="received"))
+    await harness.delivery.notify(assigned(cid))
+
+    assert harness.lines() == []
+    outcomes = harness.recorder.outcomes
+    assert [(o.outcome, o.channel, o.detail) for o in outcomes] == [
+        (Outcome.SKIPPED, NO_CHANNEL_NAME, NO_CONTACT)
+    ] * 2
+    assert [o.template for o in outcomes] == ["SOTONG_RECEIVED", "SOTONG_ASSIGNED"]
+    assert harness.metric("sotong_notifications_total", channel="none", outcome="skipped") == 2
+    assert harness.letters == [], "nothing failed: there was no one to tell"
 
 
 async def test_a_lifecycle_event_before_its_recipient_is_parked_not_failed(

@@ -95,3 +95,42 @@ def test_quiet_hours_and_urgent_states_are_read(monkeypatch: pytest.MonkeyPatch)
     assert s.urgent_states == frozenset({ComplaintState.RESOLVED})
     with pytest.raises(ValidationError, match="quiet hours"):
         settings(monkeypatch, SOTONG_NOTIFIER_QUIET_HOURS="late")
+
+
+def test_the_sender_and_tracking_link_default_to_one_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = settings(monkeypatch)
+    assert s.sender_name == "인천광역시 서구"
+    assert s.tracking_url == "http://127.0.0.1:8005/complaints/{complaint_id}"
+    district = settings(
+        monkeypatch,
+        SOTONG_NOTIFIER_SENDER_NAME="인천광역시 서구청",
+        SOTONG_NOTIFIER_TRACKING_URL="https://sotong.seo.incheon.kr/r/{receipt_number}",
+    )
+    assert district.sender_name == "인천광역시 서구청"
+    assert district.tracking_url.endswith("/r/{receipt_number}")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (
+            "https://sotong.example.kr/complaints/{complaint_id}?t={tracking_token}",
+            "tracking_token",
+        ),
+        ("https://sotong.example.kr/complaints", "must name the complaint"),
+        ("http://sotong.example.kr/complaints/{complaint_id}", "https"),
+    ],
+)
+def test_a_tracking_link_carries_no_token_and_uses_tls(
+    monkeypatch: pytest.MonkeyPatch, url: str, reason: str
+) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        settings(monkeypatch, SOTONG_NOTIFIER_TRACKING_URL=url)
+
+
+@pytest.mark.parametrize("name", ["[서구]", " 서구", "서구\n청", ""])
+def test_a_sender_name_is_a_plain_name(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    with pytest.raises(ValidationError, match="sender_name"):
+        settings(monkeypatch, SOTONG_NOTIFIER_SENDER_NAME=name)
