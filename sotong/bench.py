@@ -297,6 +297,8 @@ async def run_phase(
                 "channel_ref": f"bench-{phase.name}-{i}-{uuid.uuid4().hex[:6]}",
                 "body": rng.choice(texts),
                 "location": {"dong": rng.choice(DONGS)},
+                # a reachable resident: without a contact the notifier sends nothing
+                "resident": {"phone": f"010-{rng.randrange(10**4):04d}-{rng.randrange(10**4):04d}"},
             }
             async with semaphore:
                 sent = time.perf_counter()
