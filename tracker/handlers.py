@@ -48,7 +48,7 @@ from services.http import ApiError
 from services.keys import ApiKeys
 from services.logs import bound
 from services.runtime import Clock
-from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, project
+from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, read_model_of
 from tracker.search import SearchQuery, query_terms
 from tracker.sse import StreamTiming, last_event_id, timeline_stream
 from tracker.statistics import Statistics, statistics
@@ -108,6 +108,13 @@ class IngestMetrics:
             "Complaint read models rebuilt from their history (one per complaint per batch).",
             registry=registry,
         )
+        self.unfiled = Counter(
+            "sotong_tracker_unfiled_complaints_total",
+            "Complaints a batch had events for but no filing stored, so no read model "
+            "(one per complaint per batch): an id intake never issued, or a filing still "
+            "on its way.",
+            registry=registry,
+        )
         self.batch_records = Histogram(
             "sotong_tracker_batch_records",
             "Records per consumed batch.",
@@ -116,12 +123,19 @@ class IngestMetrics:
         )
 
 
-async def refresh(store: TrackerStore, complaint_ids: Collection[str]) -> None:
+async def refresh(store: TrackerStore, complaint_ids: Collection[str]) -> int:
     """Project these complaints' read models from their whole histories and replace them
-    (conditionally: see ``replace_read_models``)."""
-    if complaint_ids:
-        histories = await store.histories(complaint_ids)
-        await store.replace_read_models([project(events) for events in histories.values()])
+    (conditionally: see ``replace_read_models``); how many were written.
+
+    A complaint whose filing is not stored gets none (see ``read_model_of``): its events
+    wait in the log, and the batch that stores the filing projects them all.
+    """
+    if not complaint_ids:
+        return 0
+    histories = await store.histories(complaint_ids)
+    models = [model for events in histories.values() if (model := read_model_of(events))]
+    await store.replace_read_models(models)
+    return len(models)
 
 
 @dataclass(kw_only=True)
@@ -172,8 +186,9 @@ class Ingest:
                 self.duplicates.labels(self.service, record.topic).inc()
                 with bound(complaint_id=event.complaint_id):
                     log.info("duplicate event", extra={"event_id": event.event_id})
-        await refresh(self.store, touched)
-        self.metrics.refreshed.inc(len(touched))
+        written = await refresh(self.store, touched)
+        self.metrics.refreshed.inc(written)
+        self.metrics.unfiled.inc(len(touched) - written)
 
     async def _reject(self, record: Any, exc: BaseException) -> None:
         """Dead-letter one record, with the reason and its original bytes and headers."""

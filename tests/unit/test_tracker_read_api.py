@@ -7,6 +7,7 @@ no sockets. The live timeline needs a real HTTP server (tests/service/test_track
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -16,8 +17,8 @@ from schemas import ComplaintDeadlineAlert, ComplaintState, Location
 from schemas.events import AlertKind, HandlerRef
 from schemas.tokens import hash_token
 from tests.unit.test_tracker_api import Tracker, running
-from tests.unit.test_tracker_projection import T0, change, filed, story
-from tracker.projection import TrackedEvent
+from tests.unit.test_tracker_projection import T0, change, filed, rejection, story
+from tracker.projection import TrackedEvent, project
 
 S = ComplaintState
 TOKEN = "tracking-token-of-c-1"
@@ -381,6 +382,77 @@ async def test_statistics_per_department_and_period(district_tracker: Tracker) -
 
     assert parks.json()["complaints"] == 1
     assert later.json()["complaints"] == 2  # c-3 (11:00 KST) and c-4 (12:00)
+
+
+# -- complaints nobody filed ------------------------------------------------------------
+
+
+def unfiled(complaint_id: str) -> list[TrackedEvent]:
+    """What reaches tracker for an id intake never issued (a mistyped command is refused),
+    and for a complaint whose later events outran its filing: everything but the filing."""
+    refused = rejection(complaint_id).model_copy(
+        update={
+            "event_id": f"{complaint_id}-refused",
+            "occurred_at": T0,
+            "code": "unknown_complaint",
+            "reason_ko": "해당 민원을 찾을 수 없습니다.",
+        }
+    )
+    return [refused, *[e for e in story(complaint_id)[1:] if e.event_type != "complaint.filed"]]
+
+
+async def district_view(tracker: Tracker) -> dict[str, Any]:
+    """Every list and count a reader can ask for, by who asks."""
+    return {
+        "stats": (await tracker.http.get("/v1/stats")).json(),
+        "search": ids(await tracker.get("/v1/search", STAFF_KEY)),
+        "queue": (await tracker.get("/v1/departments/roads/queue", KEYS["roads"])).json(),
+        "mine": ids(
+            await tracker.http.get(
+                "/v1/residents/me/complaints", headers={"X-Resident-Token": RESIDENT_A}
+            )
+        ),
+    }
+
+
+async def test_events_of_a_complaint_nobody_filed_are_kept_and_shown_nowhere(
+    district_tracker: Tracker,
+) -> None:
+    before = await district_view(district_tracker)
+
+    await district_tracker.deliver(*unfiled("c-ghost"))
+
+    assert await district_view(district_tracker) == before
+    assert before["stats"]["complaints"] == 4
+    assert before["stats"]["awaiting_routing"] == 0
+    assert await district_tracker.store.read_model("c-ghost") is None
+    for path, key in [
+        ("/v1/departments/roads/complaints/c-ghost", KEYS["roads"]),
+        ("/v1/staff/complaints/c-ghost", STAFF_KEY),
+    ]:
+        assert (await district_tracker.get(path, key)).status_code == 404
+    kept = [d for d in district_tracker.store.events.values() if d["complaint_id"] == "c-ghost"]
+    assert len(kept) == len(unfiled("c-ghost"))
+    assert district_tracker.sample("sotong_tracker_unfiled_complaints_total") >= 1
+
+
+async def test_a_filing_that_arrives_last_shows_everything_stored_before_it(
+    district_tracker: Tracker,
+) -> None:
+    early = unfiled("c-5")
+    await district_tracker.deliver(*early)
+
+    late = filed("c-5", resident_token_hash=hash_token(RESIDENT_B))
+    await district_tracker.deliver(late)
+
+    model = await district_tracker.store.read_model("c-5")
+    assert model == project([late, *early])
+    assert model is not None
+    assert model.state == "site_check"
+    assert [r.code for r in model.rejections] == ["unknown_complaint", "illegal_transition"]
+    stats = (await district_tracker.http.get("/v1/stats")).json()
+    assert (stats["complaints"], stats["by_department"]["roads"]["total"]) == (5, 4)
+    assert "c-5" in ids(await district_tracker.get("/v1/search", STAFF_KEY))
 
 
 # -- the contract -----------------------------------------------------------------------
