@@ -18,8 +18,9 @@ duplicates change nothing.
 - a department, with its key (``X-Api-Key``): its queue, and the complaints it is
   responsible for *now*, with the resident's name, phone and address. Another
   department's complaint is a 404, another department's queue a 403;
-- staff, with a staff key (``X-Api-Key``): search over every complaint, no personal data
-  in the results. A department's key searches that department's complaints only;
+- staff, with a staff key (``X-Api-Key``): search over every complaint, and any one
+  complaint by id, with no personal data in either. A department's key searches and
+  looks up that department's complaints only;
 - anyone: the statistics, which are counts and durations and nothing else.
 """
 
@@ -60,6 +61,7 @@ from tracker.view import (
     DepartmentQueue,
     Page,
     SearchResults,
+    StaffComplaintView,
     page,
 )
 
@@ -454,6 +456,31 @@ def build_router(
         )
         items, total = await store.search(query, limit=limit, offset=offset)
         return SearchResults(terms=terms, **page(items, total, limit=limit, offset=offset))
+
+    @router.get(
+        "/v1/staff/complaints/{complaint_id}",
+        response_model=StaffComplaintView,
+        responses={
+            **UNAUTHORISED,
+            404: {"description": "No complaint this key may see has this id."},
+        },
+        tags=["staff"],
+    )
+    async def staff_complaint(complaint_id: str, x_api_key: ApiKey = None) -> StaffComplaintView:
+        """Where a complaint stands now: state, department, handler, due time. For staff
+        and operators who hold only its id (``sotong act`` asks it which department a
+        command must come from). The fields of a search hit and nothing more: a staff key
+        sees no name, phone or address here either. A department's key sees the
+        complaints it is responsible for now; any other is the same 404 as an unknown id."""
+        own: str | None = None
+        if staff.department(x_api_key) is None:
+            own = departments.department(x_api_key)
+            if own is None:
+                raise unauthorised()
+        model = await store.read_model(complaint_id)
+        if model is None or own not in (None, model.department):
+            raise ApiError(404, "not_found", "No complaint has this id.")
+        return StaffComplaintView.model_validate(model, from_attributes=True)
 
     @router.get("/v1/stats", response_model=Statistics, tags=["ops"])
     async def stats(

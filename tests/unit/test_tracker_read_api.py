@@ -353,6 +353,59 @@ async def test_a_department_key_searches_its_own_complaints_only(
     assert anonymous.status_code == 401
 
 
+# -- one complaint by id, for staff ---------------------------------------------------------
+
+
+async def test_staff_look_a_complaint_up_by_id_without_personal_data(
+    district_tracker: Tracker,
+) -> None:
+    response = await district_tracker.get("/v1/staff/complaints/c-3", STAFF_KEY)
+
+    assert response.status_code == 200
+    found = response.json()
+    assert found["department"] == {"code": "parks", "name": "공원녹지과"}
+    assert found["state"] == "handler_assigned"
+    assert found["handler"] == {"name": "박공원", "office_phone": "032-560-4000"}
+    assert found["transfer_count"] == 1
+    assert found["excerpt"] == "공원 벤치가 부서졌어요"
+    searched = await district_tracker.get("/v1/search", STAFF_KEY, department="parks")
+    assert set(found) == set(searched.json()["items"][0])
+    assert_nothing_personal(response.text)
+    assert "token" not in response.text
+
+
+async def test_a_complaint_not_routed_yet_has_no_department(tracker: Tracker) -> None:
+    await tracker.deliver(filed("c-1"))
+
+    response = await tracker.get("/v1/staff/complaints/c-1", STAFF_KEY)
+
+    assert response.status_code == 200
+    assert (response.json()["state"], response.json()["department"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("key", "complaint_id", "status"),
+    [
+        pytest.param(STAFF_KEY, "c-9", 404, id="staff-unknown-id"),
+        pytest.param(KEYS["parks"], "c-3", 200, id="department-its-own"),
+        pytest.param(KEYS["roads"], "c-3", 404, id="department-transferred-away"),
+        pytest.param(KEYS["roads"], "c-9", 404, id="department-unknown-id"),
+        pytest.param(None, "c-3", 401, id="no-key"),
+        pytest.param("not-a-key", "c-3", 401, id="wrong-key"),
+    ],
+)
+async def test_who_may_look_a_complaint_up(
+    district_tracker: Tracker, key: str | None, complaint_id: str, status: int
+) -> None:
+    response = await district_tracker.get(f"/v1/staff/complaints/{complaint_id}", key)
+
+    assert response.status_code == status
+    if status != 200:
+        assert set(response.json()["error"]) == {"code", "message"}
+    if status == 404:
+        assert response.json()["error"]["message"] == "No complaint has this id."
+
+
 # -- statistics -----------------------------------------------------------------------
 
 
@@ -469,9 +522,18 @@ async def test_every_endpoint_is_documented_with_its_paging_and_auth(tracker: Tr
         "/v1/departments/{code}/queue",
         "/v1/departments/{code}/complaints/{complaint_id}",
         "/v1/search",
+        "/v1/staff/complaints/{complaint_id}",
         "/v1/stats",
     ):
         assert "get" in paths[path], path
+    lookup = paths["/v1/staff/complaints/{complaint_id}"]["get"]
+    assert {"200", "401", "404"} <= set(lookup["responses"])
+    assert "X-Api-Key" in {p["name"] for p in lookup["parameters"]}
+    assert lookup["tags"] == ["staff"]
+    schema = lookup["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/StaffComplaintView"}
+    shown = set(spec["components"]["schemas"]["StaffComplaintView"]["properties"])
+    assert not shown & {"resident", "body", "timeline", "notifications"}
     params = {p["name"] for p in paths["/v1/search"]["get"]["parameters"]}
     assert {"q", "state", "department", "dong", "from", "to", "overdue", "limit", "offset"} <= (
         params
