@@ -4,7 +4,8 @@ sotong up                      the whole platform on the embedded backends
 sotong run SERVICE             one service (intake, routing, tracker, notifier)
 sotong file --body TEXT ...    file a complaint through intake
 sotong status ID               a complaint's state and timeline from tracker
-sotong act ID ACTION           a department command (start_site_check, start_review, resolve)
+sotong act ID ACTION           a department command (start_site_check, resolve, transfer, …),
+                               as the complaint's current department (looked up in tracker)
 sotong resident ID ACTION      the resident's own actions (provide_info, withdraw, reopen)
 sotong due KIND RECEIVED_AT    the legal due time (민원 처리기간) of a complaint
 sotong classify                route JSON lines {"text": ...} from stdin to departments
@@ -14,6 +15,7 @@ sotong bench                   the pipeline's throughput and latency, and the ra
 """
 
 import argparse
+import asyncio
 import importlib
 import json
 import os
@@ -23,6 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -54,6 +57,12 @@ def _tokens_path() -> Path:
 
 def _api_keys_path() -> Path:
     return Path(os.environ.get("SOTONG_API_KEYS_FILE", _local_dir() / "api-keys.json"))
+
+
+def _staff_keys_path() -> Path:
+    """Beside the department keys: ``sotong up`` writes both."""
+    default = _api_keys_path().with_name("staff-keys.json")
+    return Path(os.environ.get("SOTONG_STAFF_KEYS_FILE", default))
 
 
 def local_time(value: str | None) -> str:
@@ -129,17 +138,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         kafka_port=kafka_port, mongo_port=mongo_port, data_dir=var / "mongo", log_dir=log_dir
     )
     env = ls.backend_env(kafka_port, mongo_port, os.environ.get("SOTONG_MONGO_DATABASE", "sotong"))
-    keys_path = _api_keys_path()
-    department_keys = json.dumps(ls.local_api_keys(keys_path))
-    env["SOTONG_ROUTING_MODEL_DIR"] = os.environ.get(
-        "SOTONG_ROUTING_MODEL_DIR", str(var / "classifier")
-    )
-    env["SOTONG_INTAKE_API_KEYS"] = os.environ.get("SOTONG_INTAKE_API_KEYS", department_keys)
-    env["SOTONG_TRACKER_API_KEYS"] = os.environ.get("SOTONG_TRACKER_API_KEYS", department_keys)
-    env.setdefault(
-        "SOTONG_NOTIFIER_OUTBOX_PATH",
-        os.environ.get("SOTONG_NOTIFIER_OUTBOX_PATH", str(var / "outbox.jsonl")),
-    )
+    keys_path, staff_path = _api_keys_path(), _staff_keys_path()
+    env |= ls.local_service_env(var, keys_path, staff_path)
     services = []
     exit_code = 0
     try:
@@ -155,6 +155,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"outbox (what residents receive): {outbox}")
         print(f"staff outbox (handlers, supervisors): {outbox.with_name('outbox-staff.jsonl')}")
         print(f"department API keys (for sotong act): {keys_path}")
+        print(f"staff key (sotong act looks complaints up with it): {staff_path}")
         print(f"logs: {log_dir}/    Ctrl-C stops everything.")
         while not stopping:
             for child, _ in services:
@@ -175,15 +176,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def _fail(response: httpx.Response) -> int:
+def _error_text(response: httpx.Response) -> str:
     try:
         error = response.json().get("error", {})
-        print(
-            f"error {response.status_code}: {error.get('code')}: {error.get('message')}",
-            file=sys.stderr,
-        )
     except ValueError:
-        print(f"error {response.status_code}: {response.text}", file=sys.stderr)
+        return f"{response.status_code}: {response.text}"
+    return f"{response.status_code}: {error.get('code')}: {error.get('message')}"
+
+
+def _fail(response: httpx.Response) -> int:
+    print(f"error {_error_text(response)}", file=sys.stderr)
     return 1
 
 
@@ -251,53 +253,143 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _department_of(complaint_id: str) -> str | None:
-    token = _load_tokens().get(complaint_id)
-    if not token:
-        return None
-    response = httpx.get(
-        f"{TRACKER_URL}/v1/complaints/{complaint_id}", params={"token": token}, timeout=30
-    )
-    if response.status_code != 200:
-        return None
-    department = (response.json().get("department") or {}).get("code")
-    return str(department) if department else None
+class CannotAct(Exception):
+    """What ``sotong act`` lacks to send a command, said plainly; ``exit_code`` 2 when the
+    arguments or the local files must change, 1 when the complaint itself is the problem."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
-def _api_key_for(complaint_id: str, department: str | None) -> str | None:
+def _key_file(path: Path, what: str, otherwise: str = "pass --api-key KEY") -> dict[str, str]:
     try:
-        keys = json.loads(_api_keys_path().read_text())
-    except (OSError, ValueError):
-        return None
-    department = department or _department_of(complaint_id)
-    return str(keys[department]) if department in keys else None
+        keys = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CannotAct(f"no {what} file {path}: `sotong up` writes it; or {otherwise}") from None
+    except (OSError, ValueError) as exc:
+        raise CannotAct(f"cannot read the {what} file {path}: {exc}") from None
+    if not isinstance(keys, dict):
+        raise CannotAct(f"the {what} file {path} is not a JSON object of name → key")
+    return {str(name): str(key) for name, key in keys.items()}
 
 
-def cmd_act(args: argparse.Namespace) -> int:
+def _check_department(code: str, option: str) -> None:
+    from routing.catalogue import Catalogue
+
+    known = Catalogue.load().departments
+    if code not in known:
+        raise CannotAct(
+            f"unknown department {code!r} ({option}); the codes are: {', '.join(sorted(known))}"
+        )
+
+
+async def current_department(complaint_id: str, tracker: httpx.AsyncClient) -> str:
+    """The department responsible for the complaint now, as the tracker knows it: asked
+    with the local stack's staff key, so it works for any complaint, however filed."""
+    from sotong.localstack import STAFF_NAME
+
+    path = _staff_keys_path()
+    staff = _key_file(path, "staff key", "pass --department CODE or --api-key KEY")
+    key = staff.get(STAFF_NAME) or next(iter(staff.values()), None)
+    if not key:
+        raise CannotAct(f"the staff key file {path} holds no key: `sotong up` writes one")
+    try:
+        response = await tracker.get(
+            f"/v1/staff/complaints/{quote(complaint_id, safe='')}", headers={"X-Api-Key": key}
+        )
+    except httpx.TransportError as exc:
+        raise CannotAct(
+            f"the tracker at {tracker.base_url} does not answer ({exc}): is `sotong up` running? "
+            "Or pass --department CODE",
+            exit_code=1,
+        ) from None
+    if response.status_code == 404:
+        raise CannotAct(
+            f"no such complaint: {complaint_id} (the tracker has none with this id; one filed "
+            "a moment ago may take a second to arrive)",
+            exit_code=1,
+        )
+    if response.status_code == 401:
+        raise CannotAct(
+            f"the tracker at {tracker.base_url} refused the staff key in {path}: restart "
+            "`sotong up` so the tracker reads it, or pass --department CODE",
+            exit_code=1,
+        )
+    if response.status_code != 200:
+        raise CannotAct(f"the tracker answered {_error_text(response)}", exit_code=1)
+    found = response.json()
+    department = (found.get("department") or {}).get("code")
+    if not department:
+        raise CannotAct(
+            f"complaint {complaint_id} has no department yet (state: "
+            f"{found.get('state') or 'not routed'}): try again when routing has assigned it, "
+            "or pass --department CODE",
+            exit_code=1,
+        )
+    return str(department)
+
+
+async def department_key(args: argparse.Namespace, tracker: httpx.AsyncClient) -> str:
+    """The key to send the command with: ``--api-key``; else the key of ``--department``,
+    or of the complaint's current department, from the local key file."""
+    if args.api_key:
+        return str(args.api_key)
+    if args.department:
+        _check_department(args.department, "--department")
+        department = str(args.department)
+    else:
+        department = await current_department(args.complaint_id, tracker)
+    path = _api_keys_path()
+    keys = _key_file(path, "department API key")
+    if department not in keys:
+        raise CannotAct(f"no API key for department {department!r} in {path}")
+    return keys[department]
+
+
+async def act(
+    args: argparse.Namespace, *, intake: httpx.AsyncClient, tracker: httpx.AsyncClient
+) -> int:
+    """``sotong act``: send a department command through intake."""
     body: dict[str, Any] = {"action": args.action}
     for name in ("note", "to_department", "new_due_at", "remedy", "handler_id"):
         if getattr(args, name):
             body[name] = getattr(args, name)
     if args.resident_consent:
         body["resident_consent"] = True
-    key = args.api_key or _api_key_for(args.complaint_id, args.department)
-    if not key:
+    try:
+        if args.to_department:
+            _check_department(args.to_department, "--to-department")
+        key = await department_key(args, tracker)
+        response = await intake.post(
+            f"/v1/complaints/{quote(args.complaint_id, safe='')}/commands",
+            json=body,
+            headers={"X-Api-Key": key},
+        )
+    except CannotAct as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    except httpx.TransportError as exc:
         print(
-            "no API key: pass --api-key, or --department with the local key file "
-            f"({_api_keys_path()})",
+            f"intake at {intake.base_url} does not answer ({exc}): is `sotong up` running?",
             file=sys.stderr,
         )
-        return 2
-    response = httpx.post(
-        f"{INTAKE_URL}/v1/complaints/{args.complaint_id}/commands",
-        json=body,
-        headers={"X-Api-Key": key},
-        timeout=30,
-    )
+        return 1
     if response.status_code != 202:
         return _fail(response)
     print(json.dumps(response.json(), ensure_ascii=False))
     return 0
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        async with (
+            httpx.AsyncClient(base_url=INTAKE_URL, timeout=30) as intake,
+            httpx.AsyncClient(base_url=TRACKER_URL, timeout=30) as tracker,
+        ):
+            return await act(args, intake=intake, tracker=tracker)
+
+    return asyncio.run(run())
 
 
 def cmd_resident(args: argparse.Namespace) -> int:
@@ -369,8 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--resident-consent", action="store_true", help="extend: consent recorded")
     act.add_argument("--remedy", help="reject: what the resident can do")
     act.add_argument("--handler-id", help="reassign: a specific handler")
-    act.add_argument("--department", help="act as this department (key from the local key file)")
-    act.add_argument("--api-key", default=os.environ.get("SOTONG_API_KEY"))
+    act.add_argument(
+        "--department",
+        help="act as this department (its key from the local key file); default: the "
+        "complaint's current department, looked up in tracker with the local staff key",
+    )
+    act.add_argument(
+        "--api-key",
+        default=os.environ.get("SOTONG_API_KEY"),
+        help="send with this department key (default: $SOTONG_API_KEY)",
+    )
     act.set_defaults(func=cmd_act)
 
     resident = sub.add_parser("resident", help="act as the resident (answer, withdraw, reopen)")

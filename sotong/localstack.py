@@ -7,7 +7,9 @@ a ``kill -9`` of the supervisor leaves no orphan behind.
 """
 
 import ctypes
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -215,24 +217,65 @@ def backend_env(kafka_port: int, mongo_port: int, database: str) -> dict[str, st
     }
 
 
+def _read_keys(path: Path) -> dict[str, str]:
+    try:
+        keys = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read, never readable by others in between."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        os.fchmod(file.fileno(), 0o600)  # an older file may have been created wider
+        file.write(text)
+
+
 def local_api_keys(path: Path) -> dict[str, str]:
     """One random API key per department for the local stack, kept in a 0600 file."""
-    import json
-    import secrets
-
     from routing.catalogue import Catalogue
 
-    try:
-        keys: dict[str, str] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        keys = {}
+    keys = _read_keys(path)
     departments = Catalogue.load().departments
     if set(keys) != set(departments):
         keys = {code: keys.get(code) or secrets.token_urlsafe(24) for code in departments}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(keys, indent=1))
-        path.chmod(0o600)
+        write_private(path, json.dumps(keys, indent=1))
     return keys
+
+
+STAFF_NAME = "operator"
+
+
+def local_staff_keys(path: Path) -> dict[str, str]:
+    """The local stack's staff key, ``{"operator": key}`` (the format of
+    ``SOTONG_TRACKER_STAFF_API_KEYS``), kept in a 0600 file beside the department keys:
+    ``sotong act`` looks a complaint's department up in the tracker with it."""
+    keys = _read_keys(path)
+    if not keys.get(STAFF_NAME):
+        keys = {**keys, STAFF_NAME: secrets.token_urlsafe(24)}
+        write_private(path, json.dumps(keys, indent=1))
+    return keys
+
+
+def local_service_env(
+    var: Path, department_keys_path: Path, staff_keys_path: Path
+) -> dict[str, str]:
+    """What ``sotong up`` tells the services beyond the backends' addresses: the local
+    keys (generated once), where the classifier and the outbox live. A variable already
+    set in the environment wins."""
+    department_keys = json.dumps(local_api_keys(department_keys_path))
+    staff_keys = json.dumps(local_staff_keys(staff_keys_path))
+    defaults = {
+        "SOTONG_ROUTING_MODEL_DIR": str(var / "classifier"),
+        "SOTONG_INTAKE_API_KEYS": department_keys,
+        "SOTONG_TRACKER_API_KEYS": department_keys,
+        "SOTONG_TRACKER_STAFF_API_KEYS": staff_keys,
+        "SOTONG_NOTIFIER_OUTBOX_PATH": str(var / "outbox.jsonl"),
+    }
+    return {name: os.environ.get(name, value) for name, value in defaults.items()}
 
 
 SERVICES = ("intake", "routing", "tracker", "notifier")

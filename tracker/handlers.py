@@ -18,8 +18,9 @@ duplicates change nothing.
 - a department, with its key (``X-Api-Key``): its queue, and the complaints it is
   responsible for *now*, with the resident's name, phone and address. Another
   department's complaint is a 404, another department's queue a 403;
-- staff, with a staff key (``X-Api-Key``): search over every complaint, no personal data
-  in the results. A department's key searches that department's complaints only;
+- staff, with a staff key (``X-Api-Key``): search over every complaint, and any one
+  complaint by id, with no personal data in either. A department's key searches and
+  looks up that department's complaints only;
 - anyone: the statistics, which are counts and durations and nothing else.
 """
 
@@ -48,7 +49,7 @@ from services.http import ApiError
 from services.keys import ApiKeys
 from services.logs import bound
 from services.runtime import Clock
-from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, project
+from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, read_model_of
 from tracker.search import SearchQuery, query_terms
 from tracker.sse import StreamTiming, last_event_id, timeline_stream
 from tracker.statistics import Statistics, statistics
@@ -60,6 +61,7 @@ from tracker.view import (
     DepartmentQueue,
     Page,
     SearchResults,
+    StaffComplaintView,
     page,
 )
 
@@ -108,6 +110,13 @@ class IngestMetrics:
             "Complaint read models rebuilt from their history (one per complaint per batch).",
             registry=registry,
         )
+        self.unfiled = Counter(
+            "sotong_tracker_unfiled_complaints_total",
+            "Complaints a batch had events for but no filing stored, so no read model "
+            "(one per complaint per batch): an id intake never issued, or a filing still "
+            "on its way.",
+            registry=registry,
+        )
         self.batch_records = Histogram(
             "sotong_tracker_batch_records",
             "Records per consumed batch.",
@@ -116,12 +125,19 @@ class IngestMetrics:
         )
 
 
-async def refresh(store: TrackerStore, complaint_ids: Collection[str]) -> None:
+async def refresh(store: TrackerStore, complaint_ids: Collection[str]) -> int:
     """Project these complaints' read models from their whole histories and replace them
-    (conditionally: see ``replace_read_models``)."""
-    if complaint_ids:
-        histories = await store.histories(complaint_ids)
-        await store.replace_read_models([project(events) for events in histories.values()])
+    (conditionally: see ``replace_read_models``); how many were written.
+
+    A complaint whose filing is not stored gets none (see ``read_model_of``): its events
+    wait in the log, and the batch that stores the filing projects them all.
+    """
+    if not complaint_ids:
+        return 0
+    histories = await store.histories(complaint_ids)
+    models = [model for events in histories.values() if (model := read_model_of(events))]
+    await store.replace_read_models(models)
+    return len(models)
 
 
 @dataclass(kw_only=True)
@@ -172,8 +188,9 @@ class Ingest:
                 self.duplicates.labels(self.service, record.topic).inc()
                 with bound(complaint_id=event.complaint_id):
                     log.info("duplicate event", extra={"event_id": event.event_id})
-        await refresh(self.store, touched)
-        self.metrics.refreshed.inc(len(touched))
+        written = await refresh(self.store, touched)
+        self.metrics.refreshed.inc(written)
+        self.metrics.unfiled.inc(len(touched) - written)
 
     async def _reject(self, record: Any, exc: BaseException) -> None:
         """Dead-letter one record, with the reason and its original bytes and headers."""
@@ -439,6 +456,31 @@ def build_router(
         )
         items, total = await store.search(query, limit=limit, offset=offset)
         return SearchResults(terms=terms, **page(items, total, limit=limit, offset=offset))
+
+    @router.get(
+        "/v1/staff/complaints/{complaint_id}",
+        response_model=StaffComplaintView,
+        responses={
+            **UNAUTHORISED,
+            404: {"description": "No complaint this key may see has this id."},
+        },
+        tags=["staff"],
+    )
+    async def staff_complaint(complaint_id: str, x_api_key: ApiKey = None) -> StaffComplaintView:
+        """Where a complaint stands now: state, department, handler, due time. For staff
+        and operators who hold only its id (``sotong act`` asks it which department a
+        command must come from). The fields of a search hit and nothing more: a staff key
+        sees no name, phone or address here either. A department's key sees the
+        complaints it is responsible for now; any other is the same 404 as an unknown id."""
+        own: str | None = None
+        if staff.department(x_api_key) is None:
+            own = departments.department(x_api_key)
+            if own is None:
+                raise unauthorised()
+        model = await store.read_model(complaint_id)
+        if model is None or own not in (None, model.department):
+            raise ApiError(404, "not_found", "No complaint has this id.")
+        return StaffComplaintView.model_validate(model, from_attributes=True)
 
     @router.get("/v1/stats", response_model=Statistics, tags=["ops"])
     async def stats(

@@ -1,5 +1,12 @@
 """A complaint's read model, rebuilt from every event tracker stored for it.
 
+A read model exists only once the complaint's filing is stored (:func:`read_model_of`):
+a command, a rejection or any other event for a complaint id intake never filed is kept
+in the event store, but shows nowhere, so a mistyped id cannot make a phantom complaint
+that the queue, search or statistics would count. When the filing arrives after other
+events of its complaint (Kafka orders each topic, not the four together), the read model
+is projected from everything stored by then.
+
 The read model is a pure function of the *set* of events: order of arrival, redelivery
 and duplicates cannot change it. That is what makes tracker correct over four topics
 whose relative order Kafka does not promise, and what lets ``tracker.rebuild`` throw every
@@ -10,7 +17,7 @@ The department queue, staff search and statistics are queries over these documen
 with them.
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -147,8 +154,15 @@ class ReadModel(Recorded):
     )
 
 
+def read_model_of(events: Collection[TrackedEvent]) -> ReadModel | None:
+    """The complaint's read model, or None while its filing is not stored: what the
+    ingest and the rebuild write."""
+    return project(events) if any(isinstance(e, ComplaintFiled) for e in events) else None
+
+
 def project(events: Iterable[TrackedEvent]) -> ReadModel:
-    """The read model of one complaint, from any delivery of its events."""
+    """The read model of one complaint, from any delivery of its events (with or without
+    its filing: :func:`read_model_of` decides whether one is stored)."""
     unique = {event.event_id: event for event in events}
     complaint_ids = {event.complaint_id for event in unique.values()}
     if len(complaint_ids) != 1:

@@ -17,8 +17,10 @@ class TrackerSettings(ServiceSettings):
     )
     staff_api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Staff name → API key, as JSON: search over every department. "
-        "Empty: only department keys search, each its own complaints.",
+        description="Staff name → API key, as JSON: search over every department and "
+        "look any complaint up by id (no personal data in either). Empty: only department "
+        "keys search and look up, each its own complaints. `sotong up` writes one to "
+        "var/staff-keys.json.",
     )
     batch_max_records: int = Field(
         default=500, ge=1, le=10_000, description="Records per consumed batch, at most."

@@ -7,7 +7,9 @@ behaviour).
 
 Recording events is one bulk insert keyed by event id, so a redelivered event is a
 duplicate key and changes nothing. A read model is never patched: it is projected from
-all of the complaint's stored events and replaced, so it cannot drift from the log.
+all of the complaint's stored events and replaced, so it cannot drift from the log; and
+it is written only for a complaint whose filing is stored, so every list and count below
+sees filed complaints only.
 
 Every query that serves a list reads only the fields its view declares
 (:func:`stored_fields`), so a list that must not show personal data never has it in hand.
@@ -37,6 +39,7 @@ from tracker.view import ComplaintSummary, QueueItem, SearchHit, TimelineEntry
 EVENTS = "tracker_events"
 COMPLAINTS = "tracker_complaints"
 STATUS_CHANGED = "complaint.status_changed"
+FILED = "complaint.filed"
 DUPLICATE_KEY = 11000
 HISTORIES_PER_QUERY = 16
 OPEN = [state.value for state in OPEN_STATES]
@@ -83,8 +86,8 @@ class TrackerStore(Protocol):
         """Every complaint's stored events, one complaint at a time, by complaint id."""
         ...
 
-    async def logged(self, complaint_ids: Collection[str]) -> set[str]:
-        """Which of these complaints have at least one stored event."""
+    async def filed(self, complaint_ids: Collection[str]) -> set[str]:
+        """Which of these complaints have their filing stored: those a read model is for."""
         ...
 
     # -- the read models --------------------------------------------------------------
@@ -307,8 +310,8 @@ class MongoTrackerStore:
         if events:
             yield events
 
-    async def logged(self, complaint_ids: Collection[str]) -> set[str]:
-        query = {"complaint_id": {"$in": list(complaint_ids)}}
+    async def filed(self, complaint_ids: Collection[str]) -> set[str]:
+        query = {"complaint_id": {"$in": list(complaint_ids)}, "event_type": FILED}
         return {str(cid) for cid in await self.events.distinct("complaint_id", query)}
 
     # -- the read models --------------------------------------------------------------

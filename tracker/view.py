@@ -211,6 +211,11 @@ class SearchHit(QueueItem):
     )
 
 
+class StaffComplaintView(SearchHit):
+    """Where one complaint stands, for staff: exactly the fields a staff search shows for
+    it (no name, phone or address), looked up by id."""
+
+
 class Page(BaseModel, Generic[Item]):
     items: list[Item]
     total: int = Field(description="How many match, over all pages.")

@@ -173,6 +173,33 @@ async def test_out_of_order_arrival_across_topics_gives_the_same_read_model(
     assert in_order.event_count == len(events)
 
 
+async def test_a_complaint_is_shown_from_its_filing_on_and_nothing_before_is_lost(
+    store: TrackerStore,
+) -> None:
+    """Events that outran their filing (or name an id nobody filed) wait in the log: no
+    read model, so no list or count shows them; the filing brings them all in."""
+    events = story("c-1")
+    everything = SearchQuery()
+
+    for early in events[1:]:
+        assert await deliver(store, [early]) is None
+    await in_batch(store, story("c-2")[1:])
+
+    assert await store.read_model_ids() == []
+    assert await store.search(everything, limit=20, offset=0) == ([], 0)
+    assert await store.statistics_rows() == []
+    assert await store.queue("roads", set(), limit=20, offset=0) == ([], 0)
+    assert await store.timeline("c-1") is None
+    histories = await store.histories(["c-1", "c-2"])
+    assert [len(histories["c-1"]), len(histories["c-2"])] == [7, 7]
+
+    assert await deliver(store, events[:1]) == project(events)
+    assert [
+        hit.complaint_id for hit in (await store.search(everything, limit=20, offset=0))[0]
+    ] == ["c-1"]
+    assert len(await store.statistics_rows()) == 1
+
+
 async def test_concurrent_deliveries_converge_on_the_full_history(store: TrackerStore) -> None:
     """A read model projected from fewer events never overwrites one from more."""
     events = story("c-1")
@@ -185,16 +212,24 @@ async def test_concurrent_deliveries_converge_on_the_full_history(store: Tracker
     assert [entry.sequence for entry in model.timeline] == [1, 2, 3, 4]
 
 
-async def test_every_history_in_complaint_order_and_which_complaints_are_logged(
+async def test_every_history_in_complaint_order_and_which_complaints_are_filed(
     store: TrackerStore,
 ) -> None:
-    await store.append_many([*story("c-2"), *story("c-3"), *story("c-1")], stored_at=utcnow())
+    unfiled = story("c-4")[1:]
+    await store.append_many(
+        [*story("c-2"), *story("c-3"), *unfiled, *story("c-1")], stored_at=utcnow()
+    )
 
     scanned = [events async for events in store.all_histories()]
 
-    assert [{e.complaint_id for e in events} for events in scanned] == [{"c-1"}, {"c-2"}, {"c-3"}]
-    assert [len(events) for events in scanned] == [8, 8, 8]
-    assert await store.logged(["c-1", "c-3", "c-9"]) == {"c-1", "c-3"}
+    assert [{e.complaint_id for e in events} for events in scanned] == [
+        {"c-1"},
+        {"c-2"},
+        {"c-3"},
+        {"c-4"},
+    ]
+    assert [len(events) for events in scanned] == [8, 8, 8, 7]
+    assert await store.filed(["c-1", "c-3", "c-4", "c-9"]) == {"c-1", "c-3"}
 
 
 # -- the read models ------------------------------------------------------------------------
@@ -381,6 +416,22 @@ async def test_a_rebuild_restores_what_the_log_holds_and_drops_what_it_does_not(
 
     assert [await store.read_model("c-1"), await store.read_model("c-2")] == expected
     assert sorted(await store.read_model_ids()) == ["c-1", "c-2"]
+
+
+async def test_a_rebuild_drops_the_phantoms_an_older_tracker_made_and_keeps_their_events(
+    store: TrackerStore,
+) -> None:
+    """An older tracker made a read model of any event; a command for a mistyped id made
+    one that statistics counted as awaiting routing."""
+    await in_batch(store, story("c-1"))
+    phantom = story("c-9")[1:]
+    await store.append_many(phantom, stored_at=utcnow())
+    await store.replace_read_models([project(phantom)])
+
+    assert await rebuild(store) == 1
+
+    assert await store.read_model_ids() == ["c-1"]
+    assert len((await store.histories(["c-9"]))["c-9"]) == len(phantom)
 
 
 async def test_rebuilding_an_empty_store_leaves_an_empty_read_side(store: TrackerStore) -> None:

@@ -6,7 +6,10 @@ the event store without anything changing.
 """
 
 import asyncio
+import json
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,13 +20,14 @@ from pymongo import AsyncMongoClient
 
 from services.mongo import Document
 from services.runtime import Runtime
+from sotong import cli
 from tests.e2e.conftest import API_KEYS, Stack, eventually
 from tests.e2e.test_walking_skeleton import act, file, state_is
 from tests.service.test_tracker_read_api import next_entry, sse_messages
 from tracker.app import create_app
 from tracker.rebuild import rebuild
 from tracker.settings import TrackerSettings
-from tracker.store import COMPLAINTS, MongoTrackerStore
+from tracker.store import COMPLAINTS, EVENTS, MongoTrackerStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -193,3 +197,59 @@ async def test_one_resident_follows_three_complaints_and_watches_one_resolved_li
         pytest.fail("events kept arriving; the rebuild could not be compared")
     assert after == before
     assert await mine(http, stack, token) == listing
+
+
+async def test_sotong_act_finds_any_complaints_department_and_unknown_ids_stay_unseen(
+    stack: Stack,
+    http: httpx.AsyncClient,
+    mongo: AsyncMongoClient[Document],
+    staff_side: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A complaint filed over HTTP (the CLI holds no token for it): ``sotong act`` asks the
+    tracker with the staff key which department holds it and acts as that department. A
+    command for an id nobody filed is refused and stored, and makes no complaint."""
+    keys, staff = tmp_path / "api-keys.json", tmp_path / "staff-keys.json"
+    keys.write_text(json.dumps(API_KEYS))
+    staff.write_text(json.dumps({"e2e": STAFF_KEY}))
+    monkeypatch.setenv("SOTONG_API_KEYS_FILE", str(keys))
+    monkeypatch.setenv("SOTONG_STAFF_KEYS_FILE", str(staff))
+    monkeypatch.delenv("SOTONG_API_KEY", raising=False)
+    filed = await file(http, stack)
+    await state_is(http, stack, filed, "handler_assigned")
+    unknown = str(uuid.uuid4())
+
+    async def sotong_act(*argv: str) -> tuple[int, str]:
+        args = cli.build_parser().parse_args(["act", *argv])
+        capsys.readouterr()
+        async with httpx.AsyncClient(base_url=stack.intake, timeout=30) as intake:
+            code = await cli.act(args, intake=intake, tracker=staff_side)
+        return code, capsys.readouterr().err
+
+    assert await sotong_act(filed["complaint_id"], "start_site_check", "--note", "현장 방문") == (
+        0,
+        "",
+    )
+    moved = await state_is(http, stack, filed, "site_check")
+    assert moved["timeline"][-1]["actor"] == DEPARTMENT
+    code, err = await sotong_act(unknown, "start_site_check")
+    assert (code, err.split(":")[0]) == (1, "no such complaint")
+
+    sent = await http.post(
+        f"{stack.intake}/v1/complaints/{unknown}/commands",
+        json={"action": "start_review"},
+        headers={"X-Api-Key": API_KEYS[DEPARTMENT]},
+    )
+    assert sent.status_code == 202, sent.text
+    db = mongo[stack.database]
+    await eventually(
+        lambda: db[EVENTS].find_one({"complaint_id": unknown}),
+        what="the refusal stored in the tracker's event log",
+    )
+    assert await db[COMPLAINTS].find_one({"_id": unknown}) is None
+    looked_up = await staff_side.get(
+        f"/v1/staff/complaints/{unknown}", headers={"X-Api-Key": STAFF_KEY}
+    )
+    assert looked_up.status_code == 404

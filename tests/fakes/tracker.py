@@ -24,6 +24,7 @@ from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent
 from tracker.search import SearchQuery
 from tracker.statistics import StatisticsRow
 from tracker.store import (
+    FILED,
     NEWEST_FIRST,
     QUEUE_ORDER,
     TIMELINE,
@@ -152,8 +153,9 @@ class InMemoryTrackerStore:
         for complaint_id in complaint_ids:
             yield (await self.histories([complaint_id]))[complaint_id]
 
-    async def logged(self, complaint_ids: Collection[str]) -> set[str]:
-        return {doc["complaint_id"] for doc in self.events.values()} & set(complaint_ids)
+    async def filed(self, complaint_ids: Collection[str]) -> set[str]:
+        found = {d["complaint_id"] for d in self.events.values() if d["event_type"] == FILED}
+        return found & set(complaint_ids)
 
     # -- the read models --------------------------------------------------------------
 

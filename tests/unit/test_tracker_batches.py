@@ -66,6 +66,7 @@ def ingest_of(tracker: Tracker) -> Ingest:
 async def test_one_invalid_record_is_dead_lettered_alone_and_its_batch_is_stored(
     tracker: Tracker,
 ) -> None:
+    await tracker.deliver(story("c-1")[0])  # the filing: a read model exists from then on
     lifecycle = topic_name(tracker.runtime.settings.kafka, topics.LIFECYCLE)
     changes = [e for e in story("c-1") if e.event_type == "complaint.status_changed"]
     missing_fields = {"event_type": "complaint.status_changed", "complaint_id": "c-1"}
@@ -124,6 +125,7 @@ async def test_a_batch_across_topics_with_duplicates_and_a_rival(tracker: Tracke
 async def test_a_database_outage_retries_the_whole_batch_and_loses_nothing(
     tracker: Tracker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    await tracker.deliver(story("c-1")[0])
     store = tracker.store
     real = store.append_many
     failures = 2

@@ -19,7 +19,7 @@ from schemas import (
     Resident,
 )
 from schemas.events import AlertKind, HandlerRef, Outcome
-from tracker.projection import TRACKED_EVENT, Contact, TrackedEvent, project
+from tracker.projection import TRACKED_EVENT, Contact, TrackedEvent, project, read_model_of
 
 KST = timezone(timedelta(hours=9))
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=KST)
@@ -296,6 +296,18 @@ def test_only_a_filing_means_no_state_yet() -> None:
     assert model.department is None
 
 
+def test_no_read_model_until_the_filing_is_stored() -> None:
+    """A rejection of a command for an id intake never issued, or events that outran their
+    filing across topics: kept in the log, shown nowhere."""
+    unknown = rejection("c-unknown").model_copy(update={"code": "unknown_complaint"})
+    events = story("c-1")
+
+    assert read_model_of([unknown]) is None
+    assert read_model_of(events[1:]) is None
+    assert read_model_of([*events[1:], events[0]]) == project(events)
+    assert read_model_of([events[0]]) == project([events[0]])
+
+
 def test_events_of_two_complaints_are_refused() -> None:
     with pytest.raises(ValueError, match="exactly one complaint"):
         project([filed("c-1"), filed("c-2")])
@@ -482,3 +494,6 @@ def test_any_delivery_of_any_history_gives_the_same_read_model(
     delivery = data.draw(st.permutations([*events, *redelivered]))
 
     assert project(delivery) == project(events)
+    assert (read_model_of(delivery) is None) == (
+        not any(e.event_type == "complaint.filed" for e in events)
+    )

@@ -7,6 +7,7 @@ no sockets. The live timeline needs a real HTTP server (tests/service/test_track
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -16,8 +17,8 @@ from schemas import ComplaintDeadlineAlert, ComplaintState, Location
 from schemas.events import AlertKind, HandlerRef
 from schemas.tokens import hash_token
 from tests.unit.test_tracker_api import Tracker, running
-from tests.unit.test_tracker_projection import T0, change, filed, story
-from tracker.projection import TrackedEvent
+from tests.unit.test_tracker_projection import T0, change, filed, rejection, story
+from tracker.projection import TrackedEvent, project
 
 S = ComplaintState
 TOKEN = "tracking-token-of-c-1"
@@ -352,6 +353,59 @@ async def test_a_department_key_searches_its_own_complaints_only(
     assert anonymous.status_code == 401
 
 
+# -- one complaint by id, for staff ---------------------------------------------------------
+
+
+async def test_staff_look_a_complaint_up_by_id_without_personal_data(
+    district_tracker: Tracker,
+) -> None:
+    response = await district_tracker.get("/v1/staff/complaints/c-3", STAFF_KEY)
+
+    assert response.status_code == 200
+    found = response.json()
+    assert found["department"] == {"code": "parks", "name": "공원녹지과"}
+    assert found["state"] == "handler_assigned"
+    assert found["handler"] == {"name": "박공원", "office_phone": "032-560-4000"}
+    assert found["transfer_count"] == 1
+    assert found["excerpt"] == "공원 벤치가 부서졌어요"
+    searched = await district_tracker.get("/v1/search", STAFF_KEY, department="parks")
+    assert set(found) == set(searched.json()["items"][0])
+    assert_nothing_personal(response.text)
+    assert "token" not in response.text
+
+
+async def test_a_complaint_not_routed_yet_has_no_department(tracker: Tracker) -> None:
+    await tracker.deliver(filed("c-1"))
+
+    response = await tracker.get("/v1/staff/complaints/c-1", STAFF_KEY)
+
+    assert response.status_code == 200
+    assert (response.json()["state"], response.json()["department"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("key", "complaint_id", "status"),
+    [
+        pytest.param(STAFF_KEY, "c-9", 404, id="staff-unknown-id"),
+        pytest.param(KEYS["parks"], "c-3", 200, id="department-its-own"),
+        pytest.param(KEYS["roads"], "c-3", 404, id="department-transferred-away"),
+        pytest.param(KEYS["roads"], "c-9", 404, id="department-unknown-id"),
+        pytest.param(None, "c-3", 401, id="no-key"),
+        pytest.param("not-a-key", "c-3", 401, id="wrong-key"),
+    ],
+)
+async def test_who_may_look_a_complaint_up(
+    district_tracker: Tracker, key: str | None, complaint_id: str, status: int
+) -> None:
+    response = await district_tracker.get(f"/v1/staff/complaints/{complaint_id}", key)
+
+    assert response.status_code == status
+    if status != 200:
+        assert set(response.json()["error"]) == {"code", "message"}
+    if status == 404:
+        assert response.json()["error"]["message"] == "No complaint has this id."
+
+
 # -- statistics -----------------------------------------------------------------------
 
 
@@ -383,6 +437,77 @@ async def test_statistics_per_department_and_period(district_tracker: Tracker) -
     assert later.json()["complaints"] == 2  # c-3 (11:00 KST) and c-4 (12:00)
 
 
+# -- complaints nobody filed ------------------------------------------------------------
+
+
+def unfiled(complaint_id: str) -> list[TrackedEvent]:
+    """What reaches tracker for an id intake never issued (a mistyped command is refused),
+    and for a complaint whose later events outran its filing: everything but the filing."""
+    refused = rejection(complaint_id).model_copy(
+        update={
+            "event_id": f"{complaint_id}-refused",
+            "occurred_at": T0,
+            "code": "unknown_complaint",
+            "reason_ko": "해당 민원을 찾을 수 없습니다.",
+        }
+    )
+    return [refused, *[e for e in story(complaint_id)[1:] if e.event_type != "complaint.filed"]]
+
+
+async def district_view(tracker: Tracker) -> dict[str, Any]:
+    """Every list and count a reader can ask for, by who asks."""
+    return {
+        "stats": (await tracker.http.get("/v1/stats")).json(),
+        "search": ids(await tracker.get("/v1/search", STAFF_KEY)),
+        "queue": (await tracker.get("/v1/departments/roads/queue", KEYS["roads"])).json(),
+        "mine": ids(
+            await tracker.http.get(
+                "/v1/residents/me/complaints", headers={"X-Resident-Token": RESIDENT_A}
+            )
+        ),
+    }
+
+
+async def test_events_of_a_complaint_nobody_filed_are_kept_and_shown_nowhere(
+    district_tracker: Tracker,
+) -> None:
+    before = await district_view(district_tracker)
+
+    await district_tracker.deliver(*unfiled("c-ghost"))
+
+    assert await district_view(district_tracker) == before
+    assert before["stats"]["complaints"] == 4
+    assert before["stats"]["awaiting_routing"] == 0
+    assert await district_tracker.store.read_model("c-ghost") is None
+    for path, key in [
+        ("/v1/departments/roads/complaints/c-ghost", KEYS["roads"]),
+        ("/v1/staff/complaints/c-ghost", STAFF_KEY),
+    ]:
+        assert (await district_tracker.get(path, key)).status_code == 404
+    kept = [d for d in district_tracker.store.events.values() if d["complaint_id"] == "c-ghost"]
+    assert len(kept) == len(unfiled("c-ghost"))
+    assert district_tracker.sample("sotong_tracker_unfiled_complaints_total") >= 1
+
+
+async def test_a_filing_that_arrives_last_shows_everything_stored_before_it(
+    district_tracker: Tracker,
+) -> None:
+    early = unfiled("c-5")
+    await district_tracker.deliver(*early)
+
+    late = filed("c-5", resident_token_hash=hash_token(RESIDENT_B))
+    await district_tracker.deliver(late)
+
+    model = await district_tracker.store.read_model("c-5")
+    assert model == project([late, *early])
+    assert model is not None
+    assert model.state == "site_check"
+    assert [r.code for r in model.rejections] == ["unknown_complaint", "illegal_transition"]
+    stats = (await district_tracker.http.get("/v1/stats")).json()
+    assert (stats["complaints"], stats["by_department"]["roads"]["total"]) == (5, 4)
+    assert "c-5" in ids(await district_tracker.get("/v1/search", STAFF_KEY))
+
+
 # -- the contract -----------------------------------------------------------------------
 
 
@@ -397,9 +522,18 @@ async def test_every_endpoint_is_documented_with_its_paging_and_auth(tracker: Tr
         "/v1/departments/{code}/queue",
         "/v1/departments/{code}/complaints/{complaint_id}",
         "/v1/search",
+        "/v1/staff/complaints/{complaint_id}",
         "/v1/stats",
     ):
         assert "get" in paths[path], path
+    lookup = paths["/v1/staff/complaints/{complaint_id}"]["get"]
+    assert {"200", "401", "404"} <= set(lookup["responses"])
+    assert "X-Api-Key" in {p["name"] for p in lookup["parameters"]}
+    assert lookup["tags"] == ["staff"]
+    schema = lookup["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/StaffComplaintView"}
+    shown = set(spec["components"]["schemas"]["StaffComplaintView"]["properties"])
+    assert not shown & {"resident", "body", "timeline", "notifications"}
     params = {p["name"] for p in paths["/v1/search"]["get"]["parameters"]}
     assert {"q", "state", "department", "dong", "from", "to", "overdue", "limit", "offset"} <= (
         params
