@@ -220,13 +220,13 @@ def local_api_keys(path: Path) -> dict[str, str]:
     import json
     import secrets
 
-    from routing.catalogue import Catalogue
+    from schemas.catalogue import catalogue
 
     try:
         keys: dict[str, str] = json.loads(path.read_text())
     except (OSError, ValueError):
         keys = {}
-    departments = Catalogue.load().departments
+    departments = catalogue().codes
     if set(keys) != set(departments):
         keys = {code: keys.get(code) or secrets.token_urlsafe(24) for code in departments}
         path.parent.mkdir(parents=True, exist_ok=True)
