@@ -15,7 +15,13 @@ from fastapi import APIRouter, Body, Header, Path, Response
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from intake.api import CommandAccepted, CommandRequest, FiledResponse, ResidentRequest
+from intake.api import (
+    CommandAccepted,
+    ComplaintId,
+    DepartmentCommand,
+    FiledResponse,
+    ResidentRequest,
+)
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
 from intake.store import RELAY_GRACE, FiledRecord, ReceiptCollision, SubmissionStore
 from schemas import ComplaintSubmitted, topics
@@ -186,20 +192,23 @@ def routes(
         "/v1/complaints/{complaint_id}/commands", status_code=202, response_model=CommandAccepted
     )
     async def send_command(
-        complaint_id: Annotated[str, Path(min_length=1, max_length=64)],
-        request: Annotated[CommandRequest, Body()],
+        complaint_id: Annotated[ComplaintId, Path(description="The complaint's id from filing.")],
+        request: Annotated[DepartmentCommand, Body()],
         x_api_key: Annotated[str | None, Header()] = None,
     ) -> CommandAccepted:
         """Publish a department command, acting as the department the API key belongs to.
 
-        routing decides whether it is legal (only the responsible department may act);
-        a refusal appears on ``complaint.rejections`` and in the tracker view.
+        What the action needs is checked here (422); whether it is legal now (only the
+        responsible department may act, and only from some states) routing decides: a
+        refusal appears on ``complaint.rejections`` and in the tracker view.
         """
         department = keys.department(x_api_key)
         if department is None:
             raise ApiError(401, "unauthorized", "a valid X-Api-Key header is required")
         fields = request.model_dump(exclude_none=True)
-        return await publish_command(fields | {"complaint_id": complaint_id, "actor": department})
+        return await publish_command(
+            fields | {"complaint_id": str(complaint_id), "actor": department}
+        )
 
     @router.post(
         "/v1/complaints/{complaint_id}/resident-actions",
@@ -207,13 +216,15 @@ def routes(
         response_model=CommandAccepted,
     )
     async def resident_action(
-        complaint_id: Annotated[str, Path(min_length=1, max_length=64)],
+        complaint_id: Annotated[ComplaintId, Path(description="The complaint's id from filing.")],
         request: Annotated[ResidentRequest, Body()],
     ) -> CommandAccepted:
         """The resident answers a 보완 요청, withdraws (취하) or reopens (재민원) a complaint."""
-        if not await store.token_matches(complaint_id, request.token):
+        if not await store.token_matches(str(complaint_id), request.token):
             raise ApiError(404, "not_found", "no such complaint")
         fields = request.model_dump(exclude_none=True, exclude={"token"})
-        return await publish_command(fields | {"complaint_id": complaint_id, "actor": RESIDENT})
+        return await publish_command(
+            fields | {"complaint_id": str(complaint_id), "actor": RESIDENT}
+        )
 
     return router

@@ -1,5 +1,6 @@
 """Every service's HTTP face: /metrics, /healthz, /readyz, JSON errors, RED metrics."""
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -39,13 +40,36 @@ def error_body(code: str, message: str, fields: list[FieldError] | None = None) 
     return {"error": body}
 
 
+_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
+
+
 def _validation_fields(exc: RequestValidationError) -> list[FieldError]:
+    """Each invalid field by its name in the request: ``note``, not ``body.resolve.note``.
+
+    A body that is one schema per value of a discriminator (``action``) reports the
+    discriminator itself when its value is missing or unknown, and drops the tag pydantic
+    puts in the location of a field of the chosen schema.
+    """
+    body = exc.body if isinstance(exc.body, dict) else {}
+    tags = {v for v in body.values() if isinstance(v, str)}
     fields = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
         if loc and loc[0] == "body":
             loc = loc[1:]
-        fields.append(FieldError(field=".".join(loc) or "(body)", reason=str(err.get("msg", ""))))
+            if loc and loc[0] in tags and loc[0] not in body:
+                loc = loc[1:]
+        reason = str(err.get("msg", ""))
+        ctx = err.get("ctx", {})
+        discriminator = str(ctx.get("discriminator", "")).strip("'")
+        if err.get("type") in _TAG_ERRORS and discriminator:
+            loc.append(discriminator)
+            expected = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected_tags", ""))))
+            if "tag" in ctx:
+                reason = f"{ctx['tag']!r} is not one of: {expected}"
+            else:
+                reason = "Field required"
+        fields.append(FieldError(field=".".join(loc) or "(body)", reason=reason))
     return fields
 
 
