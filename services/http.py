@@ -1,11 +1,13 @@
 """Every service's HTTP face: /metrics, /healthz, /readyz, JSON errors, RED metrics."""
 
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import h11
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,6 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from schemas.events import FieldError
 
@@ -60,6 +63,8 @@ def _validation_fields(exc: RequestValidationError) -> list[FieldError]:
             if loc and loc[0] in tags and loc[0] not in body:
                 loc = loc[1:]
         reason = str(err.get("msg", ""))
+        if not loc and err.get("type") == "missing":
+            reason = "a JSON body is required"
         ctx = err.get("ctx", {})
         discriminator = str(ctx.get("discriminator", "")).strip("'")
         if err.get("type") in _TAG_ERRORS and discriminator:
@@ -73,6 +78,60 @@ def _validation_fields(exc: RequestValidationError) -> list[FieldError]:
     return fields
 
 
+NOT_JSON = "Content-Type must be application/json"
+
+
+def refusal(exc: RequestValidationError) -> tuple[int, dict[str, Any]]:
+    """The status and error body for a request FastAPI could not validate."""
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid" and loc[:1] == ("body",):
+            position = loc[1] if len(loc) > 1 else 0
+            message = f"malformed JSON at position {position}"
+            detail = str(err.get("ctx", {}).get("error", "")) or "not JSON"
+            field = FieldError(field="(body)", reason=f"{message}: {detail}")
+            return 422, error_body("invalid_request", message, [field])
+        if loc == ("body",) and isinstance(exc.body, bytes):
+            # FastAPI leaves a body undecoded only when its Content-Type is not JSON.
+            return 415, error_body("unsupported_media_type", NOT_JSON)
+    fields = _validation_fields(exc)
+    message = "; ".join(f"{f.field}: {f.reason}" for f in fields)
+    return 422, error_body("invalid_request", message, fields)
+
+
+class JsonErrorsH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse with the same JSON
+    error as every other refusal instead of its plain-text 400.
+
+    h11 refuses such a request before any application runs: raw non-ASCII bytes in the
+    URL (a client that did not percent-encode 한글), a malformed request line or header.
+    ``sotong run`` passes this class to ``uvicorn.run(http=...)``.
+    """
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(error_body("invalid_request", MALFORMED_HTTP)).encode()
+        response = h11.Response(
+            status_code=400,
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+            reason=b"Bad Request",
+        )
+        for event in (response, h11.Data(data=body), h11.EndOfMessage()):
+            output = self.conn.send(event)
+            if output:
+                self.transport.write(output)
+        self.transport.close()
+
+
+MALFORMED_HTTP = (
+    "malformed HTTP request: a URL must be ASCII (percent-encode other characters, "
+    "e.g. %ED%95%9C for 한) and every header valid HTTP/1.1"
+)
+
+
 def service_app(
     *,
     name: str,
@@ -82,7 +141,16 @@ def service_app(
     registry: CollectorRegistry,
     readiness: Callable[[FastAPI], Awaitable[dict[str, bool]]],
 ) -> FastAPI:
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # A body without a Content-Type is read as JSON (strict_content_type=False): it makes
+    # no other claim, and a body that is not JSON gets the malformed-JSON answer anyway. A
+    # body that says it is something else is refused (415) rather than guessed at.
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        strict_content_type=False,
+    )
     requests = Counter(
         "sotong_http_requests_total",
         "HTTP requests by route template and status.",
@@ -114,9 +182,8 @@ def service_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = _validation_fields(exc)
-        message = "; ".join(f"{f.field}: {f.reason}" for f in fields)
-        return JSONResponse(error_body("invalid_request", message, fields), status_code=422)
+        status, body = refusal(exc)
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -90,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from services import logs
+    from services.http import JsonErrorsH11Protocol
 
     # Every service has the same layout: settings.py holds <Service>Settings, app.py create_app.
     settings_class = getattr(
@@ -105,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        http=JsonErrorsH11Protocol,  # a request h11 cannot parse gets the JSON error too
     )
     return 0
 

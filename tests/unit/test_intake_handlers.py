@@ -244,6 +244,74 @@ async def test_filings_and_duplicates_are_counted_by_channel(intake: Harness) ->
     assert 'sotong_submissions_duplicate_total{channel="web"} 1.0' in metrics
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"channel": "web", "body": }',
+        b'{"channel": "web", "body": "\xea\xb0\x80\xeb\xa1\x9c\xeb\x93\xb1",}',
+        b"channel=web&body=x",
+    ],
+)
+async def test_malformed_json_is_refused_with_its_position_not_as_a_field(
+    intake: Harness, raw: bytes
+) -> None:
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as exc:
+        position = exc.pos
+
+    response = await intake.http.post(
+        "/v1/complaints", content=raw, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"] == f"malformed JSON at position {position}"
+    [field] = error["fields"]
+    assert field["field"] == "(body)"
+    assert field["reason"].startswith(f"malformed JSON at position {position}: ")
+    assert intake.publish.sent == []
+
+
+async def test_a_json_body_without_a_content_type_is_read_as_json(intake: Harness) -> None:
+    response = await intake.http.post("/v1/complaints", content=json.dumps(SUBMISSION).encode())
+
+    assert response.status_code == 201
+    assert [e.channel_ref for e in intake.filed()] == ["web-1"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain; charset=utf-8"]
+)
+async def test_a_body_declared_as_something_else_than_json_is_refused_with_415(
+    intake: Harness, content_type: str
+) -> None:
+    response = await intake.http.post(
+        "/v1/complaints",
+        content=json.dumps(SUBMISSION).encode(),
+        headers={"Content-Type": content_type},
+    )
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": {
+            "code": "unsupported_media_type",
+            "message": "Content-Type must be application/json",
+        }
+    }
+    assert intake.publish.sent == []
+
+
+async def test_a_missing_body_is_refused_saying_so(intake: Harness) -> None:
+    response = await intake.http.post("/v1/complaints")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == [
+        {"field": "(body)", "reason": "a JSON body is required"}
+    ]
+
+
 # Department commands
 
 
