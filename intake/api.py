@@ -19,6 +19,7 @@ from schemas import DepartmentAction
 from schemas.catalogue import DepartmentCode
 from schemas.commands import Note, ResidentAction
 from schemas.common import Text
+from schemas.events import Submission
 
 ComplaintId = Annotated[
     UUID4,
@@ -27,6 +28,13 @@ ComplaintId = Annotated[
 """A complaint id as intake issues it: a UUID4 (any case, canonical in what is published)."""
 
 Remark = Annotated[Text, Field(max_length=2000)] | None
+
+
+class FilingRequest(Submission):
+    """A complaint to file: what the resident wrote and how to reach them. The event
+    fields (id, type, version, time) are intake's to set; a body naming them is refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class FiledResponse(BaseModel):

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Response, Security
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
@@ -20,6 +20,7 @@ from intake.api import (
     ComplaintId,
     DepartmentCommand,
     FiledResponse,
+    FilingRequest,
     ResidentRequest,
 )
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
@@ -28,8 +29,9 @@ from schemas import ComplaintSubmitted, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT
 from services.errors import PermanentError, field_errors
 from services.http import ApiError
-from services.keys import ApiKeys
+from services.keys import API_KEY, ApiKeys
 from services.logs import bound
+from services.openapi import refusals
 from services.runtime import Clock, Publish
 
 log = logging.getLogger("sotong.intake")
@@ -159,9 +161,26 @@ def routes(
     """The HTTP API, bound to the collaborators the composition root chose."""
     router = APIRouter()
 
-    @router.post("/v1/complaints", status_code=201, response_model=FiledResponse)
-    async def file_complaint(submission: ComplaintSubmitted, response: Response) -> FiledResponse:
+    @router.post(
+        "/v1/complaints",
+        status_code=201,
+        response_model=FiledResponse,
+        responses={
+            201: {"description": "Filed: a new complaint (`duplicate: false`)."},
+            200: {
+                "model": FiledResponse,
+                "description": "Filed before: this (channel, channel_ref) was filed already, "
+                "and this is that complaint (`duplicate: true`).",
+            },
+            **refusals(422),
+        },
+        tags=["channels"],
+    )
+    async def file_complaint(
+        request: Annotated[FilingRequest, Body()], response: Response
+    ) -> FiledResponse:
         """File a complaint; the same (channel, channel_ref) again answers 200 with the same one."""
+        submission = ComplaintSubmitted.model_validate({**dict(request), "occurred_at": clock()})
         try:
             record, duplicate = await intake.accept(submission)
         except UnknownResidentToken as exc:
@@ -188,13 +207,25 @@ def routes(
             command_id=command.event_id, complaint_id=command.complaint_id, action=command.action
         )
 
+    async def acting_department(key: Annotated[str | None, Security(API_KEY)] = None) -> str:
+        """The department the key belongs to; checked before the body, so a caller without
+        a key learns that first."""
+        department = keys.department(key)
+        if department is None:
+            raise ApiError(401, "unauthorized", "a valid X-Api-Key header is required")
+        return department
+
     @router.post(
-        "/v1/complaints/{complaint_id}/commands", status_code=202, response_model=CommandAccepted
+        "/v1/complaints/{complaint_id}/commands",
+        status_code=202,
+        response_model=CommandAccepted,
+        responses={202: {"description": "Accepted: published for routing."}, **refusals(401, 422)},
+        tags=["departments"],
     )
     async def send_command(
         complaint_id: Annotated[ComplaintId, Path(description="The complaint's id from filing.")],
         request: Annotated[DepartmentCommand, Body()],
-        x_api_key: Annotated[str | None, Header()] = None,
+        department: Annotated[str, Depends(acting_department)],
     ) -> CommandAccepted:
         """Publish a department command, acting as the department the API key belongs to.
 
@@ -202,9 +233,6 @@ def routes(
         responsible department may act, and only from some states) routing decides: a
         refusal appears on ``complaint.rejections`` and in the tracker view.
         """
-        department = keys.department(x_api_key)
-        if department is None:
-            raise ApiError(401, "unauthorized", "a valid X-Api-Key header is required")
         fields = request.model_dump(exclude_none=True)
         return await publish_command(
             fields | {"complaint_id": str(complaint_id), "actor": department}
@@ -214,6 +242,11 @@ def routes(
         "/v1/complaints/{complaint_id}/resident-actions",
         status_code=202,
         response_model=CommandAccepted,
+        responses={
+            202: {"description": "Accepted: published for routing."},
+            **refusals(404, 422, described={404: "No complaint with this id and tracking token."}),
+        },
+        tags=["residents"],
     )
     async def resident_action(
         complaint_id: Annotated[ComplaintId, Path(description="The complaint's id from filing.")],

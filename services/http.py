@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from schemas.events import FieldError
+from services.openapi import document
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -79,6 +80,8 @@ def _validation_fields(exc: RequestValidationError) -> list[FieldError]:
 
 
 NOT_JSON = "Content-Type must be application/json"
+NOT_UTF8 = "malformed JSON: the body is not UTF-8"
+UNREADABLE_BODY = "There was an error parsing the body"
 
 
 def refusal(exc: RequestValidationError) -> tuple[int, dict[str, Any]]:
@@ -132,6 +135,15 @@ MALFORMED_HTTP = (
 )
 
 
+class ServiceApp(FastAPI):
+    """FastAPI whose OpenAPI document says what the kit answers (``services/openapi.py``)."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document(super().openapi())
+        return self.openapi_schema
+
+
 def service_app(
     *,
     name: str,
@@ -144,7 +156,7 @@ def service_app(
     # A body without a Content-Type is read as JSON (strict_content_type=False): it makes
     # no other claim, and a body that is not JSON gets the malformed-JSON answer anyway. A
     # body that says it is something else is refused (415) rather than guessed at.
-    app = FastAPI(
+    app = ServiceApp(
         title=title,
         description=description,
         version="0.1.0",
@@ -191,6 +203,10 @@ def service_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == UNREADABLE_BODY:
+            # FastAPI's answer to a JSON body that is not even text (not UTF-8).
+            field = FieldError(field="(body)", reason=f"{NOT_UTF8}: {exc.detail}")
+            return JSONResponse(error_body("invalid_request", NOT_UTF8, [field]), status_code=422)
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
