@@ -5,12 +5,16 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 import h11
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, swagger_ui_default_parameters
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -135,6 +139,42 @@ MALFORMED_HTTP = (
 )
 
 
+DOCS_ASSETS = "/docs-assets"
+"""Swagger UI 5 and ReDoc as the ``fastapi-offline`` package ships them (Swagger UI 4, as
+``swagger-ui-bundle`` ships it, cannot render OpenAPI 3.1), so /docs works on an office
+network that reaches no CDN."""
+
+
+def serve_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI, with "Authorize" for the API key) and /redoc, from local assets."""
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            # no online validator: it would send the document to a host outside
+            swagger_ui_parameters=swagger_ui_default_parameters | {"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - API",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 class ServiceApp(FastAPI):
     """FastAPI whose OpenAPI document says what the kit answers (``services/openapi.py``)."""
 
@@ -162,7 +202,10 @@ def service_app(
         version="0.1.0",
         lifespan=lifespan,
         strict_content_type=False,
+        docs_url=None,
+        redoc_url=None,
     )
+    serve_docs(app)
     requests = Counter(
         "sotong_http_requests_total",
         "HTTP requests by route template and status.",
