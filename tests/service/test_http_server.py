@@ -59,10 +59,11 @@ async def test_raw_korean_in_the_url_gets_the_json_error(intake: int) -> None:
 
 
 async def test_percent_encoded_korean_in_the_url_reaches_the_app(intake: int) -> None:
+    payload = b'{"action": "withdraw", "token": "a-tracking-token"}'
     request = (
-        b"POST /v1/complaints/%ED%95%9C%EA%B8%80/commands HTTP/1.1\r\nHost: intake\r\n"
-        b"X-Api-Key: none\r\nContent-Length: 26\r\nConnection: close\r\n\r\n"
-        b'{"action": "start_review"}'
+        b"POST /v1/complaints/%ED%95%9C%EA%B8%80/resident-actions HTTP/1.1\r\n"
+        b"Host: intake\r\nConnection: close\r\n"
+        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
     )
 
     status, headers, body = await exchange(intake, request)
