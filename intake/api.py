@@ -2,12 +2,39 @@
 
 These shapes are what integrators code against through the OpenAPI document, as
 ``schemas/`` is for Kafka; the routes that use them are in ``intake/handlers.py``.
+
+A command body is one schema per action (discriminated by ``action``), each requiring
+what routing would refuse the command without whatever state the complaint is in: a
+result to resolve, a reason to transfer, request information, extend, reject or reopen,
+a department that exists to transfer to, a new due time to extend. What depends on the
+complaint's state (is it resolved already? is it this department's?) is still decided
+by routing, and a refusal appears on ``complaint.rejections`` and in the tracker view.
 """
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing import Annotated, Literal
+
+from pydantic import UUID4, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from schemas import DepartmentAction
-from schemas.commands import ResidentAction
+from schemas.catalogue import DepartmentCode
+from schemas.commands import Note, ResidentAction
+from schemas.common import Text
+from schemas.events import Submission
+
+ComplaintId = Annotated[
+    UUID4,
+    WithJsonSchema({"type": "string", "format": "uuid", "description": "A UUID (version 4)."}),
+]
+"""A complaint id as intake issues it: a UUID4 (any case, canonical in what is published)."""
+
+Remark = Annotated[Text, Field(max_length=2000)] | None
+
+
+class FilingRequest(Submission):
+    """A complaint to file: what the resident wrote and how to reach them. The event
+    fields (id, type, version, time) are intake's to set; a body naming them is refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class FiledResponse(BaseModel):
@@ -20,30 +47,131 @@ class FiledResponse(BaseModel):
     duplicate: bool = Field(description="True when this (channel, channel_ref) was filed before.")
 
 
-class CommandRequest(BaseModel):
-    """A department's command. Which fields an action needs is checked per action."""
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model_config = ConfigDict(extra="forbid")
+    note: Remark = Field(default=None, description="A remark, kept with the transition.")
 
-    action: DepartmentAction
-    note: str | None = Field(default=None, max_length=2000, description="Result, reason or remark.")
-    to_department: str | None = Field(
-        default=None, description="transfer: the receiving department."
+
+class StartSiteCheckCommand(_Command):
+    """현장 확인: the handler goes to see."""
+
+    action: Literal[DepartmentAction.START_SITE_CHECK]
+
+
+class StartReviewCommand(_Command):
+    """심사: the handler reviews the case."""
+
+    action: Literal[DepartmentAction.START_REVIEW]
+
+
+class ResolveCommand(_Command):
+    """처리 완료: ``note`` is the result the resident reads."""
+
+    action: Literal[DepartmentAction.RESOLVE]
+    note: Note = Field(description="The result, as the resident will read it.")
+
+
+class TransferCommand(_Command):
+    """이송: to another department, with the reason."""
+
+    action: Literal[DepartmentAction.TRANSFER]
+    note: Note = Field(description="Why the complaint belongs to the other department.")
+    to_department: DepartmentCode = Field(
+        description="The receiving department: another one than the one responsible now."
     )
-    new_due_at: AwareDatetime | None = Field(default=None, description="extend: the new due time.")
-    resident_consent: bool | None = Field(default=None, description="extend: consent recorded.")
-    remedy: str | None = Field(default=None, max_length=1000, description="reject: the remedy.")
-    handler_id: str | None = Field(default=None, description="reassign: a specific handler.")
 
 
-class ResidentRequest(BaseModel):
-    """What a resident may do with their own complaint, proven by the tracking token."""
+class RequestInfoCommand(_Command):
+    """보완 요청: the deadline clock stops until the resident answers."""
 
-    model_config = ConfigDict(extra="forbid")
+    action: Literal[DepartmentAction.REQUEST_INFO]
+    note: Note = Field(description="What the resident is asked to provide.")
 
-    action: ResidentAction
-    token: str = Field(min_length=1, max_length=200)
-    note: str | None = Field(default=None, max_length=2000)
+
+class ExtendCommand(_Command):
+    """기간 연장: a later due time. A first extension may at most double the legal period;
+    a second needs the resident's consent."""
+
+    action: Literal[DepartmentAction.EXTEND]
+    note: Note = Field(description="Why more time is needed.")
+    new_due_at: AwareDatetime = Field(description="The new due time, with its offset.")
+    resident_consent: bool = Field(
+        default=False, description="The resident agreed (needed for a second extension)."
+    )
+
+
+class RejectCommand(_Command):
+    """반려: the reason, and what the resident can do about it."""
+
+    action: Literal[DepartmentAction.REJECT]
+    note: Note = Field(description="Why the complaint is rejected.")
+    remedy: Annotated[Text, Field(max_length=1000)] | None = Field(
+        default=None, description="What the resident can do: where to turn, how to appeal."
+    )
+
+
+class ReassignCommand(_Command):
+    """Another handler: the one named, or the next by the assignment rule."""
+
+    action: Literal[DepartmentAction.REASSIGN]
+    handler_id: Annotated[Text, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="An on-duty handler of the department; left out, routing picks."
+    )
+
+
+class CloseCommand(_Command):
+    """종결: a resolved complaint is closed."""
+
+    action: Literal[DepartmentAction.CLOSE]
+
+
+DepartmentCommand = Annotated[
+    StartSiteCheckCommand
+    | StartReviewCommand
+    | ResolveCommand
+    | TransferCommand
+    | RequestInfoCommand
+    | ExtendCommand
+    | RejectCommand
+    | ReassignCommand
+    | CloseCommand,
+    Field(discriminator="action"),
+]
+"""A department's command: one schema per ``action``."""
+
+
+class _ResidentAction(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200, description="The tracking token.")
+    note: Remark = None
+
+
+class ProvideInfoAction(_ResidentAction):
+    """The resident answers a 보완 요청; the deadline clock runs again."""
+
+    action: Literal[ResidentAction.PROVIDE_INFO]
+    note: Remark = Field(default=None, description="The information asked for.")
+
+
+class WithdrawAction(_ResidentAction):
+    """취하: the resident withdraws the complaint before it is resolved."""
+
+    action: Literal[ResidentAction.WITHDRAW]
+
+
+class ReopenAction(_ResidentAction):
+    """재민원: the resident is not satisfied with the result."""
+
+    action: Literal[ResidentAction.REOPEN]
+    note: Note = Field(description="Why the result does not settle it.")
+
+
+ResidentRequest = Annotated[
+    ProvideInfoAction | WithdrawAction | ReopenAction, Field(discriminator="action")
+]
+"""What a resident may do with their own complaint, proven by the tracking token."""
 
 
 class CommandAccepted(BaseModel):

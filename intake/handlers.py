@@ -11,19 +11,27 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Response, Security
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from intake.api import CommandAccepted, CommandRequest, FiledResponse, ResidentRequest
+from intake.api import (
+    CommandAccepted,
+    ComplaintId,
+    DepartmentCommand,
+    FiledResponse,
+    FilingRequest,
+    ResidentRequest,
+)
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
 from intake.store import RELAY_GRACE, FiledRecord, ReceiptCollision, SubmissionStore
 from schemas import ComplaintSubmitted, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT
 from services.errors import PermanentError, field_errors
 from services.http import ApiError
-from services.keys import ApiKeys
+from services.keys import API_KEY, ApiKeys
 from services.logs import bound
+from services.openapi import refusals
 from services.runtime import Clock, Publish
 
 log = logging.getLogger("sotong.intake")
@@ -153,9 +161,26 @@ def routes(
     """The HTTP API, bound to the collaborators the composition root chose."""
     router = APIRouter()
 
-    @router.post("/v1/complaints", status_code=201, response_model=FiledResponse)
-    async def file_complaint(submission: ComplaintSubmitted, response: Response) -> FiledResponse:
+    @router.post(
+        "/v1/complaints",
+        status_code=201,
+        response_model=FiledResponse,
+        responses={
+            201: {"description": "Filed: a new complaint (`duplicate: false`)."},
+            200: {
+                "model": FiledResponse,
+                "description": "Filed before: this (channel, channel_ref) was filed already, "
+                "and this is that complaint (`duplicate: true`).",
+            },
+            **refusals(422),
+        },
+        tags=["channels"],
+    )
+    async def file_complaint(
+        request: Annotated[FilingRequest, Body()], response: Response
+    ) -> FiledResponse:
         """File a complaint; the same (channel, channel_ref) again answers 200 with the same one."""
+        submission = ComplaintSubmitted.model_validate({**dict(request), "occurred_at": clock()})
         try:
             record, duplicate = await intake.accept(submission)
         except UnknownResidentToken as exc:
@@ -182,38 +207,57 @@ def routes(
             command_id=command.event_id, complaint_id=command.complaint_id, action=command.action
         )
 
+    async def acting_department(key: Annotated[str | None, Security(API_KEY)] = None) -> str:
+        """The department the key belongs to; checked before the body, so a caller without
+        a key learns that first."""
+        department = keys.department(key)
+        if department is None:
+            raise ApiError(401, "unauthorized", "a valid X-Api-Key header is required")
+        return department
+
     @router.post(
-        "/v1/complaints/{complaint_id}/commands", status_code=202, response_model=CommandAccepted
+        "/v1/complaints/{complaint_id}/commands",
+        status_code=202,
+        response_model=CommandAccepted,
+        responses={202: {"description": "Accepted: published for routing."}, **refusals(401, 422)},
+        tags=["departments"],
     )
     async def send_command(
-        complaint_id: Annotated[str, Path(min_length=1, max_length=64)],
-        request: Annotated[CommandRequest, Body()],
-        x_api_key: Annotated[str | None, Header()] = None,
+        complaint_id: Annotated[ComplaintId, Path(description="The complaint's id from filing.")],
+        request: Annotated[DepartmentCommand, Body()],
+        department: Annotated[str, Depends(acting_department)],
     ) -> CommandAccepted:
         """Publish a department command, acting as the department the API key belongs to.
 
-        routing decides whether it is legal (only the responsible department may act);
-        a refusal appears on ``complaint.rejections`` and in the tracker view.
+        What the action needs is checked here (422); whether it is legal now (only the
+        responsible department may act, and only from some states) routing decides: a
+        refusal appears on ``complaint.rejections`` and in the tracker view.
         """
-        department = keys.department(x_api_key)
-        if department is None:
-            raise ApiError(401, "unauthorized", "a valid X-Api-Key header is required")
         fields = request.model_dump(exclude_none=True)
-        return await publish_command(fields | {"complaint_id": complaint_id, "actor": department})
+        return await publish_command(
+            fields | {"complaint_id": str(complaint_id), "actor": department}
+        )
 
     @router.post(
         "/v1/complaints/{complaint_id}/resident-actions",
         status_code=202,
         response_model=CommandAccepted,
+        responses={
+            202: {"description": "Accepted: published for routing."},
+            **refusals(404, 422, described={404: "No complaint with this id and tracking token."}),
+        },
+        tags=["residents"],
     )
     async def resident_action(
-        complaint_id: Annotated[str, Path(min_length=1, max_length=64)],
+        complaint_id: Annotated[ComplaintId, Path(description="The complaint's id from filing.")],
         request: Annotated[ResidentRequest, Body()],
     ) -> CommandAccepted:
         """The resident answers a 보완 요청, withdraws (취하) or reopens (재민원) a complaint."""
-        if not await store.token_matches(complaint_id, request.token):
+        if not await store.token_matches(str(complaint_id), request.token):
             raise ApiError(404, "not_found", "no such complaint")
         fields = request.model_dump(exclude_none=True, exclude={"token"})
-        return await publish_command(fields | {"complaint_id": complaint_id, "actor": RESIDENT})
+        return await publish_command(
+            fields | {"complaint_id": str(complaint_id), "actor": RESIDENT}
+        )
 
     return router

@@ -18,18 +18,21 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from schemas.catalogue import ComplaintKind
+
 KST = ZoneInfo("Asia/Seoul")
 DAY_START, LUNCH_START, LUNCH_END, DAY_END = time(9), time(12), time(13), time(18)
 HOURS_PER_DAY = 8
 HOUR_COUNTED_MAX_DAYS = 5
 
 KINDS: dict[str, tuple[int, Literal["h", "d"]]] = {
-    "other": (3, "h"),  # 기타민원: 즉시 → 3 working hours
-    "inquiry": (7, "d"),  # 질의민원 (제도·절차)
-    "inquiry-law": (14, "d"),  # 질의민원 (법령)
-    "proposal": (14, "d"),  # 건의민원
-    "grievance": (7, "d"),  # 고충민원
+    ComplaintKind.OTHER: (3, "h"),  # 기타민원: 즉시 → 3 working hours
+    ComplaintKind.INQUIRY: (7, "d"),  # 질의민원 (제도·절차)
+    ComplaintKind.INQUIRY_LAW: (14, "d"),  # 질의민원 (법령)
+    ComplaintKind.PROPOSAL: (14, "d"),  # 건의민원
+    ComplaintKind.GRIEVANCE: (7, "d"),  # 고충민원
 }
+"""The legal period of each kind the contract names (``schemas.catalogue.ComplaintKind``)."""
 _PERIOD = re.compile(r"^(\d{1,3})([hd])$")
 
 

@@ -28,7 +28,7 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
         "trigger": "transfer",
         "source": _HELD,
         "dest": S.ASSIGNED,
-        "conditions": ["has_reason", "is_other_department"],
+        "conditions": ["has_reason", "is_known_department", "is_other_department"],
     },
     {
         "trigger": "request_info",
@@ -79,6 +79,7 @@ ROUTING_TRIGGERS: Final = frozenset({"assign", "assign_handler"})
 GUARD_REFUSALS: Final[dict[str, RefusalCode]] = {
     "has_result": RefusalCode.RESULT_REQUIRED,
     "has_reason": RefusalCode.REASON_REQUIRED,
+    "is_known_department": RefusalCode.UNKNOWN_DEPARTMENT,
     "is_other_department": RefusalCode.SAME_DEPARTMENT,
     "is_later_due": RefusalCode.DUE_NOT_LATER,
     "within_first_limit": RefusalCode.EXTENSION_TOO_LONG,
@@ -140,13 +141,14 @@ class _Subject:
     def has_reason(self, _: EventData) -> bool:
         return self._check("has_reason", bool((self.facts.note or "").strip()))
 
-    def is_other_department(self, _: EventData) -> bool:
+    def is_known_department(self, _: EventData) -> bool:
         target = self.facts.to_department
-        ok = (
-            bool(target)
-            and target != self.facts.department
-            and target in self.facts.known_departments
+        return self._check(
+            "is_known_department", bool(target) and target in self.facts.known_departments
         )
+
+    def is_other_department(self, _: EventData) -> bool:
+        ok = self.facts.to_department != self.facts.department
         return self._check("is_other_department", ok)
 
     def is_later_due(self, _: EventData) -> bool:

@@ -28,6 +28,7 @@ class RefusalCode(StrEnum):
     ILLEGAL_TRANSITION = "illegal_transition"
     RESULT_REQUIRED = "result_required"
     REASON_REQUIRED = "reason_required"
+    UNKNOWN_DEPARTMENT = "unknown_department"
     SAME_DEPARTMENT = "same_department"
     DUE_NOT_LATER = "due_not_later"
     EXTENSION_TOO_LONG = "extension_too_long"

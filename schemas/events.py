@@ -25,14 +25,14 @@ class Event(WireModel):
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
 
 
-class ComplaintSubmitted(Event):
-    """A channel hands over what a resident wrote. Only ``channel`` and ``body`` are required.
+class Submission(WireModel):
+    """What a resident wrote, as a channel hands it over (over HTTP, the body of a filing).
+    Only ``channel`` and ``body`` are required.
 
     ``channel_ref`` is the channel's own id for the submission: submitting the same
     (channel, channel_ref) again returns the complaint already filed.
     """
 
-    event_type: Literal["complaint.submitted"] = "complaint.submitted"
     channel: Channel
     channel_ref: Annotated[Text, Field(min_length=1, max_length=100)] | None = None
     resident: Resident = Field(default_factory=Resident)
@@ -46,6 +46,13 @@ class ComplaintSubmitted(Event):
         description="A returning resident's token from an earlier filing: the new complaint "
         "joins the complaints they already follow, without identifying themselves again.",
     )
+
+
+class ComplaintSubmitted(Event, Submission):
+    """A submission on ``complaint.submissions``: a channel without HTTP hands over what a
+    resident wrote. Only ``channel`` and ``body`` are required."""
+
+    event_type: Literal["complaint.submitted"] = "complaint.submitted"
 
 
 class ComplaintFiled(Event):

@@ -1,13 +1,20 @@
 """Every service's HTTP face: /metrics, /healthz, /readyz, JSON errors, RED metrics."""
 
+import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
+import h11
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, swagger_ui_default_parameters
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -16,8 +23,10 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from schemas.events import FieldError
+from services.openapi import document
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -39,14 +48,140 @@ def error_body(code: str, message: str, fields: list[FieldError] | None = None) 
     return {"error": body}
 
 
+_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
+
+
 def _validation_fields(exc: RequestValidationError) -> list[FieldError]:
+    """Each invalid field by its name in the request: ``note``, not ``body.resolve.note``.
+
+    A body that is one schema per value of a discriminator (``action``) reports the
+    discriminator itself when its value is missing or unknown, and drops the tag pydantic
+    puts in the location of a field of the chosen schema.
+    """
+    body = exc.body if isinstance(exc.body, dict) else {}
+    tags = {v for v in body.values() if isinstance(v, str)}
     fields = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
         if loc and loc[0] == "body":
             loc = loc[1:]
-        fields.append(FieldError(field=".".join(loc) or "(body)", reason=str(err.get("msg", ""))))
+            if loc and loc[0] in tags and loc[0] not in body:
+                loc = loc[1:]
+        reason = str(err.get("msg", ""))
+        if not loc and err.get("type") == "missing":
+            reason = "a JSON body is required"
+        ctx = err.get("ctx", {})
+        discriminator = str(ctx.get("discriminator", "")).strip("'")
+        if err.get("type") in _TAG_ERRORS and discriminator:
+            loc.append(discriminator)
+            expected = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected_tags", ""))))
+            if "tag" in ctx:
+                reason = f"{ctx['tag']!r} is not one of: {expected}"
+            else:
+                reason = "Field required"
+        fields.append(FieldError(field=".".join(loc) or "(body)", reason=reason))
     return fields
+
+
+NOT_JSON = "Content-Type must be application/json"
+NOT_UTF8 = "malformed JSON: the body is not UTF-8"
+UNREADABLE_BODY = "There was an error parsing the body"
+
+
+def refusal(exc: RequestValidationError) -> tuple[int, dict[str, Any]]:
+    """The status and error body for a request FastAPI could not validate."""
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid" and loc[:1] == ("body",):
+            position = loc[1] if len(loc) > 1 else 0
+            message = f"malformed JSON at position {position}"
+            detail = str(err.get("ctx", {}).get("error", "")) or "not JSON"
+            field = FieldError(field="(body)", reason=f"{message}: {detail}")
+            return 422, error_body("invalid_request", message, [field])
+        if loc == ("body",) and isinstance(exc.body, bytes):
+            # FastAPI leaves a body undecoded only when its Content-Type is not JSON.
+            return 415, error_body("unsupported_media_type", NOT_JSON)
+    fields = _validation_fields(exc)
+    message = "; ".join(f"{f.field}: {f.reason}" for f in fields)
+    return 422, error_body("invalid_request", message, fields)
+
+
+class JsonErrorsH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse with the same JSON
+    error as every other refusal instead of its plain-text 400.
+
+    h11 refuses such a request before any application runs: raw non-ASCII bytes in the
+    URL (a client that did not percent-encode 한글), a malformed request line or header.
+    ``sotong run`` passes this class to ``uvicorn.run(http=...)``.
+    """
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(error_body("invalid_request", MALFORMED_HTTP)).encode()
+        response = h11.Response(
+            status_code=400,
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+            reason=b"Bad Request",
+        )
+        for event in (response, h11.Data(data=body), h11.EndOfMessage()):
+            output = self.conn.send(event)
+            if output:
+                self.transport.write(output)
+        self.transport.close()
+
+
+MALFORMED_HTTP = (
+    "malformed HTTP request: a URL must be ASCII (percent-encode other characters, "
+    "e.g. %ED%95%9C for 한) and every header valid HTTP/1.1"
+)
+
+
+DOCS_ASSETS = "/docs-assets"
+"""Swagger UI 5 and ReDoc as the ``fastapi-offline`` package ships them (Swagger UI 4, as
+``swagger-ui-bundle`` ships it, cannot render OpenAPI 3.1), so /docs works on an office
+network that reaches no CDN."""
+
+
+def serve_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI, with "Authorize" for the API key) and /redoc, from local assets."""
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            # no online validator: it would send the document to a host outside
+            swagger_ui_parameters=swagger_ui_default_parameters | {"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - API",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+class ServiceApp(FastAPI):
+    """FastAPI whose OpenAPI document says what the kit answers (``services/openapi.py``)."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document(super().openapi())
+        return self.openapi_schema
 
 
 def service_app(
@@ -58,7 +193,19 @@ def service_app(
     registry: CollectorRegistry,
     readiness: Callable[[FastAPI], Awaitable[dict[str, bool]]],
 ) -> FastAPI:
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # A body without a Content-Type is read as JSON (strict_content_type=False): it makes
+    # no other claim, and a body that is not JSON gets the malformed-JSON answer anyway. A
+    # body that says it is something else is refused (415) rather than guessed at.
+    app = ServiceApp(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        strict_content_type=False,
+        docs_url=None,
+        redoc_url=None,
+    )
+    serve_docs(app)
     requests = Counter(
         "sotong_http_requests_total",
         "HTTP requests by route template and status.",
@@ -90,9 +237,8 @@ def service_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = _validation_fields(exc)
-        message = "; ".join(f"{f.field}: {f.reason}" for f in fields)
-        return JSONResponse(error_body("invalid_request", message, fields), status_code=422)
+        status, body = refusal(exc)
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -100,6 +246,10 @@ def service_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == UNREADABLE_BODY:
+            # FastAPI's answer to a JSON body that is not even text (not UTF-8).
+            field = FieldError(field="(body)", reason=f"{NOT_UTF8}: {exc.detail}")
+            return JSONResponse(error_body("invalid_request", NOT_UTF8, [field]), status_code=422)
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 

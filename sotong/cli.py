@@ -99,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from services import logs
+    from services.http import JsonErrorsH11Protocol
 
     # Every service has the same layout: settings.py holds <Service>Settings, app.py create_app.
     settings_class = getattr(
@@ -114,6 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        http=JsonErrorsH11Protocol,  # a request h11 cannot parse gets the JSON error too
     )
     return 0
 
@@ -275,9 +277,9 @@ def _key_file(path: Path, what: str, otherwise: str = "pass --api-key KEY") -> d
 
 
 def _check_department(code: str, option: str) -> None:
-    from routing.catalogue import Catalogue
+    from schemas.catalogue import catalogue
 
-    known = Catalogue.load().departments
+    known = catalogue().codes
     if code not in known:
         raise CannotAct(
             f"unknown department {code!r} ({option}); the codes are: {', '.join(sorted(known))}"

@@ -236,10 +236,10 @@ def write_private(path: Path, text: str) -> None:
 
 def local_api_keys(path: Path) -> dict[str, str]:
     """One random API key per department for the local stack, kept in a 0600 file."""
-    from routing.catalogue import Catalogue
+    from schemas.catalogue import catalogue
 
     keys = _read_keys(path)
-    departments = Catalogue.load().departments
+    departments = catalogue().codes
     if set(keys) != set(departments):
         keys = {code: keys.get(code) or secrets.token_urlsafe(24) for code in departments}
         write_private(path, json.dumps(keys, indent=1))

@@ -12,12 +12,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from routing.catalogue import Catalogue
+from schemas.catalogue import catalogue
 from sotong import localstack
 from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
 
-API_KEYS = {code: f"test-key-{code}" for code in Catalogue.load().departments}
+API_KEYS = {code: f"test-key-{code}" for code in catalogue().codes}
 
 
 @dataclass

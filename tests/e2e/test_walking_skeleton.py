@@ -220,13 +220,22 @@ async def test_illegal_commands_change_nothing_and_say_why(
 ) -> None:
     filed = await file(http, stack)
     await state_is(http, stack, filed, "handler_assigned")
-    no_result = await act(http, stack, filed["complaint_id"], "resolve")
-    unknown_id = f"no-such-{uuid.uuid4()}"
+    # what can be judged without the complaint is refused at the door...
+    no_result = await http.post(
+        f"{stack.intake}/v1/complaints/{filed['complaint_id']}/commands",
+        json={"action": "resolve"},
+        headers={"X-Api-Key": API_KEYS["resource-circulation"]},
+    )
+    assert no_result.status_code == 422
+    assert [f["field"] for f in no_result.json()["error"]["fields"]] == ["note"]
+    # ...what depends on its state, or on whether it exists, is refused by routing
+    too_early = await act(http, stack, filed["complaint_id"], "close")
+    unknown_id = str(uuid.uuid4())
     unknown = await act(http, stack, unknown_id, "start_review")
 
     rejections = await read_topic(stack, topics.REJECTIONS, key=filed["complaint_id"])
-    assert rejections[0]["value"]["command_id"] == no_result
-    assert rejections[0]["value"]["code"] == "result_required"
+    assert rejections[0]["value"]["command_id"] == too_early
+    assert rejections[0]["value"]["code"] == "illegal_transition"
     assert rejections[0]["value"]["reason_ko"]
     unknown_rejections = await read_topic(stack, topics.REJECTIONS, key=unknown_id)
     assert unknown_rejections[0]["value"]["command_id"] == unknown

@@ -102,7 +102,7 @@ async def test_transfer_lands_at_the_new_department_with_a_new_handler(
 
 
 @pytest.mark.parametrize(
-    ("to", "code"), [(DEPT, "same_department"), ("no-such-dept", "same_department")]
+    ("to", "code"), [(DEPT, "same_department"), ("no-such-dept", "unknown_department")]
 )
 async def test_transfer_needs_another_known_department(
     setup: tuple[Routing, RecordingPublish, SettableClock], to: str, code: str

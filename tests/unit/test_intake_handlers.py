@@ -4,6 +4,7 @@ in-memory broker."""
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from intake.handlers import Intake, subscribe
 from intake.settings import IntakeSettings
 from intake.store import RELAY_GRACE, FiledRecord
 from schemas import ComplaintFiled, ComplaintSubmitted, DeadLetter, topics
-from schemas.commands import COMMAND_ADAPTER, ComplaintCommand
+from schemas.commands import COMMAND_ADAPTER, ComplaintCommand, DepartmentAction
 from schemas.tokens import hash_token
 from services.broker import KeyedEvent, topic_name
 from services.runtime import Runtime
@@ -31,6 +32,7 @@ from tests.fakes.intake import InMemorySubmissionStore, RecordingPublish
 
 NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)  # already 2026-12-02 in Seoul
 ROADS_KEY = "roads-department-key"
+CID = "9b2f1c4e-7d3a-4e8b-9c61-2a5f0e8d4b17"  # a complaint id as intake issues them: a UUID4
 SUBMISSION = {
     "channel": "web",
     "channel_ref": "web-1",
@@ -242,13 +244,81 @@ async def test_filings_and_duplicates_are_counted_by_channel(intake: Harness) ->
     assert 'sotong_submissions_duplicate_total{channel="web"} 1.0' in metrics
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"channel": "web", "body": }',
+        b'{"channel": "web", "body": "\xea\xb0\x80\xeb\xa1\x9c\xeb\x93\xb1",}',
+        b"channel=web&body=x",
+    ],
+)
+async def test_malformed_json_is_refused_with_its_position_not_as_a_field(
+    intake: Harness, raw: bytes
+) -> None:
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as exc:
+        position = exc.pos
+
+    response = await intake.http.post(
+        "/v1/complaints", content=raw, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"] == f"malformed JSON at position {position}"
+    [field] = error["fields"]
+    assert field["field"] == "(body)"
+    assert field["reason"].startswith(f"malformed JSON at position {position}: ")
+    assert intake.publish.sent == []
+
+
+async def test_a_json_body_without_a_content_type_is_read_as_json(intake: Harness) -> None:
+    response = await intake.http.post("/v1/complaints", content=json.dumps(SUBMISSION).encode())
+
+    assert response.status_code == 201
+    assert [e.channel_ref for e in intake.filed()] == ["web-1"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain; charset=utf-8"]
+)
+async def test_a_body_declared_as_something_else_than_json_is_refused_with_415(
+    intake: Harness, content_type: str
+) -> None:
+    response = await intake.http.post(
+        "/v1/complaints",
+        content=json.dumps(SUBMISSION).encode(),
+        headers={"Content-Type": content_type},
+    )
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": {
+            "code": "unsupported_media_type",
+            "message": "Content-Type must be application/json",
+        }
+    }
+    assert intake.publish.sent == []
+
+
+async def test_a_missing_body_is_refused_saying_so(intake: Harness) -> None:
+    response = await intake.http.post("/v1/complaints")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == [
+        {"field": "(body)", "reason": "a JSON body is required"}
+    ]
+
+
 # Department commands
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Api-Key": "not-a-key"}, {"X-Api-Key": ""}])
 async def test_a_command_needs_a_valid_api_key(intake: Harness, headers: dict[str, str]) -> None:
     response = await intake.http.post(
-        "/v1/complaints/c-1/commands", json={"action": "start_site_check"}, headers=headers
+        f"/v1/complaints/{CID}/commands", json={"action": "start_site_check"}, headers=headers
     )
 
     assert response.status_code == 401
@@ -260,7 +330,7 @@ async def test_a_command_is_published_as_the_department_the_key_belongs_to(
     intake: Harness,
 ) -> None:
     response = await intake.http.post(
-        "/v1/complaints/c-1/commands",
+        f"/v1/complaints/{CID}/commands",
         json={"action": "resolve", "note": "가로등을 교체했습니다"},
         headers={"X-Api-Key": ROADS_KEY},
     )
@@ -269,13 +339,13 @@ async def test_a_command_is_published_as_the_department_the_key_belongs_to(
     [sent] = intake.publish.sent
     assert sent.topic == topics.COMMANDS
     [command] = intake.commands()
-    assert (command.complaint_id, command.actor, command.action) == ("c-1", "roads", "resolve")
+    assert (command.complaint_id, command.actor, command.action) == (CID, "roads", "resolve")
     assert command.note == "가로등을 교체했습니다"
     assert command.occurred_at == NOW
     assert sent.correlation_id == command.event_id
     assert response.json() == {
         "command_id": command.event_id,
-        "complaint_id": "c-1",
+        "complaint_id": CID,
         "action": "resolve",
     }
 
@@ -292,13 +362,135 @@ async def test_a_command_that_does_not_fit_its_action_is_422_naming_the_field(
     intake: Harness, body: dict[str, str], named: str
 ) -> None:
     response = await intake.http.post(
-        "/v1/complaints/c-1/commands", json=body, headers={"X-Api-Key": ROADS_KEY}
+        f"/v1/complaints/{CID}/commands", json=body, headers={"X-Api-Key": ROADS_KEY}
     )
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
     assert named in response.json()["error"]["message"]
     assert intake.publish.sent == []
+
+
+NEW_DUE = "2026-12-20T18:00:00+09:00"
+COMPLETE: dict[DepartmentAction, dict[str, Any]] = {
+    DepartmentAction.START_SITE_CHECK: {},
+    DepartmentAction.START_REVIEW: {"note": "서류 검토"},
+    DepartmentAction.RESOLVE: {"note": "가로등을 교체했습니다"},
+    DepartmentAction.TRANSFER: {"note": "공원 안 가로등", "to_department": "parks"},
+    DepartmentAction.REQUEST_INFO: {"note": "정확한 위치를 알려 주세요"},
+    DepartmentAction.EXTEND: {"note": "부품 수급", "new_due_at": NEW_DUE},
+    DepartmentAction.REJECT: {"note": "사유 불충분", "remedy": "120 콜센터에 문의"},
+    DepartmentAction.REASSIGN: {"handler_id": "roads-2"},
+    DepartmentAction.CLOSE: {},
+}
+"""Each action with what it needs: the door lets all of them through."""
+
+
+@pytest.mark.parametrize("action", list(DepartmentAction))
+async def test_each_action_with_what_it_needs_is_accepted_and_published_as_is(
+    intake: Harness, action: DepartmentAction
+) -> None:
+    body = {"action": action.value} | COMPLETE[action]
+
+    response = await intake.http.post(
+        f"/v1/complaints/{CID}/commands", json=body, headers={"X-Api-Key": ROADS_KEY}
+    )
+
+    assert response.status_code == 202, response.text
+    [command] = intake.commands()
+    published = command.model_dump()
+    assert published["action"] == action
+    for name, value in COMPLETE[action].items():
+        sent = datetime.fromisoformat(value) if name == "new_due_at" else value
+        assert published[name] == sent, name
+    assert (command.complaint_id, command.actor) == (CID, "roads")
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"action": "resolve"}, "note"),
+        ({"action": "resolve", "note": "   "}, "note"),
+        ({"action": "transfer", "to_department": "parks"}, "note"),
+        ({"action": "transfer", "note": "빵집 소관", "to_department": "bakery"}, "to_department"),
+        ({"action": "transfer", "note": "소관 아님", "to_department": " "}, "to_department"),
+        ({"action": "request_info"}, "note"),
+        ({"action": "extend", "note": "부품 수급"}, "new_due_at"),
+        ({"action": "extend", "new_due_at": NEW_DUE}, "note"),
+        ({"action": "extend", "note": "부품", "new_due_at": "2026-12-20T18:00:00"}, "new_due_at"),
+        ({"action": "reject", "remedy": "행정심판 청구"}, "note"),
+        ({"note": "무엇을 할지 빠졌습니다"}, "action"),
+        ({"action": "resolve", "note": "완료", "to_department": "parks"}, "to_department"),
+    ],
+)
+async def test_what_an_action_needs_is_refused_at_the_door_naming_the_field(
+    intake: Harness, body: dict[str, str], named: str
+) -> None:
+    response = await intake.http.post(
+        f"/v1/complaints/{CID}/commands", json=body, headers={"X-Api-Key": ROADS_KEY}
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error_fields(response) == {named}
+    assert error["message"].startswith(f"{named}: ")
+    assert intake.publish.sent == []
+
+
+async def test_an_unknown_action_is_refused_with_the_actions_there_are(intake: Harness) -> None:
+    response = await intake.http.post(
+        f"/v1/complaints/{CID}/commands",
+        json={"action": "demolish"},
+        headers={"X-Api-Key": ROADS_KEY},
+    )
+
+    assert response.status_code == 422
+    [field] = response.json()["error"]["fields"]
+    assert field["field"] == "action"
+    assert field["reason"] == "'demolish' is not one of: " + ", ".join(DepartmentAction)
+
+
+@pytest.mark.parametrize(
+    "complaint_id",
+    [
+        "c-1",
+        "no-such-complaint",
+        "9b2f1c4e7d3a",
+        str(uuid.uuid1()),  # a UUID, but not the version intake issues
+    ],
+)
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("commands", {"action": "start_site_check"}),
+        ("resident-actions", {"action": "withdraw", "token": "some-tracking-token"}),
+    ],
+)
+async def test_a_malformed_complaint_id_is_refused_with_422_naming_it(
+    intake: Harness, complaint_id: str, route: str, body: dict[str, str]
+) -> None:
+    response = await intake.http.post(
+        f"/v1/complaints/{complaint_id}/{route}", json=body, headers={"X-Api-Key": ROADS_KEY}
+    )
+
+    assert response.status_code == 422
+    assert error_fields(response) == {"path.complaint_id"}
+    assert intake.publish.sent == []
+
+
+async def test_a_complaint_id_in_capitals_is_published_as_intake_issued_it(
+    intake: Harness,
+) -> None:
+    response = await intake.http.post(
+        f"/v1/complaints/{CID.upper()}/commands",
+        json={"action": "start_site_check"},
+        headers={"X-Api-Key": ROADS_KEY},
+    )
+
+    assert response.status_code == 202
+    assert [c.complaint_id for c in intake.commands()] == [CID]
+    assert response.json()["complaint_id"] == CID
 
 
 # Resident actions
@@ -313,13 +505,27 @@ async def test_a_resident_action_with_a_wrong_token_is_404(intake: Harness) -> N
         json={"action": "withdraw", "token": "not-the-tracking-token"},
     )
     unknown = await intake.http.post(
-        "/v1/complaints/no-such-complaint/resident-actions",
+        f"/v1/complaints/{uuid.uuid4()}/resident-actions",
         json={"action": "withdraw", "token": filed["tracking_token"]},
     )
 
     assert (wrong.status_code, unknown.status_code) == (404, 404)
     assert wrong.json() == unknown.json()
     assert wrong.json()["error"]["code"] == "not_found"
+    assert intake.publish.sent == []
+
+
+async def test_a_reopen_needs_the_reason_at_the_door(intake: Harness) -> None:
+    filed = (await intake.file()).json()
+    intake.publish.sent.clear()
+
+    response = await intake.http.post(
+        f"/v1/complaints/{filed['complaint_id']}/resident-actions",
+        json={"action": "reopen", "token": filed["tracking_token"]},
+    )
+
+    assert response.status_code == 422
+    assert error_fields(response) == {"note"}
     assert intake.publish.sent == []
 
 

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from routing.lifecycle import TRANSITIONS, Facts, Lifecycle
@@ -56,3 +58,29 @@ def test_every_department_action_is_a_trigger(lifecycle: Lifecycle) -> None:
     actions = {a.value for a in DepartmentAction} | {a.value for a in ResidentAction}
     assert actions <= set(lifecycle.triggers())
     assert all(t["dest"] is None or isinstance(t["dest"], S) for t in TRANSITIONS)
+
+
+@pytest.mark.parametrize(
+    ("to_department", "code"),
+    [
+        ("no-such-department", "unknown_department"),
+        ("", "unknown_department"),
+        (None, "unknown_department"),
+        ("roads", "same_department"),
+    ],
+)
+def test_a_transfer_names_a_known_department_other_than_the_current_one(
+    lifecycle: Lifecycle, to_department: str | None, code: str
+) -> None:
+    facts = Facts(
+        note="소관 아님",
+        department="roads",
+        to_department=to_department,
+        known_departments={"roads", "parks"},
+    )
+    with pytest.raises(Refusal) as refused:
+        lifecycle.fire(S.HANDLER_ASSIGNED, "transfer", facts)
+    assert refused.value.code == code
+
+    moved = lifecycle.fire(S.HANDLER_ASSIGNED, "transfer", replace(facts, to_department="parks"))
+    assert moved.to_state == S.ASSIGNED

@@ -16,7 +16,12 @@ from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
 from routing.texts import TEXTS, RefusalCode, Texts, shipped
 from schemas import CommandRejected, ComplaintDeadlineAlert, ComplaintFiled, topics
-from schemas.commands import CloseComplaint, ResolveComplaint, StartSiteCheck
+from schemas.commands import (
+    CloseComplaint,
+    ResolveComplaint,
+    StartSiteCheck,
+    TransferComplaint,
+)
 from schemas.common import Location, Resident
 from schemas.states import ComplaintState
 from tests.fakes.routing import InMemoryRoutingStore, RecordingPublish, SettableClock
@@ -178,6 +183,28 @@ async def test_an_illegal_command_is_refused_with_the_korean_reason_from_the_dat
     )
     assert rejection.occurred_at == h.clock.now
     assert len(h.sent.lifecycle("c1")) == 3
+    assert await h.store.get("c1") == before
+
+
+async def test_a_transfer_to_a_department_that_does_not_exist_is_refused_as_unknown(
+    h: Harness,
+) -> None:
+    await h.routing.on_filed(filed())
+    before = await h.store.get("c1")
+    transfer = TransferComplaint(
+        actor=DEPT, complaint_id="c1", to_department="bakery", note="빵집 소관"
+    )
+
+    await h.routing.on_command(transfer)
+
+    [rejection] = h.rejections()
+    text = shipped().refusals[RefusalCode.UNKNOWN_DEPARTMENT]
+    assert (rejection.code, rejection.reason, rejection.reason_ko) == (
+        "unknown_department",
+        text.reason,
+        text.reason_ko,
+    )
+    assert rejection.command_id == transfer.event_id
     assert await h.store.get("c1") == before
 
 

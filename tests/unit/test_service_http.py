@@ -1,0 +1,135 @@
+"""The kit's HTTP face, shared by all four services: what an OpenAPI document says about
+refusals, and what a request that cannot be read is answered."""
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from services.http import ApiError, service_app
+from services.openapi import refusals
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+@asynccontextmanager
+async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+
+
+async def ready(_: FastAPI) -> dict[str, bool]:
+    return {}
+
+
+class Note(BaseModel):
+    text: str
+
+
+def app() -> FastAPI:
+    built = service_app(
+        name="test",
+        title="test",
+        description="test",
+        lifespan=no_lifespan,
+        registry=CollectorRegistry(),
+        readiness=ready,
+    )
+
+    @built.post("/notes/{n}", responses={404: {"description": "No such note."}})
+    async def post_note(n: int, note: Note) -> Note:
+        if n > 9:
+            raise ApiError(404, "not_found", "no such note")
+        return note
+
+    @built.get("/notes", responses=refusals(401, 403, 429))
+    async def notes() -> list[Note]:
+        return []
+
+    return built
+
+
+def responses(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    found: dict[str, Any] = document["paths"][path][method]["responses"]
+    return found
+
+
+def test_every_documented_refusal_gets_the_error_body_even_when_a_route_named_no_model() -> None:
+    document = app().openapi()
+
+    posted = responses(document, "/notes/{n}", "post")
+    assert {s for s in posted if s.startswith("4")} == {"404", "415", "422"}
+    assert posted["404"]["description"] == "No such note."
+    listed = responses(document, "/notes", "get")
+    assert {s for s in listed if s.startswith("4")} == {"401", "403", "429"}
+    for status, response in [*posted.items(), *listed.items()]:
+        if status.startswith("4"):
+            assert response["content"]["application/json"]["schema"] == ERROR_REF
+    schemas = document["components"]["schemas"]
+    assert {"ErrorResponse", "ErrorDetail", "FieldError"} <= set(schemas)
+    assert not {"HTTPValidationError", "ValidationError"} & set(schemas)
+
+
+async def test_a_body_that_is_not_utf8_is_malformed_json_not_a_bare_400() -> None:
+    transport = httpx.ASGITransport(app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.post(
+            "/notes/1",
+            content=b'{"text": "\xff\xfe"}',
+            headers={"Content-Type": "application/json"},
+        )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert response.json()["error"]["message"] == "malformed JSON: the body is not UTF-8"
+
+
+# The docs page, on a network that reaches no CDN
+
+URL_IN_PAGE = re.compile(r"""(?:src|href|spec-url)="([^"]+)"|url: '([^']+)'""")
+
+
+def urls_in(page: str) -> list[str]:
+    return [next(g for g in groups if g) for groups in URL_IN_PAGE.findall(page)]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+@pytest.mark.parametrize("which", ["kit", "intake"])
+async def test_the_docs_pages_load_everything_from_the_service_itself(
+    page: str, which: str
+) -> None:
+    served = app() if which == "kit" else intake_app()
+    transport = httpx.ASGITransport(served)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        html = await http.get(page)
+        urls = urls_in(html.text)
+        answers = {url: await http.get(url) for url in urls}
+
+    assert html.status_code == 200
+    assert html.headers["content-type"].startswith("text/html")
+    assert "://" not in html.text, "an absolute URL: the page would reach another host"
+    assert "/openapi.json" in urls
+    assert any(url.endswith(".js") for url in urls)
+    for url, answer in answers.items():
+        assert url.startswith("/"), url
+        assert answer.status_code == 200, url
+        assert answer.content, url
+    if page == "/docs":
+        assert answers["/docs-assets/swagger-ui-bundle.js"].headers["content-type"] in {
+            "text/javascript; charset=utf-8",
+            "application/javascript",
+        }
+        assert '"validatorUrl": null' in html.text
+
+
+def intake_app() -> FastAPI:
+    from intake.app import create_app
+    from intake.settings import IntakeSettings
+    from tests.fakes.intake import InMemorySubmissionStore, RecordingPublish
+
+    return create_app(IntakeSettings(), store=InMemorySubmissionStore(), publish=RecordingPublish())
