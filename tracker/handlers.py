@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Security
 from fastapi.responses import StreamingResponse
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
@@ -46,7 +46,7 @@ from schemas.states import OPEN_STATES
 from schemas.tokens import hash_token, token_matches
 from services.errors import PermanentError
 from services.http import ApiError
-from services.keys import ApiKeys
+from services.keys import API_KEY, ApiKeys
 from services.logs import bound
 from services.runtime import Clock
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, read_model_of
@@ -205,9 +205,8 @@ KST = ZoneInfo("Asia/Seoul")
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=10_000, description="Items to skip.")]
-ApiKey = Annotated[
-    str | None, Header(alias="X-Api-Key", description="A department's or a staff key.")
-]
+ApiKey = Annotated[str | None, Security(API_KEY)]
+"""``X-Api-Key``: a department's or a staff key, declared as the ``ApiKey`` security scheme."""
 ResidentToken = Annotated[
     str | None,
     Header(alias="X-Resident-Token", description="The resident token given at filing."),

@@ -528,7 +528,7 @@ async def test_every_endpoint_is_documented_with_its_paging_and_auth(tracker: Tr
         assert "get" in paths[path], path
     lookup = paths["/v1/staff/complaints/{complaint_id}"]["get"]
     assert {"200", "401", "404"} <= set(lookup["responses"])
-    assert "X-Api-Key" in {p["name"] for p in lookup["parameters"]}
+    assert lookup["security"] == [{"ApiKey": []}]
     assert lookup["tags"] == ["staff"]
     schema = lookup["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/StaffComplaintView"}
@@ -538,9 +538,10 @@ async def test_every_endpoint_is_documented_with_its_paging_and_auth(tracker: Tr
     assert {"q", "state", "department", "dong", "from", "to", "overdue", "limit", "offset"} <= (
         params
     )
-    assert {"X-Api-Key", "limit", "offset"} <= {
+    assert {"limit", "offset"} <= {
         p["name"] for p in paths["/v1/departments/{code}/queue"]["get"]["parameters"]
     }
+    assert paths["/v1/departments/{code}/queue"]["get"]["security"] == [{"ApiKey": []}]
     events = paths["/v1/complaints/{complaint_id}/events"]["get"]["responses"]["200"]
     assert "text/event-stream" in events["content"]
 
