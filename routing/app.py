@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier, Example, load_examples
 from routing.deadlines import calendar
-from routing.handlers import Routing, RoutingMetrics, subscribe
+from routing.handlers import Routing, RoutingMetrics, routes, subscribe
 from routing.lifecycle import Lifecycle
 from routing.settings import RoutingSettings
 from routing.store import MongoRoutingStore, RoutingStore
@@ -89,4 +89,5 @@ def create_app(
         description="The complaint lifecycle, department classification and handler assignment.",
         lifespan=lifespan,
     )
+    app.include_router(routes(model))
     return app

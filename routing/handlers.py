@@ -12,7 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from fastapi import APIRouter
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import BaseModel, ConfigDict, Field
 
 from routing.assignment import choose_handler
 from routing.catalogue import Catalogue, Department
@@ -41,6 +43,8 @@ from schemas.commands import (
 from schemas.events import HandlerRef
 from schemas.states import ComplaintState
 from services.errors import RetryableError
+from services.http import ApiError
+from services.openapi import refusals
 from services.runtime import Clock, Publish, Runtime
 
 if TYPE_CHECKING:
@@ -54,6 +58,8 @@ class Predicts(Protocol):
     or a stub in unit tests."""
 
     def predict(self, text: str) -> "Prediction": ...
+
+    def predict_many(self, texts: Sequence[str]) -> "list[Prediction]": ...
 
 
 @dataclass(frozen=True)
@@ -500,3 +506,60 @@ def subscribe(runtime: Runtime, routing: Routing) -> None:
     @runtime.subscriber(topics.COMMANDS, group="commands")
     async def on_command(command: ComplaintCommand) -> None:
         await routing.on_command(command)
+
+
+MAX_TEXTS = 50
+"""Texts per classify request: each costs a few milliseconds of the event loop's time."""
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(
+        min_length=1,
+        max_length=MAX_TEXTS,
+        description="What residents wrote, in Korean, one complaint or question each.",
+    )
+
+
+class Classified(BaseModel):
+    department: str = Field(
+        description="Where routing would send it (the general desk below the confidence threshold)."
+    )
+    confidence: float = Field(ge=0, le=1, description="The model's probability of its best guess.")
+    auto: bool = Field(description="Whether routing would send it without a person's review.")
+
+
+class ClassifyResponse(BaseModel):
+    predictions: list[Classified] = Field(description="One per text, in the order given.")
+
+
+def routes(classifier: Predicts) -> APIRouter:
+    """Classification offered over HTTP (the portal's chatbot handoff and service search,
+    ``sotong classify``): nothing outside routing imports the classifier."""
+    router = APIRouter()
+
+    @router.post(
+        "/v1/classify",
+        response_model=ClassifyResponse,
+        responses=refusals(415, 422),
+        tags=["classification"],
+    )
+    async def classify(request: ClassifyRequest) -> ClassifyResponse:
+        """Which department each text belongs to, as routing would route it now. Texts are
+        not stored. On the event loop, as the subscribers classify, so the tokenizer is
+        never used from two threads."""
+        for n, text in enumerate(request.texts):
+            if not text.strip() or len(text) > 4000:
+                raise ApiError(
+                    422, "invalid_request", f"texts.{n}: 1 to 4000 characters, not blank"
+                )
+        predictions = classifier.predict_many(request.texts)
+        return ClassifyResponse(
+            predictions=[
+                Classified(department=p.department, confidence=p.confidence, auto=p.auto)
+                for p in predictions
+            ]
+        )
+
+    return router

@@ -2,6 +2,7 @@
 stub classifier (the real one is trained only in the service tier)."""
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,9 @@ class StubClassifier:
     def predict(self, text: str) -> Prediction:
         self.asked.append(text)
         return self.answer
+
+    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+        return [self.predict(text) for text in texts]
 
 
 @dataclass
