@@ -70,6 +70,7 @@ from notifier.outcomes import (
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy, Tried
 from notifier.store import (
+    Claim,
     Deferred,
     DeliveryRecord,
     DeliveryStatus,
@@ -357,14 +358,16 @@ class Delivery:
         self, did: str, source: Source, notice: Notice, channel: str, failed: list[str]
     ) -> DeliveryRecord:
         return await self.store.claim(
-            did,
-            complaint_id=source.complaint_id,
-            source_event_id=source.event_id,
-            recipient=notice.recipient,
-            channel=channel,
-            template_code=notice.template,
+            Claim(
+                delivery_id=did,
+                complaint_id=source.complaint_id,
+                source_event_id=source.event_id,
+                recipient=notice.recipient,
+                channel=channel,
+                template_code=notice.template,
+                fallback_from=", ".join(failed) or None,
+            ),
             now=self.clock(),
-            fallback_from=", ".join(failed) or None,
         )
 
     async def _skip(

@@ -66,6 +66,19 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """One delivery about to be attempted: an event, to a recipient, on a channel."""
+
+    delivery_id: str
+    complaint_id: str
+    source_event_id: str
+    recipient: str
+    channel: str
+    template_code: str
+    fallback_from: str | None = None
+
+
 @dataclass(frozen=True)
 class DeliveryRecord:
     delivery_id: str
@@ -138,18 +151,7 @@ class NotifierStore(Protocol):
 
     async def unpark(self, event_id: str) -> None: ...
 
-    async def claim(
-        self,
-        delivery_id: str,
-        *,
-        complaint_id: str,
-        source_event_id: str,
-        recipient: str,
-        channel: str,
-        template_code: str,
-        now: datetime,
-        fallback_from: str | None = None,
-    ) -> DeliveryRecord:
+    async def claim(self, claim: Claim, *, now: datetime) -> DeliveryRecord:
         """Claim a delivery (``fresh``), or return the claim an earlier attempt made: one
         more attempt counted if it is still ``sending``, unchanged if it finished. Of two
         concurrent claims exactly one is fresh."""
@@ -308,32 +310,21 @@ class MongoNotifierStore:
     async def unpark(self, event_id: str) -> None:
         await self.pending.delete_one({"_id": event_id})
 
-    async def claim(
-        self,
-        delivery_id: str,
-        *,
-        complaint_id: str,
-        source_event_id: str,
-        recipient: str,
-        channel: str,
-        template_code: str,
-        now: datetime,
-        fallback_from: str | None = None,
-    ) -> DeliveryRecord:
+    async def claim(self, claim: Claim, *, now: datetime) -> DeliveryRecord:
         """Claim a delivery, or return the claim an earlier attempt made (one more attempt
         counted if it never finished)."""
         doc: Document = {
-            "_id": delivery_id,
-            "complaint_id": complaint_id,
-            "source_event_id": source_event_id,
-            "recipient": recipient,
-            "channel": channel,
-            "template_code": template_code,
+            "_id": claim.delivery_id,
+            "complaint_id": claim.complaint_id,
+            "source_event_id": claim.source_event_id,
+            "recipient": claim.recipient,
+            "channel": claim.channel,
+            "template_code": claim.template_code,
             "status": DeliveryStatus.SENDING.value,
             "attempts": 1,
             "claimed_at": now,
             "outcome_published": False,
-            "fallback_from": fallback_from,
+            "fallback_from": claim.fallback_from,
         }
         try:
             await self.deliveries.insert_one(doc)
@@ -342,12 +333,12 @@ class MongoNotifierStore:
         else:
             return _record(doc, fresh=True)
         existing = await self.deliveries.find_one_and_update(
-            {"_id": delivery_id, "status": DeliveryStatus.SENDING.value},
+            {"_id": claim.delivery_id, "status": DeliveryStatus.SENDING.value},
             {"$inc": {"attempts": 1}, "$set": {"claimed_at": now}},
             return_document=ReturnDocument.AFTER,
         )
         if existing is None:
-            existing = await self.deliveries.find_one({"_id": delivery_id})
+            existing = await self.deliveries.find_one({"_id": claim.delivery_id})
         assert existing is not None, "duplicate key without a document"
         return _record(existing, fresh=False)
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from notifier.store import (
+    Claim,
     DeliveryRecord,
     DeliveryStatus,
     MongoNotifierStore,
@@ -97,14 +98,16 @@ async def claim(
     store: NotifierStore, did: str, *, now: datetime = NOW, fallback_from: str | None = None
 ) -> DeliveryRecord:
     return await store.claim(
-        did,
-        complaint_id="c-1",
-        source_event_id="ev-1",
-        recipient="resident",
-        channel="alimtalk",
-        template_code="SOTONG_ASSIGNED",
+        Claim(
+            delivery_id=did,
+            complaint_id="c-1",
+            source_event_id="ev-1",
+            recipient="resident",
+            channel="alimtalk",
+            template_code="SOTONG_ASSIGNED",
+            fallback_from=fallback_from,
+        ),
         now=now,
-        fallback_from=fallback_from,
     )
 
 
@@ -156,14 +159,16 @@ async def test_a_delivery_is_named_by_event_recipient_and_channel() -> None:
 async def test_the_first_claim_is_fresh_and_sending(store: NotifierStore) -> None:
     did = delivery_id(new_id(), "resident", "alimtalk")
     record = await store.claim(
-        did,
-        complaint_id="c-1",
-        source_event_id="ev-1",
-        recipient="resident",
-        channel="alimtalk",
-        template_code="SOTONG_ASSIGNED",
+        Claim(
+            delivery_id=did,
+            complaint_id="c-1",
+            source_event_id="ev-1",
+            recipient="resident",
+            channel="alimtalk",
+            template_code="SOTONG_ASSIGNED",
+            fallback_from="outbox",
+        ),
         now=NOW,
-        fallback_from="outbox",
     )
     assert record.fresh
     assert (record.delivery_id, record.complaint_id, record.source_event_id) == (
@@ -192,14 +197,16 @@ async def test_claiming_again_while_sending_counts_one_more_attempt(store: Notif
     did = delivery_id(new_id(), "resident", "alimtalk")
     await claim(store, did)
     again = await store.claim(
-        did,
-        complaint_id="c-1",
-        source_event_id="ev-1",
-        recipient="resident",
-        channel="alimtalk",
-        template_code="SOTONG_ASSIGNED",
+        Claim(
+            delivery_id=did,
+            complaint_id="c-1",
+            source_event_id="ev-1",
+            recipient="resident",
+            channel="alimtalk",
+            template_code="SOTONG_ASSIGNED",
+            fallback_from="ignored",
+        ),
         now=NOW + timedelta(seconds=5),
-        fallback_from="ignored",
     )
     assert not again.fresh
     assert (again.status, again.attempts) == (DeliveryStatus.SENDING, 2)
@@ -214,12 +221,14 @@ async def test_of_concurrent_claims_exactly_one_is_fresh(store: NotifierStore) -
     records = await asyncio.gather(
         *(
             store.claim(
-                did,
-                complaint_id="c-1",
-                source_event_id="ev-1",
-                recipient="resident",
-                channel="alimtalk",
-                template_code="SOTONG_ASSIGNED",
+                Claim(
+                    delivery_id=did,
+                    complaint_id="c-1",
+                    source_event_id="ev-1",
+                    recipient="resident",
+                    channel="alimtalk",
+                    template_code="SOTONG_ASSIGNED",
+                ),
                 now=NOW,
             )
             for _ in range(4)
@@ -239,12 +248,14 @@ async def test_other_recipients_and_channels_are_other_deliveries(store: Notifie
     ]
     for did in dids:
         record = await store.claim(
-            did,
-            complaint_id="c-1",
-            source_event_id=event,
-            recipient="resident",
-            channel="alimtalk",
-            template_code="SOTONG_ASSIGNED",
+            Claim(
+                delivery_id=did,
+                complaint_id="c-1",
+                source_event_id=event,
+                recipient="resident",
+                channel="alimtalk",
+                template_code="SOTONG_ASSIGNED",
+            ),
             now=NOW,
         )
         assert record.fresh, did
@@ -321,12 +332,14 @@ async def test_published_and_dead_lettered_are_remembered(store: NotifierStore) 
     assert (after_publish.outcome_published, after_publish.dead_lettered) == (True, False)
     await store.mark_dead_lettered(did)
     again = await store.claim(
-        did,
-        complaint_id="c-1",
-        source_event_id="ev-1",
-        recipient="resident",
-        channel="alimtalk",
-        template_code="SOTONG_ASSIGNED",
+        Claim(
+            delivery_id=did,
+            complaint_id="c-1",
+            source_event_id="ev-1",
+            recipient="resident",
+            channel="alimtalk",
+            template_code="SOTONG_ASSIGNED",
+        ),
         now=NOW,
     )
     assert (again.outcome_published, again.dead_lettered, again.final) == (True, True, True)

@@ -13,6 +13,7 @@ from typing import Any
 from notifier.channel import Message
 from notifier.store import (
     SOURCE,
+    Claim,
     Deferred,
     DeliveryRecord,
     DeliveryStatus,
@@ -118,36 +119,25 @@ class InMemoryNotifierStore:
     async def unpark(self, event_id: str) -> None:
         self.pending.pop(event_id, None)
 
-    async def claim(
-        self,
-        delivery_id: str,
-        *,
-        complaint_id: str,
-        source_event_id: str,
-        recipient: str,
-        channel: str,
-        template_code: str,
-        now: datetime,
-        fallback_from: str | None = None,
-    ) -> DeliveryRecord:
-        existing = self.deliveries.get(delivery_id)
+    async def claim(self, claim: Claim, *, now: datetime) -> DeliveryRecord:
+        existing = self.deliveries.get(claim.delivery_id)
         if existing is None:
             record = DeliveryRecord(
-                delivery_id=delivery_id,
-                complaint_id=complaint_id,
-                source_event_id=source_event_id,
-                recipient=recipient,
-                channel=channel,
-                template_code=template_code,
+                delivery_id=claim.delivery_id,
+                complaint_id=claim.complaint_id,
+                source_event_id=claim.source_event_id,
+                recipient=claim.recipient,
+                channel=claim.channel,
+                template_code=claim.template_code,
                 status=DeliveryStatus.SENDING,
                 attempts=1,
                 fresh=False,
-                fallback_from=fallback_from,
+                fallback_from=claim.fallback_from,
             )
-            self.deliveries[delivery_id] = record
+            self.deliveries[claim.delivery_id] = record
             return replace(record, fresh=True)
         if existing.status is DeliveryStatus.SENDING:
-            existing = self.deliveries[delivery_id] = replace(
+            existing = self.deliveries[claim.delivery_id] = replace(
                 existing, attempts=existing.attempts + 1
             )
         return existing

@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from notifier.channel import Channel, Message
 from notifier.outbox import OutboxChannel
-from notifier.store import DeliveryStatus, MongoNotifierStore
+from notifier.store import Claim, DeliveryStatus, MongoNotifierStore
 from schemas import ComplaintDeadlineAlert, ComplaintStatusChanged, Resident
 from schemas.events import AlertKind, HandlerRef, Outcome
 from services.errors import RetryableError
@@ -280,12 +280,14 @@ async def test_a_send_interrupted_after_the_provider_accepted_is_not_sent_twice(
     event = step(cid, "site_check", "start_site_check")
     did = f"{event.event_id}:resident:alimtalk"
     await world.h.store.claim(
-        did,
-        complaint_id=cid,
-        source_event_id=event.event_id,
-        recipient="resident",
-        channel="alimtalk",
-        template_code="SOTONG_SITE_CHECK",
+        Claim(
+            delivery_id=did,
+            complaint_id=cid,
+            source_event_id=event.event_id,
+            recipient="resident",
+            channel="alimtalk",
+            template_code="SOTONG_SITE_CHECK",
+        ),
         now=NOW,
     )
     plan = world.h.delivery.audience.plan(event, await world.h.store.recipient(cid))
@@ -316,12 +318,14 @@ async def test_a_crash_between_failure_and_fallback_resumes_with_the_fallback(
     event = step(cid, "site_check", "start_site_check")
     did = f"{event.event_id}:resident:alimtalk"
     await world.h.store.claim(
-        did,
-        complaint_id=cid,
-        source_event_id=event.event_id,
-        recipient="resident",
-        channel="alimtalk",
-        template_code="SOTONG_SITE_CHECK",
+        Claim(
+            delivery_id=did,
+            complaint_id=cid,
+            source_event_id=event.event_id,
+            recipient="resident",
+            channel="alimtalk",
+            template_code="SOTONG_SITE_CHECK",
+        ),
         now=NOW,
     )
     await world.h.store.finish(

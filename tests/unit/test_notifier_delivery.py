@@ -24,7 +24,7 @@ from notifier.outbox import OutboxChannel
 from notifier.outcomes import NO_CHANNEL_NAME, NO_CONSENT, NO_CONTACT
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
-from notifier.store import DeliveryRecord, NotifierStore
+from notifier.store import Claim, DeliveryRecord, NotifierStore
 from notifier.templates import Catalogue, Content
 from schemas import (
     ComplaintFiled,
@@ -236,12 +236,14 @@ async def test_a_crash_after_writing_the_line_does_not_write_it_again(harness: F
     delivery_id = f"{event.event_id}:resident:outbox"
     # The earlier attempt claimed, wrote the line, and died before finishing the claim.
     await harness.store.claim(
-        delivery_id,
-        complaint_id=cid,
-        source_event_id=event.event_id,
-        recipient="resident",
-        channel="outbox",
-        template_code="SOTONG_ASSIGNED",
+        Claim(
+            delivery_id=delivery_id,
+            complaint_id=cid,
+            source_event_id=event.event_id,
+            recipient="resident",
+            channel="outbox",
+            template_code="SOTONG_ASSIGNED",
+        ),
         now=NOW,
     )
     template = Catalogue.load().templates[event.to_state]
@@ -270,12 +272,14 @@ async def test_a_crash_before_writing_the_line_sends_it_once(harness: Fake) -> N
     await harness.delivery.remember_recipient(filed(cid))
     event = assigned(cid)
     await harness.store.claim(
-        f"{event.event_id}:resident:outbox",
-        complaint_id=cid,
-        source_event_id=event.event_id,
-        recipient="resident",
-        channel="outbox",
-        template_code="SOTONG_ASSIGNED",
+        Claim(
+            delivery_id=f"{event.event_id}:resident:outbox",
+            complaint_id=cid,
+            source_event_id=event.event_id,
+            recipient="resident",
+            channel="outbox",
+            template_code="SOTONG_ASSIGNED",
+        ),
         now=NOW,
     )
 
