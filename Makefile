@@ -7,14 +7,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test test-unit test-service test-e2e install lint fmt docs clean
+.PHONY: up test test-unit test-service test-e2e install system-deps lint fmt docs clean
 
 ## make up: install, start the embedded Kafka and MongoDB, then the four services.
 up: install
 	$(BIN)/sotong up
 
 ## make test: lint (format, style, import contracts), type-check, then every tier.
-test: lint test-unit test-service test-e2e
+test: system-deps lint test-unit test-service test-e2e
+
+## make system-deps: the Debian packages the tests use (promtool), installed once.
+system-deps:
+	bash .ci/system-deps
 
 ## make test-unit: pure logic and in-memory fakes; no sockets, no processes (seconds).
 ## One process: two workers would spend longer importing than they save.
