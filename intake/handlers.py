@@ -8,11 +8,13 @@ Kafka subscriber), ``routes`` (the HTTP API).
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Response, Security
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
 from intake.api import (
@@ -24,9 +26,10 @@ from intake.api import (
     ResidentRequest,
 )
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
-from intake.store import RELAY_GRACE, FiledRecord, ReceiptCollision, SubmissionStore
+from intake.store import RELAY_GRACE, ChannelRef, FiledRecord, Refused, SubmissionStore
 from schemas import ComplaintSubmitted, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT
+from services.batching import GroupCommit
 from services.errors import PermanentError, field_errors
 from services.http import ApiError
 from services.keys import API_KEY, ApiKeys
@@ -41,8 +44,26 @@ class UnknownResidentToken(PermanentError):
     """A resident token intake never issued: refused (422 on HTTP, dead letter on Kafka)."""
 
 
+class NoFreeReceiptNumber(RuntimeError):
+    """Every receipt number drawn for one complaint was taken (a day nearly full)."""
+
+
+Accepted = tuple[FiledRecord, bool]
+"""A filed complaint and whether it had been filed before (a duplicate)."""
+
+RECEIPT_DRAWS = 8
+"""Receipt numbers drawn for one complaint before giving up: a million a day, so a taken
+number is rare and eight in a row means something else is wrong."""
+
+
 class Intake:
-    """Filing, shared by the HTTP route and the Kafka subscriber so both validate alike."""
+    """Filing, shared by the HTTP route and the Kafka subscriber so both validate alike.
+
+    Concurrent filings are group-committed: each caller awaits ``accept`` for its own
+    submission, and everything that arrived meanwhile is stored in one bulk insert and
+    published together (``file_batch``), so the database sees a handful of commands per
+    batch instead of four per complaint. A lone caller is filed at once.
+    """
 
     def __init__(
         self,
@@ -51,10 +72,14 @@ class Intake:
         publish: Publish,
         clock: Clock,
         registry: CollectorRegistry,
+        max_batch: int = 256,
     ) -> None:
         self.store = store
         self.publish = publish
         self.clock = clock
+        self.batcher: GroupCommit[ComplaintSubmitted, Accepted] = GroupCommit(
+            self.file_batch, max_batch=max_batch
+        )
         self.filed_total = Counter(
             "sotong_complaints_filed_total",
             "Complaints filed, by channel.",
@@ -67,53 +92,142 @@ class Intake:
             ["channel"],
             registry=registry,
         )
+        self.batch_size = Histogram(
+            "sotong_intake_filing_batch_size",
+            "Submissions stored and published together by one group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
 
-    async def accept(self, submission: ComplaintSubmitted) -> tuple[FiledRecord, bool]:
+    async def accept(self, submission: ComplaintSubmitted) -> Accepted:
         """File a submission once; return (record, duplicate)."""
-        if submission.channel_ref is not None:
-            existing = await self.store.find_by_channel_ref(
-                submission.channel, submission.channel_ref
-            )
-            if existing is not None:
-                return await self._duplicate(existing), True
-        complaint_id = new_complaint_id()
+        return await self.batcher.submit(submission)
+
+    async def file_batch(
+        self, submissions: Sequence[ComplaintSubmitted]
+    ) -> list[Accepted | Exception]:
+        """File submissions together: one dedup read, one resident check, one bulk insert
+        (redrawing only taken receipt numbers), then every publish at once."""
+        self.batch_size.observe(len(submissions))
+        now = self.clock()
+        results: list[Accepted | Exception | None] = [None] * len(submissions)
+
+        def ref(s: ComplaintSubmitted) -> ChannelRef | None:
+            return None if s.channel_ref is None else (s.channel.value, s.channel_ref)
+
+        refs = {r for s in submissions if (r := ref(s)) is not None}
+        existing = await self.store.find_by_channel_refs(refs) if refs else {}
+        claimed = {s.resident_token for s in submissions if s.resident_token}
+        known = await self.store.known_residents(claimed) if claimed else set()
+
+        fresh: list[tuple[int, ComplaintSubmitted, FiledRecord]] = []
+        first_with_ref: dict[ChannelRef, int] = {}
+        repeats: list[tuple[int, ChannelRef]] = []  # the same channel_ref twice in this batch
+        for i, submission in enumerate(submissions):
+            key = ref(submission)
+            if key is not None and key in existing:
+                results[i] = (existing[key], True)
+            elif key is not None and key in first_with_ref:
+                repeats.append((i, key))
+            elif submission.resident_token and submission.resident_token not in known:
+                results[i] = UnknownResidentToken("resident_token: not issued by an earlier filing")
+            else:
+                if key is not None:
+                    first_with_ref[key] = i
+                fresh.append((i, submission, self._new_record(submission, now)))
+
+        if fresh:
+            await self.store.remember_residents({r.resident_token for _, _, r in fresh}, now)
+        lost: list[tuple[int, ChannelRef]] = []  # a concurrent filing took the channel_ref
+        for _ in range(RECEIPT_DRAWS):
+            if not fresh:
+                break
+            outcomes = await self.store.insert_many([record for _, _, record in fresh])
+            redraw = []
+            for (i, submission, record), outcome in zip(fresh, outcomes, strict=True):
+                if outcome is Refused.RECEIPT:
+                    redraw.append((i, submission, self._redrawn(submission, record)))
+                elif outcome is Refused.CHANNEL_REF:
+                    key = ref(submission)
+                    assert key is not None, "a channel_ref refusal without a channel_ref"
+                    lost.append((i, key))
+                else:
+                    results[i] = (outcome, False)
+            fresh = redraw
+        for i, _, _ in fresh:
+            results[i] = NoFreeReceiptNumber("no free receipt number after several draws")
+
+        if lost:
+            winners = await self.store.find_by_channel_refs({key for _, key in lost})
+            for i, key in lost:
+                winner = winners.get(key)
+                results[i] = (
+                    (winner, True)
+                    if winner is not None
+                    else RuntimeError("channel_ref taken, but no complaint holds it")
+                )
+        for i, key in repeats:
+            first = results[first_with_ref[key]]
+            results[i] = (first[0], True) if isinstance(first, tuple) else first
+
+        await self._publish_unpublished([r for r in results if isinstance(r, tuple)])
+        for result in results:
+            if isinstance(result, tuple):
+                record, duplicate = result
+                counter = self.duplicates_total if duplicate else self.filed_total
+                counter.labels(record.filed.channel.value).inc()
+                if not duplicate:
+                    with bound(complaint_id=record.filed.complaint_id):
+                        log.info("complaint filed", extra={"channel": record.filed.channel.value})
+        assert all(r is not None for r in results), "a submission left without an answer"
+        return [r for r in results if r is not None]
+
+    def _new_record(self, submission: ComplaintSubmitted, now: datetime) -> FiledRecord:
         token = new_tracking_token()
         resident_token = submission.resident_token or new_tracking_token()
-        if submission.resident_token and not await self.store.known_resident(resident_token):
-            raise UnknownResidentToken("resident_token: not issued by an earlier filing")
-        await self.store.remember_resident(resident_token, self.clock())
-        while True:
-            filed = file_submission(
-                submission,
-                complaint_id=complaint_id,
-                receipt_number=new_receipt_number(self.clock()),
-                tracking_token=token,
-                resident_token=resident_token,
-                filed_at=self.clock(),
-            )
-            try:
-                record = await self.store.insert(filed, token, resident_token)
-            except ReceiptCollision:
-                continue
-            break
-        if record is None:  # lost a race with a concurrent identical submission
-            assert submission.channel_ref is not None
-            existing = await self.store.find_by_channel_ref(
-                submission.channel, submission.channel_ref
-            )
-            assert existing is not None, "duplicate key without a document"
-            return await self._duplicate(existing), True
-        with bound(complaint_id=complaint_id, correlation_id=submission.event_id):
-            await self._publish(record)
-            self.filed_total.labels(submission.channel.value).inc()
-            log.info("complaint filed", extra={"channel": submission.channel.value})
-        return record, False
+        filed = file_submission(
+            submission,
+            complaint_id=new_complaint_id(),
+            receipt_number=new_receipt_number(now),
+            tracking_token=token,
+            resident_token=resident_token,
+            filed_at=now,
+        )
+        return FiledRecord(filed, token, resident_token, published=False)
 
-    async def _duplicate(self, record: FiledRecord) -> FiledRecord:
-        self.duplicates_total.labels(record.filed.channel.value).inc()
-        if not record.published:
-            await self._publish(record)
-        return record
+    @staticmethod
+    def _redrawn(submission: ComplaintSubmitted, record: FiledRecord) -> FiledRecord:
+        filed = record.filed
+        number = new_receipt_number(filed.occurred_at)
+        return replace(record, filed=filed.model_copy(update={"receipt_number": number}))
+
+    async def _publish_unpublished(self, accepted: Sequence[Accepted]) -> None:
+        """Publish every ComplaintFiled not yet published (a duplicate of one a crash left
+        unpublished included), all sends in flight at once, then mark them in one write.
+        A send that fails is left to the relay: the complaint is stored, so the caller
+        hears it was filed and a retry finds it as a duplicate."""
+        pending = {
+            record.filed.complaint_id: record for record, _ in accepted if not record.published
+        }
+        if not pending:
+            return
+        records = list(pending.values())
+        sent = await asyncio.gather(
+            *(
+                self.publish(topics.FILED, r.filed, correlation_id=r.filed.event_id)
+                for r in records
+            ),
+            return_exceptions=True,
+        )
+        done = [
+            r.filed.complaint_id
+            for r, outcome in zip(records, sent, strict=True)
+            if not isinstance(outcome, BaseException)
+        ]
+        failed = len(records) - len(done)
+        if failed:
+            log.warning("ComplaintFiled not published; the relay will", extra={"count": failed})
+        await self.store.mark_published_many(done)
 
     async def _publish(self, record: FiledRecord) -> None:
         await self.publish(topics.FILED, record.filed, correlation_id=record.filed.event_id)

@@ -6,16 +6,17 @@ it for the relay (or the channel's retry) to publish again: same event id, so
 downstream consumers see a duplicate, not a second complaint.
 """
 
-import contextlib
 import hmac
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Protocol
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from schemas import ComplaintFiled
 from schemas.tokens import hash_token
@@ -33,8 +34,19 @@ class FiledRecord:
     published: bool
 
 
-class ReceiptCollision(Exception):
+class Refused(Enum):
+    """Why ``insert_many`` did not insert one complaint."""
+
+    CHANNEL_REF = "channel_ref"
+    """(channel, channel_ref) was filed already: a duplicate, not a new complaint."""
+    RECEIPT = "receipt_number"
     """The receipt number drawn is taken already: the caller draws another."""
+
+
+ChannelRef = tuple[str, str]
+"""(channel, channel_ref): how an upstream channel names its own submission."""
+
+DUPLICATE_KEY = 11000
 
 
 RELAY_GRACE = timedelta(seconds=5)
@@ -47,19 +59,23 @@ class SubmissionStore(Protocol):
 
     async def ensure_indexes(self) -> None: ...
 
-    async def find_by_channel_ref(self, channel: str, channel_ref: str) -> FiledRecord | None: ...
-
-    async def insert(
-        self, filed: ComplaintFiled, tracking_token: str, resident_token: str
-    ) -> FiledRecord | None:
-        """Insert a new complaint, unpublished. None if (channel, channel_ref) was filed
-        already; raises ReceiptCollision when the receipt number is taken."""
+    async def find_by_channel_refs(
+        self, refs: Collection[ChannelRef]
+    ) -> dict[ChannelRef, FiledRecord]:
+        """The complaints already filed under any of ``refs``, in one round trip per channel."""
         ...
 
-    async def known_resident(self, resident_token: str) -> bool: ...
+    async def insert_many(self, records: Sequence[FiledRecord]) -> list[FiledRecord | Refused]:
+        """Insert new, unpublished complaints in one write; per record, the record or why
+        it was refused (a taken channel_ref or receipt number). The others are inserted."""
+        ...
 
-    async def remember_resident(self, resident_token: str, at: datetime) -> None:
-        """Record a resident token as issued; the first record wins, repeats are no-ops."""
+    async def known_residents(self, resident_tokens: Collection[str]) -> set[str]:
+        """Which of these resident tokens an earlier filing issued."""
+        ...
+
+    async def remember_residents(self, resident_tokens: Collection[str], at: datetime) -> None:
+        """Record resident tokens as issued; the first record wins, repeats are no-ops."""
         ...
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
@@ -67,6 +83,8 @@ class SubmissionStore(Protocol):
         ...
 
     async def mark_published(self, complaint_id: str) -> None: ...
+
+    async def mark_published_many(self, complaint_ids: Collection[str]) -> None: ...
 
     async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
         """Unpublished complaints filed before ``older_than``, oldest first."""
@@ -87,6 +105,10 @@ class MongoSubmissionStore:
                     partialFilterExpression={"channel_ref": {"$type": "string"}},
                     name="channel_ref_unique",
                 ),
+                # SecantusDB never plans a query on a partial index: this one serves lookups
+                IndexModel(
+                    [("channel", ASCENDING), ("channel_ref", ASCENDING)], name="channel_ref"
+                ),
                 IndexModel([("receipt_number", ASCENDING)], unique=True, name="receipt_unique"),
                 IndexModel([("published", ASCENDING), ("filed_at", ASCENDING)], name="outbox"),
             ]
@@ -101,50 +123,72 @@ class MongoSubmissionStore:
             published=bool(doc["published"]),
         )
 
-    async def find_by_channel_ref(self, channel: str, channel_ref: str) -> FiledRecord | None:
-        doc = await self.col.find_one({"channel": channel, "channel_ref": channel_ref})
-        return None if doc is None else self._record(doc)
+    async def find_by_channel_refs(
+        self, refs: Collection[ChannelRef]
+    ) -> dict[ChannelRef, FiledRecord]:
+        by_channel: dict[str, list[str]] = {}
+        for channel, ref in refs:
+            by_channel.setdefault(channel, []).append(ref)
+        found: dict[ChannelRef, FiledRecord] = {}
+        for channel, values in by_channel.items():
+            async for doc in self.col.find({"channel": channel, "channel_ref": {"$in": values}}):
+                found[(channel, str(doc["channel_ref"]))] = self._record(doc)
+        return found
 
-    async def insert(
-        self, filed: ComplaintFiled, tracking_token: str, resident_token: str
-    ) -> FiledRecord | None:
-        """Insert a new complaint. None if (channel, channel_ref) was filed already.
-
-        Raises ReceiptCollision when the receipt number is taken (the caller draws again).
-        """
+    @staticmethod
+    def _document(record: FiledRecord) -> Document:
+        filed = record.filed
         doc: Document = {
             "_id": filed.complaint_id,
             "channel": filed.channel.value,
             "receipt_number": filed.receipt_number,
-            "tracking_token": tracking_token,
-            "resident_token": resident_token,
+            "tracking_token": record.tracking_token,
+            "resident_token": record.resident_token,
             "event": filed.model_dump(mode="json"),
             "published": False,
             "filed_at": filed.occurred_at,
         }
         if filed.channel_ref is not None:
             doc["channel_ref"] = filed.channel_ref
+        return doc
+
+    async def insert_many(self, records: Sequence[FiledRecord]) -> list[FiledRecord | Refused]:
+        """One unordered insert; a refused record is told apart by the unique index it hit
+        (its key pattern, never the message text, which holds the caller's channel_ref)."""
+        outcome: list[FiledRecord | Refused] = list(records)
+        if not records:
+            return outcome
         try:
-            await self.col.insert_one(doc)
-        except DuplicateKeyError as exc:
-            if "receipt" in str(exc.details or exc):
-                raise ReceiptCollision from exc
-            return None
-        return FiledRecord(
-            filed=filed,
-            tracking_token=tracking_token,
-            resident_token=resident_token,
-            published=False,
-        )
+            await self.col.insert_many([self._document(r) for r in records], ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") != DUPLICATE_KEY:
+                    raise
+                pattern = error.get("keyPattern") or {}
+                if "receipt_number" in pattern:
+                    outcome[error["index"]] = Refused.RECEIPT
+                elif "channel_ref" in pattern:
+                    outcome[error["index"]] = Refused.CHANNEL_REF
+                else:  # an _id (uuid4) collision: not a state to paper over
+                    raise
+        return outcome
 
-    async def known_resident(self, resident_token: str) -> bool:
-        """Whether this resident token was issued by an earlier filing."""
-        digest = hash_token(resident_token)
-        return await self.residents.find_one({"_id": digest}) is not None
+    async def known_residents(self, resident_tokens: Collection[str]) -> set[str]:
+        if not resident_tokens:
+            return set()
+        by_digest = {hash_token(t): t for t in resident_tokens}
+        cursor = self.residents.find({"_id": {"$in": list(by_digest)}}, projection={"_id": 1})
+        return {by_digest[str(doc["_id"])] async for doc in cursor}
 
-    async def remember_resident(self, resident_token: str, at: datetime) -> None:
-        with contextlib.suppress(DuplicateKeyError):
-            await self.residents.insert_one({"_id": hash_token(resident_token), "since": at})
+    async def remember_residents(self, resident_tokens: Collection[str], at: datetime) -> None:
+        docs = [{"_id": hash_token(t), "since": at} for t in set(resident_tokens)]
+        if not docs:
+            return
+        try:
+            await self.residents.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:  # already remembered: the first record wins
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
         doc = await self.col.find_one({"_id": complaint_id}, projection={"tracking_token": 1})
@@ -154,6 +198,12 @@ class MongoSubmissionStore:
 
     async def mark_published(self, complaint_id: str) -> None:
         await self.col.update_one({"_id": complaint_id}, {"$set": {"published": True}})
+
+    async def mark_published_many(self, complaint_ids: Collection[str]) -> None:
+        if complaint_ids:
+            await self.col.update_many(
+                {"_id": {"$in": list(complaint_ids)}}, {"$set": {"published": True}}
+            )
 
     async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
         cursor = self.col.find(

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from intake.filing import file_submission, new_receipt_number, new_tracking_token
-from intake.store import RELAY_GRACE, MongoSubmissionStore, ReceiptCollision, SubmissionStore
+from intake.store import RELAY_GRACE, FiledRecord, MongoSubmissionStore, Refused, SubmissionStore
 from schemas import ComplaintFiled, ComplaintSubmitted
-from tests.fakes.intake import InMemorySubmissionStore
+from tests.fakes.intake import InMemorySubmissionStore, insert
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -51,38 +51,57 @@ async def test_an_inserted_complaint_is_found_by_its_channel_ref_unpublished(
     store: SubmissionStore,
 ) -> None:
     event = filed(channel_ref="kakao-1")
-    record = await store.insert(event, "tracking-token", "resident-token")
-    assert record is not None
+    record = await insert(store, event, "tracking-token", "resident-token")
+    assert isinstance(record, FiledRecord)
     assert (record.filed, record.tracking_token, record.resident_token) == (
         event,
         "tracking-token",
         "resident-token",
     )
     assert record.published is False
-    assert await store.find_by_channel_ref("kakao", "kakao-1") == record
-    assert await store.find_by_channel_ref("kakao", "kakao-2") is None
-    assert await store.find_by_channel_ref("web", "kakao-1") is None
+    found = await store.find_by_channel_refs({("kakao", "kakao-1"), ("kakao", "kakao-2")})
+    assert found == {("kakao", "kakao-1"): record}
+    assert await store.find_by_channel_refs({("web", "kakao-1")}) == {}
 
 
-async def test_the_same_channel_ref_again_is_refused_with_none(store: SubmissionStore) -> None:
-    first = await store.insert(filed(channel_ref="ref-1"), "t1", "r1")
-    assert first is not None
-    assert await store.insert(filed(channel_ref="ref-1"), "t2", "r2") is None
-    assert await store.find_by_channel_ref("kakao", "ref-1") == first
-    other_channel = await store.insert(filed(channel="web", channel_ref="ref-1"), "t3", "r3")
-    assert other_channel is not None
+async def test_a_taken_channel_ref_is_refused_and_the_rest_of_the_batch_inserted(
+    store: SubmissionStore,
+) -> None:
+    first = await insert(store, filed(channel_ref="ref-1"), "t1", "r1")
+    assert isinstance(first, FiledRecord)
+    again = FiledRecord(filed(channel_ref="ref-1"), "t2", "r2", published=False)
+    other_channel = FiledRecord(filed(channel="web", channel_ref="ref-1"), "t3", "r3", False)
+    outcome = await store.insert_many([again, other_channel])
+    assert outcome == [Refused.CHANNEL_REF, other_channel]
+    found = await store.find_by_channel_refs({("kakao", "ref-1"), ("web", "ref-1")})
+    assert found == {("kakao", "ref-1"): first, ("web", "ref-1"): other_channel}
+
+
+async def test_a_channel_ref_that_reads_like_an_index_name_is_still_a_channel_ref(
+    store: SubmissionStore,
+) -> None:
+    """Refusals are told apart by the index hit, not by words in the error message."""
+    assert isinstance(
+        await insert(store, filed(channel_ref="receipt_unique"), "t", "r"), FiledRecord
+    )
+    assert await insert(store, filed(channel_ref="receipt_unique"), "t", "r") is Refused.CHANNEL_REF
 
 
 async def test_complaints_without_a_channel_ref_never_collide(store: SubmissionStore) -> None:
-    assert await store.insert(filed(), "t1", "r1") is not None
-    assert await store.insert(filed(), "t2", "r2") is not None
+    both = [FiledRecord(filed(), f"t{i}", f"r{i}", published=False) for i in (1, 2)]
+    assert await store.insert_many(both) == both
 
 
-async def test_a_taken_receipt_number_raises_receipt_collision(store: SubmissionStore) -> None:
-    assert await store.insert(filed(receipt_number="261201-000001"), "t1", "r1") is not None
-    with pytest.raises(ReceiptCollision):
-        await store.insert(filed(channel_ref="ref-2", receipt_number="261201-000001"), "t2", "r2")
-    assert await store.find_by_channel_ref("kakao", "ref-2") is None
+async def test_a_taken_receipt_number_is_refused_alone(store: SubmissionStore) -> None:
+    assert isinstance(
+        await insert(store, filed(receipt_number="261201-000001"), "t1", "r1"), FiledRecord
+    )
+    taken = FiledRecord(filed(channel_ref="ref-2", receipt_number="261201-000001"), "t", "r", False)
+    fine = FiledRecord(filed(channel_ref="ref-3", receipt_number="261201-000002"), "t", "r", False)
+    assert await store.insert_many([taken, fine]) == [Refused.RECEIPT, fine]
+    assert list(await store.find_by_channel_refs({("kakao", "ref-2"), ("kakao", "ref-3")})) == [
+        ("kakao", "ref-3")
+    ]
 
 
 async def test_the_relay_sees_only_unpublished_complaints_past_the_grace_window(
@@ -94,7 +113,7 @@ async def test_the_relay_sees_only_unpublished_complaints_past_the_grace_window(
     young = filed(at=now - RELAY_GRACE + timedelta(seconds=1))
     published = filed(at=now - timedelta(minutes=1))
     for event in (old, young, published, older):
-        assert await store.insert(event, "t", "r") is not None
+        assert isinstance(await insert(store, event, "t", "r"), FiledRecord)
     await store.mark_published(published.complaint_id)
     await store.mark_published("no-such-complaint")
 
@@ -104,26 +123,25 @@ async def test_the_relay_sees_only_unpublished_complaints_past_the_grace_window(
     first = await store.unpublished(older_than=now - RELAY_GRACE, limit=1)
     assert [r.filed.complaint_id for r in first] == [older.complaint_id]
 
-    await store.mark_published(old.complaint_id)
+    await store.mark_published_many([old.complaint_id, "no-such-complaint"])
     again = await store.unpublished(older_than=now - RELAY_GRACE)
     assert [r.filed.complaint_id for r in again] == [older.complaint_id]
-    found = await store.find_by_channel_ref("kakao", "old")
-    assert found is not None
-    assert found.published is True
+    found = await store.find_by_channel_refs({("kakao", "old")})
+    assert found[("kakao", "old")].published is True
 
 
 async def test_a_resident_token_is_known_once_remembered(store: SubmissionStore) -> None:
-    token = new_tracking_token()
-    assert await store.known_resident(token) is False
-    await store.remember_resident(token, NOW)
-    await store.remember_resident(token, NOW + timedelta(days=1))
-    assert await store.known_resident(token) is True
-    assert await store.known_resident(new_tracking_token()) is False
+    token, other, stranger = (new_tracking_token() for _ in range(3))
+    assert await store.known_residents({token}) == set()
+    await store.remember_residents({token}, NOW)
+    await store.remember_residents({token, other}, NOW + timedelta(days=1))
+    assert await store.known_residents({token, other, stranger}) == {token, other}
+    assert await store.known_residents(set()) == set()
 
 
 async def test_only_the_complaints_own_tracking_token_matches(store: SubmissionStore) -> None:
     event = filed(tracking="the-right-token")
-    assert await store.insert(event, "the-right-token", "r") is not None
+    assert isinstance(await insert(store, event, "the-right-token", "r"), FiledRecord)
     assert await store.token_matches(event.complaint_id, "the-right-token") is True
     assert await store.token_matches(event.complaint_id, "the-wrong-token") is False
     assert await store.token_matches(event.complaint_id, "") is False

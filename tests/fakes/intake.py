@@ -1,10 +1,11 @@
 """In-memory stand-ins for intake's collaborators, honest enough to pass the store contract."""
 
 import hmac
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from intake.store import FiledRecord, ReceiptCollision
+from intake.store import ChannelRef, FiledRecord, Refused, SubmissionStore
 from schemas import ComplaintFiled
 from schemas.tokens import hash_token
 from services.broker import KeyedEvent
@@ -32,38 +33,46 @@ class InMemorySubmissionStore:
     async def ensure_indexes(self) -> None:
         return None
 
-    async def find_by_channel_ref(self, channel: str, channel_ref: str) -> FiledRecord | None:
+    async def find_by_channel_refs(
+        self, refs: Collection[ChannelRef]
+    ) -> dict[ChannelRef, FiledRecord]:
+        wanted = set(refs)
+        found: dict[ChannelRef, FiledRecord] = {}
         for row in self.rows.values():
             filed = row.record.filed
-            if filed.channel == channel and filed.channel_ref == channel_ref:
-                return row.record
-        return None
+            if filed.channel_ref is not None and (filed.channel, filed.channel_ref) in wanted:
+                found[(filed.channel.value, filed.channel_ref)] = row.record
+        return found
 
-    async def insert(
-        self, filed: ComplaintFiled, tracking_token: str, resident_token: str
-    ) -> FiledRecord | None:
-        if filed.complaint_id in self.rows:
-            return None
-        if filed.channel_ref is not None and await self.find_by_channel_ref(
-            filed.channel, filed.channel_ref
-        ):
-            return None
-        if any(r.record.filed.receipt_number == filed.receipt_number for r in self.rows.values()):
-            raise ReceiptCollision
-        record = FiledRecord(
-            filed=filed,
-            tracking_token=tracking_token,
-            resident_token=resident_token,
-            published=False,
-        )
-        self.rows[filed.complaint_id] = _Row(record, _bson_precision(filed.occurred_at))
-        return record
+    async def insert_many(self, records: Sequence[FiledRecord]) -> list[FiledRecord | Refused]:
+        outcome: list[FiledRecord | Refused] = []
+        for record in records:
+            filed = record.filed
+            if filed.complaint_id in self.rows:
+                raise KeyError(f"duplicate _id {filed.complaint_id}")
+            taken_ref = filed.channel_ref is not None and any(
+                (r.record.filed.channel, r.record.filed.channel_ref)
+                == (filed.channel, filed.channel_ref)
+                for r in self.rows.values()
+            )
+            if taken_ref:
+                outcome.append(Refused.CHANNEL_REF)
+            elif any(
+                r.record.filed.receipt_number == filed.receipt_number for r in self.rows.values()
+            ):
+                outcome.append(Refused.RECEIPT)
+            else:
+                stored = replace(record, published=False)
+                self.rows[filed.complaint_id] = _Row(stored, _bson_precision(filed.occurred_at))
+                outcome.append(stored)
+        return outcome
 
-    async def known_resident(self, resident_token: str) -> bool:
-        return hash_token(resident_token) in self.residents
+    async def known_residents(self, resident_tokens: Collection[str]) -> set[str]:
+        return {t for t in resident_tokens if hash_token(t) in self.residents}
 
-    async def remember_resident(self, resident_token: str, at: datetime) -> None:
-        self.residents.setdefault(hash_token(resident_token), _bson_precision(at))
+    async def remember_residents(self, resident_tokens: Collection[str], at: datetime) -> None:
+        for token in resident_tokens:
+            self.residents.setdefault(hash_token(token), _bson_precision(at))
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
         row = self.rows.get(complaint_id)
@@ -76,9 +85,23 @@ class InMemorySubmissionStore:
         if row is not None:
             row.record = replace(row.record, published=True)
 
+    async def mark_published_many(self, complaint_ids: Collection[str]) -> None:
+        for complaint_id in complaint_ids:
+            await self.mark_published(complaint_id)
+
     async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
         due = [r for r in self.rows.values() if not r.record.published and r.filed_at < older_than]
         return [r.record for r in sorted(due, key=lambda r: r.filed_at)[:limit]]
+
+
+async def insert(
+    store: SubmissionStore, filed: ComplaintFiled, tracking_token: str, resident_token: str
+) -> FiledRecord | Refused:
+    """Seed one complaint through the bulk insert, as a test's precondition."""
+    [outcome] = await store.insert_many(
+        [FiledRecord(filed, tracking_token, resident_token, published=False)]
+    )
+    return outcome
 
 
 @dataclass(frozen=True)

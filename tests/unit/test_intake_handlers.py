@@ -5,7 +5,7 @@ in-memory broker."""
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,13 +22,13 @@ from intake.app import create_app
 from intake.filing import file_submission
 from intake.handlers import Intake, subscribe
 from intake.settings import IntakeSettings
-from intake.store import RELAY_GRACE, FiledRecord
+from intake.store import RELAY_GRACE, ChannelRef, FiledRecord
 from schemas import ComplaintFiled, ComplaintSubmitted, DeadLetter, topics
 from schemas.commands import COMMAND_ADAPTER, ComplaintCommand, DepartmentAction
 from schemas.tokens import hash_token
 from services.broker import KeyedEvent, topic_name
 from services.runtime import Runtime
-from tests.fakes.intake import InMemorySubmissionStore, RecordingPublish
+from tests.fakes.intake import InMemorySubmissionStore, RecordingPublish, insert
 
 NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)  # already 2026-12-02 in Seoul
 ROADS_KEY = "roads-department-key"
@@ -109,7 +109,7 @@ async def test_filing_answers_201_and_publishes_one_complaint_filed(intake: Harn
     assert event.resident_token_hash == hash_token(body["resident_token"])
     assert (event.channel, event.channel_ref, event.body) == ("web", "web-1", SUBMISSION["body"])
     assert await intake.store.unpublished(older_than=NOW + timedelta(days=1)) == []
-    assert await intake.store.known_resident(body["resident_token"])
+    assert await intake.store.known_residents({body["resident_token"]}) == {body["resident_token"]}
 
 
 async def test_the_same_channel_ref_again_answers_200_with_the_same_complaint(
@@ -135,7 +135,7 @@ async def test_a_duplicate_of_a_complaint_a_crash_left_unpublished_publishes_it(
         resident_token="resident-token-of-c-left",
         filed_at=NOW - timedelta(seconds=1),
     )
-    await intake.store.insert(left, "tracking-token-of-c-left", "resident-token-of-c-left")
+    await insert(intake.store, left, "tracking-token-of-c-left", "resident-token-of-c-left")
 
     response = await intake.file()
 
@@ -202,12 +202,14 @@ class LateStore(InMemorySubmissionStore):
         self.winner = winner
         self.looked = False
 
-    async def find_by_channel_ref(self, channel: str, channel_ref: str) -> FiledRecord | None:
+    async def find_by_channel_refs(
+        self, refs: Collection[ChannelRef]
+    ) -> dict[ChannelRef, FiledRecord]:
         if not self.looked:
             self.looked = True
-            await self.insert(self.winner, "winners-tracking-token", "winners-resident-token")
-            return None
-        return await super().find_by_channel_ref(channel, channel_ref)
+            await insert(self, self.winner, "winners-tracking-token", "winners-resident-token")
+            return {}
+        return await super().find_by_channel_refs(refs)
 
 
 async def test_losing_the_race_for_a_channel_ref_answers_the_winners_complaint() -> None:
@@ -570,7 +572,7 @@ async def test_the_relay_publishes_only_what_was_left_unpublished_past_the_grace
             resident_token="r",
             filed_at=NOW - age,
         )
-        await store.insert(event, "t", "r")
+        await insert(store, event, "t", "r")
 
     await intake.relay()
 
@@ -608,7 +610,7 @@ async def test_the_relay_keeps_going_after_a_failed_pass() -> None:
         resident_token="r",
         filed_at=NOW - RELAY_GRACE * 2,
     )
-    await store.insert(event, "t", "r")
+    await insert(store, event, "t", "r")
 
     relay = asyncio.create_task(intake.relay_forever(0.001))
     try:
