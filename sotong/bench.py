@@ -6,9 +6,14 @@ what ``make up`` runs), then in one run measures:
 1. the raw ceilings: bare aiokafka produce (acks=all, awaited one by one, as the
    services publish) and a bare two-hop relay through the same broker (the pipeline's
    filed → lifecycle hops), and bare single and bulk inserts into the same database;
-2. the pipeline at a fixed offered rate, then at saturation: complaints filed over HTTP,
-   each followed until the tracker shows it ``handler_assigned`` and the notifier has
-   sent its first three messages (received, assigned, handler assigned).
+2. the pipeline, complaints filed over HTTP, each followed until the tracker shows it
+   ``handler_assigned`` and the notifier has sent its first three messages (received,
+   assigned, handler assigned), in three phases: saturation early in the run (half the
+   saturation size, filed at once), a fixed offered rate (``--rate`` for ``--duration``
+   seconds, the load shape a help desk is measured at), and saturation again with
+   thousands more complaints stored, so the two saturation figures show whether the
+   cost per complaint stays flat as history grows;
+3. that every complaint of the run was tracked and each resident message sent once.
 
 Figures are reported with their ratio to the ceilings, so a noisy machine moves both.
 Output: a table on stdout, a JSON file and a PNG of latency over the run.
@@ -72,6 +77,7 @@ class Phase:
     to_notified: dict[str, float] = field(default_factory=dict)
     to_tracked: dict[str, float] = field(default_factory=dict)
     timeline: list[tuple[float, float, float]] = field(default_factory=list)
+    stored_before: int = 0
     cpu_ms_per_complaint: dict[str, float] = field(default_factory=dict)
     db_commands_per_complaint: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -234,6 +240,7 @@ class Follower:
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
         self.read_models = self.mongo[database]["tracker_complaints"]
         self.sent: dict[str, int] = {}
+        self.messages: dict[tuple[str, str, str, str], int] = {}
         self.first_notified: dict[str, float] = {}
         self.notified: dict[str, float] = {}
         self.tracked: dict[str, float] = {}
@@ -256,7 +263,16 @@ class Follower:
             for records in (await self.consumer.getmany(timeout_ms=100)).values():
                 now = time.perf_counter()
                 for record in records:
-                    cid = json.loads(record.value)["complaint_id"]
+                    outcome = json.loads(record.value)
+                    cid = outcome["complaint_id"]
+                    if outcome["outcome"] == "sent":
+                        key = (
+                            cid,
+                            outcome["source_event_id"],
+                            outcome["recipient"],
+                            outcome["channel"],
+                        )
+                        self.messages[key] = self.messages.get(key, 0) + 1
                     self.sent[cid] = self.sent.get(cid, 0) + 1
                     self.first_notified.setdefault(cid, now)
                     if self.sent[cid] >= NOTIFICATIONS_PER_COMPLAINT:
@@ -275,6 +291,20 @@ class Follower:
 
     def done(self, cid: str) -> bool:
         return cid in self.tracked and cid in self.notified
+
+    def delivery_check(self) -> dict[str, int]:
+        """Every complaint filed in the run: tracked, notified, and no message twice (the
+        same source event, recipient and channel sent more than once)."""
+        filed = set(self.filed)
+        return {
+            "filed": len(filed),
+            "tracked": len(filed & set(self.tracked)),
+            "notified": len(filed & set(self.notified)),
+            "messages_sent": sum(1 for key in self.messages if key[0] in filed),
+            "messages_sent_twice": sum(
+                1 for key, n in self.messages.items() if key[0] in filed and n > 1
+            ),
+        }
 
 
 async def run_phase(
@@ -412,6 +442,22 @@ def table(result: dict[str, Any]) -> str:
                 if c != "total"
             )
             lines.append(f"  {service:<10}{counts.get('total', 0.0):>6.1f}  ({kinds})")
+    flat = result.get("history")
+    if flat:
+        lines += [
+            "",
+            f"cost as history grows: saturation with {flat['stored_late']} stored "
+            f"{flat['late']:.1f}/s vs {flat['stored_early']} stored {flat['early']:.1f}/s "
+            f"(ratio {flat['ratio']:.2f}; 1.00 is flat)",
+        ]
+    check = result.get("delivery_check")
+    if check:
+        lines += [
+            "",
+            f"every complaint: filed {check['filed']}, tracked {check['tracked']}, "
+            f"notified {check['notified']}; messages sent {check['messages_sent']}, "
+            f"sent twice {check['messages_sent_twice']}",
+        ]
     lines += ["", "peak memory (VmHWM) per process, MB"]
     lines += [f"  {name:<10}{mb:>8.0f}" for name, mb in result["peak_memory_mb"].items() if mb]
     return "\n".join(lines)
@@ -461,21 +507,20 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
                 Phase("warm-up", 5, 20), services["intake"].url, follower, texts, 4, 120
             )
             for phase in (
-                Phase("fixed-rate", args.rate, args.complaints),
+                Phase("saturation-early", None, max(args.complaints // 2, 1)),
+                Phase("fixed-rate", args.rate, max(round(args.rate * args.duration), 1)),
                 Phase("saturation", None, args.complaints),
             ):
                 print(f"phase {phase.name}…", flush=True)
+                phase.stored_before = len(follower.filed)
                 before = await probe.snapshot()
                 await run_phase(
                     phase, services["intake"].url, follower, texts, args.concurrency, args.wait
                 )
                 Probe.charge(phase, before, await probe.snapshot())
                 phases.append(phase)
-            memory = {
-                name: peak_memory_mb(p.child.process.pid)
-                for name, p in services.items()
-                if p.child.process
-            }
+            memory = {name: peak_memory_mb(pid) for name, pid in pids.items()}
+            check = follower.delivery_check()
         finally:
             await follower.stop()
             for proc in services.values():
@@ -497,6 +542,14 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
             for p in phases
         ],
         "peak_memory_mb": memory,
+        "history": {
+            "stored_early": phases[0].stored_before,
+            "early": phases[0].throughput,
+            "stored_late": phases[-1].stored_before,
+            "late": phases[-1].throughput,
+            "ratio": phases[-1].throughput / phases[0].throughput if phases[0].throughput else 0,
+        },
+        "delivery_check": check,
     }
     (root / "bench.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     plot(phases, root / "latency.png")

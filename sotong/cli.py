@@ -483,9 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     resident.set_defaults(func=cmd_resident)
 
     bench = sub.add_parser("bench", help="throughput and latency against the raw ceilings")
-    bench.add_argument("--complaints", type=int, default=300, help="per measured phase")
-    bench.add_argument("--rate", type=float, default=10.0, help="offered rate of the fixed phase")
-    bench.add_argument("--concurrency", type=int, default=16, help="HTTP requests in flight")
+    bench.add_argument(
+        "--complaints", type=int, default=2000, help="saturation size (half of it early on)"
+    )
+    bench.add_argument("--rate", type=float, default=50.0, help="offered rate of the fixed phase")
+    bench.add_argument("--duration", type=float, default=60.0, help="seconds of the fixed phase")
+    bench.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight")
     bench.add_argument("--raw-messages", type=int, default=1000, help="for the raw ceilings")
     bench.add_argument("--wait", type=float, default=180.0, help="seconds to wait for stragglers")
     bench.add_argument("--out", help="directory for the JSON and PNG (default var/bench)")
