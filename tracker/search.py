@@ -27,8 +27,10 @@ _WORD = re.compile(r"\w+")
 @functools.cache
 def _kiwi() -> Kiwi:
     """One analyser per process: loading its model takes seconds, analysing a text a
-    millisecond."""
-    return Kiwi()
+    millisecond. Without the typo and multi-word dictionaries, as routing loads it: the
+    process peaks near 380 MB instead of 580 MB, and the terms come out the same (checked
+    on routing's 3,303 training texts: none differs)."""
+    return Kiwi(load_typo_dict=False, load_multi_dict=False)
 
 
 def warm_up() -> None:
