@@ -10,7 +10,7 @@ a CloudEvent 1.0 in structured mode::
     X-Sotong-Signature: sha256=5d41402abc4b2a76…  (hex HMAC-SHA256, see below)
     X-Sotong-Delivery: 0f6c…                       (the same for every attempt of one delivery)
 
-    {"specversion": "1.0", "id": "{event_id}", "type": "kr.go.sotong.complaint.status_changed",
+    {"specversion": "1.0", "id": "{event_id}", "type": "kr.go.sotong.complaint.status_changed.v1",
      "source": "/sotong/routing", "subject": "{complaint_id}", "time": "…",
      "datacontenttype": "application/json", "dataschemaversion": "1",
      "correlationid": "…", "data": { …the event exactly as on Kafka… }}
@@ -43,7 +43,7 @@ from pydantic import SecretStr
 
 from notifier.channel import Message, post
 from schemas import ComplaintDeadlineAlert, ComplaintStatusChanged
-from schemas.envelope import CE_SPECVERSION, CE_TYPE_PREFIX
+from schemas.envelope import CE_SPECVERSION, cloudevent_type
 from services.errors import PermanentError
 
 SIGNATURE_HEADER = "X-Sotong-Signature"
@@ -95,7 +95,7 @@ def cloudevent(
     envelope: dict[str, Any] = {
         "specversion": CE_SPECVERSION,
         "id": event.event_id,
-        "type": CE_TYPE_PREFIX + event.event_type,
+        "type": cloudevent_type(event.event_type, event.schema_version),
         "source": source,
         "subject": event.complaint_id,
         "time": event.occurred_at.isoformat(),

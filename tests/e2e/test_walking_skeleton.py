@@ -196,7 +196,7 @@ async def test_invalid_kafka_submission_is_dead_lettered_with_reasons(stack: Sta
         letter["value"]["original_topic"] == stack.topic(topics.SUBMISSIONS) for letter in letters
     )
     assert all(
-        letter["headers"]["ce_type"] == b"kr.go.sotong.sotong.dead_lettered" for letter in letters
+        letter["headers"]["ce_type"] == b"kr.go.sotong.dead_lettered.v1" for letter in letters
     )
 
 

@@ -373,7 +373,7 @@ async def test_a_webhook_5xx_is_retried_and_signed_afresh(world: World) -> None:
     await world.h.delivery.notify(step(cid, "reviewing", "start_review"))
     assert len(world.peers.hooks.requests) == 2
     [accepted] = world.peers.hooks.accepted
-    assert accepted.body["type"] == "kr.go.sotong.complaint.status_changed"
+    assert accepted.body["type"] == "kr.go.sotong.complaint.status_changed.v1"
     assert world.peers.hooks.refused_signatures == 0
     assert HOOK_SECRET not in accepted.raw.decode()
     [outcome] = [o for o in world.h.recorder.outcomes if o.channel == "webhook"]
@@ -414,7 +414,7 @@ async def test_a_deadline_breach_tells_the_supervisor_and_the_handler(world: Wor
     assert to_handler.body["template_code"] == "SOTONG_SLA_BREACHED"
     assert world.peers.alimtalk.accepted_for(PHONE) == [], "not the resident's business"
     [hook] = world.peers.hooks.events()
-    assert hook["type"] == "kr.go.sotong.complaint.deadline_alert"
+    assert hook["type"] == "kr.go.sotong.complaint.deadline_alert.v1"
     assert world.h.recorder.by("supervisor") == [sent("alimtalk")]
 
 

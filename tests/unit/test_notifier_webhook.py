@@ -66,7 +66,7 @@ def test_the_cloudevent_carries_the_kafka_attributes_and_the_event_as_data() -> 
     envelope = cloudevent(event, source="/sotong/routing", correlation_id="corr-1")
     assert envelope["specversion"] == "1.0"
     assert envelope["id"] == event.event_id
-    assert envelope["type"] == "kr.go.sotong.complaint.status_changed"
+    assert envelope["type"] == "kr.go.sotong.complaint.status_changed.v1"
     assert envelope["subject"] == "c-9"
     assert envelope["correlationid"] == "corr-1"
     assert envelope["dataschemaversion"] == "1"
