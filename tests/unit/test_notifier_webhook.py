@@ -72,3 +72,31 @@ def test_the_cloudevent_carries_the_kafka_attributes_and_the_event_as_data() -> 
     assert envelope["dataschemaversion"] == "1"
     assert ComplaintStatusChanged.model_validate(envelope["data"]) == event
     json.dumps(envelope)  # JSON all the way down
+
+
+def test_the_webhook_body_is_a_structured_cloudevent_to_the_official_sdk() -> None:
+    """HTTP binding, structured mode: what any CloudEvents SDK's receiver reads."""
+    from cloudevents.core.bindings import http as ce_http
+
+    event = ComplaintStatusChanged(
+        complaint_id="c-9",
+        receipt_number="251125-000009",
+        sequence=4,
+        from_state=ComplaintState.HANDLER_ASSIGNED,
+        to_state=ComplaintState.SITE_CHECK,
+        trigger="start_site_check",
+        department="roads",
+        actor="roads",
+    )
+    body = json.dumps(cloudevent(event, source="/sotong/notifier")).encode()
+    message = ce_http.HTTPMessage(
+        headers={"content-type": "application/cloudevents+json; charset=utf-8"}, body=body
+    )
+    parsed = ce_http.from_http_event(message)
+    assert parsed.get_type() == "kr.go.sotong.complaint.status_changed.v1"
+    assert parsed.get_id() == event.event_id
+    assert parsed.get_subject() == "c-9"
+    assert parsed.get_time() == event.occurred_at
+    data = parsed.get_data()
+    assert isinstance(data, dict)
+    assert ComplaintStatusChanged.model_validate(data) == event
