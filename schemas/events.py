@@ -187,7 +187,13 @@ class DeadLetter(Event):
     original_offset: int | None = None
     original_key: str | None = None
     original_headers: dict[str, str] = Field(default_factory=dict)
-    original_value_b64: str
+    original_value_b64: str = Field(
+        description="The original value, base64; only its first bytes when "
+        "`original_truncated` (the whole is kept in the dead-letter archive)."
+    )
+    original_size: int | None = Field(default=None, description="Bytes in the original value.")
+    original_sha256: str | None = Field(default=None, description="SHA-256 of the original value.")
+    original_truncated: bool = False
     consumer: str
     reason: str
     errors: list[FieldError] = Field(default_factory=list)

@@ -11,6 +11,8 @@
 import asyncio
 import base64
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -57,6 +59,14 @@ def topic_name(settings: KafkaSettings, topic: str) -> str:
     return settings.topic_prefix + topic
 
 
+EXCERPT_BYTES = 64 * 1024
+"""How much of a failed record's value a dead letter carries: with headers and reason a
+letter stays far below the producer's 1 MB limit however large the record was."""
+
+Archive = Callable[[DeadLetter, bytes], Awaitable[None]]
+"""Keeps the whole original value of a letter that carries only an excerpt."""
+
+
 class DeadLetters:
     """Retry policy plus dead-letter publishing, shared by every subscriber of a service."""
 
@@ -68,6 +78,7 @@ class DeadLetters:
         self.retry = retry
         self.metrics = metrics
         self.broker: KafkaBroker | None = None
+        self.archive: Archive | None = None
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def backoff(self, attempt: int) -> float:
@@ -131,6 +142,8 @@ class DeadLetters:
             str(k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
             for k, v in (getattr(raw, "headers", None) or ())
         }
+        value = value or b""
+        truncated = len(value) > EXCERPT_BYTES
         letter = DeadLetter(
             complaint_id=key,
             original_topic=topic,
@@ -138,7 +151,10 @@ class DeadLetters:
             original_offset=getattr(raw, "offset", None),
             original_key=key,
             original_headers=headers,
-            original_value_b64=base64.b64encode(value or b"").decode("ascii"),
+            original_value_b64=base64.b64encode(value[:EXCERPT_BYTES]).decode("ascii"),
+            original_size=len(value),
+            original_sha256=hashlib.sha256(value).hexdigest(),
+            original_truncated=truncated,
             consumer=self.service,
             reason=errors.describe(exc, strip_root=True),
             errors=errors.field_errors(exc, strip_root=True)
@@ -147,6 +163,10 @@ class DeadLetters:
             retryable=errors.is_retryable(exc),
             attempts=attempts,
         )
+        if truncated:
+            if self.archive is None:
+                raise RuntimeError("a record too large for a dead letter, and no archive")
+            await self.archive(letter, value)  # first: the letter points at it
         await self.publish(
             letter,
             correlation_id=correlation_id,
@@ -163,10 +183,14 @@ class DeadLetters:
 class DeadLetterMiddleware(BaseMiddleware):
     """Errors decide ack, retry or dead-letter here, and only here.
 
-    Retryable failures are retried in place with capped backoff (no nack-and-seek hot
-    loop); after the cap, or at once for a permanent failure, the message goes to the
-    dead-letter topic and is committed. Only if the dead letter itself cannot be
-    published does the exception escape, so the offset is not committed.
+    A permanent failure goes to the dead-letter topic at once and is committed. A
+    retryable one (the database or the broker unreachable) is never dead-lettered: it is
+    retried in place with capped backoff, and after ``max_attempts`` the exception
+    escapes, so the offset is not committed and the consumer rewinds to the message and
+    tries again on its next poll (staying within the poll interval, so the group does not
+    rebalance). The consumer's lag grows meanwhile and the lag alert fires; when the
+    dependency is back, processing resumes where it stopped and nothing was set aside.
+    Only if a dead letter itself cannot be published does a permanent failure escape too.
     """
 
     def __init__(self, msg: Any, /, *, context: Any, policy: DeadLetters) -> None:
@@ -188,15 +212,22 @@ class DeadLetterMiddleware(BaseMiddleware):
                 try:
                     return await call_next(msg)
                 except Exception as exc:
-                    retry = errors.is_retryable(exc)
-                    if retry and attempt < self.policy.retry.max_attempts:
+                    if errors.is_retryable(exc):
                         self.policy.metrics.retries.labels(self.policy.service, topic).inc()
-                        log.info(
-                            "retrying message",
+                        if attempt < self.policy.retry.max_attempts:
+                            log.info(
+                                "retrying message",
+                                extra={"attempt": attempt, "reason": errors.describe(exc)},
+                            )
+                            await self.policy.sleep(self.policy.backoff(attempt))
+                            continue
+                        log.warning(
+                            "dependency still unavailable; the offset stays and the message "
+                            "is consumed again",
                             extra={"attempt": attempt, "reason": errors.describe(exc)},
                         )
-                        await self.policy.sleep(self.policy.backoff(attempt))
-                        continue
+                        await self.policy.sleep(self.policy.retry.max_backoff_seconds)
+                        raise
                     try:
                         await self.policy.dead_letter(msg, exc, attempt)
                     except Exception:
@@ -247,6 +278,41 @@ def make_broker(
     return broker, dead_letters
 
 
+def _readable(record: Any) -> Any:
+    """The record with every header value valid UTF-8: a null value becomes empty, bytes
+    that are not UTF-8 are decoded with replacement characters. FastStream decodes headers
+    strictly in its parser, before any middleware, so one bad header would otherwise fail
+    the record (and a batch subscriber's whole batch) where no dead letter can catch it.
+    No handler reads headers for meaning, so the record is processed on its payload."""
+    headers = getattr(record, "headers", None) or ()
+    if all(isinstance(v, bytes) and _is_utf8(v) for _, v in headers):
+        return record
+    fixed = tuple(
+        (str(k), v.decode("utf-8", "replace").encode() if isinstance(v, bytes) else b"")
+        for k, v in headers
+    )
+    log.warning(
+        "unreadable Kafka header replaced",
+        extra={"topic": getattr(record, "topic", ""), "offset": getattr(record, "offset", None)},
+    )
+    return dataclasses.replace(record, headers=fixed)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def tolerant_parser(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's own parser, on records whose headers it can always decode."""
+    if isinstance(msg, tuple | list):
+        return await original(tuple(_readable(record) for record in msg))
+    return await original(_readable(msg))
+
+
 def subscriber(
     broker: KafkaBroker,
     kafka: KafkaSettings,
@@ -262,7 +328,7 @@ def subscriber(
         auto_offset_reset="earliest",
         session_timeout_ms=kafka.session_timeout_ms,
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-        **kwargs,
+        **({"parser": tolerant_parser} | kwargs),
     )
 
 

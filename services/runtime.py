@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services import broker as broker_kit
+from services.archive import DeadLetterArchive
 from services.broker import DeadLetters, KeyedEvent
 from services.http import service_app
 from services.metrics import ConsumerLag, KitMetrics, MongoCommandMetrics
@@ -65,6 +66,8 @@ class Runtime:
         mongo = make_client(
             settings.mongo, app_name=service, listeners=[MongoCommandMetrics(registry)]
         )
+        db = database(mongo, settings.mongo)
+        dead_letters.archive = DeadLetterArchive(db).keep
         return cls(
             service=service,
             settings=settings,
@@ -73,7 +76,7 @@ class Runtime:
             broker=broker,
             dead_letters=dead_letters,
             mongo=mongo,
-            db=database(mongo, settings.mongo),
+            db=db,
             lag=ConsumerLag(registry),
         )
 

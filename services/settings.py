@@ -50,7 +50,9 @@ class MongoSettings(BaseSettings):
 
 
 class RetrySettings(BaseSettings):
-    """How a consumer treats a failing message before it is dead-lettered."""
+    """How a consumer retries a message whose dependency is unavailable: ``max_attempts``
+    in place with capped backoff, then the offset is left uncommitted and the message is
+    consumed again; a retryable failure is never dead-lettered."""
 
     model_config = SettingsConfigDict(env_prefix="SOTONG_RETRY_", extra="ignore")
 
