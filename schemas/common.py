@@ -1,12 +1,45 @@
 """Value objects shared by several messages."""
 
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff"))
+"""Zero-width space, word joiner and BOM: invisible, so removed; a body of only these is
+empty. (Zero-width joiners stay: emoji sequences need them.)"""
+
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Embedding, override and isolate controls: they make text read differently from how it
+is stored (a reversed phone number, a disguised link), so text holding them is refused."""
+
+
+def normalise_text(value: object) -> object:
+    """NFC (a phone that sends decomposed Hangul files the same words as one that does not),
+    invisible characters removed, control characters refused: each refusal names the
+    character so the caller knows what to remove."""
+    if not isinstance(value, str):
+        return value
+    text = unicodedata.normalize("NFC", value).translate(INVISIBLE)
+    for char in text:
+        if char in BIDI_CONTROLS:
+            raise ValueError(f"must not contain the text direction control U+{ord(char):04X}")
+        if unicodedata.category(char) == "Cc" and char not in "\t\n\r":
+            raise ValueError(f"must not contain the control character U+{ord(char):04X}")
+    return text
+
+
+Text = Annotated[str, BeforeValidator(normalise_text), StringConstraints(strip_whitespace=True)]
+"""Free text from outside: NFC, no invisible or control characters, trimmed."""
 
 
 class WireModel(BaseModel):

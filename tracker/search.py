@@ -8,6 +8,7 @@ with ``$all``, so every content word of the query must appear in the complaint.
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,7 +56,9 @@ def search_terms(text: str) -> tuple[str, ...]:
 
 def query_terms(query: str) -> list[str]:
     """What a search query must match. A query with no content word at all (only
-    particles or endings) falls back to its plain words, so it still means something."""
+    particles or endings) falls back to its plain words, so it still means something.
+    Composed first (NFC): the stored text is, and a decomposed query would match nothing."""
+    query = unicodedata.normalize("NFC", query)
     terms = list(search_terms(query))
     if terms:
         return terms

@@ -41,3 +41,12 @@ def test_a_query_without_content_words_falls_back_to_its_words() -> None:
     assert query_terms("에서") == ["에서"]
     assert query_terms("   ") == []
     assert search_terms("") == ()
+
+
+def test_a_decomposed_query_finds_what_a_composed_one_finds() -> None:
+    import unicodedata
+
+    from tracker.search import query_terms
+
+    query = "가로등 꺼졌어요"
+    assert query_terms(unicodedata.normalize("NFD", query)) == query_terms(query)
