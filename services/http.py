@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from schemas.events import FieldError
@@ -175,6 +176,77 @@ def serve_docs(app: FastAPI) -> None:
         )
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods that are their own metric label; any other a client invents is ``OTHER``, so a
+stranger cannot grow the metric's label set."""
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read; FastAPI passes HTTP exceptions through, so the kit's
+    JSON error handler answers it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes with 413: at once when Content-Length
+    says so, and while reading when it is chunked or lies, so no handler ever buffers more."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            error_body("payload_too_large", BodyTooLarge(self.limit).detail),
+            ensure_ascii=False,
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
 class ServiceApp(FastAPI):
     """FastAPI whose OpenAPI document says what the kit answers (``services/openapi.py``)."""
 
@@ -192,6 +264,7 @@ def service_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     registry: CollectorRegistry,
     readiness: Callable[[FastAPI], Awaitable[dict[str, bool]]],
+    max_request_bytes: int = 1024 * 1024,
 ) -> FastAPI:
     # A body without a Content-Type is read as JSON (strict_content_type=False): it makes
     # no other claim, and a body that is not JSON gets the malformed-JSON answer anyway. A
@@ -219,6 +292,8 @@ def service_app(
         registry=registry,
     )
 
+    app.add_middleware(BodyLimit, limit=max_request_bytes)  # inside the metrics: 413s counted
+
     @app.middleware("http")
     async def red_metrics(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -232,8 +307,9 @@ def service_app(
         finally:
             route = request.scope.get("route")
             template = getattr(route, "path", "unmatched")
-            requests.labels(request.method, template, str(status)).inc()
-            latency.labels(request.method, template).observe(time.perf_counter() - start)
+            method = request.method if request.method in METHODS else "OTHER"
+            requests.labels(method, template, str(status)).inc()
+            latency.labels(method, template).observe(time.perf_counter() - start)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -250,7 +326,9 @@ def service_app(
             # FastAPI's answer to a JSON body that is not even text (not UTF-8).
             field = FieldError(field="(body)", reason=f"{NOT_UTF8}: {exc.detail}")
             return JSONResponse(error_body("invalid_request", NOT_UTF8, [field]), status_code=422)
-        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        code = {404: "not_found", 413: "payload_too_large"}.get(
+            exc.status_code, f"http_{exc.status_code}"
+        )
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.get("/metrics", include_in_schema=False)

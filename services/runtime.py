@@ -123,6 +123,7 @@ class Runtime:
             lifespan=lifespan,
             registry=self.registry,
             readiness=lambda _: self.readiness(),
+            max_request_bytes=self.settings.max_request_bytes,
         )
         app.state.runtime = self
         return app

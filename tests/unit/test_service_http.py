@@ -31,7 +31,7 @@ class Note(BaseModel):
     text: str
 
 
-def app() -> FastAPI:
+def app(max_request_bytes: int = 1024 * 1024) -> FastAPI:
     built = service_app(
         name="test",
         title="test",
@@ -39,6 +39,7 @@ def app() -> FastAPI:
         lifespan=no_lifespan,
         registry=CollectorRegistry(),
         readiness=ready,
+        max_request_bytes=max_request_bytes,
     )
 
     @built.post("/notes/{n}", responses={404: {"description": "No such note."}})
@@ -133,3 +134,38 @@ def intake_app() -> FastAPI:
     from tests.fakes.intake import InMemorySubmissionStore, RecordingPublish
 
     return create_app(IntakeSettings(), store=InMemorySubmissionStore(), publish=RecordingPublish())
+
+
+async def test_a_body_over_the_limit_is_refused_with_413_declared_or_streamed() -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app(max_request_bytes=2048)), base_url="http://t"
+    ) as http:
+        fits = await http.post("/notes/1", json={"text": "가" * 500})
+        declared = await http.post("/notes/1", json={"text": "가" * 1000})
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"text": "'
+            for _ in range(10):
+                yield b"x" * 512
+            yield b'"}'
+
+        streamed = await http.post(
+            "/notes/1", content=chunks(), headers={"content-type": "application/json"}
+        )
+        metrics = (await http.get("/metrics")).text
+    assert fits.status_code == 200
+    for refused in (declared, streamed):
+        assert refused.status_code == 413
+        assert refused.json()["error"]["code"] == "payload_too_large"
+        assert "2048 bytes" in refused.json()["error"]["message"]
+    assert 'status="413"' in metrics
+
+
+async def test_a_method_nobody_uses_is_one_metric_label() -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app()), base_url="http://t") as http:
+        for method in ("FOO", "BAR", "X" * 40):
+            await http.request(method, "/notes")
+        metrics = (await http.get("/metrics")).text
+    assert 'method="OTHER"' in metrics
+    assert "FOO" not in metrics
+    assert "BAR" not in metrics
