@@ -17,7 +17,14 @@ from schemas.events import utcnow
 from services.keys import ApiKeys
 from services.runtime import Clock, Runtime
 from tracker import search
-from tracker.handlers import Ingest, IngestMetrics, PublishDeadLetter, build_router, raw_values
+from tracker.handlers import (
+    Ingest,
+    IngestMetrics,
+    PublishDeadLetter,
+    StatsLimits,
+    build_router,
+    raw_values,
+)
 from tracker.settings import TrackerSettings
 from tracker.sse import StreamTiming
 from tracker.store import MongoTrackerStore, TrackerStore
@@ -75,6 +82,9 @@ def create_app(
             departments=ApiKeys(settings.api_keys),
             staff=ApiKeys(settings.staff_api_keys),
             timing=StreamTiming(settings.sse_poll_seconds, settings.sse_keepalive_seconds),
+            limits=StatsLimits(
+                settings.stats_min_cell, settings.stats_default_days, settings.stats_max_days
+            ),
             streams=Gauge(
                 "sotong_tracker_live_streams",
                 "Open Server-Sent Events timeline streams.",

@@ -27,7 +27,7 @@ duplicates change nothing.
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -48,11 +48,12 @@ from services.errors import PermanentError
 from services.http import ApiError
 from services.keys import API_KEY, ApiKeys
 from services.logs import bound
+from services.openapi import refusals
 from services.runtime import Clock
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, read_model_of
 from tracker.search import SearchQuery, query_terms
 from tracker.sse import StreamTiming, last_event_id, timeline_stream
-from tracker.statistics import Statistics, statistics
+from tracker.statistics import Statistics, statistics, suppressed
 from tracker.store import Appended, TrackerStore
 from tracker.view import (
     ComplaintSummary,
@@ -232,6 +233,15 @@ def not_found() -> ApiError:
     return ApiError(404, "not_found", "No complaint matches this id and tracking token.")
 
 
+@dataclass(frozen=True)
+class StatsLimits:
+    """How much statistics show: the smallest cell, the default and the longest period."""
+
+    min_cell: int = 5
+    default_days: int = 30
+    max_days: int = 366
+
+
 def unauthorised() -> ApiError:
     return ApiError(401, "unauthorized", "A valid X-Api-Key header is required.")
 
@@ -262,7 +272,9 @@ def build_router(
     staff: ApiKeys,
     timing: StreamTiming,
     streams: Gauge,
+    limits: StatsLimits | None = None,
 ) -> APIRouter:
+    limits = limits or StatsLimits()
     router = APIRouter()
 
     def department_of(key: str | None, code: str) -> str:
@@ -481,16 +493,37 @@ def build_router(
             raise ApiError(404, "not_found", "No complaint has this id.")
         return StaffComplaintView.model_validate(model, from_attributes=True)
 
-    @router.get("/v1/stats", response_model=Statistics, tags=["ops"])
+    @router.get(
+        "/v1/stats",
+        response_model=Statistics,
+        responses={**UNAUTHORISED, **refusals(422)},
+        tags=["staff"],
+    )
     async def stats(
-        department: str | None = None, filed_from: From = None, filed_to: To = None
+        x_api_key: ApiKey = None,
+        department: str | None = None,
+        filed_from: From = None,
+        filed_to: To = None,
     ) -> Statistics:
         """Counts per state and department, time per stage, deadline, reopen, transfer
-        and auto-routing rates, over complaints filed in the period. Open: aggregates
-        only, never a complaint or a person."""
-        rows = await store.statistics_rows(
-            department=department, filed_from=aware(filed_from), filed_to=aware(filed_to)
-        )
-        return statistics(rows)
+        and auto-routing rates, over complaints filed in a period (by default the last
+        ``stats_default_days``; at most ``stats_max_days``). For staff keys only; counts
+        below ``stats_min_cell`` are withheld (null), and so is every figure derived from
+        them, so no cell singles out a resident. Never a complaint or a person."""
+        if staff.department(x_api_key) is None:
+            raise unauthorised()
+        until = aware(filed_to) or utcnow()
+        since = aware(filed_from) or until - timedelta(days=limits.default_days)
+        if since >= until:
+            raise ApiError(422, "invalid_request", "from: must be before to")
+        if until - since > timedelta(days=limits.max_days):
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"from: the period may cover at most {limits.max_days} days",
+            )
+        rows = await store.statistics_rows(department=department, filed_from=since, filed_to=until)
+        figures = statistics(rows).model_copy(update={"period_from": since, "period_to": until})
+        return suppressed(figures, limits.min_cell)
 
     return router

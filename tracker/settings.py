@@ -28,6 +28,18 @@ class TrackerSettings(ServiceSettings):
     batch_timeout_ms: int = Field(
         default=200, ge=1, description="How long a batch waits to fill before it is stored."
     )
+    stats_min_cell: int = Field(
+        default=5,
+        ge=1,
+        description="Statistics show no count below this (small-cell suppression): a cell of "
+        "one or two complaints can single out the resident behind it.",
+    )
+    stats_default_days: int = Field(
+        default=30, ge=1, description="The period statistics cover when none is given."
+    )
+    stats_max_days: int = Field(
+        default=366, ge=1, description="The longest period one statistics request may cover."
+    )
     sse_poll_seconds: float = Field(
         default=0.5, gt=0, description="How often a live timeline looks for new entries."
     )

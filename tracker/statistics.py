@@ -53,27 +53,32 @@ class StatisticsRow(BaseModel):
     timeline: list[Stage] = Field(description="In sequence order.")
 
 
+SUPPRESSED = "null where a count would be above zero and below the minimum cell size."
+
+
 class Durations(BaseModel):
-    count: int
+    count: int | None = Field(description=SUPPRESSED)
     median_seconds: float | None
     p90_seconds: float | None
 
 
 class Rate(BaseModel):
-    numerator: int
-    denominator: int
-    rate: float | None = Field(description="numerator / denominator; null when nothing counts.")
+    numerator: int | None = Field(description=SUPPRESSED)
+    denominator: int | None = Field(description=SUPPRESSED)
+    rate: float | None = Field(
+        description="numerator / denominator; null when nothing counts or a count is withheld."
+    )
 
 
 class DepartmentCounts(BaseModel):
-    total: int
-    by_state: dict[str, int]
+    total: int | None = Field(description=SUPPRESSED)
+    by_state: dict[str, int | None]
 
 
 class Statistics(BaseModel):
-    complaints: int = Field(description="Complaints counted (filed or routed).")
-    awaiting_routing: int = Field(description="Filed, with no transition recorded yet.")
-    by_state: dict[str, int]
+    complaints: int | None = Field(description="Complaints counted (filed or routed).")
+    awaiting_routing: int | None = Field(description="Filed, with no transition recorded yet.")
+    by_state: dict[str, int | None]
     by_department: dict[str, DepartmentCounts]
     time_in_stage: dict[str, Durations] = Field(
         description="Per state left at least once: how long complaints stayed in it."
@@ -83,6 +88,11 @@ class Statistics(BaseModel):
     reopen_rate: Rate
     transfer_rate: Rate
     auto_routing_rate: Rate
+    period_from: datetime | None = Field(default=None, description="Filed at or after.")
+    period_to: datetime | None = Field(default=None, description="Filed before.")
+    min_cell: int = Field(
+        default=1, description="Counts above zero and below this are withheld (null)."
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -174,4 +184,48 @@ def statistics(rows: Iterable[StatisticsRow]) -> Statistics:
         reopen_rate=rate(reopened, resolved),
         transfer_rate=rate(transferred, assigned),
         auto_routing_rate=rate(auto, routed),
+    )
+
+
+def suppressed(stats: Statistics, minimum: int) -> Statistics:
+    """The same figures with every count in 1..minimum-1 withheld, and every figure
+    derived from one: a median of three stays, a rate of 2 in 100 reveals two people (so
+    does 98 in 100: its complement is withheld as well). Zero stays zero: it names no one."""
+
+    def count(n: int | None) -> int | None:
+        return None if n is None or 0 < n < minimum else n
+
+    def times(d: Durations) -> Durations:
+        if d.count is not None and d.count < minimum:
+            return Durations(count=count(d.count), median_seconds=None, p90_seconds=None)
+        return d
+
+    def ratio(r: Rate) -> Rate:
+        num, den = r.numerator or 0, r.denominator or 0
+        if den < minimum:
+            return Rate(numerator=count(num), denominator=count(den), rate=None)
+        if 0 < num < minimum or 0 < den - num < minimum:
+            return Rate(numerator=None, denominator=den, rate=None)
+        return r
+
+    return stats.model_copy(
+        update={
+            "complaints": count(stats.complaints),
+            "awaiting_routing": count(stats.awaiting_routing),
+            "by_state": {state: count(n) for state, n in stats.by_state.items()},
+            "by_department": {
+                code: DepartmentCounts(
+                    total=count(d.total),
+                    by_state={state: count(n) for state, n in d.by_state.items()},
+                )
+                for code, d in stats.by_department.items()
+            },
+            "time_in_stage": {stage: times(d) for stage, d in stats.time_in_stage.items()},
+            "time_to_resolution": times(stats.time_to_resolution),
+            "resolved_within_deadline": ratio(stats.resolved_within_deadline),
+            "reopen_rate": ratio(stats.reopen_rate),
+            "transfer_rate": ratio(stats.transfer_rate),
+            "auto_routing_rate": ratio(stats.auto_routing_rate),
+            "min_cell": minimum,
+        }
     )

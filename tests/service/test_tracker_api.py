@@ -6,6 +6,7 @@ import asyncio
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker
+from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from schemas import topics
@@ -24,8 +25,18 @@ from tracker.store import EVENTS
 def settings(backends: Backends, unique: str, *, create_topics: bool) -> TrackerSettings:
     kafka = backends.kafka(f"t{unique}.").model_copy(update={"create_topics": create_topics})
     return TrackerSettings(
-        kafka=kafka, mongo=backends.mongo(f"db{unique}"), retry=FAST_RETRY, http_port=0
+        kafka=kafka,
+        mongo=backends.mongo(f"db{unique}"),
+        retry=FAST_RETRY,
+        http_port=0,
+        staff_api_keys={"ops": SecretStr(STAFF_KEY)},
+        stats_min_cell=1,
     )
+
+
+STAFF_KEY = "staff-key-for-statistics"
+PERIOD = {"from": "2025-03-01T00:00:00", "to": "2025-04-01T00:00:00"}
+STAFF = {"X-Api-Key": STAFF_KEY}
 
 
 async def drop_database(backends: Backends, name: str) -> None:
@@ -117,7 +128,7 @@ async def test_on_the_real_broker_events_before_their_filing_wait_unseen_in_the_
             await publish(*events[1:])
             await stored(len(events) - 1)
 
-            stats = (await http.get("/v1/stats")).json()
+            stats = (await http.get("/v1/stats", params=PERIOD, headers=STAFF)).json()
             assert (stats["complaints"], stats["awaiting_routing"]) == (0, 0)
             hidden = await http.get("/v1/complaints/c-1", params={"token": TOKEN})
             assert hidden.status_code == 404
@@ -133,7 +144,7 @@ async def test_on_the_real_broker_events_before_their_filing_wait_unseen_in_the_
             view = response.json()
             assert [entry["sequence"] for entry in view["timeline"]] == [1, 2, 3, 4]
             assert (len(view["notifications"]), len(view["rejections"])) == (2, 1)
-            stats = (await http.get("/v1/stats")).json()
+            stats = (await http.get("/v1/stats", params=PERIOD, headers=STAFF)).json()
             assert (stats["complaints"], stats["by_state"]) == (1, {"site_check": 1})
     finally:
         await client.close()

@@ -34,7 +34,10 @@ STAFF_KEYS = {"call-centre": SecretStr(STAFF_KEY)}
 
 @pytest.fixture
 async def tracker() -> AsyncIterator[Tracker]:
-    async with running(api_keys=DEPARTMENT_KEYS, staff_api_keys=STAFF_KEYS) as tracker:
+    # every count shown: these tests check the figures; suppression has its own tests
+    async with running(
+        api_keys=DEPARTMENT_KEYS, staff_api_keys=STAFF_KEYS, stats_min_cell=1
+    ) as tracker:
         yield tracker
 
 
@@ -409,19 +412,28 @@ async def test_who_may_look_a_complaint_up(
 # -- statistics -----------------------------------------------------------------------
 
 
+PERIOD = {"from": "2025-03-01T00:00:00", "to": "2025-04-01T00:00:00"}
+
+
+async def stats(tracker: Tracker, **params: str) -> httpx.Response:
+    return await tracker.http.get(
+        "/v1/stats", params=PERIOD | params, headers={"X-Api-Key": STAFF_KEY}
+    )
+
+
 async def test_statistics_over_the_district(district_tracker: Tracker) -> None:
-    response = await district_tracker.http.get("/v1/stats")
+    response = await stats(district_tracker)
 
     assert response.status_code == 200
-    stats = response.json()
-    assert stats["complaints"] == 4
-    assert stats["by_state"] == {"handler_assigned": 2, "resolved": 1, "site_check": 1}
-    assert stats["by_department"]["roads"]["total"] == 3
-    assert stats["by_department"]["parks"]["by_state"] == {"handler_assigned": 1}
-    assert stats["transfer_rate"] == {"numerator": 1, "denominator": 4, "rate": 0.25}
-    assert stats["auto_routing_rate"]["rate"] == 1.0
-    assert stats["resolved_within_deadline"]["rate"] == 1.0
-    assert stats["time_in_stage"]["received"] == {
+    figures = response.json()
+    assert figures["complaints"] == 4
+    assert figures["by_state"] == {"handler_assigned": 2, "resolved": 1, "site_check": 1}
+    assert figures["by_department"]["roads"]["total"] == 3
+    assert figures["by_department"]["parks"]["by_state"] == {"handler_assigned": 1}
+    assert figures["transfer_rate"] == {"numerator": 1, "denominator": 4, "rate": 0.25}
+    assert figures["auto_routing_rate"]["rate"] == 1.0
+    assert figures["resolved_within_deadline"]["rate"] == 1.0
+    assert figures["time_in_stage"]["received"] == {
         "count": 4,
         "median_seconds": 60.0,
         "p90_seconds": 60.0,
@@ -429,9 +441,41 @@ async def test_statistics_over_the_district(district_tracker: Tracker) -> None:
     assert_nothing_personal(response.text)
 
 
+async def test_statistics_are_for_staff_keys_only(district_tracker: Tracker) -> None:
+    for headers in ({}, {"X-Api-Key": KEYS["roads"]}, {"X-Api-Key": "wrong"}):
+        response = await district_tracker.http.get("/v1/stats", params=PERIOD, headers=headers)
+        assert response.status_code == 401
+
+
+async def test_a_statistics_period_is_bounded(district_tracker: Tracker) -> None:
+    too_long = await stats(district_tracker, **{"from": "2024-01-01T00:00:00"})
+    backwards = await stats(district_tracker, to="2025-02-01T00:00:00")
+    for refused in (too_long, backwards):
+        assert refused.status_code == 422
+        assert refused.json()["error"]["message"].startswith("from:")
+    default = await district_tracker.http.get("/v1/stats", headers={"X-Api-Key": STAFF_KEY})
+    assert default.status_code == 200
+    assert default.json()["complaints"] == 0  # the last 30 days hold none of 2025's
+
+
+async def test_small_cells_are_withheld_by_default() -> None:
+    async with running(api_keys=DEPARTMENT_KEYS, staff_api_keys=STAFF_KEYS) as tracker:
+        await tracker.deliver(*district())
+        figures = (await stats(tracker)).json()
+    assert figures["min_cell"] == 5
+    assert figures["complaints"] is None  # four complaints: one of them could be found
+    assert set(figures["by_state"].values()) == {None}
+    assert figures["by_department"]["parks"] == {
+        "total": None,
+        "by_state": {"handler_assigned": None},
+    }
+    assert figures["transfer_rate"] == {"numerator": None, "denominator": None, "rate": None}
+    assert figures["time_in_stage"]["received"]["median_seconds"] is None
+
+
 async def test_statistics_per_department_and_period(district_tracker: Tracker) -> None:
-    parks = await district_tracker.http.get("/v1/stats", params={"department": "parks"})
-    later = await district_tracker.http.get("/v1/stats", params={"from": "2025-03-03T10:30:00"})
+    parks = await stats(district_tracker, department="parks")
+    later = await stats(district_tracker, **{"from": "2025-03-03T10:30:00"})
 
     assert parks.json()["complaints"] == 1
     assert later.json()["complaints"] == 2  # c-3 (11:00 KST) and c-4 (12:00)
@@ -457,7 +501,7 @@ def unfiled(complaint_id: str) -> list[TrackedEvent]:
 async def district_view(tracker: Tracker) -> dict[str, Any]:
     """Every list and count a reader can ask for, by who asks."""
     return {
-        "stats": (await tracker.http.get("/v1/stats")).json(),
+        "stats": (await stats(tracker)).json(),
         "search": ids(await tracker.get("/v1/search", STAFF_KEY)),
         "queue": (await tracker.get("/v1/departments/roads/queue", KEYS["roads"])).json(),
         "mine": ids(
@@ -503,8 +547,8 @@ async def test_a_filing_that_arrives_last_shows_everything_stored_before_it(
     assert model is not None
     assert model.state == "site_check"
     assert [r.code for r in model.rejections] == ["unknown_complaint", "illegal_transition"]
-    stats = (await district_tracker.http.get("/v1/stats")).json()
-    assert (stats["complaints"], stats["by_department"]["roads"]["total"]) == (5, 4)
+    figures = (await stats(district_tracker)).json()
+    assert (figures["complaints"], figures["by_department"]["roads"]["total"]) == (5, 4)
     assert "c-5" in ids(await district_tracker.get("/v1/search", STAFF_KEY))
 
 

@@ -177,3 +177,38 @@ def test_statistics_fields_hold_nothing_personal() -> None:
     for personal in ("홍길동", "010-1234-5678", "청라커낼로", "resident", "body", "title"):
         assert personal not in text
     assert statistics([row]) == statistics([whole(ON_TIME)])
+
+
+def test_suppression_withholds_small_counts_and_what_reveals_them() -> None:
+    from tracker.statistics import DepartmentCounts, Durations, Rate, Statistics, suppressed
+
+    figures = Statistics(
+        complaints=120,
+        awaiting_routing=3,
+        by_state={"resolved": 100, "rejected": 2, "withdrawn": 0},
+        by_department={"parks": DepartmentCounts(total=4, by_state={"resolved": 4})},
+        time_in_stage={
+            "received": Durations(count=120, median_seconds=60.0, p90_seconds=90.0),
+            "info_requested": Durations(count=3, median_seconds=3600.0, p90_seconds=7200.0),
+        },
+        time_to_resolution=Durations(count=100, median_seconds=86400.0, p90_seconds=172800.0),
+        resolved_within_deadline=Rate(numerator=98, denominator=100, rate=0.98),
+        reopen_rate=Rate(numerator=2, denominator=100, rate=0.02),
+        transfer_rate=Rate(numerator=40, denominator=120, rate=40 / 120),
+        auto_routing_rate=Rate(numerator=3, denominator=4, rate=0.75),
+    )
+    shown = suppressed(figures, 5)
+    assert (shown.complaints, shown.awaiting_routing) == (120, None)
+    assert shown.by_state == {"resolved": 100, "rejected": None, "withdrawn": 0}
+    assert shown.by_department["parks"].total is None
+    assert shown.time_in_stage["received"] == figures.time_in_stage["received"]
+    assert shown.time_in_stage["info_requested"] == Durations(
+        count=None, median_seconds=None, p90_seconds=None
+    )
+    # 98 of 100 on time names the two late ones as surely as 2 of 100 would
+    assert shown.resolved_within_deadline == Rate(numerator=None, denominator=100, rate=None)
+    assert shown.reopen_rate == Rate(numerator=None, denominator=100, rate=None)
+    assert shown.transfer_rate == figures.transfer_rate
+    assert shown.auto_routing_rate == Rate(numerator=None, denominator=None, rate=None)
+    assert shown.min_cell == 5
+    assert suppressed(figures, 1).by_state == figures.by_state
