@@ -117,28 +117,35 @@ class Intake:
 
         refs = {r for s in submissions if (r := ref(s)) is not None}
         existing = await self.store.find_by_channel_refs(refs) if refs else {}
+        redelivered = await self.store.find_by_submissions({s.event_id for s in submissions})
         claimed = {s.resident_token for s in submissions if s.resident_token}
         known = await self.store.known_residents(claimed) if claimed else set()
 
         fresh: list[tuple[int, ComplaintSubmitted, FiledRecord]] = []
         first_with_ref: dict[ChannelRef, int] = {}
-        repeats: list[tuple[int, ChannelRef]] = []  # the same channel_ref twice in this batch
+        first_of_submission: dict[str, int] = {}
+        repeats: list[tuple[int, int]] = []  # (i, the first in this batch it repeats)
         for i, submission in enumerate(submissions):
             key = ref(submission)
-            if key is not None and key in existing:
+            if submission.event_id in redelivered:
+                results[i] = (redelivered[submission.event_id], True)
+            elif key is not None and key in existing:
                 results[i] = (existing[key], True)
+            elif submission.event_id in first_of_submission:
+                repeats.append((i, first_of_submission[submission.event_id]))
             elif key is not None and key in first_with_ref:
-                repeats.append((i, key))
+                repeats.append((i, first_with_ref[key]))
             elif submission.resident_token and submission.resident_token not in known:
                 results[i] = UnknownResidentToken("resident_token: not issued by an earlier filing")
             else:
                 if key is not None:
                     first_with_ref[key] = i
+                first_of_submission[submission.event_id] = i
                 fresh.append((i, submission, self._new_record(submission, now)))
 
         if fresh:
             await self.store.remember_residents({r.resident_token for _, _, r in fresh}, now)
-        lost: list[tuple[int, ChannelRef]] = []  # a concurrent filing took the channel_ref
+        lost: list[tuple[int, ComplaintSubmitted]] = []  # a concurrent filing won
         for _ in range(RECEIPT_DRAWS):
             if not fresh:
                 break
@@ -147,10 +154,8 @@ class Intake:
             for (i, submission, record), outcome in zip(fresh, outcomes, strict=True):
                 if outcome is Refused.RECEIPT:
                     redraw.append((i, submission, self._redrawn(submission, record)))
-                elif outcome is Refused.CHANNEL_REF:
-                    key = ref(submission)
-                    assert key is not None, "a channel_ref refusal without a channel_ref"
-                    lost.append((i, key))
+                elif outcome in (Refused.CHANNEL_REF, Refused.SUBMISSION):
+                    lost.append((i, submission))
                 else:
                     results[i] = (outcome, False)
             fresh = redraw
@@ -158,16 +163,22 @@ class Intake:
             results[i] = NoFreeReceiptNumber("no free receipt number after several draws")
 
         if lost:
-            winners = await self.store.find_by_channel_refs({key for _, key in lost})
-            for i, key in lost:
-                winner = winners.get(key)
+            by_ref = await self.store.find_by_channel_refs(
+                {key for _, s in lost if (key := ref(s)) is not None}
+            )
+            by_submission = await self.store.find_by_submissions({s.event_id for _, s in lost})
+            for i, submission in lost:
+                key = ref(submission)
+                winner = by_submission.get(submission.event_id) or (
+                    by_ref.get(key) if key is not None else None
+                )
                 results[i] = (
                     (winner, True)
                     if winner is not None
-                    else RuntimeError("channel_ref taken, but no complaint holds it")
+                    else RuntimeError("a unique key was taken, but no complaint holds it")
                 )
-        for i, key in repeats:
-            first = results[first_with_ref[key]]
+        for i, first_index in repeats:
+            first = results[first_index]
             results[i] = (first[0], True) if isinstance(first, tuple) else first
 
         await self._publish_unpublished([r for r in results if isinstance(r, tuple)])
@@ -193,7 +204,9 @@ class Intake:
             resident_token=resident_token,
             filed_at=now,
         )
-        return FiledRecord(filed, token, resident_token, published=False)
+        return FiledRecord(
+            filed, token, resident_token, published=False, submission_id=submission.event_id
+        )
 
     @staticmethod
     def _redrawn(submission: ComplaintSubmitted, record: FiledRecord) -> FiledRecord:

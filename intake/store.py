@@ -32,6 +32,9 @@ class FiledRecord:
     tracking_token: str
     resident_token: str
     published: bool
+    submission_id: str | None = None
+    """The event id of the submission it was filed from: a redelivered submission (a crash
+    between the insert and the offset commit) finds its complaint by it."""
 
 
 class Refused(Enum):
@@ -41,6 +44,8 @@ class Refused(Enum):
     """(channel, channel_ref) was filed already: a duplicate, not a new complaint."""
     RECEIPT = "receipt_number"
     """The receipt number drawn is taken already: the caller draws another."""
+    SUBMISSION = "submission_id"
+    """This submission (its event id) was filed already: a redelivery, not a new complaint."""
 
 
 ChannelRef = tuple[str, str]
@@ -65,9 +70,14 @@ class SubmissionStore(Protocol):
         """The complaints already filed under any of ``refs``, in one round trip per channel."""
         ...
 
+    async def find_by_submissions(self, submission_ids: Collection[str]) -> dict[str, FiledRecord]:
+        """The complaints already filed from any of these submissions (by their event id)."""
+        ...
+
     async def insert_many(self, records: Sequence[FiledRecord]) -> list[FiledRecord | Refused]:
         """Insert new, unpublished complaints in one write; per record, the record or why
-        it was refused (a taken channel_ref or receipt number). The others are inserted."""
+        it was refused (a taken channel_ref, submission or receipt number). The others are
+        inserted."""
         ...
 
     async def known_residents(self, resident_tokens: Collection[str]) -> set[str]:
@@ -110,6 +120,13 @@ class MongoSubmissionStore:
                     [("channel", ASCENDING), ("channel_ref", ASCENDING)], name="channel_ref"
                 ),
                 IndexModel([("receipt_number", ASCENDING)], unique=True, name="receipt_unique"),
+                IndexModel(
+                    [("submission_id", ASCENDING)],
+                    unique=True,
+                    partialFilterExpression={"submission_id": {"$type": "string"}},
+                    name="submission_unique",
+                ),
+                IndexModel([("submission_id", ASCENDING)], name="submission"),
                 IndexModel([("published", ASCENDING), ("filed_at", ASCENDING)], name="outbox"),
             ]
         )
@@ -121,6 +138,7 @@ class MongoSubmissionStore:
             tracking_token=str(doc["tracking_token"]),
             resident_token=str(doc.get("resident_token", "")),
             published=bool(doc["published"]),
+            submission_id=doc.get("submission_id"),
         )
 
     async def find_by_channel_refs(
@@ -150,6 +168,8 @@ class MongoSubmissionStore:
         }
         if filed.channel_ref is not None:
             doc["channel_ref"] = filed.channel_ref
+        if record.submission_id is not None:
+            doc["submission_id"] = record.submission_id
         return doc
 
     async def insert_many(self, records: Sequence[FiledRecord]) -> list[FiledRecord | Refused]:
@@ -167,11 +187,19 @@ class MongoSubmissionStore:
                 pattern = error.get("keyPattern") or {}
                 if "receipt_number" in pattern:
                     outcome[error["index"]] = Refused.RECEIPT
+                elif "submission_id" in pattern:
+                    outcome[error["index"]] = Refused.SUBMISSION
                 elif "channel_ref" in pattern:
                     outcome[error["index"]] = Refused.CHANNEL_REF
                 else:  # an _id (uuid4) collision: not a state to paper over
                     raise
         return outcome
+
+    async def find_by_submissions(self, submission_ids: Collection[str]) -> dict[str, FiledRecord]:
+        if not submission_ids:
+            return {}
+        cursor = self.col.find({"submission_id": {"$in": list(submission_ids)}})
+        return {str(doc["submission_id"]): self._record(doc) async for doc in cursor}
 
     async def known_residents(self, resident_tokens: Collection[str]) -> set[str]:
         if not resident_tokens:

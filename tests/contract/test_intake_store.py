@@ -146,3 +146,19 @@ async def test_only_the_complaints_own_tracking_token_matches(store: SubmissionS
     assert await store.token_matches(event.complaint_id, "the-wrong-token") is False
     assert await store.token_matches(event.complaint_id, "") is False
     assert await store.token_matches("no-such-complaint", "the-right-token") is False
+
+
+async def test_a_submission_files_once_and_is_found_by_its_event_id(
+    store: SubmissionStore,
+) -> None:
+    first = FiledRecord(filed(), "t1", "r1", published=False, submission_id="sub-1")
+    again = FiledRecord(filed(), "t2", "r2", published=False, submission_id="sub-1")
+    other = FiledRecord(filed(), "t3", "r3", published=False, submission_id="sub-2")
+    assert await store.insert_many([first]) == [first]
+    assert await store.insert_many([again, other]) == [Refused.SUBMISSION, other]
+    found = await store.find_by_submissions({"sub-1", "sub-2", "sub-3"})
+    assert found == {"sub-1": first, "sub-2": other}
+    assert await store.find_by_submissions(set()) == {}
+    # complaints filed before submission ids were kept never collide with each other
+    legacy = [FiledRecord(filed(), f"t{i}", f"r{i}", published=False) for i in (4, 5)]
+    assert await store.insert_many(legacy) == legacy

@@ -44,6 +44,14 @@ class InMemorySubmissionStore:
                 found[(filed.channel.value, filed.channel_ref)] = row.record
         return found
 
+    async def find_by_submissions(self, submission_ids: Collection[str]) -> dict[str, FiledRecord]:
+        wanted = set(submission_ids)
+        return {
+            r.record.submission_id: r.record
+            for r in self.rows.values()
+            if r.record.submission_id is not None and r.record.submission_id in wanted
+        }
+
     async def insert_many(self, records: Sequence[FiledRecord]) -> list[FiledRecord | Refused]:
         outcome: list[FiledRecord | Refused] = []
         for record in records:
@@ -55,8 +63,13 @@ class InMemorySubmissionStore:
                 == (filed.channel, filed.channel_ref)
                 for r in self.rows.values()
             )
+            taken_submission = record.submission_id is not None and any(
+                r.record.submission_id == record.submission_id for r in self.rows.values()
+            )
             if taken_ref:
                 outcome.append(Refused.CHANNEL_REF)
+            elif taken_submission:
+                outcome.append(Refused.SUBMISSION)
             elif any(
                 r.record.filed.receipt_number == filed.receipt_number for r in self.rows.values()
             ):

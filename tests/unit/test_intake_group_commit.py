@@ -141,3 +141,27 @@ async def test_a_store_failure_fails_the_callers_of_that_batch() -> None:
     intake = intake_with(DownStore())
     with pytest.raises(ConnectionError):
         await intake.accept(submission("d-1"))
+
+
+async def test_a_redelivered_kafka_submission_without_a_channel_ref_files_once() -> None:
+    """A crash between the insert and the offset commit delivers the same submission
+    again: its event id finds the complaint, in a later batch or the same one."""
+    store = CountingStore()
+    publish = RecordingPublish()
+    intake = intake_with(store, publish)
+    sent = submission(None)
+
+    def answer(result: tuple[FiledRecord, bool]) -> tuple[str, bool]:
+        return result[0].filed.complaint_id, result[1]
+
+    first, duplicate = await intake.accept(sent)
+    assert duplicate is False
+    cid = first.filed.complaint_id
+    assert answer(await intake.accept(sent)) == (cid, True)
+    twice = await asyncio.gather(intake.accept(submission(None)), intake.accept(sent))
+    assert answer(twice[1]) == (cid, True)
+    same = submission(None)
+    together = await asyncio.gather(intake.accept(same), intake.accept(same))
+    assert answer(together[1]) == (together[0][0].filed.complaint_id, True)
+    assert len(store.rows) == 3
+    assert len(publish.on(topics.FILED)) == 3
