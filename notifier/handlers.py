@@ -1,85 +1,75 @@
-"""What arrives, and what it calls: one event becomes exactly one message per recipient
-and channel.
+"""What arrives, and what it calls: a batch of events becomes exactly one message per
+event, recipient and channel, for a handful of database commands per batch.
 
-Three subscribers (:func:`subscribe`) hand each message to :class:`Delivery`:
-``complaint.filed`` (the resident's contact, remembered), ``complaint.lifecycle`` (a
-state change to tell) and ``complaint.sla`` (a deadline alert). Errors they raise go to
-the kit's middleware, which retries or dead-letters them.
+Three batch subscribers (:func:`subscribe`) hand their records to :class:`Delivery`:
+``complaint.filed`` (the resident's contact, remembered), ``complaint.lifecycle`` (state
+changes to tell) and ``complaint.sla`` (deadline alerts), each topic in its own consumer
+group. Each record is parsed here, so one invalid record, or one that cannot be made into
+a message at all, is dead-lettered alone while the rest of its batch goes on. Anything
+else (the database or the broker away) fails the batch, and the kit's middleware retries
+it; what a redelivery finds done, it does not do again.
 
-Kafka redelivers (at-least-once, on purpose); the ledger in the store keeps the effect
-to one. For each recipient :mod:`notifier.audience` names, and each channel of their
-chain in turn:
+A batch is one unit of work (CONVENTIONS 13):
 
-1. claim ``{event_id}:{recipient}:{channel}`` — an insert only one attempt can win;
-2. deliver through the channel, retrying a retryable failure (timeout, 5xx, 429) as
-   :mod:`notifier.retry` says, a permanent one (4xx, refusal) not at all;
-3. finish the claim as sent, skipped or failed;
-4. publish the NotificationOutcome (:mod:`notifier.outcomes`), and mark it published.
+1. read what it needs, one query each and only when needed: the recipients of its
+   complaints, their parked events (:mod:`notifier.parking`), what quiet hours hold for
+   them (:mod:`notifier.deferral`, with quiet hours on), and the ledger records
+   (:mod:`notifier.ledger`) of every delivery its notices could touch;
+2. decide in pure code: whom to tell (:mod:`notifier.audience`), what to park or hold,
+   and for each notice what its channel chain still needs (:func:`notifier.chain.plan`);
+3. claim every delivery to make in one bulk write;
+4. send: complaints concurrently, one complaint's messages one after another and in
+   order, each down its chain (:class:`notifier.chain.Chain`; a fallback claims its next
+   channel on its own), and publish each outcome (and dead letter) as its complaint goes;
+5. finish every delivery, marked published, in one bulk write; take out what was parked
+   or held and is now sent; then the offsets are committed.
+
+A crash between sending and the finish leaves a claim ``sending``: the redelivery asks
+the channel whether the message went out (an HTTP channel cannot know and sends again
+with the same idempotency key, which the provider drops) and publishes the outcome again
+(the same event id: a duplicate downstream). A crash before a publish leaves the record
+unpublished, and the redelivery publishes it.
 
 A recipient who cannot be reached — no phone or address at all, no configured channel
 for the contact they gave, or no consent — is sent nothing: the outcome is ``skipped``
-with that reason, never ``sent`` to nobody.
+with that reason, never ``sent`` to nobody. When the last channel fails too, or the
+message cannot be made (a template variable missing), the failed outcome is published
+and the event goes to the dead-letter topic with the reason, once.
 
-A failure moves on to the next channel of the chain (AlimTalk → SMS/LMS, 대체발송); the
-message sent there is recorded as ``sent`` with the detail ``fallback from alimtalk``.
-When the last channel fails too, or the message cannot be made at all (a template
-variable missing), the failed outcome is published and the event goes to the
-dead-letter topic with the reason, once.
-
-A redelivery that finds a claim finished does nothing but publish an outcome (or a dead
-letter) a crash kept from going out, and goes on down the chain only past a failure.
-One that finds it still ``sending`` — the earlier attempt stopped after claiming and
-before finishing — asks the channel whether the message went out; an HTTP channel cannot
-know and sends again with the same idempotency key, which the provider drops.
-
-Within a process one complaint's messages go out one at a time. The claim is not a
-lease across processes: if two held the same event at once (a rebalance while the first
-is mid-send), the second would find ``sending`` and could send again. Kafka gives a
-partition to one group member at a time, which keeps that window narrow.
-
-Quiet hours hold back what is not urgent: the event and recipient are stored as
-deferred and :meth:`Delivery.release_due` (a small loop in the app) sends them when the
-quiet period ends. An urgent message to the same person sends what was held for them
-first, so they read their complaint's steps in order.
+Within a process a complaint's batches are serialised by a lock per complaint (the
+filing's batch sending parked events runs beside the lifecycle's). The claim is not a
+lease across processes: if two held the same event at once (a rebalance mid-send), the
+second would find ``sending`` and could send again. Kafka gives a partition to one group
+member at a time, which keeps that window narrow. A slow delivery holds up no other
+complaint of its batch, but the next batch of its partition waits for it.
 """
 
 import asyncio
+import contextlib
 import logging
-import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from typing import Protocol
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
 
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
+from faststream.kafka.parser import AioKafkaParser
+from faststream.message import StreamMessage
+from pydantic import BaseModel, ValidationError
 
-from notifier.audience import Audience, Notice, Source
-from notifier.channel import Channel, Message
+from notifier.audience import Audience, Notice
+from notifier.chain import Chain, Plan, Ran, Sleep, ids, plan
+from notifier.channel import Channel
+from notifier.deferral import Deferred, Hold, Source, held_before, release_at
+from notifier.ledger import DeliveryRecord, DeliveryStatus, Finish, Mark
 from notifier.metrics import NotifierMetrics
-from notifier.outcomes import (
-    NO_CHANNEL,
-    NO_CHANNEL_NAME,
-    NO_CONSENT,
-    NO_CONTACT,
-    fallback_detail,
-    metric_outcome,
-    outcome,
-    source_topic,
-    undeliverable,
-)
+from notifier.outcomes import metric_outcome, outcome, source_topic, undeliverable
+from notifier.parking import Parked, in_lifecycle_order
 from notifier.quiet import QuietHours
-from notifier.retry import RetryPolicy, Tried
-from notifier.store import (
-    Claim,
-    Deferred,
-    DeliveryRecord,
-    DeliveryStatus,
-    NotifierStore,
-    Parked,
-    Recipient,
-    delivery_id,
-)
-from notifier.templates import TemplateError
+from notifier.retry import RetryPolicy
+from notifier.store import NotifierStore, Recipient
 from schemas import (
     ComplaintDeadlineAlert,
     ComplaintFiled,
@@ -89,45 +79,207 @@ from schemas import (
 )
 from schemas.events import AlertKind, utcnow
 from services.errors import PermanentError, RetryableError, describe
+from services.logs import bound
 from services.runtime import Clock, Publish
+
+__all__ = ["DeadLetterSink", "Delivery", "PublishDeadLetter", "Sleep", "subscribe"]
 
 log = logging.getLogger("sotong.notifier")
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
-Sleep = Callable[[float], Awaitable[None]]
+PublishDeadLetter = Callable[[StreamMessage[Any], BaseException, int], Awaitable[None]]
+"""Publishes one record's dead letter: ``DeadLetters.dead_letter`` from the kit, or a fake."""
 Handler = Callable[..., Awaitable[None]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class Subscribe(Protocol):
     """``Runtime.subscriber``: an at-least-once subscriber to topics, in its own group."""
 
     def __call__(
-        self, *topic_names: str, group: str | None = None
+        self, *topic_names: str, group: str | None = None, **kwargs: object
     ) -> Callable[[Handler], object]: ...
 
 
-def subscribe(subscriber: Subscribe, delivery: "Delivery") -> None:
-    """Each topic in its own consumer group, so a slow lifecycle does not hold back the
-    contacts that free parked events."""
+# -- what arrives ---------------------------------------------------------------------
 
-    async def on_filed(filed: ComplaintFiled) -> None:
-        await delivery.remember_recipient(filed)
 
-    async def on_status_changed(event: ComplaintStatusChanged, message: KafkaMessage) -> None:
-        await delivery.notify(event, correlation_id=message.correlation_id)
+@dataclass(frozen=True)
+class Arrival:
+    """One event to handle, with the correlation id its record carried."""
 
-    async def on_deadline(alert: ComplaintDeadlineAlert, message: KafkaMessage) -> None:
-        await delivery.alert(alert, correlation_id=message.correlation_id)
+    source: Source
+    correlation_id: str | None = None
 
+
+@dataclass(frozen=True)
+class Rejected:
+    """An arrival that cannot be handled at all, and why: it is dead-lettered alone."""
+
+    arrival: Arrival
+    error: PermanentError
+
+
+def raw_values(message: StreamMessage[Any]) -> list[bytes]:
+    """The subscribers' decoder: the bytes untouched, so a record that is not JSON cannot
+    fail its whole batch before the handler sees it."""
+    return [record.value or b"" for record in records_of(message)]
+
+
+def records_of(message: StreamMessage[Any]) -> Sequence[Any]:
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple | list) else (raw,)
+
+
+def correlation_of(record: Any) -> str | None:
+    for key, value in getattr(record, "headers", None) or ():
+        if key == "correlation_id" and isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return None
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_records: int = 200
+    timeout_ms: int = 50
+
+
+def subscribe(
+    subscriber: Subscribe,
+    delivery: "Delivery",
+    *,
+    reject: PublishDeadLetter,
+    batch: BatchSettings | None = None,
+) -> None:
+    """Each topic a batch subscriber in its own consumer group, so a slow lifecycle does
+    not hold back the contacts that free parked events."""
+    batch = batch or BatchSettings()
+    records = Records(delivery, reject)
+    options: dict[str, object] = {
+        "batch": True,
+        "max_records": batch.max_records,
+        "batch_timeout_ms": batch.timeout_ms,
+        "decoder": raw_values,
+    }
     # Registered by call rather than as decorators: Runtime.subscriber is typed Any, and
     # mypy --strict refuses an untyped decorator.
-    subscriber(topics.FILED, group="recipients")(on_filed)
-    subscriber(topics.LIFECYCLE, group="lifecycle")(on_status_changed)
-    subscriber(topics.SLA, group="deadlines")(on_deadline)
+    subscriber(topics.FILED, group="recipients", **options)(records.on_filed)
+    subscriber(topics.LIFECYCLE, group="lifecycle", **options)(records.on_lifecycle)
+    subscriber(topics.SLA, group="deadlines", **options)(records.on_deadlines)
+
+
+@dataclass
+class Records:
+    """The subscribers' work: parse each record, hand the batch over, dead-letter what
+    cannot be handled one record at a time."""
+
+    delivery: "Delivery"
+    reject: PublishDeadLetter
+    _parser: AioKafkaParser = field(
+        init=False,
+        repr=False,
+        default_factory=lambda: AioKafkaParser(msg_class=KafkaStreamMessage, regex=None),
+    )
+
+    async def on_filed(self, message: KafkaMessage) -> None:
+        filings = await self._parse(records_of(message), ComplaintFiled)
+        await self.delivery.remember_all([event for event, _ in filings])
+
+    async def on_lifecycle(self, message: KafkaMessage) -> None:
+        parsed = await self._parse(records_of(message), ComplaintStatusChanged)
+        arrivals = [Arrival(event, correlation_of(record)) for event, record in parsed]
+        await self._rejected(parsed, await self.delivery.notify_all(arrivals))
+
+    async def on_deadlines(self, message: KafkaMessage) -> None:
+        parsed = await self._parse(records_of(message), ComplaintDeadlineAlert)
+        arrivals = [Arrival(event, correlation_of(record)) for event, record in parsed]
+        await self._rejected(parsed, await self.delivery.alert_all(arrivals))
+
+    async def _parse(self, records: Sequence[Any], model: type[M]) -> list[tuple[M, Any]]:
+        parsed: list[tuple[M, Any]] = []
+        for record in records:
+            try:
+                parsed.append((model.model_validate_json(record.value or b""), record))
+            except ValidationError as exc:
+                await self._reject(record, exc)
+        return parsed
+
+    async def _rejected(
+        self, parsed: Sequence[tuple[BaseModel, Any]], rejected: Sequence[Rejected]
+    ) -> None:
+        by_event = {id(event): record for event, record in parsed}
+        for item in rejected:
+            record = by_event.get(id(item.arrival.source))
+            assert record is not None, "a rejected arrival is one of the batch's"
+            await self._reject(record, item.error)
+
+    async def _reject(self, record: Any, exc: BaseException) -> None:
+        """Dead-letter one record, with the reason and its original bytes and headers."""
+        key = record.key.decode("utf-8", "replace") if isinstance(record.key, bytes) else None
+        with bound(complaint_id=key):
+            await self.reject(await self._parser.parse_message(record), exc, 1)
+
+
+# -- deciding -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One event to tell about, within one complaint's ordered work."""
+
+    source: Source
+    correlation_id: str | None
+    only: str | None = None
+    """Only this recipient (a held message released)."""
+    released: bool = False
+    unpark: bool = False
+    undefer: str | None = None
+    arrival: Arrival | None = None
+    """The record's arrival, if the job came from this batch's records."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One notice of one job, planned against the ledger."""
+
+    job: Job
+    notice: Notice
+    counts_repeat: bool
+    """The job's own notice (not a held one sent before it): counts toward duplicates."""
+    plan: Plan | None = None
+
+
+@dataclass
+class Effects:
+    """What one complaint's sending came to, for the batch's closing bulk write."""
+
+    finishes: dict[str, Finish] = field(default_factory=dict)
+    marks: dict[str, Mark] = field(default_factory=dict)
+    counted: list[DeliveryRecord] = field(default_factory=list)
+
+    def finished(self, finish: Finish, record: DeliveryRecord) -> None:
+        self.finishes[finish.delivery_id] = finish
+        self.counted.append(record)
+
+    def mark(self, delivery_id: str, *, published: bool = False, dead: bool = False) -> None:
+        if delivery_id in self.finishes:
+            f = self.finishes[delivery_id]
+            self.finishes[delivery_id] = replace(
+                f,
+                published=f.published or published,
+                dead_lettered=f.dead_lettered or dead,
+            )
+            return
+        m = self.marks.get(delivery_id, Mark(delivery_id=delivery_id))
+        self.marks[delivery_id] = Mark(
+            delivery_id=delivery_id,
+            published=m.published or published,
+            dead_lettered=m.dead_lettered or dead,
+        )
 
 
 class Delivery:
-    """The application service: every subscriber's message ends here."""
+    """The application service: every subscriber's batch ends here."""
 
     def __init__(
         self,
@@ -158,83 +310,131 @@ class Delivery:
         self.quiet = quiet
         self.clock = clock
         self.sleep = sleep
+        self.chain = Chain(
+            channels=self.channels,
+            claim=store.claim,
+            metrics=metrics,
+            retry=self.retry,
+            sleep=self._sleep,
+            clock=clock,
+        )
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    # -- what arrives -----------------------------------------------------------------
+    async def _sleep(self, seconds: float) -> None:
+        await self.sleep(seconds)
+
+    # -- one at a time (operators, tests): a batch of one --------------------------------
 
     async def remember_recipient(self, filed: ComplaintFiled) -> None:
         """Keep the resident's contact, then send what was parked waiting for it."""
-        await self.store.remember(filed)
-        async with self._serialised(filed.complaint_id):
-            parked = await self.store.parked(filed.complaint_id)
-            if not parked:
-                return
-            recipient = await self.store.recipient(filed.complaint_id)
-            assert recipient is not None, "remembered just now"
-            for item in parked:
-                await self._send_parked(item, recipient)
+        await self.remember_all([filed])
 
     async def notify(
         self, event: ComplaintStatusChanged, *, correlation_id: str | None = None
     ) -> None:
         """Tell everyone concerned about one state change, once per channel however often
-        it arrives.
-
-        ComplaintFiled travels on another topic and may come later, by seconds after a
-        restart. Until it does, the event is parked in the store (so the offset can be
-        committed without losing it) and handled, in lifecycle order, when the recipient
-        arrives. A normal race between two topics is not an error, so nothing is
-        dead-lettered for it; ``sotong_notifications_parked_total`` counts the parkings.
-        """
-        async with self._serialised(event.complaint_id):
-            recipient = await self.store.recipient(event.complaint_id)
-            if recipient is None:
-                if await self.store.park(event, correlation_id=correlation_id, now=self.clock()):
-                    self.metrics.parked.inc()
-                    log.info(
-                        "lifecycle event parked until its complaint's ComplaintFiled arrives",
-                        extra={"event_id": event.event_id, "state": event.to_state.value},
-                    )
-                return
-            parked = await self.store.parked(event.complaint_id)
-            was_parked = any(p.event.event_id == event.event_id for p in parked)
-            this = Parked(event, correlation_id)
-            others = [p for p in parked if p.event.event_id != event.event_id]
-            for item in sorted([*others, this], key=lambda p: p.event.sequence):
-                if item is not this:
-                    await self._send_parked(item, recipient)
-                    continue
-                await self._handle(event, recipient, correlation_id)
-                if was_parked:
-                    await self.store.unpark(event.event_id)
+        it arrives; raise what would dead-letter it."""
+        for rejected in await self.notify_all([Arrival(event, correlation_id)]):
+            raise rejected.error
 
     async def alert(
         self, alert: ComplaintDeadlineAlert, *, correlation_id: str | None = None
     ) -> None:
         """Tell the supervisor and handler about a deadline (the resident about a 30-day
         progress notice), and the department's system."""
-        async with self._serialised(alert.complaint_id):
-            recipient = await self.store.recipient(alert.complaint_id)
-            if recipient is None and alert.kind is AlertKind.PROGRESS_NOTICE:
-                raise RetryableError("the resident of this complaint is not known yet")
-            await self._handle(alert, recipient, correlation_id)
+        for rejected in await self.alert_all([Arrival(alert, correlation_id)]):
+            raise rejected.error
+
+    # -- a batch at a time ---------------------------------------------------------------
+
+    async def remember_all(self, filings: Sequence[ComplaintFiled]) -> None:
+        """Keep the residents' contacts, then send what was parked waiting for them."""
+        if not filings:
+            return
+        await self.store.remember_many(filings)
+        complaint_ids = {f.complaint_id for f in filings}
+        async with self._serialised(complaint_ids):
+            parked = await self.store.parked_for(complaint_ids)
+            if not parked:
+                return
+            recipients = await self.store.recipients_of(parked.keys())
+            work = {
+                cid: [
+                    Job(step.event, step.correlation_id, unpark=True)
+                    for step in in_lifecycle_order(items, [])
+                ]
+                for cid, items in parked.items()
+            }
+            await self._run(work, recipients)
+
+    async def notify_all(self, arrivals: Sequence[Arrival]) -> list[Rejected]:
+        """Tell everyone concerned about these state changes; those whose ComplaintFiled
+        has not come yet are parked (:mod:`notifier.parking`), not failed: a normal race
+        between two topics is not an error. What cannot be handled at all is returned,
+        to be dead-lettered alone."""
+        if not arrivals:
+            return []
+        complaint_ids = {a.source.complaint_id for a in arrivals}
+        async with self._serialised(complaint_ids):
+            recipients = await self.store.recipients_of(complaint_ids)
+            await self._park([a for a in arrivals if a.source.complaint_id not in recipients])
+            known = {cid for cid in complaint_ids if cid in recipients}
+            parked = await self.store.parked_for(known) if known else {}
+            arrived: dict[str, list[Parked]] = defaultdict(list)
+            by_event: dict[str, Arrival] = {}
+            for a in arrivals:
+                if a.source.complaint_id in known:
+                    assert isinstance(a.source, ComplaintStatusChanged)
+                    arrived[a.source.complaint_id].append(Parked(a.source, a.correlation_id))
+                    by_event.setdefault(a.source.event_id, a)
+            work = {
+                cid: [
+                    Job(
+                        step.event,
+                        step.correlation_id,
+                        unpark=step.parked,
+                        arrival=by_event.get(step.event.event_id),
+                    )
+                    for step in in_lifecycle_order(parked.get(cid, []), arrived[cid])
+                ]
+                for cid in known
+            }
+            return await self._run(work, recipients)
+
+    async def alert_all(self, arrivals: Sequence[Arrival]) -> list[Rejected]:
+        """Tell whom each deadline alert concerns. A progress notice whose resident is not
+        known yet fails the batch as retryable: the filing is on its way."""
+        if not arrivals:
+            return []
+        complaint_ids = {a.source.complaint_id for a in arrivals}
+        async with self._serialised(complaint_ids):
+            recipients = await self.store.recipients_of(complaint_ids)
+            for a in arrivals:
+                source = a.source
+                assert isinstance(source, ComplaintDeadlineAlert)
+                if source.complaint_id not in recipients and (
+                    source.kind is AlertKind.PROGRESS_NOTICE
+                ):
+                    raise RetryableError("the resident of this complaint is not known yet")
+            work: dict[str, list[Job]] = defaultdict(list)
+            for a in arrivals:
+                work[a.source.complaint_id].append(Job(a.source, a.correlation_id, arrival=a))
+            return await self._run(work, recipients)
 
     async def release_due(self) -> int:
-        """Send what quiet hours held back and may go now; the number handled.
-
-        One that fails for a reason other than its delivery (the database away) stays
-        held and is tried again on the next call.
-        """
-        released = 0
-        for item in await self.store.due(self.clock()):
-            try:
-                async with self._serialised(item.complaint_id):
-                    await self._release(item)
-            except Exception:
-                log.exception("could not release a deferred message; will try again")
-                continue
-            released += 1
-        return released
+        """Send what quiet hours held back and may go now; the number handled. If the
+        batch fails (the database away), all of it stays held for the next call."""
+        due = await self.store.due(self.clock())
+        if not due:
+            return 0
+        complaint_ids = {d.complaint_id for d in due}
+        async with self._serialised(complaint_ids):
+            recipients = await self.store.recipients_of(complaint_ids)
+            work: dict[str, list[Job]] = defaultdict(list)
+            for d in due:
+                work[d.complaint_id].append(_release(d))
+            await self._run(work, recipients)
+        return len(due)
 
     async def release_forever(self, interval: float) -> None:
         while True:
@@ -244,217 +444,230 @@ class Delivery:
                 log.exception("deferred release failed; will try again")
             await asyncio.sleep(interval)
 
-    # -- deciding ---------------------------------------------------------------------
+    # -- the unit of work ------------------------------------------------------------------
 
-    def _serialised(self, complaint_id: str) -> asyncio.Lock:
-        """One complaint's messages go out one at a time and in order within this process:
-        ComplaintFiled's subscriber sending parked events runs beside the lifecycle's."""
-        lock = self._locks.get(complaint_id)
-        if lock is None:
-            lock = self._locks[complaint_id] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _serialised(self, complaint_ids: Collection[str]) -> AsyncIterator[None]:
+        """One complaint's messages go out one batch at a time within this process; locks
+        are taken in one order, so two batches never wait on each other in a circle."""
+        async with contextlib.AsyncExitStack() as stack:
+            for cid in sorted(complaint_ids):
+                lock = self._locks.get(cid)
+                if lock is None:
+                    lock = self._locks[cid] = asyncio.Lock()
+                await stack.enter_async_context(lock)
+            yield
 
-    async def _send_parked(self, item: Parked, recipient: Recipient) -> None:
-        """A parked event that cannot be handled must not fail the message that freed it."""
-        try:
-            await self._handle(item.event, recipient, item.correlation_id)
-        except PermanentError as exc:
-            log.error(
-                "parked lifecycle event cannot be notified",
-                extra={"event_id": item.event.event_id, "reason": describe(exc)},
+    async def _park(self, arrivals: Sequence[Arrival]) -> None:
+        if not arrivals:
+            return
+        items = []
+        for a in arrivals:
+            assert isinstance(a.source, ComplaintStatusChanged)
+            items.append(Parked(a.source, a.correlation_id))
+        for event_id in await self.store.park_many(items, now=self.clock()):
+            self.metrics.parked.inc()
+            log.info(
+                "lifecycle event parked until its complaint's ComplaintFiled arrives",
+                extra={"event_id": event_id},
             )
-        await self.store.unpark(item.event.event_id)
 
-    async def _release(self, item: Deferred) -> None:
-        recipient = await self.store.recipient(item.complaint_id)
-        await self._handle(
-            item.source, recipient, item.correlation_id, only=item.recipient, released=True
-        )
-        await self.store.undefer(item.deferred_id)
-
-    async def _handle(
-        self,
-        source: Source,
-        recipient: Recipient | None,
-        correlation_id: str | None,
-        *,
-        only: str | None = None,
-        released: bool = False,
-    ) -> None:
-        notices = self.audience.plan(source, recipient, correlation_id)
-        if only is not None:
-            notices = [n for n in notices if n.recipient == only]
-        repeated: list[bool] = []
-        for notice in notices:
-            if not released and not notice.urgent:
-                release_at = self.quiet.release_at(self.clock()) if self.quiet else None
-                if release_at is not None:
-                    await self._defer(source, notice, correlation_id, release_at)
+    async def _run(
+        self, work: Mapping[str, list[Job]], recipients: Mapping[str, Recipient]
+    ) -> list[Rejected]:
+        """Plan, claim, send, settle: the batch's work, complaints side by side."""
+        now = self.clock()
+        held: dict[str, list[Deferred]] = {}
+        if self.quiet is not None and any(not j.released for js in work.values() for j in js):
+            held = await self.store.held_for(list(work))
+        rejected: list[Rejected] = []
+        holds: list[Hold] = []
+        tasks: dict[str, list[Task]] = {}
+        unpark: list[str] = []
+        undefer: list[str] = []
+        for cid, jobs in work.items():
+            released: set[str] = set()
+            tasks[cid] = []
+            for job in jobs:
+                try:
+                    own = self._notices(job, recipients.get(cid))
+                except PermanentError as exc:
+                    self._cannot(job, exc, rejected, unpark)
                     continue
-            if not released:
-                for held in await self.store.deferred_for(source.complaint_id, notice.recipient):
-                    if held.source.event_id != source.event_id:
-                        await self._release(held)
-            repeated.append(await self._deliver(source, notice, correlation_id))
-        if repeated and all(repeated) and isinstance(source, ComplaintStatusChanged):
-            self.metrics.duplicates.inc()
-
-    async def _defer(
-        self, source: Source, notice: Notice, correlation_id: str | None, release_at: datetime
-    ) -> None:
-        if await self.store.defer(
-            source,
-            notice.recipient,
-            correlation_id=correlation_id,
-            release_at=release_at,
+                for notice in own:
+                    if not job.released:
+                        until = release_at(self.quiet, urgent=notice.urgent, now=now)
+                        if until is not None:
+                            holds.append(
+                                Hold(job.source, notice.recipient, job.correlation_id, until)
+                            )
+                            continue
+                        for h in held_before(held.get(cid, []), job.source, notice.recipient):
+                            if h.deferred_id in released:
+                                continue
+                            released.add(h.deferred_id)
+                            release = _release(h)
+                            try:
+                                notices = self._notices(release, recipients.get(cid))
+                            except PermanentError as exc:
+                                self._cannot(release, exc, rejected, unpark)
+                                continue
+                            tasks[cid] += [Task(release, n, False) for n in notices]
+                            undefer.append(h.deferred_id)
+                    tasks[cid].append(Task(job, notice, True))
+                if job.unpark:
+                    unpark.append(job.source.event_id)
+                if job.undefer:
+                    undefer.append(job.undefer)
+        await self._defer(holds, now)
+        ledger = await self.store.records(
+            [did for ts in tasks.values() for t in ts for did in ids(t.job.source, t.notice)]
+        )
+        planned = {
+            cid: [
+                Task(t.job, t.notice, t.counts_repeat, plan(t.job.source, t.notice, ledger))
+                for t in ts
+            ]
+            for cid, ts in tasks.items()
+        }
+        claims = [t.plan.claim for ts in planned.values() for t in ts if t.plan and t.plan.claim]
+        claimed = {
+            r.delivery_id: r for r in await self.store.claim_many(claims, known=ledger, now=now)
+        }
+        effects = [Effects() for _ in planned]
+        results = await asyncio.gather(
+            *(self._send(ts, claimed, e) for ts, e in zip(planned.values(), effects, strict=True)),
+            return_exceptions=True,
+        )
+        await self.store.settle(
+            [f for e in effects for f in e.finishes.values()],
+            [m for e in effects for m in e.marks.values()],
             now=self.clock(),
-        ):
+        )
+        for e in effects:
+            for record in e.counted:
+                self._count(record)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        await self.store.unpark_many(unpark)
+        await self.store.undefer_many(undefer)
+        self._count_repeats(planned)
+        return rejected
+
+    def _count_repeats(self, planned: Mapping[str, Sequence[Task]]) -> None:
+        """A state change whose every notice was already handled is a duplicate."""
+        jobs: dict[int, list[Task]] = defaultdict(list)
+        for ts in planned.values():
+            for t in ts:
+                if t.counts_repeat:
+                    jobs[id(t.job)].append(t)
+        for own in jobs.values():
+            job = own[0].job
+            if not isinstance(job.source, ComplaintStatusChanged) or job.released:
+                continue
+            if all(t.plan is not None and t.plan.claim is None for t in own):
+                self.metrics.duplicates.inc()
+
+    def _notices(self, job: Job, recipient: Recipient | None) -> list[Notice]:
+        notices = self.audience.plan(job.source, recipient, job.correlation_id)
+        return [n for n in notices if job.only is None or n.recipient == job.only]
+
+    def _cannot(
+        self, job: Job, exc: PermanentError, rejected: list[Rejected], unpark: list[str]
+    ) -> None:
+        """A job that cannot be planned: its own record is dead-lettered; a parked or held
+        event must not fail the message that freed it."""
+        if job.arrival is not None and not job.unpark:
+            rejected.append(Rejected(job.arrival, exc))
+            return
+        log.error(
+            "parked or held event cannot be notified",
+            extra={"event_id": job.source.event_id, "reason": describe(exc)},
+        )
+        if job.unpark:
+            unpark.append(job.source.event_id)
+
+    async def _defer(self, holds: Sequence[Hold], now: Any) -> None:
+        if not holds:
+            return
+        by_id = {h.deferred_id: h for h in holds}
+        for deferred_id in await self.store.defer_many(holds, now=now):
             self.metrics.deferred.inc()
+            h = by_id[deferred_id]
             log.info(
                 "notification held for quiet hours",
-                extra={"recipient": notice.recipient, "release_at": release_at.isoformat()},
+                extra={"recipient": h.recipient, "release_at": h.release_at.isoformat()},
             )
 
-    # -- delivering -------------------------------------------------------------------
+    # -- one complaint's sending -------------------------------------------------------
 
-    async def _deliver(self, source: Source, notice: Notice, correlation_id: str | None) -> bool:
-        """Down the chain until one channel delivers; True if nothing was left to do."""
-        if not notice.chain:
-            reason = NO_CHANNEL if notice.phone or notice.email else NO_CONTACT
-            return await self._skip(source, notice, NO_CHANNEL_NAME, reason, correlation_id)
-        if not notice.consent:
-            return await self._skip(source, notice, notice.chain[0], NO_CONSENT, correlation_id)
-        failed: list[str] = []
-        reasons: list[str] = []
-        repeated = True
-        for index, name in enumerate(notice.chain):
-            last = index == len(notice.chain) - 1
-            did = delivery_id(source.event_id, notice.recipient, name)
-            claim = await self._claim(did, source, notice, name, failed)
-            if claim.status is DeliveryStatus.SENDING:
-                repeated = False
-                record = await self._attempt(claim, source, notice, name, last=last)
-                self._count(record)
-                await self._publish(record, correlation_id)
-            else:
-                record = claim
-                log.info(
-                    "notification already handled",
-                    extra={"channel": name, "outcome": record.status.value},
-                )
+    async def _send(
+        self, tasks: Sequence[Task], claimed: Mapping[str, DeliveryRecord], effects: Effects
+    ) -> None:
+        """One complaint's notices in order: what is left of each chain, its outcomes
+        published as they come."""
+        for task in tasks:
+            step = task.plan
+            assert step is not None
+            source, correlation_id = task.job.source, task.job.correlation_id
+            for record in step.finished:
                 if not record.outcome_published:
-                    await self._publish(record, correlation_id)
-            if record.status is not DeliveryStatus.FAILED:
-                return repeated
-            failed.append(name)
-            reasons.append(f"{name}: {record.detail}")
-            if record.final:
-                if not record.dead_lettered:
-                    await self._dead_letter(source, record, notice, reasons)
-                return repeated
-        return repeated
+                    await self._publish(record, correlation_id, effects)
+                if step.claim is None:
+                    log.info(
+                        "notification already handled",
+                        extra={"channel": record.channel, "outcome": record.status.value},
+                    )
+            if step.dead_letter is not None:
+                await self._dead_letter(
+                    source, step.dead_letter, task.notice, step.reasons, effects
+                )
+            if step.claim is None:
+                continue
+            record = claimed[step.claim.delivery_id]
+            if record.status is not DeliveryStatus.SENDING:
+                if not record.outcome_published:
+                    await self._publish(record, correlation_id, effects)
+                continue
+            ran: Ran = await self.chain.run(source, step, record)
+            for finish, done in ran.finished:
+                effects.finished(finish, done)
+                await self._publish(done, correlation_id, effects)
+            for earlier in ran.earlier:
+                if not earlier.outcome_published:
+                    await self._publish(earlier, correlation_id, effects)
+            if ran.failed is not None:
+                await self._dead_letter(source, ran.failed, task.notice, ran.reasons, effects)
 
-    async def _claim(
-        self, did: str, source: Source, notice: Notice, channel: str, failed: list[str]
-    ) -> DeliveryRecord:
-        return await self.store.claim(
-            Claim(
-                delivery_id=did,
-                complaint_id=source.complaint_id,
-                source_event_id=source.event_id,
-                recipient=notice.recipient,
-                channel=channel,
-                template_code=notice.template,
-                fallback_from=", ".join(failed) or None,
-            ),
-            now=self.clock(),
-        )
+    async def _publish(
+        self, record: DeliveryRecord, correlation_id: str | None, effects: Effects
+    ) -> None:
+        await self.publish(topics.NOTIFICATIONS, outcome(record, self.clock()), correlation_id)
+        effects.mark(record.delivery_id, published=True)
 
-    async def _skip(
+    async def _dead_letter(
         self,
         source: Source,
+        record: DeliveryRecord,
         notice: Notice,
-        channel: str,
-        reason: str,
-        correlation_id: str | None,
-    ) -> bool:
-        did = delivery_id(source.event_id, notice.recipient, channel)
-        claim = await self._claim(did, source, notice, channel, [])
-        if claim.status is not DeliveryStatus.SENDING:
-            if not claim.outcome_published:
-                await self._publish(claim, correlation_id)
-            return True
-        record = await self.store.finish(
-            did, DeliveryStatus.SKIPPED, now=self.clock(), detail=reason
+        reasons: Sequence[str],
+        effects: Effects,
+    ) -> None:
+        """The event on the dead-letter topic, once per recipient that could not be told;
+        a repeat after a crash is a duplicate downstream (the id is the delivery's)."""
+        if self.dead_letter is None:
+            return
+        topic = source_topic(source, self.source_topics)
+        await self.dead_letter(
+            undeliverable(source, record, notice.recipient, list(reasons), topic)
         )
-        self._count(record)
-        await self._publish(record, correlation_id)
-        return False
-
-    async def _attempt(
-        self, claim: DeliveryRecord, source: Source, notice: Notice, name: str, *, last: bool
-    ) -> DeliveryRecord:
-        did = claim.delivery_id
-        channel = self.channels[name]
-        try:
-            if notice.content is not None:
-                notice.content.check()
-        except TemplateError as exc:
-            return await self.store.finish(
-                did, DeliveryStatus.FAILED, now=self.clock(), detail=describe(exc), final=True
-            )
-        if not claim.fresh and await channel.already_delivered(did):
-            log.warning(
-                "resumed an interrupted delivery that had gone out", extra={"channel": name}
-            )
-            return await self._finish_sent(claim)
-        tried = await self._try(channel, notice.message(did, source))
-        if tried.ok:
-            return await self._finish_sent(claim, retries=tried.attempts - 1)
-        return await self.store.finish(
-            did,
-            DeliveryStatus.FAILED,
-            now=self.clock(),
-            detail=tried.reason,
-            retries=tried.attempts - 1,
-            final=last,
-            retryable=tried.retryable,
+        self.metrics.undeliverable(topic)
+        effects.mark(record.delivery_id, dead=True)
+        log.warning(
+            "notification dead-lettered",
+            extra={"recipient": notice.recipient, "channel": record.channel},
         )
-
-    async def _finish_sent(self, claim: DeliveryRecord, *, retries: int = 0) -> DeliveryRecord:
-        detail = fallback_detail([claim.fallback_from]) if claim.fallback_from else None
-        return await self.store.finish(
-            claim.delivery_id, DeliveryStatus.SENT, now=self.clock(), detail=detail, retries=retries
-        )
-
-    async def _try(self, channel: Channel, message: Message) -> Tried:
-        """One channel, retried in place while its failures are retryable, up to the cap."""
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.perf_counter()
-            try:
-                await channel.deliver(message)
-            except PermanentError as exc:
-                self._observe(channel.name, started)
-                return Tried(False, attempt, describe(exc))
-            except RetryableError as exc:
-                self._observe(channel.name, started)
-                if self.retry.gives_up(attempt):
-                    reason = f"{describe(exc)} (gave up after {attempt} attempts)"
-                    return Tried(False, attempt, reason, retryable=True)
-                self.metrics.retries.labels(channel.name).inc()
-                log.info(
-                    "retrying notification",
-                    extra={"channel": channel.name, "attempt": attempt, "reason": describe(exc)},
-                )
-                await self.sleep(self.retry.backoff(attempt, getattr(exc, "retry_after", None)))
-                continue
-            self._observe(channel.name, started)
-            return Tried(True, attempt)
-
-    def _observe(self, channel: str, started: float) -> None:
-        self.metrics.delivery_seconds.labels(channel).observe(time.perf_counter() - started)
 
     def _count(self, record: DeliveryRecord) -> None:
         label = metric_outcome(record)
@@ -470,22 +683,12 @@ class Delivery:
             },
         )
 
-    async def _publish(self, record: DeliveryRecord, correlation_id: str | None) -> None:
-        await self.publish(topics.NOTIFICATIONS, outcome(record, self.clock()), correlation_id)
-        await self.store.mark_published(record.delivery_id)
 
-    async def _dead_letter(
-        self, source: Source, record: DeliveryRecord, notice: Notice, reasons: list[str]
-    ) -> None:
-        """The event on the dead-letter topic, once per recipient that could not be told;
-        a repeat after a crash is a duplicate downstream (the id is the delivery's)."""
-        if self.dead_letter is None:
-            return
-        topic = source_topic(source, self.source_topics)
-        await self.dead_letter(undeliverable(source, record, notice.recipient, reasons, topic))
-        self.metrics.undeliverable(topic)
-        await self.store.mark_dead_lettered(record.delivery_id)
-        log.warning(
-            "notification dead-lettered",
-            extra={"recipient": notice.recipient, "channel": record.channel},
-        )
+def _release(item: Deferred) -> Job:
+    return Job(
+        item.source,
+        item.correlation_id,
+        only=item.recipient,
+        released=True,
+        undefer=item.deferred_id,
+    )

@@ -23,28 +23,56 @@ is sent, exactly as it would have been at once.
 """
 
 import contextlib
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
-from typing import Annotated, Protocol
+from typing import Protocol
 
-from pydantic import Field, TypeAdapter
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from schemas import ComplaintDeadlineAlert, ComplaintFiled, ComplaintStatusChanged
+from notifier.deferral import SOURCE, Deferred, Hold, Source, sequence_of
+from notifier.ledger import (
+    Claim,
+    DeliveryRecord,
+    DeliveryStatus,
+    Finish,
+    Mark,
+    delivery_id,
+    new_record,
+)
+from notifier.parking import Parked
+from schemas import ComplaintFiled, ComplaintStatusChanged
 from services.mongo import Document
+
+__all__ = [
+    "DEFERRED",
+    "DELIVERIES",
+    "PENDING",
+    "RECIPIENTS",
+    "SOURCE",
+    "Claim",
+    "Deferred",
+    "DeliveryRecord",
+    "DeliveryStatus",
+    "Finish",
+    "Hold",
+    "Mark",
+    "MongoNotifierStore",
+    "NotifierStore",
+    "Parked",
+    "Recipient",
+    "Source",
+    "delivery_id",
+]
 
 RECIPIENTS = "notifier_recipients"
 DELIVERIES = "notifier_deliveries"
 PENDING = "notifier_pending"
 DEFERRED = "notifier_deferred"
-
-Source = ComplaintStatusChanged | ComplaintDeadlineAlert
-AnySource = Annotated[Source, Field(discriminator="event_type")]
-SOURCE: TypeAdapter[Source] = TypeAdapter(AnySource)
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -57,69 +85,6 @@ class Recipient:
     name: str | None = field(default=None, repr=False)
     phone: str | None = field(default=None, repr=False)
     email: str | None = field(default=None, repr=False)
-
-
-class DeliveryStatus(StrEnum):
-    SENDING = "sending"
-    SENT = "sent"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Claim:
-    """One delivery about to be attempted: an event, to a recipient, on a channel."""
-
-    delivery_id: str
-    complaint_id: str
-    source_event_id: str
-    recipient: str
-    channel: str
-    template_code: str
-    fallback_from: str | None = None
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    delivery_id: str
-    complaint_id: str
-    source_event_id: str
-    recipient: str
-    channel: str
-    template_code: str
-    status: DeliveryStatus
-    attempts: int
-    fresh: bool
-    """True when this call made the claim; False when an earlier attempt had."""
-    detail: str | None = None
-    finished_at: datetime | None = None
-    outcome_published: bool = False
-    fallback_from: str | None = None
-    final: bool = True
-    """A failure that ends the chain: no channel after it is tried."""
-    retryable: bool = False
-    """A failure that gave up on retryable errors: a later replay might succeed."""
-    dead_lettered: bool = False
-
-
-@dataclass(frozen=True)
-class Parked:
-    event: ComplaintStatusChanged
-    correlation_id: str | None
-
-
-@dataclass(frozen=True)
-class Deferred:
-    deferred_id: str
-    complaint_id: str
-    recipient: str
-    source: Source
-    correlation_id: str | None
-    release_at: datetime
-
-
-def delivery_id(event_id: str, recipient: str, channel: str) -> str:
-    return f"{event_id}:{recipient}:{channel}"
 
 
 class NotifierStore(Protocol):
@@ -208,6 +173,56 @@ class NotifierStore(Protocol):
 
     async def undefer(self, deferred_id: str) -> None: ...
 
+    # -- a batch at a time: a handful of commands per batch, each served by an index --
+
+    async def recipients_of(self, complaint_ids: Collection[str]) -> dict[str, Recipient]:
+        """The residents remembered for these complaints (those known), in one read."""
+        ...
+
+    async def remember_many(self, filings: Sequence[ComplaintFiled]) -> None:
+        """:meth:`remember` for a batch, in one write."""
+        ...
+
+    async def park_many(self, items: Sequence[Parked], *, now: datetime) -> set[str]:
+        """:meth:`park` for a batch, in one write; the event ids parked for the first time."""
+        ...
+
+    async def parked_for(self, complaint_ids: Collection[str]) -> dict[str, list[Parked]]:
+        """The parked events of these complaints, each complaint's in lifecycle order."""
+        ...
+
+    async def unpark_many(self, event_ids: Collection[str]) -> None: ...
+
+    async def records(self, delivery_ids: Collection[str]) -> dict[str, DeliveryRecord]:
+        """The ledger's records of these deliveries (those that exist), in one read."""
+        ...
+
+    async def claim_many(
+        self, claims: Sequence[Claim], *, known: Mapping[str, DeliveryRecord], now: datetime
+    ) -> list[DeliveryRecord]:
+        """:meth:`claim` for a batch in one write, given the records read for it: a
+        delivery ``known`` still sending is resumed (one attempt more), one known finished
+        is returned as it stands, any other is claimed fresh. A claim another attempt won
+        in between comes back as that attempt left it (``fresh`` False)."""
+        ...
+
+    async def settle(
+        self, finishes: Sequence[Finish], marks: Sequence[Mark], *, now: datetime
+    ) -> None:
+        """Finish claimed deliveries and mark earlier ones, in one write. As with
+        :meth:`finish`, only a claim still sending can end."""
+        ...
+
+    async def held_for(self, complaint_ids: Collection[str]) -> dict[str, list[Deferred]]:
+        """What is held for these complaints, each complaint's in lifecycle order."""
+        ...
+
+    async def defer_many(self, holds: Sequence[Hold], *, now: datetime) -> set[str]:
+        """:meth:`defer` for a batch, in one write; the deferred ids held the first time."""
+        ...
+
+    async def undefer_many(self, deferred_ids: Collection[str]) -> None: ...
+
 
 class MongoNotifierStore:
     """The store in four MongoDB collections (see the module docstring)."""
@@ -244,35 +259,14 @@ class MongoNotifierStore:
     async def remember(self, filed: ComplaintFiled) -> None:
         """Keep the resident's contact. The first ComplaintFiled wins; redeliveries change
         nothing, and a concurrent one that upserted first is the same document."""
-        resident = filed.resident
         with contextlib.suppress(DuplicateKeyError):
             await self.recipients.update_one(
-                {"_id": filed.complaint_id},
-                {
-                    "$setOnInsert": {
-                        "receipt_number": filed.receipt_number,
-                        "name": resident.name,
-                        "phone": resident.phone,
-                        "email": resident.email,
-                        "notification_consent": resident.notification_consent,
-                        "filed_at": filed.occurred_at,
-                    }
-                },
-                upsert=True,
+                {"_id": filed.complaint_id}, {"$setOnInsert": _recipient_doc(filed)}, upsert=True
             )
 
     async def recipient(self, complaint_id: str) -> Recipient | None:
         doc = await self.recipients.find_one({"_id": complaint_id})
-        if doc is None:
-            return None
-        return Recipient(
-            complaint_id=complaint_id,
-            receipt_number=str(doc["receipt_number"]),
-            notification_consent=bool(doc["notification_consent"]),
-            name=_optional_str(doc.get("name")),
-            phone=_optional_str(doc.get("phone")),
-            email=_optional_str(doc.get("email")),
-        )
+        return None if doc is None else _recipient(doc)
 
     async def park(
         self, event: ComplaintStatusChanged, *, correlation_id: str | None, now: datetime
@@ -281,15 +275,7 @@ class MongoNotifierStore:
         try:
             result = await self.pending.update_one(
                 {"_id": event.event_id},
-                {
-                    "$setOnInsert": {
-                        "complaint_id": event.complaint_id,
-                        "sequence": event.sequence,
-                        "event": event.model_dump(mode="json"),
-                        "correlation_id": correlation_id,
-                        "parked_at": now,
-                    }
-                },
+                {"$setOnInsert": _pending_doc(Parked(event, correlation_id), now)},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -299,13 +285,7 @@ class MongoNotifierStore:
     async def parked(self, complaint_id: str) -> list[Parked]:
         """A complaint's parked events, in lifecycle order."""
         cursor = self.pending.find({"complaint_id": complaint_id}, sort=[("sequence", ASCENDING)])
-        return [
-            Parked(
-                event=ComplaintStatusChanged.model_validate(doc["event"]),
-                correlation_id=_optional_str(doc.get("correlation_id")),
-            )
-            async for doc in cursor
-        ]
+        return [_parked(doc) async for doc in cursor]
 
     async def unpark(self, event_id: str) -> None:
         await self.pending.delete_one({"_id": event_id})
@@ -313,19 +293,7 @@ class MongoNotifierStore:
     async def claim(self, claim: Claim, *, now: datetime) -> DeliveryRecord:
         """Claim a delivery, or return the claim an earlier attempt made (one more attempt
         counted if it never finished)."""
-        doc: Document = {
-            "_id": claim.delivery_id,
-            "complaint_id": claim.complaint_id,
-            "source_event_id": claim.source_event_id,
-            "recipient": claim.recipient,
-            "channel": claim.channel,
-            "template_code": claim.template_code,
-            "status": DeliveryStatus.SENDING.value,
-            "attempts": 1,
-            "claimed_at": now,
-            "outcome_published": False,
-            "fallback_from": claim.fallback_from,
-        }
+        doc = _claim_doc(claim, now)
         try:
             await self.deliveries.insert_one(doc)
         except DuplicateKeyError:
@@ -359,13 +327,16 @@ class MongoNotifierStore:
         doc = await self.deliveries.find_one_and_update(
             {"_id": delivery_id, "status": DeliveryStatus.SENDING.value},
             {
-                "$set": {
-                    "status": status.value,
-                    "finished_at": now,
-                    "detail": detail,
-                    "final": final,
-                    "retryable": retryable,
-                },
+                "$set": _finish_fields(
+                    Finish(
+                        delivery_id=delivery_id,
+                        status=status,
+                        at=now,
+                        detail=detail,
+                        final=final,
+                        retryable=retryable,
+                    ),
+                ),
                 "$inc": {"attempts": retries},
             },
             return_document=ReturnDocument.AFTER,
@@ -397,22 +368,10 @@ class MongoNotifierStore:
         now: datetime,
     ) -> bool:
         """Hold one recipient's message until ``release_at``; True the first time."""
-        sequence = source.sequence if isinstance(source, ComplaintStatusChanged) else 0
+        hold = Hold(source, recipient, correlation_id, release_at)
         try:
             result = await self.deferred.update_one(
-                {"_id": f"{source.event_id}:{recipient}"},
-                {
-                    "$setOnInsert": {
-                        "complaint_id": source.complaint_id,
-                        "recipient": recipient,
-                        "sequence": sequence,
-                        "source": source.model_dump(mode="json"),
-                        "correlation_id": correlation_id,
-                        "release_at": release_at,
-                        "deferred_at": now,
-                    }
-                },
-                upsert=True,
+                {"_id": hold.deferred_id}, {"$setOnInsert": _held_doc(hold, now)}, upsert=True
             )
         except DuplicateKeyError:
             return False
@@ -436,6 +395,258 @@ class MongoNotifierStore:
 
     async def undefer(self, deferred_id: str) -> None:
         await self.deferred.delete_one({"_id": deferred_id})
+
+    # -- a batch at a time ----------------------------------------------------------
+
+    async def recipients_of(self, complaint_ids: Collection[str]) -> dict[str, Recipient]:
+        if not complaint_ids:
+            return {}
+        cursor = self.recipients.find({"_id": {"$in": list(complaint_ids)}})
+        return {str(doc["_id"]): _recipient(doc) async for doc in cursor}
+
+    async def remember_many(self, filings: Sequence[ComplaintFiled]) -> None:
+        if not filings:
+            return
+        try:
+            await self.recipients.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": f.complaint_id}, {"$setOnInsert": _recipient_doc(f)}, upsert=True
+                    )
+                    for f in filings
+                ],
+                ordered=False,
+            )
+        except BulkWriteError as exc:
+            _only_duplicates(exc)
+
+    async def park_many(self, items: Sequence[Parked], *, now: datetime) -> set[str]:
+        if not items:
+            return set()
+        requests = [
+            UpdateOne(
+                {"_id": p.event.event_id}, {"$setOnInsert": _pending_doc(p, now)}, upsert=True
+            )
+            for p in items
+        ]
+        try:
+            result = await self.pending.bulk_write(requests, ordered=False)
+        except BulkWriteError as exc:
+            _only_duplicates(exc)
+            upserted = exc.details.get("upserted", [])
+            return {str(u["_id"]) for u in upserted}
+        return {str(i) for i in (result.upserted_ids or {}).values()}
+
+    async def parked_for(self, complaint_ids: Collection[str]) -> dict[str, list[Parked]]:
+        if not complaint_ids:
+            return {}
+        cursor = self.pending.find(
+            {"complaint_id": {"$in": list(complaint_ids)}},
+            sort=[("complaint_id", ASCENDING), ("sequence", ASCENDING)],
+        )
+        found: dict[str, list[Parked]] = {}
+        async for doc in cursor:
+            found.setdefault(str(doc["complaint_id"]), []).append(_parked(doc))
+        return found
+
+    async def unpark_many(self, event_ids: Collection[str]) -> None:
+        if event_ids:
+            await self.pending.delete_many({"_id": {"$in": list(event_ids)}})
+
+    async def records(self, delivery_ids: Collection[str]) -> dict[str, DeliveryRecord]:
+        if not delivery_ids:
+            return {}
+        cursor = self.deliveries.find({"_id": {"$in": list(delivery_ids)}})
+        return {str(doc["_id"]): _record(doc, fresh=False) async for doc in cursor}
+
+    async def claim_many(
+        self, claims: Sequence[Claim], *, known: Mapping[str, DeliveryRecord], now: datetime
+    ) -> list[DeliveryRecord]:
+        requests: list[InsertOne[Document] | UpdateOne] = []
+        written: list[str] = []
+        resumed: list[str] = []
+        for claim in claims:
+            record = known.get(claim.delivery_id)
+            if record is None:
+                written.append(claim.delivery_id)
+                requests.append(InsertOne(_claim_doc(claim, now)))
+            elif record.status is DeliveryStatus.SENDING:
+                resumed.append(claim.delivery_id)
+                written.append(claim.delivery_id)
+                requests.append(
+                    UpdateOne(
+                        {"_id": claim.delivery_id, "status": DeliveryStatus.SENDING.value},
+                        {"$inc": {"attempts": 1}, "$set": {"claimed_at": now}},
+                    )
+                )
+        lost: set[str] = set()
+        matched = len(resumed)
+        if requests:
+            try:
+                result = await self.deliveries.bulk_write(requests, ordered=False)
+                matched = result.matched_count
+            except BulkWriteError as exc:
+                _only_duplicates(exc)
+                lost = {written[e["index"]] for e in exc.details["writeErrors"]}
+                matched = int(exc.details.get("nMatched", 0))
+        reread = lost | (set(resumed) if matched < len(resumed) else set())
+        current = await self.records(reread) if reread else {}
+        records: list[DeliveryRecord] = []
+        for claim in claims:
+            did = claim.delivery_id
+            if did in current:
+                records.append(current[did])
+            elif did in known:
+                record = known[did]
+                if record.status is DeliveryStatus.SENDING:
+                    record = replace(record, attempts=record.attempts + 1, fresh=False)
+                records.append(record)
+            else:
+                records.append(new_record(claim))
+        return records
+
+    async def settle(
+        self, finishes: Sequence[Finish], marks: Sequence[Mark], *, now: datetime
+    ) -> None:
+        requests: list[UpdateOne] = [
+            UpdateOne(
+                {"_id": f.delivery_id, "status": DeliveryStatus.SENDING.value},
+                {"$set": _finish_fields(f), "$inc": {"attempts": f.retries}},
+            )
+            for f in finishes
+        ]
+        for mark in marks:
+            fields: Document = {}
+            if mark.published:
+                fields["outcome_published"] = True
+            if mark.dead_lettered:
+                fields["dead_lettered"] = True
+            if fields:
+                requests.append(UpdateOne({"_id": mark.delivery_id}, {"$set": fields}))
+        if requests:
+            await self.deliveries.bulk_write(requests, ordered=False)
+
+    async def held_for(self, complaint_ids: Collection[str]) -> dict[str, list[Deferred]]:
+        if not complaint_ids:
+            return {}
+        cursor = self.deferred.find(
+            {"complaint_id": {"$in": list(complaint_ids)}},
+            sort=[("sequence", ASCENDING), ("deferred_at", ASCENDING)],
+        )
+        found: dict[str, list[Deferred]] = {}
+        async for doc in cursor:
+            found.setdefault(str(doc["complaint_id"]), []).append(_deferred(doc))
+        return found
+
+    async def defer_many(self, holds: Sequence[Hold], *, now: datetime) -> set[str]:
+        if not holds:
+            return set()
+        requests = [
+            UpdateOne({"_id": h.deferred_id}, {"$setOnInsert": _held_doc(h, now)}, upsert=True)
+            for h in holds
+        ]
+        try:
+            result = await self.deferred.bulk_write(requests, ordered=False)
+        except BulkWriteError as exc:
+            _only_duplicates(exc)
+            return {str(u["_id"]) for u in exc.details.get("upserted", [])}
+        return {str(i) for i in (result.upserted_ids or {}).values()}
+
+    async def undefer_many(self, deferred_ids: Collection[str]) -> None:
+        if deferred_ids:
+            await self.deferred.delete_many({"_id": {"$in": list(deferred_ids)}})
+
+
+def _only_duplicates(exc: BulkWriteError) -> None:
+    """A bulk write of idempotent inserts and upserts: a duplicate key means another
+    attempt wrote first. Anything else is re-raised."""
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get("writeConcernErrors"):
+        raise exc
+
+
+def _recipient_doc(filed: ComplaintFiled) -> Document:
+    resident = filed.resident
+    return {
+        "receipt_number": filed.receipt_number,
+        "name": resident.name,
+        "phone": resident.phone,
+        "email": resident.email,
+        "notification_consent": resident.notification_consent,
+        "filed_at": filed.occurred_at,
+    }
+
+
+def _recipient(doc: Document) -> Recipient:
+    return Recipient(
+        complaint_id=str(doc["_id"]),
+        receipt_number=str(doc["receipt_number"]),
+        notification_consent=bool(doc["notification_consent"]),
+        name=_optional_str(doc.get("name")),
+        phone=_optional_str(doc.get("phone")),
+        email=_optional_str(doc.get("email")),
+    )
+
+
+def _pending_doc(item: Parked, now: datetime) -> Document:
+    return {
+        "complaint_id": item.event.complaint_id,
+        "sequence": item.event.sequence,
+        "event": item.event.model_dump(mode="json"),
+        "correlation_id": item.correlation_id,
+        "parked_at": now,
+    }
+
+
+def _parked(doc: Document) -> Parked:
+    return Parked(
+        event=ComplaintStatusChanged.model_validate(doc["event"]),
+        correlation_id=_optional_str(doc.get("correlation_id")),
+    )
+
+
+def _claim_doc(claim: Claim, now: datetime) -> Document:
+    return {
+        "_id": claim.delivery_id,
+        "complaint_id": claim.complaint_id,
+        "source_event_id": claim.source_event_id,
+        "recipient": claim.recipient,
+        "channel": claim.channel,
+        "template_code": claim.template_code,
+        "status": DeliveryStatus.SENDING.value,
+        "attempts": 1,
+        "claimed_at": now,
+        "outcome_published": False,
+        "fallback_from": claim.fallback_from,
+    }
+
+
+def _finish_fields(finish: Finish) -> Document:
+    assert finish.status is not DeliveryStatus.SENDING, "finish with an outcome"
+    fields: Document = {
+        "status": finish.status.value,
+        "finished_at": finish.at,
+        "detail": finish.detail,
+        "final": finish.final,
+        "retryable": finish.retryable,
+    }
+    if finish.published:
+        fields["outcome_published"] = True
+    if finish.dead_lettered:
+        fields["dead_lettered"] = True
+    return fields
+
+
+def _held_doc(hold: Hold, now: datetime) -> Document:
+    return {
+        "complaint_id": hold.source.complaint_id,
+        "recipient": hold.recipient,
+        "sequence": sequence_of(hold.source),
+        "source": hold.source.model_dump(mode="json"),
+        "correlation_id": hold.correlation_id,
+        "release_at": hold.release_at,
+        "deferred_at": now,
+    }
 
 
 def _optional_str(value: object) -> str | None:
