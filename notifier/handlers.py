@@ -112,6 +112,11 @@ class Arrival:
     correlation_id: str | None = None
 
 
+class InvalidRecord(PermanentError):
+    """A record that is not the event its topic carries; the reason names each bad field
+    (parsed here, not as a handler parameter, so no location is the parameter's)."""
+
+
 @dataclass(frozen=True)
 class Rejected:
     """An arrival that cannot be handled at all, and why: it is dead-lettered alone."""
@@ -201,7 +206,7 @@ class Records:
             try:
                 parsed.append((model.model_validate_json(record.value or b""), record))
             except ValidationError as exc:
-                await self._reject(record, exc)
+                await self._reject(record, InvalidRecord(describe(exc)))
         return parsed
 
     async def _rejected(
