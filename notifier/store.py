@@ -238,6 +238,9 @@ class MongoNotifierStore:
             [
                 IndexModel([("complaint_id", ASCENDING)], name="by_complaint"),
                 IndexModel([("status", ASCENDING), ("claimed_at", ASCENDING)], name="by_status"),
+                # A claim resumed and a delivery finished match {_id, status: sending};
+                # SecantusDB's planner scans the collection for that unless an index has both.
+                IndexModel([("_id", ASCENDING), ("status", ASCENDING)], name="by_id_and_status"),
             ]
         )
         await self.pending.create_indexes(
