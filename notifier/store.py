@@ -3,6 +3,14 @@
 :class:`NotifierStore` is the contract: whom to tell, what was sent, and what waits.
 :class:`MongoNotifierStore` keeps it in MongoDB; ``tests/fakes/notifier.py`` keeps it in
 memory, and ``tests/contract/test_notifier_store.py`` holds both to the same promises.
+The concepts and their rules live in their own modules (:mod:`notifier.ledger`,
+:mod:`notifier.parking`, :mod:`notifier.deferral`); this module only stores them.
+
+The handlers work a batch at a time (``recipients_of``, ``parked_for``, ``held_for``,
+``records``, ``claim_many``, ``settle``…): each call is one MongoDB command whatever the
+batch's size, and each filter is served by an index (``tests/service/
+test_notifier_indexes.py`` checks them with ``explain``). The one-at-a-time calls remain
+for the rare paths (a fallback's claim, the release loop's read) and for tests.
 
 ``notifier_deliveries`` is the ledger that turns at-least-once Kafka into one message
 per (event, recipient, channel): its ``_id`` is that triple, so claiming a delivery is
