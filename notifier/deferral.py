@@ -6,9 +6,10 @@ sends what was held for them, so they read their complaint's steps in order; the
 released by a small loop when its time comes. Pure; the store keeps what is held.
 """
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from pydantic import Field, TypeAdapter
 
@@ -67,3 +68,39 @@ def held_before(held: list[Deferred], source: Source, recipient: str) -> list[De
     """What is held for this recipient of this complaint and must go out before an urgent
     message about ``source`` (everything held but that same event)."""
     return [h for h in held if h.recipient == recipient and h.source.event_id != source.event_id]
+
+
+class DeferralStore(Protocol):
+    """Where held messages wait."""
+
+    async def defer(
+        self,
+        source: Source,
+        recipient: str,
+        *,
+        correlation_id: str | None,
+        release_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Hold one recipient's message until ``release_at``; True the first time."""
+        ...
+
+    async def due(self, now: datetime, limit: int = 500) -> list[Deferred]:
+        """Held messages whose time has come, oldest first, each complaint's in order."""
+        ...
+
+    async def deferred_for(self, complaint_id: str, recipient: str) -> list[Deferred]:
+        """What is held for one recipient of a complaint, in lifecycle order."""
+        ...
+
+    async def undefer(self, deferred_id: str) -> None: ...
+
+    async def held_for(self, complaint_ids: Collection[str]) -> dict[str, list[Deferred]]:
+        """What is held for these complaints, each complaint's in lifecycle order."""
+        ...
+
+    async def defer_many(self, holds: Sequence[Hold], *, now: datetime) -> set[str]:
+        """:meth:`defer` for a batch, in one write; the deferred ids held the first time."""
+        ...
+
+    async def undefer_many(self, deferred_ids: Collection[str]) -> None: ...

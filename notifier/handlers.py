@@ -68,8 +68,9 @@ from notifier.metrics import NotifierMetrics
 from notifier.outcomes import metric_outcome, outcome, source_topic, undeliverable
 from notifier.parking import Parked, in_lifecycle_order
 from notifier.quiet import QuietHours
+from notifier.recipients import Recipient
 from notifier.retry import RetryPolicy
-from notifier.store import NotifierStore, Recipient
+from notifier.store import NotifierStore
 from schemas import (
     ComplaintDeadlineAlert,
     ComplaintFiled,

@@ -1,5 +1,5 @@
 """The ledger: one record per (event, recipient, channel), which turns at-least-once Kafka
-into one message. Pure types and rules; :mod:`notifier.store` keeps them in MongoDB.
+into one message. Pure types and rules; :mod:`notifier.mongo.ledger` keeps them in MongoDB.
 
 A delivery is *claimed* (status ``sending``) before its channel is tried and *finished*
 (``sent``, ``skipped`` or ``failed``) after. A claim an earlier attempt left ``sending``
@@ -11,9 +11,11 @@ already published (its id is derived from the delivery id, so publishing again a
 crash is a duplicate downstream).
 """
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 
 class DeliveryStatus(StrEnum):
@@ -127,3 +129,62 @@ def new_record(claim: Claim) -> DeliveryRecord:
         fresh=True,
         fallback_from=claim.fallback_from,
     )
+
+
+class LedgerStore(Protocol):
+    """Where the ledger is kept. Every write is safe to repeat."""
+
+    async def claim(self, claim: Claim, *, now: datetime) -> DeliveryRecord:
+        """Claim a delivery (``fresh``), or return the claim an earlier attempt made: one
+        more attempt counted if it is still ``sending``, unchanged if it finished. Of two
+        concurrent claims exactly one is fresh."""
+        ...
+
+    async def finish(
+        self,
+        delivery_id: str,
+        status: DeliveryStatus,
+        *,
+        now: datetime,
+        detail: str | None = None,
+        retries: int = 0,
+        final: bool = True,
+        retryable: bool = False,
+    ) -> DeliveryRecord:
+        """Record how a claimed delivery ended; only a claim still sending can end, so a
+        late finish returns the record as it stands. ``retries`` are the extra tries this
+        attempt made, added to ``attempts``."""
+        ...
+
+    async def mark_published(self, delivery_id: str) -> None:
+        """The delivery's outcome event went out: a redelivery need not publish it."""
+        ...
+
+    async def mark_dead_lettered(self, delivery_id: str) -> None:
+        """The chain's dead letter went out: a redelivery need not send it."""
+        ...
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        """The ledger's record of one delivery as it stands (``fresh`` False), for
+        operators and tests; the handlers learn it from claim and finish."""
+        ...
+
+    async def records(self, delivery_ids: Collection[str]) -> dict[str, DeliveryRecord]:
+        """The ledger's records of these deliveries (those that exist), in one read."""
+        ...
+
+    async def claim_many(
+        self, claims: Sequence[Claim], *, known: Mapping[str, DeliveryRecord], now: datetime
+    ) -> list[DeliveryRecord]:
+        """:meth:`claim` for a batch in one write, given the records read for it: a
+        delivery ``known`` still sending is resumed (one attempt more), one known finished
+        is returned as it stands, any other is claimed fresh. A claim another attempt won
+        in between comes back as that attempt left it (``fresh`` False)."""
+        ...
+
+    async def settle(
+        self, finishes: Sequence[Finish], marks: Sequence[Mark], *, now: datetime
+    ) -> None:
+        """Finish claimed deliveries and mark earlier ones, in one write. As with
+        :meth:`finish`, only a claim still sending can end."""
+        ...

@@ -7,8 +7,10 @@ recipient is known: by the filing's batch, or by the next lifecycle batch of the
 complaint, whichever comes first. Pure; the store keeps the parked events.
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from schemas import ComplaintStatusChanged
 
@@ -38,3 +40,29 @@ def in_lifecycle_order(parked: Iterable[Parked], arrived: Iterable[Parked]) -> l
     for item in arrived:
         steps.setdefault(item.event.event_id, Step(item.event, item.correlation_id, parked=False))
     return sorted(steps.values(), key=lambda s: s.event.sequence)
+
+
+class ParkingStore(Protocol):
+    """Where parked events wait."""
+
+    async def park(
+        self, event: ComplaintStatusChanged, *, correlation_id: str | None, now: datetime
+    ) -> bool:
+        """Keep an event until its recipient is known; True the first time it is parked."""
+        ...
+
+    async def parked(self, complaint_id: str) -> list[Parked]:
+        """A complaint's parked events, in lifecycle order."""
+        ...
+
+    async def unpark(self, event_id: str) -> None: ...
+
+    async def park_many(self, items: Sequence[Parked], *, now: datetime) -> set[str]:
+        """:meth:`park` for a batch, in one write; the event ids parked for the first time."""
+        ...
+
+    async def parked_for(self, complaint_ids: Collection[str]) -> dict[str, list[Parked]]:
+        """The parked events of these complaints, each complaint's in lifecycle order."""
+        ...
+
+    async def unpark_many(self, event_ids: Collection[str]) -> None: ...
