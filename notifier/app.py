@@ -16,7 +16,14 @@ from fastapi import FastAPI
 from notifier.alimtalk import AlimTalkChannel
 from notifier.audience import ALIMTALK, EMAIL, OUTBOX, SMS, WEBHOOK, Audience
 from notifier.channel import Channel
-from notifier.handlers import DeadLetterSink, Delivery, Sleep, subscribe
+from notifier.handlers import (
+    BatchSettings,
+    DeadLetterSink,
+    Delivery,
+    PublishDeadLetter,
+    Sleep,
+    subscribe,
+)
 from notifier.mail import EmailChannel
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
@@ -97,13 +104,15 @@ def create_app(
     channels: Mapping[str, Channel] | None = None,
     dead_letter: DeadLetterSink | None = None,
     sleep: Sleep | None = None,
+    reject: PublishDeadLetter | None = None,
 ) -> FastAPI:
     """The notifier, from settings and whichever collaborators the caller brings.
 
     ``runtime`` (broker, Mongo client, metrics registry) must be built from the same
     settings; a test builds it to drive the broker in memory and read the registry.
     ``channels`` replace those the settings would turn on (and the HTTP client they
-    share); ``sleep`` is what the retry backoff waits with.
+    share); ``sleep`` is what the retry backoff waits with; ``reject`` dead-letters a
+    record that cannot be handled (the kit's dead-letter topic unless given).
     """
     settings = settings or NotifierSettings()
     runtime = runtime or Runtime.build("notifier", settings)
@@ -143,7 +152,12 @@ def create_app(
         clock=clock,
         sleep=sleep or asyncio.sleep,
     )
-    subscribe(runtime.subscriber, delivery)
+    subscribe(
+        runtime.subscriber,
+        delivery,
+        reject=reject or runtime.dead_letters.dead_letter,
+        batch=BatchSettings(settings.batch_max_records, settings.batch_timeout_ms),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

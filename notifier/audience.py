@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notifier.channel import DEPARTMENT_PREFIX, HANDLER, RESIDENT, SUPERVISOR, Message
-from notifier.store import Recipient
+from notifier.recipients import Recipient
 from notifier.templates import Catalogue, Content, Letterhead, TemplateError
 from notifier.webhook import cloudevent
 from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged

@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-from notifier.store import DeliveryRecord, DeliveryStatus, Source
+from notifier.deferral import Source
+from notifier.ledger import DeliveryRecord, DeliveryStatus
 from schemas import ComplaintStatusChanged, DeadLetter, NotificationOutcome, topics
 from schemas.events import Outcome
 

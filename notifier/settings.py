@@ -123,6 +123,12 @@ class NotifierSettings(ServiceSettings):
     timezone: str = "Asia/Seoul"
     urgent_states: frozenset[ComplaintState] = DEFAULT_URGENT_STATES
     release_interval_seconds: float = Field(default=30.0, gt=0)
+    batch_max_records: int = Field(
+        default=200, ge=1, le=10_000, description="Records per consumed batch, at most."
+    )
+    batch_timeout_ms: int = Field(
+        default=50, ge=1, description="How long a batch waits to fill before it is handled."
+    )
 
     @field_validator("sender_name")
     @classmethod

@@ -11,8 +11,12 @@ from notifier.store import (
     Claim,
     DeliveryRecord,
     DeliveryStatus,
+    Finish,
+    Hold,
+    Mark,
     MongoNotifierStore,
     NotifierStore,
+    Parked,
     Recipient,
     delivery_id,
 )
@@ -465,3 +469,142 @@ async def test_an_undeferred_message_is_no_longer_held(store: NotifierStore) -> 
     await store.undefer(held.deferred_id)
     assert await store.due(NOW) == []
     assert await store.deferred_for(cid, "resident") == []
+
+
+# -- a batch at a time: the same promises, one command per call --------------------------
+
+
+def claim_for(did: str, cid: str = "c-1", channel: str = "alimtalk") -> Claim:
+    return Claim(
+        delivery_id=did,
+        complaint_id=cid,
+        source_event_id=did.split(":")[0],
+        recipient="resident",
+        channel=channel,
+        template_code="SOTONG_ASSIGNED",
+    )
+
+
+async def test_recipients_are_read_and_remembered_a_batch_at_a_time(
+    store: NotifierStore,
+) -> None:
+    known, other, unknown = new_id(), new_id(), new_id()
+    await store.remember(filed(known))
+    await store.remember_many([filed(known, phone=None), filed(other, consent=False), filed(other)])
+
+    found = await store.recipients_of([known, other, unknown])
+    assert set(found) == {known, other}
+    assert found[known].phone == PHONE, "the first filing wins"
+    assert found[other].notification_consent is False, "the first of a batch wins too"
+    assert await store.recipients_of([]) == {}
+
+
+async def test_events_are_parked_and_read_back_a_batch_at_a_time(store: NotifierStore) -> None:
+    one, two = new_id(), new_id()
+    second, first, elsewhere = changed(one, 2), changed(one, 1, "received"), changed(two, 1)
+    await store.park(second, correlation_id=None, now=NOW)
+
+    newly = await store.park_many(
+        [Parked(second, "x"), Parked(first, "corr-1"), Parked(elsewhere, None)], now=NOW
+    )
+    assert newly == {first.event_id, elsewhere.event_id}, "only the first parking counts"
+    parked = await store.parked_for([one, two, new_id()])
+    assert {cid: [p.event for p in items] for cid, items in parked.items()} == {
+        one: [first, second],
+        two: [elsewhere],
+    }
+    assert parked[one][0].correlation_id == "corr-1"
+
+    await store.unpark_many([first.event_id, elsewhere.event_id])
+    assert [p.event for p in (await store.parked_for([one, two]))[one]] == [second]
+    assert two not in await store.parked_for([one, two])
+
+
+async def test_a_batch_claims_fresh_resumes_sending_and_leaves_finished_alone(
+    store: NotifierStore,
+) -> None:
+    sending, finished, new, won = (delivery_id(new_id(), "resident", "sms") for _ in range(4))
+    await store.claim(claim_for(sending), now=NOW)
+    await store.claim(claim_for(finished), now=NOW)
+    await store.finish(finished, DeliveryStatus.SENT, now=NOW)
+    known = await store.records([sending, finished, new, won])
+    assert set(known) == {sending, finished}
+    assert not any(r.fresh for r in known.values())
+    await store.claim(claim_for(won), now=NOW)  # another attempt, after the batch read
+
+    records = await store.claim_many(
+        [claim_for(d) for d in (sending, finished, new, won)], known=known, now=NOW
+    )
+
+    by_id = {r.delivery_id: r for r in records}
+    assert [r.delivery_id for r in records] == [sending, finished, new, won]
+    assert (by_id[sending].status, by_id[sending].attempts, by_id[sending].fresh) == (
+        DeliveryStatus.SENDING,
+        2,
+        False,
+    )
+    assert (by_id[finished].status, by_id[finished].attempts) == (DeliveryStatus.SENT, 1)
+    assert (by_id[new].status, by_id[new].attempts, by_id[new].fresh) == (
+        DeliveryStatus.SENDING,
+        1,
+        True,
+    )
+    assert by_id[won].fresh is False, "the other attempt's claim, not this batch's"
+    stored = await store.records([sending, new])
+    assert (stored[sending].attempts, stored[new].attempts) == (2, 1)
+
+
+async def test_settling_finishes_what_is_sending_and_marks_what_went_out(
+    store: NotifierStore,
+) -> None:
+    ok, late, earlier = (delivery_id(new_id(), "resident", "sms") for _ in range(3))
+    for did in (ok, late, earlier):
+        await store.claim(claim_for(did), now=NOW)
+    await store.finish(late, DeliveryStatus.FAILED, now=NOW, detail="first")
+    await store.finish(earlier, DeliveryStatus.SKIPPED, now=NOW)
+    at = NOW + timedelta(seconds=1, microseconds=1500)
+
+    await store.settle(
+        [
+            Finish(delivery_id=ok, status=DeliveryStatus.SENT, at=at, retries=2, published=True),
+            Finish(delivery_id=late, status=DeliveryStatus.SENT, at=at, published=True),
+        ],
+        [Mark(delivery_id=earlier, published=True, dead_lettered=True)],
+        now=at,
+    )
+
+    records = await store.records([ok, late, earlier])
+    assert (records[ok].status, records[ok].attempts, records[ok].outcome_published) == (
+        DeliveryStatus.SENT,
+        3,
+        True,
+    )
+    assert records[ok].finished_at == datetime(2025, 11, 25, 9, 30, 1, 1000, tzinfo=UTC)
+    assert (records[late].status, records[late].detail) == (DeliveryStatus.FAILED, "first")
+    assert records[late].outcome_published is False, "only a claim still sending ends"
+    assert (records[earlier].outcome_published, records[earlier].dead_lettered) == (True, True)
+    await store.settle([], [], now=at)
+
+
+async def test_messages_are_held_and_read_back_a_batch_at_a_time(store: NotifierStore) -> None:
+    one, two = new_id(), new_id()
+    at = NOW + timedelta(hours=9)
+    late, early = changed(one, 3), changed(one, 2)
+    holds = [
+        Hold(late, "resident", "c", at),
+        Hold(early, "resident", None, at),
+        Hold(early, "handler", None, at),
+        Hold(changed(two, 1), "resident", None, at),
+    ]
+    assert await store.defer_many(holds, now=NOW) == {h.deferred_id for h in holds}
+    assert await store.defer_many(holds[:1], now=NOW) == set(), "held once"
+
+    held = await store.held_for([one, new_id()])
+    assert list(held) == [one]
+    assert [(h.source, h.recipient) for h in held[one] if h.recipient == "resident"] == [
+        (early, "resident"),
+        (late, "resident"),
+    ]
+    await store.undefer_many([h.deferred_id for h in held[one]])
+    assert await store.held_for([one]) == {}
+    assert len((await store.held_for([two]))[two]) == 1

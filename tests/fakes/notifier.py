@@ -6,6 +6,7 @@ contacts, the orders the real one sorts by, times kept to the millisecond as BSO
 them, and events stored as JSON and read back as new objects.
 """
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,9 @@ from notifier.store import (
     Deferred,
     DeliveryRecord,
     DeliveryStatus,
+    Finish,
+    Hold,
+    Mark,
     Parked,
     Recipient,
     Source,
@@ -78,6 +82,8 @@ class InMemoryNotifierStore:
         self.deliveries: dict[str, DeliveryRecord] = {}
         self.pending: dict[str, _Pending] = {}
         self.deferred: dict[str, _Held] = {}
+        self.commands = 0
+        """Batch operations that would be one MongoDB command each."""
 
     async def ensure_indexes(self) -> None:
         return None
@@ -221,6 +227,106 @@ class InMemoryNotifierStore:
 
     async def undefer(self, deferred_id: str) -> None:
         self.deferred.pop(deferred_id, None)
+
+    # -- a batch at a time; ``commands`` counts what MongoDB would have been asked --
+
+    async def recipients_of(self, complaint_ids: Collection[str]) -> dict[str, Recipient]:
+        self.commands += 1 if complaint_ids else 0
+        return {c: self.recipients[c] for c in complaint_ids if c in self.recipients}
+
+    async def remember_many(self, filings: Sequence[ComplaintFiled]) -> None:
+        self.commands += 1 if filings else 0
+        for filed in filings:
+            await self.remember(filed)
+
+    async def park_many(self, items: Sequence[Parked], *, now: datetime) -> set[str]:
+        self.commands += 1 if items else 0
+        return {
+            p.event.event_id
+            for p in items
+            if await self.park(p.event, correlation_id=p.correlation_id, now=now)
+        }
+
+    async def parked_for(self, complaint_ids: Collection[str]) -> dict[str, list[Parked]]:
+        self.commands += 1 if complaint_ids else 0
+        found = {c: await self.parked(c) for c in complaint_ids}
+        return {c: items for c, items in found.items() if items}
+
+    async def unpark_many(self, event_ids: Collection[str]) -> None:
+        self.commands += 1 if event_ids else 0
+        for event_id in event_ids:
+            self.pending.pop(event_id, None)
+
+    async def records(self, delivery_ids: Collection[str]) -> dict[str, DeliveryRecord]:
+        self.commands += 1 if delivery_ids else 0
+        return {
+            d: replace(self.deliveries[d], fresh=False)
+            for d in delivery_ids
+            if d in self.deliveries
+        }
+
+    async def claim_many(
+        self, claims: Sequence[Claim], *, known: Mapping[str, DeliveryRecord], now: datetime
+    ) -> list[DeliveryRecord]:
+        self.commands += (
+            1
+            if any(
+                c.delivery_id not in known or known[c.delivery_id].status is DeliveryStatus.SENDING
+                for c in claims
+            )
+            else 0
+        )
+        records = []
+        for claim in claims:
+            record = known.get(claim.delivery_id)
+            if record is not None and record.status is not DeliveryStatus.SENDING:
+                records.append(record)
+            else:
+                records.append(await self.claim(claim, now=now))
+        return records
+
+    async def settle(
+        self, finishes: Sequence[Finish], marks: Sequence[Mark], *, now: datetime
+    ) -> None:
+        self.commands += 1 if finishes or marks else 0
+        for f in finishes:
+            record = self.deliveries.get(f.delivery_id)
+            if record is None or record.status is not DeliveryStatus.SENDING:
+                continue
+            self.deliveries[f.delivery_id] = replace(f.applied_to(record), fresh=False)
+        for mark in marks:
+            if mark.published:
+                await self.mark_published(mark.delivery_id)
+            if mark.dead_lettered:
+                await self.mark_dead_lettered(mark.delivery_id)
+
+    async def held_for(self, complaint_ids: Collection[str]) -> dict[str, list[Deferred]]:
+        self.commands += 1 if complaint_ids else 0
+        found: dict[str, list[Deferred]] = {}
+        held = sorted(self.deferred.values(), key=lambda h: (h.sequence, h.deferred_at))
+        for h in held:
+            if h.complaint_id in complaint_ids:
+                found.setdefault(h.complaint_id, []).append(h.read())
+        return found
+
+    async def defer_many(self, holds: Sequence[Hold], *, now: datetime) -> set[str]:
+        self.commands += 1 if holds else 0
+        return {
+            h.deferred_id
+            for h in holds
+            if await self.defer(
+                h.source,
+                h.recipient,
+                correlation_id=h.correlation_id,
+                release_at=h.release_at,
+                now=now,
+            )
+        }
+
+    async def undefer_many(self, deferred_ids: Collection[str]) -> None:
+        self.commands += 1 if deferred_ids else 0
+        for deferred_id in deferred_ids:
+            self.deferred.pop(deferred_id, None)
 
 
 class MemoryChannel:

@@ -1,0 +1,1 @@
+"""MongoDB's way of keeping what notifier remembers: one adapter per concept."""

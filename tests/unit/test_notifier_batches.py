@@ -1,0 +1,153 @@
+"""Consuming in batches: one bad record dead-lettered alone, a handful of store calls per
+batch whatever its size, complaints sent side by side and each complaint's in order.
+
+On the in-memory broker and store; the service tier's notifier tests run the same
+Delivery on MongoDB and real peers.
+"""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from notifier.channel import Message
+from notifier.handlers import Arrival
+from notifier.outbox import OutboxChannel
+from notifier.settings import NotifierSettings
+from schemas import ComplaintState, topics
+from schemas.events import Outcome
+from services.broker import topic_name
+from services.settings import KafkaSettings
+from tests.conftest import FAST_RETRY
+from tests.fakes.notifier import InMemoryNotifierStore, MemoryChannel
+from tests.unit.test_notifier_delivery import Fake, assigned, build, filed
+from tests.unit.test_notifier_subscribers import Running, received, started
+from tests.unit.test_notifier_subscribers import filed as filed_on_kakao
+
+
+@pytest.fixture
+async def running(tmp_path: Path, unique: str) -> AsyncIterator[Running]:
+    settings = NotifierSettings(
+        kafka=KafkaSettings(topic_prefix=f"t{unique}."),
+        retry=FAST_RETRY,
+        outbox_path=tmp_path / "outbox.jsonl",
+    )
+    async with started(settings, store=InMemoryNotifierStore()) as state:
+        yield state
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Fake:
+    return build(InMemoryNotifierStore(), OutboxChannel(tmp_path / "outbox.jsonl"))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def test_one_bad_record_is_dead_lettered_alone_and_the_rest_of_its_batch_is_sent(
+    running: Running, unique: str
+) -> None:
+    one, two = f"a-{unique}", f"b-{unique}"
+    for cid in (one, two):
+        await running.runtime.publish(topics.FILED, filed_on_kakao(cid))
+    lifecycle = topic_name(running.runtime.settings.kafka, topics.LIFECYCLE)
+
+    await running.runtime.broker.publish_batch(
+        received(one).model_dump_json().encode(),
+        b"not json at all",
+        b'{"event_type": "complaint.status_changed", "complaint_id": "c-x"}',
+        received(two).model_dump_json().encode(),
+        topic=lifecycle,
+    )
+
+    assert sorted(str(line["complaint_id"]) for line in running.lines()) == [one, two]
+    assert [o.outcome for o in running.outcomes] == [Outcome.SENT, Outcome.SENT]
+    letters = running.dead_letters
+    assert len(letters) == 2, "each bad record on its own, the good ones not at all"
+    assert {letter.original_topic for letter in letters} == {lifecycle}
+    not_json, incomplete = sorted(letters, key=lambda letter: "json" not in letter.reason.lower())
+    assert "json" in not_json.reason.lower()
+    assert "receipt_number: Field required" in incomplete.reason, "the missing field is named"
+
+
+async def test_a_batch_costs_the_same_few_store_calls_for_two_complaints_or_twenty(
+    harness: Fake,
+) -> None:
+    async def cost(complaints: int) -> int:
+        ids = [new_id() for _ in range(complaints)]
+        await harness.delivery.remember_all([filed(cid) for cid in ids])
+        arrivals = [Arrival(assigned(cid)) for cid in ids]
+        before = harness.store.commands
+        assert await harness.delivery.notify_all(arrivals) == []
+        return harness.store.commands - before
+
+    few, many = await cost(2), await cost(20)
+
+    assert few == many == 5, "recipients, parked, ledger read, claims, finishes"
+    assert len(harness.lines()) == 22
+    assert len(harness.recorder.outcomes) == 22
+
+
+async def test_a_redelivered_batch_reads_and_writes_nothing_more(harness: Fake) -> None:
+    ids = [new_id() for _ in range(5)]
+    await harness.delivery.remember_all([filed(cid) for cid in ids])
+    arrivals = [Arrival(assigned(cid)) for cid in ids]
+    await harness.delivery.notify_all(arrivals)
+    before = harness.store.commands
+
+    await harness.delivery.notify_all(arrivals)
+
+    assert harness.store.commands - before == 3, "recipients, parked, ledger read"
+    assert len(harness.lines()) == 5
+    assert harness.metric("sotong_duplicate_messages_total", consumer="notifier", topic="lc") == 5
+
+
+class Gate(MemoryChannel):
+    """A channel that holds one complaint's message until another complaint's went out."""
+
+    def __init__(self, slow: str, fast: str) -> None:
+        super().__init__("outbox")
+        self.slow, self.fast = slow, fast
+        self.fast_sent = asyncio.Event()
+
+    async def deliver(self, message: Message) -> None:
+        if message.complaint_id == self.slow:
+            await asyncio.wait_for(self.fast_sent.wait(), timeout=10)
+        await super().deliver(message)
+        if message.complaint_id == self.fast:
+            self.fast_sent.set()
+
+
+async def test_a_slow_delivery_does_not_hold_up_another_complaint_of_its_batch(
+    tmp_path: Path,
+) -> None:
+    slow, fast = new_id(), new_id()
+    gate = Gate(slow, fast)
+    harness = build(InMemoryNotifierStore(), OutboxChannel(tmp_path / "o.jsonl"), {"outbox": gate})
+    await harness.delivery.remember_all([filed(slow), filed(fast)])
+
+    await harness.delivery.notify_all([Arrival(assigned(slow)), Arrival(assigned(fast))])
+
+    assert [m.complaint_id for m in gate.sent] == [fast, slow], (
+        "the second complaint went out while the first waited"
+    )
+
+
+async def test_one_complaints_steps_go_out_in_lifecycle_order_within_a_batch(
+    harness: Fake,
+) -> None:
+    cid = new_id()
+    await harness.delivery.remember_all([filed(cid)])
+    first = assigned(cid)
+    second = assigned(cid, sequence=3, from_state="assigned", to_state="site_check")
+
+    await harness.delivery.notify_all([Arrival(second), Arrival(first), Arrival(second)])
+
+    assert [line["state"] for line in harness.lines()] == [
+        ComplaintState.ASSIGNED,
+        ComplaintState.SITE_CHECK,
+    ]
+    assert [o.outcome for o in harness.recorder.outcomes] == [Outcome.SENT, Outcome.SENT]
