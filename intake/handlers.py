@@ -9,7 +9,7 @@ Kafka subscriber), ``routes`` (the HTTP API).
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -51,6 +51,13 @@ class NoFreeReceiptNumber(RuntimeError):
 Accepted = tuple[FiledRecord, bool]
 """A filed complaint and whether it had been filed before (a duplicate)."""
 
+
+@dataclass(frozen=True)
+class Arrival:
+    submission: ComplaintSubmitted
+    redelivery_possible: bool
+
+
 RECEIPT_DRAWS = 8
 """Receipt numbers drawn for one complaint before giving up: a million a day, so a taken
 number is rare and eight in a row means something else is wrong."""
@@ -77,7 +84,7 @@ class Intake:
         self.store = store
         self.publish = publish
         self.clock = clock
-        self.batcher: GroupCommit[ComplaintSubmitted, Accepted] = GroupCommit(
+        self.batcher: GroupCommit[Arrival, Accepted] = GroupCommit(
             self.file_batch, max_batch=max_batch
         )
         self.filed_total = Counter(
@@ -99,15 +106,18 @@ class Intake:
             registry=registry,
         )
 
-    async def accept(self, submission: ComplaintSubmitted) -> Accepted:
-        """File a submission once; return (record, duplicate)."""
-        return await self.batcher.submit(submission)
+    async def accept(
+        self, submission: ComplaintSubmitted, *, redelivery_possible: bool = True
+    ) -> Accepted:
+        """File a submission once; return (record, duplicate). A submission intake made
+        itself from an HTTP request (``redelivery_possible=False``) has an event id nobody
+        can have filed before, so it costs no look-up by submission."""
+        return await self.batcher.submit(Arrival(submission, redelivery_possible))
 
-    async def file_batch(
-        self, submissions: Sequence[ComplaintSubmitted]
-    ) -> list[Accepted | Exception]:
+    async def file_batch(self, arrivals: Sequence["Arrival"]) -> list[Accepted | Exception]:
         """File submissions together: one dedup read, one resident check, one bulk insert
         (redrawing only taken receipt numbers), then every publish at once."""
+        submissions = [a.submission for a in arrivals]
         self.batch_size.observe(len(submissions))
         now = self.clock()
         results: list[Accepted | Exception | None] = [None] * len(submissions)
@@ -117,7 +127,8 @@ class Intake:
 
         refs = {r for s in submissions if (r := ref(s)) is not None}
         existing = await self.store.find_by_channel_refs(refs) if refs else {}
-        redelivered = await self.store.find_by_submissions({s.event_id for s in submissions})
+        maybe_again = {a.submission.event_id for a in arrivals if a.redelivery_possible}
+        redelivered = await self.store.find_by_submissions(maybe_again) if maybe_again else {}
         claimed = {s.resident_token for s in submissions if s.resident_token}
         known = await self.store.known_residents(claimed) if claimed else set()
 
@@ -309,7 +320,7 @@ def routes(
         """File a complaint; the same (channel, channel_ref) again answers 200 with the same one."""
         submission = ComplaintSubmitted.model_validate({**dict(request), "occurred_at": clock()})
         try:
-            record, duplicate = await intake.accept(submission)
+            record, duplicate = await intake.accept(submission, redelivery_possible=False)
         except UnknownResidentToken as exc:
             raise ApiError(422, "invalid_request", str(exc)) from exc
         if duplicate:
