@@ -149,7 +149,9 @@ class Sessions:
             if now - oldest.touched < self.ttl:
                 break
             del self.entries[oldest_key]
-        session = self.entries.pop(key, None) or Session(touched=now)
+        session = self.entries.pop(key, None)
+        if session is None:
+            session = Session(touched=now)
         session.touched = now
         self.entries[key] = session
         while len(self.entries) > self.max_users:
@@ -263,7 +265,10 @@ def kakao_router(
 ) -> APIRouter:
     """The skill endpoint Open Builder calls (set its URL to ``<portal>/kakao/skill``)."""
     skill = KakaoSkill(
-        bot, file_complaint, sessions or Sessions(), deadline_seconds=deadline_seconds
+        bot,
+        file_complaint,
+        sessions if sessions is not None else Sessions(),
+        deadline_seconds=deadline_seconds,
     )
     router = APIRouter()
 
