@@ -20,9 +20,11 @@ from portal.chatbot.handoff import (
     Turn,
 )
 from portal.chatbot.kakao import Sessions, kakao_router
+from portal.chatbot.settings import ChatbotSettings
 
 __all__ = [
     "Chatbot",
+    "ChatbotSettings",
     "Classification",
     "ClassifierUnavailable",
     "Classify",

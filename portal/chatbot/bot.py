@@ -63,8 +63,8 @@ class Thresholds:
     one): below ``answer`` the bot does not answer; a message written as a statement
     (a problem described, not a question asked) is answered only from ``statement``."""
 
-    answer: float = 0.30
-    statement: float = 1.0
+    answer: float = 0.28
+    statement: float = 0.65
     morpheme_weight: float = 0.5
     group_weight: float = 0.5
 

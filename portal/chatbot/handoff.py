@@ -65,10 +65,18 @@ class IntakeFiler:
     """``FileComplaint`` over intake's HTTP API. ``channel_ref`` is derived from the user
     hash and the offer, so a retried confirmation answers with the complaint filed first."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, api_key: str | None = None):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 3.0,
+    ) -> None:
         self.client = client
         self.url = f"{base_url.rstrip('/')}/v1/complaints"
         self.headers = {"X-Api-Key": api_key} if api_key else {}
+        self.timeout = timeout
 
     async def __call__(self, filing: Filing) -> str:
         ref = hashlib.sha256(f"{filing.user_key_hash}|{filing.offer_id}".encode()).hexdigest()
@@ -81,7 +89,9 @@ class IntakeFiler:
         if filing.service_code:
             body["service_code"] = filing.service_code
         try:
-            response = await self.client.post(self.url, json=body, headers=self.headers)
+            response = await self.client.post(
+                self.url, json=body, headers=self.headers, timeout=self.timeout
+            )
         except httpx.HTTPError as exc:
             raise FilingUnavailable(f"intake unreachable: {type(exc).__name__}") from exc
         if response.status_code not in (200, 201):
@@ -94,13 +104,16 @@ class RoutingClassifier:
     """``Classify`` over routing's HTTP API; any failure is ``ClassifierUnavailable`` so the
     bot answers without a department rather than not at all."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(self, client: httpx.AsyncClient, base_url: str, *, timeout: float = 1.5) -> None:
         self.client = client
         self.url = f"{base_url.rstrip('/')}/v1/classify"
+        self.timeout = timeout
 
     async def __call__(self, text: str) -> Classification:
         try:
-            response = await self.client.post(self.url, json={"texts": [text[:4000]]})
+            response = await self.client.post(
+                self.url, json={"texts": [text[:4000]]}, timeout=self.timeout
+            )
             response.raise_for_status()
             answer = response.json()["predictions"][0]
             return Classification(
