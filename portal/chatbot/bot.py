@@ -186,25 +186,26 @@ class Chatbot:
         reading = self.read(text)
         memo: list[Classification | None] = []
 
-        async def classified() -> Classification | None:
+        async def lazily() -> Classification | None:
             if not memo:
-                memo.append(await self._classified(text))
+                memo.append(await self.classified(text))
             return memo[0]
 
-        move = await choose(reading, self.thresholds, classified)
+        move = await choose(reading, self.thresholds, lazily)
         score = reading.score
         if move == "person":
-            return self._person(text, await classified())
+            return self._person(text, await lazily())
         if move == "complaint":
-            found = await classified()
+            found = await lazily()
             assert found is not None  # choose() hands off a complaint only when classified
             return self._complaint(text, found, score)
         if move == "answer":
             assert reading.best is not None
             return self._answer(self.knowledge.by_id[reading.best.key], score)
-        return self._unknown(await classified(), score)
+        return self._unknown(await lazily(), score)
 
-    async def _classified(self, text: str) -> Classification | None:
+    async def classified(self, text: str) -> Classification | None:
+        """Routing's department for the text, or None when routing does not answer."""
         try:
             return await self.classify(text)
         except ClassifierUnavailable:

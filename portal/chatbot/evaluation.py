@@ -64,7 +64,7 @@ async def observe(bot: Chatbot, cases: Sequence[Case]) -> list[Observed]:
     out = []
     for case in cases:
         text = " ".join(case.text.split())
-        out.append(Observed(case, bot.read(text), await bot._classified(text)))
+        out.append(Observed(case, bot.read(text), await bot.classified(text)))
     return out
 
 
