@@ -3,6 +3,7 @@ through intake, and speaks KakaoTalk's skill protocol. What the portal codes aga
 ``Reply``, ``Chatbot`` (``Chatbot.load(classify=...)``, ``await bot.reply(text)``),
 ``kakao_router`` and the HTTP collaborators in ``handoff``."""
 
+from portal.chatbot.assemble import Assembled, assemble
 from portal.chatbot.bot import (
     Chatbot,
     Classification,
@@ -23,6 +24,7 @@ from portal.chatbot.kakao import Sessions, kakao_router
 from portal.chatbot.settings import ChatbotSettings
 
 __all__ = [
+    "Assembled",
     "Chatbot",
     "ChatbotSettings",
     "Classification",
@@ -37,5 +39,6 @@ __all__ = [
     "Sessions",
     "Thresholds",
     "Turn",
+    "assemble",
     "kakao_router",
 ]

@@ -116,3 +116,36 @@ async def test_routing_failing_in_any_way_is_classifier_unavailable(
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda _: answer)) as client:
         with pytest.raises(ClassifierUnavailable):
             await RoutingClassifier(client, "http://routing")("가로등")
+
+
+async def test_assembled_from_settings_the_kakao_skill_files_through_intake() -> None:
+    from fastapi import FastAPI
+
+    from portal.chatbot import ChatbotSettings, assemble
+    from portal.chatbot.retrieval import Morphemes
+
+    filed: list[dict[str, object]] = []
+
+    def services(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/classify":
+            prediction = {"department": "resource-circulation", "confidence": 0.9, "auto": True}
+            return httpx.Response(200, json={"predictions": [prediction]})
+        filed.append(json.loads(request.content))
+        return httpx.Response(201, json={"receipt_number": "261202-000007"})
+
+    settings = ChatbotSettings(routing_url="http://routing", intake_url="http://intake")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(services)) as client:
+        parts = assemble(settings, client, morphemes=Morphemes())
+        app = FastAPI()
+        app.include_router(parts.kakao)
+        portal = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p")
+        async with portal:
+            for said in ("집 앞에 쓰레기가 쌓여 있어요", "네, 접수할게요"):
+                user = {"id": "u-1"}
+                answer = await portal.post(
+                    "/kakao/skill", json={"userRequest": {"utterance": said, "user": user}}
+                )
+
+    assert "261202-000007" in answer.json()["template"]["outputs"][0]["simpleText"]["text"]
+    assert [(f["channel"], f["body"]) for f in filed] == [("kakao", "집 앞에 쓰레기가 쌓여 있어요")]
+    assert parts.bot.thresholds == settings.thresholds
