@@ -95,7 +95,8 @@ class IntakeFiler:
         except httpx.HTTPError as exc:
             raise FilingUnavailable(f"intake unreachable: {type(exc).__name__}") from exc
         if response.status_code not in (200, 201):
-            raise FilingFailed(f"intake answered {response.status_code}: {response.text[:300]}")
+            # the status only: an error's message may quote what the resident wrote
+            raise FilingFailed(f"intake answered {response.status_code}")
         receipt: str = response.json()["receipt_number"]
         return receipt
 

@@ -113,6 +113,7 @@ class Session:
     touched: float
     turns: deque[Turn] = field(default_factory=lambda: deque(maxlen=20))
     offer: Offer | None = None
+    filed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -186,9 +187,14 @@ class KakaoSkill:
             except TimeoutError:
                 log.warning("kakao skill answer exceeded %.1f s", self.deadline)
                 return skill_response(self.texts.too_slow)
-            if utterance:
-                session.turns.append(Turn("resident", utterance))
-            session.turns.append(Turn("bot", fit(text)))
+            if session.filed:
+                # what was filed went with its complaint; the next one starts afresh
+                session.turns.clear()
+                session.filed = False
+            else:
+                if utterance:
+                    session.turns.append(Turn("resident", utterance))
+                session.turns.append(Turn("bot", fit(text)))
             return skill_response(text, quick)
 
     def _confirm_buttons(self) -> list[tuple[str, str]]:
@@ -252,6 +258,7 @@ class KakaoSkill:
             log.warning("kakao filing failed: %s", exc)
             return self.texts.filing_failed, self._confirm_buttons()
         session.offer = None
+        session.filed = True
         return self.texts.filed.format(receipt_number=receipt), []
 
 

@@ -257,6 +257,13 @@ async def test_a_kakao_complaint_is_filed_only_after_the_confirming_quick_reply(
     assert "접수를 기다리는 내용이 없어요" in said(again)
     assert len(intake.filings) == 1
 
+    await kakao.post("/kakao/skill", json=skill("골목에 누가 냉장고를 버리고 갔어요 치워주세요"))
+    await kakao.post("/kakao/skill", json=skill("네, 접수할게요"))
+    second = intake.filings[1]
+    assert second.text == "골목에 누가 냉장고를 버리고 갔어요 치워주세요"
+    assert "쓰레기봉투" not in " ".join(t.text for t in second.transcript)  # the first one's
+    assert second.offer_id != filing.offer_id
+
 
 async def test_declining_the_offer_files_nothing(
     kakao: httpx.AsyncClient, intake: FakeIntake
