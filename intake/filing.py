@@ -47,6 +47,7 @@ def file_submission(
         service_code=submission.service_code,
         location=submission.location,
         attachments=submission.attachments,
+        transcript=submission.transcript,
         submitted_at=submission.occurred_at,
         occurred_at=filed_at,
     )

@@ -7,7 +7,7 @@ subscriber.
 
 from schemas import topics
 from schemas.commands import ComplaintCommand, DepartmentAction
-from schemas.common import Channel, Coordinates, Location, Resident
+from schemas.common import Channel, ChatTurn, Coordinates, Location, Resident
 from schemas.envelope import CE_SPECVERSION, cloudevent_headers
 from schemas.events import (
     CommandRejected,
@@ -24,6 +24,7 @@ from schemas.states import ComplaintState
 __all__ = [
     "CE_SPECVERSION",
     "Channel",
+    "ChatTurn",
     "CommandRejected",
     "ComplaintCommand",
     "ComplaintDeadlineAlert",

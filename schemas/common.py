@@ -3,7 +3,7 @@
 import re
 import unicodedata
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -54,6 +54,25 @@ class Channel(StrEnum):
     CHATBOT = "chatbot"
     CALL_CENTER = "call_center"
     OPEN311 = "open311"
+
+
+class ChatTurn(WireModel):
+    """One message of the chat that led to a complaint (the chatbot or KakaoTalk)."""
+
+    role: Literal["resident", "bot"] = Field(description="Who wrote it.")
+    text: Annotated[Text, Field(min_length=1, max_length=1000)]
+
+
+MAX_TRANSCRIPT_TURNS = 40
+
+Transcript = Annotated[
+    list[ChatTurn],
+    Field(
+        max_length=MAX_TRANSCRIPT_TURNS,
+        description="The chat that led to the complaint, oldest first, for the handler "
+        "(at most 40 turns of 1,000 characters). Personal data like the body.",
+    ),
+]
 
 
 class Coordinates(WireModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, HttpUrl
 
-from schemas.common import Channel, Location, Resident, Text, WireModel
+from schemas.common import Channel, Location, Resident, Text, Transcript, WireModel
 from schemas.states import ComplaintState
 
 
@@ -46,6 +46,7 @@ class Submission(WireModel):
         description="A returning resident's token from an earlier filing: the new complaint "
         "joins the complaints they already follow, without identifying themselves again.",
     )
+    transcript: Transcript = Field(default_factory=list)
 
 
 class ComplaintSubmitted(Event, Submission):
@@ -76,6 +77,7 @@ class ComplaintFiled(Event):
     service_code: str | None = None
     location: Location
     attachments: list[HttpUrl] = Field(default_factory=list)
+    transcript: Transcript = Field(default_factory=list)
     submitted_at: AwareDatetime
 
 

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from portal.chatbot import cli as chatbot_cli
 from routing import cli as routing_cli
 from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
@@ -496,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     routing_cli.register(sub)
     tracker_cli.register(sub)
+    chatbot_cli.register(sub, local=routing_cli.local)
     return parser
 
 

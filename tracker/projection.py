@@ -31,6 +31,7 @@ from schemas import (
     ComplaintStatusChanged,
     NotificationOutcome,
 )
+from schemas.common import ChatTurn
 from schemas.events import AlertKind, HandlerRef, Outcome
 from schemas.states import OPEN_STATES, ComplaintState
 from tracker.search import search_terms
@@ -149,6 +150,9 @@ class ReadModel(Recorded):
     service_code: str | None = None
     dong: str | None = None
     resident: Contact | None = None
+    transcript: list[ChatTurn] = Field(
+        default=[], description="The chat that led to the complaint (chatbot, KakaoTalk)."
+    )
     search_terms: list[str] = Field(
         default=[], description="The content morphemes of title and body, for staff search."
     )
@@ -267,5 +271,6 @@ def _filing(filed: ComplaintFiled) -> dict[str, Any]:
             email=filed.resident.email,
             address=filed.location.address,
         ),
+        "transcript": filed.transcript,
         "search_terms": list(search_terms(f"{filed.title or ''}\n{filed.body}")),
     }

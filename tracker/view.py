@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from schemas import ComplaintState
-from schemas.common import PHONE_PATTERN, mask_name, mask_phone
+from schemas.common import PHONE_PATTERN, ChatTurn, mask_name, mask_phone
 from schemas.events import Outcome
 
 _PHONE = re.compile(PHONE_PATTERN)
@@ -175,6 +175,11 @@ class DepartmentComplaintView(_Complaint):
         description="Routed by the classifier or service code; false: the general desk assigned."
     )
     alerts: list[AlertView]
+    transcript: list[ChatTurn] = Field(
+        default=[],
+        description="The chat with the chatbot that led to the complaint, oldest first; "
+        "empty for other channels.",
+    )
     resident: Annotated[ResidentContact, BeforeValidator(_unknown_if_none(ResidentContact))]
 
 

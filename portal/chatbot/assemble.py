@@ -1,0 +1,47 @@
+"""The chatbot and its Kakao skill built from settings the portal's composition root has
+read, over the one HTTP client the portal owns (opened and closed in its lifespan)."""
+
+from dataclasses import dataclass
+
+import httpx
+from fastapi import APIRouter
+
+from portal.chatbot.bot import Chatbot
+from portal.chatbot.handoff import IntakeFiler, RoutingClassifier
+from portal.chatbot.kakao import Sessions, kakao_router
+from portal.chatbot.retrieval import Morphemes
+from portal.chatbot.settings import ChatbotSettings
+
+
+@dataclass(frozen=True)
+class Assembled:
+    bot: Chatbot
+    filer: IntakeFiler
+    """Files a confirmed chat handoff (``Filing(channel="chatbot", ...)`` from the page)."""
+    kakao: APIRouter
+    """``POST /kakao/skill``: include it in the portal's app."""
+
+
+def assemble(
+    settings: ChatbotSettings, client: httpx.AsyncClient, *, morphemes: Morphemes | None = None
+) -> Assembled:
+    """Loads Kiwi and indexes the knowledge base (seconds, ~330 MB): call it once, at start."""
+    key = settings.intake_api_key.get_secret_value() if settings.intake_api_key else None
+    secret = settings.kakao_user_key_secret
+    bot = Chatbot.load(
+        classify=RoutingClassifier(
+            client, settings.routing_url, timeout=settings.classify_timeout_seconds
+        ),
+        thresholds=settings.thresholds,
+        morphemes=morphemes,
+    )
+    filer = IntakeFiler(client, settings.intake_url, key, timeout=settings.filing_timeout_seconds)
+    sessions = Sessions(
+        secret.get_secret_value().encode() if secret else None,
+        max_users=settings.kakao_max_users,
+        ttl_seconds=settings.kakao_session_ttl_seconds,
+    )
+    router = kakao_router(
+        bot, filer, sessions=sessions, deadline_seconds=settings.kakao_deadline_seconds
+    )
+    return Assembled(bot, filer, router)
