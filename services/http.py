@@ -247,6 +247,37 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class PrivateByDefault:
+    """Every answer says: not to be cached (a resident's complaint, a department's queue)
+    unless the route said otherwise, never to leak its URL in a Referer, and to be taken
+    as the type it says it is."""
+
+    HEADERS = (
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-content-type-options", b"nosniff"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in self.HEADERS if n not in names]
+                if b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 class ServiceApp(FastAPI):
     """FastAPI whose OpenAPI document says what the kit answers (``services/openapi.py``)."""
 
@@ -293,6 +324,7 @@ def service_app(
     )
 
     app.add_middleware(BodyLimit, limit=max_request_bytes)  # inside the metrics: 413s counted
+    app.add_middleware(PrivateByDefault)
 
     @app.middleware("http")
     async def red_metrics(

@@ -213,7 +213,16 @@ ResidentToken = Annotated[
     Header(alias="X-Resident-Token", description="The resident token given at filing."),
 ]
 TrackingToken = Annotated[
-    str | None, Query(description="The complaint's tracking token from filing.")
+    str | None,
+    Query(
+        description="The complaint's tracking token from filing, for a browser's EventSource "
+        "(which cannot send headers); anywhere else send `X-Tracking-Token` instead: URLs are "
+        "kept in proxy logs, browser history and Referer headers."
+    ),
+]
+TrackingTokenHeader = Annotated[
+    str | None,
+    Header(alias="X-Tracking-Token", description="The complaint's tracking token from filing."),
 ]
 From = Annotated[
     datetime | None,
@@ -294,12 +303,15 @@ def build_router(
         tags=["resident"],
     )
     async def get_complaint(
-        complaint_id: str, token: TrackingToken = None, x_resident_token: ResidentToken = None
+        complaint_id: str,
+        x_tracking_token: TrackingTokenHeader = None,
+        token: TrackingToken = None,
+        x_resident_token: ResidentToken = None,
     ) -> ComplaintView:
         """A complaint as its resident may see it: with its tracking token, or with the
         resident token of whoever filed it."""
         model = await store.read_model(complaint_id)
-        if model is None or not residents_own(model, token, x_resident_token):
+        if model is None or not residents_own(model, x_tracking_token or token, x_resident_token):
             raise not_found()
         return ComplaintView.model_validate(model, from_attributes=True)
 
@@ -320,6 +332,7 @@ def build_router(
     async def stream_timeline(
         complaint_id: str,
         request: Request,
+        x_tracking_token: TrackingTokenHeader = None,
         token: TrackingToken = None,
         x_resident_token: ResidentToken = None,
         last_event: Annotated[
@@ -330,7 +343,7 @@ def build_router(
         """The complaint's timeline, live. A browser's EventSource cannot send headers, so
         it passes the tracking token as ``?token=``."""
         model = await store.read_model(complaint_id)
-        if model is None or not residents_own(model, token, x_resident_token):
+        if model is None or not residents_own(model, x_tracking_token or token, x_resident_token):
             raise not_found()
 
         async def events() -> AsyncIterator[str]:

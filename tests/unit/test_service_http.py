@@ -169,3 +169,17 @@ async def test_a_method_nobody_uses_is_one_metric_label() -> None:
     assert 'method="OTHER"' in metrics
     assert "FOO" not in metrics
     assert "BAR" not in metrics
+
+
+async def test_every_answer_is_private_by_default() -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app()), base_url="http://t") as http:
+        answers = [
+            await http.post("/notes/1", json={"text": "x"}),
+            await http.post("/notes/10", json={"text": "x"}),
+            await http.get("/nowhere"),
+            await http.get("/healthz"),
+        ]
+    for answer in answers:
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-content-type-options"] == "nosniff"

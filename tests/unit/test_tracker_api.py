@@ -207,3 +207,20 @@ async def test_a_rival_sequence_is_dead_lettered_and_the_history_stands(
     view = (await tracker.view("c-1", token=TOKEN)).json()
     assert view["state"] == "site_check"
     assert [letter.reason.split(":")[0] for letter in tracker.dead_letters] == ["SequenceConflict"]
+
+
+async def test_the_tracking_token_travels_in_a_header_and_stays_out_of_urls(
+    tracker: Tracker,
+) -> None:
+    events = story("c-1")
+    events[0] = filed("c-1", token_hash=hash_token(TOKEN))
+    await tracker.deliver(*events)
+
+    by_header = await tracker.http.get("/v1/complaints/c-1", headers={"X-Tracking-Token": TOKEN})
+    wrong = await tracker.http.get("/v1/complaints/c-1", headers={"X-Tracking-Token": "nope"})
+
+    assert by_header.status_code == 200
+    assert by_header.json()["complaint_id"] == "c-1"
+    assert by_header.headers["referrer-policy"] == "no-referrer"
+    assert by_header.headers["cache-control"] == "no-store"
+    assert wrong.status_code == 404
