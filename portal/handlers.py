@@ -336,26 +336,39 @@ def routes(portal: Portal) -> APIRouter:
         resident, complaint, receipt = await complaint_of(request, complaint_id)
         if resident is None or receipt is None:
             return HTMLResponse("", status_code=404)
-        partial = templates.get_template("_progress.html")
+        parts = {
+            "timeline": templates.get_template("_progress.html"),
+            "actions": templates.get_template("_actions.html"),
+        }
 
-        def render(current: Complaint | None) -> str:
-            return partial.render(
-                timeline_context(complaint_id, current, receipt or "") | {"texts": portal.texts}
-            )
+        def render(current: Complaint | None) -> dict[str, str]:
+            context = timeline_context(complaint_id, current, receipt or "") | {
+                "texts": portal.texts,
+                "errors": {},
+                "notes": {},
+            }
+            return {event: part.render(context) for event, part in parts.items()}
 
         async def events() -> AsyncIterator[str]:
             yield "retry: 3000\n\n"
             shown = render(complaint)
+
+            def changed(current: Complaint | None) -> list[str]:
+                if current is None:
+                    return []
+                fresh = render(current)
+                out = [sse_message(e, html) for e, html in fresh.items() if html != shown[e]]
+                shown.update(fresh)
+                return out
+
             while not await request.is_disconnected():
                 try:
                     async for _ in portal.tracker.changes(complaint_id, resident_token=resident):
                         current = await portal.tracker.complaint(
                             complaint_id, resident_token=resident
                         )
-                        html = render(current)
-                        if html != shown:
-                            shown = html
-                            yield sse_message("timeline", html)
+                        for message in changed(current):
+                            yield message
                         if await request.is_disconnected():
                             return
                 except ServiceUnavailable:
@@ -363,10 +376,8 @@ def routes(portal: Portal) -> APIRouter:
                 current = await _quietly(
                     portal.tracker.complaint(complaint_id, resident_token=resident)
                 )
-                html = render(current) if current is not None else shown
-                if html != shown:
-                    shown = html
-                    yield sse_message("timeline", html)
+                for message in changed(current):
+                    yield message
                 yield ": waiting\n\n"
                 await asyncio.sleep(portal.live_retry_seconds)
 

@@ -46,8 +46,8 @@ class Menu(BaseModel):
         scored: list[tuple[int, int, MenuItem]] = []
         for order, item in enumerate(self.items):
             terms = [item.label.replace(" ", ""), *(k.replace(" ", "") for k in item.keywords)]
-            score = sum(1 for term in terms if term and term in squashed)
-            score += sum(2 for word in words if any(word in term for term in terms))
+            score = sum(1 for term in terms if len(term) >= 2 and term in squashed)
+            score += sum(2 for word in words if len(word) >= 2 and any(word in t for t in terms))
             if score:
                 scored.append((-score, order, item))
         return [item for _, _, item in sorted(scored, key=lambda s: (s[0], s[1]))][:limit]

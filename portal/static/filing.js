@@ -4,7 +4,7 @@
   if (!form) return;
   // A second tap while the first is on its way sends nothing more (the server would
   // answer with the same complaint anyway: the form carries its own id).
-  form.addEventListener("submit", function () {
+  form.addEventListener("submit", function (event) {
     var button = document.getElementById("submit");
     if (form.dataset.sent) { event.preventDefault(); return; }
     form.dataset.sent = "1";
