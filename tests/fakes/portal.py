@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from portal.clients import Complaint, Department, Filed, Handler, Refused, Step, Summary
 from portal.sealing import seal, unseal
-from portal.store import Favourite, Followed, Signal
+from portal.store import COMPLAINT_ID, Favourite, Followed, Signal
 
 T0 = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
 
@@ -169,6 +169,8 @@ class FakePortalStore:
     async def follow(
         self, resident_token: str, complaint_id: str, tracking_token: str, receipt_number: str
     ) -> None:
+        if not COMPLAINT_ID.match(complaint_id):
+            raise ValueError("complaint id must be a UUID")
         sealed = seal(tracking_token, resident_token=resident_token, complaint_id=complaint_id)
         self._doc(resident_token)["complaints"][complaint_id] = {"t": sealed, "r": receipt_number}
 

@@ -240,3 +240,205 @@ async def test_someone_elses_complaint_is_not_found(portal: Portal) -> None:
     assert page.status_code == 404
     assert "신청한 기기에서 볼 수 있어요" in text(page.text)
     assert filed.receipt_number not in page.text
+
+
+async def filed_and_assigned(portal: Portal) -> str:
+    await file(portal)
+    filed = next(iter(portal.intake.by_ref.values()))
+    portal.tracker.received(filed)
+    portal.tracker.advance(
+        filed.complaint_id,
+        step(
+            2,
+            "handler_assigned",
+            "assign_handler",
+            department=WASTE.code,
+            department_name=WASTE.name,
+            handler=LEE,
+        ),
+        department=WASTE,
+        handler=LEE,
+    )
+    return filed.complaint_id
+
+
+async def test_withdraw_sends_the_resident_action_with_the_kept_token(portal: Portal) -> None:
+    complaint_id = await filed_and_assigned(portal)
+    page = await portal.client.get(f"/complaints/{complaint_id}")
+    assert "민원 취하하기" in page.text
+    assert "재민원 신청" not in page.text
+    response = await portal.client.post(f"/complaints/{complaint_id}/withdraw", data={})
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/complaints/{complaint_id}?done=withdraw"
+    [action] = portal.intake.actions
+    assert action == {
+        "complaint_id": complaint_id,
+        "action": "withdraw",
+        "token": portal.intake.tokens[complaint_id],
+        "note": None,
+    }
+
+
+async def test_an_info_request_is_answered_and_an_empty_answer_is_refused(
+    portal: Portal,
+) -> None:
+    complaint_id = await filed_and_assigned(portal)
+    portal.tracker.advance(
+        complaint_id,
+        step(
+            3,
+            "info_requested",
+            "request_info",
+            from_state="handler_assigned",
+            note="건물 번호를 알려 주세요",
+        ),
+    )
+    page = await portal.client.get(f"/complaints/{complaint_id}")
+    assert "건물 번호를 알려 주세요" in page.text
+    assert '<label for="answer">보완할 내용 답하기</label>' in page.text
+    empty = await portal.client.post(f"/complaints/{complaint_id}/answer", data={"note": " "})
+    assert empty.status_code == 422
+    assert 'id="answer-error">내용을 적어 주세요.' in empty.text
+    assert portal.intake.actions == []
+    sent = await portal.client.post(
+        f"/complaints/{complaint_id}/answer", data={"note": "청라커낼로 100"}
+    )
+    assert sent.status_code == 303
+    assert portal.intake.actions[0]["action"] == "provide_info"
+    assert portal.intake.actions[0]["note"] == "청라커낼로 100"
+
+
+async def test_reopen_needs_a_reason_and_keeps_what_was_typed_on_refusal(
+    portal: Portal,
+) -> None:
+    complaint_id = await filed_and_assigned(portal)
+    portal.tracker.advance(complaint_id, step(3, "resolved", "resolve", note="수거 완료"))
+    page = await portal.client.get(f"/complaints/{complaint_id}")
+    assert "처리 결과: 수거 완료" in text(page.text)
+    assert "재민원 신청" in page.text
+    refused = await portal.client.post(f"/complaints/{complaint_id}/reopen", data={"note": ""})
+    assert refused.status_code == 422
+    portal.intake.tokens[complaint_id] = "another-token"  # intake will say 404
+    kept = await portal.client.post(
+        f"/complaints/{complaint_id}/reopen", data={"note": "아직 그대로예요"}
+    )
+    assert kept.status_code == 422
+    assert "아직 그대로예요</textarea>" in kept.text
+    assert "신청을 받지 못했어요: no such complaint" in kept.text
+
+
+async def test_another_residents_complaint_cannot_be_acted_on(portal: Portal) -> None:
+    complaint_id = await filed_and_assigned(portal)
+    portal.client.cookies.clear()
+    await file(portal, body="다른 주민의 민원")  # a second resident on this client
+    response = await portal.client.post(f"/complaints/{complaint_id}/withdraw", data={})
+    assert response.status_code == 404
+    assert portal.intake.actions == []
+
+
+async def test_home_for_a_newcomer_and_for_a_known_resident(portal: Portal) -> None:
+    newcomer = await portal.client.get("/")
+    shown = text(newcomer.text)
+    for label in ("민원 신청", "내 민원", "대형폐기물 배출", "불법 주정차 신고"):
+        assert label in shown
+    assert "처리 중인 내 민원" not in shown
+    assert "이런 메뉴는 어떠세요?" not in shown  # no history, no suggestions
+    assert "즐겨찾기에 넣기" not in newcomer.text
+
+    await file(portal, service="illegal-parking", body="골목에 차가 막고 있어요")
+    filed = next(iter(portal.intake.by_ref.values()))
+    portal.tracker.received(filed, title="주차 민원")
+    known = await portal.client.get("/")
+    shown = text(known.text)
+    assert "처리 중인 내 민원" in shown
+    assert "주차 민원" in shown
+    assert "이런 메뉴는 어떠세요?" in shown
+    assert "거주자 우선주차" in shown
+    assert "주차 민원을 신청하셔서 보여 드려요" in shown
+
+
+async def test_favourites_toggle_and_stay_with_the_resident(portal: Portal) -> None:
+    await file(portal)
+    star = {"path": "/chat?q=대형폐기물은 어떻게 버려요?", "label": "대형폐기물 배출", "back": "/"}
+    added = await portal.client.post("/favourites", data=star)
+    assert added.headers["location"] == "/"
+    page = await portal.client.get("/favourites")
+    assert "대형폐기물 배출" in text(page.text)
+    home = await portal.client.get("/")
+    assert "대형폐기물 배출 즐겨찾기에서 빼기" in home.text
+    await portal.client.post("/favourites", data=star)
+    assert "대형폐기물 배출" not in text((await portal.client.get("/favourites")).text)
+    outside = await portal.client.post(
+        "/favourites", data={"path": "https://evil.example/", "label": "x", "back": "//evil"}
+    )
+    assert outside.headers["location"] == "/"
+    resident = next(iter(portal.intake.by_ref.values())).resident_token
+    assert await portal.store.favourites(resident) == []
+
+
+async def test_search_shows_menus_and_the_chatbots_answer(portal: Portal) -> None:
+    page = await portal.client.get("/", params={"q": "이불 버리기"})
+    shown = text(page.text)
+    assert "‘이불 버리기’ 검색 결과" in shown
+    assert "대형폐기물 배출 신고 안내입니다" in shown
+    assert "대형폐기물 배출" in shown
+    assert portal.chatbot.asked == ["이불 버리기"]
+
+
+async def test_the_large_text_switch_is_remembered(portal: Portal) -> None:
+    response = await portal.client.post("/text-size", data={"back": "/my"})
+    assert response.headers["location"] == "/my"
+    page = await portal.client.get("/my")
+    assert '<html lang="ko" class="large">' in page.text
+    assert 'aria-pressed="true">큰 글씨' in page.text
+    await portal.client.post("/text-size", data={"back": "https://elsewhere/"})
+    assert '<html lang="ko">' in (await portal.client.get("/my")).text
+
+
+async def test_chat_answers_then_hands_off_to_a_filing(portal: Portal) -> None:
+    answered = await portal.client.get("/chat", params={"q": "이불은 어떻게 버려요?"})
+    assert "대형폐기물 배출 신고 안내입니다" in answered.text
+    assert "담당자에게 민원으로 보낼까요?" not in answered.text
+    history = re.search(r'name="history" value="([^"]*)"', answered.text)
+    assert history is not None
+    unknown = await portal.client.post(
+        "/chat",
+        data={"message": "축제 일정 알려줘", "history": history.group(1).replace("&#34;", '"')},
+    )
+    assert "담당자에게 민원으로 보낼까요?" in unknown.text
+    assert ">축제 일정 알려줘</textarea>" in unknown.text
+    handoff = dict(re.findall(r'name="(history|submission_id)" value="([^"]*)"', unknown.text))
+    filed = await portal.client.post(
+        "/chat/handoff",
+        data={
+            "body": "축제 일정 알려줘",
+            "history": handoff["history"].replace("&#34;", '"'),
+            "submission_id": handoff["submission_id"],
+        },
+    )
+    assert filed.status_code == 303
+    [body] = portal.intake.filings
+    assert body["channel"] == "chatbot"
+    assert body["body"] == "축제 일정 알려줘"
+    assert "transcript" not in body  # intake on this branch has no such field
+    assert COOKIE in filed.headers["set-cookie"]
+
+
+async def test_asking_for_a_person_offers_the_handoff_even_after_an_answer(
+    portal: Portal,
+) -> None:
+    page = await portal.client.post("/chat", data={"message": "이불 말고 상담원 연결해 주세요"})
+    assert "대형폐기물 배출 신고 안내입니다" in page.text
+    assert "담당자에게 민원으로 보낼까요?" in page.text
+    assert "예상 담당 부서: <strong>자원순환과</strong>" in page.text
+
+
+async def test_without_a_chatbot_the_chat_page_offers_to_file() -> None:
+    app = create_app(
+        PortalSettings(), intake=FakeIntake(), tracker=FakeTracker(), store=FakePortalStore()
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
+        page = await client.get("/chat", params={"q": "여권"})
+    assert "상담 챗봇을 지금 쓸 수 없어요" in page.text
+    assert "담당자에게 민원으로 보낼까요?" in page.text
