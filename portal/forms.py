@@ -24,6 +24,7 @@ FIELD_OF_INTAKE = {
     "resident.name": "name",
     "resident.phone": "phone",
     "service_code": "service",
+    "attachments": "photos",
 }
 """intake's field names (its 422 answers) → the form's."""
 
@@ -40,10 +41,11 @@ class FilingForm:
     phone: str = ""
     consent: bool = False
     service: str = ""
+    photos: tuple[str, ...] = ()
     submission_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @classmethod
-    def from_form(cls, data: Mapping[str, str]) -> "FilingForm":
+    def from_form(cls, data: Mapping[str, str], photos: tuple[str, ...] = ()) -> "FilingForm":
         def text(name: str) -> str:
             return str(data.get(name, "")).strip()
 
@@ -63,6 +65,7 @@ class FilingForm:
             phone=text("phone"),
             consent=text("consent") in ("on", "true", "1", "yes"),
             service=text("service"),
+            photos=photos,
             submission_id=submission_id,
         )
 
@@ -113,7 +116,7 @@ def check(form: FilingForm, texts: Texts, dongs: tuple[str, ...]) -> Errors:
 
 
 def filing_body(
-    form: FilingForm, *, channel: str = "web", resident_token: str | None
+    form: FilingForm, *, channel: str = "web", resident_token: str | None, photo_base: str = ""
 ) -> dict[str, Any]:
     """intake's ``POST /v1/complaints`` body. ``channel_ref`` is the form's own id, so a
     second tap or a reload of the same form files nothing new (intake answers
@@ -127,6 +130,8 @@ def filing_body(
         body["title"] = form.title
     if form.service:
         body["service_code"] = form.service
+    if form.photos:
+        body["attachments"] = [f"{photo_base}/photos/{photo_id}" for photo_id in form.photos]
     location: dict[str, Any] = {}
     if form.address:
         location["address"] = form.address

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from portal import chat, forms, suggestions
 from portal.chat import ChatbotLike, Turn
@@ -37,6 +39,7 @@ from portal.clients import (
     TrackerApi,
 )
 from portal.menu import Menu
+from portal.photos import MAX_BYTES, MAX_PHOTOS, PHOTO_ID, image_type, new_photo_id
 from portal.store import Favourite, PortalStore
 from portal.suggestions import Behaviour, Rules
 from portal.texts import Texts
@@ -67,6 +70,7 @@ class Portal:
     cookie_secure: bool | None
     cookie_max_age: int
     transcript_accepted: bool
+    public_url: str
     live_retry_seconds: float = 1.0
 
 
@@ -204,6 +208,7 @@ def routes(portal: Portal) -> APIRouter:
                 "general": general or [],
                 "dongs": portal.dongs,
                 "department": department,
+                "max_photos": MAX_PHOTOS,
             },
             status=status,
         )
@@ -218,19 +223,53 @@ def routes(portal: Portal) -> APIRouter:
             errors["service"] = portal.texts.error("service_unknown")
         return filing_page(request, form, errors)
 
+    async def attached(raw: FormData) -> tuple[tuple[str, ...], str | None]:
+        """The photos kept from an earlier try of this form and those uploaded now, each
+        stored once; a photo refused is named in the error, the others are kept."""
+        kept = [p for p in raw.getlist("photo") if isinstance(p, str) and PHOTO_ID.match(p)]
+        uploads = [
+            f for f in raw.getlist("photos") if isinstance(f, StarletteUpload) and f.filename
+        ]
+        problem = None
+        for upload in uploads:
+            if len(kept) >= MAX_PHOTOS:
+                problem = portal.texts.error("photo_too_many", count=MAX_PHOTOS)
+                break
+            data = await upload.read(MAX_BYTES + 1)
+            media_type = image_type(data)
+            if len(data) > MAX_BYTES:
+                problem = portal.texts.error("photo_too_big")
+            elif media_type is None:
+                problem = portal.texts.error("photo_type")
+            else:
+                photo_id = new_photo_id()
+                await portal.store.save_photo(photo_id, data, media_type)
+                kept.append(photo_id)
+        return tuple(dict.fromkeys(kept))[:MAX_PHOTOS], problem
+
     @router.post("/file", response_class=HTMLResponse)
     async def file_complaint(request: Request) -> Response:
-        raw = await request.form()
-        form = forms.FilingForm.from_form({k: str(v) for k, v in raw.items()})
+        async with request.form(max_files=MAX_PHOTOS * 2) as raw:  # closes the uploads
+            photos, photo_problem = await attached(raw)
+            fields = {k: v for k, v in raw.items() if isinstance(v, str)}
+        form = forms.FilingForm.from_form(fields, photos)
         errors = forms.check(form, portal.texts, portal.dongs)
+        if photo_problem:
+            errors["photos"] = photo_problem
         if errors:
             return filing_page(request, form, errors, status=422)
         resident = resident_of(request)
+
+        def body(resident_token: str | None) -> dict[str, Any]:
+            return forms.filing_body(
+                form, resident_token=resident_token, photo_base=portal.public_url
+            )
+
         try:
-            result = await portal.intake.file(forms.filing_body(form, resident_token=resident))
+            result = await portal.intake.file(body(resident))
             if resident and isinstance(result, Refused) and _about_resident_token(result):
                 # a cookie intake never issued (another installation): file as a newcomer
-                result = await portal.intake.file(forms.filing_body(form, resident_token=None))
+                result = await portal.intake.file(body(None))
         except ServiceUnavailable:
             general = [portal.texts.error("unavailable")]
             return filing_page(request, form, {}, general, status=503)
@@ -260,6 +299,21 @@ def routes(portal: Portal) -> APIRouter:
                 service_code=form.service or None,
                 text=f"{form.title} {form.body}",
             ),
+        )
+
+    @router.get("/photos/{photo_id}")
+    async def photo(photo_id: str) -> Response:
+        found = await portal.store.photo(photo_id) if PHOTO_ID.match(photo_id) else None
+        if found is None:
+            return Response(status_code=404)
+        data, media_type = found
+        return Response(
+            data,
+            media_type=media_type,
+            headers={
+                "Cache-Control": "private, max-age=86400",
+                "X-Content-Type-Options": "nosniff",
+            },
         )
 
     # -- the timeline ---------------------------------------------------------------------

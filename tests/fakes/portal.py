@@ -155,6 +155,13 @@ class FakePortalStore:
     """The same semantics as ``MongoPortalStore`` (tests/contract/test_portal_store.py)."""
 
     residents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    photos: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    async def save_photo(self, photo_id: str, data: bytes, media_type: str) -> None:
+        self.photos[photo_id] = (data, media_type)
+
+    async def photo(self, photo_id: str) -> tuple[bytes, str] | None:
+        return self.photos.get(photo_id)
 
     def _doc(self, resident_token: str) -> dict[str, Any]:
         from schemas.tokens import hash_token

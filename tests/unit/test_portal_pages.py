@@ -442,3 +442,56 @@ async def test_without_a_chatbot_the_chat_page_offers_to_file() -> None:
         page = await client.get("/chat", params={"q": "여권"})
     assert "상담 챗봇을 지금 쓸 수 없어요" in page.text
     assert "담당자에게 민원으로 보낼까요?" in page.text
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def test_photos_are_kept_by_the_portal_and_sent_as_attachments(portal: Portal) -> None:
+    form = await portal.client.get("/file")
+    assert 'enctype="multipart/form-data"' in form.text
+    assert '<label for="photos">사진 (선택, 3장까지)</label>' in form.text
+    submission_id = re.search(r'name="submission_id" value="([^"]+)"', form.text)
+    assert submission_id is not None
+    response = await portal.client.post(
+        "/file",
+        data={"submission_id": submission_id.group(1), "body": BODY},
+        files=[("photos", ("쓰레기.png", PNG, "image/png"))],
+    )
+    assert response.status_code == 303
+    [body] = portal.intake.filings
+    [url] = body["attachments"]
+    assert url.startswith("http://127.0.0.1:8005/photos/")
+    served = await portal.client.get(url.removeprefix("http://127.0.0.1:8005"))
+    assert served.status_code == 200
+    assert served.content == PNG
+    assert served.headers["content-type"] == "image/png"
+    assert (await portal.client.get("/photos/NoSuchPhotoNoSuchPhoto")).status_code == 404
+
+
+async def test_a_file_that_is_not_a_photo_is_refused_and_good_photos_are_kept(
+    portal: Portal,
+) -> None:
+    form = await portal.client.get("/file")
+    submission_id = re.search(r'name="submission_id" value="([^"]+)"', form.text)
+    assert submission_id is not None
+    response = await portal.client.post(
+        "/file",
+        data={"submission_id": submission_id.group(1), "body": ""},
+        files=[
+            ("photos", ("a.png", PNG, "image/png")),
+            ("photos", ("script.png", b"<script>alert(1)</script>", "image/png")),
+        ],
+    )
+    assert response.status_code == 422
+    assert 'id="photos-error">사진은 JPG, PNG, WebP, HEIC 파일만' in response.text
+    assert "사진 1장이 첨부돼 있어요." in response.text
+    kept = re.findall(r'name="photo" value="([^"]+)"', response.text)
+    assert len(kept) == 1
+    assert portal.intake.filings == []
+    again = await portal.client.post(
+        "/file",
+        data={"submission_id": submission_id.group(1), "body": BODY, "photo": kept[0]},
+    )
+    assert again.status_code == 303
+    assert portal.intake.filings[0]["attachments"] == [f"http://127.0.0.1:8005/photos/{kept[0]}"]
