@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -53,6 +53,8 @@ log = logging.getLogger("sotong.portal")
 COOKIE = "sotong_resident"
 TEXT_SIZE_COOKIE = "sotong_text"
 TEMPLATES = Path(__file__).parent / "templates"
+TRANSIENT = frozenset({"filed", "done", "forgotten"})
+"""Query parameters that say what just happened, not which page this is."""
 MAX_HISTORY_CHARS = 20_000
 
 
@@ -107,13 +109,18 @@ def routes(portal: Portal) -> APIRouter:
         token = request.cookies.get(COOKIE)
         return token if token and 16 <= len(token) <= 100 else None
 
-    def page(
+    async def page(
         request: Request, name: str, context: dict[str, Any], status: int = 200
     ) -> HTMLResponse:
+        resident = resident_of(request)
+        favourites = await portal.store.favourites(resident) if resident else []
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k not in TRANSIENT]
         base = {
             "large_text": request.cookies.get(TEXT_SIZE_COOKIE) == "large",
-            "known": resident_of(request) is not None,
+            "known": resident is not None,
             "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            "page_path": request.url.path + (f"?{urlencode(kept)}" if kept else ""),
+            "favourite_paths": {f.path for f in favourites},
         }
         return templates.TemplateResponse(request, name, base | context, status_code=status)
 
@@ -132,9 +139,9 @@ def routes(portal: Portal) -> APIRouter:
             path="/",
         )
 
-    def unavailable(request: Request, exc: ServiceUnavailable) -> HTMLResponse:
+    async def unavailable(request: Request, exc: ServiceUnavailable) -> HTMLResponse:
         log.warning("a service did not answer: %s", exc)
-        return page(request, "unavailable.html", {"title": "잠시 후 다시"}, status=503)
+        return await page(request, "unavailable.html", {"title": "잠시 후 다시"}, status=503)
 
     async def record(resident_token: str, behaviour: Behaviour) -> None:
         await portal.store.record_signals(
@@ -148,7 +155,6 @@ def routes(portal: Portal) -> APIRouter:
         resident = resident_of(request)
         mine: list[Summary] = []
         suggested: list[suggestions.Suggestion] = []
-        favourites: list[Favourite] = []
         answer = None
         try:
             if resident:
@@ -162,7 +168,6 @@ def routes(portal: Portal) -> APIRouter:
                     )
                     rule_ids[:0] = suggestions.met(portal.rules, behaviour)
                 suggested = suggestions.suggest(portal.rules, portal.menu, rule_ids)
-                favourites = await portal.store.favourites(resident)
             if q.strip() and portal.chatbot is not None:
                 reply = await portal.chatbot.reply(q.strip())
                 if reply.kind == "answer":
@@ -172,8 +177,8 @@ def routes(portal: Portal) -> APIRouter:
                         resident, Behaviour("question", department=reply.department, text=q)
                     )
         except ServiceUnavailable as exc:
-            return unavailable(request, exc)
-        return page(
+            return await unavailable(request, exc)
+        return await page(
             request,
             "home.html",
             {
@@ -184,13 +189,12 @@ def routes(portal: Portal) -> APIRouter:
                 "tasks": portal.menu.home,
                 "open": [s for s in mine if s.state in OPEN_STATES or s.state is None],
                 "suggested": suggested,
-                "favourite_paths": {f.path for f in favourites},
             },
         )
 
     # -- filing ---------------------------------------------------------------------------
 
-    def filing_page(
+    async def filing_page(
         request: Request,
         form: forms.FilingForm,
         errors: dict[str, str],
@@ -198,7 +202,7 @@ def routes(portal: Portal) -> APIRouter:
         status: int = 200,
     ) -> HTMLResponse:
         department = catalogue().by_service_code(form.service) if form.service else None
-        return page(
+        return await page(
             request,
             "file.html",
             {
@@ -221,7 +225,7 @@ def routes(portal: Portal) -> APIRouter:
         errors = {}
         if service and catalogue().by_service_code(service) is None:
             errors["service"] = portal.texts.error("service_unknown")
-        return filing_page(request, form, errors)
+        return await filing_page(request, form, errors)
 
     async def attached(raw: FormData) -> tuple[tuple[str, ...], str | None]:
         """The photos kept from an earlier try of this form and those uploaded now, each
@@ -257,7 +261,7 @@ def routes(portal: Portal) -> APIRouter:
         if photo_problem:
             errors["photos"] = photo_problem
         if errors:
-            return filing_page(request, form, errors, status=422)
+            return await filing_page(request, form, errors, status=422)
         resident = resident_of(request)
 
         def body(resident_token: str | None) -> dict[str, Any]:
@@ -272,12 +276,12 @@ def routes(portal: Portal) -> APIRouter:
                 result = await portal.intake.file(body(None))
         except ServiceUnavailable:
             general = [portal.texts.error("unavailable")]
-            return filing_page(request, form, {}, general, status=503)
+            return await filing_page(request, form, {}, general, status=503)
         if isinstance(result, Refused):
             errors, general = forms.intake_errors(result.fields, portal.texts)
             if not errors and not general:
                 general = [portal.texts.error("refused", message=result.message)]
-            return filing_page(request, form, errors, general, status=422)
+            return await filing_page(request, form, errors, general, status=422)
         await filed(result, form)
         response = RedirectResponse(f"/complaints/{result.complaint_id}?filed=1", status_code=303)
         remember(response, request, result.resident_token)
@@ -356,15 +360,15 @@ def routes(portal: Portal) -> APIRouter:
         try:
             resident, complaint, receipt = await complaint_of(request, complaint_id)
         except ServiceUnavailable as exc:
-            return unavailable(request, exc)
+            return await unavailable(request, exc)
         if receipt is None:
-            return page(
+            return await page(
                 request,
                 "not_yours.html",
                 {"title": "민원을 찾을 수 없어요", "known": resident is not None},
                 status=404,
             )
-        return page(
+        return await page(
             request,
             "timeline.html",
             {
@@ -383,7 +387,9 @@ def routes(portal: Portal) -> APIRouter:
         return await timeline_page(request, complaint_id)
 
     @router.get("/complaints/{complaint_id}/live")
-    async def live(request: Request, complaint_id: str) -> Response:
+    async def live(
+        request: Request, complaint_id: str, seen: Annotated[int, Query(ge=0)] = 0
+    ) -> Response:
         """The timeline section, re-rendered each time tracker stores a new entry:
         Server-Sent Events the page's htmx SSE extension swaps in place. Until tracker
         has the complaint (it was filed a moment ago) the stream waits for it."""
@@ -405,7 +411,10 @@ def routes(portal: Portal) -> APIRouter:
 
         async def events() -> AsyncIterator[str]:
             yield "retry: 3000\n\n"
-            shown = render(complaint)
+            # What the page shows: the timeline up to entry ``seen``. If tracker has more
+            # by now, the first comparison sends it.
+            current_sequence = complaint.timeline[-1].sequence if complaint else 0
+            shown = render(complaint) if current_sequence == seen else {e: "" for e in parts}
 
             def changed(current: Complaint | None) -> list[str]:
                 if current is None:
@@ -456,7 +465,9 @@ def routes(portal: Portal) -> APIRouter:
             else None
         )
         if token is None:
-            return page(request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404)
+            return await page(
+                request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404
+            )
         try:
             refused = await portal.intake.resident_action(
                 complaint_id, action=action, token=token, note=note.strip() or None
@@ -505,12 +516,14 @@ def routes(portal: Portal) -> APIRouter:
             try:
                 items = await portal.tracker.my_complaints(resident)
             except ServiceUnavailable as exc:
-                return unavailable(request, exc)
+                return await unavailable(request, exc)
             listed = {s.complaint_id for s in items}
             pending = [
                 f for f in await portal.store.followed(resident) if f.complaint_id not in listed
             ]
-        return page(request, "my.html", {"title": "내 민원", "items": items, "pending": pending})
+        return await page(
+            request, "my.html", {"title": "내 민원", "items": items, "pending": pending}
+        )
 
     @router.post("/forget")
     async def forget(request: Request) -> Response:
@@ -538,7 +551,7 @@ def routes(portal: Portal) -> APIRouter:
     async def favourites(request: Request) -> Response:
         resident = resident_of(request)
         items = await portal.store.favourites(resident) if resident else []
-        return page(request, "favourites.html", {"title": "즐겨찾기", "items": items})
+        return await page(request, "favourites.html", {"title": "즐겨찾기", "items": items})
 
     @router.post("/favourites")
     async def toggle_favourite(
@@ -570,7 +583,7 @@ def routes(portal: Portal) -> APIRouter:
                 turns.append(Turn(item["role"], str(item.get("text", ""))[:2000]))
         return turns[-chat.MAX_TURNS :]
 
-    def chat_page(
+    async def chat_page(
         request: Request,
         turns: list[Turn],
         *,
@@ -580,7 +593,7 @@ def routes(portal: Portal) -> APIRouter:
         status: int = 200,
     ) -> HTMLResponse:
         history = json.dumps(chat.transcript(turns), ensure_ascii=False)
-        return page(
+        return await page(
             request,
             "chat.html",
             {
@@ -599,7 +612,7 @@ def routes(portal: Portal) -> APIRouter:
     async def ask(request: Request, turns: list[Turn], question: str) -> HTMLResponse:
         if portal.chatbot is None:
             turns.append(Turn("resident", question))
-            return chat_page(request, turns, handoff=question)
+            return await chat_page(request, turns, handoff=question)
         reply = await portal.chatbot.reply(question)
         turns += [Turn("resident", question), Turn("bot", reply.text)]
         resident = resident_of(request)
@@ -608,13 +621,13 @@ def routes(portal: Portal) -> APIRouter:
                 resident, Behaviour("question", department=reply.department, text=question)
             )
         handoff = chat.handoff_text(turns) if chat.offers_handoff(reply, question) else None
-        return chat_page(request, turns, last=reply, handoff=handoff)
+        return await chat_page(request, turns, last=reply, handoff=handoff)
 
     @router.get("/chat", response_class=HTMLResponse)
     async def chat_get(request: Request, q: Annotated[str, Query(max_length=500)] = "") -> Response:
         if q.strip():
             return await ask(request, [], q.strip())
-        return chat_page(request, [])
+        return await chat_page(request, [])
 
     @router.post("/chat", response_class=HTMLResponse)
     async def chat_post(
@@ -624,7 +637,9 @@ def routes(portal: Portal) -> APIRouter:
     ) -> Response:
         turns = turns_of(history)
         if not message.strip():
-            return chat_page(request, turns, error=portal.texts.error("note_required"), status=422)
+            return await chat_page(
+                request, turns, error=portal.texts.error("note_required"), status=422
+            )
         return await ask(request, turns, message.strip())
 
     @router.post("/chat/handoff", response_class=HTMLResponse)
@@ -637,7 +652,7 @@ def routes(portal: Portal) -> APIRouter:
         turns = turns_of(history)
         text = body.strip()
         if not text:
-            return chat_page(
+            return await chat_page(
                 request, turns, handoff="", error=portal.texts.error("body_required"), status=422
             )
         ref = submission_id if _is_uuid(submission_id) else str(uuid.uuid4())
@@ -653,12 +668,12 @@ def routes(portal: Portal) -> APIRouter:
                 )
             )
         except ServiceUnavailable:
-            return chat_page(
+            return await chat_page(
                 request, turns, handoff=text, error=portal.texts.error("unavailable"), status=503
             )
         if isinstance(result, Refused):
             message = portal.texts.error("refused", message=result.message)
-            return chat_page(request, turns, handoff=text, error=message, status=422)
+            return await chat_page(request, turns, handoff=text, error=message, status=422)
         await portal.store.follow(
             result.resident_token,
             result.complaint_id,
@@ -668,6 +683,13 @@ def routes(portal: Portal) -> APIRouter:
         response = RedirectResponse(f"/complaints/{result.complaint_id}?filed=1", status_code=303)
         remember(response, request, result.resident_token)
         return response
+
+    @router.get("/{path:path}", response_class=HTMLResponse, include_in_schema=False)
+    async def not_found(request: Request, path: str) -> Response:
+        """Any other address: a page in Korean, not an API error."""
+        return await page(
+            request, "not_found.html", {"title": "페이지를 찾을 수 없어요"}, status=404
+        )
 
     return router
 

@@ -43,6 +43,18 @@ SERIOUS = ("serious", "critical")
 class Stack:
     services: dict[str, ServiceProcess]
     env: dict[str, str]
+    outbox: Path
+
+    def outbox_texts(self, complaint_id: str) -> list[str]:
+        """What the residents were sent about one complaint (the local outbox channel)."""
+        if not self.outbox.exists():
+            return []
+        lines = self.outbox.read_text(encoding="utf-8").splitlines()
+        return [
+            m["text"]
+            for m in map(json.loads, filter(None, lines))
+            if m["complaint_id"] == complaint_id
+        ]
 
     @property
     def portal(self) -> str:
@@ -81,7 +93,7 @@ def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Itera
     }
     services = localstack.start_services(env, root / "logs")
     try:
-        yield Stack(services, env)
+        yield Stack(services, env, root / "outbox.jsonl")
     finally:
         for proc in services.values():
             proc.child.stop()

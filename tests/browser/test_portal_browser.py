@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, FilePayload, Page, expect
 
 from portal.app import create_app
 from portal.settings import PortalSettings
@@ -20,11 +20,13 @@ from tests.browser.conftest import (
     accessible,
     fits_narrow_phone,
     screenshot,
+    wait_until,
 )
 from tests.fakes.portal import BULKY, FakeChatbot
 
 BODY = "집 앞에 일주일째 쓰레기봉투가 쌓여 있어요"
 RECEIPT = re.compile(r"접수번호\s*(\d{6}-\d{6})")
+TRACKING = re.compile(r"진행 상황: http://127\.0\.0\.1:8005(/complaints/[0-9a-f-]+)")
 
 
 def checked(page: Page, name: str) -> None:
@@ -55,6 +57,13 @@ def test_file_in_one_screen_and_watch_it_move_live(stack: Stack, phone: BrowserC
     expect(page.get_by_role("heading", name="민원 신청")).to_be_visible()
     page.get_by_label("민원 내용").fill(BODY)
     page.get_by_label("행정동").select_option("청라2동")
+    photo = page.screenshot(type="png")  # any real PNG will do
+    page.get_by_label("사진 (선택, 3장까지)").set_input_files(
+        files=[FilePayload(name="쓰레기.png", mimeType="image/png", buffer=photo)]
+    )
+    page.get_by_label("이름").fill("김민원")
+    page.get_by_label("휴대전화").fill("010-2222-3333")
+    page.get_by_label("진행 상황을 문자·알림톡으로 받겠습니다").check()
     checked(page, "file")
 
     page.get_by_role("button", name="민원 신청").click()
@@ -88,6 +97,17 @@ def test_file_in_one_screen_and_watch_it_move_live(stack: Stack, phone: BrowserC
     expect(progress).to_contain_text("이송 사유: 악취는 환경보호과 소관입니다")
     assert page.evaluate("window.__notReloaded") is True
     checked(page, "timeline")
+
+    # the link in what the notifier sent lands on this timeline
+    links = wait_until(
+        lambda: [m for t in stack.outbox_texts(complaint_id) for m in TRACKING.findall(t)],
+        within=60,
+        what="a tracking link in the outbox",
+    )
+    assert links[0] == f"/complaints/{complaint_id}"
+    page.goto(f"{stack.portal}{links[0]}")
+    assert receipt_of(page) == receipt
+    expect(page.locator("#progress")).to_contain_text("환경보호과")
 
 
 def test_errors_beside_fields_and_one_filing_for_a_double_tap(

@@ -495,3 +495,27 @@ async def test_a_file_that_is_not_a_photo_is_refused_and_good_photos_are_kept(
     )
     assert again.status_code == 303
     assert portal.intake.filings[0]["attachments"] == [f"http://127.0.0.1:8005/photos/{kept[0]}"]
+
+
+async def test_an_unknown_address_is_a_korean_page(portal: Portal) -> None:
+    page = await portal.client.get("/no/such/page")
+    assert page.status_code == 404
+    assert "페이지를 찾을 수 없어요" in page.text
+    assert (await portal.client.get("/static/htmx.min.js")).status_code == 200
+    assert (await portal.client.get("/healthz")).json()["service"] == "portal"
+
+
+async def test_any_page_can_be_starred_without_what_just_happened(portal: Portal) -> None:
+    response = await file(portal)
+    complaint_id = next(iter(portal.intake.by_ref.values())).complaint_id
+    page = await portal.client.get(response.headers["location"])
+    assert f'name="path" value="/complaints/{complaint_id}"' in page.text
+    receipt = next(iter(portal.intake.by_ref.values())).receipt_number
+    assert f'aria-label="접수번호 {receipt} 즐겨찾기에 넣기"' in page.text
+    await portal.client.post(
+        "/favourites",
+        data={"path": f"/complaints/{complaint_id}", "label": f"접수번호 {receipt}", "back": "/"},
+    )
+    starred = await portal.client.get(f"/complaints/{complaint_id}")
+    assert f'aria-label="접수번호 {receipt} 즐겨찾기에서 빼기"' in starred.text
+    assert f"접수번호 {receipt}" in text((await portal.client.get("/favourites")).text)
