@@ -8,19 +8,20 @@ page says it is not available and offers to file instead.
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
 from portal.chat import ChatbotLike
 from portal.clients import HttpIntake, HttpTracker, IntakeApi, TrackerApi
-from portal.handlers import Portal, routes
+from portal.handlers import Portal, routes, same_origin
 from portal.menu import dongs, menu
 from portal.settings import PortalSettings
 from portal.store import MongoPortalStore, PortalStore
@@ -101,6 +102,15 @@ def create_app(
         registry=registry,
         readiness=readiness,
     )
+
+    @app.middleware("http")
+    async def refuse_cross_site_posts(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.method == "POST" and not same_origin(request):
+            return PlainTextResponse("다른 사이트에서 보낸 요청은 받지 않아요.", status_code=403)
+        return await call_next(request)
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(routes(portal))
     return app

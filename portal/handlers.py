@@ -94,6 +94,25 @@ def _local_path(value: str | None, default: str = "/") -> str:
     return value
 
 
+def safe_link(url: str) -> str | None:
+    """A link a page may show: this site's own paths and http(s) addresses; nothing that
+    runs script or leaves for another scheme."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return url
+    return _local_path(url, default="") or None
+
+
+def same_origin(request: Request) -> bool:
+    """A form post from this site's own pages. Browsers send ``Origin`` with every POST;
+    one from another site (which could log the resident out or star pages) is refused.
+    Without ``Origin`` (an old browser, a script), the SameSite=Lax cookie is the guard."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
 def sse_message(event: str, html: str) -> str:
     data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
     return f"event: {event}\n{data}\n\n"
@@ -104,6 +123,7 @@ def routes(portal: Portal) -> APIRouter:
     templates = Jinja2Templates(directory=TEMPLATES)
     templates.env.globals["kst"] = kst
     templates.env.globals["texts"] = portal.texts
+    templates.env.filters["safe_link"] = safe_link
 
     def resident_of(request: Request) -> str | None:
         token = request.cookies.get(COOKIE)

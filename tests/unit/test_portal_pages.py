@@ -519,3 +519,20 @@ async def test_any_page_can_be_starred_without_what_just_happened(portal: Portal
     starred = await portal.client.get(f"/complaints/{complaint_id}")
     assert f'aria-label="접수번호 {receipt} 즐겨찾기에서 빼기"' in starred.text
     assert f"접수번호 {receipt}" in text((await portal.client.get("/favourites")).text)
+
+
+async def test_a_post_from_another_site_is_refused(portal: Portal) -> None:
+    response = await portal.client.post("/forget", headers={"Origin": "https://elsewhere.example"})
+    assert response.status_code == 403
+    same = await portal.client.post("/forget", headers={"Origin": "http://portal.test"})
+    assert same.status_code == 303
+
+
+def test_links_from_answers_are_web_or_local_only() -> None:
+    from portal.handlers import safe_link
+
+    assert safe_link("https://www.seo.incheon.kr/") == "https://www.seo.incheon.kr/"
+    assert safe_link("/chat?q=여권") == "/chat?q=여권"
+    assert safe_link("javascript:alert(1)") is None
+    assert safe_link("//evil.example/x") is None
+    assert safe_link("data:text/html,x") is None
