@@ -40,7 +40,7 @@ def file_complaint(page: Page, stack: Stack, body: str = BODY, **fields: str) ->
     page.get_by_label("민원 내용").fill(body)
     if "dong" in fields:
         page.get_by_label("행정동").select_option(fields["dong"])
-    page.get_by_role("button", name="민원 신청").click()
+    page.get_by_role("button", name="민원 신청", exact=True).click()
     expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
     return page.url.split("/complaints/")[1].split("?")[0]
 
@@ -66,7 +66,7 @@ def test_file_in_one_screen_and_watch_it_move_live(stack: Stack, phone: BrowserC
     page.get_by_label("진행 상황을 문자·알림톡으로 받겠습니다").check()
     checked(page, "file")
 
-    page.get_by_role("button", name="민원 신청").click()
+    page.get_by_role("button", name="민원 신청", exact=True).click()
     expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
     receipt = receipt_of(page)
     complaint_id = page.url.split("/complaints/")[1].split("?")[0]
@@ -117,7 +117,7 @@ def test_errors_beside_fields_and_one_filing_for_a_double_tap(
     page.goto(f"{stack.portal}/file")
     page.get_by_label("제목 (선택)").fill("남아 있어야 할 제목")
     page.get_by_label("휴대전화").fill("12345")
-    page.get_by_role("button", name="민원 신청").click()
+    page.get_by_role("button", name="민원 신청", exact=True).click()
     expect(page.locator("#body-error")).to_have_text("민원 내용을 적어 주세요.")
     expect(page.locator("#phone-error")).to_contain_text("010-1234-5678")
     expect(page.get_by_label("제목 (선택)")).to_have_value("남아 있어야 할 제목")
@@ -126,7 +126,7 @@ def test_errors_beside_fields_and_one_filing_for_a_double_tap(
 
     page.get_by_label("민원 내용").fill("가로등이 사흘째 꺼져 있어요")
     page.get_by_label("휴대전화").fill("")
-    page.get_by_role("button", name="민원 신청").dblclick()
+    page.get_by_role("button", name="민원 신청", exact=True).dblclick()
     expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
     page.goto(f"{stack.portal}/my")
     expect(page.locator("main")).to_contain_text("접수번호")

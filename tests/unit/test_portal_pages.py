@@ -511,13 +511,14 @@ async def test_any_page_can_be_starred_without_what_just_happened(portal: Portal
     page = await portal.client.get(response.headers["location"])
     assert f'name="path" value="/complaints/{complaint_id}"' in page.text
     receipt = next(iter(portal.intake.by_ref.values())).receipt_number
-    assert f'aria-label="접수번호 {receipt} 즐겨찾기에 넣기"' in page.text
+    assert f'name="label" value="접수번호 {receipt}"' in page.text
+    assert 'aria-label="이 화면 즐겨찾기에 넣기"' in page.text
     await portal.client.post(
         "/favourites",
         data={"path": f"/complaints/{complaint_id}", "label": f"접수번호 {receipt}", "back": "/"},
     )
     starred = await portal.client.get(f"/complaints/{complaint_id}")
-    assert f'aria-label="접수번호 {receipt} 즐겨찾기에서 빼기"' in starred.text
+    assert 'aria-label="이 화면 즐겨찾기에서 빼기"' in starred.text
     assert f"접수번호 {receipt}" in text((await portal.client.get("/favourites")).text)
 
 
