@@ -131,14 +131,16 @@ def accessible(page: Page, what: str) -> None:
 
 
 def fits_narrow_phone(page: Page, what: str) -> None:
-    """At 360 px nothing needs horizontal scrolling, at normal and large text."""
+    """Nothing needs horizontal scrolling at 360 px (a small phone) nor at 320 px (WCAG
+    2.1 reflow: the width of a 1280 px window zoomed to 400%)."""
     size = page.viewport_size
-    page.set_viewport_size({"width": 360, "height": 780})
     try:
-        overflow = page.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, f"{what}: {overflow}px of horizontal scroll at 360 px"
+        for width in (360, 320):
+            page.set_viewport_size({"width": width, "height": 780})
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{what}: {overflow}px of horizontal scroll at {width} px"
     finally:
         if size is not None:
             page.set_viewport_size(size)

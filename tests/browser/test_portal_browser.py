@@ -251,3 +251,22 @@ def test_chat_answers_and_hands_off_to_a_filed_complaint(
     page.get_by_role("button", name="이 내용으로 민원 신청").click()
     expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
     assert RECEIPT.search(page.locator("main").inner_text())
+
+
+def test_filing_with_the_keyboard_alone(stack: Stack, phone: BrowserContext) -> None:
+    page = phone.new_page()
+    page.goto(f"{stack.portal}/file")
+    for _ in range(30):  # Tab from the top of the page to the complaint text
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "body":
+            break
+    assert page.evaluate("document.activeElement.id") == "body"
+    page.keyboard.type("횡단보도 신호등이 고장 났어요")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "submit":
+            break
+    assert page.evaluate("document.activeElement.id") == "submit"
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    assert RECEIPT.search(page.locator("main").inner_text())
