@@ -54,8 +54,12 @@ def create_app(
         mongo = make_client(settings.mongo, app_name="portal")
         store = MongoPortalStore(database(mongo, settings.mongo))
     http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
+    streams = httpx.AsyncClient(
+        timeout=settings.http_timeout_seconds,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
+    )
     intake = intake if intake is not None else HttpIntake(http, settings.intake_url)
-    tracker = tracker if tracker is not None else HttpTracker(http, settings.tracker_url)
+    tracker = tracker if tracker is not None else HttpTracker(http, settings.tracker_url, streams)
     loaded_menu, rules = menu(), shipped()
     rules.check(loaded_menu)
     portal = Portal(
@@ -81,6 +85,7 @@ def create_app(
             yield
         finally:
             await http.aclose()
+            await streams.aclose()
             if mongo is not None:
                 await mongo.close()
 

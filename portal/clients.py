@@ -177,8 +177,14 @@ class HttpIntake:
 
 
 class HttpTracker:
-    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+    """``streams`` holds the live timelines, one long-lived connection per open page, in a
+    pool of its own, so many open pages never starve the short calls of connections."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, streams: httpx.AsyncClient | None = None
+    ) -> None:
         self.client = client
+        self.streams = streams or client
         self.base_url = base_url.rstrip("/")
 
     async def _get(self, path: str, resident_token: str, **params: Any) -> httpx.Response:
@@ -211,7 +217,7 @@ class HttpTracker:
         headers = {"X-Resident-Token": resident_token, "Accept": "text/event-stream"}
         timeout = httpx.Timeout(10.0, read=None)
         try:
-            async with self.client.stream("GET", url, headers=headers, timeout=timeout) as stream:
+            async with self.streams.stream("GET", url, headers=headers, timeout=timeout) as stream:
                 if stream.status_code != 200:
                     return
                 async for line in stream.aiter_lines():

@@ -413,7 +413,10 @@ def routes(portal: Portal) -> APIRouter:
         """The timeline section, re-rendered each time tracker stores a new entry:
         Server-Sent Events the page's htmx SSE extension swaps in place. Until tracker
         has the complaint (it was filed a moment ago) the stream waits for it."""
-        resident, complaint, receipt = await complaint_of(request, complaint_id)
+        try:
+            resident, complaint, receipt = await complaint_of(request, complaint_id)
+        except ServiceUnavailable:
+            return HTMLResponse("", status_code=503)  # htmx-ext-sse reconnects, backing off
         if resident is None or receipt is None:
             return HTMLResponse("", status_code=404)
         parts = {
