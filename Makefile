@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: up test test-unit test-service test-e2e test-browser install system-deps lint fmt docs clean
 
-## make up: install, start the embedded Kafka and MongoDB, then the four services.
+## make up: install, start the embedded Kafka and MongoDB, then the five services.
 up: install
 	$(BIN)/sotong up
 
