@@ -7,14 +7,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test test-unit test-service test-e2e install system-deps lint fmt docs clean
+.PHONY: up test test-unit test-service test-e2e test-browser install system-deps lint fmt docs clean
 
-## make up: install, start the embedded Kafka and MongoDB, then the four services.
+## make up: install, start the embedded Kafka and MongoDB, then the five services.
 up: install
 	$(BIN)/sotong up
 
 ## make test: lint (format, style, import contracts), type-check, then every tier.
-test: system-deps lint test-unit test-service test-e2e
+test: system-deps lint test-unit test-service test-e2e test-browser
 
 ## make system-deps: the Debian packages the tests use (promtool), installed once.
 system-deps:
@@ -23,7 +23,7 @@ system-deps:
 ## make test-unit: pure logic and in-memory fakes; no sockets, no processes (seconds).
 ## One process: two workers would spend longer importing than they save.
 test-unit: install
-	$(BIN)/pytest -m "not service and not e2e"
+	$(BIN)/pytest -m "not service and not e2e and not browser"
 
 ## make test-service: one service at a time on the real embedded Kafka and MongoDB.
 test-service: install
@@ -33,6 +33,13 @@ test-service: install
 ## Two workers, each taking whole modules (one stack of processes per module).
 test-e2e: install
 	$(BIN)/pytest -m e2e -n 2 --dist loadfile
+
+## make test-browser: the portal's pages in headless Chromium (Debian's chromium, and a
+## Korean font for the screenshots, installed once) on the services as processes.
+test-browser: install
+	bash .ci/system-deps "chromium chromium"
+	fc-list :lang=ko | grep -q . || bash .ci/system-deps "korean-font-missing fonts-nanum"
+	$(BIN)/pytest -m browser
 
 install: $(VENV)/.installed
 

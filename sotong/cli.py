@@ -146,9 +146,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     services = []
     exit_code = 0
     try:
-        for name in ls.SERVICES:
-            port = int(os.environ.get(f"SOTONG_{name.upper()}_HTTP_PORT", ls.DEFAULT_PORTS[name]))
-            child = ls.service_child(name, port, env, log_dir)
+        ports = {
+            name: int(os.environ.get(f"SOTONG_{name.upper()}_HTTP_PORT", ls.DEFAULT_PORTS[name]))
+            for name in ls.SERVICES
+        }
+        for name, port in ports.items():
+            child = ls.service_child(name, port, env, log_dir, ports)
             child.start()
             services.append((child, port))
         for child, port in services:
@@ -432,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     run = sub.add_parser("run", help="run one service")
-    run.add_argument("service", choices=["intake", "routing", "tracker", "notifier"])
+    run.add_argument("service", choices=["intake", "routing", "tracker", "notifier", "portal"])
     run.set_defaults(func=cmd_run)
 
     file = sub.add_parser("file", help="file a complaint")

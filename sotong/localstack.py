@@ -278,12 +278,35 @@ def local_service_env(
     return {name: os.environ.get(name, value) for name, value in defaults.items()}
 
 
-SERVICES = ("intake", "routing", "tracker", "notifier")
-DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "tracker": 8003, "notifier": 8004}
+SERVICES = ("intake", "routing", "tracker", "notifier", "portal")
+DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "tracker": 8003, "notifier": 8004, "portal": 8005}
 
 
-def service_child(name: str, port: int, env: Mapping[str, str], log_dir: Path) -> Child:
-    full_env = {**os.environ, **env, f"SOTONG_{name.upper()}_HTTP_PORT": str(port)}
+def peer_env(name: str, ports: Mapping[str, int]) -> dict[str, str]:
+    """Where a service finds the others it calls over HTTP: the portal calls intake and
+    tracker, as any channel would."""
+    if name != "portal":
+        return {}
+    return {
+        f"SOTONG_PORTAL_{peer.upper()}_URL": f"http://127.0.0.1:{ports[peer]}"
+        for peer in ("intake", "tracker")
+        if peer in ports
+    }
+
+
+def service_child(
+    name: str,
+    port: int,
+    env: Mapping[str, str],
+    log_dir: Path,
+    peers: Mapping[str, int] | None = None,
+) -> Child:
+    full_env = {
+        **os.environ,
+        **peer_env(name, peers or {}),
+        **env,
+        f"SOTONG_{name.upper()}_HTTP_PORT": str(port),
+    }
     return Child(
         name=name,
         argv=[sys.executable, "-m", "sotong.cli", "run", name],
@@ -316,9 +339,10 @@ def start_services(
     """Start services as separate processes on free ports and wait until each is ready."""
     procs: dict[str, ServiceProcess] = {}
     try:
+        ports = {name: free_port() for name in names}
         for name in names:
-            port = free_port()
-            procs[name] = ServiceProcess(service_child(name, port, env, log_dir), port)
+            port = ports[name]
+            procs[name] = ServiceProcess(service_child(name, port, env, log_dir, ports), port)
             procs[name].child.start()
         for proc in procs.values():
             proc.wait_ready()

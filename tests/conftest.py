@@ -5,8 +5,10 @@ or a test's own ``service`` marker where one test of a unit module needs a proce
 ``tests/unit`` is pure logic and in-memory fakes, and a unit test that opens a socket or
 starts a process fails; ``tests/service`` (marked ``service``) runs one service on the
 real embedded broker and database; ``tests/e2e`` (marked ``e2e``) runs the processes as
-``make up`` does. A contract test module lives in ``tests/contract`` and runs the same
-assertions against a fake (unit tier) and the real adapter (its ``service`` parameter).
+``make up`` does; ``tests/browser`` (marked ``browser``) drives the portal's pages in
+headless Chromium on that stack. A contract test module lives in ``tests/contract`` and
+runs the same assertions against a fake (unit tier) and the real adapter (its ``service``
+parameter).
 
 The backends are the embedded servers over real TCP by default.
 ``SOTONG_TEST_BACKEND=containers`` uses testcontainers (Kafka KRaft, MongoDB replica
@@ -31,7 +33,11 @@ from services.mongo import Document
 from services.settings import PROJECT_ROOT, KafkaSettings, MongoSettings, RetrySettings
 from sotong import localstack
 
-TIER_OF_FOLDER = {"service": pytest.mark.service, "e2e": pytest.mark.e2e}
+TIER_OF_FOLDER = {
+    "service": pytest.mark.service,
+    "e2e": pytest.mark.e2e,
+    "browser": pytest.mark.browser,
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,7 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def is_unit(item: pytest.Item) -> bool:
-    return item.get_closest_marker("service") is None and item.get_closest_marker("e2e") is None
+    return all(item.get_closest_marker(tier) is None for tier in ("service", "e2e", "browser"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,121 @@
+"""portal's composition root: settings → HTTP clients for intake and tracker → its own
+MongoDB store → pages.
+
+The only module that reads settings. Every collaborator can be passed in: the unit tier
+passes in-memory doubles (``tests/fakes/portal.py``), the browser tier runs the real
+services; ``chatbot`` is the 24/7 bot (``portal.chatbot``), and without one the chat
+page says it is not available and offers to file instead.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from portal.chat import ChatbotLike
+from portal.clients import HttpIntake, HttpTracker, IntakeApi, TrackerApi
+from portal.handlers import Portal, routes, same_origin
+from portal.menu import dongs, menu
+from portal.settings import PortalSettings
+from portal.store import MongoPortalStore, PortalStore
+from portal.suggestions import shipped
+from portal.texts import texts
+from schemas.events import utcnow
+from services.http import service_app
+from services.mongo import Document, database, make_client, ping
+from services.runtime import Clock
+
+log = logging.getLogger("sotong.portal")
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(
+    settings: PortalSettings | None = None,
+    *,
+    intake: IntakeApi | None = None,
+    tracker: TrackerApi | None = None,
+    store: PortalStore | None = None,
+    chatbot: ChatbotLike | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """Build the portal; each collaborator left out is the real one built from ``settings``."""
+    settings = settings or PortalSettings()
+    registry = CollectorRegistry()
+    mongo: AsyncMongoClient[Document] | None = None
+    if store is None:
+        mongo = make_client(settings.mongo, app_name="portal")
+        store = MongoPortalStore(database(mongo, settings.mongo))
+    http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
+    streams = httpx.AsyncClient(
+        timeout=settings.http_timeout_seconds,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
+    )
+    intake = intake if intake is not None else HttpIntake(http, settings.intake_url)
+    tracker = tracker if tracker is not None else HttpTracker(http, settings.tracker_url, streams)
+    loaded_menu, rules = menu(), shipped()
+    rules.check(loaded_menu)
+    portal = Portal(
+        intake=intake,
+        tracker=tracker,
+        store=store,
+        chatbot=chatbot,
+        menu=loaded_menu,
+        rules=rules,
+        texts=texts(),
+        dongs=dongs(),
+        clock=clock or utcnow,
+        cookie_secure=settings.cookie_secure,
+        cookie_max_age=settings.cookie_max_age_days * 86_400,
+        transcript_accepted=settings.intake_accepts_transcript,
+        public_url=settings.public_url.rstrip("/"),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await store.ensure_indexes()
+        try:
+            yield
+        finally:
+            await http.aclose()
+            await streams.aclose()
+            if mongo is not None:
+                await mongo.close()
+
+    async def readiness(_: FastAPI) -> dict[str, bool]:
+        checks = {"mongodb": await ping(mongo) if mongo is not None else True}
+        for name, url in (("intake", settings.intake_url), ("tracker", settings.tracker_url)):
+            try:
+                checks[name] = (await http.get(f"{url.rstrip('/')}/healthz")).status_code == 200
+            except httpx.HTTPError:
+                checks[name] = False
+        return checks
+
+    app = service_app(
+        name="portal",
+        title="Sotong portal (소통1번가)",
+        description="The residents' web pages: file in one screen, follow live, come back "
+        "without logging in.",
+        lifespan=lifespan,
+        registry=registry,
+        readiness=readiness,
+    )
+
+    @app.middleware("http")
+    async def refuse_cross_site_posts(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.method == "POST" and not same_origin(request):
+            return PlainTextResponse("다른 사이트에서 보낸 요청은 받지 않아요.", status_code=403)
+        return await call_next(request)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(routes(portal))
+    return app

@@ -1,0 +1,42 @@
+"""portal's settings (``SOTONG_PORTAL_*``). Built only by ``portal/app.py``."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.settings import MongoSettings
+
+
+class PortalSettings(BaseSettings):
+    """The portal has no Kafka: it is a channel, and talks to intake and tracker over HTTP
+    as any channel would. Its own MongoDB collections hold what only it needs (which
+    complaints a resident follows, favourites, behaviour signals)."""
+
+    model_config = SettingsConfigDict(env_prefix="SOTONG_PORTAL_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8005
+    log_level: str = "INFO"
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    intake_url: str = Field(
+        default="http://127.0.0.1:8001", description="intake's public HTTP API (filing)."
+    )
+    tracker_url: str = Field(
+        default="http://127.0.0.1:8003", description="tracker's public HTTP API (reading)."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8005",
+        description="Where residents and handlers reach the portal: photo addresses sent "
+        "with a filing start with it.",
+    )
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark the resident cookie Secure. Unset: Secure exactly when the request "
+        "came over HTTPS (as a proxy reports with X-Forwarded-Proto).",
+    )
+    cookie_max_age_days: int = Field(default=400, ge=1, le=400)
+    intake_accepts_transcript: bool = Field(
+        default=False,
+        description="intake's filing API takes a chat `transcript` (the chatbot handoff "
+        "sends the conversation with the complaint). Off until intake has the field.",
+    )

@@ -1,0 +1,258 @@
+"""In-memory doubles for the portal's collaborators: intake's and tracker's HTTP APIs as
+the portal sees them (``portal.clients``), its store, and a chatbot with the interface
+``portal.chatbot`` will have.
+
+The intake double files and deduplicates as intake does (same ``(channel, channel_ref)``
+→ the same complaint, ``duplicate=True``), refuses a resident token it never issued and
+a resident action with the wrong tracking token; the tracker double answers only to the
+resident token a complaint was filed with, and streams the sequences it is told about.
+"""
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from portal.clients import Complaint, Department, Filed, Handler, Refused, Step, Summary
+from portal.sealing import seal, unseal
+from portal.store import COMPLAINT_ID, Favourite, Followed, Signal
+
+T0 = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeIntake:
+    filings: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    by_ref: dict[tuple[str, str], Filed] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # complaint id → tracking token
+    residents: set[str] = field(default_factory=set)
+    counter: int = 0
+    on_file: Any = None  # called with (body, Filed) after each new filing
+
+    async def file(self, body: dict[str, Any]) -> Filed | Refused:
+        if not str(body.get("body", "")).strip():
+            return Refused(422, "body: Field required", (("body", "Field required"),))
+        key = (body["channel"], body.get("channel_ref") or str(uuid.uuid4()))
+        if key in self.by_ref:
+            return replace(self.by_ref[key], duplicate=True)
+        resident = body.get("resident_token")
+        if resident is not None and resident not in self.residents:
+            return Refused(422, "resident_token: not issued by an earlier filing")
+        resident = resident or secrets.token_urlsafe(24)
+        self.residents.add(resident)
+        self.counter += 1
+        filed = Filed(
+            complaint_id=str(uuid.uuid4()),
+            receipt_number=f"261202-{self.counter:06d}",
+            tracking_token=secrets.token_urlsafe(24),
+            resident_token=resident,
+            duplicate=False,
+        )
+        self.by_ref[key] = filed
+        self.tokens[filed.complaint_id] = filed.tracking_token
+        self.filings.append(body)
+        if self.on_file is not None:
+            self.on_file(body, filed)
+        return filed
+
+    async def resident_action(
+        self, complaint_id: str, *, action: str, token: str, note: str | None
+    ) -> Refused | None:
+        if self.tokens.get(complaint_id) != token:
+            return Refused(404, "no such complaint")
+        self.actions.append(
+            {"complaint_id": complaint_id, "action": action, "token": token, "note": note}
+        )
+        return None
+
+
+@dataclass
+class FakeTracker:
+    complaints: dict[str, tuple[str, Complaint]] = field(default_factory=dict)
+    streams: dict[str, asyncio.Queue[int]] = field(default_factory=dict)
+
+    def store(self, resident_token: str, complaint: Complaint) -> None:
+        self.complaints[complaint.complaint_id] = (resident_token, complaint)
+        queue = self.streams.get(complaint.complaint_id)
+        if queue is not None and complaint.timeline:
+            queue.put_nowait(complaint.timeline[-1].sequence)
+
+    def received(self, filed: Filed, title: str | None = None) -> Complaint:
+        complaint = Complaint(
+            complaint_id=filed.complaint_id,
+            receipt_number=filed.receipt_number,
+            state="received",
+            filed_at=T0,
+            title=title,
+            timeline=[step(1, "received", "receive")],
+        )
+        self.store(filed.resident_token, complaint)
+        return complaint
+
+    def advance(self, complaint_id: str, new_step: Step, **changes: Any) -> Complaint:
+        resident, complaint = self.complaints[complaint_id]
+        updated = complaint.model_copy(
+            update={"state": new_step.state, "timeline": [*complaint.timeline, new_step], **changes}
+        )
+        self.store(resident, updated)
+        return updated
+
+    async def complaint(self, complaint_id: str, *, resident_token: str) -> Complaint | None:
+        held = self.complaints.get(complaint_id)
+        return held[1] if held and held[0] == resident_token else None
+
+    async def my_complaints(self, resident_token: str, *, limit: int = 50) -> list[Summary]:
+        own = [c for r, c in self.complaints.values() if r == resident_token]
+        return [
+            Summary.model_validate(c.model_dump(), from_attributes=False)
+            for c in sorted(own, key=lambda c: c.filed_at, reverse=True)[:limit]
+        ]
+
+    async def changes(self, complaint_id: str, *, resident_token: str) -> AsyncIterator[int]:
+        if await self.complaint(complaint_id, resident_token=resident_token) is None:
+            return
+        queue = self.streams.setdefault(complaint_id, asyncio.Queue())
+        while True:
+            yield await queue.get()
+
+
+def step(
+    sequence: int,
+    state: str,
+    trigger: str,
+    *,
+    department: str | None = None,
+    department_name: str | None = None,
+    handler: Handler | None = None,
+    note: str | None = None,
+    from_state: str | None = None,
+    actor: str = "routing",
+) -> Step:
+    return Step(
+        sequence=sequence,
+        state=state,
+        from_state=from_state,
+        trigger=trigger,
+        occurred_at=T0 + timedelta(minutes=sequence),
+        department=department,
+        department_name=department_name,
+        handler=handler,
+        note=note,
+        actor=actor,
+    )
+
+
+WASTE = Department(code="resource-circulation", name="자원순환과")
+LEE = Handler(name="이지우", office_phone="032-560-5001")
+
+
+@dataclass
+class FakePortalStore:
+    """The same semantics as ``MongoPortalStore`` (tests/contract/test_portal_store.py)."""
+
+    residents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    photos: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    async def save_photo(self, photo_id: str, data: bytes, media_type: str) -> None:
+        self.photos[photo_id] = (data, media_type)
+
+    async def photo(self, photo_id: str) -> tuple[bytes, str] | None:
+        return self.photos.get(photo_id)
+
+    def _doc(self, resident_token: str) -> dict[str, Any]:
+        from schemas.tokens import hash_token
+
+        return self.residents.setdefault(
+            hash_token(resident_token), {"complaints": {}, "favourites": [], "signals": []}
+        )
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def follow(
+        self, resident_token: str, complaint_id: str, tracking_token: str, receipt_number: str
+    ) -> None:
+        if not COMPLAINT_ID.match(complaint_id):
+            raise ValueError("complaint id must be a UUID")
+        sealed = seal(tracking_token, resident_token=resident_token, complaint_id=complaint_id)
+        self._doc(resident_token)["complaints"][complaint_id] = {"t": sealed, "r": receipt_number}
+
+    async def followed(self, resident_token: str) -> list[Followed]:
+        return [Followed(cid, e["r"]) for cid, e in self._doc(resident_token)["complaints"].items()]
+
+    async def tracking_token(self, resident_token: str, complaint_id: str) -> str | None:
+        entry = self._doc(resident_token)["complaints"].get(complaint_id)
+        if entry is None:
+            return None
+        return unseal(entry["t"], resident_token=resident_token, complaint_id=complaint_id)
+
+    async def favourites(self, resident_token: str) -> list[Favourite]:
+        return list(self._doc(resident_token)["favourites"])
+
+    async def add_favourite(self, resident_token: str, favourite: Favourite) -> None:
+        favourites = self._doc(resident_token)["favourites"]
+        if all(f.path != favourite.path for f in favourites):
+            favourites.append(favourite)
+            del favourites[:-30]
+
+    async def remove_favourite(self, resident_token: str, path: str) -> None:
+        doc = self._doc(resident_token)
+        doc["favourites"] = [f for f in doc["favourites"] if f.path != path]
+
+    async def record_signals(self, resident_token: str, rules: list[str], at: datetime) -> None:
+        signals = self._doc(resident_token)["signals"]
+        signals.extend(Signal(rule, at) for rule in rules)
+        del signals[:-50]
+
+    async def signals(self, resident_token: str) -> list[Signal]:
+        return list(self._doc(resident_token)["signals"])
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The shape of ``portal.chatbot.Reply``."""
+
+    kind: Literal["answer", "unknown", "handoff"]
+    text: str
+    links: tuple[tuple[str, str], ...] = ()
+    department: str | None = None
+    department_name: str | None = None
+    suggestions: tuple[str, ...] = ()
+
+
+@dataclass
+class FakeChatbot:
+    """Answers from a small table by keyword; a complaint-like text is handed off; the
+    rest it does not know. Records what it was asked."""
+
+    answers: dict[str, Reply] = field(default_factory=dict)
+    complaint_words: tuple[str, ...] = ("쌓여", "고장", "시끄러")
+    asked: list[str] = field(default_factory=list)
+
+    async def reply(self, text: str) -> Reply:
+        self.asked.append(text)
+        for word, reply in self.answers.items():
+            if word in text:
+                return reply
+        if any(word in text for word in self.complaint_words):
+            return Reply(
+                "handoff",
+                "민원으로 접수해 드릴까요?",
+                department="resource-circulation",
+                department_name="자원순환과",
+            )
+        return Reply("unknown", "잘 모르겠어요. 민원으로 남기시면 담당 부서가 답해 드려요.")
+
+
+BULKY = Reply(
+    "answer",
+    "(시험용 답변) 대형폐기물 배출 신고 안내입니다.",
+    links=(("대형폐기물 배출 신고", "/chat?q=대형폐기물"),),
+    department="resource-circulation",
+    department_name="자원순환과",
+    suggestions=("대형폐기물 수수료는 얼마예요?",),
+)
