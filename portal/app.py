@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
 from portal.chat import ChatbotLike
+from portal.chatbot.assemble import assemble
+from portal.chatbot.settings import ChatbotSettings
 from portal.clients import HttpIntake, HttpTracker, IntakeApi, TrackerApi
 from portal.handlers import Portal, routes, same_origin
 from portal.menu import dongs, menu
@@ -58,6 +60,10 @@ def create_app(
         timeout=settings.http_timeout_seconds,
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
     )
+    kakao = None
+    if chatbot is None and settings.chatbot_enabled:
+        parts = assemble(ChatbotSettings(), http)
+        chatbot, kakao = parts.bot, parts.kakao
     intake = intake if intake is not None else HttpIntake(http, settings.intake_url)
     tracker = tracker if tracker is not None else HttpTracker(http, settings.tracker_url, streams)
     loaded_menu, rules = menu(), shipped()
@@ -118,4 +124,6 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(routes(portal))
+    if kakao is not None:
+        app.include_router(kakao)
     return app

@@ -36,7 +36,12 @@ class PortalSettings(BaseSettings):
     )
     cookie_max_age_days: int = Field(default=400, ge=1, le=400)
     intake_accepts_transcript: bool = Field(
-        default=False,
-        description="intake's filing API takes a chat `transcript` (the chatbot handoff "
-        "sends the conversation with the complaint). Off until intake has the field.",
+        default=True,
+        description="Send the chat `transcript` with a chatbot handoff (intake keeps it "
+        "for the handler); off for an intake older than the field.",
+    )
+    chatbot_enabled: bool = Field(
+        default=True,
+        description="Load the 24/7 chatbot (`SOTONG_CHATBOT_*`: about 300 MB for the Korean "
+        "tokenizer, a few seconds at start) and serve its Kakao skill at /kakao/skill.",
     )

@@ -284,12 +284,13 @@ DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "tracker": 8003, "notifier": 8
 
 def peer_env(name: str, ports: Mapping[str, int]) -> dict[str, str]:
     """Where a service finds the others it calls over HTTP: the portal calls intake and
-    tracker, as any channel would."""
+    tracker, as any channel would, and its chatbot routing (to classify) and intake."""
     if name != "portal":
         return {}
     return {
-        f"SOTONG_PORTAL_{peer.upper()}_URL": f"http://127.0.0.1:{ports[peer]}"
-        for peer in ("intake", "tracker")
+        f"SOTONG_{who}_{peer.upper()}_URL": f"http://127.0.0.1:{ports[peer]}"
+        for who, peers in (("PORTAL", ("intake", "tracker")), ("CHATBOT", ("intake", "routing")))
+        for peer in peers
         if peer in ports
     }
 

@@ -420,7 +420,9 @@ async def test_chat_answers_then_hands_off_to_a_filing(portal: Portal) -> None:
     [body] = portal.intake.filings
     assert body["channel"] == "chatbot"
     assert body["body"] == "축제 일정 알려줘"
-    assert "transcript" not in body  # intake on this branch has no such field
+    turns = body["transcript"]
+    assert [t["role"] for t in turns][-2:] == ["resident", "bot"]
+    assert turns[-2]["text"] == "축제 일정 알려줘"
     assert COOKIE in filed.headers["set-cookie"]
 
 
@@ -435,7 +437,10 @@ async def test_asking_for_a_person_offers_the_handoff_even_after_an_answer(
 
 async def test_without_a_chatbot_the_chat_page_offers_to_file() -> None:
     app = create_app(
-        PortalSettings(), intake=FakeIntake(), tracker=FakeTracker(), store=FakePortalStore()
+        PortalSettings(chatbot_enabled=False),
+        intake=FakeIntake(),
+        tracker=FakeTracker(),
+        store=FakePortalStore(),
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
