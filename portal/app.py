@@ -112,6 +112,7 @@ def create_app(
         lifespan=lifespan,
         registry=registry,
         readiness=readiness,
+        referrer_policy="same-origin",  # its forms prove their origin; no token is in a URL
     )
 
     @app.middleware("http")

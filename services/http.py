@@ -252,13 +252,12 @@ class PrivateByDefault:
     unless the route said otherwise, never to leak its URL in a Referer, and to be taken
     as the type it says it is."""
 
-    HEADERS = (
-        (b"referrer-policy", b"no-referrer"),
-        (b"x-content-type-options", b"nosniff"),
-    )
-
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, referrer_policy: str = "no-referrer") -> None:
         self.app = app
+        self.headers = (
+            (b"referrer-policy", referrer_policy.encode()),
+            (b"x-content-type-options", b"nosniff"),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -269,7 +268,7 @@ class PrivateByDefault:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
-                headers += [(n, v) for n, v in self.HEADERS if n not in names]
+                headers += [(n, v) for n, v in self.headers if n not in names]
                 if b"cache-control" not in names:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
@@ -296,7 +295,11 @@ def service_app(
     registry: CollectorRegistry,
     readiness: Callable[[FastAPI], Awaitable[dict[str, bool]]],
     max_request_bytes: int = 1024 * 1024,
+    referrer_policy: str = "no-referrer",
 ) -> FastAPI:
+    """``referrer_policy``: ``no-referrer`` for APIs; a site whose own forms post back
+    needs ``same-origin``, since under ``no-referrer`` a browser sends ``Origin: null``
+    and the site cannot tell its own forms from another's."""
     # A body without a Content-Type is read as JSON (strict_content_type=False): it makes
     # no other claim, and a body that is not JSON gets the malformed-JSON answer anyway. A
     # body that says it is something else is refused (415) rather than guessed at.
@@ -324,7 +327,7 @@ def service_app(
     )
 
     app.add_middleware(BodyLimit, limit=max_request_bytes)  # inside the metrics: 413s counted
-    app.add_middleware(PrivateByDefault)
+    app.add_middleware(PrivateByDefault, referrer_policy=referrer_policy)
 
     @app.middleware("http")
     async def red_metrics(

@@ -149,6 +149,8 @@ def fits_narrow_phone(page: Page, what: str) -> None:
 def screenshot(page: Page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    # from the top: a page scrolled down would photograph its sticky menu mid-page
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=True)
     return path
 
