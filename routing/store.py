@@ -399,7 +399,7 @@ class MongoRoutingStore:
         try:
             result = await self.col.bulk_write(ops, ordered=False)
             lost: set[int] = set()
-            upserted = {int(n): key for n, key in result.upserted_ids.items()}
+            upserted = {int(n): key for n, key in (result.upserted_ids or {}).items()}
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
