@@ -79,6 +79,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async def prepare() -> None:
             await storage.ensure_indexes()
+            await routing.schedule_unscheduled()
             await fit_unless_fitted(model, storage, settings.model_dir)
 
         async with runtime.running(

@@ -21,7 +21,8 @@ from routing.catalogue import Catalogue, Department
 from routing.deadlines import Period, WorkingCalendar
 from routing.lifecycle import Facts as GuardFacts
 from routing.lifecycle import Lifecycle, refusal_for_actor
-from routing.store import Changes, Complaint, Counts, Transfer, advanced
+from routing.sla import next_alert_at
+from routing.store import RUNNING_CLOCK, Changes, Complaint, Counts, Transfer, advanced
 from routing.texts import Refusal, RefusalCode, Texts
 from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged
 from schemas.commands import (
@@ -136,7 +137,7 @@ class Rules:
             outbox=events,
             outbox_pending=True,
         )
-        return Decision(created, events)
+        return Decision(self.scheduled(created), events)
 
     # -- commands ---------------------------------------------------------------------
 
@@ -175,7 +176,19 @@ class Rules:
                 reason=command.note,
                 at=events[0].occurred_at,
             )
-        return Decision(after, tuple(events), transfer=transfer)
+        return Decision(self.scheduled(after), tuple(events), transfer=transfer)
+
+    def scheduled(self, complaint: Complaint) -> Complaint:
+        """The complaint with the time the deadline watcher should next look at it."""
+        return complaint.model_copy(update={"next_alert_at": self.next_alert_at(complaint)})
+
+    def next_alert_at(self, complaint: Complaint) -> datetime | None:
+        received, due = complaint.received_at, complaint.due_at
+        if complaint.state not in RUNNING_CLOCK or received is None or due is None:
+            return None
+        return next_alert_at(
+            received_at=received, due_at=due, calendar=self.calendar, sent=complaint.sla_sent
+        )
 
     def _guard_facts(self, command: AnyCommand, complaint: Complaint) -> GuardFacts:
         common = GuardFacts(

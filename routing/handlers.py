@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import APIRouter
@@ -338,48 +338,72 @@ class Routing:
     async def scan_deadlines(self) -> int:
         """Publish every threshold crossed since the last scan; exactly once per clock.
 
-        The alert's id is derived from its key, and the key is recorded after the
-        publish: a crash in between repeats the publish with the same id (a duplicate
-        downstream), never loses it.
+        Only complaints whose next threshold has come are read (an indexed query on
+        ``next_alert_at``). The alert's id is derived from its key, and the key is recorded
+        after the publish: a crash in between repeats the publish with the same id (a
+        duplicate downstream), never loses it.
         """
         now = self.clock()
         published = 0
-        for record in await self.store.with_running_clock():
-            received, due = record.received_at, record.due_at
-            if received is None or due is None:
-                continue
-            alerts = crossed(
+        for _ in range(MAX_ROUNDS):  # more than a page due, or complaints moved meanwhile
+            due = await self.store.alerts_due(now)
+            if not due:
+                break
+            sent = await asyncio.gather(*(self._alert(record, now) for record in due))
+            published += sum(sent)
+        return published
+
+    async def _alert(self, record: RoutingRecord, now: datetime) -> int:
+        received, due = record.received_at, record.due_at
+        alerts = (
+            crossed(
                 now=now,
                 received_at=received,
                 due_at=due,
                 calendar=self.calendar,
                 sent=record.sla_sent,
             )
-            dept = self.catalogue.departments.get(record.department or "")
-            for alert in alerts:
-                event = ComplaintDeadlineAlert(
-                    event_id=str(
-                        uuid.uuid5(
-                            uuid.NAMESPACE_URL, f"sotong:sla:{record.complaint_id}:{alert.key}"
-                        )
-                    ),
-                    complaint_id=record.complaint_id,
-                    receipt_number=record.receipt_number,
-                    kind=alert.kind,
-                    state=record.state,
-                    department=record.department,
-                    department_name=record.department_name,
-                    handler=record.handler,
-                    supervisor=dept.supervisor if dept else None,
-                    received_at=received,
-                    due_at=due,
-                    occurred_at=now,
-                )
-                await self.publish(topics.SLA, event)
-                await self.store.mark_alert(record.complaint_id, alert.key)
-                self.metrics.sla_alerts.labels(alert.kind.value, record.department or "none").inc()
-                published += 1
-        return published
+            if received is not None and due is not None
+            else []
+        )
+        dept = self.catalogue.departments.get(record.department or "")
+        for alert in alerts:
+            event = ComplaintDeadlineAlert(
+                event_id=str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"sotong:sla:{record.complaint_id}:{alert.key}")
+                ),
+                complaint_id=record.complaint_id,
+                receipt_number=record.receipt_number,
+                kind=alert.kind,
+                state=record.state,
+                department=record.department,
+                department_name=record.department_name,
+                handler=record.handler,
+                supervisor=dept.supervisor if dept else None,
+                received_at=received,
+                due_at=due,
+                occurred_at=now,
+            )
+            await self.publish(topics.SLA, event)
+            self.metrics.sla_alerts.labels(alert.kind.value, record.department or "none").inc()
+        keys = [a.key for a in alerts]
+        marked = record.model_copy(update={"sla_sent": (*record.sla_sent, *keys)})
+        upcoming = self.rules.next_alert_at(marked)
+        if upcoming is not None and upcoming <= now:  # not crossed yet by a hair: look again later
+            upcoming = now + timedelta(seconds=1)
+        await self.store.mark_alerts(record, keys, upcoming)
+        return len(alerts)
+
+    async def schedule_unscheduled(self) -> int:
+        """Give running clocks stored before ``next_alert_at`` was kept their next time."""
+        scheduled = 0
+        while batch := await self.store.unscheduled():
+            times = [(r, self.rules.next_alert_at(r)) for r in batch]
+            await self.store.schedule(times)
+            scheduled += len(batch)
+            if all(t is None for _, t in times):
+                break
+        return scheduled
 
     async def deadlines_forever(self, interval: float) -> None:
         while True:

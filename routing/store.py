@@ -72,6 +72,8 @@ class RoutingRecord(BaseModel):
     outbox_pending: bool = False
     load_deltas: tuple[LoadDelta, ...] = ()
     loads_pending: bool = False
+    next_alert_at: datetime | None = None
+    """When the deadline watcher should look at it next (None: its clock is not running)."""
 
     def has_processed(self, message_id: str) -> bool:
         return message_id in self.processed
@@ -214,6 +216,25 @@ class RoutingStore(Protocol):
 
     async def mark_alert(self, complaint_id: str, key: str) -> None: ...
 
+    async def alerts_due(self, now: datetime, limit: int = 500) -> list[RoutingRecord]:
+        """Complaints whose next deadline threshold is at or before ``now``."""
+        ...
+
+    async def mark_alerts(
+        self, record: RoutingRecord, keys: Sequence[str], next_alert_at: datetime | None
+    ) -> None:
+        """Record alerts sent and when to look next; if the complaint moved on since
+        ``record`` was read, its own next time stands and only the keys are added."""
+        ...
+
+    async def unscheduled(self, limit: int = 500) -> list[RoutingRecord]:
+        """Running clocks stored before ``next_alert_at`` was kept."""
+        ...
+
+    async def schedule(self, times: Sequence[tuple[RoutingRecord, datetime | None]]) -> None:
+        """Set ``next_alert_at`` of complaints not moved since read."""
+        ...
+
     async def loads(self, handler_ids: Collection[str]) -> dict[str, Load]:
         """Open and total complaints of each handler (zero for one with none)."""
         ...
@@ -337,6 +358,10 @@ class MongoRoutingStore:
                 IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
                 IndexModel([("loads_pending", ASCENDING)], name="loads_pending"),
                 IndexModel([("state", ASCENDING), ("due_at", ASCENDING)], name="deadline_clock"),
+                IndexModel([("next_alert_at", ASCENDING)], name="next_alert_at"),
+                # The sequence guard of every write: SecantusDB's planner uses an index only
+                # if it covers every field of the filter, so ``_id`` alone leaves it to scan.
+                IndexModel([("_id", ASCENDING), ("sequence", ASCENDING)], name="id_sequence"),
             ]
         )
         await self._count_loads_once()
@@ -538,6 +563,40 @@ class MongoRoutingStore:
 
     async def mark_alert(self, complaint_id: str, key: str) -> None:
         await self.col.update_one({"_id": complaint_id}, {"$addToSet": {"sla_sent": key}})
+
+    async def alerts_due(self, now: datetime, limit: int = 500) -> list[RoutingRecord]:
+        cursor = self.col.find({"next_alert_at": {"$lte": now}}, limit=limit)
+        return [RoutingRecord.model_validate(doc) async for doc in cursor]
+
+    async def mark_alerts(
+        self, record: RoutingRecord, keys: Sequence[str], next_alert_at: datetime | None
+    ) -> None:
+        added = {"$addToSet": {"sla_sent": {"$each": list(keys)}}}
+        result = await self.col.update_one(
+            {"_id": record.complaint_id, "sequence": record.sequence},
+            added | {"$set": {"next_alert_at": next_alert_at}},
+        )
+        if result.matched_count == 0:
+            await self.col.update_one({"_id": record.complaint_id}, added)
+
+    async def unscheduled(self, limit: int = 500) -> list[RoutingRecord]:
+        """At start-up only: SecantusDB serves no ``null`` match from an index, so this
+        reads the open complaints once."""
+        running = [s.value for s in RUNNING_CLOCK]
+        cursor = self.col.find({"state": {"$in": running}, "next_alert_at": None}, limit=limit)
+        return [
+            r for doc in await cursor.to_list() if (r := RoutingRecord.model_validate(doc)).due_at
+        ]
+
+    async def schedule(self, times: Sequence[tuple[RoutingRecord, datetime | None]]) -> None:
+        ops = [
+            UpdateOne(
+                {"_id": r.complaint_id, "sequence": r.sequence}, {"$set": {"next_alert_at": t}}
+            )
+            for r, t in times
+        ]
+        if ops:
+            await self.col.bulk_write(ops, ordered=False)
 
     async def loads(self, handler_ids: Collection[str]) -> dict[str, Load]:
         """Read from the counters ``apply_loads`` keeps: one query however many

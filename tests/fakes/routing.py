@@ -153,6 +153,41 @@ class InMemoryRoutingStore:
                 update={"sla_sent": (*current.sla_sent, key)}
             )
 
+    async def alerts_due(self, now: datetime, limit: int = 500) -> list[RoutingRecord]:
+        due = [
+            r
+            for r in self.records.values()
+            if r.next_alert_at is not None and r.next_alert_at <= now
+        ]
+        return due[:limit]
+
+    async def mark_alerts(
+        self, record: RoutingRecord, keys: Sequence[str], next_alert_at: datetime | None
+    ) -> None:
+        current = self.records.get(record.complaint_id)
+        if current is None:
+            return
+        sent = (*current.sla_sent, *(k for k in keys if k not in current.sla_sent))
+        update: dict[str, Any] = {"sla_sent": sent}
+        if current.sequence == record.sequence:
+            update["next_alert_at"] = _as_bson(next_alert_at)
+        self.records[record.complaint_id] = current.model_copy(update=update)
+
+    async def unscheduled(self, limit: int = 500) -> list[RoutingRecord]:
+        return [
+            r
+            for r in self.records.values()
+            if r.state in RUNNING_CLOCK and r.due_at is not None and r.next_alert_at is None
+        ][:limit]
+
+    async def schedule(self, times: Sequence[tuple[RoutingRecord, datetime | None]]) -> None:
+        for record, at in times:
+            current = self.records.get(record.complaint_id)
+            if current is not None and current.sequence == record.sequence:
+                self.records[record.complaint_id] = current.model_copy(
+                    update={"next_alert_at": _as_bson(at)}
+                )
+
     async def loads(self, handler_ids: Collection[str]) -> dict[str, Load]:
         loads = {}
         for handler_id in handler_ids:
