@@ -49,6 +49,8 @@ from schemas import (
 from schemas.commands import (
     COMMAND_ADAPTER,
     AnyCommand,
+    ReassignHandler,
+    ReopenComplaint,
     TransferComplaint,
 )
 from services.errors import RetryableError
@@ -172,14 +174,20 @@ class Routing:
         queue: dict[str, list[Message]] = {}
         for message in messages:
             queue.setdefault(message.complaint_id, []).append(message)
-        for _ in range(MAX_ROUNDS):
-            queue = await self._round(queue)
+        for n in range(MAX_ROUNDS):
+            first_filings = n == 0 and all(isinstance(m, ComplaintFiled) for m in messages)
+            queue = await self._round(queue, assume_new=first_filings)
             if not queue:
                 return
         raise RetryableError("complaints kept changing while their messages were applied")
 
-    async def _round(self, queue: dict[str, list[Message]]) -> dict[str, list[Message]]:
-        records = await self.store.get_many(queue.keys())
+    async def _round(
+        self, queue: dict[str, list[Message]], *, assume_new: bool = False
+    ) -> dict[str, list[Message]]:
+        """``assume_new``: a batch of filings only is taken as new complaints without
+        reading them first; one already stored collides on insert, and the next round
+        reads it and finds the filing a duplicate."""
+        records = {} if assume_new else await self.store.get_many(queue.keys())
         unsettled = [d for r in records.values() if r.loads_pending for d in r.load_deltas]
         if unsettled:  # a crash left them; applying twice counts once
             await self.store.apply_loads(unsettled)
@@ -248,11 +256,16 @@ class Routing:
     def _departments(
         record: RoutingRecord | None, messages: Sequence[Message], routed: Routed | None
     ) -> set[str | None]:
-        """Every department whose handlers a decision on these messages may choose from."""
-        found: set[str | None] = {record.department if record else None}
+        """Every department whose handlers a decision on these messages may choose from:
+        none for the commands that keep the handler, so their batch reads no loads."""
+        found: set[str | None] = set()
         if routed is not None:
             found.add(routed.department.code)
-        found.update(m.to_department for m in messages if isinstance(m, TransferComplaint))
+        for message in messages:
+            if isinstance(message, TransferComplaint):
+                found.add(message.to_department)
+            elif isinstance(message, ReassignHandler | ReopenComplaint) and record is not None:
+                found.add(record.department)
         return found
 
     def _decide(
