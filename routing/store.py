@@ -1,9 +1,17 @@
 """routing's store: one document per complaint holding its state and its outbox.
 
-A state change, the id of the message that caused it and the events it produces are
+A state change, the ids of the messages that caused it and the events it produces are
 written in one single-document update guarded by the current sequence (optimistic
-concurrency). Events are then published and removed from the outbox; a crash in
-between leaves them to be published again with the same ids (a harmless duplicate).
+concurrency); a batch writes all its complaints so in one bulk write (``write_many``).
+Events are then published and removed from the outbox; a crash in between leaves them to
+be published again with the same ids (a harmless duplicate).
+
+Handler loads are counters (``routing_handler_loads``), not counts over the complaints:
+each write stages its load deltas in the complaint (``load_deltas``, ``loads_pending``),
+they are applied after the write, each at most once per handler (its key is remembered),
+and a crash in between leaves them staged for ``pending_loads``. Every hot-path query is
+served by an index: SecantusDB's planner uses one only when it covers every field of the
+filter, hence ``(_id, sequence)`` for the guard.
 
 :class:`RoutingStore` is what the handlers need; :class:`MongoRoutingStore` is the
 MongoDB adapter, and ``tests/fakes/routing.py`` holds the in-memory one that
@@ -340,6 +348,29 @@ async def write_one(store: "RoutingStore", write: Write) -> bool:
     return applied
 
 
+def _apply(delta: LoadDelta) -> UpdateOne:
+    applied = {"$ifNull": ["$applied", []]}
+    fresh = {"$not": [{"$in": [delta.key, applied]}]}
+
+    def plus(name: str, n: int) -> Document:
+        return {"$add": [{"$ifNull": [f"${name}", 0]}, {"$cond": [fresh, n, 0]}]}
+
+    remembered = {"$slice": [{"$concatArrays": [applied, [delta.key]]}, -APPLIED_KEPT]}
+    return UpdateOne(
+        {"_id": delta.handler_id},
+        [
+            {
+                "$set": {
+                    "open": plus("open", delta.open),
+                    "total": plus("total", delta.total),
+                    "applied": {"$cond": [fresh, remembered, applied]},
+                }
+            }
+        ],
+        upsert=True,
+    )
+
+
 class MongoRoutingStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
@@ -437,26 +468,11 @@ class MongoRoutingStore:
         return [n not in lost for n in range(len(writes))]
 
     async def apply_loads(self, deltas: Sequence[LoadDelta]) -> None:
-        """One upsert per delta, skipped where the handler has seen its key: a skipped one
-        collides on the handler's id, which is how "already applied" reads here."""
-        ops = [
-            UpdateOne(
-                {"_id": d.handler_id, "applied": {"$ne": d.key}},
-                {
-                    "$inc": {"open": d.open, "total": d.total},
-                    "$push": {"applied": {"$each": [d.key], "$slice": -APPLIED_KEPT}},
-                },
-                upsert=True,
-            )
-            for d in deltas
-        ]
-        if not ops:
-            return
-        try:
+        """One update per delta, found by the handler's id alone (a filter the ``_id`` index
+        serves): the pipeline adds the delta only if the handler has not seen its key."""
+        ops = [_apply(d) for d in deltas]
+        if ops:
             await self.counters.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
 
     async def clear_outboxes(self, cleared: Sequence[Cleared]) -> None:
         if not cleared:
@@ -474,13 +490,10 @@ class MongoRoutingStore:
         result = await self.col.bulk_write(ops, ordered=False)
         if result.matched_count < len(cleared):  # some moved on meanwhile: clear those alone
             moved = await self.col.find(
-                {
-                    "_id": {"$in": [c.complaint_id for c in cleared]},
-                    "outbox_pending": True,
-                },
-                projection={"sequence": 1},
+                {"_id": {"$in": [c.complaint_id for c in cleared]}},
+                projection={"sequence": 1, "outbox_pending": 1},
             ).to_list()
-            at = {doc["_id"]: doc["sequence"] for doc in moved}
+            at = {doc["_id"]: doc["sequence"] for doc in moved if doc.get("outbox_pending")}
             for c in cleared:
                 if c.complaint_id in at and at[c.complaint_id] != c.up_to_sequence:
                     await self.col.update_one(
