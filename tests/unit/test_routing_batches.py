@@ -257,3 +257,26 @@ async def test_commands_are_parsed_by_their_action() -> None:
 
 async def _never(message: StreamMessage[Any], exc: BaseException, attempts: int) -> None:
     raise AssertionError(f"nothing here is dead-lettered: {exc}")
+
+
+async def test_load_deltas_a_crash_left_staged_are_applied_by_the_settling_loop() -> None:
+    h, store, _ = counting()
+    applied_before_crash = store.apply_loads
+
+    async def crash(deltas: Any) -> None:
+        raise ConnectionError("database unreachable")
+
+    store.apply_loads = crash  # type: ignore[method-assign]
+    try:
+        await h.routing.handle([at("a")])
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the lost database fails the batch")
+    store.apply_loads = applied_before_crash  # type: ignore[method-assign]
+    [staged] = await store.pending_loads()
+    assert [(d.handler_id, d.open, d.total) for d in staged.load_deltas] == [(f"{DEPT}-1", 1, 1)]
+    assert await h.routing.settle_loads() == 1
+    assert [d.key for d in store.applied] == [f"a:{staged.sequence}"]
+    assert await store.pending_loads() == []
+    assert await h.routing.settle_loads() == 0
