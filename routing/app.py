@@ -68,12 +68,18 @@ def create_app(
         calendar=calendar(settings.extra_holidays),
         on_duplicate=lambda topic: runtime.metrics.duplicates.labels("routing", topic).inc(),
     )
-    subscribe(runtime, routing)
+    subscribe(
+        runtime,
+        routing,
+        max_records=settings.batch_max_records,
+        timeout_ms=settings.batch_timeout_ms,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async def prepare() -> None:
             await storage.ensure_indexes()
+            await routing.schedule_unscheduled()
             await fit_unless_fitted(model, storage, settings.model_dir)
 
         async with runtime.running(
@@ -81,6 +87,7 @@ def create_app(
             background=[
                 lambda: routing.relay_forever(settings.relay_interval_seconds),
                 lambda: routing.deadlines_forever(settings.deadline_scan_interval_seconds),
+                lambda: routing.settle_loads_forever(settings.relay_interval_seconds),
             ],
         ):
             yield

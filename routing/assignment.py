@@ -12,6 +12,42 @@ class Load:
     open: int = 0
     total: int = 0
 
+    def plus(self, delta: "LoadDelta") -> "Load":
+        return Load(open=self.open + delta.open, total=self.total + delta.total)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A complaint as its handler's load counts it: whose, and whether still open."""
+
+    handler_id: str
+    open: bool
+
+
+@dataclass(frozen=True)
+class LoadDelta:
+    """A change to one handler's counters, named by ``key`` (complaint and sequence) so
+    that applying it twice counts it once."""
+
+    handler_id: str
+    open: int
+    total: int
+    key: str
+
+
+def load_deltas(key: str, before: Held | None, after: Held | None) -> tuple[LoadDelta, ...]:
+    """What moving a complaint from ``before`` to ``after`` does to the counters."""
+    if before == after:
+        return ()
+    deltas = []
+    if before is not None:
+        deltas.append(LoadDelta(before.handler_id, -int(before.open), -1, key))
+    if after is not None:
+        deltas.append(LoadDelta(after.handler_id, int(after.open), 1, key))
+    if before is not None and after is not None and before.handler_id == after.handler_id:
+        return (LoadDelta(after.handler_id, int(after.open) - int(before.open), 0, key),)
+    return tuple(deltas)
+
 
 def choose_handler(
     department: Department,

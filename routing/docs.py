@@ -8,7 +8,13 @@ import sys
 
 from transitions.extensions import GraphMachine
 
-from routing.lifecycle import GUARD_REFUSALS, RESIDENT_TRIGGERS, ROUTING_TRIGGERS, TRANSITIONS
+from routing.lifecycle import (
+    ACTOR_REFUSALS,
+    EFFECTS,
+    GUARD_REFUSALS,
+    TRANSITIONS,
+    WHO_MAY_FIRE,
+)
 from routing.texts import shipped
 from schemas.states import ComplaintState
 
@@ -40,12 +46,6 @@ def _names(source: object) -> str:
     return ", ".join(f"`{ComplaintState(str(s)).value}`" for s in items)
 
 
-def _who(trigger: str) -> str:
-    if trigger in ROUTING_TRIGGERS:
-        return "routing"
-    return "resident" if trigger in RESIDENT_TRIGGERS else "responsible department"
-
-
 def render() -> str:
     rows = []
     for t in TRANSITIONS:
@@ -54,7 +54,8 @@ def render() -> str:
         dest = "(stays)" if t["dest"] is None else f"`{ComplaintState(t['dest']).value}`"
         rows.append(
             f"| `{t['trigger']}` | {_names(t['source'])} | {dest} | "
-            f"{', '.join(f'`{g}`' for g in guards) or '—'} | {_who(t['trigger'])} |"
+            f"{', '.join(f'`{g}`' for g in guards) or '—'} | {WHO_MAY_FIRE[t['trigger']]} | "
+            f"{EFFECTS.get(t['trigger'], '—')} |"
         )
     texts = shipped()
     refusals = [
@@ -63,6 +64,10 @@ def render() -> str:
         for guard, code in GUARD_REFUSALS.items()
     ]
     states = [f"| `{s.value}` | {texts.states[s]} |" for s in ComplaintState]
+    others = [
+        f"| {who} | `{code}` | {texts.refusals[code].reason} | {texts.refusals[code].reason_ko} |"
+        for who, code in ACTOR_REFUSALS.items()
+    ]
     return "\n".join(
         [
             "# Complaint lifecycle",
@@ -85,9 +90,15 @@ def render() -> str:
             "`(stays)` is an internal transition: the state does not change, the event is still",
             "published (a new due time, a new handler).",
             "",
-            "| trigger | from | to | guards | who |",
-            "|---|---|---|---|---|",
+            "| trigger | from | to | guards | who may fire it | effects beside the state |",
+            "|---|---|---|---|---|---|",
             *rows,
+            "",
+            "## Refusals when someone else fires it",
+            "",
+            "| who may | code | reason | 사유 |",
+            "|---|---|---|---|",
+            *others,
             "",
             "## Refusals when a guard fails",
             "",

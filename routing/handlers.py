@@ -1,28 +1,44 @@
-"""routing's handlers: filed complaints and commands in, lifecycle events out.
+"""routing's handlers: batches of filed complaints and commands in, lifecycle events out.
 
-Follow one message here from its subscriber (:func:`subscribe`) through :class:`Routing`
-to the store's single-document write and the publish that empties the outbox.
+Follow a batch from its subscriber (:func:`subscribe`) through :meth:`Routing.handle`: one
+read of the batch's complaints, one classifier call for the new ones, a pure decision per
+message (``routing/complaint.py``), one bulk write of the complaints with their outboxes,
+the publishes (each complaint's in order, the complaints at once) and one bulk write that
+empties the outboxes. A record that is not a valid message is dead-lettered alone.
 """
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import APIRouter
-from prometheus_client import CollectorRegistry, Counter
-from pydantic import BaseModel, ConfigDict, Field
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
+from faststream.kafka.parser import AioKafkaParser
+from faststream.message import StreamMessage
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from routing.assignment import choose_handler
-from routing.catalogue import Catalogue, Department
-from routing.deadlines import Period, WorkingCalendar
-from routing.lifecycle import RESIDENT_TRIGGERS, ROUTING_TRIGGERS, Facts, Lifecycle
+from routing.assignment import Load, load_deltas
+from routing.catalogue import Catalogue
+from routing.complaint import Facts, Message, Routed, Rules, text_of
+from routing.deadlines import WorkingCalendar
+from routing.lifecycle import Lifecycle
 from routing.sla import crossed
-from routing.store import Changes, Counts, RoutingRecord, RoutingStore, Transfer
-from routing.texts import Refusal, RefusalCode, Texts
+from routing.store import (
+    Cleared,
+    RoutingRecord,
+    RoutingStore,
+    Transfer,
+    Write,
+    held,
+    with_load_deltas,
+)
+from routing.texts import Texts
 from schemas import (
     CommandRejected,
     ComplaintDeadlineAlert,
@@ -31,19 +47,15 @@ from schemas import (
     topics,
 )
 from schemas.commands import (
-    RESIDENT,
+    COMMAND_ADAPTER,
     AnyCommand,
-    ComplaintCommand,
-    ExtendDeadline,
-    ProvideInfo,
     ReassignHandler,
-    RejectComplaint,
+    ReopenComplaint,
     TransferComplaint,
 )
-from schemas.events import HandlerRef
-from schemas.states import ComplaintState
 from services.errors import RetryableError
 from services.http import ApiError
+from services.logs import bound
 from services.openapi import refusals
 from services.runtime import Clock, Publish, Runtime
 
@@ -51,6 +63,13 @@ if TYPE_CHECKING:
     from routing.classifier import Prediction  # scikit-learn loads only where it is used
 
 log = logging.getLogger("sotong.routing")
+
+MAX_ROUNDS = 5
+"""Rounds a batch gets for complaints other processes keep moving; then it is retried."""
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+FILED_ADAPTER: TypeAdapter[ComplaintFiled] = TypeAdapter(ComplaintFiled)
+PublishDeadLetter = Callable[[StreamMessage[Any], BaseException, int], Awaitable[None]]
+"""Publishes one dead letter: ``DeadLetters.dead_letter`` from the kit, or a fake."""
 
 
 class Predicts(Protocol):
@@ -60,13 +79,6 @@ class Predicts(Protocol):
     def predict(self, text: str) -> "Prediction": ...
 
     def predict_many(self, texts: Sequence[str]) -> "list[Prediction]": ...
-
-
-@dataclass(frozen=True)
-class Routed:
-    department: Department
-    auto: bool
-    confidence: float
 
 
 class RoutingMetrics:
@@ -97,6 +109,26 @@ class RoutingMetrics:
         )
 
 
+@dataclass
+class _Outcome:
+    """One complaint's share of a batch round: its write, if any, and what to publish."""
+
+    before: RoutingRecord | None
+    after: RoutingRecord | None = None
+    events: list[ComplaintStatusChanged] = field(default_factory=list)
+    caused_by: list[str] = field(default_factory=list)
+    rejections: list[CommandRejected] = field(default_factory=list)
+    transfers: list[Transfer] = field(default_factory=list)
+    flush: bool = False
+    routed: Routed | None = None
+
+    def write(self) -> Write | None:
+        if self.after is None or not self.events:
+            return None
+        staged = with_load_deltas(self.before, self.after)
+        return Write(self.before, staged, tuple(self.events), tuple(self.caused_by))
+
+
 @dataclass(kw_only=True)
 class Routing:
     """The application service both subscribers call, and the deadline watcher and the
@@ -112,350 +144,279 @@ class Routing:
     calendar: WorkingCalendar
     classifier: Predicts
     clock: Clock
+    rules: Rules = field(init=False)
 
-    # -- filing -----------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.rules = Rules(
+            catalogue=self.catalogue,
+            calendar=self.calendar,
+            lifecycle=self.lifecycle,
+            texts=self.texts,
+        )
 
     async def on_filed(self, filed: ComplaintFiled) -> None:
-        existing = await self.store.get(filed.complaint_id)
-        if existing is not None:
-            self.on_duplicate(topics.FILED)
-            await self.flush(existing)
-            return
-        text = f"{filed.title or ''} {filed.body}".strip()
-        routed = self.route(text, filed.service_code)
-        dept = routed.department
-        handler = await self._choose_handler(dept, filed.location.dong)
-        due_at = self.calendar.due(filed.occurred_at, dept.period(filed.service_code))
-        common: dict[str, Any] = {
-            "complaint_id": filed.complaint_id,
-            "receipt_number": filed.receipt_number,
-            "actor": "routing",
-            "caused_by": filed.event_id,
-            "occurred_at": self.clock(),
-            "due_at": due_at,
-        }
-        received = ComplaintStatusChanged(
-            sequence=1, from_state=None, to_state=ComplaintState.RECEIVED, trigger="file", **common
-        )
-        located = common | {"department": dept.code, "department_name": dept.name}
-        assigned = self._next(received, "assign", located | {"auto_routed": routed.auto})
-        handled = self._next(assigned, "assign_handler", located | {"handler": handler})
-        events = [received, assigned, handled]
-        created = await self.store.create(
-            RoutingRecord(
-                complaint_id=filed.complaint_id,
-                receipt_number=filed.receipt_number,
-                area=filed.location.dong,
-                state=handled.to_state,
-                sequence=handled.sequence,
-                department=dept.code,
-                department_name=dept.name,
-                handler=handler,
-                due_at=due_at,
-                updated_at=handled.occurred_at,
-                auto_routed=routed.auto,
-                confidence=routed.confidence,
-                service_code=filed.service_code,
-                text=text,
-                received_at=filed.occurred_at,
-                original_due_at=due_at,
-                processed=(filed.event_id,),
-                outbox=tuple(events),
-                outbox_pending=True,
-            )
-        )
-        if not created:  # a concurrent delivery of the same event won the insert
-            self.on_duplicate(topics.FILED)
-            record = await self.store.get(filed.complaint_id)
-            if record is not None:
-                await self.flush(record)
-            return
-        self.metrics.routed.labels(dept.code, str(routed.auto).lower()).inc()
-        log.info("complaint routed", extra={"department": dept.code, "auto": routed.auto})
-        await self._publish_events(filed.complaint_id, events, filed.event_id)
-
-    def route(self, text: str, service_code: str | None) -> Routed:
-        """The service code when it names a department; else what the classifier reads.
-
-        Below the confidence threshold the complaint goes to the general desk, marked
-        not auto-routed, for a person to assign (by transfer).
-        """
-        if service_code:
-            dept = self.catalogue.by_service_code(service_code)
-            if dept is not None:
-                return Routed(dept, auto=True, confidence=1.0)
-        prediction = self.classifier.predict(text)
-        return Routed(
-            self.catalogue.departments[prediction.department],
-            auto=prediction.auto,
-            confidence=prediction.confidence,
-        )
-
-    # -- commands ---------------------------------------------------------------------
+        await self.handle([filed])
 
     async def on_command(self, command: AnyCommand) -> None:
-        record = await self.store.get(command.complaint_id)
-        if record is None:
-            await self._reject(command, None, self.texts.refusal(RefusalCode.UNKNOWN_COMPLAINT))
-            return
-        if record.has_processed(command.event_id):
-            self.on_duplicate(topics.COMMANDS)
-            await self.flush(record)
-            return
-        try:
-            self._authorise(command, record)
-            change = self.lifecycle.fire(
-                record.state, command.action.value, self._guard_facts(command, record)
-            )
-            events, changes, counts = await self._effects(
-                command, record, change.trigger, change.to_state
-            )
-        except Refusal as refusal:
-            await self._reject(command, record.state, refusal)
-            return
-        applied = await self.store.advance(
-            record, caused_by=command.event_id, events=events, changes=changes, counts=counts
-        )
-        if not applied:
-            raise RetryableError("the complaint changed while the command was applied")
-        if isinstance(command, TransferComplaint):
-            await self.store.record_transfer(
-                Transfer(
-                    caused_by=command.event_id,
-                    complaint_id=record.complaint_id,
-                    text=record.text,
-                    from_department=record.department,
-                    to_department=command.to_department,
-                    reason=command.note,
-                    at=events[0].occurred_at,
-                ),
-            )
-        await self._publish_events(record.complaint_id, events, command.event_id)
+        await self.handle([command])
 
-    def _authorise(self, command: AnyCommand, record: RoutingRecord) -> None:
-        action = command.action.value
-        if action in ROUTING_TRIGGERS:
-            raise self.texts.refusal(RefusalCode.ROUTING_ONLY)
-        if action in RESIDENT_TRIGGERS:
-            if command.actor != RESIDENT:
-                raise self.texts.refusal(RefusalCode.RESIDENT_ONLY)
-        elif command.actor != record.department:
-            raise self.texts.refusal(RefusalCode.NOT_RESPONSIBLE)
+    # -- batches ----------------------------------------------------------------------
 
-    def _guard_facts(self, command: AnyCommand, record: RoutingRecord) -> Facts:
-        common = Facts(note=command.note, department=record.department, due_at=record.due_at)
-        if isinstance(command, TransferComplaint):
-            return replace(
-                common,
-                to_department=command.to_department,
-                known_departments=self.catalogue.departments.keys(),
-            )
-        if isinstance(command, ExtendDeadline):
-            return replace(
-                common,
-                new_due_at=command.new_due_at,
-                extensions=record.extensions,
-                resident_consent=command.resident_consent,
-                within_double=self._within_double(record, command.new_due_at),
-            )
-        if isinstance(command, ProvideInfo):
-            return replace(common, resume_state=record.resume_state)
-        return common
+    async def handle(self, messages: Sequence[Message]) -> None:
+        """Decide a batch of messages: per round one read, one classifier call, one load
+        read, one bulk write, one load update, the publishes and one outbox clear.
 
-    def _within_double(self, record: RoutingRecord, new_due_at: datetime) -> bool:
-        """A first extension may at most double the legal period, counted the same way."""
-        dept = self.catalogue.departments.get(record.department or "")
-        received = record.received_at
-        if dept is None or received is None:
-            return False
-        period = dept.period(record.service_code)
-        doubled = Period(period.amount * 2, period.unit)
-        return new_due_at <= self.calendar.due(received, doubled)
+        A complaint another process moved meanwhile (its write lost the sequence guard) is
+        read and decided again in the next round, alone with the others that lost; the
+        rest of the batch is published already. One complaint's messages are decided in
+        the order they came.
+        """
+        queue: dict[str, list[Message]] = {}
+        for message in messages:
+            queue.setdefault(message.complaint_id, []).append(message)
+        for n in range(MAX_ROUNDS):
+            first_filings = n == 0 and all(isinstance(m, ComplaintFiled) for m in messages)
+            queue = await self._round(queue, assume_new=first_filings)
+            if not queue:
+                return
+        raise RetryableError("complaints kept changing while their messages were applied")
 
-    async def _effects(
-        self, command: AnyCommand, record: RoutingRecord, trigger: str, to_state: ComplaintState
-    ) -> tuple[list[ComplaintStatusChanged], Changes, Counts]:
-        """The events a legal command produces and the fields it changes."""
-        now = self.clock()
-        base: dict[str, Any] = {
-            "complaint_id": record.complaint_id,
-            "receipt_number": record.receipt_number,
-            "department": record.department,
-            "department_name": record.department_name,
-            "handler": record.handler,
-            "actor": command.actor,
-            "note": command.note,
-            "due_at": record.due_at,
-            "caused_by": command.event_id,
-            "occurred_at": now,
+    async def _round(
+        self, queue: dict[str, list[Message]], *, assume_new: bool = False
+    ) -> dict[str, list[Message]]:
+        """``assume_new``: a batch of filings only is taken as new complaints without
+        reading them first; one already stored collides on insert, and the next round
+        reads it and finds the filing a duplicate."""
+        records = {} if assume_new else await self.store.get_many(queue.keys())
+        unsettled = [d for r in records.values() if r.loads_pending for d in r.load_deltas]
+        if unsettled:  # a crash left them; applying twice counts once
+            await self.store.apply_loads(unsettled)
+        routed = self._route_new(queue, records)
+        handlers = {
+            h
+            for cid, msgs in queue.items()
+            for department in self._departments(records.get(cid), msgs, routed.get(cid))
+            for h in self.rules.candidates(department)
         }
-        changes, counts = Changes(), Counts()
-        if isinstance(command, TransferComplaint):
-            dept = self.catalogue.departments[command.to_department]
-            moved = self._first(
-                record,
-                trigger,
-                to_state,
-                base | {"department": dept.code, "department_name": dept.name, "handler": None},
-            )
-            handler = await self._choose_handler(dept, record.area)
-            handled = self._next(
-                moved,
-                "assign_handler",
-                base
-                | {
-                    "department": dept.code,
-                    "department_name": dept.name,
-                    "handler": handler,
-                    "actor": "routing",
-                    "note": None,
-                },
-            )
-            return [moved, handled], changes, Counts(transfer_count=1)
-        if isinstance(command, ExtendDeadline):
-            base["due_at"] = command.new_due_at
-            counts = Counts(extensions=1)
-        elif isinstance(command, RejectComplaint):
-            base["remedy"] = command.remedy
-        elif isinstance(command, ReassignHandler):
-            base["handler"] = await self._reassign(command, record)
-        elif trigger == "request_info":
-            changes = Changes(resume_state=record.state, paused_at=now)
-        elif trigger == "provide_info" and record.due_at is not None:
-            paused_at = record.paused_at or now
-            paused = self.calendar.working_hours_between(paused_at, now)
-            base["due_at"] = (
-                self.calendar.add_working_hours(record.due_at, paused) if paused else record.due_at
-            )
-            changes = Changes(resume_state=None, paused_at=None)
-        elif trigger == "reopen":
-            reopened = self.catalogue.departments.get(record.department or "")
-            if reopened is not None and record.handler is None:
-                base["handler"] = await self._choose_handler(reopened, record.area)
-            if reopened is not None:
-                base["due_at"] = self.calendar.due(now, reopened.period(record.service_code))
-                changes = Changes(received_at=now, original_due_at=base["due_at"], extensions=0)
-            counts = Counts(reopen_count=1)
-        return [self._first(record, trigger, to_state, base)], changes, counts
-
-    async def _reassign(self, command: ReassignHandler, record: RoutingRecord) -> HandlerRef:
-        dept = self.catalogue.departments[record.department or self.catalogue.general_desk]
-        roster = self.catalogue.rosters.get(dept.code, ())
-        if command.handler_id is not None:
-            for handler in roster:
-                if handler.handler_id == command.handler_id and handler.on_duty:
-                    return handler.ref()
-            raise self.texts.refusal(RefusalCode.UNKNOWN_HANDLER)
-        current = record.handler.handler_id if record.handler else None
-        others = tuple(h for h in roster if h.handler_id != current)
-        return choose_handler(
-            dept,
-            others,
-            area=record.area,
-            loads=await self.store.loads([h.handler_id for h in others]),
+        loads = dict(await self.store.loads(handlers))
+        now = self.clock()
+        outcomes = {
+            cid: self._decide(records.get(cid), msgs, routed.get(cid), loads, now)
+            for cid, msgs in queue.items()
+        }
+        written = [(cid, w) for cid, o in outcomes.items() if (w := o.write()) is not None]
+        applied = await self.store.write_many([w for _, w in written])
+        lost = {cid for (cid, _), ok in zip(written, applied, strict=True) if not ok}
+        await self.store.apply_loads(
+            [
+                d
+                for (cid, w), ok in zip(written, applied, strict=True)
+                if ok
+                for d in w.after.load_deltas
+            ]
         )
+        done = {cid: o for cid, o in outcomes.items() if cid not in lost}
+        for outcome in done.values():
+            for transfer in outcome.transfers:
+                await self.store.record_transfer(transfer)
+        await self._publish(done)
+        return {cid: queue[cid] for cid in lost}
 
-    async def _choose_handler(self, dept: Department, area: str | None) -> HandlerRef:
-        roster = self.catalogue.rosters.get(dept.code, ())
-        candidates = [
-            h.handler_id for h in roster if h.on_duty and (area is None or area in h.areas)
-        ]
-        loads = await self.store.loads(candidates)
-        return choose_handler(dept, roster, area=area, loads=loads)
+    def _route_new(
+        self, queue: Mapping[str, list[Message]], records: Mapping[str, RoutingRecord]
+    ) -> dict[str, Routed]:
+        """Where each new complaint of the batch goes: the classifier reads all the texts
+        that need it in one call."""
+        filings = {
+            cid: filed
+            for cid, msgs in queue.items()
+            if cid not in records
+            for filed in msgs[:1]
+            if isinstance(filed, ComplaintFiled)
+        }
+        routed: dict[str, Routed] = {}
+        unread: list[tuple[str, str]] = []
+        for cid, filed in filings.items():
+            dept = (
+                self.catalogue.by_service_code(filed.service_code) if filed.service_code else None
+            )
+            if dept is not None:
+                routed[cid] = Routed(dept, auto=True, confidence=1.0)
+            else:
+                unread.append((cid, text_of(filed)))
+        if unread:
+            predictions = self.classifier.predict_many([text for _, text in unread])
+            for (cid, _), p in zip(unread, predictions, strict=True):
+                routed[cid] = Routed(
+                    self.catalogue.departments[p.department], auto=p.auto, confidence=p.confidence
+                )
+        return routed
 
     @staticmethod
-    def _first(
-        record: RoutingRecord, trigger: str, to_state: ComplaintState, fields: dict[str, Any]
-    ) -> ComplaintStatusChanged:
-        return ComplaintStatusChanged.model_validate(
-            fields
-            | {
-                "sequence": record.sequence + 1,
-                "from_state": record.state,
-                "to_state": to_state,
-                "trigger": trigger,
-            }
-        )
+    def _departments(
+        record: RoutingRecord | None, messages: Sequence[Message], routed: Routed | None
+    ) -> set[str | None]:
+        """Every department whose handlers a decision on these messages may choose from:
+        none for the commands that keep the handler, so their batch reads no loads."""
+        found: set[str | None] = set()
+        if routed is not None:
+            found.add(routed.department.code)
+        for message in messages:
+            if isinstance(message, TransferComplaint):
+                found.add(message.to_department)
+            elif isinstance(message, ReassignHandler | ReopenComplaint) and record is not None:
+                found.add(record.department)
+        return found
 
-    def _next(
-        self, previous: ComplaintStatusChanged, trigger: str, fields: dict[str, Any]
-    ) -> ComplaintStatusChanged:
-        change = self.lifecycle.fire(previous.to_state, trigger)
-        return ComplaintStatusChanged.model_validate(
-            fields
-            | {
-                "sequence": previous.sequence + 1,
-                "from_state": change.from_state,
-                "to_state": change.to_state,
-                "trigger": change.trigger,
-            }
-        )
+    def _decide(
+        self,
+        record: RoutingRecord | None,
+        messages: Sequence[Message],
+        routed: Routed | None,
+        loads: dict[str, Load],
+        now: datetime,
+    ) -> _Outcome:
+        """One complaint's messages in order, in memory; ``loads`` follows each choice, so
+        the next complaint of the batch sees the handler this one was given."""
+        outcome = _Outcome(before=record)
+        current = record
+        for message in messages:
+            decision = self.rules.decide(
+                current, message, Facts(now=now, loads=loads, routed=routed)
+            )
+            if decision.duplicate:
+                self.on_duplicate(
+                    topics.FILED if isinstance(message, ComplaintFiled) else topics.COMMANDS
+                )
+                outcome.flush = True
+                continue
+            if decision.rejection is not None:
+                outcome.rejections.append(decision.rejection)
+                continue
+            for delta in load_deltas("", held(current), held(decision.complaint)):
+                loads[delta.handler_id] = loads.get(delta.handler_id, Load()).plus(delta)
+            if current is None:
+                outcome.routed = routed
+            current = decision.complaint
+            outcome.events.extend(decision.events)
+            outcome.caused_by.append(message.event_id)
+            if decision.transfer is not None:
+                outcome.transfers.append(decision.transfer)
+        outcome.after = current
+        return outcome
 
-    async def _reject(
-        self, command: AnyCommand, state: ComplaintState | None, refusal: Refusal
-    ) -> None:
-        self.metrics.rejected.labels(refusal.code.value).inc()
-        log.info("command rejected", extra={"action": command.action.value, "code": refusal.code})
-        rejection = CommandRejected(
-            event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"sotong:rejected:{command.event_id}")),
-            complaint_id=command.complaint_id,
-            command_id=command.event_id,
-            action=command.action.value,
-            code=refusal.code.value,
-            reason=refusal.reason,
-            reason_ko=refusal.reason_ko,
-            current_state=state,
-            occurred_at=self.clock(),
+    async def _publish(self, outcomes: Mapping[str, _Outcome]) -> None:
+        """Every complaint's events at once, each complaint's in order; then one outbox
+        clear for them all."""
+        lifecycle: dict[str, list[ComplaintStatusChanged]] = {}
+        for cid, outcome in outcomes.items():
+            pending = list(outcome.before.outbox) if outcome.flush and outcome.before else []
+            if pending or outcome.events:
+                lifecycle[cid] = pending + outcome.events
+            if outcome.routed is not None:
+                dept = outcome.routed.department
+                self.metrics.routed.labels(dept.code, str(outcome.routed.auto).lower()).inc()
+                with bound(complaint_id=cid):
+                    log.info(
+                        "complaint routed",
+                        extra={"department": dept.code, "auto": outcome.routed.auto},
+                    )
+            for rejection in outcome.rejections:
+                self.metrics.rejected.labels(rejection.code).inc()
+                with bound(complaint_id=cid):
+                    log.info(
+                        "command rejected",
+                        extra={"action": rejection.action, "code": rejection.code},
+                    )
+
+        async def in_order(events: Sequence[ComplaintStatusChanged]) -> None:
+            for event in events:
+                await self.publish(topics.LIFECYCLE, event, event.caused_by)
+                self.metrics.transitions.labels(event.trigger, event.to_state.value).inc()
+
+        rejections = [r for o in outcomes.values() for r in o.rejections]
+        await asyncio.gather(
+            *(in_order(events) for events in lifecycle.values()),
+            *(self.publish(topics.REJECTIONS, r, r.command_id) for r in rejections),
         )
-        await self.publish(topics.REJECTIONS, rejection, command.event_id)
+        await self.store.clear_outboxes(
+            [
+                Cleared(cid, tuple(e.event_id for e in events), max(e.sequence for e in events))
+                for cid, events in lifecycle.items()
+            ]
+        )
 
     # -- deadlines --------------------------------------------------------------------
 
     async def scan_deadlines(self) -> int:
         """Publish every threshold crossed since the last scan; exactly once per clock.
 
-        The alert's id is derived from its key, and the key is recorded after the
-        publish: a crash in between repeats the publish with the same id (a duplicate
-        downstream), never loses it.
+        Only complaints whose next threshold has come are read (an indexed query on
+        ``next_alert_at``). The alert's id is derived from its key, and the key is recorded
+        after the publish: a crash in between repeats the publish with the same id (a
+        duplicate downstream), never loses it.
         """
         now = self.clock()
         published = 0
-        for record in await self.store.with_running_clock():
-            received, due = record.received_at, record.due_at
-            if received is None or due is None:
-                continue
-            alerts = crossed(
+        for _ in range(MAX_ROUNDS):  # more than a page due, or complaints moved meanwhile
+            due = await self.store.alerts_due(now)
+            if not due:
+                break
+            sent = await asyncio.gather(*(self._alert(record, now) for record in due))
+            published += sum(sent)
+        return published
+
+    async def _alert(self, record: RoutingRecord, now: datetime) -> int:
+        received, due = record.received_at, record.due_at
+        alerts = (
+            crossed(
                 now=now,
                 received_at=received,
                 due_at=due,
                 calendar=self.calendar,
                 sent=record.sla_sent,
             )
-            dept = self.catalogue.departments.get(record.department or "")
-            for alert in alerts:
-                event = ComplaintDeadlineAlert(
-                    event_id=str(
-                        uuid.uuid5(
-                            uuid.NAMESPACE_URL, f"sotong:sla:{record.complaint_id}:{alert.key}"
-                        )
-                    ),
-                    complaint_id=record.complaint_id,
-                    receipt_number=record.receipt_number,
-                    kind=alert.kind,
-                    state=record.state,
-                    department=record.department,
-                    department_name=record.department_name,
-                    handler=record.handler,
-                    supervisor=dept.supervisor if dept else None,
-                    received_at=received,
-                    due_at=due,
-                    occurred_at=now,
-                )
-                await self.publish(topics.SLA, event)
-                await self.store.mark_alert(record.complaint_id, alert.key)
-                self.metrics.sla_alerts.labels(alert.kind.value, record.department or "none").inc()
-                published += 1
-        return published
+            if received is not None and due is not None
+            else []
+        )
+        dept = self.catalogue.departments.get(record.department or "")
+        for alert in alerts:
+            event = ComplaintDeadlineAlert(
+                event_id=str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"sotong:sla:{record.complaint_id}:{alert.key}")
+                ),
+                complaint_id=record.complaint_id,
+                receipt_number=record.receipt_number,
+                kind=alert.kind,
+                state=record.state,
+                department=record.department,
+                department_name=record.department_name,
+                handler=record.handler,
+                supervisor=dept.supervisor if dept else None,
+                received_at=received,
+                due_at=due,
+                occurred_at=now,
+            )
+            await self.publish(topics.SLA, event)
+            self.metrics.sla_alerts.labels(alert.kind.value, record.department or "none").inc()
+        keys = [a.key for a in alerts]
+        marked = record.model_copy(update={"sla_sent": (*record.sla_sent, *keys)})
+        upcoming = self.rules.next_alert_at(marked)
+        if upcoming is not None and upcoming <= now:  # not crossed yet by a hair: look again later
+            upcoming = now + timedelta(seconds=1)
+        await self.store.mark_alerts(record, keys, upcoming)
+        return len(alerts)
+
+    async def schedule_unscheduled(self) -> int:
+        """Give running clocks stored before ``next_alert_at`` was kept their next time."""
+        scheduled = 0
+        while batch := await self.store.unscheduled():
+            times = [(r, self.rules.next_alert_at(r)) for r in batch]
+            await self.store.schedule(times)
+            scheduled += len(batch)
+            if all(t is None for _, t in times):
+                break
+        return scheduled
 
     async def deadlines_forever(self, interval: float) -> None:
         while True:
@@ -486,6 +447,22 @@ class Routing:
         if pending:
             await self._publish_events(record.complaint_id, pending, pending[0].caused_by)
 
+    async def settle_loads(self) -> int:
+        """Apply the load deltas a crash left staged (applying twice counts once)."""
+        pending = await self.store.pending_loads()
+        if pending:
+            await self.store.apply_loads([d for r in pending for d in r.load_deltas])
+            await self.store.settle_loads(pending)
+        return len(pending)
+
+    async def settle_loads_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.settle_loads()
+            except Exception:
+                log.exception("settling handler loads failed; will try again")
+            await asyncio.sleep(interval)
+
     async def relay_forever(self, interval: float) -> None:
         while True:
             try:
@@ -496,16 +473,90 @@ class Routing:
             await asyncio.sleep(interval)
 
 
-def subscribe(runtime: Runtime, routing: Routing) -> None:
+def raw_values(message: StreamMessage[Any]) -> list[bytes]:
+    """The subscribers' decoder: the bytes untouched, so one record that is not a valid
+    message cannot fail its batch before the handler sees it."""
+    return [record.value or b"" for record in records_of(message)]
+
+
+def records_of(message: StreamMessage[Any]) -> Sequence[Any]:
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple | list) else (raw,)
+
+
+@dataclass(kw_only=True)
+class Consumer:
+    """One batch subscriber: parse each record, dead-letter the invalid ones alone, and
+    hand the rest to :meth:`Routing.handle` in the order they came."""
+
+    routing: Routing
+    adapter: TypeAdapter[Any]
+    dead_letter: PublishDeadLetter
+    batch_records: Histogram
+    _parser: AioKafkaParser = field(
+        init=False,
+        repr=False,
+        default_factory=lambda: AioKafkaParser(msg_class=KafkaStreamMessage, regex=None),
+    )
+
+    async def on_batch(self, message: KafkaMessage) -> None:
+        await self.handle(records_of(message))
+
+    async def handle(self, records: Sequence[Any]) -> None:
+        self.batch_records.observe(len(records))
+        messages: list[Message] = []
+        for record in records:
+            try:
+                messages.append(self.adapter.validate_json(record.value or b""))
+            except ValidationError as exc:
+                key = (
+                    record.key.decode("utf-8", "replace") if isinstance(record.key, bytes) else None
+                )
+                with bound(complaint_id=key):
+                    await self.dead_letter(await self._parser.parse_message(record), exc, 1)
+        if messages:
+            await self.routing.handle(messages)
+
+
+def subscribe(
+    runtime: Runtime,
+    routing: Routing,
+    *,
+    max_records: int,
+    timeout_ms: int,
+    dead_letter: PublishDeadLetter | None = None,
+) -> list[Consumer]:
     """Each topic gets its own consumer group, so a slow command never holds up filing."""
-
-    @runtime.subscriber(topics.FILED, group="filed")
-    async def on_filed(filed: ComplaintFiled) -> None:
-        await routing.on_filed(filed)
-
-    @runtime.subscriber(topics.COMMANDS, group="commands")
-    async def on_command(command: ComplaintCommand) -> None:
-        await routing.on_command(command)
+    batches = Histogram(
+        "sotong_routing_batch_records",
+        "Records per consumed batch.",
+        ["topic"],
+        buckets=BATCH_BUCKETS,
+        registry=runtime.registry,
+    )
+    consumers = []
+    for topic, group, adapter in (
+        (topics.FILED, "filed", FILED_ADAPTER),
+        (topics.COMMANDS, "commands", COMMAND_ADAPTER),
+    ):
+        consumer = Consumer(
+            routing=routing,
+            adapter=adapter,
+            dead_letter=dead_letter or runtime.dead_letters.dead_letter,
+            batch_records=batches.labels(topic),
+        )
+        # Registered by call: runtime.subscriber is untyped, and a decorator would erase
+        # the handler's type under mypy --strict.
+        runtime.subscriber(
+            topic,
+            group=group,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=timeout_ms,
+            decoder=raw_values,
+        )(consumer.on_batch)
+        consumers.append(consumer)
+    return consumers
 
 
 MAX_TEXTS = 50

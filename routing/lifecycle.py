@@ -13,6 +13,7 @@ from typing import Any, Final
 from transitions import EventData, Machine, MachineError
 
 from routing.texts import RefusalCode, Texts, shipped
+from schemas.commands import RESIDENT as COMMAND_RESIDENT
 from schemas.states import ComplaintState as S
 
 _WORKING = [S.HANDLER_ASSIGNED, S.SITE_CHECK, S.REVIEWING]
@@ -73,8 +74,51 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
 ]
 """``dest: None`` is an internal transition: the state stays, the event is still recorded."""
 
-RESIDENT_TRIGGERS: Final = frozenset({"provide_info", "withdraw", "reopen"})
-ROUTING_TRIGGERS: Final = frozenset({"assign", "assign_handler"})
+ROUTING: Final = "routing"
+RESIDENT: Final = "resident"
+DEPARTMENT: Final = "responsible department"
+
+WHO_MAY_FIRE: Final[dict[str, str]] = {
+    "assign": ROUTING,
+    "assign_handler": ROUTING,
+    "start_site_check": DEPARTMENT,
+    "start_review": DEPARTMENT,
+    "resolve": DEPARTMENT,
+    "transfer": DEPARTMENT,
+    "request_info": DEPARTMENT,
+    "provide_info": RESIDENT,
+    "extend": DEPARTMENT,
+    "reassign": DEPARTMENT,
+    "reject": DEPARTMENT,
+    "withdraw": RESIDENT,
+    "reopen": RESIDENT,
+    "close": DEPARTMENT,
+}
+"""Who may fire each trigger: routing itself (never by command), the resident (through
+intake), or the department responsible for the complaint now."""
+
+ACTOR_REFUSALS: Final[dict[str, RefusalCode]] = {
+    ROUTING: RefusalCode.ROUTING_ONLY,
+    RESIDENT: RefusalCode.RESIDENT_ONLY,
+    DEPARTMENT: RefusalCode.NOT_RESPONSIBLE,
+}
+"""The refusal a command from anyone else gets."""
+
+EFFECTS: Final[dict[str, str]] = {
+    "assign": "department from the service code or the classifier; due time from its period",
+    "assign_handler": "the on-duty handler for the area with the fewest open complaints",
+    "transfer": "new department, then a handler there (assign_handler); kept as a training example",
+    "request_info": "the clock pauses; the state to resume is kept",
+    "provide_info": "back to the kept state; the due time moves by the working hours paused",
+    "extend": "the new due time; one more extension",
+    "reassign": "the named on-duty handler, or the least loaded other one",
+    "reject": "the remedy is carried",
+    "reopen": "a new clock from now; a handler if none; one more reopening",
+}
+"""What a trigger changes beside the state (``routing/complaint.py`` carries it out)."""
+
+RESIDENT_TRIGGERS: Final = frozenset(t for t, who in WHO_MAY_FIRE.items() if who == RESIDENT)
+ROUTING_TRIGGERS: Final = frozenset(t for t, who in WHO_MAY_FIRE.items() if who == ROUTING)
 
 GUARD_REFUSALS: Final[dict[str, RefusalCode]] = {
     "has_result": RefusalCode.RESULT_REQUIRED,
@@ -86,6 +130,16 @@ GUARD_REFUSALS: Final[dict[str, RefusalCode]] = {
     "consented_if_repeated": RefusalCode.CONSENT_REQUIRED,
 }
 """The refusal a failed guard gives; its sentences are in ``routing/data/texts.ko.json``."""
+
+
+def refusal_for_actor(trigger: str, *, actor: str, department: str | None) -> RefusalCode | None:
+    """Why ``actor`` may not fire ``trigger`` on a complaint ``department`` is responsible
+    for, or None if it may (an unknown trigger is the machine's to refuse)."""
+    who = WHO_MAY_FIRE.get(trigger)
+    if who is None:
+        return None
+    allowed = {ROUTING: False, RESIDENT: actor == COMMAND_RESIDENT, DEPARTMENT: actor == department}
+    return None if allowed[who] else ACTOR_REFUSALS[who]
 
 
 @dataclass(frozen=True)

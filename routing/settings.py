@@ -13,6 +13,14 @@ class RoutingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SOTONG_ROUTING_", extra="ignore")
 
     http_port: int = 8002
+    batch_max_records: int = Field(
+        default=500, ge=1, le=10_000, description="Records per consumed batch, at most."
+    )
+    batch_timeout_ms: int = Field(
+        default=50,
+        ge=1,
+        description="How long a batch waits to fill: a lone filing waits this long at most.",
+    )
     relay_interval_seconds: float = Field(default=2.0, gt=0)
     deadline_scan_interval_seconds: float = Field(default=60.0, gt=0)
     classifier_threshold: float = Field(

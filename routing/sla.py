@@ -23,6 +23,24 @@ class Alert:
     key: str
 
 
+def next_alert_at(
+    *, received_at: datetime, due_at: datetime, calendar: WorkingCalendar, sent: Collection[str]
+) -> datetime | None:
+    """When :func:`crossed` will next have something to say, so the watcher reads only the
+    complaints whose time has come (an indexed query), never every open one. Once the due
+    time has passed the warning is moot, as in :func:`crossed`."""
+    clock = due_at.isoformat()
+    times = []
+    if f"{AlertKind.BREACH.value}@{clock}" not in sent:
+        times.append(due_at)
+        period = calendar.working_hours_between(received_at, due_at)
+        if period > 0 and f"{AlertKind.WARNING.value}@{clock}" not in sent:
+            times.append(calendar.add_working_hours(received_at, WARNING_SHARE * period))
+    if f"{AlertKind.PROGRESS_NOTICE.value}@{received_at.isoformat()}" not in sent:
+        times.append(received_at + PROGRESS_NOTICE_AFTER)
+    return min(times, default=None)
+
+
 def crossed(
     *,
     now: datetime,

@@ -1,9 +1,17 @@
 """routing's store: one document per complaint holding its state and its outbox.
 
-A state change, the id of the message that caused it and the events it produces are
+A state change, the ids of the messages that caused it and the events it produces are
 written in one single-document update guarded by the current sequence (optimistic
-concurrency). Events are then published and removed from the outbox; a crash in
-between leaves them to be published again with the same ids (a harmless duplicate).
+concurrency); a batch writes all its complaints so in one bulk write (``write_many``).
+Events are then published and removed from the outbox; a crash in between leaves them to
+be published again with the same ids (a harmless duplicate).
+
+Handler loads are counters (``routing_handler_loads``), not counts over the complaints:
+each write stages its load deltas in the complaint (``load_deltas``, ``loads_pending``),
+they are applied after the write, each at most once per handler (its key is remembered),
+and a crash in between leaves them staged for ``pending_loads``. Every hot-path query is
+served by an index: SecantusDB's planner uses one only when it covers every field of the
+filter, hence ``(_id, sequence)`` for the guard.
 
 :class:`RoutingStore` is what the handlers need; :class:`MongoRoutingStore` is the
 MongoDB adapter, and ``tests/fakes/routing.py`` holds the in-memory one that
@@ -11,18 +19,18 @@ MongoDB adapter, and ``tests/fakes/routing.py`` holds the in-memory one that
 """
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from routing.assignment import Load
+from routing.assignment import Held, Load, LoadDelta, load_deltas
 from schemas import ComplaintStatusChanged
 from schemas.events import HandlerRef
 from schemas.states import OPEN_STATES, ComplaintState
@@ -30,7 +38,11 @@ from services.mongo import Document
 
 COLLECTION = "routing_complaints"
 TRANSFERS = "routing_transfer_examples"
+LOADS = "routing_handler_loads"
 PROCESSED_KEPT = 500
+APPLIED_KEPT = 500
+"""Load deltas remembered per handler, so a delta applied again (recovery) counts once."""
+DUPLICATE_KEY = 11000
 RUNNING_CLOCK = frozenset(OPEN_STATES - {ComplaintState.INFO_REQUESTED})
 """Open states whose deadline clock runs (보완 요청 pauses it)."""
 
@@ -66,9 +78,38 @@ class RoutingRecord(BaseModel):
     processed: tuple[str, ...] = ()
     outbox: tuple[ComplaintStatusChanged, ...] = ()
     outbox_pending: bool = False
+    load_deltas: tuple[LoadDelta, ...] = ()
+    loads_pending: bool = False
+    next_alert_at: datetime | None = None
+    """When the deadline watcher should look at it next (None: its clock is not running)."""
 
     def has_processed(self, message_id: str) -> bool:
         return message_id in self.processed
+
+
+Complaint = RoutingRecord
+"""The aggregate ``routing.complaint.decide`` works on: the record as routing keeps it."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """One complaint's new state after a batch, applied only at the sequence it was read at
+    (``before``; None for a complaint not stored yet). The events and message ids are the
+    ones this write adds to the outbox and the processed ids."""
+
+    before: RoutingRecord | None
+    after: RoutingRecord
+    events: tuple[ComplaintStatusChanged, ...]
+    caused_by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """Events of one complaint that are published: see ``clear_outbox``."""
+
+    complaint_id: str
+    event_ids: tuple[str, ...]
+    up_to_sequence: int
 
 
 class Changes(BaseModel):
@@ -124,6 +165,34 @@ class RoutingStore(Protocol):
 
     async def get(self, complaint_id: str) -> RoutingRecord | None: ...
 
+    async def get_many(self, complaint_ids: Collection[str]) -> dict[str, RoutingRecord]:
+        """The stored ones of these complaints, in one query."""
+        ...
+
+    async def write_many(self, writes: Sequence[Write]) -> list[bool]:
+        """Insert new complaints and apply the others, each only if nobody moved it since it
+        was read, in one bulk write: per write, whether it was applied. The load deltas each
+        write carries are staged in its record (``loads_pending``) for ``apply_loads``."""
+        ...
+
+    async def apply_loads(self, deltas: Sequence[LoadDelta]) -> None:
+        """Add deltas to the handlers' counters, each once however often it is applied."""
+        ...
+
+    async def clear_outboxes(self, cleared: Sequence[Cleared]) -> None:
+        """``clear_outbox`` for many complaints in one bulk write; a complaint whose events
+        are cleared at its sequence has its load deltas applied too (they are applied
+        before publishing), so it is no longer ``loads_pending``."""
+        ...
+
+    async def pending_loads(self, limit: int = 200) -> list[RoutingRecord]:
+        """Complaints whose load deltas may not be applied yet (a crash after the write)."""
+        ...
+
+    async def settle_loads(self, records: Sequence[RoutingRecord]) -> None:
+        """Mark these complaints' load deltas applied, unless they moved on since."""
+        ...
+
     async def create(self, record: RoutingRecord) -> bool:
         """Insert a new complaint with its first events. False if it already exists."""
         ...
@@ -155,7 +224,26 @@ class RoutingStore(Protocol):
 
     async def mark_alert(self, complaint_id: str, key: str) -> None: ...
 
-    async def loads(self, handler_ids: Sequence[str]) -> dict[str, Load]:
+    async def alerts_due(self, now: datetime, limit: int = 500) -> list[RoutingRecord]:
+        """Complaints whose next deadline threshold is at or before ``now``."""
+        ...
+
+    async def mark_alerts(
+        self, record: RoutingRecord, keys: Sequence[str], next_alert_at: datetime | None
+    ) -> None:
+        """Record alerts sent and when to look next; if the complaint moved on since
+        ``record`` was read, its own next time stands and only the keys are added."""
+        ...
+
+    async def unscheduled(self, limit: int = 500) -> list[RoutingRecord]:
+        """Running clocks stored before ``next_alert_at`` was kept."""
+        ...
+
+    async def schedule(self, times: Sequence[tuple[RoutingRecord, datetime | None]]) -> None:
+        """Set ``next_alert_at`` of complaints not moved since read."""
+        ...
+
+    async def loads(self, handler_ids: Collection[str]) -> dict[str, Load]:
         """Open and total complaints of each handler (zero for one with none)."""
         ...
 
@@ -170,28 +258,124 @@ class RoutingStore(Protocol):
 
 def _document(record: RoutingRecord) -> Document:
     doc = record.model_dump(by_alias=True, mode="python")
-    for name in ("sla_sent", "processed", "outbox"):
+    for name in ("sla_sent", "processed", "outbox", "load_deltas"):
         doc[name] = list(doc[name])
     return doc
 
 
-def _state_fields(events: Sequence[ComplaintStatusChanged]) -> Document:
+def held(record: RoutingRecord | None) -> Held | None:
+    """What a complaint adds to its handler's load."""
+    if record is None or record.handler is None:
+        return None
+    return Held(record.handler.handler_id, open=record.state in OPEN_STATES)
+
+
+def with_load_deltas(before: RoutingRecord | None, after: RoutingRecord) -> RoutingRecord:
+    """``after``, carrying the changes to handler loads since ``before``, staged until
+    they are applied (``loads_pending``)."""
+    key = f"{after.complaint_id}:{after.sequence}"
+    deltas = load_deltas(key, held(before), held(after))
+    return after.model_copy(update={"load_deltas": deltas, "loads_pending": bool(deltas)})
+
+
+def advanced(
+    record: RoutingRecord,
+    *,
+    caused_by: str,
+    events: Sequence[ComplaintStatusChanged],
+    changes: "Changes",
+    counts: "Counts",
+) -> RoutingRecord:
+    """The record after ``events``, the fields ``changes`` sets and the ``counts`` added."""
     last = events[-1]
-    return {
-        "state": last.to_state.value,
-        "sequence": last.sequence,
-        "department": last.department,
-        "department_name": last.department_name,
-        "handler": None if last.handler is None else last.handler.model_dump(),
-        "due_at": last.due_at,
-        "updated_at": last.occurred_at,
+    added = {name: getattr(record, name) + n for name, n in counts.nonzero().items()}
+    return record.model_copy(
+        update=changes.model_dump(exclude_unset=True)
+        | added
+        | {
+            "state": last.to_state,
+            "sequence": last.sequence,
+            "department": last.department,
+            "department_name": last.department_name,
+            "handler": last.handler,
+            "due_at": last.due_at,
+            "updated_at": last.occurred_at,
+            "outbox": (*record.outbox, *events),
+            "outbox_pending": True,
+            "processed": (*record.processed, caused_by)[-PROCESSED_KEPT:],
+        }
+    )
+
+
+_APPENDED = frozenset({"outbox", "processed", "sla_sent"})
+"""Fields a write appends to (or leaves to others) rather than sets."""
+
+
+def _update(write: Write) -> Document:
+    """The update taking ``before`` to ``after``: the fields that differ are set, the new
+    events and message ids appended. The outbox and ``sla_sent`` are never set whole, since
+    the relay and the deadline watcher change them without moving the sequence."""
+    before, after = write.before, write.after
+    assert before is not None
+    old = _document(before)
+    new = _document(after)
+    changed = {
+        name: value
+        for name, value in new.items()
+        if name not in _APPENDED and name != "_id" and old.get(name) != value
     }
+    update: Document = {"$set": changed | {"outbox_pending": True}}
+    push: Document = {}
+    if write.events:
+        push["outbox"] = {"$each": [e.model_dump(mode="python") for e in write.events]}
+    if write.caused_by:
+        push["processed"] = {"$each": list(write.caused_by), "$slice": -PROCESSED_KEPT}
+    if push:
+        update["$push"] = push
+    return update
+
+
+async def write_one(store: "RoutingStore", write: Write) -> bool:
+    """One complaint written, its load deltas applied and settled: the single-document
+    form of what a batch does (``write_many``, ``apply_loads``, ``settle_loads``)."""
+    staged = Write(
+        write.before, with_load_deltas(write.before, write.after), write.events, write.caused_by
+    )
+    [applied] = await store.write_many([staged])
+    if applied:
+        await store.apply_loads(staged.after.load_deltas)
+        await store.settle_loads([staged.after])
+    return applied
+
+
+def _apply(delta: LoadDelta) -> UpdateOne:
+    applied = {"$ifNull": ["$applied", []]}
+    fresh = {"$not": [{"$in": [delta.key, applied]}]}
+
+    def plus(name: str, n: int) -> Document:
+        return {"$add": [{"$ifNull": [f"${name}", 0]}, {"$cond": [fresh, n, 0]}]}
+
+    remembered = {"$slice": [{"$concatArrays": [applied, [delta.key]]}, -APPLIED_KEPT]}
+    return UpdateOne(
+        {"_id": delta.handler_id},
+        [
+            {
+                "$set": {
+                    "open": plus("open", delta.open),
+                    "total": plus("total", delta.total),
+                    "applied": {"$cond": [fresh, remembered, applied]},
+                }
+            }
+        ],
+        upsert=True,
+    )
 
 
 class MongoRoutingStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
         self.transfers: AsyncCollection[Document] = db[TRANSFERS]
+        self.counters: AsyncCollection[Document] = db[LOADS]
 
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
@@ -203,20 +387,137 @@ class MongoRoutingStore:
                     [("handler.handler_id", ASCENDING), ("state", ASCENDING)], name="handler_state"
                 ),
                 IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
+                IndexModel([("loads_pending", ASCENDING)], name="loads_pending"),
                 IndexModel([("state", ASCENDING), ("due_at", ASCENDING)], name="deadline_clock"),
+                IndexModel([("next_alert_at", ASCENDING)], name="next_alert_at"),
+                # The sequence guard of every write: SecantusDB's planner uses an index only
+                # if it covers every field of the filter, so ``_id`` alone leaves it to scan.
+                IndexModel([("_id", ASCENDING), ("sequence", ASCENDING)], name="id_sequence"),
             ]
         )
+        await self._count_loads_once()
+
+    async def _count_loads_once(self) -> None:
+        """Complaints stored before handler loads were counted are counted once, here."""
+        if await self.counters.find_one({}) is not None:
+            return
+        if await self.col.find_one({"handler.handler_id": {"$exists": True}}) is None:
+            return
+        open_states = [s.value for s in OPEN_STATES]
+        pipeline: list[Document] = [
+            {"$match": {"handler.handler_id": {"$exists": True}}},
+            {
+                "$group": {
+                    "_id": "$handler.handler_id",
+                    "total": {"$sum": 1},
+                    "open": {"$sum": {"$cond": [{"$in": ["$state", open_states]}, 1, 0]}},
+                }
+            },
+        ]
+        cursor = await self.col.aggregate(pipeline)
+        counted = [
+            InsertOne({"_id": doc["_id"], "open": doc["open"], "total": doc["total"]})
+            async for doc in cursor
+        ]
+        if counted:
+            with contextlib.suppress(BulkWriteError):  # another process counted first
+                await self.counters.bulk_write(counted, ordered=False)
 
     async def get(self, complaint_id: str) -> RoutingRecord | None:
         doc = await self.col.find_one({"_id": complaint_id})
         return None if doc is None else RoutingRecord.model_validate(doc)
 
-    async def create(self, record: RoutingRecord) -> bool:
+    async def get_many(self, complaint_ids: Collection[str]) -> dict[str, RoutingRecord]:
+        if not complaint_ids:
+            return {}
+        cursor = self.col.find({"_id": {"$in": list(complaint_ids)}})
+        records = [RoutingRecord.model_validate(doc) async for doc in cursor]
+        return {r.complaint_id: r for r in records}
+
+    async def write_many(self, writes: Sequence[Write]) -> list[bool]:
+        """A write whose complaint moved on is an upsert that collides with the stored
+        document: the duplicate key error names the write, which a plain update's
+        ``matched`` count would not."""
+        if not writes:
+            return []
+        ops: list[InsertOne[Document] | UpdateOne] = []
+        for write in writes:
+            if write.before is None:
+                ops.append(InsertOne(_document(write.after)))
+            else:
+                ops.append(
+                    UpdateOne(
+                        {"_id": write.before.complaint_id, "sequence": write.before.sequence},
+                        _update(write),
+                        upsert=True,
+                    )
+                )
         try:
-            await self.col.insert_one(_document(record))
-        except DuplicateKeyError:
-            return False
-        return True
+            result = await self.col.bulk_write(ops, ordered=False)
+            lost: set[int] = set()
+            upserted = {int(n): key for n, key in (result.upserted_ids or {}).items()}
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            lost = {int(e["index"]) for e in errors}
+            upserted = {int(u["index"]): u["_id"] for u in exc.details.get("upserted", [])}
+        if upserted:  # an update of a complaint that is not stored: undone, and refused
+            await self.col.delete_many({"_id": {"$in": list(upserted.values())}})
+            lost |= set(upserted)
+        return [n not in lost for n in range(len(writes))]
+
+    async def apply_loads(self, deltas: Sequence[LoadDelta]) -> None:
+        """One update per delta, found by the handler's id alone (a filter the ``_id`` index
+        serves): the pipeline adds the delta only if the handler has not seen its key."""
+        ops = [_apply(d) for d in deltas]
+        if ops:
+            await self.counters.bulk_write(ops, ordered=False)
+
+    async def clear_outboxes(self, cleared: Sequence[Cleared]) -> None:
+        if not cleared:
+            return
+        ops = [
+            UpdateOne(
+                {"_id": c.complaint_id, "sequence": c.up_to_sequence},
+                {
+                    "$pull": {"outbox": {"event_id": {"$in": list(c.event_ids)}}},
+                    "$set": {"outbox_pending": False, "loads_pending": False, "load_deltas": []},
+                },
+            )
+            for c in cleared
+        ]
+        result = await self.col.bulk_write(ops, ordered=False)
+        if result.matched_count < len(cleared):  # some moved on meanwhile: clear those alone
+            moved = await self.col.find(
+                {"_id": {"$in": [c.complaint_id for c in cleared]}},
+                projection={"sequence": 1, "outbox_pending": 1},
+            ).to_list()
+            at = {doc["_id"]: doc["sequence"] for doc in moved if doc.get("outbox_pending")}
+            for c in cleared:
+                if c.complaint_id in at and at[c.complaint_id] != c.up_to_sequence:
+                    await self.col.update_one(
+                        {"_id": c.complaint_id},
+                        {"$pull": {"outbox": {"event_id": {"$in": list(c.event_ids)}}}},
+                    )
+
+    async def pending_loads(self, limit: int = 200) -> list[RoutingRecord]:
+        cursor = self.col.find({"loads_pending": True}, limit=limit)
+        return [RoutingRecord.model_validate(doc) async for doc in cursor]
+
+    async def settle_loads(self, records: Sequence[RoutingRecord]) -> None:
+        ops = [
+            UpdateOne(
+                {"_id": r.complaint_id, "sequence": r.sequence},
+                {"$set": {"loads_pending": False, "load_deltas": []}},
+            )
+            for r in records
+        ]
+        if ops:
+            await self.col.bulk_write(ops, ordered=False)
+
+    async def create(self, record: RoutingRecord) -> bool:
+        return await write_one(self, Write(None, record, record.outbox, record.processed))
 
     async def advance(
         self,
@@ -227,26 +528,8 @@ class MongoRoutingStore:
         changes: Changes = Changes(),  # noqa: B008 - frozen, never mutated
         counts: Counts = Counts(),
     ) -> bool:
-        update: dict[str, Any] = {
-            "$set": {
-                **changes.model_dump(mode="python", exclude_unset=True),
-                **_state_fields(events),
-                "outbox_pending": True,
-            },
-        }
-        if inc := counts.nonzero():
-            update["$inc"] = inc
-        result = await self.col.update_one(
-            {"_id": record.complaint_id, "sequence": record.sequence},
-            update
-            | {
-                "$push": {
-                    "outbox": {"$each": [e.model_dump(mode="python") for e in events]},
-                    "processed": {"$each": [caused_by], "$slice": -PROCESSED_KEPT},
-                },
-            },
-        )
-        return result.modified_count == 1
+        after = advanced(record, caused_by=caused_by, events=events, changes=changes, counts=counts)
+        return await write_one(self, Write(record, after, tuple(events), (caused_by,)))
 
     async def record_transfer(self, transfer: Transfer) -> None:
         """Every transfer (이송) is a labelled example for retraining the classifier."""
@@ -294,16 +577,47 @@ class MongoRoutingStore:
     async def mark_alert(self, complaint_id: str, key: str) -> None:
         await self.col.update_one({"_id": complaint_id}, {"$addToSet": {"sla_sent": key}})
 
-    async def loads(self, handler_ids: Sequence[str]) -> dict[str, Load]:
-        """Counted from the complaints themselves. Only the handlers that could take the
-        complaint are counted, each with two indexed counts, so the cost does not grow
-        with the department's history."""
-        open_states = [s.value for s in OPEN_STATES]
-        loads = {}
-        for handler_id in handler_ids:
-            total = await self.col.count_documents({"handler.handler_id": handler_id})
-            still_open = await self.col.count_documents(
-                {"handler.handler_id": handler_id, "state": {"$in": open_states}}
+    async def alerts_due(self, now: datetime, limit: int = 500) -> list[RoutingRecord]:
+        cursor = self.col.find({"next_alert_at": {"$lte": now}}, limit=limit)
+        return [RoutingRecord.model_validate(doc) async for doc in cursor]
+
+    async def mark_alerts(
+        self, record: RoutingRecord, keys: Sequence[str], next_alert_at: datetime | None
+    ) -> None:
+        added = {"$addToSet": {"sla_sent": {"$each": list(keys)}}}
+        result = await self.col.update_one(
+            {"_id": record.complaint_id, "sequence": record.sequence},
+            added | {"$set": {"next_alert_at": next_alert_at}},
+        )
+        if result.matched_count == 0:
+            await self.col.update_one({"_id": record.complaint_id}, added)
+
+    async def unscheduled(self, limit: int = 500) -> list[RoutingRecord]:
+        """At start-up only: SecantusDB serves no ``null`` match from an index, so this
+        reads the open complaints once."""
+        running = [s.value for s in RUNNING_CLOCK]
+        cursor = self.col.find({"state": {"$in": running}, "next_alert_at": None}, limit=limit)
+        return [
+            r for doc in await cursor.to_list() if (r := RoutingRecord.model_validate(doc)).due_at
+        ]
+
+    async def schedule(self, times: Sequence[tuple[RoutingRecord, datetime | None]]) -> None:
+        ops = [
+            UpdateOne(
+                {"_id": r.complaint_id, "sequence": r.sequence}, {"$set": {"next_alert_at": t}}
             )
-            loads[handler_id] = Load(open=still_open, total=total)
-        return loads
+            for r, t in times
+        ]
+        if ops:
+            await self.col.bulk_write(ops, ordered=False)
+
+    async def loads(self, handler_ids: Collection[str]) -> dict[str, Load]:
+        """Read from the counters ``apply_loads`` keeps: one query however many
+        complaints each handler has had."""
+        if not handler_ids:
+            return {}
+        cursor = self.counters.find(
+            {"_id": {"$in": list(handler_ids)}}, projection={"open": 1, "total": 1}
+        )
+        found = {doc["_id"]: Load(open=doc["open"], total=doc["total"]) async for doc in cursor}
+        return {h: found.get(h, Load()) for h in handler_ids}

@@ -10,12 +10,16 @@ from routing.deadlines import KST
 from routing.store import (
     PROCESSED_KEPT,
     Changes,
+    Cleared,
     Counts,
     MongoRoutingStore,
     RoutingRecord,
     RoutingStore,
     Transfer,
     TransferExample,
+    Write,
+    advanced,
+    with_load_deltas,
 )
 from schemas import ComplaintStatusChanged
 from schemas.events import HandlerRef
@@ -311,3 +315,94 @@ async def test_times_come_back_in_utc_to_the_millisecond(store: RoutingStore) ->
     assert back == precise.replace(microsecond=123000)
     assert back is not None
     assert back.utcoffset() == timedelta(0)
+
+
+async def test_many_complaints_are_read_in_one_call(store: RoutingStore) -> None:
+    for complaint_id in ("c1", "c2"):
+        await store.create(record(complaint_id))
+    found = await store.get_many(["c1", "c2", "nope"])
+    assert sorted(found) == ["c1", "c2"]
+    assert found["c1"] == await stored(store, "c1")
+    assert await store.get_many([]) == {}
+
+
+def moved(before: RoutingRecord, caused_by: str, to_state: S) -> Write:
+    events = (event(before.complaint_id, before.sequence + 1, to_state),)
+    after = advanced(before, caused_by=caused_by, events=events, changes=Changes(), counts=Counts())
+    return Write(before, with_load_deltas(before, after), events, (caused_by,))
+
+
+async def test_a_bulk_write_applies_each_complaint_only_at_its_read_sequence(
+    store: RoutingStore,
+) -> None:
+    for complaint_id in ("c1", "c2"):
+        await store.create(record(complaint_id))
+    c1, c2 = await stored(store, "c1"), await stored(store, "c2")
+    assert await store.write_many([moved(c2, "first", S.SITE_CHECK)]) == [True]
+    new = with_load_deltas(None, record("c3"))
+    outcome = await store.write_many(
+        [
+            moved(c1, "a", S.SITE_CHECK),
+            moved(c2, "late", S.REVIEWING),  # c2 moved on since it was read
+            Write(None, with_load_deltas(None, record("c1")), (), ()),  # c1 exists
+            Write(None, new, new.outbox, new.processed),
+            moved(record("ghost"), "g", S.SITE_CHECK),  # never stored
+        ]
+    )
+    assert outcome == [True, False, False, True, False]
+    after = await stored(store, "c1")
+    assert (after.state, after.sequence, after.has_processed("a")) == (S.SITE_CHECK, 3, True)
+    assert [e.sequence for e in after.outbox] == [1, 2, 3]
+    assert (after.outbox_pending, after.loads_pending) == (True, False)  # same handler, open
+    late = await stored(store, "c2")
+    assert (late.state, late.has_processed("late")) == (S.SITE_CHECK, False)
+    assert (await stored(store, "c3")).loads_pending is True
+    assert await store.get("ghost") is None
+    assert await store.write_many([]) == []
+
+
+async def test_load_deltas_count_once_however_often_applied(store: RoutingStore) -> None:
+    before = await store.loads(["roads-1", "roads-2"])
+    first = with_load_deltas(None, record("c1"))
+    assert await store.write_many([Write(None, first, first.outbox, first.processed)]) == [True]
+    assert [r.complaint_id for r in await store.pending_loads()] == ["c1"]
+    await store.apply_loads(first.load_deltas)
+    await store.apply_loads(first.load_deltas)  # a recovery after a crash applies again
+    c1 = await stored(store, "c1")
+    handed_over = c1.model_copy(update={"handler": LEE})
+    resolved = advanced(
+        handed_over,
+        caused_by="resolve",
+        events=(event("c1", 3, S.RESOLVED, handler=LEE),),
+        changes=Changes(),
+        counts=Counts(),
+    )
+    second = with_load_deltas(c1, resolved)
+    assert await store.write_many([Write(c1, second, resolved.outbox[-1:], ("resolve",))]) == [True]
+    await store.apply_loads(second.load_deltas)
+    await store.apply_loads(second.load_deltas)
+    loads = await store.loads(["roads-1", "roads-2"])
+    assert loads["roads-1"] == before["roads-1"]
+    assert loads["roads-2"] == Load(open=before["roads-2"].open, total=before["roads-2"].total + 1)
+    await store.settle_loads([await stored(store, "c1")])
+    assert await store.pending_loads() == []
+
+
+async def test_outboxes_are_cleared_in_bulk_and_settle_their_loads(store: RoutingStore) -> None:
+    for complaint_id in ("c1", "c2"):
+        written = with_load_deltas(None, record(complaint_id))
+        await store.write_many([Write(None, written, written.outbox, written.processed)])
+    c1, c2 = await stored(store, "c1"), await stored(store, "c2")
+    await store.write_many([moved(c2, "later", S.SITE_CHECK)])
+    await store.clear_outboxes(
+        [
+            Cleared("c1", tuple(e.event_id for e in c1.outbox), 2),
+            Cleared("c2", tuple(e.event_id for e in c2.outbox), 2),  # one event came after
+        ]
+    )
+    cleared = await stored(store, "c1")
+    assert (cleared.outbox, cleared.outbox_pending, cleared.loads_pending) == ((), False, False)
+    later = await stored(store, "c2")
+    assert ([e.sequence for e in later.outbox], later.outbox_pending) == ([3], True)
+    assert [r.complaint_id for r in await store.pending_outboxes()] == ["c2"]
+    await store.clear_outboxes([])

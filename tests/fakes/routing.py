@@ -6,20 +6,24 @@ at, and hands back copies with times as BSON keeps them (UTC, whole milliseconds
 handler cannot pass here by holding on to an object or a microsecond Mongo drops.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from routing.assignment import Load
+from routing.assignment import Load, LoadDelta
 from routing.deadlines import KST
 from routing.store import (
     PROCESSED_KEPT,
     RUNNING_CLOCK,
     Changes,
+    Cleared,
     Counts,
     RoutingRecord,
     Transfer,
     TransferExample,
+    Write,
+    advanced,
+    write_one,
 )
 from schemas import ComplaintStatusChanged, topics
 from schemas.states import OPEN_STATES
@@ -44,6 +48,7 @@ class InMemoryRoutingStore:
     def __init__(self) -> None:
         self.records: dict[str, RoutingRecord] = {}
         self.transfers: dict[str, tuple[datetime, TransferExample]] = {}
+        self.applied: list[LoadDelta] = []
 
     async def ensure_indexes(self) -> None:
         return None
@@ -51,11 +56,63 @@ class InMemoryRoutingStore:
     async def get(self, complaint_id: str) -> RoutingRecord | None:
         return self.records.get(complaint_id)
 
+    async def get_many(self, complaint_ids: Collection[str]) -> dict[str, RoutingRecord]:
+        return {c: self.records[c] for c in complaint_ids if c in self.records}
+
+    async def write_many(self, writes: Sequence[Write]) -> list[bool]:
+        applied = []
+        for write in writes:
+            current = self.records.get(write.after.complaint_id)
+            if write.before is None:
+                ok = current is None
+            else:
+                ok = current is not None and current.sequence == write.before.sequence
+            if ok:
+                # As the MongoDB adapter does: what others changed meanwhile without moving
+                # the sequence (the outbox, the alerts sent) is kept, the rest replaced.
+                kept = (
+                    {}
+                    if current is None
+                    else {
+                        "outbox": (*current.outbox, *write.events),
+                        "sla_sent": current.sla_sent,
+                        "processed": (*current.processed, *write.caused_by)[-PROCESSED_KEPT:],
+                    }
+                )
+                self.records[write.after.complaint_id] = _stored(
+                    write.after.model_copy(update=kept | {"outbox_pending": True})
+                )
+            applied.append(ok)
+        return applied
+
+    async def apply_loads(self, deltas: Sequence[LoadDelta]) -> None:
+        """Loads are counted from the records here; the contract tests hold the MongoDB
+        adapter's counters to the same answers."""
+        self.applied.extend(deltas)
+
+    async def clear_outboxes(self, cleared: Sequence[Cleared]) -> None:
+        for c in cleared:
+            current = self.records.get(c.complaint_id)
+            settled = current is not None and current.sequence == c.up_to_sequence
+            await self.clear_outbox(c.complaint_id, c.event_ids, c.up_to_sequence)
+            if settled:
+                self.records[c.complaint_id] = self.records[c.complaint_id].model_copy(
+                    update={"loads_pending": False, "load_deltas": ()}
+                )
+
+    async def pending_loads(self, limit: int = 200) -> list[RoutingRecord]:
+        return [r for r in self.records.values() if r.loads_pending][:limit]
+
+    async def settle_loads(self, records: Sequence[RoutingRecord]) -> None:
+        for record in records:
+            current = self.records.get(record.complaint_id)
+            if current is not None and current.sequence == record.sequence:
+                self.records[record.complaint_id] = current.model_copy(
+                    update={"loads_pending": False, "load_deltas": ()}
+                )
+
     async def create(self, record: RoutingRecord) -> bool:
-        if record.complaint_id in self.records:
-            return False
-        self.records[record.complaint_id] = _stored(record)
-        return True
+        return await write_one(self, Write(None, record, record.outbox, record.processed))
 
     async def advance(
         self,
@@ -66,30 +123,8 @@ class InMemoryRoutingStore:
         changes: Changes = Changes(),  # noqa: B008 - frozen, never mutated
         counts: Counts = Counts(),  # noqa: B008 - frozen, never mutated
     ) -> bool:
-        current = self.records.get(record.complaint_id)
-        if current is None or current.sequence != record.sequence:
-            return False
-        last = events[-1]
-        added = {name: getattr(current, name) + n for name, n in counts.nonzero().items()}
-        self.records[current.complaint_id] = _stored(
-            current.model_copy(
-                update=changes.model_dump(exclude_unset=True)
-                | added
-                | {
-                    "state": last.to_state,
-                    "sequence": last.sequence,
-                    "department": last.department,
-                    "department_name": last.department_name,
-                    "handler": last.handler,
-                    "due_at": last.due_at,
-                    "updated_at": last.occurred_at,
-                    "outbox": (*current.outbox, *events),
-                    "outbox_pending": True,
-                    "processed": (*current.processed, caused_by)[-PROCESSED_KEPT:],
-                }
-            )
-        )
-        return True
+        after = advanced(record, caused_by=caused_by, events=events, changes=changes, counts=counts)
+        return await write_one(self, Write(record, after, tuple(events), (caused_by,)))
 
     async def clear_outbox(
         self, complaint_id: str, event_ids: Sequence[str], up_to_sequence: int
@@ -118,7 +153,42 @@ class InMemoryRoutingStore:
                 update={"sla_sent": (*current.sla_sent, key)}
             )
 
-    async def loads(self, handler_ids: Sequence[str]) -> dict[str, Load]:
+    async def alerts_due(self, now: datetime, limit: int = 500) -> list[RoutingRecord]:
+        due = [
+            r
+            for r in self.records.values()
+            if r.next_alert_at is not None and r.next_alert_at <= now
+        ]
+        return due[:limit]
+
+    async def mark_alerts(
+        self, record: RoutingRecord, keys: Sequence[str], next_alert_at: datetime | None
+    ) -> None:
+        current = self.records.get(record.complaint_id)
+        if current is None:
+            return
+        sent = (*current.sla_sent, *(k for k in keys if k not in current.sla_sent))
+        update: dict[str, Any] = {"sla_sent": sent}
+        if current.sequence == record.sequence:
+            update["next_alert_at"] = _as_bson(next_alert_at)
+        self.records[record.complaint_id] = current.model_copy(update=update)
+
+    async def unscheduled(self, limit: int = 500) -> list[RoutingRecord]:
+        return [
+            r
+            for r in self.records.values()
+            if r.state in RUNNING_CLOCK and r.due_at is not None and r.next_alert_at is None
+        ][:limit]
+
+    async def schedule(self, times: Sequence[tuple[RoutingRecord, datetime | None]]) -> None:
+        for record, at in times:
+            current = self.records.get(record.complaint_id)
+            if current is not None and current.sequence == record.sequence:
+                self.records[record.complaint_id] = current.model_copy(
+                    update={"next_alert_at": _as_bson(at)}
+                )
+
+    async def loads(self, handler_ids: Collection[str]) -> dict[str, Load]:
         loads = {}
         for handler_id in handler_ids:
             mine = [
