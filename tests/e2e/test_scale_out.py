@@ -79,7 +79,19 @@ async def test_two_routers_share_the_work_and_route_each_complaint_once(pair: Pa
     ids += await file_many(stack, 12, "while-stopped")
     first.child.start()
     first.wait_ready()
-    ids += await file_many(stack, 24, "after")
+    # the restarted process joins the group when the broker rebalances (seconds later);
+    # until then the other routes everything, so file until the restarted one has work
+    rounds = 0
+
+    async def restarted_routes() -> bool | None:
+        nonlocal rounds
+        rounds += 1
+        ids.extend(await file_many(stack, 6, f"after-{rounds}"))
+        return True if routed_by(first.url) > 0 else None
+
+    await eventually(
+        restarted_routes, within=120, interval=1, what="the restarted router to route again"
+    )
 
     async def all_routed() -> dict[str, list[dict[str, object]]] | None:
         events = await read_topic(stack, topics.LIFECYCLE, min_count=3 * len(ids), within=20)
