@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from notifier.chain import Sleep
 from notifier.delivery import Arrival, DeadLetterSink, Delivery, Rejected
 from schemas import ComplaintDeadlineAlert, ComplaintFiled, ComplaintStatusChanged, topics
+from services.broker import raw_values, records_of
 from services.errors import PermanentError, describe
 from services.logs import bound
 
@@ -54,17 +55,6 @@ class Subscribe(Protocol):
 class InvalidRecord(PermanentError):
     """A record that is not the event its topic carries; the reason names each bad field
     (parsed here, not as a handler parameter, so no location is the parameter's)."""
-
-
-def raw_values(message: StreamMessage[Any]) -> list[bytes]:
-    """The subscribers' decoder: the bytes untouched, so a record that is not JSON cannot
-    fail its whole batch before the handler sees it."""
-    return [record.value or b"" for record in records_of(message)]
-
-
-def records_of(message: StreamMessage[Any]) -> Sequence[Any]:
-    raw = message.raw_message
-    return raw if isinstance(raw, tuple | list) else (raw,)
 
 
 def correlation_of(record: Any) -> str | None:

@@ -53,6 +53,7 @@ from schemas.commands import (
     ReopenComplaint,
     TransferComplaint,
 )
+from services.broker import raw_values, records_of
 from services.errors import RetryableError
 from services.http import ApiError
 from services.logs import bound
@@ -471,17 +472,6 @@ class Routing:
             except Exception:
                 log.exception("outbox relay failed; will try again")
             await asyncio.sleep(interval)
-
-
-def raw_values(message: StreamMessage[Any]) -> list[bytes]:
-    """The subscribers' decoder: the bytes untouched, so one record that is not a valid
-    message cannot fail its batch before the handler sees it."""
-    return [record.value or b"" for record in records_of(message)]
-
-
-def records_of(message: StreamMessage[Any]) -> Sequence[Any]:
-    raw = message.raw_message
-    return raw if isinstance(raw, tuple | list) else (raw,)
 
 
 @dataclass(kw_only=True)

@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -311,6 +311,18 @@ async def tolerant_parser(msg: Any, original: Callable[[Any], Awaitable[Any]]) -
     if isinstance(msg, tuple | list):
         return await original(tuple(_readable(record) for record in msg))
     return await original(_readable(msg))
+
+
+def raw_values(message: StreamMessage[Any]) -> list[bytes]:
+    """A batch subscriber's decoder: the bytes untouched, so one record that is not a valid
+    message cannot fail its whole batch before the handler sees (and dead-letters) it."""
+    return [record.value or b"" for record in records_of(message)]
+
+
+def records_of(message: StreamMessage[Any]) -> Sequence[Any]:
+    """The Kafka records of a message: a batch's, or the one."""
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple | list) else (raw,)
 
 
 def subscriber(

@@ -14,6 +14,7 @@ from prometheus_client import Gauge
 
 from schemas import topics
 from schemas.events import utcnow
+from services.broker import raw_values
 from services.keys import ApiKeys
 from services.runtime import Clock, Runtime
 from tracker import search
@@ -23,7 +24,6 @@ from tracker.handlers import (
     PublishDeadLetter,
     StatsLimits,
     build_router,
-    raw_values,
 )
 from tracker.settings import TrackerSettings
 from tracker.sse import StreamTiming

@@ -44,6 +44,7 @@ from schemas import ComplaintState
 from schemas.events import utcnow
 from schemas.states import OPEN_STATES
 from schemas.tokens import hash_token, token_matches
+from services.broker import records_of
 from services.errors import PermanentError
 from services.http import ApiError
 from services.keys import API_KEY, ApiKeys
@@ -85,17 +86,6 @@ class SequenceConflict(PermanentError):
 def conflict(event: TrackedEvent) -> SequenceConflict:
     sequence = getattr(event, "sequence", None)
     return SequenceConflict(f"sequence {sequence} of this complaint is held by another event")
-
-
-def raw_values(message: StreamMessage[Any]) -> list[bytes]:
-    """The subscriber's decoder: hand the bytes over untouched, so a record that is not
-    JSON cannot fail the whole batch before the handler sees it."""
-    return [record.value or b"" for record in records_of(message)]
-
-
-def records_of(message: StreamMessage[Any]) -> Sequence[Any]:
-    raw = message.raw_message
-    return raw if isinstance(raw, tuple | list) else (raw,)
 
 
 class IngestMetrics:
