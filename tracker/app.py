@@ -23,10 +23,11 @@ from tracker.handlers import (
     IngestMetrics,
     PublishDeadLetter,
     StatsLimits,
+    StreamCaps,
     build_router,
 )
 from tracker.settings import TrackerSettings
-from tracker.sse import StreamTiming
+from tracker.sse import StreamTiming, TimelineHub
 from tracker.store import MongoTrackerStore, TrackerStore
 
 
@@ -81,7 +82,11 @@ def create_app(
             store=store,
             departments=ApiKeys(settings.api_keys),
             staff=ApiKeys(settings.staff_api_keys),
-            timing=StreamTiming(settings.sse_poll_seconds, settings.sse_keepalive_seconds),
+            timing=StreamTiming(
+                settings.sse_poll_seconds, settings.sse_keepalive_seconds, settings.sse_max_seconds
+            ),
+            hub=TimelineHub(store.timeline, poll_seconds=settings.sse_poll_seconds),
+            stream_caps=StreamCaps(settings.sse_max_per_complaint, settings.sse_max_streams),
             limits=StatsLimits(
                 settings.stats_min_cell, settings.stats_default_days, settings.stats_max_days
             ),

@@ -53,7 +53,7 @@ from services.openapi import refusals
 from services.runtime import Clock
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, read_model_of
 from tracker.search import SearchQuery, query_terms
-from tracker.sse import StreamTiming, last_event_id, timeline_stream
+from tracker.sse import StreamTiming, TimelineHub, last_event_id, timeline_stream
 from tracker.statistics import Statistics, statistics, suppressed
 from tracker.store import Appended, TrackerStore
 from tracker.view import (
@@ -233,6 +233,14 @@ def not_found() -> ApiError:
 
 
 @dataclass(frozen=True)
+class StreamCaps:
+    """Live timelines open at once: on one complaint, and in all."""
+
+    per_complaint: int = 8
+    total: int = 2000
+
+
+@dataclass(frozen=True)
 class StatsLimits:
     """How much statistics show: the smallest cell, the default and the longest period."""
 
@@ -272,8 +280,12 @@ def build_router(
     timing: StreamTiming,
     streams: Gauge,
     limits: StatsLimits | None = None,
+    hub: TimelineHub | None = None,
+    stream_caps: StreamCaps | None = None,
 ) -> APIRouter:
     limits = limits or StatsLimits()
+    hub = hub or TimelineHub(store.timeline, poll_seconds=timing.poll_seconds)
+    caps = stream_caps or StreamCaps()
     router = APIRouter()
 
     def department_of(key: str | None, code: str) -> str:
@@ -335,17 +347,30 @@ def build_router(
         model = await store.read_model(complaint_id)
         if model is None or not residents_own(model, x_tracking_token or token, x_resident_token):
             raise not_found()
+        if hub.followers(complaint_id) >= caps.per_complaint:
+            raise ApiError(
+                429,
+                "too_many_streams",
+                f"At most {caps.per_complaint} live timelines of one complaint at once.",
+                headers={"Retry-After": "30"},
+            )
+        if hub.total() >= caps.total:
+            raise ApiError(
+                503, "busy", "Too many live timelines open; try again shortly.",
+                headers={"Retry-After": "30"},
+            )  # fmt: skip
 
         async def events() -> AsyncIterator[str]:
             streams.inc()
             try:
-                async for chunk in timeline_stream(
-                    lambda: store.timeline(complaint_id),
-                    timing=timing,
-                    after=last_event_id(last_event),
-                    disconnected=request.is_disconnected,
-                ):
-                    yield chunk
+                async with hub.follow(complaint_id) as latest:
+                    async for chunk in timeline_stream(
+                        latest,
+                        timing=timing,
+                        after=last_event_id(last_event),
+                        disconnected=request.is_disconnected,
+                    ):
+                        yield chunk
             finally:
                 streams.dec()
 

@@ -46,3 +46,15 @@ class TrackerSettings(ServiceSettings):
     sse_keepalive_seconds: float = Field(
         default=15.0, gt=0, description="A comment line after this long without an entry."
     )
+    sse_max_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A live timeline ends after this long (`event: end`); the browser "
+        "reconnects with Last-Event-ID and misses nothing.",
+    )
+    sse_max_per_complaint: int = Field(
+        default=8, ge=1, description="Live timelines open at once on one complaint (429 beyond)."
+    )
+    sse_max_streams: int = Field(
+        default=2000, ge=1, description="Live timelines open at once in all (503 beyond)."
+    )

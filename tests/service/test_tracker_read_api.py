@@ -42,7 +42,7 @@ class Tracker:
 @pytest.fixture
 async def tracker(backends: Backends, unique: str) -> AsyncIterator[Tracker]:
     config = settings(backends, unique, create_topics=False).model_copy(
-        update={"sse_poll_seconds": 0.1, "sse_keepalive_seconds": 0.5}
+        update={"sse_poll_seconds": 0.1, "sse_keepalive_seconds": 0.5, "sse_max_per_complaint": 2}
     )
     runtime = Runtime.build("tracker", config)
     app = create_app(config, runtime=runtime)
@@ -165,3 +165,27 @@ async def test_a_reconnecting_stream_resumes_after_the_last_event_id(
 
     assert first["id"] == "4"
     assert first["data"]["state"] == "site_check"
+
+
+@pytest.mark.timeout(60)
+async def test_one_complaint_has_a_few_live_streams_at_most(tracker: Tracker, served: str) -> None:
+    events = story("c-1")
+    events[0] = filed("c-1", token_hash=hash_token(TOKEN))
+    await tracker.deliver(*events)
+    path, headers = "/v1/complaints/c-1/events", {"X-Tracking-Token": TOKEN}
+
+    async with (
+        httpx.AsyncClient(base_url=served, timeout=30) as client,
+        client.stream("GET", path, headers=headers) as first,
+        client.stream("GET", path, headers=headers) as second,
+    ):
+        following = [sse_messages(first), sse_messages(second)]
+        for messages in following:
+            await next_entry(messages)  # both are following now
+        third = await client.get(path, headers=headers)
+        for messages in following:
+            await messages.aclose()
+    assert third.status_code == 429
+    assert third.headers["retry-after"] == "30"
+    assert third.json()["error"]["code"] == "too_many_streams"
+    await until(lambda: open_streams(tracker) == 0, "the streams to stop")

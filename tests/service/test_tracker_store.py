@@ -72,6 +72,7 @@ async def test_the_read_model_document_keeps_the_shape_readers_know(
         "service_code",
         "dong",
         "resident",
+        "transcript",
         "search_terms",
     ]
     assert (doc["state"], doc["department"], doc["channel"]) == ("site_check", "roads", "kakao")

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from tests.unit.test_tracker_projection import story
 from tracker.projection import ReadModel, project
-from tracker.sse import KEEP_ALIVE, StreamTiming, last_event_id, timeline_stream
+from tracker.sse import KEEP_ALIVE, StreamTiming, TimelineHub, last_event_id, timeline_stream
 from tracker.view import (
     ComplaintSummary,
     ComplaintView,
@@ -177,3 +177,75 @@ async def test_a_quiet_stream_sends_keep_alives_and_stops_when_the_client_leaves
     assert [e["sequence"] for e in events_of(chunks)] == [3, 4]  # resumed after 2
     assert chunks.count(KEEP_ALIVE) == 3  # at 3, 6 and 9 seconds
     assert polls == 20  # and none after the client left
+
+
+def ended(entries: list[TimelineEntry], state: str) -> list[TimelineEntry]:
+    last = entries[-1].model_dump()
+    return [*entries, TimelineEntry.model_validate(last | {"sequence": 5, "state": state})]
+
+
+async def test_a_stream_ends_when_the_complaint_reaches_a_state_nothing_leaves() -> None:
+    entries = ended(timeline(project(story("c-1"))), "withdrawn")
+    clock = FakeClock()
+
+    async def read() -> list[TimelineEntry] | None:
+        return entries
+
+    async def connected() -> bool:
+        return False
+
+    chunks = [
+        chunk
+        async for chunk in timeline_stream(
+            read,
+            timing=StreamTiming(poll_seconds=0.5, keepalive_seconds=60),
+            disconnected=connected,
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    ]
+    assert [e["sequence"] for e in events_of(chunks)] == [1, 2, 3, 4, 5]
+    assert chunks[-1] == 'event: end\ndata: {"reason": "final", "state": "withdrawn"}\n\n'
+
+
+async def test_a_stream_ends_after_its_lifetime_and_resumes_where_it_stopped() -> None:
+    entries = timeline(project(story("c-1")))
+    clock = FakeClock()
+
+    async def read() -> list[TimelineEntry] | None:
+        return entries
+
+    async def connected() -> bool:
+        return False
+
+    chunks = [
+        chunk
+        async for chunk in timeline_stream(
+            read,
+            timing=StreamTiming(poll_seconds=0.5, keepalive_seconds=60, max_seconds=30),
+            disconnected=connected,
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    ]
+    assert chunks[-1] == 'event: end\ndata: {"reason": "lifetime"}\n\n'
+    assert clock.now == 30
+    assert len(events_of(chunks)) == 4
+
+
+async def test_many_followers_of_one_complaint_share_one_poller() -> None:
+    entries = timeline(project(story("c-1")))
+    reads: list[str] = []
+
+    async def read(complaint_id: str) -> list[TimelineEntry] | None:
+        reads.append(complaint_id)
+        return entries
+
+    hub = TimelineHub(read, poll_seconds=3600)
+    async with hub.follow("c-1") as first, hub.follow("c-1") as second, hub.follow("c-2") as other:
+        assert (hub.followers("c-1"), hub.followers("c-2"), hub.total()) == (2, 1, 3)
+        assert await first() == entries
+        assert await second() == entries
+        assert await other() == entries
+        assert sorted(reads) == ["c-1", "c-2"]  # one read per complaint, not per follower
+    assert hub.total() == 0
