@@ -10,6 +10,7 @@ from intake.handlers import Intake, routes, subscribe
 from intake.settings import IntakeSettings
 from intake.store import MongoSubmissionStore, SubmissionStore
 from schemas.events import utcnow
+from services.draining import DrainGate
 from services.keys import ApiKeys
 from services.runtime import Clock, Publish, Runtime
 
@@ -48,5 +49,6 @@ def create_app(
     if not settings.api_keys:
         log.warning("no department API keys configured: every command will be refused")
     keys = ApiKeys(settings.api_keys)
+    app.add_middleware(DrainGate)  # sotong up's Ctrl-C: 503 + Retry-After while draining
     app.include_router(routes(intake=intake, store=store, publish=publish, keys=keys, clock=clock))
     return app
