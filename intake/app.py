@@ -12,6 +12,7 @@ from intake.store import MongoSubmissionStore, SubmissionStore
 from schemas.events import utcnow
 from services.draining import DrainGate
 from services.keys import ApiKeys
+from services.replay import Replayer
 from services.runtime import Clock, Publish, Runtime
 
 log = logging.getLogger("sotong.intake")
@@ -32,12 +33,21 @@ def create_app(
     clock = clock if clock is not None else utcnow
     intake = Intake(store=store, publish=publish, clock=clock, registry=runtime.registry)
     subscribe(runtime.subscriber, intake)
+    replayer = Replayer(
+        service="intake",
+        kafka=settings.kafka,
+        db=runtime.db,
+        source=intake.published_since,
+        publish=publish,
+        clock=clock,
+        registry=runtime.registry,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with runtime.running(
             before_start=store.ensure_indexes,
-            background=[lambda: intake.relay_forever(settings.relay_interval_seconds)],
+            background=[lambda: intake.relay_forever(settings.relay_interval_seconds, replayer)],
         ):
             yield
 

@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,6 +17,7 @@ from routing.settings import RoutingSettings
 from routing.store import MongoRoutingStore, RoutingStore
 from routing.texts import Texts
 from schemas.events import utcnow
+from services.replay import Replayer
 from services.runtime import Clock, Publish, Runtime
 
 
@@ -48,7 +50,11 @@ def create_app(
     database, the runtime's Kafka publish, the wall clock, a classifier fitted at start-up."""
     settings = settings or RoutingSettings()
     runtime = Runtime.build("routing", settings)
-    storage = MongoRoutingStore(runtime.db) if store is None else store
+    kafka = settings.kafka
+    keep = (
+        timedelta(seconds=kafka.replay_window_seconds) if kafka.replay_after_broker_loss else None
+    )
+    storage = MongoRoutingStore(runtime.db, keep_published=keep) if store is None else store
     catalogue = Catalogue.load()
     texts = Texts.load()
     model = (
@@ -69,6 +75,15 @@ def create_app(
         on_duplicate=lambda topic: runtime.metrics.duplicates.labels("routing", topic).inc(),
     )
     subscribe(runtime, routing)
+    replayer = Replayer(
+        service="routing",
+        kafka=kafka,
+        db=runtime.db,
+        source=routing.published_since,
+        publish=runtime.publish if publish is None else publish,
+        clock=utcnow if clock is None else clock,
+        registry=runtime.registry,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -79,7 +94,7 @@ def create_app(
         async with runtime.running(
             before_start=prepare,
             background=[
-                lambda: routing.relay_forever(settings.relay_interval_seconds),
+                lambda: routing.relay_forever(settings.relay_interval_seconds, replayer),
                 lambda: routing.deadlines_forever(settings.deadline_scan_interval_seconds),
             ],
         ):

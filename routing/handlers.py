@@ -7,7 +7,7 @@ to the store's single-document write and the publish that empties the outbox.
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,9 +42,11 @@ from schemas.commands import (
 )
 from schemas.events import HandlerRef
 from schemas.states import ComplaintState
+from services.broker import KeyedEvent
 from services.errors import RetryableError
 from services.http import ApiError
 from services.openapi import refusals
+from services.replay import Replayer
 from services.runtime import Clock, Publish, Runtime
 
 if TYPE_CHECKING:
@@ -486,14 +488,29 @@ class Routing:
         if pending:
             await self._publish_events(record.complaint_id, pending, pending[0].caused_by)
 
-    async def relay_forever(self, interval: float) -> None:
-        while True:
-            try:
-                for record in await self.store.pending_outboxes():
-                    await self.flush(record)
-            except Exception:
-                log.exception("outbox relay failed; will try again")
-            await asyncio.sleep(interval)
+    async def published_since(
+        self, since: datetime
+    ) -> AsyncIterator[tuple[str, KeyedEvent, str | None]]:
+        """What a replay publishes again (``services.replay``): the lifecycle events kept."""
+        async for event in self.store.published_since(since):
+            yield topics.LIFECYCLE, event, event.caused_by
+
+    async def relay_forever(self, interval: float, replayer: Replayer | None = None) -> None:
+        """Check the broker is the one last published to (a replay if not), then publish
+        what a crash left in outboxes; every ``interval`` seconds."""
+        try:
+            while True:
+                try:
+                    if replayer is not None:
+                        await replayer.check()
+                    for record in await self.store.pending_outboxes():
+                        await self.flush(record)
+                except Exception:
+                    log.exception("outbox relay failed; will try again")
+                await asyncio.sleep(interval)
+        finally:
+            if replayer is not None:
+                await replayer.close()
 
 
 def subscribe(runtime: Runtime, routing: Routing) -> None:

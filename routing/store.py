@@ -4,6 +4,9 @@ A state change, the id of the message that caused it and the events it produces 
 written in one single-document update guarded by the current sequence (optimistic
 concurrency). Events are then published and removed from the outbox; a crash in
 between leaves them to be published again with the same ids (a harmless duplicate).
+With ``keep_published`` (the memory-only broker) published events are moved to
+``routing_published`` for that long (a TTL index) instead of being dropped, so they can
+be published again to a broker that lost them (``services.replay``).
 
 :class:`RoutingStore` is what the handlers need; :class:`MongoRoutingStore` is the
 MongoDB adapter, and ``tests/fakes/routing.py`` holds the in-memory one that
@@ -11,16 +14,16 @@ MongoDB adapter, and ``tests/fakes/routing.py`` holds the in-memory one that
 """
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from routing.assignment import Load
 from schemas import ComplaintStatusChanged
@@ -30,6 +33,8 @@ from services.mongo import Document
 
 COLLECTION = "routing_complaints"
 TRANSFERS = "routing_transfer_examples"
+PUBLISHED = "routing_published"
+DUPLICATE_KEY = 11000
 PROCESSED_KEPT = 500
 RUNNING_CLOCK = frozenset(OPEN_STATES - {ComplaintState.INFO_REQUESTED})
 """Open states whose deadline clock runs (보완 요청 pauses it)."""
@@ -149,6 +154,11 @@ class RoutingStore(Protocol):
 
     async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]: ...
 
+    def published_since(self, since: datetime) -> AsyncIterator[ComplaintStatusChanged]:
+        """Events published since ``since`` and still kept, in the order they were
+        published (each complaint's by sequence); nothing unless the store keeps them."""
+        ...
+
     async def with_running_clock(self) -> list[RoutingRecord]:
         """Open complaints with a due time whose deadline clock is running."""
         ...
@@ -189,9 +199,13 @@ def _state_fields(events: Sequence[ComplaintStatusChanged]) -> Document:
 
 
 class MongoRoutingStore:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], *, keep_published: timedelta | None = None
+    ) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
         self.transfers: AsyncCollection[Document] = db[TRANSFERS]
+        self.published: AsyncCollection[Document] = db[PUBLISHED]
+        self.keep_published = keep_published
 
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
@@ -205,6 +219,20 @@ class MongoRoutingStore:
                 IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
                 IndexModel([("state", ASCENDING), ("due_at", ASCENDING)], name="deadline_clock"),
             ]
+        )
+        if self.keep_published is not None:
+            await self._ensure_retention(self.keep_published)
+
+    async def _ensure_retention(self, keep: timedelta) -> None:
+        """A TTL index on the published events; a changed window is applied in place."""
+        seconds = int(keep.total_seconds())
+        indexes = await self.published.index_information()
+        if "published_ttl" in indexes and indexes["published_ttl"].get("expireAfterSeconds") != (
+            seconds
+        ):
+            await self.published.drop_index("published_ttl")
+        await self.published.create_index(
+            [("published_at", ASCENDING)], name="published_ttl", expireAfterSeconds=seconds
         )
 
     async def get(self, complaint_id: str) -> RoutingRecord | None:
@@ -275,6 +303,9 @@ class MongoRoutingStore:
         """One update when nothing was appended meanwhile (the usual case): then the
         outbox is empty and no longer pending."""
         pull = {"$pull": {"outbox": {"event_id": {"$in": list(event_ids)}}}}
+        if self.keep_published is not None:
+            await self._move_to_published(complaint_id, event_ids, up_to_sequence, pull)
+            return
         result = await self.col.update_one(
             {"_id": complaint_id, "sequence": up_to_sequence},
             pull | {"$set": {"outbox_pending": False}},
@@ -282,9 +313,62 @@ class MongoRoutingStore:
         if result.matched_count == 0:
             await self.col.update_one({"_id": complaint_id}, pull)
 
+    async def _move_to_published(
+        self,
+        complaint_id: str,
+        event_ids: Sequence[str],
+        up_to_sequence: int,
+        pull: Document,
+    ) -> None:
+        """The same pull, answered with the document as it was (so the events come back
+        without a read first), then the events kept; a repeat is a duplicate key, ignored."""
+        before = await self.col.find_one_and_update(
+            {"_id": complaint_id, "sequence": up_to_sequence},
+            pull | {"$set": {"outbox_pending": False}},
+            projection={"outbox": 1},
+        )
+        if before is None:
+            before = await self.col.find_one_and_update(
+                {"_id": complaint_id}, pull, projection={"outbox": 1}
+            )
+        wanted = set(event_ids)
+        events = [e for e in (before or {}).get("outbox", []) if e["event_id"] in wanted]
+        if not events:
+            return
+        now = datetime.now(UTC)
+        try:
+            await self.published.insert_many(
+                [
+                    {
+                        "_id": e["event_id"],
+                        "complaint_id": complaint_id,
+                        "sequence": e["sequence"],
+                        "published_at": now,
+                        "event": e,
+                    }
+                    for e in events
+                ],
+                ordered=False,
+            )
+        except BulkWriteError as exc:  # kept by an earlier pass: fine; anything else is not
+            if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
+                raise
+
     async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
         cursor = self.col.find({"outbox_pending": True}, limit=limit)
         return [RoutingRecord.model_validate(doc) async for doc in cursor]
+
+    async def published_since(self, since: datetime) -> AsyncIterator[ComplaintStatusChanged]:
+        cursor = self.published.find(
+            {"published_at": {"$gte": since}},
+            sort=[
+                ("published_at", ASCENDING),
+                ("complaint_id", ASCENDING),
+                ("sequence", ASCENDING),
+            ],
+        )
+        async for doc in cursor:
+            yield ComplaintStatusChanged.model_validate(doc["event"])
 
     async def with_running_clock(self) -> list[RoutingRecord]:
         running = [s.value for s in RUNNING_CLOCK]
