@@ -175,18 +175,25 @@ class Supervisor:
         self.report(f"{name} is running again")
         if unit.after_restart is not None:
             unit.after_restart()
-        for dependant in unit.dependants:
-            if dependant in self.due or dependant not in self.units:
-                continue
-            self.report(f"restarting {dependant}: it depends on {name}")
-            other = self.units[dependant]
-            other.process.stop()
-            other.process.start()
+        others = [
+            d for d in unit.dependants if d in self.units and d not in self.due and d != name
+        ]
+        if not others:
+            return
+        self.report(f"restarting {', '.join(others)}: they depend on {name}")
+        for dependant in others:  # stopped and started together, then waited for together
+            self.units[dependant].process.stop(timeout=5.0)
+        for dependant in others:
+            self.units[dependant].process.start()
             self.metrics.restarts.labels(dependant).inc()
+        for dependant in others:
+            other = self.units[dependant]
             try:
                 other.wait_ready()
             except Exception as exc:
                 self.report(f"{dependant} did not become ready: {exc}")
                 continue
+            self.metrics.up.labels(dependant).set(1)
+            self.report(f"{dependant} is running again")
             if other.after_restart is not None:
                 other.after_restart()

@@ -120,6 +120,7 @@ def test_a_restarted_broker_restarts_its_dependants_after_it() -> None:
     rig.clock.now = 1.0
     assert sup.poll() == ["kafka"]
     assert rig.log == ["stop kafka", "start kafka", "stop routing", "start routing"]
+    assert "restarting routing: they depend on kafka" in rig.reports
     assert rig.restarts("routing") == 1
 
 
