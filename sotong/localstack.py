@@ -284,7 +284,9 @@ def backend_env(kafka_port: int, mongo_port: int, database: str) -> dict[str, st
         "SOTONG_KAFKA_HEARTBEAT_INTERVAL_MS": "1500",
         # Tansu keeps messages in memory: what producers retained is published again
         # when a service meets a broker that lost its data (services.replay).
-        "SOTONG_KAFKA_REPLAY_AFTER_BROKER_LOSS": "true",
+        "SOTONG_KAFKA_REPLAY_AFTER_BROKER_LOSS": os.environ.get(
+            "SOTONG_KAFKA_REPLAY_AFTER_BROKER_LOSS", "true"
+        ),
         "SOTONG_MONGO_URI": embedded_mongo_uri(mongo_port),
         "SOTONG_MONGO_DATABASE": database,
     }

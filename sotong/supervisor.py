@@ -175,9 +175,7 @@ class Supervisor:
         self.report(f"{name} is running again")
         if unit.after_restart is not None:
             unit.after_restart()
-        others = [
-            d for d in unit.dependants if d in self.units and d not in self.due and d != name
-        ]
+        others = [d for d in unit.dependants if d in self.units and d not in self.due and d != name]
         if not others:
             return
         self.report(f"restarting {', '.join(others)}: they depend on {name}")

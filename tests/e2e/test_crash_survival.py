@@ -190,9 +190,13 @@ async def messages_once(up: Up, filed: dict[str, Any], steps: int) -> None:
     assert max(Counter(line["delivery_id"] for line in lines).values()) == 1
 
 
-async def in_every_stage(http: httpx.AsyncClient, up: Up) -> list[tuple[dict[str, Any], int]]:
-    """Complaints at handler_assigned, site_check and reviewing, and two just filed (still
-    moving when the caller crashes something): each with the steps it will reach."""
+async def in_every_stage(
+    http: httpx.AsyncClient, up: Up
+) -> tuple[list[tuple[dict[str, Any], int]], int]:
+    """Complaints at handler_assigned, site_check and reviewing, and two whose lifecycle
+    events are on the broker but not yet read by the notifier (stopped with SIGSTOP, so
+    only a replay can deliver them after the broker's memory is gone): each with the
+    steps it will reach, and the stopped notifier's pid."""
     settled = [await file(http, up, n) for n in range(3)]
     for filed in settled:
         await reaches(http, up, filed, "handler_assigned")
@@ -202,8 +206,15 @@ async def in_every_stage(http: httpx.AsyncClient, up: Up) -> list[tuple[dict[str
     await act(http, up, settled[2], "start_review")
     await reaches(http, up, settled[1], "site_check")
     await reaches(http, up, settled[2], "reviewing")
+    for filed, steps in ((settled[1], 4), (settled[2], 5)):
+        await messages_once(up, filed, steps)
+    notifier = up.child_pid("run notifier")
+    os.kill(notifier, signal.SIGSTOP)
     moving = [await file(http, up, n) for n in range(3, 5)]
-    return [(settled[0], 3), (settled[1], 4), (settled[2], 5), *((f, 3) for f in moving)]
+    for filed in moving:
+        await reaches(http, up, filed, "handler_assigned")
+    assert all(up.outbox_lines(f["complaint_id"]) == [] for f in moving)
+    return [(settled[0], 3), (settled[1], 4), (settled[2], 5), *((f, 3) for f in moving)], notifier
 
 
 async def every_complaint_whole(
@@ -235,7 +246,7 @@ async def test_a_killed_service_is_restarted_and_the_flow_completes(
 async def test_a_killed_broker_is_restarted_and_replay_loses_nothing(
     up: Up, http: httpx.AsyncClient
 ) -> None:
-    complaints = await in_every_stage(http, up)
+    complaints, _ = await in_every_stage(http, up)  # the notifier, stopped, is restarted too
     os.kill(up.child_pid("tansu"), signal.SIGKILL)
     await up.said("supervisor: kafka exited (code -9)")
     await up.said("supervisor: notifier is running again")
@@ -249,11 +260,13 @@ async def test_a_killed_broker_is_restarted_and_replay_loses_nothing(
 async def test_sotong_up_killed_and_started_again_loses_nothing(
     up: Up, http: httpx.AsyncClient
 ) -> None:
-    complaints = await in_every_stage(http, up)
+    complaints, notifier = await in_every_stage(http, up)
     up.process.kill()  # SIGKILL: its children stop with it (PR_SET_PDEATHSIG)
+    os.kill(notifier, signal.SIGCONT)  # so the stopped one sees its SIGTERM too
     up.start()  # the same data directory, a new broker
     await every_complaint_whole(http, up, complaints)
     assert "supervisor: " not in up.output()  # nothing needed restarting this time
+    assert "the broker lost its data" in (up.root / "var" / "logs" / "routing.log").read_text()
 
 
 async def test_ctrl_c_drains_a_backlog_before_stopping(up: Up, http: httpx.AsyncClient) -> None:
