@@ -3,12 +3,14 @@
 Lag is read from the broker (each group's committed offset against each partition's end),
 the way an operator's tool would, so it counts what was consumed *and committed*, not what
 a consumer has merely fetched. A group counts for a topic once it committed an offset on
-it (the broker does not say which topics a group subscribes to). The outboxes are read
-from MongoDB: a complaint filed but not yet published is work not yet on the broker.
+it or the group's service recorded it subscribes to it (``services.subscriptions``: the
+broker does not say which topics a group reads). The outboxes are read from MongoDB: a
+complaint filed but not yet published is work not yet on the broker.
 """
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -17,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from intake.store import COLLECTION as INTAKE_COMPLAINTS
 from routing.store import COLLECTION as ROUTING_COMPLAINTS
 from schemas import topics
+from services import subscriptions
 from services.mongo import Document
 
 GROUP_PREFIX = "sotong-"
@@ -43,9 +46,12 @@ def group_lag(
     committed: Mapping[TopicPartition, int | None],
     beginning: Mapping[TopicPartition, int],
     end: Mapping[TopicPartition, int],
+    subscribed: Iterable[str] = (),
 ) -> dict[str, int]:
-    """Lag per topic for one group; topics the group never committed on are left out."""
+    """Lag per topic for one group: on the topics it subscribes to and those it committed
+    on; a partition never committed on counts from its beginning."""
     consumed = {tp.topic for tp, offset in committed.items() if offset is not None}
+    consumed |= set(subscribed)
     lag: dict[str, int] = {}
     for tp, last in end.items():
         if tp.topic not in consumed:
@@ -60,11 +66,16 @@ class BacklogProbe:
     """Reads the backlog; one broker client per consumer group, kept for the whole drain."""
 
     def __init__(
-        self, bootstrap_servers: str, topic_prefix: str, db: AsyncDatabase[Document]
+        self,
+        bootstrap_servers: str,
+        topic_prefix: str,
+        db: AsyncDatabase[Document],
+        started_at: datetime,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
         self.db = db
+        self.started_at = started_at
         self.admin: AIOKafkaAdminClient | None = None
         self.groups: dict[str, AIOKafkaConsumer] = {}
 
@@ -103,7 +114,10 @@ class BacklogProbe:
     async def lag(self) -> dict[tuple[str, str], int]:
         assert self.admin is not None, "use BacklogProbe as an async context manager"
         listed = await self.admin.list_consumer_groups()
-        groups = sorted(str(g[0]) for g in listed if str(g[0]).startswith(GROUP_PREFIX))
+        subscribed = await subscriptions.recorded(self.db, self.started_at)
+        groups = sorted(
+            {str(g[0]) for g in listed if str(g[0]).startswith(GROUP_PREFIX)} | set(subscribed)
+        )
         names = [self.topic_prefix + t for t in topics.ALL]
         lag: dict[tuple[str, str], int] = {}
         for group in groups:
@@ -115,7 +129,8 @@ class BacklogProbe:
             committed = {tp: await consumer.committed(tp) for tp in partitions}
             end = await consumer.end_offsets(partitions)
             beginning = await consumer.beginning_offsets(partitions)
-            for topic, n in group_lag(committed, beginning, end).items():
+            reads = subscribed.get(group, ())
+            for topic, n in group_lag(committed, beginning, end, reads).items():
                 lag[(group, topic.removeprefix(self.topic_prefix))] = n
         return lag
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ async def drain(
     mongo_uri: str,
     database: str,
     within_seconds: float,
+    started_at: datetime,
 ) -> bool:
     """Wait until nothing is left to consume or publish; True when drained."""
     platform.draining = True
@@ -114,7 +116,7 @@ async def drain(
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
     zero_in_a_row = 0
     try:
-        async with BacklogProbe(kafka_bootstrap, "", client[database]) as probe:
+        async with BacklogProbe(kafka_bootstrap, "", client[database], started_at) as probe:
             while not stop.now:
                 supervisor.poll()
                 backlog = await probe.backlog()
@@ -154,6 +156,7 @@ def run(
     var = settings.dir
     log_dir = var / "logs"
     stop = StopRequests()
+    started_at = datetime.now(UTC)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     say(
@@ -216,6 +219,7 @@ def run(
                 mongo_uri=env["SOTONG_MONGO_URI"],
                 database=database,
                 within_seconds=settings.drain_timeout_seconds,
+                started_at=started_at,
             )
         )
         exit_code = 0 if drained else 3

@@ -170,6 +170,13 @@ def test_lag_counts_committed_against_end_and_skips_topics_never_consumed() -> N
         end={filed0: 7, filed1: 3, other: 9},
     )
     assert lag == {"complaint.filed": 5}
+    subscribed = group_lag(
+        committed={filed0: None, filed1: None, other: None},
+        beginning={filed0: 0, filed1: 1, other: 0},
+        end={filed0: 7, filed1: 3, other: 9},
+        subscribed=["complaint.filed"],
+    )
+    assert subscribed == {"complaint.filed": 9}  # read nothing yet: all of it is behind
 
 
 def test_a_backlog_says_what_is_left_with_counts() -> None:
