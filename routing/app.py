@@ -16,8 +16,9 @@ from routing.lifecycle import Lifecycle
 from routing.settings import RoutingSettings
 from routing.store import MongoRoutingStore, RoutingStore
 from routing.texts import Texts
+from schemas import CommandRejected, ComplaintDeadlineAlert, topics
 from schemas.events import utcnow
-from services.replay import Replayer
+from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
 
 
@@ -57,6 +58,18 @@ def create_app(
     storage = MongoRoutingStore(runtime.db, keep_published=keep) if store is None else store
     catalogue = Catalogue.load()
     texts = Texts.load()
+    publish = runtime.publish if publish is None else publish
+    if keep is not None:  # rejections and alerts have no outbox: keep them too
+        others = PublishedLog(
+            runtime.db,
+            "routing_published_others",
+            keep,
+            {
+                topics.REJECTIONS: CommandRejected.model_validate_json,
+                topics.SLA: ComplaintDeadlineAlert.model_validate_json,
+            },
+        )
+        publish = others.retaining(publish)
     model = (
         Classifier(threshold=settings.classifier_threshold, general_desk=catalogue.general_desk)
         if classifier is None
@@ -68,19 +81,22 @@ def create_app(
         classifier=model,
         lifecycle=Lifecycle(texts),
         texts=texts,
-        publish=runtime.publish if publish is None else publish,
+        publish=publish,
         clock=utcnow if clock is None else clock,
         metrics=RoutingMetrics(runtime.registry),
         calendar=calendar(settings.extra_holidays),
         on_duplicate=lambda topic: runtime.metrics.duplicates.labels("routing", topic).inc(),
     )
     subscribe(runtime, routing)
+    source: ReplaySource = routing.published_since
+    if keep is not None:
+        source = chained(routing.published_since, others.since)
     replayer = Replayer(
         service="routing",
         kafka=kafka,
         db=runtime.db,
-        source=routing.published_since,
-        publish=runtime.publish if publish is None else publish,
+        source=source,
+        publish=publish,
         clock=utcnow if clock is None else clock,
         registry=runtime.registry,
     )

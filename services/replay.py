@@ -12,14 +12,18 @@ stack starts the broker with a fresh id every time. Off by default: Apache Kafka
 durable, and replaying a day into it would only cost.
 """
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Counter
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.broker import KeyedEvent, ensure_topics
 from services.mongo import Document
@@ -130,3 +134,83 @@ class Replayer:
             count += 1
         log.warning("replayed %d events to the new broker", count)
         return count
+
+
+class PublishedLog:
+    """Events a service publishes outside an outbox (intake's commands, routing's alerts
+    and rejections), kept for the replay window under a TTL index, so a replay can
+    publish them again. ``retaining`` wraps a ``Publish``: it publishes, then keeps."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        collection: str,
+        window: timedelta,
+        parsers: Mapping[str, Callable[[str], KeyedEvent]],
+    ) -> None:
+        self.col: AsyncCollection[Document] = db[collection]
+        self.window = window
+        self.parsers = parsers
+        self.indexed = False
+
+    async def ensure_indexes(self) -> None:
+        seconds = int(self.window.total_seconds())
+        indexes = await self.col.index_information()
+        if "published_ttl" in indexes and indexes["published_ttl"].get("expireAfterSeconds") != (
+            seconds
+        ):
+            await self.col.drop_index("published_ttl")
+        await self.col.create_index(
+            [("published_at", ASCENDING)], name="published_ttl", expireAfterSeconds=seconds
+        )
+        self.indexed = True
+
+    def retaining(self, publish: Publish) -> Publish:
+        log_ = self
+
+        class Retaining:
+            async def __call__(
+                self, topic: str, event: KeyedEvent, correlation_id: str | None = None
+            ) -> None:
+                await publish(topic, event, correlation_id)
+                if topic in log_.parsers:
+                    await log_.keep(topic, event, correlation_id)
+
+        return Retaining()
+
+    async def keep(self, topic: str, event: KeyedEvent, correlation_id: str | None) -> None:
+        if not self.indexed:
+            await self.ensure_indexes()
+        with contextlib.suppress(DuplicateKeyError):
+            await self.col.insert_one(
+                {
+                    "_id": event.event_id,
+                    "topic": topic,
+                    "event": event.model_dump_json(),
+                    "correlation_id": correlation_id,
+                    "published_at": datetime.now(UTC),
+                    "published_ns": time.time_ns(),  # order within a millisecond
+                }
+            )
+
+    async def since(self, since: datetime) -> AsyncIterator[tuple[str, KeyedEvent, str | None]]:
+        cursor = self.col.find(
+            {"published_at": {"$gte": since}}, sort=[("published_ns", ASCENDING)]
+        )
+        async for doc in cursor:
+            topic = str(doc["topic"])
+            parse = self.parsers.get(topic)
+            if parse is None:  # a topic no longer kept: its events are not ours to replay
+                continue
+            yield topic, parse(str(doc["event"])), doc.get("correlation_id")
+
+
+def chained(*sources: ReplaySource) -> ReplaySource:
+    """One source after the other (intake's filings before the commands about them)."""
+
+    async def source(since: datetime) -> AsyncIterator[tuple[str, KeyedEvent, str | None]]:
+        for each in sources:
+            async for item in each(since):
+                yield item
+
+    return source

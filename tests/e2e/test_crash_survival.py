@@ -217,6 +217,19 @@ async def in_every_stage(
     return [(settled[0], 3), (settled[1], 4), (settled[2], 5), *((f, 3) for f in moving)], notifier
 
 
+async def command_in_flight(
+    http: httpx.AsyncClient, up: Up, complaints: list[tuple[dict[str, Any], int]]
+) -> int:
+    """A department's command accepted (202) while routing is stopped: on the broker only,
+    until intake replays it. The first complaint will reach one step more; routing's pid."""
+    routing = up.child_pid("run routing")
+    os.kill(routing, signal.SIGSTOP)
+    first, steps = complaints[0]
+    await act(http, up, first, "start_site_check")
+    complaints[0] = (first, steps + 1)
+    return routing
+
+
 async def every_complaint_whole(
     http: httpx.AsyncClient, up: Up, complaints: list[tuple[dict[str, Any], int]]
 ) -> None:
@@ -247,6 +260,7 @@ async def test_a_killed_broker_is_restarted_and_replay_loses_nothing(
     up: Up, http: httpx.AsyncClient
 ) -> None:
     complaints, _ = await in_every_stage(http, up)  # the notifier, stopped, is restarted too
+    await command_in_flight(http, up, complaints)
     os.kill(up.child_pid("tansu"), signal.SIGKILL)
     await up.said("supervisor: kafka exited (code -9)")
     await up.said("supervisor: notifier is running again")
@@ -261,8 +275,10 @@ async def test_sotong_up_killed_and_started_again_loses_nothing(
     up: Up, http: httpx.AsyncClient
 ) -> None:
     complaints, notifier = await in_every_stage(http, up)
+    routing = await command_in_flight(http, up, complaints)
     up.process.kill()  # SIGKILL: its children stop with it (PR_SET_PDEATHSIG)
-    os.kill(notifier, signal.SIGCONT)  # so the stopped one sees its SIGTERM too
+    for stopped in (notifier, routing):
+        os.kill(stopped, signal.SIGCONT)  # so the stopped ones see their SIGTERM too
     up.start()  # the same data directory, a new broker
     await every_complaint_whole(http, up, complaints)
     assert "supervisor: " not in up.output()  # nothing needed restarting this time

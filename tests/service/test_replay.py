@@ -8,16 +8,20 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
-from schemas import topics
+from schemas import ComplaintFiled, topics
 from services.broker import KeyedEvent
 from services.mongo import Document
-from services.replay import EPOCHS, Replayer
+from services.replay import EPOCHS, PublishedLog, Replayer, chained
 from tests.conftest import Backends
 from tests.contract.test_intake_store import filed
 from tests.fakes.intake import RecordingPublish
 
 NOW = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
 RETAINED = [filed(at=NOW - timedelta(hours=h)) for h in (30, 3, 2, 1)]
+
+
+def parse_filed(text: str) -> KeyedEvent:
+    return ComplaintFiled.model_validate_json(text)
 
 
 async def source(since: datetime) -> AsyncIterator[tuple[str, KeyedEvent, str | None]]:
@@ -87,3 +91,22 @@ async def test_with_replay_off_nothing_is_checked_or_recorded(
     assert off.admin is None
     assert await mongo_db[EPOCHS].find_one({"_id": "intake"}) is None
     assert publish.sent == []
+
+
+async def test_a_published_log_keeps_what_it_is_told_to_once_in_order_under_a_ttl(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    publish = RecordingPublish()
+    log = PublishedLog(mongo_db, "kept", timedelta(hours=2), {topics.FILED: parse_filed})
+    retaining = log.retaining(publish)
+    for event in RETAINED[1:]:
+        await retaining(topics.FILED, event, event.event_id)
+    await retaining(topics.FILED, RETAINED[1], RETAINED[1].event_id)  # published twice
+    await retaining(topics.SLA, RETAINED[0], None)  # not a topic this log keeps
+    assert len(publish.sent) == 5  # everything is published
+    kept = [item async for item in log.since(datetime.now(UTC) - timedelta(minutes=1))]
+    assert [(t, e, c) for t, e, c in kept] == [(topics.FILED, e, e.event_id) for e in RETAINED[1:]]
+    indexes = await log.col.index_information()
+    assert indexes["published_ttl"]["expireAfterSeconds"] == 7_200
+    both = chained(source, log.since)
+    assert len([x async for x in both(NOW - timedelta(days=1))]) == 3 + 3
