@@ -127,6 +127,7 @@ class Supervisor:
         self.clock = clock
         self.history = {name: CrashHistory(policy) for name in self.units}
         self.due: dict[str, float] = {}
+        self.down_since: dict[str, float] = {}
         for name in self.units:
             self.metrics.up.labels(name).set(1)
             self.metrics.restarts.labels(name)
@@ -153,6 +154,7 @@ class Supervisor:
                 f"{name} exited (code {unit.process.exit_code}); starting it again in {delay:.1f}s"
             )
             self.due[name] = now + delay
+            self.down_since[name] = now
         restarted: list[str] = []
         for name, at in sorted(self.due.items(), key=lambda item: item[1]):
             if at <= now:
@@ -160,6 +162,10 @@ class Supervisor:
                 self._restart(name)
                 restarted.append(name)
         return restarted
+
+    def _down(self, name: str) -> str:
+        since = self.down_since.get(name)
+        return "" if since is None else f" ({self.clock() - since:.1f}s after {name} exited)"
 
     def _restart(self, name: str) -> None:
         unit = self.units[name]
@@ -172,7 +178,7 @@ class Supervisor:
             self.report(f"{name} did not become ready: {exc}")
             return
         self.metrics.up.labels(name).set(1)
-        self.report(f"{name} is running again")
+        self.report(f"{name} is running again{self._down(name)}")
         if unit.after_restart is not None:
             unit.after_restart()
         others = [d for d in unit.dependants if d in self.units and d not in self.due and d != name]
@@ -192,6 +198,6 @@ class Supervisor:
                 self.report(f"{dependant} did not become ready: {exc}")
                 continue
             self.metrics.up.labels(dependant).set(1)
-            self.report(f"{dependant} is running again")
+            self.report(f"{dependant} is running again{self._down(name)}")
             if other.after_restart is not None:
                 other.after_restart()

@@ -103,6 +103,7 @@ def test_an_exited_service_is_started_again_after_its_backoff_and_counted() -> N
     assert "notifier exited (code -9); starting it again in 1.0s" in rig.reports
     rig.clock.now = 1.0
     assert sup.poll() == ["notifier"]
+    assert "notifier is running again (1.0s after notifier exited)" in rig.reports
     assert notifier.alive
     assert notifier.starts == 1
     assert tracker.starts == 0  # the others keep running
