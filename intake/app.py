@@ -3,14 +3,19 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from intake.handlers import Intake, routes, subscribe
 from intake.settings import IntakeSettings
 from intake.store import MongoSubmissionStore, SubmissionStore
+from schemas import topics
+from schemas.commands import COMMAND_ADAPTER
 from schemas.events import utcnow
+from services.draining import DrainGate
 from services.keys import ApiKeys
+from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
 
 log = logging.getLogger("sotong.intake")
@@ -31,12 +36,32 @@ def create_app(
     clock = clock if clock is not None else utcnow
     intake = Intake(store=store, publish=publish, clock=clock, registry=runtime.registry)
     subscribe(runtime.subscriber, intake)
+    source: ReplaySource = intake.published_since
+    command_publish = publish
+    if settings.kafka.replay_after_broker_loss:  # commands have no outbox: keep them too
+        commands = PublishedLog(
+            runtime.db,
+            "intake_published_commands",
+            timedelta(seconds=settings.kafka.replay_window_seconds),
+            {topics.COMMANDS: COMMAND_ADAPTER.validate_json},
+        )
+        command_publish = commands.retaining(publish)
+        source = chained(intake.published_since, commands.since)
+    replayer = Replayer(
+        service="intake",
+        kafka=settings.kafka,
+        db=runtime.db,
+        source=source,
+        publish=publish,
+        clock=clock,
+        registry=runtime.registry,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with runtime.running(
             before_start=store.ensure_indexes,
-            background=[lambda: intake.relay_forever(settings.relay_interval_seconds)],
+            background=[lambda: intake.relay_forever(settings.relay_interval_seconds, replayer)],
         ):
             yield
 
@@ -48,5 +73,8 @@ def create_app(
     if not settings.api_keys:
         log.warning("no department API keys configured: every command will be refused")
     keys = ApiKeys(settings.api_keys)
-    app.include_router(routes(intake=intake, store=store, publish=publish, keys=keys, clock=clock))
+    app.add_middleware(DrainGate)  # sotong up's Ctrl-C: 503 + Retry-After while draining
+    app.include_router(
+        routes(intake=intake, store=store, publish=command_publish, keys=keys, clock=clock)
+    )
     return app

@@ -8,7 +8,7 @@ Kafka subscriber), ``routes`` (the HTTP API).
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any
@@ -30,11 +30,13 @@ from intake.store import RELAY_GRACE, ChannelRef, FiledRecord, Refused, Submissi
 from schemas import ComplaintSubmitted, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT
 from services.batching import GroupCommit
+from services.broker import KeyedEvent
 from services.errors import PermanentError, field_errors
 from services.http import ApiError
 from services.keys import API_KEY, ApiKeys
 from services.logs import bound
 from services.openapi import refusals
+from services.replay import Replayer
 from services.runtime import Clock, Publish
 
 log = logging.getLogger("sotong.intake")
@@ -264,14 +266,28 @@ class Intake:
                 log.warning("relaying unpublished ComplaintFiled")
                 await self._publish(record)
 
-    async def relay_forever(self, interval: float) -> None:
-        """Relay every ``interval`` seconds; a failed pass is logged and tried again."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.relay()
-            except Exception:
-                log.exception("outbox relay failed; will try again")
+    async def published_since(
+        self, since: datetime
+    ) -> AsyncIterator[tuple[str, KeyedEvent, str | None]]:
+        """What a replay publishes again (``services.replay``): the filings of the window."""
+        async for record in self.store.published_since(since):
+            yield topics.FILED, record.filed, record.filed.event_id
+
+    async def relay_forever(self, interval: float, replayer: Replayer | None = None) -> None:
+        """Relay every ``interval`` seconds, after checking the broker is the one last
+        published to (a replay if not); a failed pass is logged and tried again."""
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    if replayer is not None:
+                        await replayer.check()
+                    await self.relay()
+                except Exception:
+                    log.exception("outbox relay failed; will try again")
+        finally:
+            if replayer is not None:
+                await replayer.close()
 
 
 Subscriber = Callable[[str], Callable[[Callable[..., Awaitable[None]]], object]]

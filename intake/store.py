@@ -3,11 +3,13 @@
 The ComplaintFiled event is written in the same document as the dedup key, with
 ``published: false``; it is published afterwards and marked. A crash in between leaves
 it for the relay (or the channel's retry) to publish again: same event id, so
-downstream consumers see a duplicate, not a second complaint.
+downstream consumers see a duplicate, not a second complaint. The document is kept, so
+the events of a window can be published again to a broker that lost them
+(``published_since``, ``services.replay``).
 """
 
 import hmac
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -98,6 +100,10 @@ class SubmissionStore(Protocol):
 
     async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
         """Unpublished complaints filed before ``older_than``, oldest first."""
+        ...
+
+    def published_since(self, since: datetime) -> AsyncIterator[FiledRecord]:
+        """Published complaints filed at or after ``since``, oldest first (for a replay)."""
         ...
 
 
@@ -240,3 +246,10 @@ class MongoSubmissionStore:
             limit=limit,
         )
         return [self._record(doc) async for doc in cursor]
+
+    async def published_since(self, since: datetime) -> AsyncIterator[FiledRecord]:
+        cursor = self.col.find(
+            {"published": True, "filed_at": {"$gte": since}}, sort=[("filed_at", 1)]
+        )
+        async for doc in cursor:
+            yield self._record(doc)

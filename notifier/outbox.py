@@ -13,6 +13,7 @@ resident's file reads as what the resident receives. Webhooks never go here.
 import asyncio
 import json
 import os
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -68,10 +69,14 @@ class OutboxChannel:
             await asyncio.to_thread(self._contains, self.staff_path, delivery_id)
         )
 
-    @staticmethod
-    def _append(path: Path, line: bytes) -> None:
+    _appending = threading.Lock()
+    """Concurrent deliveries (complaints of a batch run side by side) append one at a
+    time: the check for a line a crash cut short must not see another's half-written one."""
+
+    @classmethod
+    def _append(cls, path: Path, line: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+b", opener=_private) as f:
+        with cls._appending, open(path, "a+b", opener=_private) as f:
             if f.seek(0, os.SEEK_END) > 0:
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":

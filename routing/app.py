@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -15,7 +16,9 @@ from routing.lifecycle import Lifecycle
 from routing.settings import RoutingSettings
 from routing.store import MongoRoutingStore, RoutingStore
 from routing.texts import Texts
+from schemas import CommandRejected, ComplaintDeadlineAlert, topics
 from schemas.events import utcnow
+from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
 
 
@@ -48,9 +51,25 @@ def create_app(
     database, the runtime's Kafka publish, the wall clock, a classifier fitted at start-up."""
     settings = settings or RoutingSettings()
     runtime = Runtime.build("routing", settings)
-    storage = MongoRoutingStore(runtime.db) if store is None else store
+    kafka = settings.kafka
+    keep = (
+        timedelta(seconds=kafka.replay_window_seconds) if kafka.replay_after_broker_loss else None
+    )
+    storage = MongoRoutingStore(runtime.db, keep_published=keep) if store is None else store
     catalogue = Catalogue.load()
     texts = Texts.load()
+    publish = runtime.publish if publish is None else publish
+    if keep is not None:  # rejections and alerts have no outbox: keep them too
+        others = PublishedLog(
+            runtime.db,
+            "routing_published_others",
+            keep,
+            {
+                topics.REJECTIONS: CommandRejected.model_validate_json,
+                topics.SLA: ComplaintDeadlineAlert.model_validate_json,
+            },
+        )
+        publish = others.retaining(publish)
     model = (
         Classifier(threshold=settings.classifier_threshold, general_desk=catalogue.general_desk)
         if classifier is None
@@ -62,7 +81,7 @@ def create_app(
         classifier=model,
         lifecycle=Lifecycle(texts),
         texts=texts,
-        publish=runtime.publish if publish is None else publish,
+        publish=publish,
         clock=utcnow if clock is None else clock,
         metrics=RoutingMetrics(runtime.registry),
         calendar=calendar(settings.extra_holidays),
@@ -73,6 +92,18 @@ def create_app(
         routing,
         max_records=settings.batch_max_records,
         timeout_ms=settings.batch_timeout_ms,
+    )
+    source: ReplaySource = routing.published_since
+    if keep is not None:
+        source = chained(routing.published_since, others.since)
+    replayer = Replayer(
+        service="routing",
+        kafka=kafka,
+        db=runtime.db,
+        source=source,
+        publish=publish,
+        clock=utcnow if clock is None else clock,
+        registry=runtime.registry,
     )
 
     @asynccontextmanager
@@ -85,7 +116,7 @@ def create_app(
         async with runtime.running(
             before_start=prepare,
             background=[
-                lambda: routing.relay_forever(settings.relay_interval_seconds),
+                lambda: routing.relay_forever(settings.relay_interval_seconds, replayer),
                 lambda: routing.deadlines_forever(settings.deadline_scan_interval_seconds),
                 lambda: routing.settle_loads_forever(settings.relay_interval_seconds),
             ],

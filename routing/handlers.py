@@ -10,7 +10,7 @@ empties the outboxes. A record that is not a valid message is dead-lettered alon
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,11 +53,12 @@ from schemas.commands import (
     ReopenComplaint,
     TransferComplaint,
 )
-from services.broker import raw_values, records_of
+from services.broker import KeyedEvent, raw_values, records_of
 from services.errors import RetryableError
 from services.http import ApiError
 from services.logs import bound
 from services.openapi import refusals
+from services.replay import Replayer
 from services.runtime import Clock, Publish, Runtime
 
 if TYPE_CHECKING:
@@ -342,7 +343,12 @@ class Routing:
         )
         await self.store.clear_outboxes(
             [
-                Cleared(cid, tuple(e.event_id for e in events), max(e.sequence for e in events))
+                Cleared(
+                    cid,
+                    tuple(e.event_id for e in events),
+                    max(e.sequence for e in events),
+                    tuple(events),
+                )
                 for cid, events in lifecycle.items()
             ]
         )
@@ -464,14 +470,29 @@ class Routing:
                 log.exception("settling handler loads failed; will try again")
             await asyncio.sleep(interval)
 
-    async def relay_forever(self, interval: float) -> None:
-        while True:
-            try:
-                for record in await self.store.pending_outboxes():
-                    await self.flush(record)
-            except Exception:
-                log.exception("outbox relay failed; will try again")
-            await asyncio.sleep(interval)
+    async def published_since(
+        self, since: datetime
+    ) -> AsyncIterator[tuple[str, KeyedEvent, str | None]]:
+        """What a replay publishes again (``services.replay``): the lifecycle events kept."""
+        async for event in self.store.published_since(since):
+            yield topics.LIFECYCLE, event, event.caused_by
+
+    async def relay_forever(self, interval: float, replayer: Replayer | None = None) -> None:
+        """Check the broker is the one last published to (a replay if not), then publish
+        what a crash left in outboxes; every ``interval`` seconds."""
+        try:
+            while True:
+                try:
+                    if replayer is not None:
+                        await replayer.check()
+                    for record in await self.store.pending_outboxes():
+                        await self.flush(record)
+                except Exception:
+                    log.exception("outbox relay failed; will try again")
+                await asyncio.sleep(interval)
+        finally:
+            if replayer is not None:
+                await replayer.close()
 
 
 @dataclass(kw_only=True)

@@ -12,6 +12,9 @@ they are applied after the write, each at most once per handler (its key is reme
 and a crash in between leaves them staged for ``pending_loads``. Every hot-path query is
 served by an index: SecantusDB's planner uses one only when it covers every field of the
 filter, hence ``(_id, sequence)`` for the guard.
+With ``keep_published`` (the memory-only broker) published events are moved to
+``routing_published`` for that long (a TTL index) instead of being dropped, so they can
+be published again to a broker that lost them (``services.replay``).
 
 :class:`RoutingStore` is what the handlers need; :class:`MongoRoutingStore` is the
 MongoDB adapter, and ``tests/fakes/routing.py`` holds the in-memory one that
@@ -19,9 +22,9 @@ MongoDB adapter, and ``tests/fakes/routing.py`` holds the in-memory one that
 """
 
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,10 +42,11 @@ from services.mongo import Document
 COLLECTION = "routing_complaints"
 TRANSFERS = "routing_transfer_examples"
 LOADS = "routing_handler_loads"
+PUBLISHED = "routing_published"
+DUPLICATE_KEY = 11000
 PROCESSED_KEPT = 500
 APPLIED_KEPT = 500
 """Load deltas remembered per handler, so a delta applied again (recovery) counts once."""
-DUPLICATE_KEY = 11000
 RUNNING_CLOCK = frozenset(OPEN_STATES - {ComplaintState.INFO_REQUESTED})
 """Open states whose deadline clock runs (보완 요청 pauses it)."""
 
@@ -110,6 +114,8 @@ class Cleared:
     complaint_id: str
     event_ids: tuple[str, ...]
     up_to_sequence: int
+    events: tuple[ComplaintStatusChanged, ...] = ()
+    """The events themselves, for a store that keeps what was published (replay)."""
 
 
 class Changes(BaseModel):
@@ -217,6 +223,11 @@ class RoutingStore(Protocol):
         ...
 
     async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]: ...
+
+    def published_since(self, since: datetime) -> AsyncIterator[ComplaintStatusChanged]:
+        """Events published since ``since`` and still kept, in the order they were
+        published (each complaint's by sequence); nothing unless the store keeps them."""
+        ...
 
     async def with_running_clock(self) -> list[RoutingRecord]:
         """Open complaints with a due time whose deadline clock is running."""
@@ -372,10 +383,14 @@ def _apply(delta: LoadDelta) -> UpdateOne:
 
 
 class MongoRoutingStore:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], *, keep_published: timedelta | None = None
+    ) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
         self.transfers: AsyncCollection[Document] = db[TRANSFERS]
         self.counters: AsyncCollection[Document] = db[LOADS]
+        self.published: AsyncCollection[Document] = db[PUBLISHED]
+        self.keep_published = keep_published
 
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
@@ -396,6 +411,8 @@ class MongoRoutingStore:
             ]
         )
         await self._count_loads_once()
+        if self.keep_published is not None:
+            await self._ensure_retention(self.keep_published)
 
     async def _count_loads_once(self) -> None:
         """Complaints stored before handler loads were counted are counted once, here."""
@@ -422,6 +439,18 @@ class MongoRoutingStore:
         if counted:
             with contextlib.suppress(BulkWriteError):  # another process counted first
                 await self.counters.bulk_write(counted, ordered=False)
+
+    async def _ensure_retention(self, keep: timedelta) -> None:
+        """A TTL index on the published events; a changed window is applied in place."""
+        seconds = int(keep.total_seconds())
+        indexes = await self.published.index_information()
+        if "published_ttl" in indexes and indexes["published_ttl"].get("expireAfterSeconds") != (
+            seconds
+        ):
+            await self.published.drop_index("published_ttl")
+        await self.published.create_index(
+            [("published_at", ASCENDING)], name="published_ttl", expireAfterSeconds=seconds
+        )
 
     async def get(self, complaint_id: str) -> RoutingRecord | None:
         doc = await self.col.find_one({"_id": complaint_id})
@@ -477,6 +506,8 @@ class MongoRoutingStore:
     async def clear_outboxes(self, cleared: Sequence[Cleared]) -> None:
         if not cleared:
             return
+        if self.keep_published is not None:
+            await self._keep([e for c in cleared for e in c.events])
         ops = [
             UpdateOne(
                 {"_id": c.complaint_id, "sequence": c.up_to_sequence},
@@ -558,6 +589,9 @@ class MongoRoutingStore:
         """One update when nothing was appended meanwhile (the usual case): then the
         outbox is empty and no longer pending."""
         pull = {"$pull": {"outbox": {"event_id": {"$in": list(event_ids)}}}}
+        if self.keep_published is not None:
+            await self._move_to_published(complaint_id, event_ids, up_to_sequence, pull)
+            return
         result = await self.col.update_one(
             {"_id": complaint_id, "sequence": up_to_sequence},
             pull | {"$set": {"outbox_pending": False}},
@@ -565,9 +599,66 @@ class MongoRoutingStore:
         if result.matched_count == 0:
             await self.col.update_one({"_id": complaint_id}, pull)
 
+    async def _move_to_published(
+        self,
+        complaint_id: str,
+        event_ids: Sequence[str],
+        up_to_sequence: int,
+        pull: Document,
+    ) -> None:
+        """The same pull, answered with the document as it was (so the events come back
+        without a read first), then the events kept; a repeat is a duplicate key, ignored."""
+        before = await self.col.find_one_and_update(
+            {"_id": complaint_id, "sequence": up_to_sequence},
+            pull | {"$set": {"outbox_pending": False}},
+            projection={"outbox": 1},
+        )
+        if before is None:
+            before = await self.col.find_one_and_update(
+                {"_id": complaint_id}, pull, projection={"outbox": 1}
+            )
+        wanted = set(event_ids)
+        events = [e for e in (before or {}).get("outbox", []) if e["event_id"] in wanted]
+        await self._keep([ComplaintStatusChanged.model_validate(e) for e in events])
+
+    async def _keep(self, events: Sequence[ComplaintStatusChanged]) -> None:
+        """Keep published events for replay; one kept before (a repeat) is left as it is."""
+        if not events:
+            return
+        now = datetime.now(UTC)
+        try:
+            await self.published.insert_many(
+                [
+                    {
+                        "_id": e.event_id,
+                        "complaint_id": e.complaint_id,
+                        "sequence": e.sequence,
+                        "published_at": now,
+                        "event": e.model_dump(mode="python"),
+                    }
+                    for e in events
+                ],
+                ordered=False,
+            )
+        except BulkWriteError as exc:  # kept by an earlier pass: fine; anything else is not
+            if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
+                raise
+
     async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
         cursor = self.col.find({"outbox_pending": True}, limit=limit)
         return [RoutingRecord.model_validate(doc) async for doc in cursor]
+
+    async def published_since(self, since: datetime) -> AsyncIterator[ComplaintStatusChanged]:
+        cursor = self.published.find(
+            {"published_at": {"$gte": since}},
+            sort=[
+                ("published_at", ASCENDING),
+                ("complaint_id", ASCENDING),
+                ("sequence", ASCENDING),
+            ],
+        )
+        async for doc in cursor:
+            yield ComplaintStatusChanged.model_validate(doc["event"])
 
     async def with_running_clock(self) -> list[RoutingRecord]:
         running = [s.value for s in RUNNING_CLOCK]

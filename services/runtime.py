@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services import broker as broker_kit
+from services import subscriptions
 from services.archive import DeadLetterArchive
 from services.broker import DeadLetters, KeyedEvent
 from services.http import service_app
@@ -144,6 +145,7 @@ class Runtime:
         await broker_kit.ensure_topics(self.settings.kafka)
         if before_start is not None:
             await before_start()
+        await subscriptions.record(self.db, self.service, self.broker, datetime.now(UTC))
         await self.broker.start()
         self.started = True
         lag = self.lag or ConsumerLag(self.registry)

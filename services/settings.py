@@ -30,6 +30,18 @@ class KafkaSettings(BaseSettings):
         "stack and the tests set it shorter.",
     )
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    replay_after_broker_loss: bool = Field(
+        default=False,
+        description="Publish retained events again when the broker is not the one last "
+        "published to (services.replay). On for the memory-only embedded broker (the local "
+        "stack sets it); off for Apache Kafka, whose log is durable.",
+    )
+    replay_window_seconds: float = Field(
+        default=86_400,
+        gt=0,
+        description="How long producers keep what they published (a TTL index) and how far "
+        "back a replay reaches.",
+    )
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

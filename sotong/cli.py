@@ -19,9 +19,7 @@ import asyncio
 import importlib
 import json
 import os
-import signal
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,63 +121,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from sotong import localstack as ls
+    from sotong import up
 
-    var = _local_dir()
-    log_dir = var / "logs"
-    kafka_port = int(os.environ.get("SOTONG_LOCAL_KAFKA_PORT", "19092"))
-    mongo_port = int(os.environ.get("SOTONG_LOCAL_MONGO_PORT", "27117"))
-    stopping = False
-
-    def request_stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    print(f"starting embedded Kafka (127.0.0.1:{kafka_port}) and MongoDB (127.0.0.1:{mongo_port})…")
-    children = ls.start_backends(
-        kafka_port=kafka_port, mongo_port=mongo_port, data_dir=var / "mongo", log_dir=log_dir
-    )
-    env = ls.backend_env(kafka_port, mongo_port, os.environ.get("SOTONG_MONGO_DATABASE", "sotong"))
+    settings = ls.LocalStackSettings(dir=_local_dir())
     keys_path, staff_path = _api_keys_path(), _staff_keys_path()
-    env |= ls.local_service_env(var, keys_path, staff_path)
-    services = []
-    exit_code = 0
-    try:
-        ports = {
-            name: int(os.environ.get(f"SOTONG_{name.upper()}_HTTP_PORT", ls.DEFAULT_PORTS[name]))
-            for name in ls.SERVICES
-        }
-        for name, port in ports.items():
-            child = ls.service_child(name, port, env, log_dir, ports)
-            child.start()
-            services.append((child, port))
-        for child, port in services:
-            child.wait_until(ls.http_ready(f"http://127.0.0.1:{port}/readyz"), 90)
-            print(f"  {child.name:<9} http://127.0.0.1:{port}  (docs /docs, metrics /metrics)")
-        outbox = Path(env["SOTONG_NOTIFIER_OUTBOX_PATH"])
-        print(f"outbox (what residents receive): {outbox}")
-        print(f"staff outbox (handlers, supervisors): {outbox.with_name('outbox-staff.jsonl')}")
-        print(f"department API keys (for sotong act): {keys_path}")
-        print(f"staff key (sotong act looks complaints up with it): {staff_path}")
-        print(f"logs: {log_dir}/    Ctrl-C stops everything.")
-        while not stopping:
-            for child, _ in services:
-                if not child.alive:
-                    print(f"{child.name} exited unexpectedly:\n{child.tail()}", file=sys.stderr)
-                    exit_code = 1
-                    stopping = True
-            time.sleep(0.3)
-    except ls.StartupError as exc:
-        print(f"start-up failed: {exc}", file=sys.stderr)
-        exit_code = 1
-    finally:
-        print("stopping…")
-        for child, _ in reversed(services):
-            child.stop()
-        for child in reversed(children):
-            child.stop()
-    return exit_code
+
+    def service_env(env: dict[str, str]) -> dict[str, str]:
+        return env | ls.local_service_env(settings.dir, keys_path, staff_path)
+
+    return up.run(
+        settings, service_env=service_env, describe=up.describe_local(keys_path, staff_path)
+    )
 
 
 def _error_text(response: httpx.Response) -> str:

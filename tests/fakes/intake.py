@@ -1,7 +1,7 @@
 """In-memory stand-ins for intake's collaborators, honest enough to pass the store contract."""
 
 import hmac
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -105,6 +105,11 @@ class InMemorySubmissionStore:
     async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
         due = [r for r in self.rows.values() if not r.record.published and r.filed_at < older_than]
         return [r.record for r in sorted(due, key=lambda r: r.filed_at)[:limit]]
+
+    async def published_since(self, since: datetime) -> AsyncIterator[FiledRecord]:
+        kept = [r for r in self.rows.values() if r.record.published and r.filed_at >= since]
+        for row in sorted(kept, key=lambda r: r.filed_at):
+            yield row.record
 
 
 async def insert(

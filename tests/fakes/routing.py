@@ -6,8 +6,8 @@ at, and hands back copies with times as BSON keeps them (UTC, whole milliseconds
 handler cannot pass here by holding on to an object or a microsecond Mongo drops.
 """
 
-from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from routing.assignment import Load, LoadDelta
@@ -45,10 +45,12 @@ def _stored(record: RoutingRecord) -> RoutingRecord:
 
 
 class InMemoryRoutingStore:
-    def __init__(self) -> None:
+    def __init__(self, *, keep_published: timedelta | None = None) -> None:
         self.records: dict[str, RoutingRecord] = {}
         self.transfers: dict[str, tuple[datetime, TransferExample]] = {}
         self.applied: list[LoadDelta] = []
+        self.keep_published = keep_published
+        self.published: list[tuple[datetime, ComplaintStatusChanged]] = []
 
     async def ensure_indexes(self) -> None:
         return None
@@ -137,6 +139,19 @@ class InMemoryRoutingStore:
         self.records[complaint_id] = current.model_copy(
             update={"outbox": kept, "outbox_pending": pending}
         )
+        if self.keep_published is not None:
+            now = _as_bson(datetime.now(UTC))
+            known = {e.event_id for _, e in self.published}
+            self.published += [
+                (now, e)
+                for e in current.outbox
+                if e.event_id in set(event_ids) and e.event_id not in known
+            ]
+
+    async def published_since(self, since: datetime) -> AsyncIterator[ComplaintStatusChanged]:
+        kept = [(at, e) for at, e in self.published if at >= since]
+        for _, event in sorted(kept, key=lambda x: (x[0], x[1].complaint_id, x[1].sequence)):
+            yield event
 
     async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
         return [r for r in self.records.values() if r.outbox_pending][:limit]
