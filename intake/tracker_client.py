@@ -6,6 +6,7 @@ no name, phone or address of a resident, so nothing personal reaches intake this
 """
 
 from datetime import datetime
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -79,7 +80,7 @@ class TrackerClient:
 
     async def complaint(self, complaint_id: str) -> TrackedComplaint | None:
         """One complaint by id, or None when the tracker knows no such complaint."""
-        response = await self._get(f"/v1/staff/complaints/{complaint_id}")
+        response = await self._get(f"/v1/staff/complaints/{quote(complaint_id, safe='')}")
         if response.status_code == 404:
             return None
         response.raise_for_status()

@@ -47,6 +47,10 @@ Accept = Callable[[ComplaintSubmitted], Awaitable[tuple[Any, bool]]]
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _RRN = re.compile(r"(?<!\d)\d{6}-?[1-8]\d{6}(?!\d)")
 _RECEIPT = re.compile(r"^\d{6}-\d{6}$")
+_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+)
+"""A service request id is a complaint id: a UUID4, as intake issues them."""
 
 
 def public_text(excerpt: str) -> str:
@@ -185,12 +189,12 @@ class Open311:
     # -- filing -----------------------------------------------------------------------
 
     async def file(self, body: bytes, content_type: str) -> list[dict[str, Any]]:
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            raise Open311Error(400, "Content-Type: must be application/x-www-form-urlencoded")
         form = Form.parse(body)
         client = self.keys.client(form.fields.get("api_key"))
         if client is None:
             raise Open311Error(403, "api_key: missing or not a valid key")
-        if not content_type.startswith("application/x-www-form-urlencoded"):
-            raise Open311Error(400, "Content-Type: must be application/x-www-form-urlencoded")
         request = service_request(form, self.services, self.clock())
         record, _ = await self.accept(request.submission)
         log.info(
@@ -231,7 +235,8 @@ class Open311:
         return service is not None and service.text.listed
 
     async def one(self, complaint_id: str) -> list[dict[str, Any]]:
-        complaint = await self.tracker.complaint(complaint_id)
+        known = _ID.match(complaint_id)
+        complaint = await self.tracker.complaint(complaint_id.lower()) if known else None
         if complaint is None:
             raise Open311Error(404, f"service_request_id: no request {complaint_id!r}")
         return [self.request_view(complaint)]
@@ -255,7 +260,8 @@ class Open311:
         if ids := [i for i in params.get("service_request_id", "").split(",") if i]:
             if len(ids) > MOST_IDS:
                 raise Open311Error(400, f"service_request_id: at most {MOST_IDS} ids")
-            each = await asyncio.gather(*(self.tracker.complaint(i) for i in dict.fromkeys(ids)))
+            wanted = list(dict.fromkeys(i.lower() for i in ids if _ID.match(i)))
+            each = await asyncio.gather(*(self.tracker.complaint(i) for i in wanted))
             return [self.request_view(c) for c in each if c is not None]
         start, end = window(params, self.clock())
         codes = self._codes(params)
@@ -341,6 +347,9 @@ def routes(open311: Open311) -> APIRouter:
         except TrackerUnavailable as exc:
             log.warning("open311 read failed", extra={"reason": str(exc)})
             return error_answer(Open311Error(503, "the tracker is not answering; try later"), fmt)
+        except Exception:
+            log.exception("open311 request failed")
+            return error_answer(Open311Error(500, "internal error; try later"), fmt)
 
     @router.get("/discovery.{extension}", summary="Discovery: where the endpoints are")
     async def discovery(extension: str, request: Request) -> Response:

@@ -217,3 +217,25 @@ def test_names_are_joined_in_korean_order_when_both_are_hangul() -> None:
     assert resident_name("Jane", "Doe") == "Jane Doe"
     assert resident_name(None, "홍") == "홍"
     assert resident_name(None, None) is None
+
+
+class BrokenStore(InMemorySubmissionStore):
+    async def insert_many(self, records: Any) -> Any:
+        raise RuntimeError("the database is gone")
+
+
+async def test_a_failure_behind_the_post_is_a_500_in_the_spec_shape() -> None:
+    app = create_app(
+        IntakeSettings(open311_keys={"fixmystreet": SecretStr(KEY)}),
+        store=BrokenStore(),
+        publish=RecordingPublish(),
+        clock=lambda: NOW,
+        tracker=TrackerClient(httpx.AsyncClient(base_url="http://unused"), None),
+    )
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+        response = await http.post("/open311/v2/requests.xml", data=FORM)
+
+    assert response.status_code == 500
+    assert parse_xml(response.content).findtext("error/code") == "500"
+    assert "database" not in response.text

@@ -329,3 +329,23 @@ async def test_without_the_tracker_the_gets_answer_503_in_the_spec_shape() -> No
 
     assert response.status_code == 503
     assert response.json()[0]["code"] == 503
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["not-a-uuid", "9B2F1C4E-7D3A-4E8B-9C61-2A5F0E8D4B17", "x%3Fdepartment=roads"],
+)
+async def test_an_id_intake_never_issued_is_a_404(stack: Stack, request_id: str) -> None:
+    response = await stack.get(f"requests/{request_id}.json")
+
+    assert response.status_code == 404
+    assert response.json()[0]["code"] == 404
+
+
+async def test_an_id_in_capitals_finds_the_request(stack: Stack) -> None:
+    filed = await stack.file()
+
+    response = await stack.get(f"requests/{filed.complaint_id.upper()}.json")
+
+    assert response.status_code == 200
+    assert response.json()[0]["service_request_id"] == filed.complaint_id
