@@ -328,7 +328,9 @@ class Open311:
 
 def routes(open311: Open311) -> APIRouter:
     """The Open311 paths; answers and refusals in the format the extension names."""
-    router = APIRouter(prefix=PREFIX, tags=["open311"])
+    # Not in intake's OpenAPI document: GeoReport v2 is the contract here (its own paths,
+    # XML beside JSON, errors in its shape), and the README points integrators to it.
+    router = APIRouter(prefix=PREFIX, tags=["open311"], include_in_schema=False)
 
     async def respond(
         extension: str,
@@ -376,38 +378,6 @@ def routes(open311: Open311) -> APIRouter:
         "/requests.{extension}",
         status_code=201,
         summary="File a service request (form-encoded, as the spec says)",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["api_key", "service_code"],
-                            "properties": {
-                                name: {"type": "string"}
-                                for name in (
-                                    "api_key",
-                                    "service_code",
-                                    "lat",
-                                    "long",
-                                    "address_string",
-                                    "description",
-                                    "first_name",
-                                    "last_name",
-                                    "phone",
-                                    "email",
-                                    "media_url",
-                                    "device_id",
-                                    "account_id",
-                                    "dong",
-                                )
-                            },
-                        }
-                    }
-                },
-            }
-        },
     )
     async def file(extension: str, request: Request) -> Response:
         async def work() -> list[dict[str, Any]]:
