@@ -142,7 +142,10 @@ async def test_a_spec_form_post_in_xml_and_its_token(open311: str) -> None:
         assert found == [{"service_request_id": request_id, "token": receipt}]
 
         async def listed_open() -> bool:
-            listed = await http.get(f"{open311}/requests.json", params={"status": "open"})
+            listed = await http.get(
+                f"{open311}/requests.json",
+                params={"status": "open", "service_code": "street-light"},
+            )
             return request_id in [r["service_request_id"] for r in listed.json()]
 
-        await eventually(listed_open, within=60, what="the request listed as open")
+        await eventually(listed_open, within=60, what="the request listed as open street light")
