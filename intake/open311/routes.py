@@ -39,6 +39,8 @@ WINDOW = timedelta(days=90)
 MOST_REQUESTS = 1000
 """At most this many requests in one list, newest first (the spec's suggested cap)."""
 MOST_IDS = 100
+UNROUTED = 100
+"""How many of the newest complaints an open list looks through for unrouted ones."""
 SPEC = "http://wiki.open311.org/GeoReport_v2"
 
 Accept = Callable[[ComplaintSubmitted], Awaitable[tuple[Any, bool]]]
@@ -266,23 +268,31 @@ class Open311:
         start, end = window(params, self.clock())
         codes = self._codes(params)
         statuses = self._statuses(params)
-        states: list[ComplaintState | None] = [
-            s for status in statuses for s in states_of(status)
-        ] or [None]
+        # (state, how many): one search per state the statuses stand for; for "open" also
+        # the newest of all, for complaints routing has not recorded yet (a state of null
+        # cannot be searched for; such a complaint is seconds old, so among the newest).
+        queries: list[tuple[ComplaintState | None, int]] = [
+            (s, MOST_REQUESTS) for status in statuses for s in states_of(status)
+        ]
+        if not statuses:
+            queries = [(None, MOST_REQUESTS)]
+        elif Status.OPEN in statuses:
+            queries.append((None, UNROUTED))
         pages = await asyncio.gather(
             *(
                 self.tracker.search(
-                    filed_from=start,
-                    filed_to=end,
-                    state=state,
-                    service_code=code,
-                    at_most=MOST_REQUESTS,
+                    filed_from=start, filed_to=end, state=state, service_code=code, at_most=most
                 )
-                for state in states
+                for state, most in queries
                 for code in codes
             )
         )
-        found = {c.complaint_id: c for page in pages for c in page if self._listed(c)}
+        found = {
+            c.complaint_id: c
+            for page in pages
+            for c in page
+            if self._listed(c) and (not statuses or status_of(c.state) in statuses)
+        }
         newest = sorted(found.values(), key=lambda c: c.filed_at or start, reverse=True)
         return [self.request_view(c) for c in newest[:MOST_REQUESTS]]
 

@@ -349,3 +349,15 @@ async def test_an_id_in_capitals_finds_the_request(stack: Stack) -> None:
 
     assert response.status_code == 200
     assert response.json()[0]["service_request_id"] == filed.complaint_id
+
+
+async def test_a_request_routing_has_not_recorded_yet_is_listed_as_open(stack: Stack) -> None:
+    sofa = await stack.file()
+    light = await stack.file(service_code="street-light", description="가로등이 꺼졌어요")
+    await stack.move(light, 1, S.RESOLVED)
+
+    opened = (await stack.get("requests.json", status="open")).json()
+    closed = (await stack.get("requests.json", status="closed")).json()
+
+    assert [r["service_request_id"] for r in opened] == [sofa.complaint_id]
+    assert [r["service_request_id"] for r in closed] == [light.complaint_id]
