@@ -7,12 +7,15 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from intake.handlers import Intake, routes, subscribe
+from intake.handlers import Accepted, Intake, routes, subscribe
+from intake.open311 import routes as open311
+from intake.open311.services import open311_services
 from intake.settings import IntakeSettings
 from intake.store import MongoSubmissionStore, SubmissionStore
+from intake.tracker_client import TrackerClient
 from schemas import topics
 from schemas.commands import COMMAND_ADAPTER
-from schemas.events import utcnow
+from schemas.events import ComplaintSubmitted, utcnow
 from services.draining import DrainGate
 from services.keys import ApiKeys
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
@@ -27,6 +30,7 @@ def create_app(
     store: SubmissionStore | None = None,
     publish: Publish | None = None,
     clock: Clock | None = None,
+    tracker: TrackerClient | None = None,
 ) -> FastAPI:
     """Build intake; each collaborator left out is the real one built from ``settings``."""
     settings = settings or IntakeSettings()
@@ -35,6 +39,7 @@ def create_app(
     publish = publish if publish is not None else runtime.publish
     clock = clock if clock is not None else utcnow
     intake = Intake(store=store, publish=publish, clock=clock, registry=runtime.registry)
+    tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
     subscribe(runtime.subscriber, intake)
     source: ReplaySource = intake.published_since
     command_publish = publish
@@ -59,11 +64,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running(
-            before_start=store.ensure_indexes,
-            background=[lambda: intake.relay_forever(settings.relay_interval_seconds, replayer)],
-        ):
-            yield
+        try:
+            async with runtime.running(
+                before_start=store.ensure_indexes,
+                background=[
+                    lambda: intake.relay_forever(settings.relay_interval_seconds, replayer)
+                ],
+            ):
+                yield
+        finally:
+            await tracker.aclose()
 
     app = runtime.http_app(
         description="File complaints (민원) and send department commands.",
@@ -76,5 +86,20 @@ def create_app(
     app.add_middleware(DrainGate)  # sotong up's Ctrl-C: 503 + Retry-After while draining
     app.include_router(
         routes(intake=intake, store=store, publish=command_publish, keys=keys, clock=clock)
+    )
+
+    async def accept_open311(submission: ComplaintSubmitted) -> Accepted:
+        return await intake.accept(submission, redelivery_possible=False)
+
+    app.include_router(
+        open311.routes(
+            open311.Open311(
+                services=open311_services(),
+                accept=accept_open311,
+                tracker=tracker,
+                keys=open311.ClientKeys(settings.open311_keys),
+                clock=clock,
+            )
+        )
     )
     return app

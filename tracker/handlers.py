@@ -469,6 +469,12 @@ def build_router(
         state: ComplaintState | None = None,
         department: str | None = None,
         dong: Annotated[str | None, Query(description="행정동, e.g. 청라1동.")] = None,
+        service_code: Annotated[
+            str | None, Query(description="The service code filed with.")
+        ] = None,
+        receipt_number: Annotated[
+            str | None, Query(description="접수번호, e.g. 261202-004211.")
+        ] = None,
         filed_from: From = None,
         filed_to: To = None,
         overdue: bool | None = None,
@@ -489,6 +495,8 @@ def build_router(
             state=state,
             department=department,
             dong=dong,
+            service_code=service_code,
+            receipt_number=receipt_number,
             filed_from=aware(filed_from),
             filed_to=aware(filed_to),
             overdue=overdue,

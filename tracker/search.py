@@ -73,6 +73,8 @@ class SearchQuery:
     state: ComplaintState | None = None
     department: str | None = None
     dong: str | None = None
+    service_code: str | None = None
+    receipt_number: str | None = None
     filed_from: datetime | None = None
     filed_to: datetime | None = None
     overdue: bool | None = None

@@ -208,6 +208,10 @@ def search_filter(query: SearchQuery) -> Document:
         found["department"] = query.department
     if query.dong is not None:
         found["dong"] = query.dong
+    if query.service_code is not None:
+        found["service_code"] = query.service_code
+    if query.receipt_number is not None:
+        found["receipt_number"] = query.receipt_number
     filed: Document = {}
     if query.filed_from is not None:
         filed["$gte"] = query.filed_from

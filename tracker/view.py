@@ -210,6 +210,9 @@ Excerpt = Annotated[str, BeforeValidator(excerpt)]
 
 
 class SearchHit(QueueItem):
+    service_code: str | None = Field(
+        default=None, description="The Open311 service code filed with."
+    )
     excerpt: Excerpt = Field(
         validation_alias="body",
         description=f"The body's first {EXCERPT_CHARS} characters; phone numbers are masked.",
