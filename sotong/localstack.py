@@ -335,6 +335,20 @@ def local_staff_keys(path: Path) -> dict[str, str]:
     return keys
 
 
+def local_open311_keys(path: Path) -> dict[str, str]:
+    """The local stack's Open311 client key, ``{"local-app": key}`` (the format of
+    ``SOTONG_INTAKE_OPEN311_KEYS``), in a 0600 file: what a third-party app posts as
+    ``api_key``."""
+    keys = _read_keys(path)
+    if not keys.get(OPEN311_APP):
+        keys = {**keys, OPEN311_APP: secrets.token_urlsafe(24)}
+        write_private(path, json.dumps(keys, indent=1))
+    return keys
+
+
+OPEN311_APP = "local-app"
+
+
 def local_service_env(
     var: Path, department_keys_path: Path, staff_keys_path: Path
 ) -> dict[str, str]:
@@ -349,6 +363,9 @@ def local_service_env(
         "SOTONG_TRACKER_API_KEYS": department_keys,
         "SOTONG_TRACKER_STAFF_API_KEYS": staff_keys,
         "SOTONG_NOTIFIER_OUTBOX_PATH": str(var / "outbox.jsonl"),
+        # Open311 apps file with their own key; its GETs read the tracker as staff
+        "SOTONG_INTAKE_OPEN311_KEYS": json.dumps(local_open311_keys(var / "open311-keys.json")),
+        "SOTONG_INTAKE_TRACKER_API_KEY": local_staff_keys(staff_keys_path)[STAFF_NAME],
     }
     return {name: os.environ.get(name, value) for name, value in defaults.items()}
 
@@ -360,14 +377,19 @@ DRAINS_ON_SIGNAL = frozenset({"intake"})
 """Services that stop taking new work on SIGUSR1 (``services.draining``)."""
 
 
+PEERS = {
+    "portal": (("PORTAL", ("intake", "tracker")), ("CHATBOT", ("intake", "routing"))),
+    "intake": (("INTAKE", ("tracker",)),),
+}
+"""Who calls whom over HTTP: the portal calls intake and tracker as any channel would, its
+chatbot routing (to classify) and intake; intake's Open311 reads the tracker."""
+
+
 def peer_env(name: str, ports: Mapping[str, int]) -> dict[str, str]:
-    """Where a service finds the others it calls over HTTP: the portal calls intake and
-    tracker, as any channel would, and its chatbot routing (to classify) and intake."""
-    if name != "portal":
-        return {}
+    """Where a service finds the others it calls over HTTP (``PEERS``)."""
     return {
         f"SOTONG_{who}_{peer.upper()}_URL": f"http://127.0.0.1:{ports[peer]}"
-        for who, peers in (("PORTAL", ("intake", "tracker")), ("CHATBOT", ("intake", "routing")))
+        for who, peers in PEERS.get(name, ())
         for peer in peers
         if peer in ports
     }
