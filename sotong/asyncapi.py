@@ -28,7 +28,8 @@ import yaml
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import JsonSchemaMode
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
+from pydantic_core import core_schema
 
 from schemas import topics
 from schemas.commands import AnyCommand, ComplaintCommand
@@ -212,6 +213,21 @@ def _asyncapi_schema(node: Any) -> Any:
     return node
 
 
+class WireSchema(GenerateJsonSchema):
+    """As pydantic, but what Sotong publishes has every field: its publishers serialise
+    with ``model_dump_json()`` and exclude nothing, so a reader may rely on each field
+    being present (``null`` where the model allows it)."""
+
+    def field_is_required(
+        self,
+        field: core_schema.ModelField | core_schema.DataclassField | core_schema.TypedDictField,
+        total: bool,
+    ) -> bool:
+        if self.mode == "serialization" and field.get("serialization_exclude_if") is None:
+            return True
+        return super().field_is_required(field, total)
+
+
 def payload_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
     """(message name → payload schema or reference, every named schema). Sotong's own
     events as they are serialised; what arrives from outside as Sotong validates it."""
@@ -220,7 +236,9 @@ def payload_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         topic = topics.OF_EVENT[_event_type(payload)]
         mode: JsonSchemaMode = "validation" if _external(topic) else "serialization"
         inputs.append((name, mode, TypeAdapter(payload)))
-    keyed, top = TypeAdapter.json_schemas(inputs, ref_template=SCHEMA_REF)
+    keyed, top = TypeAdapter.json_schemas(
+        inputs, ref_template=SCHEMA_REF, schema_generator=WireSchema
+    )
     refs = {name: _asyncapi_schema(schema) for (name, _), schema in keyed.items()}
     if "ComplaintCommand" in refs and "$ref" not in refs["ComplaintCommand"]:
         top.setdefault("$defs", {})["ComplaintCommand"] = refs["ComplaintCommand"]
