@@ -205,9 +205,16 @@ def _asyncapi_schema(node: Any) -> Any:
                 out[key] = value.replace("``", "`")  # reStructuredText literals as Markdown
             elif key == "discriminator" and isinstance(value, dict):
                 out[key] = value["propertyName"]
+            elif key == "properties" and isinstance(value, dict):
+                # pydantic titles each field after its name ("Action"); generators name a
+                # type after it, and twelve commands' `action` constants would collide
+                out[key] = {
+                    name: _asyncapi_schema({k: v for k, v in prop.items() if k != "title"})
+                    for name, prop in value.items()
+                }
             else:
                 out[key] = _asyncapi_schema(value)
-        return out
+        return _nullable(out)
     if isinstance(node, list):
         return [_asyncapi_schema(v) for v in node]
     return node
@@ -226,6 +233,24 @@ class WireSchema(GenerateJsonSchema):
         if self.mode == "serialization" and field.get("serialization_exclude_if") is None:
             return True
         return super().field_is_required(field, total)
+
+
+_MERGEABLE = frozenset({"string", "integer", "number", "boolean", "array"})
+_EXCLUDES_NULL = frozenset({"enum", "const", "not", "allOf", "anyOf", "oneOf", "$ref"})
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [{type: string, ...}, {type: null}]`` as ``type: [string, "null"]``: the
+    same values (a string keyword ignores null), and code generators make a nullable
+    string of it instead of an anonymous union."""
+    options = schema.get("anyOf")
+    if not (isinstance(options, list) and len(options) == 2 and {"type": "null"} in options):
+        return schema
+    other: dict[str, Any] = options[0] if options[1] == {"type": "null"} else options[1]
+    if other.get("type") not in _MERGEABLE or _EXCLUDES_NULL & set(other):
+        return schema
+    merged = {k: v for k, v in schema.items() if k != "anyOf"}
+    return merged | other | {"type": [other["type"], "null"]}
 
 
 def payload_schemas() -> tuple[dict[str, Any], dict[str, Any]]:

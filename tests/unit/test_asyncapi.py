@@ -270,3 +270,27 @@ def test_check_mode_fails_on_a_stale_document(tmp_path: Path) -> None:
     stale = tmp_path / "asyncapi.json"
     stale.write_text(stale.read_text(encoding="utf-8").replace("complaint.sla", "x"), "utf-8")
     assert asyncapi.main(["--check", str(tmp_path)]) == 1
+
+
+def test_a_nullable_scalar_keeps_its_values_and_its_constraints() -> None:
+    pydantic_form = {
+        "anyOf": [{"type": "string", "maxLength": 2}, {"type": "null"}],
+        "default": None,
+    }
+    merged = asyncapi._nullable(pydantic_form)
+    assert merged == {"type": ["string", "null"], "maxLength": 2, "default": None}
+    for schema in (pydantic_form, merged):
+        check = jsonschema_rs.Draft7Validator(schema)
+        assert [check.is_valid(v) for v in (None, "ab", "abc", 3)] == [True, True, False, False]
+    an_enum = {"anyOf": [{"type": "string", "enum": ["a"]}, {"type": "null"}]}
+    assert asyncapi._nullable(an_enum) == an_enum  # null would fail the enum: not merged
+
+
+def test_fields_carry_no_title_a_generator_would_name_a_type_after(
+    document: dict[str, Any],
+) -> None:
+    """pydantic titles every `action` constant "Action"; a model generator then makes one
+    enum of twelve and keeps one value (seen with the AsyncAPI CLI's Java models)."""
+    for name, schema in document["components"]["schemas"].items():
+        for field, prop in schema.get("properties", {}).items():
+            assert "title" not in prop, f"{name}.{field}"
