@@ -44,6 +44,7 @@ from schemas.events import (
     NotificationOutcome,
 )
 from services.runtime import Runtime
+from services.settings import KafkaSettings
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -326,6 +327,11 @@ def headers_schema(payload: Any, topic: str, sources: Sequence[str]) -> dict[str
             "description": "The `event_id` of the message that caused this one, when any.",
         },
         "content-type": {"type": "string", "const": "application/json"},
+        "correlation_id": {
+            "type": "string",
+            "description": "FastStream's own correlation id, on every message Sotong "
+            "publishes; not part of the contract: read `ce_correlationid`.",
+        },
     }
     required = (
         []
@@ -339,6 +345,7 @@ def headers_schema(payload: Any, topic: str, sources: Sequence[str]) -> dict[str
             *(["ce_subject"] if subject_required else []),
             "ce_dataschemaversion",
             "content-type",
+            "correlation_id",
         ]
     )
     description = (
@@ -500,10 +507,11 @@ def build(platform: Platform) -> dict[str, Any]:
                 "host": "{bootstrap}",
                 "protocol": "kafka",
                 "description": "The Kafka cluster a deployment names in "
-                "`SOTONG_KAFKA_BOOTSTRAP_SERVERS`.",
+                "`SOTONG_KAFKA_BOOTSTRAP_SERVERS`; by default the embedded broker `make up` "
+                "starts.",
                 "variables": {
                     "bootstrap": {
-                        "default": "127.0.0.1:19092",
+                        "default": KafkaSettings.model_fields["bootstrap_servers"].default,
                         "description": "host:port of a bootstrap broker",
                     }
                 },
