@@ -27,6 +27,7 @@ from typing import Any, get_args
 import yaml
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+from faststream.kafka.subscriber.usecase import BatchSubscriber, LogicSubscriber
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from pydantic_core import core_schema
@@ -67,7 +68,7 @@ SERVICES = ("intake", "routing", "tracker", "notifier")
 
 
 def _services() -> dict[str, Callable[[], FastAPI]]:
-    """The four services' composition roots (imported here: the command line may)."""
+    """The four services' composition roots, imported when the document is built."""
     from intake.app import create_app as intake
     from notifier.app import create_app as notifier
     from routing.app import create_app as routing
@@ -98,12 +99,12 @@ class Platform:
         return tuple(self.sources)
 
 
-def read_platform(apps: Mapping[str, Callable[[], FastAPI]] | None = None) -> Platform:
+def read_platform() -> Platform:
     """Build each service as ``make up`` would (without starting it) and read its broker."""
     subscriptions: list[Subscription] = []
     sources: dict[str, str] = {}
     brokers: dict[str, KafkaBroker] = {}
-    for service, create_app in (apps or _services()).items():
+    for service, create_app in _services().items():
         runtime = create_app().state.runtime
         assert isinstance(runtime, Runtime)
         sources[service] = runtime.source
@@ -116,8 +117,10 @@ def _subscriptions(service: str, runtime: Runtime) -> Iterator[Subscription]:
     prefix = runtime.settings.kafka.topic_prefix
     client_id = str(runtime.broker.config.client_id)
     for subscriber in runtime.broker.subscribers:
-        names = [t.name for t in getattr(subscriber, "topics", ())]
-        group_id = getattr(subscriber, "group_id", None)
+        if not isinstance(subscriber, LogicSubscriber):
+            raise TypeError(f"{service}: {type(subscriber).__name__} is not a Kafka subscriber")
+        group_id = subscriber.group_id
+        names = [t.name for t in subscriber.topics]
         if not names or group_id is None:
             raise ValueError(f"{service}: a subscriber without topics or a consumer group")
         for name in names:
@@ -129,7 +132,7 @@ def _subscriptions(service: str, runtime: Runtime) -> Iterator[Subscription]:
                 topic=topic,
                 group_id=str(group_id),
                 client_id=client_id,
-                batch=type(subscriber).__name__.startswith("Batch"),
+                batch=isinstance(subscriber, BatchSubscriber),
             )
 
 
@@ -384,8 +387,8 @@ Every topic of the Sotong complaint (민원) workflow, who publishes on it and w
 - **Keys.** Every message about a complaint is keyed by its complaint id, so one \
 complaint's messages stay in order in one partition.
 - **Payloads** are JSON of the frozen pydantic models in `schemas/`. Readers ignore \
-unknown fields: additive changes never break a subscriber; a breaking change raises \
-`schema_version` (and the `ce_type` suffix).
+unknown fields, so additive changes never break a subscriber; `schema_version` (and the \
+`ce_type` suffix) names the payload's version.
 - **Headers** carry the CloudEvents 1.0 attributes in the Kafka binding's binary mode \
 (`ce_*` and `content-type`), so any CloudEvents SDK reads a message as an event and a \
 system can route on headers alone.
@@ -462,7 +465,10 @@ def build(platform: Platform) -> dict[str, Any]:
                 "messages": channel_messages,
                 "bindings": {
                     "kafka": {
-                        "clientId": {"type": "string", "enum": [f"sotong-{publisher}"]},
+                        "clientId": {
+                            "type": "string",
+                            "enum": [str(platform.brokers[publisher].config.client_id)],
+                        },
                         "bindingVersion": KAFKA_BINDING_VERSION,
                     }
                 },
