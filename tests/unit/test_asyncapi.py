@@ -245,7 +245,7 @@ def test_the_publishers_table_is_what_the_services_publish(platform: asyncapi.Pl
     assert set(topics.PUBLISHERS) == set(topics.ALL)
 
 
-def test_the_publishers_scan_sees_a_publish(tmp_path: Path) -> None:
+def test_the_publishers_scan_sees_a_publish() -> None:
     """The scan is not vacuous: intake's own publish of ComplaintFiled is found."""
     assert any(
         where.startswith("intake/handlers.py:")
