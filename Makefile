@@ -56,14 +56,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m sotong.asyncapi --check docs
 
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## make docs: regenerate docs/lifecycle.md from the state machine.
+## make docs: regenerate docs/lifecycle.md from the state machine and docs/asyncapi.yaml
+## (and .json) from the services' brokers and schemas/; `make lint` fails if they differ.
 docs: install
 	$(BIN)/python -m routing.docs > docs/lifecycle.md
+	$(BIN)/python -m sotong.asyncapi docs
 
 clean:
 	rm -rf $(TOOLS) $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -46,3 +46,25 @@ OF_EVENT: Final[Mapping[str, str]] = MappingProxyType(
 
 TRACKED: Final = (FILED, LIFECYCLE, REJECTIONS, NOTIFICATIONS, SLA)
 """What the tracker stores: everything about a complaint but raw submissions and commands."""
+
+CHANNELS: Final = "channels"
+"""Outside Sotong: KakaoTalk, chatbot, call-centre and Open311 bridges without HTTP."""
+
+DEPARTMENTS: Final = "departments"
+"""Outside Sotong: the department systems."""
+
+PUBLISHERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        SUBMISSIONS: (CHANNELS,),
+        FILED: ("intake",),
+        COMMANDS: ("intake", DEPARTMENTS),
+        LIFECYCLE: ("routing",),
+        SLA: ("routing",),
+        REJECTIONS: ("routing",),
+        NOTIFICATIONS: ("notifier",),
+        DEAD_LETTER: ("intake", "routing", "tracker", "notifier"),
+    }
+)
+"""Who publishes on each topic: a Sotong service by name, or a party outside Sotong. Every
+service that subscribes dead-letters what it cannot process. A test holds this table to
+the services' code; the AsyncAPI document (``docs/asyncapi.yaml``) is generated from it."""
