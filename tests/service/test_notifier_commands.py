@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from notifier.handlers import Arrival
 from notifier.outbox import OutboxChannel
@@ -15,23 +15,8 @@ from notifier.store import MongoNotifierStore
 from schemas import topics
 from services.mongo import Document
 from tests.conftest import Backends
+from tests.mongo_commands import Commands
 from tests.unit.test_notifier_delivery import Harness, assigned, build, filed
-
-
-class Commands(monitoring.CommandListener):
-    """The commands sent to the server, by name."""
-
-    def __init__(self) -> None:
-        self.seen: Counter[str] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.seen[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
 
 
 @pytest.fixture

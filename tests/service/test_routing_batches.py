@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from routing.catalogue import Catalogue
@@ -23,21 +23,8 @@ from schemas.commands import StartSiteCheck
 from services.mongo import Document
 from tests.conftest import Backends
 from tests.fakes.routing import RecordingPublish, SettableClock
+from tests.mongo_commands import Commands
 from tests.service.test_routing_service import DEPT, filed
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.seen: Counter[str] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.seen[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
 
 
 @pytest.fixture
