@@ -52,8 +52,8 @@ def test_the_tolerance_is_the_receivers_choice() -> None:
     assert not verify_signature(SECRET, str(NOW), BODY, signature, tolerance=5, now=NOW + 6)
 
 
-def test_the_cloudevent_carries_the_kafka_attributes_and_the_event_as_data() -> None:
-    event = ComplaintStatusChanged(
+def site_check() -> ComplaintStatusChanged:
+    return ComplaintStatusChanged(
         complaint_id="c-9",
         receipt_number="251125-000009",
         sequence=4,
@@ -63,6 +63,10 @@ def test_the_cloudevent_carries_the_kafka_attributes_and_the_event_as_data() -> 
         department="roads",
         actor="roads",
     )
+
+
+def test_the_cloudevent_carries_the_kafka_attributes_and_the_event_as_data() -> None:
+    event = site_check()
     envelope = cloudevent(event, source="/sotong/routing", correlation_id="corr-1")
     assert envelope["specversion"] == "1.0"
     assert envelope["id"] == event.event_id
@@ -78,16 +82,7 @@ def test_the_webhook_body_is_a_structured_cloudevent_to_the_official_sdk() -> No
     """HTTP binding, structured mode: what any CloudEvents SDK's receiver reads."""
     from cloudevents.core.bindings import http as ce_http
 
-    event = ComplaintStatusChanged(
-        complaint_id="c-9",
-        receipt_number="251125-000009",
-        sequence=4,
-        from_state=ComplaintState.HANDLER_ASSIGNED,
-        to_state=ComplaintState.SITE_CHECK,
-        trigger="start_site_check",
-        department="roads",
-        actor="roads",
-    )
+    event = site_check()
     body = json.dumps(cloudevent(event, source="/sotong/notifier")).encode()
     message = ce_http.HTTPMessage(
         headers={"content-type": "application/cloudevents+json; charset=utf-8"}, body=body
