@@ -80,6 +80,7 @@ class Phase:
     stored_before: int = 0
     cpu_ms_per_complaint: dict[str, float] = field(default_factory=dict)
     db_commands_per_complaint: dict[str, dict[str, float]] = field(default_factory=dict)
+    db_ms_per_complaint: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # -- where the time goes: CPU per process, database commands per service ----------------
@@ -100,16 +101,50 @@ def cpu_seconds(pid: int) -> float | None:
 
 def db_commands(metrics_text: str) -> dict[str, float]:
     """Commands a service has sent to MongoDB so far, by command name (its own metric)."""
+    return _db_histogram(metrics_text, "_count")
+
+
+def db_seconds(metrics_text: str) -> dict[str, float]:
+    """Seconds a service has waited on MongoDB so far, by command name: the round trip as
+    the client sees it, so it includes the time a command queued behind others' work."""
+    return _db_histogram(metrics_text, "_sum")
+
+
+def _db_histogram(metrics_text: str, suffix: str) -> dict[str, float]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    counts: dict[str, float] = {}
+    values: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics_text):
         if family.name != DB_COMMANDS:
             continue
         for sample in family.samples:
-            if sample.name == f"{DB_COMMANDS}_count":
-                counts[sample.labels["command"]] = sample.value
-    return counts
+            if sample.name == f"{DB_COMMANDS}{suffix}":
+                command = sample.labels["command"]
+                values[command] = values.get(command, 0.0) + sample.value
+    return values
+
+
+Snapshot = tuple[dict[str, float], dict[str, dict[str, float]], dict[str, dict[str, float]]]
+
+
+def per_complaint(
+    after: dict[str, dict[str, float]],
+    before: dict[str, dict[str, float]],
+    n: int,
+    scale: float = 1.0,
+) -> dict[str, dict[str, float]]:
+    """What each service spent per complaint between two snapshots, by command, with a total."""
+    spent_by_service: dict[str, dict[str, float]] = {}
+    for service, values in after.items():
+        earlier = before.get(service, {})
+        spent = {
+            command: (value - earlier.get(command, 0.0)) * scale / n
+            for command, value in values.items()
+            if value - earlier.get(command, 0.0) > 0
+        }
+        spent["total"] = sum(spent.values())
+        spent_by_service[service] = spent
+    return spent_by_service
 
 
 @dataclass
@@ -119,36 +154,26 @@ class Probe:
     pids: dict[str, int]
     metrics_urls: dict[str, str]
 
-    async def snapshot(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    async def snapshot(self) -> Snapshot:
         cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         commands: dict[str, dict[str, float]] = {}
+        seconds: dict[str, dict[str, float]] = {}
         async with httpx.AsyncClient(timeout=10) as http:
             for name, url in self.metrics_urls.items():
-                commands[name] = db_commands((await http.get(url)).text)
-        return {k: v for k, v in cpu.items() if v is not None}, commands
+                text = (await http.get(url)).text
+                commands[name], seconds[name] = db_commands(text), db_seconds(text)
+        return {k: v for k, v in cpu.items() if v is not None}, commands, seconds
 
     @staticmethod
-    def charge(
-        phase: Phase,
-        before: tuple[dict[str, float], dict[str, dict[str, float]]],
-        after: tuple[dict[str, float], dict[str, dict[str, float]]],
-    ) -> None:
+    def charge(phase: Phase, before: Snapshot, after: Snapshot) -> None:
         n = max(phase.completed, 1)
         phase.cpu_ms_per_complaint = {
             name: (after[0][name] - before[0][name]) * 1000 / n
             for name in after[0]
             if name in before[0]
         }
-        phase.db_commands_per_complaint = {}
-        for service, counts in after[1].items():
-            earlier = before[1].get(service, {})
-            spent = {
-                command: (count - earlier.get(command, 0.0)) / n
-                for command, count in counts.items()
-                if count - earlier.get(command, 0.0) > 0
-            }
-            spent["total"] = sum(spent.values())
-            phase.db_commands_per_complaint[service] = spent
+        phase.db_commands_per_complaint = per_complaint(after[1], before[1], n)
+        phase.db_ms_per_complaint = per_complaint(after[2], before[2], n, scale=1000.0)
 
 
 # -- raw ceilings ---------------------------------------------------------------------
@@ -438,13 +463,11 @@ def table(result: dict[str, Any]) -> str:
         lines.append("  " + "  ".join(f"{name} {ms:.1f}" for name, ms in cpu.items()))
         lines.append(f"  all processes {sum(cpu.values()):.1f}")
         lines.append(f"{p['name']}: database commands per complaint, by service")
-        for service, counts in db.items():
-            kinds = ", ".join(
-                f"{c} {n:.1f}"
-                for c, n in sorted(counts.items(), key=lambda kv: -kv[1])
-                if c != "total"
-            )
-            lines.append(f"  {service:<10}{counts.get('total', 0.0):>6.1f}  ({kinds})")
+        lines += breakdown(db, "{:.1f}")
+        waited = p.get("db_ms_per_complaint") or {}
+        if waited:
+            lines.append(f"{p['name']}: ms waited on the database per complaint, by service")
+            lines += breakdown(waited, "{:.1f}")
     flat = result.get("history")
     if flat:
         lines += [
@@ -464,6 +487,19 @@ def table(result: dict[str, Any]) -> str:
     lines += ["", "peak memory (VmHWM) per process, MB"]
     lines += [f"  {name:<10}{mb:>8.0f}" for name, mb in result["peak_memory_mb"].items() if mb]
     return "\n".join(lines)
+
+
+def breakdown(by_service: dict[str, dict[str, float]], fmt: str) -> list[str]:
+    """One line per service: its total, then each command kind, largest first."""
+    lines = []
+    for service, values in by_service.items():
+        kinds = ", ".join(
+            f"{c} {fmt.format(v)}"
+            for c, v in sorted(values.items(), key=lambda kv: -kv[1])
+            if c != "total"
+        )
+        lines.append(f"  {service:<10}{fmt.format(values.get('total', 0.0)):>8}  ({kinds})")
+    return lines
 
 
 def output_dir(out: str | None) -> Path:
