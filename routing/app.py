@@ -116,9 +116,13 @@ def create_app(
         async with runtime.running(
             before_start=prepare,
             background=[
-                lambda: routing.relay_forever(settings.relay_interval_seconds, replayer),
+                lambda: routing.relay_forever(
+                    settings.relay_interval_seconds, replayer, settings.relay_grace_seconds
+                ),
                 lambda: routing.deadlines_forever(settings.deadline_scan_interval_seconds),
-                lambda: routing.settle_loads_forever(settings.relay_interval_seconds),
+                lambda: routing.settle_loads_forever(
+                    settings.relay_interval_seconds, settings.relay_grace_seconds
+                ),
             ],
         ):
             yield

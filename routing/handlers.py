@@ -454,18 +454,29 @@ class Routing:
         if pending:
             await self._publish_events(record.complaint_id, pending, pending[0].caused_by)
 
-    async def settle_loads(self) -> int:
+    def _staged_before(self, grace: float) -> datetime | None:
+        """What the relay may take: what was staged more than ``grace`` seconds ago. A
+        batch publishes and settles what it staged itself; taking it meanwhile would only
+        do the batch's work twice, and under load (when batches are slow) the relay would
+        double the work exactly when there is least to spare."""
+        return self.clock() - timedelta(seconds=grace) if grace > 0 else None
+
+    async def settle_loads(self, grace: float = 0.0) -> int:
         """Apply the load deltas a crash left staged (applying twice counts once)."""
-        pending = await self.store.pending_loads()
+        pending = await self.store.pending_loads(staged_before=self._staged_before(grace))
         if pending:
             await self.store.apply_loads([d for r in pending for d in r.load_deltas])
             await self.store.settle_loads(pending)
         return len(pending)
 
-    async def settle_loads_forever(self, interval: float) -> None:
+    async def settle_loads_forever(self, interval: float, grace: float = 0.0) -> None:
+        """The first pass takes everything (a predecessor's crash); later ones only what
+        no batch can still be working on."""
+        first = True
         while True:
             try:
-                await self.settle_loads()
+                await self.settle_loads(0.0 if first else grace)
+                first = False
             except Exception:
                 log.exception("settling handler loads failed; will try again")
             await asyncio.sleep(interval)
@@ -477,16 +488,23 @@ class Routing:
         async for event in self.store.published_since(since):
             yield topics.LIFECYCLE, event, event.caused_by
 
-    async def relay_forever(self, interval: float, replayer: Replayer | None = None) -> None:
+    async def relay_forever(
+        self, interval: float, replayer: Replayer | None = None, grace: float = 0.0
+    ) -> None:
         """Check the broker is the one last published to (a replay if not), then publish
-        what a crash left in outboxes; every ``interval`` seconds."""
+        what a crash left in outboxes; every ``interval`` seconds. The first pass takes
+        every pending outbox, later ones only those staged more than ``grace`` seconds ago
+        (see :meth:`_staged_before`)."""
+        first = True
         try:
             while True:
                 try:
                     if replayer is not None:
                         await replayer.check()
-                    for record in await self.store.pending_outboxes():
+                    staged_before = None if first else self._staged_before(grace)
+                    for record in await self.store.pending_outboxes(staged_before=staged_before):
                         await self.flush(record)
+                    first = False
                 except Exception:
                     log.exception("outbox relay failed; will try again")
                 await asyncio.sleep(interval)

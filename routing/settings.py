@@ -22,6 +22,13 @@ class RoutingSettings(ServiceSettings):
         description="How long a batch waits to fill: a lone filing waits this long at most.",
     )
     relay_interval_seconds: float = Field(default=2.0, gt=0)
+    relay_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="The outbox relay and the load settler take, after their first pass, "
+        "only what was staged longer ago than this: a batch publishes its own events, and "
+        "taking them meanwhile repeats its work (0: take everything every pass).",
+    )
     deadline_scan_interval_seconds: float = Field(default=60.0, gt=0)
     classifier_threshold: float = Field(
         default=0.75,

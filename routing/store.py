@@ -191,8 +191,12 @@ class RoutingStore(Protocol):
         before publishing), so it is no longer ``loads_pending``."""
         ...
 
-    async def pending_loads(self, limit: int = 200) -> list[RoutingRecord]:
-        """Complaints whose load deltas may not be applied yet (a crash after the write)."""
+    async def pending_loads(
+        self, limit: int = 200, staged_before: datetime | None = None
+    ) -> list[RoutingRecord]:
+        """Complaints whose load deltas may not be applied yet (a crash after the write);
+        with ``staged_before``, only those last changed at or before it (a batch still
+        working on the others will settle them itself)."""
         ...
 
     async def settle_loads(self, records: Sequence[RoutingRecord]) -> None:
@@ -222,7 +226,12 @@ class RoutingStore(Protocol):
         """Remove published events; no longer pending unless events came after them."""
         ...
 
-    async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]: ...
+    async def pending_outboxes(
+        self, limit: int = 200, staged_before: datetime | None = None
+    ) -> list[RoutingRecord]:
+        """Complaints with events not yet published; ``staged_before`` as for
+        ``pending_loads``."""
+        ...
 
     def published_since(self, since: datetime) -> AsyncIterator[ComplaintStatusChanged]:
         """Events published since ``since`` and still kept, in the order they were
@@ -265,6 +274,12 @@ class RoutingStore(Protocol):
     async def transfer_examples(self) -> list[TransferExample]:
         """Every transfer so far, oldest first."""
         ...
+
+
+def _staged(flag: str, before: datetime | None) -> Document:
+    """Records with ``flag`` set; with ``before``, only those last changed at or before it
+    (``updated_at`` is the time of the decision that staged them)."""
+    return {flag: True} if before is None else {flag: True, "updated_at": {"$lte": before}}
 
 
 def _document(record: RoutingRecord) -> Document:
@@ -403,6 +418,16 @@ class MongoRoutingStore:
                 ),
                 IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
                 IndexModel([("loads_pending", ASCENDING)], name="loads_pending"),
+                # the relay's filters with a grace period (every field of the filter, or
+                # SecantusDB scans)
+                IndexModel(
+                    [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)],
+                    name="outbox_pending_since",
+                ),
+                IndexModel(
+                    [("loads_pending", ASCENDING), ("updated_at", ASCENDING)],
+                    name="loads_pending_since",
+                ),
                 IndexModel([("state", ASCENDING), ("due_at", ASCENDING)], name="deadline_clock"),
                 IndexModel([("next_alert_at", ASCENDING)], name="next_alert_at"),
                 # The sequence guard of every write: SecantusDB's planner uses an index only
@@ -532,8 +557,10 @@ class MongoRoutingStore:
                         {"$pull": {"outbox": {"event_id": {"$in": list(c.event_ids)}}}},
                     )
 
-    async def pending_loads(self, limit: int = 200) -> list[RoutingRecord]:
-        cursor = self.col.find({"loads_pending": True}, limit=limit)
+    async def pending_loads(
+        self, limit: int = 200, staged_before: datetime | None = None
+    ) -> list[RoutingRecord]:
+        cursor = self.col.find(_staged("loads_pending", staged_before), limit=limit)
         return [RoutingRecord.model_validate(doc) async for doc in cursor]
 
     async def settle_loads(self, records: Sequence[RoutingRecord]) -> None:
@@ -644,8 +671,10 @@ class MongoRoutingStore:
             if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
                 raise
 
-    async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
-        cursor = self.col.find({"outbox_pending": True}, limit=limit)
+    async def pending_outboxes(
+        self, limit: int = 200, staged_before: datetime | None = None
+    ) -> list[RoutingRecord]:
+        cursor = self.col.find(_staged("outbox_pending", staged_before), limit=limit)
         return [RoutingRecord.model_validate(doc) async for doc in cursor]
 
     async def published_since(self, since: datetime) -> AsyncIterator[ComplaintStatusChanged]:

@@ -243,6 +243,21 @@ async def test_clearing_the_outbox_ends_pending_unless_events_came_after(
     assert len(await store.pending_outboxes(limit=1)) == 1
 
 
+async def test_the_relay_can_leave_what_a_batch_staged_just_now(store: RoutingStore) -> None:
+    """``staged_before`` leaves outboxes and load deltas staged after it (by the decision
+    time, ``updated_at``) to the batch that staged them."""
+    old = with_load_deltas(None, record("old"))
+    new = with_load_deltas(None, record("new"))
+    new = new.model_copy(update={"updated_at": old.updated_at + timedelta(minutes=5)})
+    for staged in (old, new):
+        await store.write_many([Write(None, staged, staged.outbox, staged.processed)])
+    cut = old.updated_at + timedelta(minutes=1)
+    assert [r.complaint_id for r in await store.pending_outboxes(staged_before=cut)] == ["old"]
+    assert [r.complaint_id for r in await store.pending_loads(staged_before=cut)] == ["old"]
+    assert {r.complaint_id for r in await store.pending_outboxes()} == {"old", "new"}
+    assert {r.complaint_id for r in await store.pending_loads()} == {"old", "new"}
+
+
 async def test_only_open_complaints_with_a_running_clock_are_scanned(store: RoutingStore) -> None:
     await store.create(record("running"))
     await store.create(record("assigned", S.ASSIGNED, handler=None))

@@ -102,8 +102,12 @@ class InMemoryRoutingStore:
                     update={"loads_pending": False, "load_deltas": ()}
                 )
 
-    async def pending_loads(self, limit: int = 200) -> list[RoutingRecord]:
-        return [r for r in self.records.values() if r.loads_pending][:limit]
+    async def pending_loads(
+        self, limit: int = 200, staged_before: datetime | None = None
+    ) -> list[RoutingRecord]:
+        return [r for r in self.records.values() if r.loads_pending and _staged(r, staged_before)][
+            :limit
+        ]
 
     async def settle_loads(self, records: Sequence[RoutingRecord]) -> None:
         for record in records:
@@ -153,8 +157,12 @@ class InMemoryRoutingStore:
         for _, event in sorted(kept, key=lambda x: (x[0], x[1].complaint_id, x[1].sequence)):
             yield event
 
-    async def pending_outboxes(self, limit: int = 200) -> list[RoutingRecord]:
-        return [r for r in self.records.values() if r.outbox_pending][:limit]
+    async def pending_outboxes(
+        self, limit: int = 200, staged_before: datetime | None = None
+    ) -> list[RoutingRecord]:
+        return [r for r in self.records.values() if r.outbox_pending and _staged(r, staged_before)][
+            :limit
+        ]
 
     async def with_running_clock(self) -> list[RoutingRecord]:
         return [
@@ -253,3 +261,7 @@ class SettableClock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def _staged(record: RoutingRecord, before: datetime | None) -> bool:
+    return before is None or (record.updated_at is not None and record.updated_at <= before)

@@ -98,6 +98,8 @@ async def test_every_query_routing_makes_is_served_by_an_index(
         (COLLECTION, {"_id": "x0", "sequence": 3}),  # write_many, clear_outboxes
         (COLLECTION, {"outbox_pending": True}),  # the relay
         (COLLECTION, {"loads_pending": True}),  # settling loads after a crash
+        (COLLECTION, {"outbox_pending": True, "updated_at": {"$lte": now}}),  # relay, grace
+        (COLLECTION, {"loads_pending": True, "updated_at": {"$lte": now}}),  # loads, grace
         (COLLECTION, {"next_alert_at": {"$lte": now}}),  # the deadline watcher
         (LOADS, {"_id": {"$in": ["roads-1", "roads-2"]}}),  # handler loads
     ]

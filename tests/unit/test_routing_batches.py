@@ -3,10 +3,13 @@ complaint's messages in order; a complaint another process moved is decided agai
 one invalid record dead-lettered alone. In memory; tests/service/test_routing_batches.py
 counts the database commands a batch costs on the real server."""
 
+import asyncio
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from faststream.message import StreamMessage
@@ -280,3 +283,59 @@ async def test_load_deltas_a_crash_left_staged_are_applied_by_the_settling_loop(
     assert [d.key for d in store.applied] == [f"a:{staged.sequence}"]
     assert await store.pending_loads() == []
     assert await h.routing.settle_loads() == 0
+
+
+async def test_the_relay_leaves_a_live_batch_its_own_outbox_until_the_grace_ends() -> None:
+    """After its first pass the relay takes only outboxes staged more than the grace ago:
+    one a batch is still publishing is not published twice."""
+    h, store, _ = counting()
+    published = store.clear_outboxes
+
+    async def crash(cleared: Any) -> None:
+        raise ConnectionError("database unreachable")
+
+    store.clear_outboxes = crash  # type: ignore[method-assign]
+    with contextlib.suppress(ConnectionError):
+        await h.routing.handle([at("a")])  # published, but the outbox stays staged
+    store.clear_outboxes = published  # type: ignore[method-assign]
+    sent = len(h.sent.lifecycle("a"))
+    assert sent > 0
+    assert len(await store.pending_outboxes()) == 1
+
+    assert await h.routing.settle_loads(grace=30) == 0  # staged just now: not yet
+    relay = asyncio.create_task(h.routing.relay_forever(0.001, grace=30))
+    try:
+        await asyncio.sleep(0.05)  # the first pass (a restart's) takes everything
+        assert len(h.sent.lifecycle("a")) == 2 * sent
+        assert await store.pending_outboxes() == []
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+
+
+async def test_after_the_first_pass_only_outboxes_older_than_the_grace_are_relayed() -> None:
+    h, store, _ = counting()
+    relay = asyncio.create_task(h.routing.relay_forever(0.001, grace=30))
+    try:
+        await asyncio.sleep(0.02)  # the first pass, on nothing
+        published = store.clear_outboxes
+
+        async def crash(cleared: Any) -> None:
+            raise ConnectionError("database unreachable")
+
+        store.clear_outboxes = crash  # type: ignore[method-assign]
+        with contextlib.suppress(ConnectionError):
+            await h.routing.handle([at("a")])
+        store.clear_outboxes = published  # type: ignore[method-assign]
+        sent = len(h.sent.lifecycle("a"))
+        await asyncio.sleep(0.05)
+        assert len(h.sent.lifecycle("a")) == sent  # within the grace: left alone
+        h.clock.now += timedelta(seconds=31)
+        await asyncio.sleep(0.05)
+        assert len(h.sent.lifecycle("a")) == 2 * sent  # a crash's leftovers, relayed
+        assert await store.pending_outboxes() == []
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
