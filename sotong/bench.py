@@ -360,7 +360,13 @@ async def run_phase(
             }
             async with semaphore:
                 sent = time.perf_counter()
-                response = await http.post("/v1/complaints", json=body)
+                for attempt in range(3):  # the same channel_ref: a retry files once
+                    try:
+                        response = await http.post("/v1/complaints", json=body)
+                        break
+                    except httpx.TransportError:  # e.g. a kept-alive connection closed
+                        if attempt == 2:
+                            raise
                 response.raise_for_status()
                 cid = response.json()["complaint_id"]
                 follower.filed[cid] = sent
