@@ -20,6 +20,7 @@ from services.draining import DrainGate
 from services.keys import ApiKeys
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
+from services.signing import signer_from, signing_publish
 
 log = logging.getLogger("sotong.intake")
 
@@ -52,6 +53,8 @@ def create_app(
         )
         command_publish = commands.retaining(publish)
         source = chained(intake.published_since, commands.since)
+    # signed before they are kept, so a replay publishes them signed too
+    command_publish = signing_publish(command_publish, signer_from(settings.signing))
     replayer = Replayer(
         service="intake",
         kafka=settings.kafka,

@@ -20,6 +20,7 @@ from schemas import CommandRejected, ComplaintDeadlineAlert, topics
 from schemas.events import utcnow
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
+from services.signing import verifier_from
 
 
 async def fit_unless_fitted(
@@ -92,6 +93,7 @@ def create_app(
         routing,
         max_records=settings.batch_max_records,
         timeout_ms=settings.batch_timeout_ms,
+        verifier=verifier_from(settings.signing),
     )
     source: ReplaySource = routing.published_since
     if keep is not None:

@@ -60,6 +60,7 @@ from services.logs import bound
 from services.openapi import refusals
 from services.replay import Replayer
 from services.runtime import Clock, Publish, Runtime
+from services.signing import CommandVerifier, UnverifiedCommand
 
 if TYPE_CHECKING:
     from routing.classifier import Prediction  # scikit-learn loads only where it is used
@@ -522,6 +523,8 @@ class Consumer:
     adapter: TypeAdapter[Any]
     dead_letter: PublishDeadLetter
     batch_records: Histogram
+    verifier: CommandVerifier | None = None
+    """Commands only: without a valid signature from intake a command is dead-lettered."""
     _parser: AioKafkaParser = field(
         init=False,
         repr=False,
@@ -536,8 +539,11 @@ class Consumer:
         messages: list[Message] = []
         for record in records:
             try:
-                messages.append(self.adapter.validate_json(record.value or b""))
-            except ValidationError as exc:
+                message = self.adapter.validate_json(record.value or b"")
+                if self.verifier is not None and (why := self.verifier.refusal(message)):
+                    raise UnverifiedCommand(why)
+                messages.append(message)
+            except (ValidationError, UnverifiedCommand) as exc:
                 key = (
                     record.key.decode("utf-8", "replace") if isinstance(record.key, bytes) else None
                 )
@@ -554,6 +560,7 @@ def subscribe(
     max_records: int,
     timeout_ms: int,
     dead_letter: PublishDeadLetter | None = None,
+    verifier: CommandVerifier | None = None,
 ) -> list[Consumer]:
     """Each topic gets its own consumer group, so a slow command never holds up filing."""
     batches = Histogram(
@@ -573,6 +580,7 @@ def subscribe(
             adapter=adapter,
             dead_letter=dead_letter or runtime.dead_letters.dead_letter,
             batch_records=batches.labels(topic),
+            verifier=verifier if topic == topics.COMMANDS else None,
         )
         # Registered by call: runtime.subscriber is untyped, and a decorator would erase
         # the handler's type under mypy --strict.

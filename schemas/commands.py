@@ -47,6 +47,11 @@ class _Command(WireModel):
         description="The department code acting (set by intake from the API key), or 'resident'."
     )
     note: Annotated[Text, Field(max_length=2000)] | None = None
+    signature: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None,
+        description="Set by intake: '<key id>:<HMAC-SHA256 hex>' over this command's JSON "
+        "without this field. routing refuses a command without a valid one when it has keys.",
+    )
 
 
 class StartSiteCheck(_Command):

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,28 @@ class RetrySettings(BaseSettings):
     max_backoff_seconds: float = Field(default=5.0, gt=0)
 
 
+class SigningSettings(BaseSettings):
+    """``SOTONG_COMMAND_SIGNING_KEYS``: key id → secret, as JSON; the first signs."""
+
+    model_config = SettingsConfigDict(env_prefix="SOTONG_COMMAND_SIGNING_", extra="ignore")
+
+    keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Key id → secret (at least 32 characters), as JSON. intake signs with "
+        "the first; routing accepts any. Without keys nothing is signed or checked.",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _strong(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key_id, secret in keys.items():
+            if not key_id or ":" in key_id:
+                raise ValueError(f"key id {key_id!r}: must be non-empty and without ':'")
+            if len(secret.get_secret_value()) < 32:
+                raise ValueError(f"key {key_id!r}: at least 32 characters")
+        return keys
+
+
 class ServiceSettings(BaseSettings):
     """Common to every service; each service subclasses it with its own env prefix."""
 
@@ -89,3 +111,4 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)

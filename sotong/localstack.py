@@ -349,6 +349,17 @@ def local_open311_keys(path: Path) -> dict[str, str]:
 OPEN311_APP = "local-app"
 
 
+def local_signing_keys(path: Path) -> dict[str, str]:
+    """The local stack's command signing key, ``{"local": secret}`` (the format of
+    ``SOTONG_COMMAND_SIGNING_KEYS``), in a 0600 file: intake signs commands with it and
+    routing refuses any without a valid signature (``services.signing``)."""
+    keys = _read_keys(path)
+    if len(keys.get("local", "")) < 32:
+        keys = {"local": secrets.token_urlsafe(32)}
+        write_private(path, json.dumps(keys, indent=1))
+    return keys
+
+
 def local_service_env(
     var: Path, department_keys_path: Path, staff_keys_path: Path
 ) -> dict[str, str]:
@@ -366,6 +377,7 @@ def local_service_env(
         # Open311 apps file with their own key; its GETs read the tracker as staff
         "SOTONG_INTAKE_OPEN311_KEYS": json.dumps(local_open311_keys(var / "open311-keys.json")),
         "SOTONG_INTAKE_TRACKER_API_KEY": local_staff_keys(staff_keys_path)[STAFF_NAME],
+        "SOTONG_COMMAND_SIGNING_KEYS": json.dumps(local_signing_keys(var / "signing-keys.json")),
     }
     return {name: os.environ.get(name, value) for name, value in defaults.items()}
 

@@ -18,6 +18,8 @@ from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
 
 API_KEYS = {code: f"test-key-{code}" for code in catalogue().codes}
+SIGNING_KEYS = {"e2e": "e2e-command-signing-key-0123456789abcdef"}
+"""intake signs commands with it, routing refuses any without (as ``sotong up`` runs)."""
 
 
 @dataclass
@@ -62,6 +64,7 @@ def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "SOTONG_INTAKE_RELAY_INTERVAL_SECONDS": "0.5",
         "SOTONG_ROUTING_RELAY_INTERVAL_SECONDS": "0.5",
         "SOTONG_INTAKE_API_KEYS": json.dumps(API_KEYS),
+        "SOTONG_COMMAND_SIGNING_KEYS": json.dumps(SIGNING_KEYS),
     }
     services = localstack.start_services(env, root / "logs")
     try:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from schemas import topics
+from schemas.commands import RESIDENT, StartSiteCheck, WithdrawComplaint
 from tests.e2e.conftest import API_KEYS, Stack, eventually, produce, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -198,6 +199,26 @@ async def test_invalid_kafka_submission_is_dead_lettered_with_reasons(stack: Sta
     assert all(
         letter["headers"]["ce_type"] == b"kr.go.sotong.dead_lettered.v1" for letter in letters
     )
+
+
+async def test_a_command_written_to_the_topic_past_intake_is_dead_lettered(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """Anything that can write ``complaint.commands`` could withdraw anyone's complaint or
+    act as any department; routing acts only on commands intake signed."""
+    filed = await file(http, stack)
+    await state_is(http, stack, filed, "handler_assigned")
+    cid = filed["complaint_id"]
+    spoofed = WithdrawComplaint(actor=RESIDENT, complaint_id=cid)
+    as_department = StartSiteCheck(actor="resource-circulation", complaint_id=cid)
+    for command in (spoofed, as_department):
+        await produce(stack, topics.COMMANDS, command.model_dump_json().encode(), cid)
+    letters = await read_topic(stack, topics.DEAD_LETTER, key=cid, min_count=2, within=60)
+    assert len(letters) == 2
+    assert all("only intake may publish commands" in x["value"]["reason"] for x in letters)
+    await act(http, stack, cid, "start_site_check")  # through intake: signed, applied
+    current = await state_is(http, stack, filed, "site_check")
+    assert "withdrawn" not in [e["state"] for e in current["timeline"]]
 
 
 async def test_a_valid_kafka_submission_is_filed(stack: Stack, http: httpx.AsyncClient) -> None:
