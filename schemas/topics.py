@@ -57,7 +57,7 @@ PUBLISHERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
         SUBMISSIONS: (CHANNELS,),
         FILED: ("intake",),
-        COMMANDS: ("intake", DEPARTMENTS),
+        COMMANDS: ("intake",),  # signed; department systems command through intake's API
         LIFECYCLE: ("routing",),
         SLA: ("routing",),
         REJECTIONS: ("routing",),

@@ -32,6 +32,7 @@ from portal.chatbot import cli as chatbot_cli
 from routing import cli as routing_cli
 from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
+from sotong import acls
 from tracker import cli as tracker_cli
 
 INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
@@ -452,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     routing_cli.register(sub)
     tracker_cli.register(sub)
+    acls.register(sub)
     chatbot_cli.register(sub, local=routing_cli.local)
     return parser
 
