@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,33 @@ class RetrySettings(BaseSettings):
     max_backoff_seconds: float = Field(default=5.0, gt=0)
 
 
+class TelemetrySettings(BaseSettings):
+    """Where traces go. Off unless an endpoint is set, by our variable or the standard one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOTONG_OTEL_", extra="ignore", populate_by_name=True
+    )
+
+    exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SOTONG_OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+        description="OTLP/HTTP base address (e.g. http://jaeger:4318); spans go to its "
+        "/v1/traces. Unset: no tracing at all.",
+    )
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces kept; a trace started upstream keeps its decision.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.exporter_otlp_endpoint)
+
+
 class ServiceSettings(BaseSettings):
     """Common to every service; each service subclasses it with its own env prefix."""
 
@@ -89,3 +116,4 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
