@@ -7,17 +7,22 @@ to the department system. No span holds what the resident wrote or is identified
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings import kafka as ce_kafka
 from fastapi import FastAPI
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pytest_httpserver import HTTPServer
@@ -33,10 +38,13 @@ from routing.settings import RoutingSettings
 from schemas import topics
 from schemas.catalogue import catalogue
 from services import telemetry
+from services.broker import ensure_topics, make_broker, publish_event, topic_name
+from services.metrics import KitMetrics
 from services.mongo import Document
 from services.runtime import Runtime
 from services.settings import ServiceSettings, TelemetrySettings
 from tests.conftest import FAST_RETRY, Backends
+from tests.service.test_cloudevents import one_of_each
 from tracker.app import create_app as tracker_app
 from tracker.settings import TrackerSettings
 
@@ -224,3 +232,63 @@ async def drop_database(backends: Backends, name: str) -> None:
         await mongo.drop_database(name)
     finally:
         await mongo.close()
+
+
+async def test_traced_messages_stay_cloudevents_and_carry_traceparent(
+    backends: Backends, exporter: InMemorySpanExporter, providers: dict[str, TracerProvider]
+) -> None:
+    """What the CloudEvents SDK reads is unchanged by tracing; ``traceparent`` rides beside
+    the ``ce_*`` headers, and the kit's tolerant parser hands it to the consumer's span."""
+    prefix = f"tp{uuid.uuid4().hex[:6]}."
+    kafka = backends.kafka(prefix)
+    await ensure_topics(kafka)
+    registry = CollectorRegistry()
+    broker, _ = make_broker(
+        service="routing",
+        kafka=kafka,
+        retry=FAST_RETRY,
+        registry=registry,
+        metrics=KitMetrics(registry),
+        tracer_provider=providers["routing"],
+    )
+    events = one_of_each()
+    tracer = providers["routing"].get_tracer("test")
+    await broker.start()
+    try:
+        with tracer.start_as_current_span("the cause") as cause:
+            for event in events:
+                await publish_event(
+                    broker, kafka, topics.OF_EVENT[event.event_type], event, source="/sotong/t"
+                )
+    finally:
+        await broker.stop()
+    trace_id = f"{cause.get_span_context().trace_id:032x}"
+
+    consumer = AIOKafkaConsumer(
+        *(topic_name(kafka, t) for t in topics.ALL),
+        bootstrap_servers=backends.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"{prefix}reader",
+    )
+    await consumer.start()
+    read: dict[str, tuple[BaseCloudEvent, dict[str, bytes]]] = {}
+    try:
+        for _ in range(60):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    headers = dict(record.headers)
+                    message = ce_kafka.KafkaMessage(
+                        headers=headers, key=record.key, value=record.value
+                    )
+                    cloudevent = ce_kafka.from_binary_event(message)
+                    read[str(cloudevent.get_id())] = (cloudevent, headers)
+            if len(read) == len(events):
+                break
+    finally:
+        await consumer.stop()
+    assert set(read) == {e.event_id for e in events}
+    for event in events:
+        cloudevent, headers = read[event.event_id]
+        assert cloudevent.get_type() == f"kr.go.sotong.{event.event_type}.v1"
+        assert cloudevent.get_subject() == event.complaint_id
+        assert headers["traceparent"].decode().split("-")[1] == trace_id
