@@ -19,6 +19,7 @@ from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as ce_kafka
 from fastapi import FastAPI
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -299,3 +300,39 @@ async def test_traced_messages_stay_cloudevents_and_carry_traceparent(
         assert cloudevent.get_type() == f"kr.go.sotong.{event.event_type}.v1"
         assert cloudevent.get_subject() == event.complaint_id
         assert headers["traceparent"].decode().split("-")[1] == trace_id
+
+
+def test_the_otlp_exporter_posts_redacted_spans_to_the_configured_endpoint(
+    httpserver: HTTPServer,
+) -> None:
+    """The production path: settings name an endpoint, spans arrive as OTLP/HTTP protobuf
+    at its /v1/traces, named by service, without the query string they were made with."""
+    received: list[bytes] = []
+
+    def collector(request: Request) -> Response:
+        received.append(request.get_data())
+        return Response(b"", status=200, content_type="application/x-protobuf")
+
+    httpserver.expect_request("/v1/traces", method="POST").respond_with_handler(collector)
+    settings = TelemetrySettings(exporter_otlp_endpoint=httpserver.url_for("/"))
+    provider = telemetry.provider("tracker", settings)
+    assert provider is not None
+    with provider.get_tracer("test").start_as_current_span(
+        "GET /v1/complaints/{complaint_id}",
+        attributes={
+            "http.route": "/v1/complaints/{complaint_id}",
+            "http.target": "/v1/complaints/c-1?token=resident-token",
+        },
+    ):
+        pass
+    provider.shutdown()  # flushes the batch
+
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(b"".join(received))
+    [resource_spans] = request.resource_spans
+    resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert resource["service.name"] == "tracker"
+    [span] = [s for scope in resource_spans.scope_spans for s in scope.spans]
+    attributes = {a.key: a.value.string_value for a in span.attributes}
+    assert attributes["http.target"] == "/v1/complaints/{complaint_id}"
+    assert b"resident-token" not in b"".join(received)
