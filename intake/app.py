@@ -31,11 +31,12 @@ def create_app(
     store: SubmissionStore | None = None,
     publish: Publish | None = None,
     clock: Clock | None = None,
+    runtime: Runtime | None = None,
     tracker: TrackerClient | None = None,
 ) -> FastAPI:
     """Build intake; each collaborator left out is the real one built from ``settings``."""
     settings = settings or IntakeSettings()
-    runtime = Runtime.build("intake", settings)
+    runtime = runtime or Runtime.build("intake", settings)
     store = store if store is not None else MongoSubmissionStore(runtime.db)
     publish = publish if publish is not None else runtime.publish
     clock = clock if clock is not None else utcnow

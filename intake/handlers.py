@@ -9,11 +9,12 @@ Kafka subscriber), ``routes`` (the HTTP API).
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Response, Security
+from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
@@ -29,6 +30,7 @@ from intake.filing import file_submission, new_complaint_id, new_receipt_number,
 from intake.store import RELAY_GRACE, ChannelRef, FiledRecord, Refused, SubmissionStore
 from schemas import ComplaintSubmitted, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT
+from services import telemetry
 from services.batching import GroupCommit
 from services.broker import KeyedEvent
 from services.errors import PermanentError, field_errors
@@ -58,6 +60,7 @@ Accepted = tuple[FiledRecord, bool]
 class Arrival:
     submission: ComplaintSubmitted
     redelivery_possible: bool
+    span: Span = field(default_factory=telemetry.current_span)  # its request's
 
 
 RECEIPT_DRAWS = 8
@@ -194,7 +197,13 @@ class Intake:
             first = results[first_index]
             results[i] = (first[0], True) if isinstance(first, tuple) else first
 
-        await self._publish_unpublished([r for r in results if isinstance(r, tuple)])
+        spans = {
+            r[0].filed.complaint_id: a.span
+            for a, r in zip(arrivals, results, strict=True)
+            if isinstance(r, tuple)
+        }
+        with telemetry.following(spans):  # each filing published in its own request's trace
+            await self._publish_unpublished([r for r in results if isinstance(r, tuple)])
         for result in results:
             if isinstance(result, tuple):
                 record, duplicate = result

@@ -65,6 +65,7 @@ from schemas import (
     topics,
 )
 from schemas.events import AlertKind, utcnow
+from services import telemetry
 from services.errors import PermanentError, RetryableError, describe
 from services.runtime import Clock, Publish
 
@@ -407,7 +408,10 @@ class Delivery:
         }
         effects = [Effects() for _ in planned]
         results = await asyncio.gather(
-            *(self._send(ts, claimed, e) for ts, e in zip(planned.values(), effects, strict=True)),
+            *(
+                telemetry.under(cid, self._send(ts, claimed, e))  # in the complaint's trace
+                for (cid, ts), e in zip(planned.items(), effects, strict=True)
+            ),
             return_exceptions=True,
         )
         await self.store.settle(

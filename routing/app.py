@@ -46,12 +46,13 @@ def create_app(
     store: RoutingStore | None = None,
     publish: Publish | None = None,
     clock: Clock | None = None,
+    runtime: Runtime | None = None,
     classifier: Classifier | None = None,
 ) -> FastAPI:
     """Each collaborator left out is built for real: the Mongo store on the runtime's
     database, the runtime's Kafka publish, the wall clock, a classifier fitted at start-up."""
     settings = settings or RoutingSettings()
-    runtime = Runtime.build("routing", settings)
+    runtime = runtime or Runtime.build("routing", settings)
     kafka = settings.kafka
     keep = (
         timedelta(seconds=kafka.replay_window_seconds) if kafka.replay_after_broker_loss else None

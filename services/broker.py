@@ -26,13 +26,14 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from faststream.middlewares import BaseMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from schemas import topics
 from schemas.envelope import cloudevent_headers
 from schemas.events import DeadLetter
-from services import errors
+from services import errors, telemetry
 from services.logs import bound
 from services.metrics import KitMetrics
 from services.settings import KafkaSettings, RetrySettings
@@ -111,20 +112,21 @@ class DeadLetters:
         (the notifier's undeliverable messages)."""
         assert self.broker is not None, "DeadLetters.broker is set by make_broker"
         subject = letter.complaint_id or ""
-        await self.broker.publish(
-            letter.model_dump_json().encode(),
-            topic=topic_name(self.kafka, topics.DEAD_LETTER),
-            key=key if key is not None else (subject.encode() or None),
-            headers=cloudevent_headers(
-                event_id=letter.event_id,
-                event_type=letter.event_type,
-                source=f"/sotong/{self.service}",
-                time=letter.occurred_at,
-                subject=subject,
-                schema_version=letter.schema_version,
-                correlation_id=correlation_id,
-            ),
-        )
+        with telemetry.within(letter.complaint_id):
+            await self.broker.publish(
+                letter.model_dump_json().encode(),
+                topic=topic_name(self.kafka, topics.DEAD_LETTER),
+                key=key if key is not None else (subject.encode() or None),
+                headers=cloudevent_headers(
+                    event_id=letter.event_id,
+                    event_type=letter.event_type,
+                    source=f"/sotong/{self.service}",
+                    time=letter.occurred_at,
+                    subject=subject,
+                    schema_version=letter.schema_version,
+                    correlation_id=correlation_id,
+                ),
+            )
 
     async def _dead_letter_record(
         self,
@@ -244,7 +246,10 @@ def make_broker(
     retry: RetrySettings,
     registry: CollectorRegistry,
     metrics: KitMetrics,
+    tracer_provider: TracerProvider | None = None,
 ) -> tuple[KafkaBroker, DeadLetters]:
+    """The service's broker. With a tracer provider, tracing middlewares come first, so
+    a consumed message's span encloses its metrics, retries and dead letter."""
     dead_letters = DeadLetters(service=service, kafka=kafka, retry=retry, metrics=metrics)
     security_kwargs: dict[str, Any] = {}
     if kafka.sasl_mechanism:
@@ -268,6 +273,7 @@ def make_broker(
         enable_idempotence=kafka.idempotent_producer,
         client_id=f"sotong-{service}",
         middlewares=[
+            *telemetry.kafka_middlewares(tracer_provider),
             KafkaPrometheusMiddleware(registry=registry, app_name=service),
             dead_letters.middleware,
         ],
@@ -353,23 +359,26 @@ async def publish_event(
     source: str,
     correlation_id: str | None = None,
 ) -> None:
-    """Publish keyed by complaint id, with CloudEvents headers, waiting for the broker's ack."""
+    """Publish keyed by complaint id, with CloudEvents headers, waiting for the broker's ack.
+    Traced, the publish belongs to the complaint's trace (``telemetry.within``) and carries
+    its ``traceparent``."""
     occurred_at = event.occurred_at
-    await broker.publish(
-        event.model_dump_json().encode(),
-        topic=topic_name(kafka, topic),
-        key=event.complaint_id.encode(),
-        headers=cloudevent_headers(
-            event_id=event.event_id,
-            event_type=event.event_type,
-            source=source,
-            time=occurred_at,
-            subject=event.complaint_id,
-            schema_version=event.schema_version,
+    with telemetry.within(event.complaint_id):
+        await broker.publish(
+            event.model_dump_json().encode(),
+            topic=topic_name(kafka, topic),
+            key=event.complaint_id.encode(),
+            headers=cloudevent_headers(
+                event_id=event.event_id,
+                event_type=event.event_type,
+                source=source,
+                time=occurred_at,
+                subject=event.complaint_id,
+                schema_version=event.schema_version,
+                correlation_id=correlation_id,
+            ),
             correlation_id=correlation_id,
-        ),
-        correlation_id=correlation_id,
-    )
+        )
 
 
 async def ensure_topics(kafka: KafkaSettings) -> None:

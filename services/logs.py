@@ -1,4 +1,4 @@
-"""Structured JSON logs carrying complaint id and correlation id, never personal data.
+"""Structured JSON logs carrying complaint id, correlation id and trace id, never personal data.
 
 Handlers never pass personal data to a logger; the context variables below are the
 only place complaint and correlation ids come from, so every line of one message's
@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from services.telemetry import trace_id
 
 complaint_id_var: ContextVar[str | None] = ContextVar("complaint_id", default=None)
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -37,6 +39,8 @@ class JsonFormatter(logging.Formatter):
             entry["complaint_id"] = cid
         if (corr := correlation_id_var.get()) is not None:
             entry["correlation_id"] = corr
+        if (trace := trace_id(cid)) is not None:  # the trace to open in the trace backend
+            entry["trace_id"] = trace
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value

@@ -14,12 +14,13 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services import broker as broker_kit
-from services import subscriptions
+from services import subscriptions, telemetry
 from services.archive import DeadLetterArchive
 from services.broker import DeadLetters, KeyedEvent
 from services.http import service_app
@@ -51,10 +52,23 @@ class Runtime:
     mongo: AsyncMongoClient[Document]
     db: AsyncDatabase[Document]
     lag: ConsumerLag | None = None
+    tracer_provider: TracerProvider | None = None
     started: bool = field(default=False)
 
     @classmethod
-    def build(cls, service: str, settings: ServiceSettings) -> "Runtime":
+    def build(
+        cls,
+        service: str,
+        settings: ServiceSettings,
+        *,
+        tracer_provider: TracerProvider | None = None,
+    ) -> "Runtime":
+        """``tracer_provider`` defaults to the one ``settings.telemetry`` asks for (none
+        when tracing is off); a test passes its own, exporting to memory."""
+        if tracer_provider is None:
+            tracer_provider = telemetry.provider(service, settings.telemetry)
+            if tracer_provider is not None:
+                telemetry.install_process_wide(tracer_provider)
         registry = CollectorRegistry()
         metrics = KitMetrics(registry)
         broker, dead_letters = broker_kit.make_broker(
@@ -63,9 +77,12 @@ class Runtime:
             retry=settings.retry,
             registry=registry,
             metrics=metrics,
+            tracer_provider=tracer_provider,
         )
         mongo = make_client(
-            settings.mongo, app_name=service, listeners=[MongoCommandMetrics(registry)]
+            settings.mongo,
+            app_name=service,
+            listeners=[MongoCommandMetrics(registry), *telemetry.mongo_listeners(tracer_provider)],
         )
         db = database(mongo, settings.mongo)
         dead_letters.archive = DeadLetterArchive(db).keep
@@ -79,6 +96,7 @@ class Runtime:
             mongo=mongo,
             db=db,
             lag=ConsumerLag(registry),
+            tracer_provider=tracer_provider,
         )
 
     @property
@@ -127,6 +145,7 @@ class Runtime:
             max_request_bytes=self.settings.max_request_bytes,
         )
         app.state.runtime = self
+        telemetry.instrument_http(app, self.tracer_provider)
         return app
 
     async def readiness(self) -> dict[str, bool]:
@@ -162,3 +181,5 @@ class Runtime:
             self.started = False
             await self.broker.stop()
             await self.mongo.close()
+            if self.tracer_provider is not None:  # the last spans leave before the process
+                await asyncio.to_thread(self.tracer_provider.force_flush, 5_000)

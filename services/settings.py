@@ -1,15 +1,45 @@
 """Typed settings. Only each service's ``app.py`` (and the CLI) builds these."""
 
+import os
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+SECRETS_DIR_VARIABLE = "SOTONG_SECRETS_DIR"
+"""A directory of secret files, one per setting, named as its variable (compose secrets at
+/run/secrets): a file is read where the variable is unset. No directory there, no files."""
 
-class KafkaSettings(BaseSettings):
+
+class Settings(BaseSettings):
+    """Every Sotong settings class: the environment first, then ``SOTONG_SECRETS_DIR``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        directory = os.environ.get(SECRETS_DIR_VARIABLE)
+        # absent where a service is given no secrets (compose mounts /run/secrets only then)
+        if not directory or not Path(directory).is_dir():
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        secrets = SecretsSettingsSource(settings_cls, secrets_dir=directory)
+        return init_settings, env_settings, dotenv_settings, secrets
+
+
+class KafkaSettings(Settings):
     """Where the broker is. Nothing here says which implementation answers."""
 
     model_config = SettingsConfigDict(env_prefix="SOTONG_KAFKA_", extra="ignore")
@@ -54,14 +84,14 @@ class KafkaSettings(BaseSettings):
         return self
 
 
-class MongoSettings(BaseSettings):
+class MongoSettings(Settings):
     model_config = SettingsConfigDict(env_prefix="SOTONG_MONGO_", extra="ignore")
 
     uri: SecretStr = SecretStr("mongodb://127.0.0.1:27117/?directConnection=true")
     database: str = "sotong"
 
 
-class RetrySettings(BaseSettings):
+class RetrySettings(Settings):
     """How a consumer retries a message whose dependency is unavailable: ``max_attempts``
     in place with capped backoff, then the offset is left uncommitted and the message is
     consumed again; a retryable failure is never dead-lettered."""
@@ -73,7 +103,7 @@ class RetrySettings(BaseSettings):
     max_backoff_seconds: float = Field(default=5.0, gt=0)
 
 
-class SigningSettings(BaseSettings):
+class SigningSettings(Settings):
     """``SOTONG_COMMAND_SIGNING_KEYS``: key id → secret, as JSON; the first signs."""
 
     model_config = SettingsConfigDict(env_prefix="SOTONG_COMMAND_SIGNING_", extra="ignore")
@@ -95,7 +125,34 @@ class SigningSettings(BaseSettings):
         return keys
 
 
-class ServiceSettings(BaseSettings):
+class TelemetrySettings(Settings):
+    """Where traces go. Off unless an endpoint is set, by our variable or the standard one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOTONG_OTEL_", extra="ignore", populate_by_name=True
+    )
+
+    exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SOTONG_OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+        description="OTLP/HTTP base address (e.g. http://jaeger:4318); spans go to its "
+        "/v1/traces. Unset: no tracing at all.",
+    )
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces kept; a trace started upstream keeps its decision.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.exporter_otlp_endpoint)
+
+
+class ServiceSettings(Settings):
     """Common to every service; each service subclasses it with its own env prefix."""
 
     model_config = SettingsConfigDict(extra="ignore")
@@ -112,3 +169,4 @@ class ServiceSettings(BaseSettings):
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)

@@ -330,6 +330,16 @@ def headers_schema(payload: Any, topic: str, sources: Sequence[str]) -> dict[str
             "description": "The `event_id` of the message that caused this one, when any.",
         },
         "content-type": {"type": "string", "const": "application/json"},
+        "traceparent": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+            "description": "W3C Trace Context of the publish, when tracing is on "
+            "(OpenTelemetry): a consumer that continues it joins the complaint's trace.",
+        },
+        "tracestate": {
+            "type": "string",
+            "description": "W3C Trace Context vendor state, alongside `traceparent`.",
+        },
         "correlation_id": {
             "type": "string",
             "description": "FastStream's own correlation id, on every message Sotong "
@@ -392,6 +402,9 @@ unknown fields, so additive changes never break a subscriber; `schema_version` (
 - **Headers** carry the CloudEvents 1.0 attributes in the Kafka binding's binary mode \
 (`ce_*` and `content-type`), so any CloudEvents SDK reads a message as an event and a \
 system can route on headers alone.
+- **Tracing.** Where a deployment turns OpenTelemetry on, every message also carries a \
+W3C `traceparent` header (outside the CloudEvents attributes, so SDKs ignore it); a \
+consumer that continues it appears in the complaint's one trace.
 - **Delivery** is at least once: deduplicate on `event_id` (`ce_id`).
 - **Consumer groups** are `sotong-<service>` or `sotong-<service>-<purpose>`; a \
 department system uses a group of its own.

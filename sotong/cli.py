@@ -12,6 +12,7 @@ sotong classify                route JSON lines {"text": ...} from stdin to depa
 sotong classify-eval           evaluate the classifier on a held-out split (or --test FILE)
 sotong rebuild                 rebuild the tracker's read models from its event store
 sotong bench                   the pipeline's throughput and latency, and the raw ceilings
+sotong keys generate [DIR]     a deployment's API keys as secret files (deploy/secrets)
 """
 
 import argparse
@@ -33,6 +34,7 @@ from routing import cli as routing_cli
 from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
 from sotong import acls
+from sotong import keys as keys_cli
 from tracker import cli as tracker_cli
 
 INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
@@ -454,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     routing_cli.register(sub)
     tracker_cli.register(sub)
     acls.register(sub)
+    keys_cli.register(sub)
     chatbot_cli.register(sub, local=routing_cli.local)
     return parser
 

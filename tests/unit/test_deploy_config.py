@@ -25,7 +25,9 @@ from pydantic_settings import BaseSettings
 from intake.settings import IntakeSettings
 from notifier.settings import NotifierSettings
 from routing.settings import RoutingSettings
-from services.settings import ServiceSettings
+from schemas.catalogue import catalogue
+from services.settings import SECRETS_DIR_VARIABLE, ServiceSettings, Settings
+from sotong import keys
 from sotong.cli import build_parser
 from tracker.settings import TrackerSettings
 
@@ -55,7 +57,8 @@ def env_names(cls: type[BaseSettings]) -> set[str]:
     """The variables pydantic-settings reads for ``cls``: its prefix plus each field's
     name, and nested settings (kafka, mongo, retry) under their own prefixes."""
     prefix = str(cls.model_config.get("env_prefix") or "")
-    names: set[str] = set()
+    # every Sotong settings class also reads its secret files' directory
+    names: set[str] = {SECRETS_DIR_VARIABLE} if issubclass(cls, Settings) else set()
     for name, field in cls.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
@@ -698,3 +701,182 @@ def test_healthcheck_passes_on_200_only(healthcheck: ModuleType, local_service: 
     assert healthcheck.main(["/healthz", "nobody"], env) == 2
     server_gone = {"SOTONG_INTAKE_HTTP_PORT": "1"}
     assert healthcheck.main(["/healthz", "intake"], server_gone) == 1
+
+
+# --- API keys from secrets: a fresh deployment accepts department commands ------------
+
+
+def compose_key_problems(compose: dict[str, Any]) -> list[str]:
+    """What keeps the compose services from reading the keys ``sotong keys generate``
+    writes: a missing compose secret, a wrong file, a wrong target, no secrets directory."""
+    problems = []
+    declared = as_mapping(compose.get("secrets") or {}, "compose secrets")
+    for service, variables in keys.VARIABLES.items():
+        env = compose_env(compose, service)
+        if env.get(SECRETS_DIR_VARIABLE) != "/run/secrets":
+            problems.append(f"{service}: {SECRETS_DIR_VARIABLE} is not /run/secrets")
+        mounted = {
+            str(entry.get("target")): str(entry.get("source"))
+            for entry in as_list(compose_service(compose, service).get("secrets") or [], "secrets")
+            if isinstance(entry, dict)
+        }
+        for variable, file in variables.items():
+            source = mounted.get(variable)
+            if source is None:
+                problems.append(f"{service}: no secret mounted as {variable}")
+                continue
+            spec = declared.get(source)
+            wanted = f"./deploy/secrets/{file}"
+            if not isinstance(spec, dict) or spec.get("file") != wanted:
+                problems.append(f"{service}: secret {source!r} is not the file {wanted}")
+    return problems
+
+
+def kube_key_problems(manifests: dict[str, list[dict[str, Any]]]) -> list[str]:
+    problems = []
+    for service, variables in keys.VARIABLES.items():
+        _, _, container = deployment_parts(manifests, service)
+        refs = {
+            str(e["name"]): e["valueFrom"]["secretKeyRef"]
+            for e in as_list(container.get("env", []), "env")
+            if "secretKeyRef" in (e.get("valueFrom") or {})
+        }
+        for variable, file in variables.items():
+            ref = refs.get(variable)
+            if ref is None:
+                problems.append(f"{service}: {variable} is not from a Secret")
+            elif ref.get("name") != keys.SECRET_NAME or ref.get("key") != file:
+                problems.append(f"{service}: {variable} is not {keys.SECRET_NAME}/{file}")
+            elif ref.get("optional"):
+                problems.append(f"{service}: {variable} is optional: it would start keyless")
+    return problems
+
+
+def test_compose_mounts_the_generated_keys_as_each_setting(compose: dict[str, Any]) -> None:
+    assert compose_key_problems(compose) == []
+
+
+def test_a_compose_file_without_the_key_secrets_fails_the_check(compose: dict[str, Any]) -> None:
+    without_mounts = json.loads(json.dumps(compose))
+    for service in keys.VARIABLES:
+        without_mounts["services"][service].pop("secrets")
+    assert len(compose_key_problems(without_mounts)) == sum(map(len, keys.VARIABLES.values()))
+    without_files = {k: v for k, v in compose.items() if k != "secrets"}
+    assert compose_key_problems(without_files)
+
+
+def test_kubernetes_reads_every_key_from_the_sotong_keys_secret(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    assert kube_key_problems(manifests) == []
+
+
+def test_manifests_without_the_key_secret_fail_the_check(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    stripped = json.loads(json.dumps(manifests))
+    for service in keys.VARIABLES:
+        for doc in stripped[f"{service}.yaml"]:
+            if doc.get("kind") == "Deployment":
+                container = doc["spec"]["template"]["spec"]["containers"][0]
+                container["env"] = [e for e in container["env"] if "valueFrom" not in e]
+    assert len(kube_key_problems(stripped)) == sum(map(len, keys.VARIABLES.values()))
+
+
+def assert_keys_work(settings: dict[str, ServiceSettings], directory: Path) -> None:
+    """Every department has its key in intake and tracker alike; intake reads the tracker
+    with a staff key the tracker knows; Open311 apps have theirs."""
+    intake, tracker = settings["intake"], settings["tracker"]
+    assert isinstance(intake, IntakeSettings)
+    assert isinstance(tracker, TrackerSettings)
+    departments = json.loads((directory / keys.DEPARTMENT_KEYS).read_text())
+    assert set(departments) == set(catalogue().codes)
+    for held in (intake.api_keys, tracker.api_keys):
+        assert {d: k.get_secret_value() for d, k in held.items()} == departments
+    assert intake.tracker_api_key is not None
+    staff = {k.get_secret_value() for k in tracker.staff_api_keys.values()}
+    assert intake.tracker_api_key.get_secret_value() in staff
+    apps = json.loads((directory / keys.OPEN311_KEYS).read_text())
+    assert {a: k.get_secret_value() for a, k in intake.open311_keys.items()} == apps
+    assert apps, "an Open311 app was asked for"
+
+
+def test_compose_services_read_the_generated_keys(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generated = tmp_path / "secrets"
+    keys.generate(generated, ["civic-app"])
+    declared = as_mapping(compose["secrets"], "compose secrets")
+    built: dict[str, ServiceSettings] = {}
+    for service in keys.VARIABLES:
+        run_secrets = tmp_path / service / "run-secrets"  # what compose mounts
+        run_secrets.mkdir(parents=True)
+        for entry in compose_service(compose, service)["secrets"]:
+            file = Path(declared[entry["source"]]["file"]).name
+            (run_secrets / entry["target"]).write_bytes((generated / file).read_bytes())
+        env = compose_env(compose, service) | {SECRETS_DIR_VARIABLE: str(run_secrets)}
+        built[service] = settings_from_env(service, env, monkeypatch)
+    assert_keys_work(built, generated)
+
+
+def test_kubernetes_services_read_the_generated_keys(
+    manifests: dict[str, list[dict[str, Any]]],
+    configmap: dict[str, str],
+    secret_example: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys.generate(tmp_path, ["civic-app"])
+    secret = keys.k8s_secret(tmp_path)
+    assert secret["metadata"]["name"] == keys.SECRET_NAME
+    data = as_mapping(secret["stringData"], "stringData")
+    built: dict[str, ServiceSettings] = {}
+    for service in keys.VARIABLES:
+        _, _, container = deployment_parts(manifests, service)
+        from_secret = {
+            str(e["name"]): str(data[e["valueFrom"]["secretKeyRef"]["key"]])
+            for e in container["env"]
+            if "secretKeyRef" in (e.get("valueFrom") or {})
+        }
+        env = {**configmap, **secret_example["stringData"], **kube_env(container), **from_secret}
+        built[service] = settings_from_env(service, env, monkeypatch)
+    assert_keys_work(built, tmp_path)
+
+
+def test_generating_keys_again_keeps_them_and_adds_what_is_new(tmp_path: Path) -> None:
+    keys.generate(tmp_path)
+    first = {f: (tmp_path / f).read_text() for f in keys.FILES}
+    assert oct(tmp_path.stat().st_mode & 0o777) == "0o700"
+    departments = json.loads(first[keys.DEPARTMENT_KEYS])
+    dropped = sorted(departments)[0]
+    del departments[dropped]  # as if the catalogue had gained a department since
+    (tmp_path / keys.DEPARTMENT_KEYS).write_text(json.dumps(departments))
+
+    changed = keys.generate(tmp_path, ["civic-app"])
+    assert changed[keys.DEPARTMENT_KEYS] == f"added {dropped}"
+    again = json.loads((tmp_path / keys.DEPARTMENT_KEYS).read_text())
+    assert {d: k for d, k in again.items() if d != dropped} == departments
+    assert json.loads((tmp_path / keys.STAFF_KEYS).read_text()) == json.loads(
+        first[keys.STAFF_KEYS]
+    )
+    assert set(json.loads((tmp_path / keys.OPEN311_KEYS).read_text())) == {"civic-app"}
+    assert keys.generate(tmp_path, ["civic-app"]) == {}
+    assert len(set(again.values())) == len(again), "every department its own key"
+
+
+def test_compose_services_send_traces_to_the_jaeger_it_runs(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jaeger = compose_service(compose, "jaeger")
+    assert str(jaeger.get("image")).startswith("jaegertracing/all-in-one:")
+    assert env_strings(jaeger.get("environment"), "jaeger")["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert (16686, 16686) in published_ports(jaeger)
+    for service in SERVICES:
+        settings = settings_from_env(service, compose_env(compose, service), monkeypatch)
+        assert settings.telemetry.enabled
+        endpoint = urlsplit(str(settings.telemetry.exporter_otlp_endpoint))
+        assert (endpoint.hostname, endpoint.port) == ("jaeger", 4318)  # OTLP over HTTP
+
+
+def test_kubernetes_tracing_is_off_until_a_collector_is_named(configmap: dict[str, str]) -> None:
+    assert configmap["SOTONG_OTEL_EXPORTER_OTLP_ENDPOINT"] == ""

@@ -1,0 +1,157 @@
+"""``sotong keys``: the API keys a deployment starts with, as secret files.
+
+``sotong keys generate [DIR]`` writes, in ``DIR`` (default ``deploy/secrets``):
+
+- ``department-keys.json`` — one key per department of the catalogue
+  (``SOTONG_INTAKE_API_KEYS`` and ``SOTONG_TRACKER_API_KEYS``);
+- ``staff-keys.json`` — ``{"operator": key}`` (``SOTONG_TRACKER_STAFF_API_KEYS``);
+- ``tracker-staff-key`` — that operator key alone, for intake's Open311 reads of the
+  tracker (``SOTONG_INTAKE_TRACKER_API_KEY``);
+- ``open311-keys.json`` — one key per Open311 client app (``SOTONG_INTAKE_OPEN311_KEYS``).
+
+Run again, it keeps every key already there and adds what is missing (a department new in
+the catalogue, a new ``--open311-app``). ``docker-compose.yml`` mounts these files as
+compose secrets; ``sotong keys k8s DIR`` prints the Kubernetes Secret made of the same
+files (or ``kubectl create secret generic sotong-keys --from-file=DIR``).
+
+The directory is private (0700); the files in it are 0644 so that the services' user in
+the image (uid 10001) can read them once compose mounts them.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schemas.catalogue import catalogue
+from services.settings import PROJECT_ROOT
+
+DEFAULT_DIR = PROJECT_ROOT / "deploy" / "secrets"
+DEPARTMENT_KEYS = "department-keys.json"
+STAFF_KEYS = "staff-keys.json"
+TRACKER_STAFF_KEY = "tracker-staff-key"
+OPEN311_KEYS = "open311-keys.json"
+FILES = (DEPARTMENT_KEYS, STAFF_KEYS, TRACKER_STAFF_KEY, OPEN311_KEYS)
+STAFF_NAME = "operator"
+SECRET_NAME = "sotong-keys"  # noqa: S105 - the Kubernetes Secret's name, not a secret
+
+VARIABLES: Mapping[str, Mapping[str, str]] = {
+    "intake": {
+        "SOTONG_INTAKE_API_KEYS": DEPARTMENT_KEYS,
+        "SOTONG_INTAKE_OPEN311_KEYS": OPEN311_KEYS,
+        "SOTONG_INTAKE_TRACKER_API_KEY": TRACKER_STAFF_KEY,
+    },
+    "tracker": {
+        "SOTONG_TRACKER_API_KEYS": DEPARTMENT_KEYS,
+        "SOTONG_TRACKER_STAFF_API_KEYS": STAFF_KEYS,
+    },
+}
+"""Which service reads which file, as which setting: what the deploy files must wire."""
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _read(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise SystemExit(f"{path}: not JSON ({exc}); fix or remove it") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
+        raise SystemExit(f"{path}: expected a JSON object of name → key")
+    return {str(k): v for k, v in data.items()}
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o644)
+        file.write(text)
+
+
+def generate(directory: Path, open311_apps: Sequence[str] = ()) -> dict[str, str]:
+    """Write the key files, keeping existing keys; answer file name → what changed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    changed: dict[str, str] = {}
+
+    def keep_and_add(name: str, wanted: Sequence[str]) -> dict[str, str]:
+        keys = _read(directory / name)
+        added = [n for n in wanted if n not in keys]
+        if added or not (directory / name).exists():
+            keys |= {n: new_key() for n in added}
+            _write(directory / name, json.dumps(keys, indent=1, sort_keys=True) + "\n")
+            changed[name] = f"added {', '.join(added)}" if added else "created"
+        return keys
+
+    keep_and_add(DEPARTMENT_KEYS, catalogue().codes)
+    staff = keep_and_add(STAFF_KEYS, [STAFF_NAME])
+    keep_and_add(OPEN311_KEYS, list(open311_apps))
+    operator = staff[STAFF_NAME]
+    path = directory / TRACKER_STAFF_KEY
+    if not path.exists() or path.read_text(encoding="utf-8").strip() != operator:
+        _write(path, operator + "\n")
+        changed[TRACKER_STAFF_KEY] = "written"
+    return changed
+
+
+def k8s_secret(directory: Path, name: str = SECRET_NAME) -> dict[str, Any]:
+    """The Kubernetes Secret holding the key files, as the manifests reference it."""
+    missing = [f for f in FILES if not (directory / f).is_file()]
+    if missing:
+        raise SystemExit(f"{directory}: missing {', '.join(missing)}; run sotong keys generate")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "sotong"}},
+        "type": "Opaque",
+        "stringData": {f: _compact(directory / f) for f in FILES},
+    }
+
+
+def _compact(path: Path) -> str:
+    text = path.read_text(encoding="utf-8").strip()
+    return json.dumps(json.loads(text), sort_keys=True) if path.suffix == ".json" else text
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    changed = generate(directory, args.open311_app)
+    for name in FILES:
+        print(f"{directory / name}: {changed.get(name, 'kept')}")
+    return 0
+
+
+def cmd_k8s(args: argparse.Namespace) -> int:
+    yaml.safe_dump(k8s_secret(Path(args.dir)), sys.stdout, allow_unicode=True, sort_keys=False)
+    return 0
+
+
+def register(sub: "argparse._SubParsersAction[Any]") -> None:
+    """Add ``keys generate`` and ``keys k8s`` to the ``sotong`` command line."""
+    keys = sub.add_parser("keys", help="the API keys a deployment starts with")
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    generate_cmd = actions.add_parser(
+        "generate", help="write department, staff and Open311 keys as secret files"
+    )
+    generate_cmd.add_argument("dir", nargs="?", default=str(DEFAULT_DIR))
+    generate_cmd.add_argument(
+        "--open311-app",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an Open311 client app to issue a key to (repeatable)",
+    )
+    generate_cmd.set_defaults(func=cmd_generate)
+    k8s = actions.add_parser("k8s", help="print the Kubernetes Secret made of the key files")
+    k8s.add_argument("dir", nargs="?", default=str(DEFAULT_DIR))
+    k8s.set_defaults(func=cmd_k8s)
