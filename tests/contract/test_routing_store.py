@@ -247,11 +247,13 @@ async def test_the_relay_can_leave_what_a_batch_staged_just_now(store: RoutingSt
     """``staged_before`` leaves outboxes and load deltas staged after it (by the decision
     time, ``updated_at``) to the batch that staged them."""
     old = with_load_deltas(None, record("old"))
+    staged_at = old.updated_at
+    assert staged_at is not None
     new = with_load_deltas(None, record("new"))
-    new = new.model_copy(update={"updated_at": old.updated_at + timedelta(minutes=5)})
+    new = new.model_copy(update={"updated_at": staged_at + timedelta(minutes=5)})
     for staged in (old, new):
         await store.write_many([Write(None, staged, staged.outbox, staged.processed)])
-    cut = old.updated_at + timedelta(minutes=1)
+    cut = staged_at + timedelta(minutes=1)
     assert [r.complaint_id for r in await store.pending_outboxes(staged_before=cut)] == ["old"]
     assert [r.complaint_id for r in await store.pending_loads(staged_before=cut)] == ["old"]
     assert {r.complaint_id for r in await store.pending_outboxes()} == {"old", "new"}
