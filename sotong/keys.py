@@ -7,7 +7,9 @@
 - ``staff-keys.json`` — ``{"operator": key}`` (``SOTONG_TRACKER_STAFF_API_KEYS``);
 - ``tracker-staff-key`` — that operator key alone, for intake's Open311 reads of the
   tracker (``SOTONG_INTAKE_TRACKER_API_KEY``);
-- ``open311-keys.json`` — one key per Open311 client app (``SOTONG_INTAKE_OPEN311_KEYS``).
+- ``open311-keys.json`` — one key per Open311 client app (``SOTONG_INTAKE_OPEN311_KEYS``);
+- ``command-signing-keys.json`` — ``{"k1": secret}``, with which intake signs commands and
+  routing checks them (``SOTONG_COMMAND_SIGNING_KEYS``, ``services.signing``).
 
 Run again, it keeps every key already there and adds what is missing (a department new in
 the catalogue, a new ``--open311-app``). ``docker-compose.yml`` mounts these files as
@@ -37,7 +39,9 @@ DEPARTMENT_KEYS = "department-keys.json"
 STAFF_KEYS = "staff-keys.json"
 TRACKER_STAFF_KEY = "tracker-staff-key"
 OPEN311_KEYS = "open311-keys.json"
-FILES = (DEPARTMENT_KEYS, STAFF_KEYS, TRACKER_STAFF_KEY, OPEN311_KEYS)
+SIGNING_KEYS = "command-signing-keys.json"
+FILES = (DEPARTMENT_KEYS, STAFF_KEYS, TRACKER_STAFF_KEY, OPEN311_KEYS, SIGNING_KEYS)
+SIGNING_KEY_ID = "k1"
 STAFF_NAME = "operator"
 SECRET_NAME = "sotong-keys"  # noqa: S105 - the Kubernetes Secret's name, not a secret
 
@@ -46,7 +50,9 @@ VARIABLES: Mapping[str, Mapping[str, str]] = {
         "SOTONG_INTAKE_API_KEYS": DEPARTMENT_KEYS,
         "SOTONG_INTAKE_OPEN311_KEYS": OPEN311_KEYS,
         "SOTONG_INTAKE_TRACKER_API_KEY": TRACKER_STAFF_KEY,
+        "SOTONG_COMMAND_SIGNING_KEYS": SIGNING_KEYS,
     },
+    "routing": {"SOTONG_COMMAND_SIGNING_KEYS": SIGNING_KEYS},
     "tracker": {
         "SOTONG_TRACKER_API_KEYS": DEPARTMENT_KEYS,
         "SOTONG_TRACKER_STAFF_API_KEYS": STAFF_KEYS,
@@ -96,6 +102,7 @@ def generate(directory: Path, open311_apps: Sequence[str] = ()) -> dict[str, str
     keep_and_add(DEPARTMENT_KEYS, catalogue().codes)
     staff = keep_and_add(STAFF_KEYS, [STAFF_NAME])
     keep_and_add(OPEN311_KEYS, list(open311_apps))
+    keep_and_add(SIGNING_KEYS, [SIGNING_KEY_ID])  # intake signs commands, routing checks
     operator = staff[STAFF_NAME]
     path = directory / TRACKER_STAFF_KEY
     if not path.exists() or path.read_text(encoding="utf-8").strip() != operator:
