@@ -118,15 +118,25 @@ def in_process(niceness: int = 10) -> Train:
         process = ctx.Process(
             target=_child, args=(job, sending, niceness), daemon=True, name="classifier-fit"
         )
+        # start() returns once the child has read the job, seconds on a busy machine; it
+        # is never abandoned halfway, so a started process is always stopped below
+        started = asyncio.ensure_future(asyncio.to_thread(process.start))
+
+        async def stop() -> None:
+            await asyncio.wait({started})
+            sending.close()
+            if started.exception() is None:
+                if process.is_alive():
+                    process.terminate()
+                await asyncio.to_thread(process.join, 10)
+            receiving.close()
+
         try:
-            await asyncio.to_thread(process.start)
+            await asyncio.shield(started)
             sending.close()
             answer: Trained | RuntimeError = await asyncio.to_thread(receiving.recv)
         finally:
-            if process.is_alive():
-                process.terminate()
-            await asyncio.shield(asyncio.to_thread(process.join, 10))
-            receiving.close()
+            await asyncio.shield(asyncio.ensure_future(stop()))
         if isinstance(answer, RuntimeError):
             raise answer
         return answer
