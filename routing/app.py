@@ -9,12 +9,13 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from routing.catalogue import Catalogue
-from routing.classifier import Classifier, Example, load_examples
+from routing.classifier import Classifier, Example, load_examples, split
 from routing.deadlines import calendar
 from routing.handlers import Routing, RoutingMetrics, routes, subscribe
+from routing.learning import Learner, LearningMetrics, LiveModel, in_process
 from routing.lifecycle import Lifecycle
 from routing.settings import RoutingSettings
-from routing.store import MongoRoutingStore, RoutingStore
+from routing.store import MongoRoutingStore, RoutingStore, TransferLabel
 from routing.texts import Texts
 from schemas import CommandRejected, ComplaintDeadlineAlert, topics
 from schemas.events import utcnow
@@ -25,19 +26,23 @@ from services.signing import verifier_from
 
 async def fit_unless_fitted(
     classifier: Classifier, store: RoutingStore, model_dir: Path | None = None
-) -> None:
-    """Learn at start-up from the shipped examples plus every transfer so far, so the
-    departments' corrections count; a classifier handed in already fitted (a test's,
-    trained once per session) is used as it is. With a model directory, a model fitted
-    on the same examples before is loaded instead of trained again."""
+) -> list[TransferLabel]:
+    """Learn at start-up from the shipped training split plus every transfer so far, so
+    the departments' corrections count; the shipped held-out split is kept out, to judge
+    the models learned later (``routing/learning.py``). A classifier handed in already
+    fitted (a test's, trained once per session) is used as it is. With a model directory,
+    a model fitted on the same examples before is loaded instead of trained again.
+    Returns the transfers the model in use was built from."""
+    labels = await store.transfer_labels()
     if classifier.fitted:
-        return
-    transfers = [Example(e.text, e.department) for e in await store.transfer_examples()]
-    examples = load_examples() + transfers
+        return labels
+    train, _ = split(load_examples())
+    examples = train + [Example(label.text, label.department) for label in labels]
     if model_dir is None:
         await asyncio.to_thread(classifier.fit, examples)
     else:
         await asyncio.to_thread(classifier.fit_cached, examples, model_dir)
+    return labels
 
 
 def create_app(
@@ -77,10 +82,25 @@ def create_app(
         if classifier is None
         else classifier
     )
+    live = LiveModel(model)
+    shipped_train, held_out = split(load_examples())
+    learner = Learner(
+        live=live,
+        labels=storage,
+        train=in_process(settings.learning_niceness),
+        shipped_train=shipped_train,
+        held_out=held_out,
+        metrics=LearningMetrics(runtime.registry),
+        clock=utcnow if clock is None else clock,
+        min_new_labels=settings.learning_min_new_labels,
+        min_interval=timedelta(seconds=settings.learning_min_interval_seconds),
+        epsilon=settings.learning_epsilon,
+        recent_share=settings.learning_recent_share,
+    )
     routing = Routing(
         store=storage,
         catalogue=catalogue,
-        classifier=model,
+        classifier=live,
         lifecycle=Lifecycle(texts),
         texts=texts,
         publish=publish,
@@ -114,25 +134,27 @@ def create_app(
         async def prepare() -> None:
             await storage.ensure_indexes()
             await routing.schedule_unscheduled()
-            await fit_unless_fitted(model, storage, settings.model_dir)
+            learner.starting_from(await fit_unless_fitted(model, storage, settings.model_dir))
 
-        async with runtime.running(
-            before_start=prepare,
-            background=[
-                lambda: routing.relay_forever(
-                    settings.relay_interval_seconds, replayer, settings.relay_grace_seconds
-                ),
-                lambda: routing.deadlines_forever(settings.deadline_scan_interval_seconds),
-                lambda: routing.settle_loads_forever(
-                    settings.relay_interval_seconds, settings.relay_grace_seconds
-                ),
-            ],
-        ):
+        background = [
+            lambda: routing.relay_forever(
+                settings.relay_interval_seconds, replayer, settings.relay_grace_seconds
+            ),
+            lambda: routing.deadlines_forever(settings.deadline_scan_interval_seconds),
+            lambda: routing.settle_loads_forever(
+                settings.relay_interval_seconds, settings.relay_grace_seconds
+            ),
+        ]
+        if settings.learning_enabled:
+            background.append(
+                lambda: learner.learn_forever(settings.learning_check_interval_seconds)
+            )
+        async with runtime.running(before_start=prepare, background=background):
             yield
 
     app = runtime.http_app(
         description="The complaint lifecycle, department classification and handler assignment.",
         lifespan=lifespan,
     )
-    app.include_router(routes(model))
+    app.include_router(routes(live))
     return app

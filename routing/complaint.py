@@ -46,6 +46,8 @@ class Routed:
     department: Department
     auto: bool
     confidence: float
+    model_version: str | None = None
+    """The classifier's version, when the text (not a service code) decided."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +115,11 @@ class Rules:
             sequence=1, from_state=None, to_state=ComplaintState.RECEIVED, trigger="file", **common
         )
         located = common | {"department": dept.code, "department_name": dept.name}
-        assigned = self._next(received, "assign", located | {"auto_routed": routed.auto})
+        assigned = self._next(
+            received,
+            "assign",
+            located | {"auto_routed": routed.auto, "model_version": routed.model_version},
+        )
         handled = self._next(assigned, "assign_handler", located | {"handler": handler})
         events = (received, assigned, handled)
         created = Complaint(

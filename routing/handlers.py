@@ -251,7 +251,10 @@ class Routing:
             predictions = self.classifier.predict_many([text for _, text in unread])
             for (cid, _), p in zip(unread, predictions, strict=True):
                 routed[cid] = Routed(
-                    self.catalogue.departments[p.department], auto=p.auto, confidence=p.confidence
+                    self.catalogue.departments[p.department],
+                    auto=p.auto,
+                    confidence=p.confidence,
+                    model_version=p.model_version,
                 )
         return routed
 

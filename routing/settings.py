@@ -46,3 +46,43 @@ class RoutingSettings(ServiceSettings):
         "only when the examples, including transfers, or the code change). Unset: fit at "
         "every start. `sotong up` sets var/classifier.",
     )
+    learning_enabled: bool = Field(
+        default=True,
+        description="Retrain the classifier on transfers (이송) while routing runs, and switch "
+        "to the new model when it is not worse (routing/learning.py).",
+    )
+    learning_min_new_labels: int = Field(
+        default=50,
+        ge=1,
+        description="Transfers that must arrive since the last retrain (or since the model in "
+        "use was fitted) before another is tried.",
+    )
+    learning_min_interval_seconds: float = Field(
+        default=1800.0,
+        ge=0,
+        description="At most one retrain per this many seconds: a fit takes a core for tens "
+        "of seconds.",
+    )
+    learning_check_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often the number of transfers is looked at."
+    )
+    learning_epsilon: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Accuracy on the shipped held-out split a new model may lose and still "
+        "replace the model in use; on recent transfers it may lose none.",
+    )
+    learning_recent_share: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="Share of the new transfers (the newest) held out of the new model's "
+        "training to score both models on.",
+    )
+    learning_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the process that fits a new model.",
+    )

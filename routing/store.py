@@ -164,6 +164,16 @@ class TransferExample:
     department: str
 
 
+@dataclass(frozen=True)
+class TransferLabel:
+    """A transfer (이송) read for learning: which command made it, when, and the label."""
+
+    label_id: str
+    text: str
+    department: str
+    at: datetime
+
+
 class RoutingStore(Protocol):
     """What routing's handlers need from storage."""
 
@@ -273,6 +283,14 @@ class RoutingStore(Protocol):
 
     async def transfer_examples(self) -> list[TransferExample]:
         """Every transfer so far, oldest first."""
+        ...
+
+    async def count_transfers(self) -> int:
+        """How many transfers are kept: learning polls it to see new labels arrive."""
+        ...
+
+    async def transfer_labels(self) -> list[TransferLabel]:
+        """Every transfer so far with its id, oldest first (ties by id)."""
         ...
 
 
@@ -608,6 +626,20 @@ class MongoRoutingStore:
         return [
             TransferExample(text=str(doc["text"]), department=str(doc["department"]))
             async for doc in self.transfers.find({}, sort=[("at", 1)])
+        ]
+
+    async def count_transfers(self) -> int:
+        return await self.transfers.count_documents({})
+
+    async def transfer_labels(self) -> list[TransferLabel]:
+        return [
+            TransferLabel(
+                label_id=str(doc["_id"]),
+                text=str(doc["text"]),
+                department=str(doc["department"]),
+                at=doc["at"],
+            )
+            async for doc in self.transfers.find({}, sort=[("at", 1), ("_id", 1)])
         ]
 
     async def clear_outbox(

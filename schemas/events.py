@@ -111,6 +111,11 @@ class ComplaintStatusChanged(Event):
     caused_by: str | None = Field(
         default=None, description="event_id of the message that caused it"
     )
+    model_version: str | None = Field(
+        default=None,
+        description="On the assignment a classifier decided: which fitted model decided it "
+        "(a fingerprint of its training data, code and library versions).",
+    )
 
 
 class CommandRejected(Event):

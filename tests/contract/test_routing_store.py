@@ -17,6 +17,7 @@ from routing.store import (
     RoutingStore,
     Transfer,
     TransferExample,
+    TransferLabel,
     Write,
     advanced,
     with_load_deltas,
@@ -317,6 +318,41 @@ async def test_transfers_are_kept_once_each_oldest_first(store: RoutingStore) ->
     assert await store.transfer_examples() == [
         TransferExample(text="가로등", department="roads"),
         TransferExample(text="악취가 나요", department="environment"),
+    ]
+
+
+async def test_transfers_are_counted_and_read_as_labels_with_their_ids(
+    store: RoutingStore,
+) -> None:
+    assert (await store.count_transfers(), await store.transfer_labels()) == (0, [])
+    for caused_by, at in (("t2", T0), ("t1", T0), ("t0", T0 + timedelta(hours=1))):
+        await store.record_transfer(
+            Transfer(
+                caused_by=caused_by,
+                complaint_id="c1",
+                text=f"민원 {caused_by}",
+                from_department="roads",
+                to_department="parks",
+                reason=None,
+                at=at,
+            ),
+        )
+    await store.record_transfer(  # the same command again adds no label
+        Transfer(
+            caused_by="t1",
+            complaint_id="c1",
+            text="민원 t1",
+            from_department="roads",
+            to_department="parks",
+            reason=None,
+            at=T0,
+        ),
+    )
+    assert await store.count_transfers() == 3
+    assert await store.transfer_labels() == [  # oldest first, ties by id
+        TransferLabel("t1", "민원 t1", "parks", T0),
+        TransferLabel("t2", "민원 t2", "parks", T0),
+        TransferLabel("t0", "민원 t0", "parks", T0 + timedelta(hours=1)),
     ]
 
 

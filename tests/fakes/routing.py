@@ -21,6 +21,7 @@ from routing.store import (
     RoutingRecord,
     Transfer,
     TransferExample,
+    TransferLabel,
     Write,
     advanced,
     write_one,
@@ -232,6 +233,16 @@ class InMemoryRoutingStore:
     async def transfer_examples(self) -> list[TransferExample]:
         ordered = sorted(self.transfers.values(), key=lambda kept: kept[0])
         return [example for _, example in ordered]
+
+    async def count_transfers(self) -> int:
+        return len(self.transfers)
+
+    async def transfer_labels(self) -> list[TransferLabel]:
+        ordered = sorted(self.transfers.items(), key=lambda kept: (kept[1][0], kept[0]))
+        return [
+            TransferLabel(label_id=cid, text=x.text, department=x.department, at=at)
+            for cid, (at, x) in ordered
+        ]
 
 
 class RecordingPublish:

@@ -1,5 +1,6 @@
 """Start-up fits the classifier only when it is not fitted yet, and then on the shipped
-examples plus every transfer the store holds."""
+training split plus every transfer the store holds (the held-out split judges the models
+learned later, so no model in use is fitted on it)."""
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from routing.app import fit_unless_fitted
-from routing.classifier import Classifier, Example, load_examples
+from routing.classifier import Classifier, Example, load_examples, split
 from routing.store import Transfer
 from tests.fakes.routing import InMemoryRoutingStore
 
@@ -28,7 +29,7 @@ async def test_a_fitted_classifier_is_used_as_it_is() -> None:
     )
 
 
-async def test_an_unfitted_one_learns_the_shipped_examples_and_the_transfers(
+async def test_an_unfitted_one_learns_the_shipped_training_split_and_the_transfers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = InMemoryRoutingStore()
@@ -52,8 +53,11 @@ async def test_an_unfitted_one_learns_the_shipped_examples_and_the_transfers(
         return classifier
 
     monkeypatch.setattr(classifier, "fit", fit)
-    await fit_unless_fitted(classifier, store)
-    assert seen == [*load_examples(), Example("악취가 나요", "environment")]
+    built_from = await fit_unless_fitted(classifier, store)
+    train, held_out = split(load_examples())
+    assert seen == [*train, Example("악취가 나요", "environment")]
+    assert not set(held_out) & set(seen)
+    assert [label.label_id for label in built_from] == ["cmd-1"]
 
 
 async def test_with_a_model_directory_the_fit_is_looked_up_there_first(
@@ -68,4 +72,4 @@ async def test_with_a_model_directory_the_fit_is_looked_up_there_first(
 
     monkeypatch.setattr(classifier, "fit_cached", fit_cached)
     await fit_unless_fitted(classifier, InMemoryRoutingStore(), tmp_path)
-    assert calls == [(len(load_examples()), tmp_path)]
+    assert calls == [(len(split(load_examples())[0]), tmp_path)]
