@@ -40,9 +40,15 @@ class FilingRequest(Submission):
 class FiledResponse(BaseModel):
     complaint_id: str
     receipt_number: str
-    tracking_token: str = Field(description="Keep it: it is the only way to follow the complaint.")
-    resident_token: str = Field(
-        description="Follows all of this resident's complaints; pass it when filing the next one."
+    tracking_token: str | None = Field(
+        default=None,
+        description="Keep it: it is the only way to follow the complaint. Given once, to the "
+        "filing that made the complaint (never on a duplicate).",
+    )
+    resident_token: str | None = Field(
+        default=None,
+        description="Follows all of this resident's complaints; pass it when filing the next "
+        "one. Given once, with the tracking token.",
     )
     duplicate: bool = Field(description="True when this (channel, channel_ref) was filed before.")
 

@@ -1,6 +1,7 @@
 """intake's composition root: settings → runtime → store → handlers (HTTP and Kafka)."""
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -8,6 +9,12 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from intake.handlers import Accepted, Intake, routes, subscribe
+from intake.idempotency import (
+    Idempotency,
+    IdempotencyStore,
+    IdempotentRequests,
+    MongoIdempotencyStore,
+)
 from intake.open311 import routes as open311
 from intake.open311.services import open311_services
 from intake.settings import IntakeSettings
@@ -23,6 +30,14 @@ from services.runtime import Clock, Publish, Runtime
 
 log = logging.getLogger("sotong.intake")
 
+IDEMPOTENT_PATHS = re.compile(r"/v1/complaints(/[^/]+/(commands|resident-actions))?")
+"""The POST routes that honour an Idempotency-Key: filing and the commands."""
+
+
+async def ensure_indexes(store: SubmissionStore, idempotency: IdempotencyStore) -> None:
+    await store.ensure_indexes()
+    await idempotency.ensure_indexes()
+
 
 def create_app(
     settings: IntakeSettings | None = None,
@@ -31,6 +46,7 @@ def create_app(
     publish: Publish | None = None,
     clock: Clock | None = None,
     tracker: TrackerClient | None = None,
+    idempotency_store: IdempotencyStore | None = None,
 ) -> FastAPI:
     """Build intake; each collaborator left out is the real one built from ``settings``."""
     settings = settings or IntakeSettings()
@@ -39,6 +55,15 @@ def create_app(
     publish = publish if publish is not None else runtime.publish
     clock = clock if clock is not None else utcnow
     intake = Intake(store=store, publish=publish, clock=clock, registry=runtime.registry)
+    ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
+    if idempotency_store is None:
+        idempotency_store = MongoIdempotencyStore(runtime.db, ttl)
+    idempotency = Idempotency(
+        idempotency_store,
+        clock=clock,
+        ttl=ttl,
+        lease=timedelta(seconds=settings.idempotency_lease_seconds),
+    )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
     subscribe(runtime.subscriber, intake)
     source: ReplaySource = intake.published_since
@@ -66,7 +91,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             async with runtime.running(
-                before_start=store.ensure_indexes,
+                before_start=lambda: ensure_indexes(store, idempotency_store),
                 background=[
                     lambda: intake.relay_forever(settings.relay_interval_seconds, replayer)
                 ],
@@ -83,9 +108,28 @@ def create_app(
     if not settings.api_keys:
         log.warning("no department API keys configured: every command will be refused")
     keys = ApiKeys(settings.api_keys)
+    channels = ApiKeys({c.value: key for c, key in settings.channel_keys.items()})
+    if not settings.channel_keys:
+        log.warning("no channel credentials configured: any caller may file as any channel")
+    app.add_middleware(
+        IdempotentRequests,
+        idempotency=idempotency,
+        paths=IDEMPOTENT_PATHS,
+        departments=keys,
+        channels=channels,
+        max_body=settings.max_request_bytes,
+    )
     app.add_middleware(DrainGate)  # sotong up's Ctrl-C: 503 + Retry-After while draining
     app.include_router(
-        routes(intake=intake, store=store, publish=command_publish, keys=keys, clock=clock)
+        routes(
+            intake=intake,
+            store=store,
+            publish=command_publish,
+            keys=keys,
+            channels=channels,
+            credentialed=frozenset(c.value for c in settings.channel_keys),
+            clock=clock,
+        )
     )
 
     async def accept_open311(submission: ComplaintSubmitted) -> Accepted:
