@@ -62,10 +62,10 @@ def key_id(scope: str, key: str) -> str:
     return hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()
 
 
-def derived_id(key_id_: str, purpose: str) -> str:
-    """A UUID (version 4 layout) the same for every retry of one keyed request: the
+def derived_id(claim: str, purpose: str) -> str:
+    """A UUID (version 4 layout) the same for every retry of one claimed request: the
     filing's submission id or the command's id."""
-    digest = hashlib.sha256(f"{purpose}\0{key_id_}".encode()).digest()
+    digest = hashlib.sha256(f"{purpose}\0{claim}".encode()).digest()
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
@@ -283,6 +283,15 @@ class Outcome(Enum):
 class Decision:
     outcome: Outcome
     kept: Kept | None = None
+    claim_id: str | None = None
+    """For a claim: what the route derives its ids from. The same for a take-over of the
+    claim (a retry after a crash finds what the first attempt did), new once the key has
+    expired and is used again."""
+
+
+def claim_id(key_id_: str, expires_at: datetime) -> str:
+    millis = (_aware(expires_at) - _EPOCH) // timedelta(milliseconds=1)  # what BSON keeps
+    return f"{key_id_}:{millis}"
 
 
 class Idempotency:
@@ -300,9 +309,12 @@ class Idempotency:
 
     async def claim(self, key_id_: str, print_: str, *, again: bool = True) -> Decision:
         now = self.clock()
-        decision = await self._claims.submit(Claim(key_id_, print_, now, now + self.ttl))
+        claim = Claim(key_id_, print_, now, now + self.ttl)
+        decision = await self._claims.submit(claim)
         kept = decision.kept
-        if decision.outcome is Outcome.CLAIMED or kept is None:
+        if decision.outcome is Outcome.CLAIMED:
+            return Decision(Outcome.CLAIMED, claim_id=claim_id(key_id_, claim.expires_at))
+        if kept is None:
             return decision
         if again and _aware(kept.expires_at) <= now:  # expired, not yet swept by the TTL
             await self.store.forget_expired(key_id_, now=now)
@@ -310,7 +322,7 @@ class Idempotency:
         if decision.outcome is Outcome.IN_FLIGHT and await self.store.take_over(
             key_id_, started_before=now - self.lease, at=now
         ):
-            return Decision(Outcome.CLAIMED, kept)
+            return Decision(Outcome.CLAIMED, kept, claim_id(key_id_, kept.expires_at))
         return decision
 
     async def _claim_batch(self, claims: Sequence[Claim]) -> list[Decision | Exception]:
@@ -358,6 +370,9 @@ class Idempotency:
 # The middleware
 
 KEPT_HEADERS = frozenset({"content-type", "location"})
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _aware(at: datetime) -> datetime:
@@ -439,7 +454,7 @@ class IdempotentRequests:
         if decision.outcome is Outcome.REPLAY:
             await self._replay(send, decision.kept, key=key, client=client, print_=print_)
             return
-        scope.setdefault("state", {})[STATE_KEY] = kid
+        scope.setdefault("state", {})[STATE_KEY] = decision.claim_id
         await self._first(scope, replay_receive, send, kid, key=key, client=client, print_=print_)
 
     async def _first(
