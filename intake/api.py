@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import UUID4, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
+from intake.photos import PHOTO_ID
 from schemas import DepartmentAction
 from schemas.catalogue import DepartmentCode
 from schemas.commands import Note, ResidentAction
@@ -35,6 +36,12 @@ class FilingRequest(Submission):
     fields (id, type, version, time) are intake's to set; a body naming them is refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    photos: Annotated[list[Annotated[str, Field(pattern=PHOTO_ID)]], Field(max_length=10)] = Field(
+        default_factory=list,
+        description="Ids answered by `POST /v1/photos`, at most as many as the district "
+        "allows per complaint (a setting).",
+    )
 
 
 class FiledResponse(BaseModel):

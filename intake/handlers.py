@@ -27,10 +27,12 @@ from intake.api import (
 )
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
 from intake.idempotency import STATE_KEY, derived_id
+from intake.photo_routes import Photos
 from intake.store import RELAY_GRACE, ChannelRef, FiledRecord, Refused, SubmissionStore
 from schemas import ComplaintSubmitted, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT
 from schemas.common import Channel
+from schemas.events import PhotoRef
 from services.batching import GroupCommit
 from services.broker import KeyedEvent
 from services.errors import PermanentError, field_errors
@@ -60,6 +62,7 @@ Accepted = tuple[FiledRecord, bool]
 class Arrival:
     submission: ComplaintSubmitted
     redelivery_possible: bool
+    photos: tuple[PhotoRef, ...] = ()
 
 
 RECEIPT_DRAWS = 8
@@ -111,12 +114,16 @@ class Intake:
         )
 
     async def accept(
-        self, submission: ComplaintSubmitted, *, redelivery_possible: bool = True
+        self,
+        submission: ComplaintSubmitted,
+        *,
+        redelivery_possible: bool = True,
+        photos: Sequence[PhotoRef] = (),
     ) -> Accepted:
         """File a submission once; return (record, duplicate). A submission intake made
         itself from an HTTP request (``redelivery_possible=False``) has an event id nobody
         can have filed before, so it costs no look-up by submission."""
-        return await self.batcher.submit(Arrival(submission, redelivery_possible))
+        return await self.batcher.submit(Arrival(submission, redelivery_possible, tuple(photos)))
 
     async def file_batch(self, arrivals: Sequence["Arrival"]) -> list[Accepted | Exception]:
         """File submissions together: one dedup read, one resident check, one bulk insert
@@ -156,7 +163,8 @@ class Intake:
                 if key is not None:
                     first_with_ref[key] = i
                 first_of_submission[submission.event_id] = i
-                fresh.append((i, submission, self._new_record(submission, now)))
+                record = self._new_record(submission, now, arrivals[i].photos)
+                fresh.append((i, submission, record))
 
         if fresh:
             issued = {r.resident_token for _, _, r in fresh if r.resident_token}
@@ -209,7 +217,9 @@ class Intake:
         assert all(r is not None for r in results), "a submission left without an answer"
         return [r for r in results if r is not None]
 
-    def _new_record(self, submission: ComplaintSubmitted, now: datetime) -> FiledRecord:
+    def _new_record(
+        self, submission: ComplaintSubmitted, now: datetime, photos: Sequence[PhotoRef] = ()
+    ) -> FiledRecord:
         token = new_tracking_token()
         resident_token = submission.resident_token or new_tracking_token()
         filed = file_submission(
@@ -219,6 +229,7 @@ class Intake:
             tracking_token=token,
             resident_token=resident_token,
             filed_at=now,
+            photos=photos,
         )
         return FiledRecord(
             filed, token, resident_token, published=False, submission_id=submission.event_id
@@ -315,6 +326,7 @@ def routes(
     keys: ApiKeys,
     channels: ApiKeys,
     credentialed: frozenset[str],
+    photos: Photos,
     clock: Clock,
 ) -> APIRouter:
     """The HTTP API, bound to the collaborators the composition root chose."""
@@ -382,14 +394,15 @@ def routes(
         one, and the same Idempotency-Key and body again answer what the first answered."""
         del idempotency_key  # read by the middleware (intake.idempotency); named for the docs
         filing_channel(request, key)
-        fields = {**dict(request), "occurred_at": clock()}
+        fields = {**request.model_dump(exclude={"photos"}), "occurred_at": clock()}
         keyed = getattr(http.state, STATE_KEY, None)
         if keyed is not None:  # a retry after a crash finds the first attempt's complaint
             fields["event_id"] = derived_id(keyed, "submission")
         submission = ComplaintSubmitted.model_validate(fields)
+        attached = await photos.attach(request.photos, submission.event_id)
         try:
             record, duplicate = await intake.accept(
-                submission, redelivery_possible=keyed is not None
+                submission, redelivery_possible=keyed is not None, photos=attached
             )
         except UnknownResidentToken as exc:
             raise ApiError(422, "invalid_request", str(exc)) from exc

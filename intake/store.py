@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from schemas import ComplaintFiled
+from schemas.events import PhotoRef
 from schemas.tokens import hash_token, token_matches
 from services.mongo import Document
 
@@ -98,6 +99,10 @@ class SubmissionStore(Protocol):
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
         """Whether ``token`` is this complaint's tracking token (False for no such complaint)."""
+        ...
+
+    async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
+        """The photos of each of these complaints that has any."""
         ...
 
     async def mark_published(self, complaint_id: str) -> None: ...
@@ -240,6 +245,19 @@ class MongoSubmissionStore:
         if doc is None:
             return False
         return token_matches(token, str(doc["event"]["tracking_token_hash"]))
+
+    async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
+        if not complaint_ids:
+            return {}
+        cursor = self.col.find(
+            {"_id": {"$in": list(complaint_ids)}}, projection={"event.photos": 1}
+        )
+        found: dict[str, list[PhotoRef]] = {}
+        async for doc in cursor:
+            photos = doc.get("event", {}).get("photos") or []
+            if photos:
+                found[str(doc["_id"])] = [PhotoRef.model_validate(p) for p in photos]
+        return found
 
     async def mark_published(self, complaint_id: str) -> None:
         await self.col.update_one({"_id": complaint_id}, {"$set": {"published": True}})

@@ -5,8 +5,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from intake.idempotency import Answer, Claim, Kept
+from intake.photo_store import THUMB, StoredPhoto
+from intake.photos import Processed
 from intake.store import ChannelRef, FiledRecord, Refused, SubmissionStore
 from schemas import ComplaintFiled
+from schemas.events import PhotoRef
 from schemas.tokens import hash_token, token_matches
 from services.broker import KeyedEvent
 
@@ -94,6 +97,13 @@ class InMemorySubmissionStore:
         if row is None:
             return False
         return token_matches(token, row.record.filed.tracking_token_hash)
+
+    async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
+        return {
+            c: list(row.record.filed.photos)
+            for c in complaint_ids
+            if (row := self.rows.get(c)) is not None and row.record.filed.photos
+        }
 
     async def mark_published(self, complaint_id: str) -> None:
         row = self.rows.get(complaint_id)
@@ -196,3 +206,38 @@ class InMemoryIdempotencyStore:
 
     async def release(self, key_id: str) -> None:
         self.kept.pop(key_id, None)
+
+
+class InMemoryPhotoStore:
+    """``MongoPhotoStore`` in dicts."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str, str | None]] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def save(self, photo_id: str, photo: Processed, at: datetime) -> PhotoRef:
+        self.files[photo_id + THUMB] = (photo.thumbnail, "image/jpeg", None)
+        self.files[photo_id] = (photo.data, photo.media_type.value, None)
+        return PhotoRef(photo_id=photo_id, content_type=photo.media_type, size=len(photo.data))
+
+    async def find(self, photo_ids: Collection[str]) -> dict[str, StoredPhoto]:
+        found = {}
+        for photo_id in photo_ids:
+            if photo_id in self.files:
+                data, media_type, owner = self.files[photo_id]
+                ref = PhotoRef(photo_id=photo_id, content_type=media_type, size=len(data))
+                found[photo_id] = StoredPhoto(ref, owner)
+        return found
+
+    async def attach(self, photo_id: str, submission_id: str, *, replacing: str | None) -> bool:
+        kept = self.files.get(photo_id)
+        if kept is None or kept[2] != replacing:
+            return False
+        self.files[photo_id] = (kept[0], kept[1], submission_id)
+        return True
+
+    async def read(self, photo_id: str, *, thumbnail: bool) -> tuple[bytes, str] | None:
+        kept = self.files.get(photo_id + THUMB if thumbnail else photo_id)
+        return None if kept is None else (kept[0], kept[1])
