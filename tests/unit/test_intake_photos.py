@@ -80,7 +80,9 @@ def test_a_jpeg_with_gps_exif_is_kept_without_any_metadata_and_upright() -> None
 
     assert kept.media_type == "image/jpeg"
     assert not has_metadata(kept.data)
-    assert b"Galaxy" not in kept.data and b"secret" not in kept.data and b"home" not in kept.data
+    for trace in (b"Galaxy S99", b"secret", b"home"):
+        assert trace in original
+        assert trace not in kept.data
     assert (kept.width, kept.height) == (300, 400)  # the orientation applied, then dropped
     thumb = Image.open(io.BytesIO(kept.thumbnail))
     assert thumb.format == "JPEG"
