@@ -8,6 +8,7 @@ import pytest
 from intake.filing import file_submission, new_receipt_number, new_tracking_token
 from intake.store import RELAY_GRACE, FiledRecord, MongoSubmissionStore, Refused, SubmissionStore
 from schemas import ComplaintFiled, ComplaintSubmitted
+from schemas.events import PhotoRef
 from tests.fakes.intake import InMemorySubmissionStore, insert
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -194,3 +195,25 @@ async def test_a_submission_files_once_and_is_found_by_its_event_id(
     # complaints filed before submission ids were kept never collide with each other
     legacy = [FiledRecord(filed(), f"t{i}", f"r{i}", published=False) for i in (4, 5)]
     assert await store.insert_many(legacy) == legacy
+
+
+async def test_the_photos_of_complaints_are_read_by_complaint_id(store: SubmissionStore) -> None:
+    ref = PhotoRef(photo_id="p" * 22, content_type="image/jpeg", size=1234)
+    submission = ComplaintSubmitted.model_validate({"channel": "web", "body": "가로등"})
+    with_photo = file_submission(
+        submission,
+        complaint_id=str(uuid.uuid4()),
+        receipt_number=new_receipt_number(NOW),
+        tracking_token="t",
+        resident_token="r",
+        filed_at=NOW,
+        photos=[ref],
+    )
+    without = filed()
+    for event in (with_photo, without):
+        assert isinstance(await insert(store, event, "t", "r"), FiledRecord)
+
+    found = await store.photos_of([with_photo.complaint_id, without.complaint_id, "none"])
+
+    assert found == {with_photo.complaint_id: [ref]}
+    assert await store.photos_of([]) == {}

@@ -23,7 +23,12 @@ from intake.app import create_app
 from intake.settings import IntakeSettings
 from schemas.catalogue import catalogue
 from schemas.commands import DepartmentAction
-from tests.fakes.intake import InMemoryIdempotencyStore, InMemorySubmissionStore, RecordingPublish
+from tests.fakes.intake import (
+    InMemoryIdempotencyStore,
+    InMemoryPhotoStore,
+    InMemorySubmissionStore,
+    RecordingPublish,
+)
 
 ROADS_KEY = "roads-department-key"
 
@@ -53,6 +58,7 @@ APP = create_app(
     store=InMemorySubmissionStore(),
     publish=RecordingPublish(),
     idempotency_store=InMemoryIdempotencyStore(),
+    photo_store=InMemoryPhotoStore(),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", without_lifespan(APP))
 schema.config.phases.update(phases=["coverage", "fuzzing"])
