@@ -369,7 +369,15 @@ class Idempotency:
 
 # The middleware
 
-KEPT_HEADERS = frozenset({"content-type", "location"})
+UNKEPT_HEADERS = frozenset({"content-length", "date", "server"})
+"""Headers of the first answer not replayed: the rest (type, caching, referrer policy) are."""
+PRIVATE = (
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+)
+"""What the kit puts on every answer (``services.http.PrivateByDefault``), on the
+middleware's own answers too, which it answers outside the kit's middleware."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -487,7 +495,7 @@ class IdempotentRequests:
                     kept = tuple(
                         (k.decode("latin-1"), v.decode("latin-1"))
                         for k, v in start.get("headers", [])
-                        if k.decode("latin-1").lower() in KEPT_HEADERS
+                        if k.decode("latin-1").lower() not in UNKEPT_HEADERS
                     )
                     sealed = seal(body, key=key, scope=client, print_=print_)
                     await self.idempotency.answer(Answer(kid, status, kept, sealed))
@@ -550,8 +558,10 @@ async def _send(
     send: Send, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     headers = [(b"content-length", str(len(body)).encode())]
-    if not any(k == b"content-type" for k, _ in extra):
+    names = {k.lower() for k, _ in extra}
+    if b"content-type" not in names:
         headers.append((b"content-type", b"application/json"))
     headers.extend(extra)
+    headers.extend((k, v) for k, v in PRIVATE if k not in names)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -155,6 +155,8 @@ async def test_a_retry_with_the_same_key_and_body_answers_the_first_answer_once(
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()  # the tokens included: it is the first answer
     assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Cache-Control"] == "no-store"  # a resident's tokens: never cached
+    assert again.headers["Referrer-Policy"] == "no-referrer"
     assert "Idempotent-Replayed" not in first.headers
     assert len(intake.filed()) == 1
     assert len(intake.store.rows) == 1
@@ -186,6 +188,7 @@ async def test_a_key_still_in_flight_is_409_until_its_lease_runs_out(intake: Har
     busy = await intake.file("key-1")
     assert busy.status_code == 409
     assert busy.headers["Retry-After"] == "1"
+    assert busy.headers["Cache-Control"] == "no-store"
     header_error(busy)
     assert intake.filed() == []
 
