@@ -3,17 +3,20 @@ first answer from the stored (sealed) copy, and a phone photo goes through GridF
 back to the resident without its location. Kafka is replaced by a recording publish: what
 crosses to other services is checked in the e2e tier."""
 
+import asyncio
 import io
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
 from PIL import Image
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from intake.app import create_app
-from intake.idempotency import MongoIdempotencyStore
+from intake.idempotency import COLLECTION, MongoIdempotencyStore
 from intake.photo_store import MongoPhotoStore
 from intake.settings import IntakeSettings
 from intake.store import MongoSubmissionStore
@@ -91,3 +94,61 @@ async def test_a_phone_photo_comes_back_from_gridfs_without_its_location(
     [event] = publish.on(topics.FILED)
     assert isinstance(event, ComplaintFiled)
     assert [p.photo_id for p in event.photos] == [photo_id]
+
+
+class ByCollection(monitoring.CommandListener):
+    """Commands sent to the server, by (command, collection)."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[tuple[str, str]] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        self.seen[(event.command_name, str(target))] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+
+async def test_keyed_filings_arriving_together_share_their_key_writes(
+    backends: Backends, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """Claims and answers of concurrent requests are group-committed like the filings:
+    a handful of writes for 40 keyed filings, not two per filing."""
+    listener = ByCollection()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        backends.mongo_uri, tz_aware=True, event_listeners=[listener]
+    )
+    try:
+        db = client[mongo_db.name]
+        store, keys = MongoSubmissionStore(db), MongoIdempotencyStore(db, timedelta(hours=1))
+        await store.ensure_indexes()
+        await keys.ensure_indexes()
+        publish = RecordingPublish()
+        app = create_app(
+            IntakeSettings(mongo=backends.mongo(mongo_db.name)),
+            store=store,
+            publish=publish,
+            idempotency_store=keys,
+            photo_store=MongoPhotoStore(db),
+        )
+        listener.seen.clear()
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post("/v1/complaints", json=FILING, headers={"Idempotency-Key": f"k{i}"})
+                    for i in range(40)
+                )
+            )
+        assert [a.status_code for a in answers] == [201] * 40
+        assert len(publish.on(topics.FILED)) == 40
+        claims = listener.seen[("insert", COLLECTION)]
+        kept = listener.seen[("update", COLLECTION)]
+        assert 1 <= claims <= 10, listener.seen
+        assert 1 <= kept <= 10, listener.seen
+    finally:
+        await client.close()
