@@ -1,16 +1,19 @@
-"""Photos a resident attaches: what is accepted (by content, not by name or claimed type),
-and what is kept of it — the pixels re-encoded without any metadata (EXIF with its GPS
+"""Photos a resident attaches: JPEG, PNG and HEIC (iPhones' default; read with
+pillow-heif, kept as JPEG), accepted by content, not by name or claimed type,
+and what is kept of each — the pixels re-encoded without any metadata (EXIF with its GPS
 position, XMP, comments, text chunks, colour profiles), and a thumbnail.
 
 Pure: bytes in, bytes out, no I/O; ``intake/photo_store.py`` keeps them in GridFS.
 """
 
+import functools
 import io
 import secrets
 import warnings
 from dataclasses import dataclass
 from enum import StrEnum
 
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 PHOTO_ID = r"^[A-Za-z0-9_-]{22}$"
@@ -24,9 +27,18 @@ def new_photo_id() -> str:
 class MediaType(StrEnum):
     JPEG = "image/jpeg"
     PNG = "image/png"
+    HEIC = "image/heic"
+    """Taken, and kept as JPEG: what every browser and department system can show."""
 
 
-_FORMATS = {MediaType.JPEG: "JPEG", MediaType.PNG: "PNG"}
+_FORMATS = {MediaType.JPEG: "JPEG", MediaType.PNG: "PNG", MediaType.HEIC: "HEIF"}
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+
+
+@functools.cache
+def _read_heif() -> None:
+    """Teach Pillow to read HEIF (pillow-heif), once, when the first photo arrives."""
+    pillow_heif.register_heif_opener()
 
 
 def sniff(data: bytes) -> MediaType | None:
@@ -35,6 +47,8 @@ def sniff(data: bytes) -> MediaType | None:
         return MediaType.JPEG
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return MediaType.PNG
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIC_BRANDS:
+        return MediaType.HEIC
     return None
 
 
@@ -71,7 +85,9 @@ def process(data: bytes, limits: Limits) -> Processed:
         raise PhotoRefused(413, f"larger than {limits.max_bytes} bytes")
     media_type = sniff(data)
     if media_type is None:
-        raise PhotoRefused(422, "not a JPEG or PNG image (judged by its content)")
+        raise PhotoRefused(422, "not a JPEG, PNG or HEIC image (judged by its content)")
+    if media_type is MediaType.HEIC:
+        _read_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -87,6 +103,8 @@ def process(data: bytes, limits: Limits) -> Processed:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PhotoRefused(422, f"more than {limits.max_pixels} pixels") from exc
     upright = ImageOps.exif_transpose(image)
+    if media_type is MediaType.HEIC:
+        media_type = MediaType.JPEG
     clean = _pixels_only(upright, media_type)
     out = io.BytesIO()
     if media_type is MediaType.JPEG:

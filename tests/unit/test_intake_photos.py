@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pillow_heif
 import pytest
 from PIL import Image, PngImagePlugin
 from pydantic import SecretStr
@@ -90,6 +91,26 @@ def test_a_jpeg_with_gps_exif_is_kept_without_any_metadata_and_upright() -> None
     assert not has_metadata(kept.thumbnail)
 
 
+def test_a_heic_from_a_phone_is_kept_as_a_jpeg_without_its_location() -> None:
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0110] = "iPhone 99"
+    exif[GPS_IFD] = {1: "N", 2: (37.0, 33.0, 58.0), 3: "E", 4: (126.0, 58.0, 41.0)}
+    out = io.BytesIO()
+    Image.new("RGB", (120, 90), (30, 60, 90)).save(out, format="HEIF", exif=exif)
+    original = out.getvalue()
+    assert original[4:12] == b"ftypheic"
+    assert Image.open(io.BytesIO(original)).getexif().get_ifd(GPS_IFD)
+
+    kept = process(original, LIMITS)
+
+    assert kept.media_type == "image/jpeg"
+    assert Image.open(io.BytesIO(kept.data)).format == "JPEG"
+    assert (kept.width, kept.height) == (120, 90)
+    assert not has_metadata(kept.data)
+    assert b"iPhone 99" not in kept.data
+
+
 def test_a_png_loses_its_text_and_exif_chunks() -> None:
     kept = process(png_with_text(), LIMITS)
     assert kept.media_type == "image/png"
@@ -101,9 +122,9 @@ def test_a_png_loses_its_text_and_exif_chunks() -> None:
 @pytest.mark.parametrize(
     ("data", "status", "reason"),
     [
-        (b"GIF89a" + bytes(100), 422, "not a JPEG or PNG"),
+        (b"GIF89a" + bytes(100), 422, "not a JPEG, PNG or HEIC"),
         (b"\xff\xd8\xff\xe0" + bytes(100), 422, "not a readable JPEG"),
-        (b"<html>not a photo</html>", 422, "not a JPEG or PNG"),
+        (b"<html>not a photo</html>", 422, "not a JPEG, PNG or HEIC"),
     ],
 )
 def test_what_is_not_a_photo_we_take_is_refused_by_its_content(
