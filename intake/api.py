@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import UUID4, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
+from intake.photos import PHOTO_ID
 from schemas import DepartmentAction
 from schemas.catalogue import DepartmentCode
 from schemas.commands import Note, ResidentAction
@@ -36,13 +37,25 @@ class FilingRequest(Submission):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    photos: Annotated[list[Annotated[str, Field(pattern=PHOTO_ID)]], Field(max_length=10)] = Field(
+        default_factory=list,
+        description="Ids answered by `POST /v1/photos`, at most as many as the district "
+        "allows per complaint (a setting).",
+    )
+
 
 class FiledResponse(BaseModel):
     complaint_id: str
     receipt_number: str
-    tracking_token: str = Field(description="Keep it: it is the only way to follow the complaint.")
-    resident_token: str = Field(
-        description="Follows all of this resident's complaints; pass it when filing the next one."
+    tracking_token: str | None = Field(
+        default=None,
+        description="Keep it: it is the only way to follow the complaint. Given once, to the "
+        "filing that made the complaint (never on a duplicate).",
+    )
+    resident_token: str | None = Field(
+        default=None,
+        description="Follows all of this resident's complaints; pass it when filing the next "
+        "one. Given once, with the tracking token.",
     )
     duplicate: bool = Field(description="True when this (channel, channel_ref) was filed before.")
 

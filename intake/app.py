@@ -1,15 +1,26 @@
 """intake's composition root: settings → runtime → store → handlers (HTTP and Kafka)."""
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from intake.handlers import Accepted, Intake, routes, subscribe
+from intake.idempotency import (
+    Idempotency,
+    IdempotencyStore,
+    IdempotentRequests,
+    MongoIdempotencyStore,
+)
 from intake.open311 import routes as open311
 from intake.open311.services import open311_services
+from intake.photo_routes import Photos, photo_routes
+from intake.photo_store import MongoPhotoStore, PhotoStore
+from intake.photos import Limits
 from intake.settings import IntakeSettings
 from intake.store import MongoSubmissionStore, SubmissionStore
 from intake.tracker_client import TrackerClient
@@ -17,12 +28,42 @@ from schemas import topics
 from schemas.commands import COMMAND_ADAPTER
 from schemas.events import ComplaintSubmitted, utcnow
 from services.draining import DrainGate
+from services.http import BodyLimit
 from services.keys import ApiKeys
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
 from services.signing import signer_from, signing_publish
 
 log = logging.getLogger("sotong.intake")
+
+IDEMPOTENT_PATHS = re.compile(r"/v1/complaints(/[^/]+/(commands|resident-actions))?")
+"""The POST routes that honour an Idempotency-Key: filing and the commands."""
+
+
+async def ensure_indexes(
+    store: SubmissionStore, idempotency: IdempotencyStore, photos: PhotoStore
+) -> None:
+    await store.ensure_indexes()
+    await idempotency.ensure_indexes()
+    await photos.ensure_indexes()
+
+
+MULTIPART_OVERHEAD = 64 * 1024
+"""Room for a multipart body's boundaries and part headers around the photo itself."""
+
+
+class BodyLimitBesidesUploads:
+    """The kit's body limit for every route but the photo upload, which has its own."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limited = BodyLimit(app, limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/photos":
+            await self.app(scope, receive, send)
+        else:
+            await self.limited(scope, receive, send)
 
 
 def create_app(
@@ -33,14 +74,35 @@ def create_app(
     clock: Clock | None = None,
     runtime: Runtime | None = None,
     tracker: TrackerClient | None = None,
+    idempotency_store: IdempotencyStore | None = None,
+    photo_store: PhotoStore | None = None,
 ) -> FastAPI:
     """Build intake; each collaborator left out is the real one built from ``settings``."""
     settings = settings or IntakeSettings()
-    runtime = runtime or Runtime.build("intake", settings)
+    # a photo upload may be larger than any JSON body: the kit's limit admits it, and a
+    # limit of intake's own keeps every other route at max_request_bytes
+    upload_bytes = settings.photo_max_bytes + MULTIPART_OVERHEAD
+    runtime = runtime or Runtime.build(
+        "intake",
+        settings.model_copy(
+            update={"max_request_bytes": max(settings.max_request_bytes, upload_bytes)}
+        ),
+    )
     store = store if store is not None else MongoSubmissionStore(runtime.db)
     publish = publish if publish is not None else runtime.publish
     clock = clock if clock is not None else utcnow
     intake = Intake(store=store, publish=publish, clock=clock, registry=runtime.registry)
+    photo_store = photo_store if photo_store is not None else MongoPhotoStore(runtime.db)
+    photos = Photos(photo_store, store, settings.photos_per_complaint)
+    ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
+    if idempotency_store is None:
+        idempotency_store = MongoIdempotencyStore(runtime.db, ttl)
+    idempotency = Idempotency(
+        idempotency_store,
+        clock=clock,
+        ttl=ttl,
+        lease=timedelta(seconds=settings.idempotency_lease_seconds),
+    )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
     subscribe(runtime.subscriber, intake)
     source: ReplaySource = intake.published_since
@@ -70,7 +132,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             async with runtime.running(
-                before_start=store.ensure_indexes,
+                before_start=lambda: ensure_indexes(store, idempotency_store, photo_store),
                 background=[
                     lambda: intake.relay_forever(settings.relay_interval_seconds, replayer)
                 ],
@@ -87,10 +149,51 @@ def create_app(
     if not settings.api_keys:
         log.warning("no department API keys configured: every command will be refused")
     keys = ApiKeys(settings.api_keys)
+    channels = ApiKeys({c.value: key for c, key in settings.channel_keys.items()})
+    if not settings.channel_keys:
+        log.warning("no channel credentials configured: any caller may file as any channel")
+    app.add_middleware(
+        IdempotentRequests,
+        idempotency=idempotency,
+        paths=IDEMPOTENT_PATHS,
+        departments=keys,
+        channels=channels,
+        max_body=settings.max_request_bytes,
+    )
+    app.add_middleware(BodyLimitBesidesUploads, limit=settings.max_request_bytes)
     app.add_middleware(DrainGate)  # sotong up's Ctrl-C: 503 + Retry-After while draining
     app.include_router(
-        routes(intake=intake, store=store, publish=command_publish, keys=keys, clock=clock)
+        routes(
+            intake=intake,
+            store=store,
+            publish=command_publish,
+            keys=keys,
+            channels=channels,
+            credentialed=frozenset(c.value for c in settings.channel_keys),
+            photos=photos,
+            clock=clock,
+        )
     )
+    app.include_router(
+        photo_routes(
+            photos=photo_store,
+            store=store,
+            keys=keys,
+            tracker=tracker,
+            limits=Limits(
+                max_bytes=settings.photo_max_bytes,
+                max_pixels=settings.photo_max_pixels,
+                thumbnail_pixels=settings.photo_thumbnail_pixels,
+            ),
+            public=settings.open311_media_urls,
+            clock=clock,
+        )
+    )
+
+    async def media_urls(complaint_ids: list[str]) -> dict[str, str]:
+        base = settings.public_url.rstrip("/")
+        photos = await store.photos_of(complaint_ids)
+        return {c: f"{base}/v1/photos/{refs[0].photo_id}/public" for c, refs in photos.items()}
 
     async def accept_open311(submission: ComplaintSubmitted) -> Accepted:
         return await intake.accept(submission, redelivery_possible=False)
@@ -103,6 +206,7 @@ def create_app(
                 tracker=tracker,
                 keys=open311.ClientKeys(settings.open311_keys),
                 clock=clock,
+                media=media_urls if settings.open311_media_urls else None,
             )
         )
     )

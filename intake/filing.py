@@ -2,10 +2,12 @@
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from schemas import ComplaintFiled, ComplaintSubmitted
+from schemas.events import PhotoRef
 from schemas.tokens import hash_token
 
 KST = ZoneInfo("Asia/Seoul")
@@ -33,6 +35,7 @@ def file_submission(
     tracking_token: str,
     resident_token: str,
     filed_at: datetime,
+    photos: Sequence[PhotoRef] = (),
 ) -> ComplaintFiled:
     return ComplaintFiled(
         complaint_id=complaint_id,
@@ -50,4 +53,5 @@ def file_submission(
         transcript=submission.transcript,
         submitted_at=submission.occurred_at,
         occurred_at=filed_at,
+        photos=list(photos),
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Response, Security
+from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response, Security
 from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
@@ -27,9 +27,13 @@ from intake.api import (
     ResidentRequest,
 )
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
+from intake.idempotency import STATE_KEY, derived_id
+from intake.photo_routes import Photos
 from intake.store import RELAY_GRACE, ChannelRef, FiledRecord, Refused, SubmissionStore
 from schemas import ComplaintSubmitted, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT
+from schemas.common import Channel
+from schemas.events import PhotoRef
 from services import telemetry
 from services.batching import GroupCommit
 from services.broker import KeyedEvent
@@ -61,6 +65,7 @@ class Arrival:
     submission: ComplaintSubmitted
     redelivery_possible: bool
     span: Span = field(default_factory=telemetry.current_span)  # its request's
+    photos: tuple[PhotoRef, ...] = ()
 
 
 RECEIPT_DRAWS = 8
@@ -112,12 +117,18 @@ class Intake:
         )
 
     async def accept(
-        self, submission: ComplaintSubmitted, *, redelivery_possible: bool = True
+        self,
+        submission: ComplaintSubmitted,
+        *,
+        redelivery_possible: bool = True,
+        photos: Sequence[PhotoRef] = (),
     ) -> Accepted:
         """File a submission once; return (record, duplicate). A submission intake made
         itself from an HTTP request (``redelivery_possible=False``) has an event id nobody
         can have filed before, so it costs no look-up by submission."""
-        return await self.batcher.submit(Arrival(submission, redelivery_possible))
+        return await self.batcher.submit(
+            Arrival(submission, redelivery_possible, photos=tuple(photos))
+        )
 
     async def file_batch(self, arrivals: Sequence["Arrival"]) -> list[Accepted | Exception]:
         """File submissions together: one dedup read, one resident check, one bulk insert
@@ -157,10 +168,12 @@ class Intake:
                 if key is not None:
                     first_with_ref[key] = i
                 first_of_submission[submission.event_id] = i
-                fresh.append((i, submission, self._new_record(submission, now)))
+                record = self._new_record(submission, now, arrivals[i].photos)
+                fresh.append((i, submission, record))
 
         if fresh:
-            await self.store.remember_residents({r.resident_token for _, _, r in fresh}, now)
+            issued = {r.resident_token for _, _, r in fresh if r.resident_token}
+            await self.store.remember_residents(issued, now)
         lost: list[tuple[int, ComplaintSubmitted]] = []  # a concurrent filing won
         for _ in range(RECEIPT_DRAWS):
             if not fresh:
@@ -215,7 +228,9 @@ class Intake:
         assert all(r is not None for r in results), "a submission left without an answer"
         return [r for r in results if r is not None]
 
-    def _new_record(self, submission: ComplaintSubmitted, now: datetime) -> FiledRecord:
+    def _new_record(
+        self, submission: ComplaintSubmitted, now: datetime, photos: Sequence[PhotoRef] = ()
+    ) -> FiledRecord:
         token = new_tracking_token()
         resident_token = submission.resident_token or new_tracking_token()
         filed = file_submission(
@@ -225,6 +240,7 @@ class Intake:
             tracking_token=token,
             resident_token=resident_token,
             filed_at=now,
+            photos=photos,
         )
         return FiledRecord(
             filed, token, resident_token, published=False, submission_id=submission.event_id
@@ -319,48 +335,119 @@ def routes(
     store: SubmissionStore,
     publish: Publish,
     keys: ApiKeys,
+    channels: ApiKeys,
+    credentialed: frozenset[str],
+    photos: Photos,
     clock: Clock,
 ) -> APIRouter:
     """The HTTP API, bound to the collaborators the composition root chose."""
     router = APIRouter()
 
+    def filing_channel(submission: FilingRequest, key: str | None) -> str | None:
+        """The channel whose credential was presented, after checking the filing may be
+        made as the channel it names: a channel with a credential is filed as only by its
+        holder, so only its own (channel, channel_ref) duplicates are recognised; anyone
+        may file as ``web`` without a channel_ref (the Idempotency-Key serves them)."""
+        named = submission.channel.value
+        if key:
+            holder = channels.department(key)
+            if holder is None:
+                raise ApiError(401, "unauthorized", "X-Api-Key: not a channel credential")
+            if holder != named:
+                raise ApiError(
+                    403, "forbidden", f"channel: this credential files as {holder!r}, not {named!r}"
+                )
+            return holder
+        if named in credentialed:
+            if named != Channel.WEB.value:
+                raise ApiError(401, "unauthorized", f"channel: {named!r} files with its X-Api-Key")
+            if submission.channel_ref is not None:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "channel_ref: only a channel's own credential may name its references; "
+                    "send an Idempotency-Key header to retry safely",
+                )
+        return None
+
     @router.post(
         "/v1/complaints",
         status_code=201,
         response_model=FiledResponse,
+        response_model_exclude_none=True,
         responses={
-            201: {"description": "Filed: a new complaint (`duplicate: false`)."},
+            201: {"description": "Filed: a new complaint (`duplicate: false`), with its tokens."},
             200: {
                 "model": FiledResponse,
                 "description": "Filed before: this (channel, channel_ref) was filed already, "
-                "and this is that complaint (`duplicate: true`).",
+                "and this is that complaint (`duplicate: true`): its id and receipt number "
+                "only, never its tokens.",
             },
-            **refusals(422),
+            **refusals(401, 403, 409, 422),
         },
         tags=["channels"],
     )
     async def file_complaint(
-        request: Annotated[FilingRequest, Body()], response: Response
+        request: Annotated[FilingRequest, Body()],
+        response: Response,
+        http: Request,
+        key: Annotated[str | None, Security(API_KEY)] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                description="Retry safely: the same key and body answer what the first did.",
+                pattern=r"^[\x20-\x7e]{1,255}$",
+            ),
+        ] = None,
     ) -> FiledResponse:
-        """File a complaint; the same (channel, channel_ref) again answers 200 with the same one."""
-        submission = ComplaintSubmitted.model_validate({**dict(request), "occurred_at": clock()})
+        """File a complaint; the same (channel, channel_ref) again answers 200 with the same
+        one, and the same Idempotency-Key and body again answer what the first answered."""
+        del idempotency_key  # read by the middleware (intake.idempotency); named for the docs
+        filing_channel(request, key)
+        fields = {**request.model_dump(exclude={"photos"}), "occurred_at": clock()}
+        keyed = getattr(http.state, STATE_KEY, None)
+        if keyed is not None:  # a retry after a crash finds the first attempt's complaint
+            fields["event_id"] = derived_id(keyed, "submission")
+        submission = ComplaintSubmitted.model_validate(fields)
+        attached = await photos.attach(request.photos, submission.event_id)
         try:
-            record, duplicate = await intake.accept(submission, redelivery_possible=False)
+            record, duplicate = await intake.accept(
+                submission, redelivery_possible=keyed is not None, photos=attached
+            )
         except UnknownResidentToken as exc:
             raise ApiError(422, "invalid_request", str(exc)) from exc
         if duplicate:
             response.status_code = 200
+            return FiledResponse(
+                complaint_id=record.filed.complaint_id,
+                receipt_number=record.filed.receipt_number,
+                duplicate=True,
+            )
         return FiledResponse(
             complaint_id=record.filed.complaint_id,
             receipt_number=record.filed.receipt_number,
             tracking_token=record.tracking_token,
             resident_token=record.resident_token,
-            duplicate=duplicate,
+            duplicate=False,
         )
 
-    async def publish_command(fields: dict[str, Any]) -> CommandAccepted:
+    IdempotencyKey = Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Retry safely: the same key and body answer what the first did.",
+            pattern=r"^[\x20-\x7e]{1,255}$",
+        ),
+    ]
+
+    async def publish_command(fields: dict[str, Any], http: Request) -> CommandAccepted:
+        fields = fields | {"occurred_at": clock()}
+        keyed = getattr(http.state, STATE_KEY, None)
+        if keyed is not None:  # the same command id on a retry: routing applies it once
+            fields["event_id"] = derived_id(keyed, "command")
         try:
-            command = COMMAND_ADAPTER.validate_python(fields | {"occurred_at": clock()})
+            command = COMMAND_ADAPTER.validate_python(fields)
         except ValidationError as exc:
             fields_ = field_errors(exc)
             message = "; ".join(f"{f.field}: {f.reason}" for f in fields_)
@@ -382,13 +469,18 @@ def routes(
         "/v1/complaints/{complaint_id}/commands",
         status_code=202,
         response_model=CommandAccepted,
-        responses={202: {"description": "Accepted: published for routing."}, **refusals(401, 422)},
+        responses={
+            202: {"description": "Accepted: published for routing."},
+            **refusals(401, 409, 422),
+        },
         tags=["departments"],
     )
     async def send_command(
         complaint_id: Annotated[ComplaintId, Path(description="The complaint's id from filing.")],
         request: Annotated[DepartmentCommand, Body()],
         department: Annotated[str, Depends(acting_department)],
+        http: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> CommandAccepted:
         """Publish a department command, acting as the department the API key belongs to.
 
@@ -396,9 +488,10 @@ def routes(
         responsible department may act, and only from some states) routing decides: a
         refusal appears on ``complaint.rejections`` and in the tracker view.
         """
+        del idempotency_key  # read by the middleware (intake.idempotency); named for the docs
         fields = request.model_dump(exclude_none=True)
         return await publish_command(
-            fields | {"complaint_id": str(complaint_id), "actor": department}
+            fields | {"complaint_id": str(complaint_id), "actor": department}, http
         )
 
     @router.post(
@@ -407,20 +500,25 @@ def routes(
         response_model=CommandAccepted,
         responses={
             202: {"description": "Accepted: published for routing."},
-            **refusals(404, 422, described={404: "No complaint with this id and tracking token."}),
+            **refusals(
+                404, 409, 422, described={404: "No complaint with this id and tracking token."}
+            ),
         },
         tags=["residents"],
     )
     async def resident_action(
         complaint_id: Annotated[ComplaintId, Path(description="The complaint's id from filing.")],
         request: Annotated[ResidentRequest, Body()],
+        http: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> CommandAccepted:
         """The resident answers a 보완 요청, withdraws (취하) or reopens (재민원) a complaint."""
         if not await store.token_matches(str(complaint_id), request.token):
             raise ApiError(404, "not_found", "no such complaint")
+        del idempotency_key  # read by the middleware (intake.idempotency); named for the docs
         fields = request.model_dump(exclude_none=True, exclude={"token"})
         return await publish_command(
-            fields | {"complaint_id": str(complaint_id), "actor": RESIDENT}
+            fields | {"complaint_id": str(complaint_id), "actor": RESIDENT}, http
         )
 
     return router

@@ -8,9 +8,8 @@ the events of a window can be published again to a broker that lost them
 (``published_since``, ``services.replay``).
 """
 
-import hmac
 from collections.abc import AsyncIterator, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
@@ -21,7 +20,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from schemas import ComplaintFiled
-from schemas.tokens import hash_token
+from schemas.events import PhotoRef
+from schemas.tokens import hash_token, token_matches
 from services.mongo import Document
 
 COLLECTION = "intake_complaints"
@@ -30,13 +30,20 @@ RESIDENTS = "intake_residents"
 
 @dataclass(frozen=True)
 class FiledRecord:
+    """A filed complaint. The tokens are known only to the request that filed it: intake
+    stores their hashes (in ``filed``), so a record read back has ``None`` for both."""
+
     filed: ComplaintFiled
-    tracking_token: str
-    resident_token: str
+    tracking_token: str | None
+    resident_token: str | None
     published: bool
     submission_id: str | None = None
     """The event id of the submission it was filed from: a redelivered submission (a crash
     between the insert and the offset commit) finds its complaint by it."""
+
+    def stored(self) -> "FiledRecord":
+        """The record as the store keeps it: without the tokens."""
+        return replace(self, tracking_token=None, resident_token=None)
 
 
 class Refused(Enum):
@@ -94,6 +101,10 @@ class SubmissionStore(Protocol):
         """Whether ``token`` is this complaint's tracking token (False for no such complaint)."""
         ...
 
+    async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
+        """The photos of each of these complaints that has any."""
+        ...
+
     async def mark_published(self, complaint_id: str) -> None: ...
 
     async def mark_published_many(self, complaint_ids: Collection[str]) -> None: ...
@@ -136,13 +147,18 @@ class MongoSubmissionStore:
                 IndexModel([("published", ASCENDING), ("filed_at", ASCENDING)], name="outbox"),
             ]
         )
+        # documents written before tokens were hashed: keep only the hashes (in the event)
+        await self.col.update_many(
+            {"tracking_token": {"$exists": True}},
+            {"$unset": {"tracking_token": "", "resident_token": ""}},
+        )
 
     @staticmethod
     def _record(doc: Document) -> FiledRecord:
         return FiledRecord(
             filed=ComplaintFiled.model_validate(doc["event"]),
-            tracking_token=str(doc["tracking_token"]),
-            resident_token=str(doc.get("resident_token", "")),
+            tracking_token=None,
+            resident_token=None,
             published=bool(doc["published"]),
             submission_id=doc.get("submission_id"),
         )
@@ -166,8 +182,6 @@ class MongoSubmissionStore:
             "_id": filed.complaint_id,
             "channel": filed.channel.value,
             "receipt_number": filed.receipt_number,
-            "tracking_token": record.tracking_token,
-            "resident_token": record.resident_token,
             "event": filed.model_dump(mode="json"),
             "published": False,
             "filed_at": filed.occurred_at,
@@ -225,10 +239,25 @@ class MongoSubmissionStore:
                 raise
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
-        doc = await self.col.find_one({"_id": complaint_id}, projection={"tracking_token": 1})
+        doc = await self.col.find_one(
+            {"_id": complaint_id}, projection={"event.tracking_token_hash": 1}
+        )
         if doc is None:
             return False
-        return hmac.compare_digest(str(doc["tracking_token"]).encode(), token.encode())
+        return token_matches(token, str(doc["event"]["tracking_token_hash"]))
+
+    async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
+        if not complaint_ids:
+            return {}
+        cursor = self.col.find(
+            {"_id": {"$in": list(complaint_ids)}}, projection={"event.photos": 1}
+        )
+        found: dict[str, list[PhotoRef]] = {}
+        async for doc in cursor:
+            photos = doc.get("event", {}).get("photos") or []
+            if photos:
+                found[str(doc["_id"])] = [PhotoRef.model_validate(p) for p in photos]
+        return found
 
     async def mark_published(self, complaint_id: str) -> None:
         await self.col.update_one({"_id": complaint_id}, {"$set": {"published": True}})

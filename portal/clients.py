@@ -141,12 +141,20 @@ class HttpIntake:
         self.base_url = base_url.rstrip("/")
 
     async def file(self, body: dict[str, Any]) -> Filed | Refused:
+        # the form's own id keys the request: a resubmitted form gets the first answer,
+        # tokens included (a duplicate channel_ref alone is answered without them)
+        ref = body.get("channel_ref")
+        headers = {"Idempotency-Key": str(ref)} if ref else {}
         try:
-            response = await self.client.post(f"{self.base_url}/v1/complaints", json=body)
+            response = await self.client.post(
+                f"{self.base_url}/v1/complaints", json=body, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("intake did not answer") from exc
         if response.status_code in (200, 201):
             data = response.json()
+            if "tracking_token" not in data:  # filed before, and its answer is forgotten
+                return Refused(409, f"filed before: {data['receipt_number']}")
             return Filed(
                 complaint_id=data["complaint_id"],
                 receipt_number=data["receipt_number"],

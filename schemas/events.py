@@ -56,6 +56,16 @@ class ComplaintSubmitted(Event, Submission):
     event_type: Literal["complaint.submitted"] = "complaint.submitted"
 
 
+class PhotoRef(WireModel):
+    """A photo the resident attached, as intake keeps it (metadata stripped): where to ask
+    for it, never its bytes. Served by intake to the resident and the responsible
+    department at ``/v1/photos/{photo_id}`` (and ``/thumbnail``)."""
+
+    photo_id: str = Field(min_length=1, max_length=64)
+    content_type: str
+    size: int = Field(ge=0, description="Bytes of the stored photo.")
+
+
 class ComplaintFiled(Event):
     """intake accepted a submission and gave it an id, a receipt number and a tracking token.
 
@@ -79,6 +89,9 @@ class ComplaintFiled(Event):
     attachments: list[HttpUrl] = Field(default_factory=list)
     transcript: Transcript = Field(default_factory=list)
     submitted_at: AwareDatetime
+    photos: list[PhotoRef] = Field(
+        default_factory=list, description="Photos attached at filing: references, no bytes."
+    )
 
 
 class HandlerRef(BaseModel):

@@ -21,6 +21,7 @@ import importlib
 import json
 import os
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,17 +167,32 @@ def cmd_file(args: argparse.Namespace) -> int:
     location = {k: v for k, v in (("address", args.address), ("dong", args.dong)) if v}
     if location:
         body["location"] = location
-    response = httpx.post(f"{INTAKE_URL}/v1/complaints", json=body, timeout=30)
+    # one key for this invocation: a retry after a lost answer gets the first answer back
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    for attempt in range(3):
+        try:
+            response = httpx.post(
+                f"{INTAKE_URL}/v1/complaints", json=body, headers=headers, timeout=30
+            )
+            break
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
     if response.status_code not in (200, 201):
         return _fail(response)
     result = response.json()
-    _save_token(result["complaint_id"], result["tracking_token"])
+    token = result.get("tracking_token")  # a duplicate (channel, channel_ref) has none
+    if token:
+        _save_token(result["complaint_id"], token)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print(f"complaint_id   {result['complaint_id']}")
         print(f"receipt_number {result['receipt_number']}")
-        print(f"tracking_token {result['tracking_token']}  (saved in {_tokens_path()})")
+        if token:
+            print(f"tracking_token {token}  (saved in {_tokens_path()})")
+        else:
+            print("filed before with this channel_ref: its tokens went to the first filer")
     return 0
 
 

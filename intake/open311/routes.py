@@ -116,6 +116,10 @@ def window(params: Mapping[str, str], now: datetime) -> tuple[datetime, datetime
     return start, end
 
 
+MediaUrls = Callable[[list[str]], Awaitable[dict[str, str]]]
+"""Complaint ids → the public address of each one's first photo (those with photos)."""
+
+
 class Open311:
     """What the routes do, bound to the services, the filing path and the tracker."""
 
@@ -127,12 +131,14 @@ class Open311:
         tracker: TrackerClient,
         keys: ClientKeys,
         clock: Clock,
+        media: MediaUrls | None = None,
     ) -> None:
         self.services = services
         self.accept = accept
         self.tracker = tracker
         self.keys = keys
         self.clock = clock
+        self.media = media
 
     # -- services ---------------------------------------------------------------------
 
@@ -241,7 +247,7 @@ class Open311:
         complaint = await self.tracker.complaint(complaint_id.lower()) if known else None
         if complaint is None:
             raise Open311Error(404, f"service_request_id: no request {complaint_id!r}")
-        return [self.request_view(complaint)]
+        return await self._with_media([self.request_view(complaint)])
 
     def _codes(self, params: Mapping[str, str]) -> list[str | None]:
         given = [c for c in params.get("service_code", "").split(",") if c]
@@ -264,7 +270,7 @@ class Open311:
                 raise Open311Error(400, f"service_request_id: at most {MOST_IDS} ids")
             wanted = list(dict.fromkeys(i.lower() for i in ids if _ID.match(i)))
             each = await asyncio.gather(*(self.tracker.complaint(i) for i in wanted))
-            return [self.request_view(c) for c in each if c is not None]
+            return await self._with_media([self.request_view(c) for c in each if c is not None])
         start, end = window(params, self.clock())
         codes = self._codes(params)
         statuses = self._statuses(params)
@@ -294,7 +300,19 @@ class Open311:
             if self._listed(c) and (not statuses or status_of(c.state) in statuses)
         }
         newest = sorted(found.values(), key=lambda c: c.filed_at or start, reverse=True)
-        return [self.request_view(c) for c in newest[:MOST_REQUESTS]]
+        return await self._with_media([self.request_view(c) for c in newest[:MOST_REQUESTS]])
+
+    async def _with_media(self, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each request's first photo as ``media_url``, where the district allows it."""
+        if self.media is None or not views:
+            return views
+        urls = await self.media([v["service_request_id"] for v in views])
+        return [
+            v | {"media_url": urls[v["service_request_id"]]}
+            if v["service_request_id"] in urls
+            else v
+            for v in views
+        ]
 
     async def token(self, token: str) -> list[dict[str, Any]]:
         """The Open311 token is the receipt number (``service_notice``): what a resident

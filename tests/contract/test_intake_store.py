@@ -8,6 +8,7 @@ import pytest
 from intake.filing import file_submission, new_receipt_number, new_tracking_token
 from intake.store import RELAY_GRACE, FiledRecord, MongoSubmissionStore, Refused, SubmissionStore
 from schemas import ComplaintFiled, ComplaintSubmitted
+from schemas.events import PhotoRef
 from tests.fakes.intake import InMemorySubmissionStore, insert
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -60,7 +61,8 @@ async def test_an_inserted_complaint_is_found_by_its_channel_ref_unpublished(
     )
     assert record.published is False
     found = await store.find_by_channel_refs({("kakao", "kakao-1"), ("kakao", "kakao-2")})
-    assert found == {("kakao", "kakao-1"): record}
+    assert found == {("kakao", "kakao-1"): record.stored()}  # issue 11 §1: tokens not kept
+    assert found[("kakao", "kakao-1")].tracking_token is None
     assert await store.find_by_channel_refs({("web", "kakao-1")}) == {}
 
 
@@ -74,7 +76,7 @@ async def test_a_taken_channel_ref_is_refused_and_the_rest_of_the_batch_inserted
     outcome = await store.insert_many([again, other_channel])
     assert outcome == [Refused.CHANNEL_REF, other_channel]
     found = await store.find_by_channel_refs({("kakao", "ref-1"), ("web", "ref-1")})
-    assert found == {("kakao", "ref-1"): first, ("web", "ref-1"): other_channel}
+    assert found == {("kakao", "ref-1"): first.stored(), ("web", "ref-1"): other_channel.stored()}
 
 
 async def test_a_channel_ref_that_reads_like_an_index_name_is_still_a_channel_ref(
@@ -139,6 +141,37 @@ async def test_a_resident_token_is_known_once_remembered(store: SubmissionStore)
     assert await store.known_residents(set()) == set()
 
 
+async def test_only_hashes_of_the_tokens_are_stored(bare_store: SubmissionStore) -> None:
+    """Issue 11 §1: what the store keeps holds neither token, only their hashes."""
+    store = bare_store
+    await store.ensure_indexes()
+    tracking, resident = new_tracking_token(), new_tracking_token()
+    submission = ComplaintSubmitted.model_validate({"channel": "web", "body": "가로등"})
+    event = file_submission(
+        submission,
+        complaint_id=str(uuid.uuid4()),
+        receipt_number=new_receipt_number(NOW),
+        tracking_token=tracking,
+        resident_token=resident,
+        filed_at=NOW,
+    )
+    assert isinstance(await insert(store, event, tracking, resident), FiledRecord)
+    await store.remember_residents({resident}, NOW)
+    if isinstance(store, MongoSubmissionStore):
+        docs = [doc async for doc in store.col.find({})]
+        docs += [doc async for doc in store.residents.find({})]
+        kept = [repr(d) for d in docs]
+    else:
+        assert isinstance(store, InMemorySubmissionStore)
+        kept = [repr(store.rows), repr(store.residents)]
+    assert kept
+    assert tracking not in repr(kept)
+    assert resident not in repr(kept)
+    assert await store.token_matches(event.complaint_id, tracking) is True
+    [found] = await store.unpublished(older_than=NOW + timedelta(days=1))
+    assert (found.tracking_token, found.resident_token) == (None, None)
+
+
 async def test_only_the_complaints_own_tracking_token_matches(store: SubmissionStore) -> None:
     event = filed(tracking="the-right-token")
     assert isinstance(await insert(store, event, "the-right-token", "r"), FiledRecord)
@@ -157,8 +190,30 @@ async def test_a_submission_files_once_and_is_found_by_its_event_id(
     assert await store.insert_many([first]) == [first]
     assert await store.insert_many([again, other]) == [Refused.SUBMISSION, other]
     found = await store.find_by_submissions({"sub-1", "sub-2", "sub-3"})
-    assert found == {"sub-1": first, "sub-2": other}
+    assert found == {"sub-1": first.stored(), "sub-2": other.stored()}
     assert await store.find_by_submissions(set()) == {}
     # complaints filed before submission ids were kept never collide with each other
     legacy = [FiledRecord(filed(), f"t{i}", f"r{i}", published=False) for i in (4, 5)]
     assert await store.insert_many(legacy) == legacy
+
+
+async def test_the_photos_of_complaints_are_read_by_complaint_id(store: SubmissionStore) -> None:
+    ref = PhotoRef(photo_id="p" * 22, content_type="image/jpeg", size=1234)
+    submission = ComplaintSubmitted.model_validate({"channel": "web", "body": "가로등"})
+    with_photo = file_submission(
+        submission,
+        complaint_id=str(uuid.uuid4()),
+        receipt_number=new_receipt_number(NOW),
+        tracking_token="t",
+        resident_token="r",
+        filed_at=NOW,
+        photos=[ref],
+    )
+    without = filed()
+    for event in (with_photo, without):
+        assert isinstance(await insert(store, event, "t", "r"), FiledRecord)
+
+    found = await store.photos_of([with_photo.complaint_id, without.complaint_id, "none"])
+
+    assert found == {with_photo.complaint_id: [ref]}
+    assert await store.photos_of([]) == {}

@@ -1,13 +1,16 @@
 """In-memory stand-ins for intake's collaborators, honest enough to pass the store contract."""
 
-import hmac
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from intake.idempotency import Answer, Claim, Kept
+from intake.photo_store import THUMB, StoredPhoto
+from intake.photos import Processed
 from intake.store import ChannelRef, FiledRecord, Refused, SubmissionStore
 from schemas import ComplaintFiled
-from schemas.tokens import hash_token
+from schemas.events import PhotoRef
+from schemas.tokens import hash_token, token_matches
 from services.broker import KeyedEvent
 
 
@@ -76,7 +79,9 @@ class InMemorySubmissionStore:
                 outcome.append(Refused.RECEIPT)
             else:
                 stored = replace(record, published=False)
-                self.rows[filed.complaint_id] = _Row(stored, _bson_precision(filed.occurred_at))
+                self.rows[filed.complaint_id] = _Row(
+                    stored.stored(), _bson_precision(filed.occurred_at)
+                )
                 outcome.append(stored)
         return outcome
 
@@ -91,7 +96,14 @@ class InMemorySubmissionStore:
         row = self.rows.get(complaint_id)
         if row is None:
             return False
-        return hmac.compare_digest(row.record.tracking_token.encode(), token.encode())
+        return token_matches(token, row.record.filed.tracking_token_hash)
+
+    async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
+        return {
+            c: list(row.record.filed.photos)
+            for c in complaint_ids
+            if (row := self.rows.get(c)) is not None and row.record.filed.photos
+        }
 
     async def mark_published(self, complaint_id: str) -> None:
         row = self.rows.get(complaint_id)
@@ -142,3 +154,90 @@ class RecordingPublish:
 
     def on(self, topic: str) -> list[KeyedEvent]:
         return [s.event for s in self.sent if s.topic == topic]
+
+
+class InMemoryIdempotencyStore:
+    """``MongoIdempotencyStore`` in a dict (expiry is checked on read: no TTL monitor)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, Kept] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
+        inserted = []
+        for claim in claims:
+            new = claim.key_id not in self.kept
+            if new:
+                self.kept[claim.key_id] = Kept(
+                    claim.key_id,
+                    claim.fingerprint,
+                    _bson_precision(claim.at),
+                    _bson_precision(claim.expires_at),
+                )
+            inserted.append(new)
+        return inserted
+
+    async def find_many(self, key_ids: Collection[str]) -> dict[str, Kept]:
+        return {k: self.kept[k] for k in key_ids if k in self.kept}
+
+    async def take_over(self, key_id: str, *, started_before: datetime, at: datetime) -> bool:
+        kept = self.kept.get(key_id)
+        if kept is None or kept.sealed is not None or kept.started_at >= started_before:
+            return False
+        self.kept[key_id] = replace(kept, started_at=_bson_precision(at))
+        return True
+
+    async def forget_expired(self, key_id: str, *, now: datetime) -> bool:
+        kept = self.kept.get(key_id)
+        if kept is None or kept.expires_at > now:
+            return False
+        del self.kept[key_id]
+        return True
+
+    async def answer_many(self, answers: Sequence[Answer]) -> None:
+        for answer in answers:
+            kept = self.kept.get(answer.key_id)
+            if kept is not None:
+                self.kept[answer.key_id] = replace(
+                    kept, status=answer.status, headers=answer.headers, sealed=answer.sealed
+                )
+
+    async def release(self, key_id: str) -> None:
+        self.kept.pop(key_id, None)
+
+
+class InMemoryPhotoStore:
+    """``MongoPhotoStore`` in dicts."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str, str | None]] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def save(self, photo_id: str, photo: Processed, at: datetime) -> PhotoRef:
+        self.files[photo_id + THUMB] = (photo.thumbnail, "image/jpeg", None)
+        self.files[photo_id] = (photo.data, photo.media_type.value, None)
+        return PhotoRef(photo_id=photo_id, content_type=photo.media_type, size=len(photo.data))
+
+    async def find(self, photo_ids: Collection[str]) -> dict[str, StoredPhoto]:
+        found = {}
+        for photo_id in photo_ids:
+            if photo_id in self.files:
+                data, media_type, owner = self.files[photo_id]
+                ref = PhotoRef(photo_id=photo_id, content_type=media_type, size=len(data))
+                found[photo_id] = StoredPhoto(ref, owner)
+        return found
+
+    async def attach(self, photo_id: str, submission_id: str, *, replacing: str | None) -> bool:
+        kept = self.files.get(photo_id)
+        if kept is None or kept[2] != replacing:
+            return False
+        self.files[photo_id] = (kept[0], kept[1], submission_id)
+        return True
+
+    async def read(self, photo_id: str, *, thumbnail: bool) -> tuple[bytes, str] | None:
+        kept = self.files.get(photo_id + THUMB if thumbnail else photo_id)
+        return None if kept is None else (kept[0], kept[1])

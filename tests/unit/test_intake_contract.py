@@ -23,7 +23,12 @@ from intake.app import create_app
 from intake.settings import IntakeSettings
 from schemas.catalogue import catalogue
 from schemas.commands import DepartmentAction
-from tests.fakes.intake import InMemorySubmissionStore, RecordingPublish
+from tests.fakes.intake import (
+    InMemoryIdempotencyStore,
+    InMemoryPhotoStore,
+    InMemorySubmissionStore,
+    RecordingPublish,
+)
 
 ROADS_KEY = "roads-department-key"
 
@@ -52,6 +57,8 @@ APP = create_app(
     IntakeSettings(api_keys={"roads": SecretStr(ROADS_KEY)}),
     store=InMemorySubmissionStore(),
     publish=RecordingPublish(),
+    idempotency_store=InMemoryIdempotencyStore(),
+    photo_store=InMemoryPhotoStore(),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", without_lifespan(APP))
 schema.config.phases.update(phases=["coverage", "fuzzing"])
@@ -113,8 +120,12 @@ def operation(name: str) -> dict[str, Any]:
 
 
 def test_every_refusal_is_documented_with_the_body_the_kit_sends() -> None:
-    expected = {"file": {"415", "422"}, "command": {"401", "415", "422"}}
-    expected["resident"] = {"404", "415", "422"}
+    # issue 14 §5 adds 409 (a key in flight); issue 11 §1 the filing's channel credential
+    expected = {
+        "file": {"401", "403", "409", "415", "422"},
+        "command": {"401", "409", "415", "422"},
+    }
+    expected["resident"] = {"404", "409", "415", "422"}
     for name, statuses in expected.items():
         responses = operation(name)["responses"]
         assert {s for s in responses if s.startswith("4")} == statuses, name
@@ -144,8 +155,10 @@ def test_the_api_key_is_a_security_scheme_the_docs_can_authorize_with() -> None:
         }
     }
     assert operation("command")["security"] == [{"ApiKey": []}]
-    assert "security" not in operation("file")
-    assert all(p["in"] != "header" for p in operation("command")["parameters"])
+    assert operation("file")["security"] == [{"ApiKey": []}]  # a channel's credential
+    for name in OPERATIONS:  # the key is the scheme; the one header parameter is the retry key
+        headers = [p["name"] for p in operation(name).get("parameters", []) if p["in"] == "header"]
+        assert headers == ["Idempotency-Key"], name
 
 
 def test_each_department_action_has_its_own_schema_naming_what_it_needs() -> None:

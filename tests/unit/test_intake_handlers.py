@@ -28,7 +28,12 @@ from schemas.commands import COMMAND_ADAPTER, ComplaintCommand, DepartmentAction
 from schemas.tokens import hash_token
 from services.broker import KeyedEvent, topic_name
 from services.runtime import Runtime
-from tests.fakes.intake import InMemorySubmissionStore, RecordingPublish, insert
+from tests.fakes.intake import (
+    InMemoryIdempotencyStore,
+    InMemorySubmissionStore,
+    RecordingPublish,
+    insert,
+)
 
 NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)  # already 2026-12-02 in Seoul
 ROADS_KEY = "roads-department-key"
@@ -77,7 +82,13 @@ def store() -> InMemorySubmissionStore:
 @pytest.fixture
 async def intake(store: InMemorySubmissionStore) -> AsyncIterator[Harness]:
     publish = RecordingPublish()
-    app = create_app(settings(), store=store, publish=publish, clock=clock)
+    app = create_app(
+        settings(),
+        store=store,
+        publish=publish,
+        clock=clock,
+        idempotency_store=InMemoryIdempotencyStore(),
+    )
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
         yield Harness(http, store, publish)
@@ -112,15 +123,21 @@ async def test_filing_answers_201_and_publishes_one_complaint_filed(intake: Harn
     assert await intake.store.known_residents({body["resident_token"]}) == {body["resident_token"]}
 
 
-async def test_the_same_channel_ref_again_answers_200_with_the_same_complaint(
+async def test_the_same_channel_ref_again_answers_200_with_the_same_complaint_and_no_token(
     intake: Harness,
 ) -> None:
+    """Issue 11 §1: a duplicate names the complaint, never its tokens (anyone can set a
+    channel and guess a sequential channel_ref)."""
     first = (await intake.file()).json()
 
     again = await intake.file(body="다시 보냅니다")
 
     assert again.status_code == 200
-    assert again.json() == first | {"duplicate": True}
+    assert again.json() == {
+        "complaint_id": first["complaint_id"],
+        "receipt_number": first["receipt_number"],
+        "duplicate": True,
+    }
     assert len(intake.publish.sent) == 1
 
 
@@ -229,7 +246,7 @@ async def test_losing_the_race_for_a_channel_ref_answers_the_winners_complaint()
 
     assert response.status_code == 200
     assert response.json()["complaint_id"] == "c-winner"
-    assert response.json()["tracking_token"] == "winners-tracking-token"
+    assert "tracking_token" not in response.json()  # issue 11 §1: a duplicate gets no token
     assert [e.complaint_id for e in publish.on(topics.FILED)] == ["c-winner"]
     assert list(store.rows) == ["c-winner"]
 
