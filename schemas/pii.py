@@ -126,7 +126,8 @@ def _mask_email(m: re.Match[str]) -> str:
 
 
 def _spans(text: str) -> Iterator[Found]:
-    urls = [u.span() for u in _URL.finditer(text)]
+    lowered = text.lower()
+    urls = [u.span() for u in _URL.finditer(text)] if "://" in text or "www." in lowered else []
 
     def in_url(start: int, end: int) -> bool:
         return any(a <= start and end <= b for a, b in urls)
@@ -140,7 +141,7 @@ def _spans(text: str) -> Iterator[Found]:
     for m in _PHONE.finditer(text):
         if not in_url(*m.span()):
             yield Found("phone", m.start(), m.end(), _mask_phone(m))
-    for m in _EMAIL.finditer(text):
+    for m in _EMAIL.finditer(text) if "@" in text else ():
         if not in_url(*m.span()):
             yield Found("email", m.start(), m.end(), _mask_email(m))
 
@@ -177,12 +178,20 @@ def mask_text(text: str | None) -> str | None:
     ``h***@example.kr``), everything else unchanged. Idempotent."""
     if not text:
         return text
-    for _ in range(3):  # a mask can make a new edge (a digit run cut short): mask again
+    for _ in range(3):
         found = find(text)
-        if not found:
-            break
+        again = any(_touches(text, f) for f in found)
         text = _replace(text, found)
+        if not again:
+            break
     return text
+
+
+def _touches(text: str, item: Found) -> bool:
+    """A match next to a digit, letter or sign: its mask may give a neighbour a new edge
+    (``0…(010) 1234-5678`` once the run before it is masked), so look again."""
+    edges = text[item.start - 1 : item.start] + text[item.end : item.end + 1]
+    return any(c.isascii() and (c.isalnum() or c in "@.+-_%()") for c in edges)
 
 
 @overload

@@ -89,7 +89,7 @@ def digits_of(text: str) -> str:
 
 @given(before=FILLER, after=FILLER, rrn=rrns(), sep=st.sampled_from(["-", "", " ", "–"]))
 @example(before="주민번호 ", after="입니다", rrn="9001011234568", sep="-")
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 def test_every_rrn_shape_is_masked_whatever_its_checksum(
     before: str, after: str, rrn: str, sep: str
 ) -> None:
@@ -100,6 +100,7 @@ def test_every_rrn_shape_is_masked_whatever_its_checksum(
 
 
 @given(rrn=rrns(valid_checksum=True))
+@settings(deadline=None)  # no timing in tests: a loaded machine is slow
 def test_the_pre_2020_check_digit_is_computed(rrn: str) -> None:
     assert rrn_checksum_valid(rrn)
     assert not rrn_checksum_valid(rrn[:12] + str((int(rrn[12]) + 1) % 10))
@@ -117,6 +118,7 @@ def test_known_check_digits() -> None:
 
 
 @given(before=FILLER, after=FILLER, rrn=rrns(valid_checksum=False))
+@settings(deadline=None)  # no timing in tests: a loaded machine is slow
 def test_on_arrival_an_unseparated_run_failing_the_checksum_stays(
     before: str, after: str, rrn: str
 ) -> None:
@@ -127,6 +129,7 @@ def test_on_arrival_an_unseparated_run_failing_the_checksum_stays(
 
 
 @given(before=FILLER, after=FILLER, rrn=rrns(), sep=st.sampled_from(["-", " ", " - ", "–"]))
+@settings(deadline=None)  # no timing in tests: a loaded machine is slow
 def test_on_arrival_a_separated_or_checksummed_rrn_is_masked(
     before: str, after: str, rrn: str, sep: str
 ) -> None:
@@ -134,6 +137,7 @@ def test_on_arrival_a_separated_or_checksummed_rrn_is_masked(
 
 
 @given(before=FILLER, after=FILLER, rrn=rrns(valid_checksum=True))
+@settings(deadline=None)  # no timing in tests: a loaded machine is slow
 def test_on_arrival_a_valid_checksum_is_certain_without_separator(
     before: str, after: str, rrn: str
 ) -> None:
@@ -146,7 +150,7 @@ def test_arrival_masks_only_rrns() -> None:
 
 
 @given(before=FILLER, after=FILLER, phone=phones())
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 def test_every_phone_form_is_masked_but_its_area_and_last_four(
     before: str, after: str, phone: tuple[str, str]
 ) -> None:
@@ -179,7 +183,7 @@ def test_phone_examples(text: str, masked: str) -> None:
 
 
 @given(before=FILLER, after=FILLER, email=EMAILS)
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_every_email_is_masked_to_its_first_letter_and_domain(
     before: str, after: str, email: str
 ) -> None:
@@ -219,6 +223,7 @@ def test_what_is_not_personal_is_left_alone(text: str) -> None:
 
 
 @given(complaint_id=st.uuids(version=4))
+@settings(deadline=None)  # no timing in tests: a loaded machine is slow
 def test_complaint_ids_are_left_alone(complaint_id: uuid.UUID) -> None:
     text = f"민원 {complaint_id} 건"
     assert mask_text(text) == text
@@ -229,13 +234,14 @@ def test_complaint_ids_are_left_alone(complaint_id: uuid.UUID) -> None:
     serial=st.integers(0, 999_999),
     won=st.integers(0, 10**9),
 )
+@settings(deadline=None)  # no timing in tests: a loaded machine is slow
 def test_receipt_numbers_dates_and_amounts_are_left_alone(day: date, serial: int, won: int) -> None:
     text = f"접수 {day:%y%m%d}-{serial:06d}, {day:%Y-%m-%d} {day:%Y.%m.%d} {won:,}원 {won}원"
     assert mask_text(text) == text
 
 
 @given(st.text(max_size=200))
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 def test_masking_is_idempotent_and_leaves_nothing_to_find(text: str) -> None:
     once = mask_text(text)
     assert mask_text(once) == once
@@ -298,7 +304,7 @@ PIECES = st.lists(
 
 
 @given(PIECES)
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_masked_text_holds_nothing_left_to_mask(text: str) -> None:
     once = mask_text(text)
     assert find(once) == []
