@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from schemas import ComplaintFiled, ComplaintSubmitted
 from schemas.events import PhotoRef
+from schemas.pii import mask_rrns
 from schemas.tokens import hash_token
 
 KST = ZoneInfo("Asia/Seoul")
@@ -37,6 +38,10 @@ def file_submission(
     filed_at: datetime,
     photos: Sequence[PhotoRef] = (),
 ) -> ComplaintFiled:
+    """The filing as stored and published. A 주민등록번호 in the title, body or chat is
+    masked here, not refused: nobody handling a complaint needs one, a refusal would make
+    the resident retype (and fail a Kafka channel's or a chat's submission outright), and
+    the rest of what they wrote is kept as written (see ``schemas.pii``)."""
     return ComplaintFiled(
         complaint_id=complaint_id,
         receipt_number=receipt_number,
@@ -45,12 +50,14 @@ def file_submission(
         channel=submission.channel,
         channel_ref=submission.channel_ref,
         resident=submission.resident,
-        title=submission.title,
-        body=submission.body,
+        title=mask_rrns(submission.title),
+        body=mask_rrns(submission.body),
         service_code=submission.service_code,
         location=submission.location,
         attachments=submission.attachments,
-        transcript=submission.transcript,
+        transcript=[
+            t.model_copy(update={"text": mask_rrns(t.text)}) for t in submission.transcript
+        ],
         submitted_at=submission.occurred_at,
         occurred_at=filed_at,
         photos=list(photos),

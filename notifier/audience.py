@@ -34,6 +34,7 @@ from notifier.templates import Catalogue, Content, Letterhead, TemplateError
 from notifier.webhook import cloudevent
 from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
 from schemas.events import AlertKind, HandlerRef
+from schemas.pii import mask_fields
 
 Source = ComplaintStatusChanged | ComplaintDeadlineAlert
 
@@ -145,7 +146,7 @@ class Audience:
             notices.append(
                 self._resident(resident, content, urgent=event.to_state in self.urgent_states)
             )
-        staff = self.catalogue.staff_content(event.trigger, values)
+        staff = self.catalogue.staff_content(event.trigger, mask_fields(values, "note", "remedy"))
         if staff is not None and event.handler is not None:
             notices.append(self._staff(HANDLER, event.handler, staff))
         return notices

@@ -13,7 +13,7 @@ a CloudEvent 1.0 in structured mode::
     {"specversion": "1.0", "id": "{event_id}", "type": "kr.go.sotong.complaint.status_changed.v1",
      "source": "/sotong/routing", "subject": "{complaint_id}", "time": "…",
      "datacontenttype": "application/json", "dataschemaversion": "1",
-     "correlationid": "…", "data": { …the event exactly as on Kafka… }}
+     "correlationid": "…", "data": { …the event as on Kafka, its free text masked… }}
 
 The signature is ``HMAC-SHA256(secret, timestamp + "." + body)`` over the raw body bytes.
 A receiver should, in this order:
@@ -44,6 +44,7 @@ from pydantic import SecretStr
 from notifier.channel import Message, post
 from schemas import ComplaintDeadlineAlert, ComplaintStatusChanged
 from schemas.envelope import CE_SPECVERSION, cloudevent_type
+from schemas.pii import mask_fields
 from services.errors import PermanentError
 
 SIGNATURE_HEADER = "X-Sotong-Signature"
@@ -101,7 +102,7 @@ def cloudevent(
         "time": event.occurred_at.isoformat(),
         "datacontenttype": "application/json",
         "dataschemaversion": str(event.schema_version),
-        "data": event.model_dump(mode="json"),
+        "data": mask_fields(event.model_dump(mode="json"), "note", "remedy"),
     }
     if correlation_id:
         envelope["correlationid"] = correlation_id

@@ -34,6 +34,7 @@ from schemas.commands import (
     TransferComplaint,
 )
 from schemas.events import HandlerRef
+from schemas.pii import mask_text
 from schemas.states import ComplaintState
 
 Message = ComplaintFiled | AnyCommand
@@ -245,7 +246,7 @@ class Rules:
             "department_name": complaint.department_name,
             "handler": complaint.handler,
             "actor": command.actor,
-            "note": command.note,
+            "note": mask_text(command.note),  # complaint.lifecycle is department-shared
             "due_at": complaint.due_at,
             "caused_by": command.event_id,
             "occurred_at": now,
@@ -277,7 +278,7 @@ class Rules:
             base["due_at"] = command.new_due_at
             counts = Counts(extensions=1)
         elif isinstance(command, RejectComplaint):
-            base["remedy"] = command.remedy
+            base["remedy"] = mask_text(command.remedy)
         elif isinstance(command, ReassignHandler):
             base["handler"] = self._reassign(command, complaint, facts.loads)
         elif trigger == "request_info":

@@ -209,11 +209,17 @@ class DeadLetter(Event):
     original_headers: dict[str, str] = Field(default_factory=dict)
     original_value_b64: str = Field(
         description="The original value, base64; only its first bytes when "
-        "`original_truncated` (the whole is kept in the dead-letter archive)."
+        "`original_truncated`, masked when `original_masked` (the whole original is then "
+        "kept in the dead-letter archive)."
     )
     original_size: int | None = Field(default=None, description="Bytes in the original value.")
     original_sha256: str | None = Field(default=None, description="SHA-256 of the original value.")
     original_truncated: bool = False
+    original_masked: bool = Field(
+        default=False,
+        description="The value carried has 주민등록번호, phone numbers and e-mail addresses "
+        "masked (JSON rewritten compactly); the original is in the dead-letter archive.",
+    )
     consumer: str
     reason: str
     errors: list[FieldError] = Field(default_factory=list)

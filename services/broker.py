@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from schemas import topics
+from schemas import pii, topics
 from schemas.envelope import cloudevent_headers
 from schemas.events import DeadLetter
 from services import errors, telemetry
@@ -146,6 +146,7 @@ class DeadLetters:
         }
         value = value or b""
         truncated = len(value) > EXCERPT_BYTES
+        carried = pii.mask_bytes(value)  # the dead-letter topic is read by operators
         letter = DeadLetter(
             complaint_id=key,
             original_topic=topic,
@@ -153,21 +154,24 @@ class DeadLetters:
             original_offset=getattr(raw, "offset", None),
             original_key=key,
             original_headers=headers,
-            original_value_b64=base64.b64encode(value[:EXCERPT_BYTES]).decode("ascii"),
+            original_value_b64=base64.b64encode(carried[:EXCERPT_BYTES]).decode("ascii"),
             original_size=len(value),
             original_sha256=hashlib.sha256(value).hexdigest(),
             original_truncated=truncated,
+            original_masked=carried != value,
             consumer=self.service,
-            reason=errors.describe(exc, strip_root=True),
+            reason=pii.mask_text(errors.describe(exc, strip_root=True)),
             errors=errors.field_errors(exc, strip_root=True)
             if isinstance(exc, ValidationError)
             else [],
             retryable=errors.is_retryable(exc),
             attempts=attempts,
         )
-        if truncated:
+        if truncated or letter.original_masked:
             if self.archive is None:
-                raise RuntimeError("a record too large for a dead letter, and no archive")
+                raise RuntimeError(
+                    "a record too large or too personal for a dead letter, and no archive"
+                )
             await self.archive(letter, value)  # first: the letter points at it
         await self.publish(
             letter,

@@ -33,6 +33,7 @@ from schemas import (
 )
 from schemas.common import ChatTurn
 from schemas.events import AlertKind, HandlerRef, Outcome
+from schemas.pii import mask_text
 from schemas.states import OPEN_STATES, ComplaintState
 from tracker.search import search_terms
 
@@ -272,5 +273,5 @@ def _filing(filed: ComplaintFiled) -> dict[str, Any]:
             address=filed.location.address,
         ),
         "transcript": filed.transcript,
-        "search_terms": list(search_terms(f"{filed.title or ''}\n{filed.body}")),
+        "search_terms": list(search_terms(mask_text(f"{filed.title or ''}\n{filed.body}"))),
     }

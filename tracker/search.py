@@ -23,6 +23,9 @@ CONTENT_TAGS = frozenset({"NNG", "NNP", "NR", "SL", "SH", "SN", "VV", "VA", "XR"
 # query by accident.
 STOP_TERMS = frozenset({"하", "있", "되"})
 _WORD = re.compile(r"\w+")
+_LONG_NUMBER = re.compile(r"\d{6}")
+"""A term with six digits in a row is not indexed: an account, card or registration number
+nobody searches a complaint by (the receipt number has its own filter)."""
 
 
 @functools.cache
@@ -50,7 +53,7 @@ def search_terms(text: str) -> tuple[str, ...]:
         return ()
     tokens = _kiwi().tokenize(text)
     terms = (t.form.lower() for t in tokens if t.tag in CONTENT_TAGS)
-    terms = (term for term in terms if term not in STOP_TERMS)
+    terms = (term for term in terms if term not in STOP_TERMS and not _LONG_NUMBER.search(term))
     return tuple(dict.fromkeys(terms))
 
 

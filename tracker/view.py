@@ -25,9 +25,9 @@ from pydantic.json_schema import SkipJsonSchema
 from schemas import ComplaintState
 from schemas.common import PHONE_PATTERN, ChatTurn, mask_name, mask_phone
 from schemas.events import Outcome
+from schemas.pii import mask_text
 
 _PHONE = re.compile(PHONE_PATTERN)
-_PHONE_IN_TEXT = re.compile(r"(?<!\d)0\d{1,2}[-. ]?\d{3,4}[-. ]?\d{4}(?!\d)")
 _EMAIL = re.compile(r"^([^@\s])[^@\s]*(@[^@\s]+)$")
 EXCERPT_CHARS = 160
 
@@ -44,10 +44,9 @@ def mask_recipient(recipient: str) -> str:
 
 
 def excerpt(body: str | None) -> str:
-    """The start of what the resident wrote, with any phone number in it masked."""
-    text = _PHONE_IN_TEXT.sub(
-        lambda m: mask_phone(m.group(0)) or "", " ".join((body or "").split())
-    )
+    """The start of what the resident wrote, personal data in it masked (before the cut, so
+    a number cut in two is still masked whole)."""
+    text = mask_text(" ".join((body or "").split()))
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
@@ -210,12 +209,16 @@ Excerpt = Annotated[str, BeforeValidator(excerpt)]
 
 
 class SearchHit(QueueItem):
+    title: Annotated[str | None, AfterValidator(mask_text)] = Field(
+        description="주민등록번호, phone numbers and e-mail addresses are masked."
+    )
     service_code: str | None = Field(
         default=None, description="The Open311 service code filed with."
     )
     excerpt: Excerpt = Field(
         validation_alias="body",
-        description=f"The body's first {EXCERPT_CHARS} characters; phone numbers are masked.",
+        description=f"The body's first {EXCERPT_CHARS} characters; 주민등록번호, phone numbers "
+        "and e-mail addresses are masked.",
     )
 
 

@@ -29,6 +29,7 @@ from intake.open311.services import Open311Services
 from intake.open311.status import Status, states_of, status_of
 from intake.tracker_client import TrackedComplaint, TrackerClient, TrackerUnavailable
 from schemas.events import ComplaintSubmitted
+from schemas.pii import mask_text
 from schemas.states import ComplaintState
 from services.runtime import Clock
 
@@ -46,8 +47,6 @@ SPEC = "http://wiki.open311.org/GeoReport_v2"
 Accept = Callable[[ComplaintSubmitted], Awaitable[tuple[Any, bool]]]
 """Files a submission: ``Intake.accept`` with ``redelivery_possible=False``."""
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_RRN = re.compile(r"(?<!\d)\d{6}-?[1-8]\d{6}(?!\d)")
 _RECEIPT = re.compile(r"^\d{6}-\d{6}$")
 _ID = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
@@ -56,9 +55,9 @@ _ID = re.compile(
 
 
 def public_text(excerpt: str) -> str:
-    """A description a public answer may carry: the tracker's excerpt (phone numbers
-    masked already) with e-mail addresses and resident registration numbers masked too."""
-    return _RRN.sub("******-*******", _EMAIL.sub("***@***", excerpt))
+    """A description a public answer may carry: the tracker's excerpt, masked again here
+    (the tracker masks it, but a public answer does not rely on another service for that)."""
+    return mask_text(excerpt)
 
 
 class ClientKeys:

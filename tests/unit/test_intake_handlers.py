@@ -3,6 +3,7 @@ fake store, a recording publish and a fixed clock; the Kafka subscriber on FastS
 in-memory broker."""
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator, Collection, Iterator
@@ -651,6 +652,11 @@ class Wire:
     store: InMemorySubmissionStore
     filed: list[tuple[bytes | None, ComplaintFiled]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    archived: dict[str, bytes] = field(default_factory=dict)
+
+    async def keep(self, letter: DeadLetter, value: bytes) -> None:
+        """The dead-letter archive, in memory."""
+        self.archived[letter.event_id] = value
 
     async def submit(self, value: bytes, key: bytes) -> None:
         kafka = self.runtime.settings.kafka
@@ -667,6 +673,7 @@ async def wire(store: InMemorySubmissionStore) -> AsyncIterator[Wire]:
     intake = Intake(store=store, publish=runtime.publish, clock=clock, registry=runtime.registry)
     subscribe(runtime.subscriber, intake)
     wire = Wire(runtime, store)
+    runtime.dead_letters.archive = wire.keep
     kafka = runtime.settings.kafka
 
     @runtime.broker.subscriber(topic_name(kafka, topics.FILED))
@@ -718,3 +725,8 @@ async def test_a_submission_that_cannot_be_filed_is_dead_lettered_with_the_reaso
     assert letter.retryable is False
     assert wire.filed == []
     assert wire.store.rows == {}
+    carried = base64.b64decode(letter.original_value_b64)
+    assert b"1234-5678" not in carried, "the dead-letter topic carries no phone number"
+    has_phone = "resident" in payload
+    assert letter.original_masked is has_phone
+    assert wire.archived == ({letter.event_id: json.dumps(payload).encode()} if has_phone else {})

@@ -361,3 +361,25 @@ async def test_a_request_routing_has_not_recorded_yet_is_listed_as_open(stack: S
 
     assert [r["service_request_id"] for r in opened] == [sofa.complaint_id]
     assert [r["service_request_id"] for r in closed] == [light.complaint_id]
+
+
+async def test_a_description_masks_every_way_a_resident_writes_personal_data(
+    stack: Stack,
+) -> None:
+    """Forms the first masking missed: an RRN without its hyphen, a phone written with
+    spaces or as +82, an address touching Hangul. The receipt number and amounts stay."""
+    description = (
+        "소파 수거 9001011234567 연락 010 9876 5432 또는 +82 10-2222-3333, "
+        "메일hong@example.kr로, 15,000원 냈어요"
+    )
+    filed = await stack.file(description=description)
+    await stack.assign(filed)
+
+    response = await stack.get(f"requests/{filed.complaint_id}.json")
+
+    [request] = response.json()
+    assert request["description"].startswith(
+        "소파 수거 ******-******* 연락 010-****-5432 또는 +82-10-****-3333, "
+        "메일h***@example.kr로, 15,000원 냈어요"
+    )
+    assert request["service_notice"] == filed.receipt_number
