@@ -29,6 +29,7 @@ from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
+from notifier.retrying import RetryTopic
 from notifier.settings import NotifierSettings, WebhookSubscription
 from notifier.sms import SmsChannel
 from notifier.store import MongoNotifierStore, NotifierStore
@@ -151,12 +152,22 @@ def create_app(
         ),
         clock=clock,
         sleep=sleep or asyncio.sleep,
+        later=RetryTopic(
+            max_retries=settings.retry_topic_max_retries,
+            initial_backoff_seconds=settings.retry_topic_initial_backoff_seconds,
+            max_backoff_seconds=settings.retry_topic_max_backoff_seconds,
+            wait_seconds=settings.retry_topic_wait_seconds,
+        ),
+        budget_seconds=settings.batch_budget_seconds,
+        attempt_seconds=settings.http_timeout_seconds,
     )
     subscribe(
         runtime.subscriber,
         delivery,
         reject=reject or runtime.dead_letters.dead_letter,
-        batch=BatchSettings(settings.batch_max_records, settings.batch_timeout_ms),
+        batch=BatchSettings(
+            settings.batch_max_records, settings.batch_timeout_ms, settings.max_poll_interval_ms
+        ),
     )
 
     @asynccontextmanager
@@ -168,7 +179,10 @@ def create_app(
                 runtime.running(
                     before_start=store.ensure_indexes,
                     background=[
-                        lambda: delivery.release_forever(settings.release_interval_seconds)
+                        lambda: delivery.release_forever(settings.release_interval_seconds),
+                        lambda: delivery.sweep_forever(
+                            settings.sweep_interval_seconds, settings.sweep_lease_seconds
+                        ),
                     ],
                 )
             )

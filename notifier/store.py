@@ -44,6 +44,7 @@ from notifier.ledger import (
     Finish,
     LedgerStore,
     Mark,
+    Stuck,
     delivery_id,
 )
 from notifier.mongo.deferral import DEFERRED, MongoDeferral
@@ -72,6 +73,7 @@ __all__ = [
     "Parked",
     "Recipient",
     "Source",
+    "Stuck",
     "delivery_id",
 ]
 

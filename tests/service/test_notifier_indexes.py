@@ -33,6 +33,30 @@ QUERIES: list[tuple[str, str, dict[str, Any], list[tuple[str, int]] | None]] = [
     ("held messages of a batch", DEFERRED, {"complaint_id": IDS}, None),
     ("held messages taken out", DEFERRED, {"_id": IDS}, None),
     ("held messages due", DEFERRED, {"release_at": {"$lte": NOW}}, [("release_at", 1)]),
+    (
+        "claims left sending past their lease (the sweep)",
+        DELIVERIES,
+        {"status": "sending", "claimed_at": {"$lt": NOW}},
+        [("status", 1), ("claimed_at", 1)],
+    ),
+    (
+        "deliveries retrying past their lease (the sweep)",
+        DELIVERIES,
+        {"status": "retrying", "retry_at": {"$lt": NOW}},
+        [("status", 1), ("retry_at", 1)],
+    ),
+    (
+        "a swept claim re-queued",
+        DELIVERIES,
+        {"_id": "a", "status": "sending", "claimed_at": NOW},
+        None,
+    ),
+    (
+        "a swept retry re-queued",
+        DELIVERIES,
+        {"_id": "a", "status": "retrying", "claimed_at": NOW, "retry_at": NOW},
+        None,
+    ),
 ]
 
 

@@ -24,6 +24,7 @@ from notifier.outbox import OutboxChannel
 from notifier.outcomes import NO_CHANNEL_NAME, NO_CONSENT, NO_CONTACT
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
+from notifier.retrying import RetryTopic
 from notifier.store import Claim, DeliveryRecord, NotifierStore
 from notifier.templates import Catalogue, Content
 from schemas import (
@@ -82,6 +83,8 @@ def build(
     webhooks: frozenset[str] = frozenset(),
     quiet: QuietHours | None = None,
     outbox_enabled: bool = True,
+    later: RetryTopic | None = None,
+    budget_seconds: float | None = None,
 ) -> Harness[S]:
     """Delivery as the app builds it, with the given channels (the outbox by default)."""
     registry = CollectorRegistry()
@@ -115,6 +118,8 @@ def build(
         quiet=quiet,
         clock=clock,
         sleep=sleep,
+        later=later,
+        budget_seconds=budget_seconds,
     )
     return Harness(delivery, store, outbox, recorder, registry, clock, letters, sleeps)
 
