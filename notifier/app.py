@@ -32,6 +32,7 @@ from notifier.retry import RetryPolicy
 from notifier.retrying import RetryTopic
 from notifier.settings import NotifierSettings, WebhookSubscription
 from notifier.sms import SmsChannel
+from notifier.staff import StaffDirectory
 from notifier.store import MongoNotifierStore, NotifierStore
 from notifier.templates import Catalogue, Letterhead
 from notifier.webhook import WebhookChannel, WebhookTarget
@@ -133,6 +134,7 @@ def create_app(
             letterhead=Letterhead(settings.sender_name, settings.tracking_url),
             webhooks=frozenset(settings.webhooks),
             urgent_states=settings.urgent_states,
+            staff=StaffDirectory.load(settings.staff_directory_path),
         ),
         publish=publish or runtime.publish,
         dead_letter=dead_letter or dead_letters_to_kafka(runtime),

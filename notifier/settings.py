@@ -89,6 +89,12 @@ class NotifierSettings(ServiceSettings):
         default=None, description="Staff messages on one machine; default: beside outbox_path."
     )
 
+    staff_directory_path: Path | None = Field(
+        default=None,
+        description="A JSON file (or mounted secret) with each handler's work mobile and "
+        "e-mail by handler_id (notifier.staff); unset, staff notices are skipped.",
+    )
+
     alimtalk_url: str | None = None
     alimtalk_api_key: SecretStr | None = None
     alimtalk_sender_key: SecretStr | None = Field(

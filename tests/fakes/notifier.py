@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifier.channel import Message
+from notifier.staff import StaffContact, StaffDirectory
 from notifier.store import (
     SOURCE,
     Claim,
@@ -41,6 +42,25 @@ LETTERHEAD = Letterhead(
     tracking_url="https://sotong.example.kr/complaints/{complaint_id}",
 )
 """The sender and tracking link the settings would give, for tests that build an Audience."""
+
+
+STAFF = StaffDirectory(
+    {
+        handler_id: StaffContact(handler_id, mobile, f"{handler_id}@example.go.kr")
+        for handler_id, mobile in (
+            ("h-1", "010-0000-5001"),
+            ("roads-1", "010-0000-5101"),
+            ("roads-chief", "010-0000-5100"),
+            ("chief", "010-0000-5100"),
+        )
+    }
+)
+"""Clearly fake work contacts of the staff the tests name (notifier.staff)."""
+
+STAFF_FILE = {
+    "staff": {c.handler_id: {"mobile": c.mobile, "email": c.email} for c in STAFF.contacts.values()}
+}
+"""The same, as the directory file the settings point at."""
 
 
 def stored(moment: datetime) -> datetime:

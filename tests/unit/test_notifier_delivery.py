@@ -25,6 +25,7 @@ from notifier.outcomes import NO_CHANNEL_NAME, NO_CONSENT, NO_CONTACT
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
 from notifier.retrying import RetryTopic
+from notifier.staff import StaffDirectory
 from notifier.store import Claim, DeliveryRecord, NotifierStore
 from notifier.templates import Catalogue, Content
 from schemas import (
@@ -38,7 +39,13 @@ from schemas import (
 from schemas.common import Channel as SubmissionChannel
 from schemas.events import Outcome
 from services.metrics import KitMetrics
-from tests.fakes.notifier import LETTERHEAD, InMemoryNotifierStore, ManualClock, Published
+from tests.fakes.notifier import (
+    LETTERHEAD,
+    STAFF,
+    InMemoryNotifierStore,
+    ManualClock,
+    Published,
+)
 
 PHONE = "010-2345-6789"
 NAME = "홍길동"
@@ -85,6 +92,7 @@ def build(
     outbox_enabled: bool = True,
     later: RetryTopic | None = None,
     budget_seconds: float | None = None,
+    staff: StaffDirectory = STAFF,
 ) -> Harness[S]:
     """Delivery as the app builds it, with the given channels (the outbox by default)."""
     registry = CollectorRegistry()
@@ -109,6 +117,7 @@ def build(
             channels=frozenset(chosen) - {"webhook"},
             letterhead=LETTERHEAD,
             webhooks=webhooks,
+            staff=staff,
         ),
         publish=recorder,
         dead_letter=dead_letter,
