@@ -7,6 +7,8 @@ in-memory store, a recording publish, a fixed clock, its own channels).
 
 import asyncio
 import contextlib
+import logging
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -15,6 +17,7 @@ from fastapi import FastAPI
 
 from notifier.alimtalk import AlimTalkChannel
 from notifier.audience import ALIMTALK, EMAIL, OUTBOX, SMS, WEBHOOK, Audience
+from notifier.caps import DailyCap
 from notifier.channel import Channel
 from notifier.handlers import (
     BatchSettings,
@@ -42,6 +45,8 @@ from services.broker import topic_name
 from services.runtime import Clock, Publish, Runtime
 
 __all__ = ["NotifierSettings", "WebhookSubscription", "build_channels", "create_app"]
+
+log = logging.getLogger("sotong.notifier")
 
 
 def http_client(settings: NotifierSettings) -> httpx.AsyncClient:
@@ -89,6 +94,21 @@ def build_channels(
             {code: WebhookTarget(s.url, s.secret) for code, s in settings.webhooks.items()},
         )
     return channels
+
+
+def daily_cap(settings: NotifierSettings) -> DailyCap | None:
+    """The per-recipient daily cap, keyed with the configured secret."""
+    if settings.daily_cap_per_recipient is None:
+        return None
+    if settings.recipient_hash_key is None:
+        log.warning(
+            "SOTONG_NOTIFIER_RECIPIENT_HASH_KEY is not set: the daily cap per recipient is "
+            "counted by this process alone, and starts again when it restarts"
+        )
+        key = secrets.token_bytes(32)
+    else:
+        key = settings.recipient_hash_key.get_secret_value().encode()
+    return DailyCap(settings.daily_cap_per_recipient, key, settings.timezone)
 
 
 def dead_letters_to_kafka(runtime: Runtime) -> DeadLetterSink:
@@ -162,6 +182,7 @@ def create_app(
         ),
         budget_seconds=settings.batch_budget_seconds,
         attempt_seconds=settings.http_timeout_seconds,
+        cap=daily_cap(settings),
     )
     subscribe(
         runtime.subscriber,

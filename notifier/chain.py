@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Protocol
 
 from notifier.audience import Notice
+from notifier.caps import OVER_CAP
 from notifier.channel import Channel, Message
 from notifier.deferral import Source
 from notifier.ledger import Claim, DeliveryRecord, DeliveryStatus, Finish, bson_time, delivery_id
@@ -74,6 +75,7 @@ def plan(
     *,
     retrying: bool = False,
     correlation_id: str | None = None,
+    capped: bool = False,
 ) -> Plan:
     """What is left to do for one notice, given its ledger records. A delivery waiting
     on the retry topic is resumed only by that retry (``retrying``); anything else that
@@ -83,6 +85,8 @@ def plan(
         skip = NO_CHANNEL if notice.phone or notice.email else NO_CONTACT
     elif not notice.consent:
         skip = NO_CONSENT
+    elif capped:
+        skip = OVER_CAP
     chain = (notice.chain[0],) if skip and notice.chain else notice.chain or (NO_CHANNEL_NAME,)
     finished: list[DeliveryRecord] = []
     failed: list[str] = []

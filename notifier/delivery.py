@@ -47,8 +47,9 @@ from datetime import timedelta
 from typing import Any
 
 from notifier.audience import Audience, Notice
+from notifier.caps import Count, DailyCap
 from notifier.chain import Chain, Plan, Ran, Sleep, ids, plan
-from notifier.channel import Channel
+from notifier.channel import RESIDENT, Channel
 from notifier.deferral import Deferred, Hold, Source, held_before, release_at
 from notifier.ledger import FINISHED, DeliveryRecord, DeliveryStatus, Finish, Mark
 from notifier.metrics import NotifierMetrics
@@ -174,6 +175,7 @@ class Delivery:
         later: RetryTopic | None = None,
         budget_seconds: float | None = None,
         attempt_seconds: float = 5.0,
+        cap: DailyCap | None = None,
     ) -> None:
         needed = set(audience.channels) | ({"webhook"} if audience.webhooks else set())
         if missing := needed - set(channels):
@@ -190,6 +192,7 @@ class Delivery:
         self.clock = clock
         self.sleep = sleep
         self.later = later
+        self.cap = cap
         self.budget_seconds = budget_seconds
         self.attempt_seconds = attempt_seconds
         self.chain = Chain(
@@ -481,6 +484,7 @@ class Delivery:
         ledger = await self.store.records(
             [did for ts in tasks.values() for t in ts for did in ids(t.job.source, t.notice)]
         )
+        capped = await self._capped(tasks, ledger, now)
         planned = {
             cid: [
                 Task(
@@ -493,6 +497,7 @@ class Delivery:
                         ledger,
                         retrying=t.job.retrying,
                         correlation_id=t.job.correlation_id,
+                        capped=ids(t.job.source, t.notice)[0] in capped,
                     ),
                 )
                 for t in ts
@@ -526,6 +531,39 @@ class Delivery:
         await self.store.undefer_many(undefer)
         self._count_repeats(planned)
         return rejected
+
+    async def _capped(
+        self, tasks: Mapping[str, Sequence[Task]], ledger: Mapping[str, DeliveryRecord], now: Any
+    ) -> set[str]:
+        """The first delivery ids of residents' new notices that would pass their contact's
+        daily cap (:mod:`notifier.caps`); the others are counted, in one read and one write."""
+        if self.cap is None:
+            return set()
+        asks: list[tuple[Count, str]] = []
+        for ts in tasks.values():
+            for t in ts:
+                n = t.notice
+                if n.recipient != RESIDENT or not n.chain or not n.consent:
+                    continue
+                chain_ids = ids(t.job.source, n)
+                if any(did in ledger for did in chain_ids):
+                    continue  # begun before: it was counted then
+                count = self.cap.key_of(n.phone, n.email, now)
+                if count is not None:
+                    asks.append((count, chain_ids[0]))
+        if not asks:
+            return set()
+        counted = await self.store.counted(sorted({c.key for c, _ in asks}))
+        over, added = self.cap.decide(asks, counted)
+        if added:
+            await self.store.count_many(added, {c.key: c.expires_at for c, _ in asks})
+        for did in over:
+            self.metrics.capped.inc()
+            log.warning(
+                "daily message cap reached: the resident's message is not sent",
+                extra={"event_id": did.split(":", 1)[0]},
+            )
+        return over
 
     def _count_repeats(self, planned: Mapping[str, Sequence[Task]]) -> None:
         """A state change whose every notice was already handled is a duplicate."""

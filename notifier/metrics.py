@@ -54,6 +54,11 @@ class NotifierMetrics:
             ["status"],
             registry=kit.registry,
         )
+        self.capped = Counter(
+            "sotong_notifications_capped_total",
+            "Residents' messages not sent because their contact reached the daily cap.",
+            registry=kit.registry,
+        )
         self.duplicates = kit.duplicates.labels(consumer, lifecycle_topic)
         self.dead_lettered = kit.dead_lettered
 

@@ -136,6 +136,19 @@ class NotifierSettings(ServiceSettings):
         default=50, ge=1, description="How long a batch waits to fill before it is handled."
     )
 
+    daily_cap_per_recipient: int | None = Field(
+        default=20,
+        ge=1,
+        description="At most this many messages to one resident's phone (or e-mail) per day, "
+        "however many complaints name it; unset, no cap.",
+    )
+    recipient_hash_key: SecretStr | None = Field(
+        default=None,
+        description="The secret the daily cap's counts are keyed with (HMAC-SHA256 of the "
+        "contact); the same for every notifier process. Unset, each process makes its own "
+        "and the cap is counted per process (a warning says so).",
+    )
+
     max_poll_interval_ms: int = Field(
         default=300_000,
         ge=10_000,

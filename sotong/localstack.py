@@ -349,6 +349,16 @@ def local_open311_keys(path: Path) -> dict[str, str]:
 OPEN311_APP = "local-app"
 
 
+def local_recipient_hash_key(path: Path) -> str:
+    """The key the notifier's daily cap counts contacts under (a keyed hash), generated
+    once in a 0600 file so every notifier process and restart counts alike."""
+    keys = _read_keys(path)
+    if not keys.get("recipient_hash_key"):
+        keys = {**keys, "recipient_hash_key": secrets.token_urlsafe(32)}
+        write_private(path, json.dumps(keys, indent=1))
+    return keys["recipient_hash_key"]
+
+
 def local_staff_directory(path: Path) -> Path:
     """The local stack's staff contact directory (``notifier.staff``): a clearly fake work
     mobile (010-0000-NNNN) and e-mail (``@staff.invalid``) for every handler and supervisor
@@ -384,6 +394,7 @@ def local_service_env(
         "SOTONG_TRACKER_API_KEYS": department_keys,
         "SOTONG_TRACKER_STAFF_API_KEYS": staff_keys,
         "SOTONG_NOTIFIER_OUTBOX_PATH": str(var / "outbox.jsonl"),
+        "SOTONG_NOTIFIER_RECIPIENT_HASH_KEY": local_recipient_hash_key(var / "notifier-keys.json"),
         "SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH": str(
             local_staff_directory(var / "staff-contacts.json")
         ),

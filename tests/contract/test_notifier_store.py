@@ -661,3 +661,15 @@ async def test_a_retrying_delivery_is_resumed_only_by_a_claim_and_swept_past_its
     requeued = await store.delivery(did)
     assert requeued is not None
     assert (requeued.status, requeued.retry_at) == ("retrying", later)
+
+
+async def test_a_days_count_keeps_each_delivery_once(store: NotifierStore) -> None:
+    key, other = f"{new_id()}:2025-11-25", f"{new_id()}:2025-11-25"
+    expires = {key: NOW + timedelta(days=2), other: NOW + timedelta(days=2)}
+    assert await store.counted([key, other]) == {}
+    await store.count_many({key: ["e1:resident:sms", "e2:resident:sms"]}, expires)
+    await store.count_many({key: ["e2:resident:sms", "e3:resident:sms"], other: ["x"]}, expires)
+    assert await store.counted([key, other]) == {
+        key: frozenset({"e1:resident:sms", "e2:resident:sms", "e3:resident:sms"}),
+        other: frozenset({"x"}),
+    }

@@ -108,6 +108,8 @@ class InMemoryNotifierStore:
         self.deliveries: dict[str, DeliveryRecord] = {}
         self.pending: dict[str, _Pending] = {}
         self.deferred: dict[str, _Held] = {}
+        self.days: dict[str, set[str]] = {}
+        """Per contact key and day: the deliveries counted against the daily cap."""
         self.claims: dict[str, tuple[dict[str, Any] | None, str | None, datetime]] = {}
         """Per delivery: the event kept with the claim, its correlation id, when claimed."""
         self.commands = 0
@@ -383,6 +385,17 @@ class InMemoryNotifierStore:
                 await self.mark_published(mark.delivery_id)
             if mark.dead_lettered:
                 await self.mark_dead_lettered(mark.delivery_id)
+
+    async def counted(self, keys: Sequence[str]) -> dict[str, frozenset[str]]:
+        self.commands += 1 if keys else 0
+        return {k: frozenset(self.days[k]) for k in keys if k in self.days}
+
+    async def count_many(
+        self, added: Mapping[str, Sequence[str]], expires: Mapping[str, datetime]
+    ) -> None:
+        self.commands += 1 if any(added.values()) else 0
+        for key, ids in added.items():
+            self.days.setdefault(key, set()).update(ids)
 
     async def held_for(self, complaint_ids: Collection[str]) -> dict[str, list[Deferred]]:
         self.commands += 1 if complaint_ids else 0

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from notifier.audience import Audience
+from notifier.caps import DailyCap
 from notifier.channel import Channel, Message
 from notifier.handlers import Delivery
 from notifier.metrics import NotifierMetrics
@@ -93,6 +94,7 @@ def build(
     later: RetryTopic | None = None,
     budget_seconds: float | None = None,
     staff: StaffDirectory = STAFF,
+    cap: DailyCap | None = None,
 ) -> Harness[S]:
     """Delivery as the app builds it, with the given channels (the outbox by default)."""
     registry = CollectorRegistry()
@@ -129,6 +131,7 @@ def build(
         sleep=sleep,
         later=later,
         budget_seconds=budget_seconds,
+        cap=cap,
     )
     return Harness(delivery, store, outbox, recorder, registry, clock, letters, sleeps)
 
