@@ -236,3 +236,8 @@ class LedgerStore(Protocol):
         """Mark these deliveries ``retrying`` at ``now``, each only if it still stands as
         it was found (a live attempt that resumed it in between wins); the ids marked."""
         ...
+
+    async def forget_failed(self, source_event_id: str) -> int:
+        """Forget the failed deliveries of an event (its dead-lettered chains), so a
+        replay of the event is delivered; sent and skipped ones stay. The number forgotten."""
+        ...

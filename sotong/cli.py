@@ -12,6 +12,7 @@ sotong classify                route JSON lines {"text": ...} from stdin to depa
 sotong classify-eval           evaluate the classifier on a held-out split (or --test FILE)
 sotong rebuild                 rebuild the tracker's read models from its event store
 sotong bench                   the pipeline's throughput and latency, and the raw ceilings
+sotong deadletter list|replay  what no consumer could process; send it back to its topic
 """
 
 import argparse
@@ -32,6 +33,7 @@ from portal.chatbot import cli as chatbot_cli
 from routing import cli as routing_cli
 from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
+from sotong import deadletter
 from tracker import cli as tracker_cli
 
 INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
@@ -453,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     routing_cli.register(sub)
     tracker_cli.register(sub)
     chatbot_cli.register(sub, local=routing_cli.local)
+    deadletter.register(sub)
     return parser
 
 

@@ -206,6 +206,13 @@ class MongoLedger:
         if requests:
             await self.deliveries.bulk_write(requests, ordered=False)
 
+    async def forget_failed(self, source_event_id: str) -> int:
+        # An operator's replay (sotong deadletter), not the hot path: no index of its own.
+        result = await self.deliveries.delete_many(
+            {"source_event_id": source_event_id, "status": DeliveryStatus.FAILED.value}
+        )
+        return result.deleted_count
+
     async def stuck(self, before: datetime, *, limit: int = 200) -> list[Stuck]:
         found: list[Stuck] = []
         for status, since in (

@@ -673,3 +673,25 @@ async def test_a_days_count_keeps_each_delivery_once(store: NotifierStore) -> No
         key: frozenset({"e1:resident:sms", "e2:resident:sms", "e3:resident:sms"}),
         other: frozenset({"x"}),
     }
+
+
+async def test_forgetting_an_events_failed_deliveries_leaves_the_rest(
+    store: NotifierStore,
+) -> None:
+    cid = new_id()
+    event = changed(cid, 2)
+    failed = claim_for(delivery_id(event.event_id, "resident", "sms"), cid, "sms")
+    sent = Claim(**{**vars(failed), "delivery_id": delivery_id(event.event_id, "handler", "sms")})
+    await store.claim_many([failed, sent], known={}, now=NOW)
+    await store.settle(
+        [
+            Finish(delivery_id=failed.delivery_id, status=DeliveryStatus.FAILED, at=NOW),
+            Finish(delivery_id=sent.delivery_id, status=DeliveryStatus.SENT, at=NOW),
+        ],
+        [],
+        now=NOW,
+    )
+    assert await store.forget_failed(event.event_id) == 1
+    assert await store.delivery(failed.delivery_id) is None
+    assert await store.delivery(sent.delivery_id) is not None
+    assert await store.forget_failed(event.event_id) == 0

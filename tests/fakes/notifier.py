@@ -331,6 +331,17 @@ class InMemoryNotifierStore:
                 records.append(await self.claim(claim, now=now))
         return records
 
+    async def forget_failed(self, source_event_id: str) -> int:
+        failed = [
+            did
+            for did, r in self.deliveries.items()
+            if r.source_event_id == source_event_id and r.status is DeliveryStatus.FAILED
+        ]
+        for did in failed:
+            del self.deliveries[did]
+            self.claims.pop(did, None)
+        return len(failed)
+
     async def stuck(self, before: datetime, *, limit: int = 200) -> list[Stuck]:
         self.commands += 2
         found: list[Stuck] = []
