@@ -13,8 +13,14 @@ A batch is one unit of work (CONVENTIONS 13):
 4. send: complaints concurrently, one complaint's messages one after another and in
    order, each down its chain (:class:`notifier.chain.Chain`; a fallback claims its next
    channel on its own), and publish each outcome (and dead letter) as its complaint goes;
-5. finish every delivery, marked published, in one bulk write; take out what was parked
-   or held and is now sent; then the offsets are committed.
+5. finish every delivery, marked published, in one bulk write; put what goes round the
+   retry topic on it; take out what was parked or held and is now sent; then the offsets
+   are committed.
+
+Sending has a time budget per batch, well under the consumer's poll limit; what it leaves
+untried, and a last channel still failing, goes round ``notification.retry``
+(:mod:`notifier.retrying`), which this service consumes itself (:meth:`Delivery.retry_all`).
+Residents' messages are capped per contact and day (:mod:`notifier.caps`).
 
 A crash between sending and the finish leaves a claim ``sending``: the redelivery asks
 the channel whether the message went out (an HTTP channel cannot know and sends again
@@ -32,8 +38,10 @@ Within a process a complaint's batches are serialised by a lock per complaint (t
 filing's batch sending parked events runs beside the lifecycle's). The claim is not a
 lease across processes: if two held the same event at once (a rebalance mid-send), the
 second would find ``sending`` and could send again. Kafka gives a partition to one group
-member at a time, which keeps that window narrow. A slow delivery holds up no other
-complaint of its batch, but the next batch of its partition waits for it.
+member at a time, which keeps that window narrow; a claim no attempt renews within its
+lease is re-queued by :meth:`Delivery.sweep`, never sent by the sweep itself. A slow
+delivery holds up no other complaint of its batch, but the next batch of its partition
+waits for it.
 """
 
 import asyncio
@@ -133,6 +141,8 @@ class Effects:
     finishes: dict[str, Finish] = field(default_factory=dict)
     marks: dict[str, Mark] = field(default_factory=dict)
     counted: list[DeliveryRecord] = field(default_factory=list)
+    retries: list[tuple[Source, DeliveryRecord, str | None]] = field(default_factory=list)
+    """Deliveries now ``retrying``, put on the retry topic once their finish is written."""
 
     def finished(self, finish: Finish, record: DeliveryRecord) -> None:
         self.finishes[finish.delivery_id] = finish
@@ -527,6 +537,9 @@ class Delivery:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        for e in effects:
+            for source, record, correlation_id in e.retries:
+                await self._schedule(source, record, correlation_id)
         await self.store.unpark_many(unpark)
         await self.store.undefer_many(undefer)
         self._count_repeats(planned)
@@ -655,15 +668,16 @@ class Delivery:
                 if not earlier.outcome_published:
                     await self._publish(earlier, correlation_id, effects)
             if ran.retrying is not None:
-                await self._schedule(source, ran.retrying, correlation_id)
+                effects.retries.append((source, ran.retrying, correlation_id))
             if ran.failed is not None:
                 await self._dead_letter(source, ran.failed, task.notice, ran.reasons, effects)
 
     async def _schedule(
         self, source: Source, record: DeliveryRecord, correlation_id: str | None
     ) -> None:
-        """Put a delivery now ``retrying`` on the retry topic (before its finish is
-        written: a crash in between leaves it ``sending``, which a redelivery resumes)."""
+        """Put a delivery now ``retrying`` on the retry topic, after its finish is written
+        (so the retry never finds it still ``sending``): a crash in between leaves it
+        ``retrying`` without a message, which the sweep re-queues after its lease."""
         assert record.retry_at is not None, "a retrying delivery has its retry time"
         await self.publish(
             topics.RETRY,
