@@ -7,6 +7,8 @@ in-memory store, a recording publish, a fixed clock, its own channels).
 
 import asyncio
 import contextlib
+import logging
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -15,6 +17,7 @@ from fastapi import FastAPI
 
 from notifier.alimtalk import AlimTalkChannel
 from notifier.audience import ALIMTALK, EMAIL, OUTBOX, SMS, WEBHOOK, Audience
+from notifier.caps import DailyCap
 from notifier.channel import Channel
 from notifier.handlers import (
     BatchSettings,
@@ -29,8 +32,10 @@ from notifier.metrics import NotifierMetrics
 from notifier.outbox import OutboxChannel
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
+from notifier.retrying import RetryTopic
 from notifier.settings import NotifierSettings, WebhookSubscription
 from notifier.sms import SmsChannel
+from notifier.staff import StaffDirectory
 from notifier.store import MongoNotifierStore, NotifierStore
 from notifier.templates import Catalogue, Letterhead
 from notifier.webhook import WebhookChannel, WebhookTarget
@@ -40,6 +45,8 @@ from services.broker import topic_name
 from services.runtime import Clock, Publish, Runtime
 
 __all__ = ["NotifierSettings", "WebhookSubscription", "build_channels", "create_app"]
+
+log = logging.getLogger("sotong.notifier")
 
 
 def http_client(settings: NotifierSettings) -> httpx.AsyncClient:
@@ -89,6 +96,21 @@ def build_channels(
     return channels
 
 
+def daily_cap(settings: NotifierSettings) -> DailyCap | None:
+    """The per-recipient daily cap, keyed with the configured secret."""
+    if settings.daily_cap_per_recipient is None:
+        return None
+    if settings.recipient_hash_key is None:
+        log.warning(
+            "SOTONG_NOTIFIER_RECIPIENT_HASH_KEY is not set: the daily cap per recipient is "
+            "counted by this process alone, and starts again when it restarts"
+        )
+        key = secrets.token_bytes(32)
+    else:
+        key = settings.recipient_hash_key.get_secret_value().encode()
+    return DailyCap(settings.daily_cap_per_recipient, key, settings.timezone)
+
+
 def dead_letters_to_kafka(runtime: Runtime) -> DeadLetterSink:
     """Publish an undeliverable event's dead letter, keyed by its complaint."""
     return runtime.dead_letters.publish
@@ -132,6 +154,7 @@ def create_app(
             letterhead=Letterhead(settings.sender_name, settings.tracking_url),
             webhooks=frozenset(settings.webhooks),
             urgent_states=settings.urgent_states,
+            staff=StaffDirectory.load(settings.staff_directory_path),
         ),
         publish=publish or runtime.publish,
         dead_letter=dead_letter or dead_letters_to_kafka(runtime),
@@ -151,12 +174,23 @@ def create_app(
         ),
         clock=clock,
         sleep=sleep or asyncio.sleep,
+        later=RetryTopic(
+            max_retries=settings.retry_topic_max_retries,
+            initial_backoff_seconds=settings.retry_topic_initial_backoff_seconds,
+            max_backoff_seconds=settings.retry_topic_max_backoff_seconds,
+            wait_seconds=settings.retry_topic_wait_seconds,
+        ),
+        budget_seconds=settings.batch_budget_seconds,
+        attempt_seconds=settings.http_timeout_seconds,
+        cap=daily_cap(settings),
     )
     subscribe(
         runtime.subscriber,
         delivery,
         reject=reject or runtime.dead_letters.dead_letter,
-        batch=BatchSettings(settings.batch_max_records, settings.batch_timeout_ms),
+        batch=BatchSettings(
+            settings.batch_max_records, settings.batch_timeout_ms, settings.max_poll_interval_ms
+        ),
     )
 
     @asynccontextmanager
@@ -168,7 +202,10 @@ def create_app(
                 runtime.running(
                     before_start=store.ensure_indexes,
                     background=[
-                        lambda: delivery.release_forever(settings.release_interval_seconds)
+                        lambda: delivery.release_forever(settings.release_interval_seconds),
+                        lambda: delivery.sweep_forever(
+                            settings.sweep_interval_seconds, settings.sweep_lease_seconds
+                        ),
                     ],
                 )
             )

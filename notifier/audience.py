@@ -9,7 +9,8 @@
   The 30-day progress notice is the resident's too.
 - **The handler**, when a complaint becomes theirs or changes under them (assigned,
   reassigned, reopened, supplemented, withdrawn: the triggers the catalogue's ``staff``
-  part names), at their office phone.
+  part names), at their work mobile (SMS), then work e-mail, from the staff directory
+  (:mod:`notifier.staff`); never at the office landline, which no provider reaches.
 - **The supervisor** (and the handler, unless they are the same person) on a deadline
   warning and breach.
 - **Department systems** subscribed by webhook, for every event of their department
@@ -30,6 +31,7 @@ from typing import Any
 
 from notifier.channel import DEPARTMENT_PREFIX, HANDLER, RESIDENT, SUPERVISOR, Message
 from notifier.recipients import Recipient
+from notifier.staff import StaffDirectory
 from notifier.templates import Catalogue, Content, Letterhead, TemplateError
 from notifier.webhook import cloudevent
 from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
@@ -94,6 +96,8 @@ class Audience:
     """Departments with a webhook subscription."""
     urgent_states: frozenset[ComplaintState] = DEFAULT_URGENT_STATES
     source: str = "/sotong/routing"
+    staff: StaffDirectory = field(default_factory=StaffDirectory)
+    """Handlers' and supervisors' work mobiles and e-mails, by handler id."""
 
     def __post_init__(self) -> None:
         """A sender name too long for an LMS title fails at start-up, not per message."""
@@ -177,12 +181,30 @@ class Audience:
             email=resident.email,
         )
 
+    def staff_chain(self, mobile: str | None, email: str | None) -> tuple[str, ...]:
+        """SMS to the work mobile, then e-mail; the outbox when neither is configured."""
+        if not mobile and not email:
+            return ()
+        reachable = [
+            name
+            for name, contact in ((SMS, mobile), (EMAIL, email))
+            if contact and name in self.channels
+        ]
+        if not reachable and OUTBOX in self.channels:
+            return (OUTBOX,)
+        return tuple(reachable)
+
     def _staff(self, role: str, person: HandlerRef, content: Content) -> Notice:
-        """Staff are told at their office phone; notices are part of the job, so no consent."""
+        """Staff are told at their work contacts from the directory (not in the directory:
+        skipped, never sent to a landline); notices are part of the job, so no consent."""
+        contact = self.staff.get(person.handler_id)
+        mobile = contact.mobile if contact is not None else None
+        email = contact.email if contact is not None else None
         return Notice(
             recipient=role,
-            chain=self.chain(person.office_phone, None),
+            chain=self.staff_chain(mobile, email),
             urgent=False,
             content=content,
-            phone=person.office_phone,
+            phone=mobile,
+            email=email,
         )

@@ -21,18 +21,22 @@ from datetime import datetime
 from typing import Protocol
 
 from notifier.audience import Notice
+from notifier.caps import OVER_CAP
 from notifier.channel import Channel, Message
 from notifier.deferral import Source
 from notifier.ledger import Claim, DeliveryRecord, DeliveryStatus, Finish, bson_time, delivery_id
 from notifier.metrics import NotifierMetrics
 from notifier.outcomes import NO_CHANNEL, NO_CHANNEL_NAME, NO_CONSENT, NO_CONTACT, fallback_detail
 from notifier.retry import RetryPolicy, Tried
+from notifier.retrying import Budget, RetryTopic
 from notifier.templates import TemplateError
 from services.errors import PermanentError, RetryableError, describe
 
 log = logging.getLogger("sotong.notifier")
 
 Sleep = Callable[[float], Awaitable[None]]
+
+BUDGET_SPENT = "not tried: the batch's time budget was spent"
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,25 @@ def ids(source: Source, notice: Notice) -> list[str]:
     return [delivery_id(source.event_id, notice.recipient, name) for name in chain]
 
 
-def plan(source: Source, notice: Notice, ledger: Mapping[str, DeliveryRecord]) -> Plan:
-    """What is left to do for one notice, given its ledger records."""
+def plan(
+    source: Source,
+    notice: Notice,
+    ledger: Mapping[str, DeliveryRecord],
+    *,
+    retrying: bool = False,
+    correlation_id: str | None = None,
+    capped: bool = False,
+) -> Plan:
+    """What is left to do for one notice, given its ledger records. A delivery waiting
+    on the retry topic is resumed only by that retry (``retrying``); anything else that
+    finds it leaves the chain alone."""
     skip: str | None = None
     if not notice.chain:
         skip = NO_CHANNEL if notice.phone or notice.email else NO_CONTACT
     elif not notice.consent:
         skip = NO_CONSENT
+    elif capped:
+        skip = OVER_CAP
     chain = (notice.chain[0],) if skip and notice.chain else notice.chain or (NO_CHANNEL_NAME,)
     finished: list[DeliveryRecord] = []
     failed: list[str] = []
@@ -78,8 +94,10 @@ def plan(source: Source, notice: Notice, ledger: Mapping[str, DeliveryRecord]) -
     for index, name in enumerate(chain):
         did = delivery_id(source.event_id, notice.recipient, name)
         record = ledger.get(did)
-        if record is None or record.status is DeliveryStatus.SENDING:
-            claim = claim_of(source, notice, did, name, failed)
+        if record is not None and record.status is DeliveryStatus.RETRYING and not retrying:
+            return Plan(notice, tuple(finished), None, index, skip, None, tuple(reasons))
+        if record is None or record.status in (DeliveryStatus.SENDING, DeliveryStatus.RETRYING):
+            claim = claim_of(source, notice, did, name, failed, correlation_id)
             return Plan(notice, tuple(finished), claim, index, skip, None, tuple(reasons))
         finished.append(record)
         if record.status is not DeliveryStatus.FAILED:
@@ -92,7 +110,14 @@ def plan(source: Source, notice: Notice, ledger: Mapping[str, DeliveryRecord]) -
     return Plan(notice, tuple(finished), None, 0, skip, None, tuple(reasons))
 
 
-def claim_of(source: Source, notice: Notice, did: str, channel: str, failed: list[str]) -> Claim:
+def claim_of(
+    source: Source,
+    notice: Notice,
+    did: str,
+    channel: str,
+    failed: list[str],
+    correlation_id: str | None = None,
+) -> Claim:
     return Claim(
         delivery_id=did,
         complaint_id=source.complaint_id,
@@ -101,6 +126,8 @@ def claim_of(source: Source, notice: Notice, did: str, channel: str, failed: lis
         channel=channel,
         template_code=notice.template,
         fallback_from=", ".join(failed) or None,
+        source=source,
+        correlation_id=correlation_id,
     )
 
 
@@ -115,6 +142,8 @@ class Ran:
     failed: DeliveryRecord | None = None
     earlier: list[DeliveryRecord] = field(default_factory=list)
     """Fallback deliveries a concurrent attempt had already finished."""
+    retrying: DeliveryRecord | None = None
+    """The delivery the chain stopped at to go round the retry topic, and its reason."""
 
 
 class ClaimOne(Protocol):
@@ -131,9 +160,20 @@ class Chain:
     retry: RetryPolicy
     sleep: Sleep
     clock: Callable[[], datetime]
+    later: RetryTopic | None = None
+    """The retry topic, if long retries go there (else a channel fails after its tries)."""
 
-    async def run(self, source: Source, step: Plan, claimed: DeliveryRecord) -> Ran:
-        """Finish ``claimed`` and, while it fails, the channels after it."""
+    async def run(
+        self,
+        source: Source,
+        step: Plan,
+        claimed: DeliveryRecord,
+        *,
+        correlation_id: str | None = None,
+        budget: Budget | None = None,
+    ) -> Ran:
+        """Finish ``claimed`` and, while it fails, the channels after it; stop at one that
+        goes round the retry topic."""
         ran = Ran(reasons=list(step.reasons))
         record = claimed
         failed = [r.channel for r in step.finished if r.status is DeliveryStatus.FAILED]
@@ -151,12 +191,16 @@ class Chain:
         while True:
             if record.status is not DeliveryStatus.SENDING:  # a concurrent claim finished it
                 done = record
-                ran.earlier.append(record)
+                if record.status is not DeliveryStatus.RETRYING:
+                    ran.earlier.append(record)
             else:
                 last = index == len(chain) - 1
-                finish = await self._attempt(record, source, step.notice, last=last)
+                finish = await self._attempt(record, source, step.notice, last=last, budget=budget)
                 done = finish.applied_to(record)
                 ran.finished.append((finish, done))
+            if done.status is DeliveryStatus.RETRYING:
+                ran.retrying = done
+                return ran
             if done.status is not DeliveryStatus.FAILED:
                 return ran
             failed.append(done.channel)
@@ -168,11 +212,17 @@ class Chain:
             name = chain[index]
             did = delivery_id(source.event_id, step.notice.recipient, name)
             record = await self.claim(
-                claim_of(source, step.notice, did, name, failed), now=self.clock()
+                claim_of(source, step.notice, did, name, failed, correlation_id), now=self.clock()
             )
 
     async def _attempt(
-        self, claim: DeliveryRecord, source: Source, notice: Notice, *, last: bool
+        self,
+        claim: DeliveryRecord,
+        source: Source,
+        notice: Notice,
+        *,
+        last: bool,
+        budget: Budget | None = None,
     ) -> Finish:
         did = claim.delivery_id
         channel = self.channels[claim.channel]
@@ -192,15 +242,39 @@ class Chain:
                 "resumed an interrupted delivery that had gone out", extra={"channel": channel.name}
             )
             return self._sent(claim, at=self.clock())
-        tried = await self._try(channel, notice.message(did, source))
+        tried = await self._try(
+            channel, notice.message(did, source), budget if self.later is not None else None
+        )
+        extra = max(0, tried.attempts - 1)
         if tried.ok:
-            return self._sent(claim, at=self.clock(), retries=tried.attempts - 1)
+            return self._sent(claim, at=self.clock(), retries=extra)
+        now = self.clock()
+        later = self.later
+        if (
+            tried.retryable
+            and later is not None
+            and (last or tried.attempts == 0)
+            and not later.gives_up(claim.retries)
+        ):
+            return Finish(
+                delivery_id=did,
+                status=DeliveryStatus.RETRYING,
+                at=bson_time(now),
+                detail=tried.reason,
+                retries=extra,
+                final=False,
+                retryable=True,
+                retry_at=later.not_before(claim.retries + 1, now, tried.retry_after),
+            )
+        reason = tried.reason
+        if tried.retryable and claim.retries:
+            reason = f"{reason}; gave up after {claim.retries} retries from the retry topic"
         return Finish(
             delivery_id=did,
             status=DeliveryStatus.FAILED,
-            at=bson_time(self.clock()),
-            detail=tried.reason,
-            retries=tried.attempts - 1,
+            at=bson_time(now),
+            detail=reason,
+            retries=extra,
             final=last,
             retryable=tried.retryable,
         )
@@ -216,10 +290,14 @@ class Chain:
             retries=retries,
         )
 
-    async def _try(self, channel: Channel, message: Message) -> Tried:
-        """One channel, retried in place while its failures are retryable, up to the cap."""
+    async def _try(self, channel: Channel, message: Message, budget: Budget | None) -> Tried:
+        """One channel, retried in place while its failures are retryable, up to the cap
+        and within the batch's time budget (an attempt that could not end in time is not
+        started)."""
         attempt = 0
         while True:
+            if budget is not None and not budget.allows():
+                return Tried(False, attempt, BUDGET_SPENT, retryable=True)
             attempt += 1
             started = time.perf_counter()
             try:
@@ -229,15 +307,20 @@ class Chain:
                 return Tried(False, attempt, describe(exc))
             except RetryableError as exc:
                 self._observe(channel.name, started)
+                retry_after = getattr(exc, "retry_after", None)
                 if self.retry.gives_up(attempt):
                     reason = f"{describe(exc)} (gave up after {attempt} attempts)"
-                    return Tried(False, attempt, reason, retryable=True)
+                    return Tried(False, attempt, reason, retryable=True, retry_after=retry_after)
+                wait = self.retry.backoff(attempt, retry_after)
+                if budget is not None and not budget.allows(wait):
+                    reason = f"{describe(exc)} (time budget spent after {attempt} attempts)"
+                    return Tried(False, attempt, reason, retryable=True, retry_after=retry_after)
                 self.metrics.retries.labels(channel.name).inc()
                 log.info(
                     "retrying notification",
                     extra={"channel": channel.name, "attempt": attempt, "reason": describe(exc)},
                 )
-                await self.sleep(self.retry.backoff(attempt, getattr(exc, "retry_after", None)))
+                await self.sleep(wait)
                 continue
             self._observe(channel.name, started)
             return Tried(True, attempt)

@@ -13,8 +13,14 @@ A batch is one unit of work (CONVENTIONS 13):
 4. send: complaints concurrently, one complaint's messages one after another and in
    order, each down its chain (:class:`notifier.chain.Chain`; a fallback claims its next
    channel on its own), and publish each outcome (and dead letter) as its complaint goes;
-5. finish every delivery, marked published, in one bulk write; take out what was parked
-   or held and is now sent; then the offsets are committed.
+5. finish every delivery, marked published, in one bulk write; put what goes round the
+   retry topic on it; take out what was parked or held and is now sent; then the offsets
+   are committed.
+
+Sending has a time budget per batch, well under the consumer's poll limit; what it leaves
+untried, and a last channel still failing, goes round ``notification.retry``
+(:mod:`notifier.retrying`), which this service consumes itself (:meth:`Delivery.retry_all`).
+Residents' messages are capped per contact and day (:mod:`notifier.caps`).
 
 A crash between sending and the finish leaves a claim ``sending``: the redelivery asks
 the channel whether the message went out (an HTTP channel cannot know and sends again
@@ -32,8 +38,10 @@ Within a process a complaint's batches are serialised by a lock per complaint (t
 filing's batch sending parked events runs beside the lifecycle's). The claim is not a
 lease across processes: if two held the same event at once (a rebalance mid-send), the
 second would find ``sending`` and could send again. Kafka gives a partition to one group
-member at a time, which keeps that window narrow. A slow delivery holds up no other
-complaint of its batch, but the next batch of its partition waits for it.
+member at a time, which keeps that window narrow; a claim no attempt renews within its
+lease is re-queued by :meth:`Delivery.sweep`, never sent by the sweep itself. A slow
+delivery holds up no other complaint of its batch, but the next batch of its partition
+waits for it.
 """
 
 import asyncio
@@ -43,25 +51,29 @@ import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from notifier.audience import Audience, Notice
+from notifier.caps import Count, DailyCap
 from notifier.chain import Chain, Plan, Ran, Sleep, ids, plan
-from notifier.channel import Channel
+from notifier.channel import RESIDENT, Channel
 from notifier.deferral import Deferred, Hold, Source, held_before, release_at
-from notifier.ledger import DeliveryRecord, DeliveryStatus, Finish, Mark
+from notifier.ledger import FINISHED, DeliveryRecord, DeliveryStatus, Finish, Mark
 from notifier.metrics import NotifierMetrics
 from notifier.outcomes import metric_outcome, outcome, source_topic, undeliverable
 from notifier.parking import Parked, in_lifecycle_order
 from notifier.quiet import QuietHours
 from notifier.recipients import Recipient
 from notifier.retry import RetryPolicy
+from notifier.retrying import SWEPT, Budget, RetryTopic, scheduled, split_due, wait_for
 from notifier.store import NotifierStore
 from schemas import (
     ComplaintDeadlineAlert,
     ComplaintFiled,
     ComplaintStatusChanged,
     DeadLetter,
+    NotificationRetryScheduled,
     topics,
 )
 from schemas.events import AlertKind, utcnow
@@ -108,6 +120,8 @@ class Job:
     undefer: str | None = None
     arrival: Arrival | None = None
     """The record's arrival, if the job came from this batch's records."""
+    retrying: bool = False
+    """A retry from the retry topic: it resumes a delivery left ``retrying``."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,8 @@ class Effects:
     finishes: dict[str, Finish] = field(default_factory=dict)
     marks: dict[str, Mark] = field(default_factory=dict)
     counted: list[DeliveryRecord] = field(default_factory=list)
+    retries: list[tuple[Source, DeliveryRecord, str | None]] = field(default_factory=list)
+    """Deliveries now ``retrying``, put on the retry topic once their finish is written."""
 
     def finished(self, finish: Finish, record: DeliveryRecord) -> None:
         self.finishes[finish.delivery_id] = finish
@@ -167,6 +183,10 @@ class Delivery:
         quiet: QuietHours | None = None,
         clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
+        later: RetryTopic | None = None,
+        budget_seconds: float | None = None,
+        attempt_seconds: float = 5.0,
+        cap: DailyCap | None = None,
     ) -> None:
         needed = set(audience.channels) | ({"webhook"} if audience.webhooks else set())
         if missing := needed - set(channels):
@@ -182,6 +202,10 @@ class Delivery:
         self.quiet = quiet
         self.clock = clock
         self.sleep = sleep
+        self.later = later
+        self.cap = cap
+        self.budget_seconds = budget_seconds
+        self.attempt_seconds = attempt_seconds
         self.chain = Chain(
             channels=self.channels,
             claim=store.claim,
@@ -189,6 +213,7 @@ class Delivery:
             retry=self.retry,
             sleep=self._sleep,
             clock=clock,
+            later=later,
         )
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -316,6 +341,76 @@ class Delivery:
                 log.exception("deferred release failed; will try again")
             await asyncio.sleep(interval)
 
+    async def retry_all(
+        self, retries: Sequence[tuple[NotificationRetryScheduled, str | None]]
+    ) -> None:
+        """Resume deliveries from the retry topic: wait (at most the topic's
+        ``wait_seconds``) for those not due yet, resume what is due, and put what is still
+        not due back on the topic, so the consumer keeps polling."""
+        if not retries:
+            return
+        later = self.later or RetryTopic()
+        await self.sleep(wait_for([r for r, _ in retries], self.clock(), later.wait_seconds))
+        now = self.clock()
+        due_items, waiting = split_due([r for r, _ in retries], now)
+        correlation = {id(r): c for r, c in retries}
+        for item in waiting:
+            await self.publish(topics.RETRY, item, correlation[id(item)])
+        if not due_items:
+            return
+        complaint_ids = {r.complaint_id for r in due_items}
+        async with self._serialised(complaint_ids):
+            recipients = await self.store.recipients_of(complaint_ids)
+            work: dict[str, list[Job]] = defaultdict(list)
+            seen: set[tuple[str, str]] = set()
+            for r in due_items:
+                key = (r.source.event_id, r.recipient)
+                if key in seen:  # two channels of one notice: one resume runs its chain
+                    continue
+                seen.add(key)
+                work[r.complaint_id].append(
+                    Job(
+                        r.source,
+                        correlation[id(r)],
+                        only=r.recipient,
+                        released=True,
+                        retrying=True,
+                    )
+                )
+            await self._run(work, recipients)
+
+    async def sweep(self, lease_seconds: float, *, limit: int = 200) -> int:
+        """Re-queue deliveries no live attempt has held for a lease (see
+        :mod:`notifier.retrying`); the number re-queued."""
+        now = self.clock()
+        stuck = await self.store.stuck(now - timedelta(seconds=lease_seconds), limit=limit)
+        if not stuck:
+            return 0
+        for item in stuck:
+            retry = scheduled(item.source, item.record, reason=SWEPT, not_before=now, now=now)
+            await self.publish(topics.RETRY, retry, item.correlation_id)
+        marked = await self.store.requeue_many(stuck, now=now)
+        for item in stuck:
+            if item.record.delivery_id in marked:
+                self.metrics.swept.labels(item.record.status.value).inc()
+                log.warning(
+                    "delivery re-queued after its lease",
+                    extra={
+                        "complaint_id": item.record.complaint_id,
+                        "channel": item.record.channel,
+                        "status": item.record.status.value,
+                    },
+                )
+        return len(marked)
+
+    async def sweep_forever(self, interval: float, lease_seconds: float) -> None:
+        while True:
+            try:
+                await self.sweep(lease_seconds)
+            except Exception:
+                log.exception("sweep of stuck deliveries failed; will try again")
+            await asyncio.sleep(interval)
+
     # -- the unit of work ------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -349,6 +444,11 @@ class Delivery:
     ) -> list[Rejected]:
         """Plan, claim, send, settle: the batch's work, complaints side by side."""
         now = self.clock()
+        budget = (
+            Budget.starting_now(self.budget_seconds, self.attempt_seconds)
+            if self.budget_seconds is not None and self.later is not None
+            else None
+        )
         held: dict[str, list[Deferred]] = {}
         if self.quiet is not None and any(not j.released for js in work.values() for j in js):
             held = await self.store.held_for(list(work))
@@ -395,9 +495,22 @@ class Delivery:
         ledger = await self.store.records(
             [did for ts in tasks.values() for t in ts for did in ids(t.job.source, t.notice)]
         )
+        capped = await self._capped(tasks, ledger, now)
         planned = {
             cid: [
-                Task(t.job, t.notice, t.counts_repeat, plan(t.job.source, t.notice, ledger))
+                Task(
+                    t.job,
+                    t.notice,
+                    t.counts_repeat,
+                    plan(
+                        t.job.source,
+                        t.notice,
+                        ledger,
+                        retrying=t.job.retrying,
+                        correlation_id=t.job.correlation_id,
+                        capped=ids(t.job.source, t.notice)[0] in capped,
+                    ),
+                )
                 for t in ts
             ]
             for cid, ts in tasks.items()
@@ -409,7 +522,7 @@ class Delivery:
         effects = [Effects() for _ in planned]
         results = await asyncio.gather(
             *(
-                telemetry.under(cid, self._send(ts, claimed, e))  # in the complaint's trace
+                telemetry.under(cid, self._send(ts, claimed, e, budget))  # the complaint's trace
                 for (cid, ts), e in zip(planned.items(), effects, strict=True)
             ),
             return_exceptions=True,
@@ -425,10 +538,46 @@ class Delivery:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        for e in effects:
+            for source, record, correlation_id in e.retries:
+                await self._schedule(source, record, correlation_id)
         await self.store.unpark_many(unpark)
         await self.store.undefer_many(undefer)
         self._count_repeats(planned)
         return rejected
+
+    async def _capped(
+        self, tasks: Mapping[str, Sequence[Task]], ledger: Mapping[str, DeliveryRecord], now: Any
+    ) -> set[str]:
+        """The first delivery ids of residents' new notices that would pass their contact's
+        daily cap (:mod:`notifier.caps`); the others are counted, in one read and one write."""
+        if self.cap is None:
+            return set()
+        asks: list[tuple[Count, str]] = []
+        for ts in tasks.values():
+            for t in ts:
+                n = t.notice
+                if n.recipient != RESIDENT or not n.chain or not n.consent:
+                    continue
+                chain_ids = ids(t.job.source, n)
+                if any(did in ledger for did in chain_ids):
+                    continue  # begun before: it was counted then
+                count = self.cap.key_of(n.phone, n.email, now)
+                if count is not None:
+                    asks.append((count, chain_ids[0]))
+        if not asks:
+            return set()
+        counted = await self.store.counted(sorted({c.key for c, _ in asks}))
+        over, added = self.cap.decide(asks, counted)
+        if added:
+            await self.store.count_many(added, {c.key: c.expires_at for c, _ in asks})
+        for did in over:
+            self.metrics.capped.inc()
+            log.warning(
+                "daily message cap reached: the resident's message is not sent",
+                extra={"event_id": did.split(":", 1)[0]},
+            )
+        return over
 
     def _count_repeats(self, planned: Mapping[str, Sequence[Task]]) -> None:
         """A state change whose every notice was already handled is a duplicate."""
@@ -478,7 +627,11 @@ class Delivery:
     # -- one complaint's sending -------------------------------------------------------
 
     async def _send(
-        self, tasks: Sequence[Task], claimed: Mapping[str, DeliveryRecord], effects: Effects
+        self,
+        tasks: Sequence[Task],
+        claimed: Mapping[str, DeliveryRecord],
+        effects: Effects,
+        budget: Budget | None = None,
     ) -> None:
         """One complaint's notices in order: what is left of each chain, its outcomes
         published as they come."""
@@ -502,18 +655,42 @@ class Delivery:
                 continue
             record = claimed[step.claim.delivery_id]
             if record.status is not DeliveryStatus.SENDING:
-                if not record.outcome_published:
+                if record.status in FINISHED and not record.outcome_published:
                     await self._publish(record, correlation_id, effects)
                 continue
-            ran: Ran = await self.chain.run(source, step, record)
+            ran: Ran = await self.chain.run(
+                source, step, record, correlation_id=correlation_id, budget=budget
+            )
             for finish, done in ran.finished:
                 effects.finished(finish, done)
-                await self._publish(done, correlation_id, effects)
+                if done.status in FINISHED:
+                    await self._publish(done, correlation_id, effects)
             for earlier in ran.earlier:
                 if not earlier.outcome_published:
                     await self._publish(earlier, correlation_id, effects)
+            if ran.retrying is not None:
+                effects.retries.append((source, ran.retrying, correlation_id))
             if ran.failed is not None:
                 await self._dead_letter(source, ran.failed, task.notice, ran.reasons, effects)
+
+    async def _schedule(
+        self, source: Source, record: DeliveryRecord, correlation_id: str | None
+    ) -> None:
+        """Put a delivery now ``retrying`` on the retry topic, after its finish is written
+        (so the retry never finds it still ``sending``): a crash in between leaves it
+        ``retrying`` without a message, which the sweep re-queues after its lease."""
+        assert record.retry_at is not None, "a retrying delivery has its retry time"
+        await self.publish(
+            topics.RETRY,
+            scheduled(
+                source,
+                record,
+                reason=record.detail or "retryable failure",
+                not_before=record.retry_at,
+                now=self.clock(),
+            ),
+            correlation_id,
+        )
 
     async def _publish(
         self, record: DeliveryRecord, correlation_id: str | None, effects: Effects
@@ -545,6 +722,18 @@ class Delivery:
         )
 
     def _count(self, record: DeliveryRecord) -> None:
+        if record.status is DeliveryStatus.RETRYING:
+            self.metrics.retries_scheduled.labels(record.channel).inc()
+            log.info(
+                "notification goes round the retry topic",
+                extra={
+                    "channel": record.channel,
+                    "recipient": record.recipient,
+                    "retry": record.retries,
+                    "reason": record.detail,
+                },
+            )
+            return
         label = metric_outcome(record)
         self.metrics.notifications.labels(record.channel, label).inc()
         log.info(

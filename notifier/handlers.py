@@ -1,10 +1,11 @@
 """What arrives, and what it calls: Kafka batches in, each record parsed on its own.
 
-Three batch subscribers (:func:`subscribe`) hand their records to :class:`Delivery`:
+Four batch subscribers (:func:`subscribe`) hand their records to :class:`Delivery`:
 ``complaint.filed`` (the resident's contact, remembered), ``complaint.lifecycle`` (state
-changes to tell) and ``complaint.sla`` (deadline alerts), each topic in its own consumer
-group. Each record is parsed here, so one invalid record, or one that cannot be made into
-a message at all, is dead-lettered alone while the rest of its batch goes on. Anything
+changes to tell), ``complaint.sla`` (deadline alerts) and ``notification.retry`` (the
+notifier's own retries, :mod:`notifier.retrying`), each topic in its own consumer group.
+Each record is parsed here, so one invalid record, or one that cannot be made into a
+message at all, is dead-lettered alone while the rest of its batch goes on. Anything
 else (the database or the broker away) fails the batch, and the kit's middleware retries
 it; what a redelivery finds done, it does not do again.
 
@@ -23,7 +24,13 @@ from pydantic import BaseModel, ValidationError
 
 from notifier.chain import Sleep
 from notifier.delivery import Arrival, DeadLetterSink, Delivery, Rejected
-from schemas import ComplaintDeadlineAlert, ComplaintFiled, ComplaintStatusChanged, topics
+from schemas import (
+    ComplaintDeadlineAlert,
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    NotificationRetryScheduled,
+    topics,
+)
 from services.broker import raw_values, records_of
 from services.errors import PermanentError, describe
 from services.logs import bound
@@ -68,6 +75,8 @@ def correlation_of(record: Any) -> str | None:
 class BatchSettings:
     max_records: int = 200
     timeout_ms: int = 50
+    max_poll_interval_ms: int = 300_000
+    """The consumer's poll limit; every batch's budget stays well under it."""
 
 
 def subscribe(
@@ -86,12 +95,14 @@ def subscribe(
         "max_records": batch.max_records,
         "batch_timeout_ms": batch.timeout_ms,
         "decoder": raw_values,
+        "max_poll_interval_ms": batch.max_poll_interval_ms,
     }
     # Registered by call rather than as decorators: Runtime.subscriber is typed Any, and
     # mypy --strict refuses an untyped decorator.
     subscriber(topics.FILED, group="recipients", **options)(records.on_filed)
     subscriber(topics.LIFECYCLE, group="lifecycle", **options)(records.on_lifecycle)
     subscriber(topics.SLA, group="deadlines", **options)(records.on_deadlines)
+    subscriber(topics.RETRY, group="retries", **options)(records.on_retries)
 
 
 @dataclass
@@ -120,6 +131,10 @@ class Records:
         parsed = await self._parse(records_of(message), ComplaintDeadlineAlert)
         arrivals = [Arrival(event, correlation_of(record)) for event, record in parsed]
         await self._rejected(parsed, await self.delivery.alert_all(arrivals))
+
+    async def on_retries(self, message: KafkaMessage) -> None:
+        parsed = await self._parse(records_of(message), NotificationRetryScheduled)
+        await self.delivery.retry_all([(event, correlation_of(record)) for event, record in parsed])
 
     async def _parse(self, records: Sequence[Any], model: type[M]) -> list[tuple[M, Any]]:
         parsed: list[tuple[M, Any]] = []

@@ -5,6 +5,12 @@ A delivery is *claimed* (status ``sending``) before its channel is tried and *fi
 (``sent``, ``skipped`` or ``failed``) after. A claim an earlier attempt left ``sending``
 means that attempt stopped in between; the next one resumes it (one attempt more).
 
+A channel that fails in a way trying again can help, when it is the chain's last (or
+was not tried at all, the batch's time budget spent), is ``retrying`` instead of failed:
+a ``NotificationRetryScheduled`` on the retry topic brings it back no earlier than
+``retry_at`` (:mod:`notifier.retrying`), and only that retry resumes it, ``retries``
+counting how often. A redelivered event leaves a ``retrying`` delivery alone.
+
 A batch reads its ledger records in one query (by ``_id``: every delivery id its notices
 could touch), claims in one bulk write, and finishes in one bulk write, the outcome event
 already published (its id is derived from the delivery id, so publishing again after a
@@ -12,10 +18,12 @@ crash is a duplicate downstream).
 """
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
+
+from notifier.deferral import Source
 
 
 class DeliveryStatus(StrEnum):
@@ -23,6 +31,12 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     SKIPPED = "skipped"
     FAILED = "failed"
+    RETRYING = "retrying"
+    """Not finished: waiting on the retry topic (no outcome is published for it)."""
+
+
+FINISHED = frozenset({DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED})
+"""The statuses an outcome event is published for."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +50,10 @@ class Claim:
     channel: str
     template_code: str
     fallback_from: str | None = None
+    source: Source | None = field(default=None, repr=False, compare=False)
+    """The event itself, kept with the claim so a claim left ``sending`` can be re-queued
+    (:meth:`LedgerStore.stuck`)."""
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,10 @@ class DeliveryRecord:
     retryable: bool = False
     """A failure that gave up on retryable errors: a later replay might succeed."""
     dead_lettered: bool = False
+    retries: int = 0
+    """How often this delivery went to the retry topic."""
+    retry_at: datetime | None = None
+    """While ``retrying``: when it may be tried again."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +99,8 @@ class Finish:
     published: bool = False
     """The outcome event went out before the finish was written."""
     dead_lettered: bool = False
+    retry_at: datetime | None = None
+    """With ``retrying``: when the retry topic may bring it back."""
 
     def applied_to(self, claim: DeliveryRecord) -> DeliveryRecord:
         """The record as the store keeps it once this finish is written (times to the
@@ -93,6 +117,8 @@ class Finish:
             attempts=claim.attempts + self.retries,
             outcome_published=claim.outcome_published or self.published,
             dead_lettered=claim.dead_lettered or self.dead_lettered,
+            retries=claim.retries + (1 if self.status is DeliveryStatus.RETRYING else 0),
+            retry_at=bson_time(self.retry_at) if self.retry_at is not None else None,
         )
 
 
@@ -129,6 +155,18 @@ def new_record(claim: Claim) -> DeliveryRecord:
         fresh=True,
         fallback_from=claim.fallback_from,
     )
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """A delivery no live attempt holds: claimed (``sending``) or waiting on the retry
+    topic (``retrying``) longer than the lease. The re-queue is conditional on the claim
+    and retry times found, so an attempt that resumed it in between wins."""
+
+    record: DeliveryRecord
+    source: Source
+    correlation_id: str | None
+    claimed_at: datetime
 
 
 class LedgerStore(Protocol):
@@ -187,4 +225,19 @@ class LedgerStore(Protocol):
     ) -> None:
         """Finish claimed deliveries and mark earlier ones, in one write. As with
         :meth:`finish`, only a claim still sending can end."""
+        ...
+
+    async def stuck(self, before: datetime, *, limit: int = 200) -> list[Stuck]:
+        """Deliveries ``sending`` since before ``before``, or ``retrying`` with a retry
+        time before it, oldest first: two indexed reads."""
+        ...
+
+    async def requeue_many(self, stuck: Sequence[Stuck], *, now: datetime) -> set[str]:
+        """Mark these deliveries ``retrying`` at ``now``, each only if it still stands as
+        it was found (a live attempt that resumed it in between wins); the ids marked."""
+        ...
+
+    async def forget_failed(self, source_event_id: str) -> int:
+        """Forget the failed deliveries of an event (its dead-lettered chains), so a
+        replay of the event is delivered; sent and skipped ones stay. The number forgotten."""
         ...

@@ -41,6 +41,24 @@ class NotifierMetrics:
             "Messages held back by quiet hours, to be sent when they end.",
             registry=kit.registry,
         )
+        self.retries_scheduled = Counter(
+            "sotong_notification_retries_scheduled_total",
+            "Deliveries sent round the retry topic (notification.retry) to be tried later.",
+            ["channel"],
+            registry=kit.registry,
+        )
+        self.swept = Counter(
+            "sotong_notification_deliveries_swept_total",
+            "Deliveries no attempt held within their lease, re-queued on the retry topic, "
+            "by the status they were found in (sending, retrying).",
+            ["status"],
+            registry=kit.registry,
+        )
+        self.capped = Counter(
+            "sotong_notifications_capped_total",
+            "Residents' messages not sent because their contact reached the daily cap.",
+            registry=kit.registry,
+        )
         self.duplicates = kit.duplicates.labels(consumer, lifecycle_topic)
         self.dead_lettered = kit.dead_lettered
 

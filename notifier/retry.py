@@ -40,3 +40,5 @@ class Tried:
     attempts: int
     reason: str | None = None
     retryable: bool = False
+    retry_after: float | None = None
+    """The provider's own Retry-After on the last failure, if it gave one."""

@@ -89,6 +89,12 @@ class NotifierSettings(ServiceSettings):
         default=None, description="Staff messages on one machine; default: beside outbox_path."
     )
 
+    staff_directory_path: Path | None = Field(
+        default=None,
+        description="A JSON file (or mounted secret) with each handler's work mobile and "
+        "e-mail by handler_id (notifier.staff); unset, staff notices are skipped.",
+    )
+
     alimtalk_url: str | None = None
     alimtalk_api_key: SecretStr | None = None
     alimtalk_sender_key: SecretStr | None = Field(
@@ -130,6 +136,49 @@ class NotifierSettings(ServiceSettings):
         default=50, ge=1, description="How long a batch waits to fill before it is handled."
     )
 
+    daily_cap_per_recipient: int | None = Field(
+        default=20,
+        ge=1,
+        description="At most this many messages to one resident's phone (or e-mail) per day, "
+        "however many complaints name it; unset, no cap.",
+    )
+    recipient_hash_key: SecretStr | None = Field(
+        default=None,
+        description="The secret the daily cap's counts are keyed with (HMAC-SHA256 of the "
+        "contact); the same for every notifier process. Unset, each process makes its own "
+        "and the cap is counted per process (a warning says so).",
+    )
+
+    max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=10_000,
+        description="The consumers' poll limit (Kafka max.poll.interval.ms): a consumer "
+        "that takes longer with one batch loses its partitions and the batch is handled again.",
+    )
+    batch_budget_seconds: float = Field(
+        default=25.0,
+        gt=0,
+        description="How long one batch may spend sending; what the budget leaves untried, "
+        "and a last channel still failing, goes to the retry topic (notification.retry).",
+    )
+    retry_topic_max_retries: int = Field(
+        default=5, ge=0, description="Rounds of the retry topic before the event is dead-lettered."
+    )
+    retry_topic_initial_backoff_seconds: float = Field(default=30.0, gt=0)
+    retry_topic_max_backoff_seconds: float = Field(default=900.0, gt=0)
+    retry_topic_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a batch of the retry topic waits for records not due yet.",
+    )
+    sweep_lease_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A delivery claimed (sending) or retrying this long past its time is "
+        "re-queued: no live attempt holds it. Longer than the poll limit.",
+    )
+    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+
     @field_validator("sender_name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
@@ -167,7 +216,26 @@ class NotifierSettings(ServiceSettings):
             raise ValueError("SMTP without TLS is allowed only to this machine")
         if self.quiet_hours:
             QuietHours.parse(self.quiet_hours, self.timezone)
+        poll = self.max_poll_interval_ms / 1000
+        if self.worst_batch_seconds > 0.8 * poll:
+            raise ValueError(
+                f"a batch could take {self.worst_batch_seconds:.0f} s (the kit's "
+                f"{self.retry.max_attempts} tries × (batch_budget_seconds + one attempt + "
+                "backoff) + retry_topic_wait_seconds), more than 80% of "
+                f"max_poll_interval_ms ({poll:.0f} s): lower the budget or raise the limit"
+            )
+        if self.sweep_lease_seconds <= poll:
+            raise ValueError("sweep_lease_seconds must be longer than max_poll_interval_ms")
         return self
+
+    @property
+    def worst_batch_seconds(self) -> float:
+        """The longest one consumed batch can hold its partition: the kit retries a failing
+        batch in place, each try with a fresh budget."""
+        per_try = (
+            self.batch_budget_seconds + self.http_timeout_seconds + self.retry.max_backoff_seconds
+        )
+        return self.retry.max_attempts * per_try + self.retry_topic_wait_seconds
 
     @property
     def alimtalk_on(self) -> bool:

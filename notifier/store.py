@@ -27,6 +27,9 @@ that ends a chain in failure is ``final`` and, once its dead letter is published
 ``notifier_pending`` holds lifecycle events that arrived before their complaint's
 ComplaintFiled (the two travel on different topics), until the recipient is known.
 
+``notifier_recipient_days`` counts, per contact (a keyed hash) and day, the messages sent
+to it, for the daily cap (:mod:`notifier.caps`); a TTL index clears past days.
+
 ``notifier_deferred`` holds what quiet hours hold back: the event and the recipient, and
 when they may be told. The event is kept, not the text, so the message is made when it
 is sent, exactly as it would have been at once.
@@ -36,6 +39,7 @@ from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from notifier.caps import CapStore
 from notifier.deferral import SOURCE, DeferralStore, Deferred, Hold, Source
 from notifier.ledger import (
     Claim,
@@ -44,8 +48,10 @@ from notifier.ledger import (
     Finish,
     LedgerStore,
     Mark,
+    Stuck,
     delivery_id,
 )
+from notifier.mongo.caps import RECIPIENT_DAYS, MongoCaps
 from notifier.mongo.deferral import DEFERRED, MongoDeferral
 from notifier.mongo.ledger import DELIVERIES, MongoLedger
 from notifier.mongo.parking import PENDING, MongoParking
@@ -59,6 +65,7 @@ __all__ = [
     "DELIVERIES",
     "PENDING",
     "RECIPIENTS",
+    "RECIPIENT_DAYS",
     "SOURCE",
     "Claim",
     "Deferred",
@@ -72,11 +79,12 @@ __all__ = [
     "Parked",
     "Recipient",
     "Source",
+    "Stuck",
     "delivery_id",
 ]
 
 
-class NotifierStore(RecipientStore, ParkingStore, LedgerStore, DeferralStore, Protocol):
+class NotifierStore(RecipientStore, ParkingStore, LedgerStore, DeferralStore, CapStore, Protocol):
     """What the handlers need from storage. Every write is safe to repeat: Kafka
     redelivers, and a process may stop between any two calls."""
 
@@ -85,16 +93,18 @@ class NotifierStore(RecipientStore, ParkingStore, LedgerStore, DeferralStore, Pr
         ...
 
 
-class MongoNotifierStore(MongoRecipients, MongoParking, MongoLedger, MongoDeferral):
-    """The store in four MongoDB collections, one adapter per concept."""
+class MongoNotifierStore(MongoRecipients, MongoParking, MongoLedger, MongoDeferral, MongoCaps):
+    """The store in five MongoDB collections, one adapter per concept."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         MongoRecipients.__init__(self, db)
         MongoParking.__init__(self, db)
         MongoLedger.__init__(self, db)
         MongoDeferral.__init__(self, db)
+        MongoCaps.__init__(self, db)
 
     async def ensure_indexes(self) -> None:
         await self.ensure_ledger_indexes()
         await self.ensure_parking_indexes()
         await self.ensure_deferral_indexes()
+        await self.ensure_cap_indexes()

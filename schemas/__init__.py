@@ -18,6 +18,7 @@ from schemas.events import (
     DeadLetter,
     FieldError,
     NotificationOutcome,
+    NotificationRetryScheduled,
 )
 from schemas.states import ComplaintState
 
@@ -38,6 +39,7 @@ __all__ = [
     "FieldError",
     "Location",
     "NotificationOutcome",
+    "NotificationRetryScheduled",
     "Resident",
     "cloudevent_headers",
     "topics",

@@ -191,6 +191,25 @@ class NotificationOutcome(Event):
     attempts: int = 1
 
 
+class NotificationRetryScheduled(Event):
+    """One delivery whose channel failed in a way trying again can help, to be tried again
+    no earlier than ``not_before`` (``notification.retry``: the notifier's own retry
+    topic, published and consumed by it alone). ``retry`` counts the retries so far; the
+    notifier gives up and dead-letters past its configured bound."""
+
+    event_type: Literal["notification.retry_scheduled"] = "notification.retry_scheduled"
+    complaint_id: str
+    delivery_id: str
+    source: Annotated[
+        ComplaintStatusChanged | ComplaintDeadlineAlert, Field(discriminator="event_type")
+    ]
+    recipient: str
+    channel: str
+    retry: int = Field(ge=0)
+    not_before: AwareDatetime
+    reason: str
+
+
 class FieldError(BaseModel):
     model_config = WireModel.model_config
     field: str

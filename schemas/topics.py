@@ -25,10 +25,25 @@ REJECTIONS: Final = "complaint.rejections"
 NOTIFICATIONS: Final = "notification.outcomes"
 """notifier publishes one NotificationOutcome per delivery attempt outcome."""
 
+RETRY: Final = "notification.retry"
+"""notifier publishes NotificationRetryScheduled for a delivery to try again later, and
+consumes it itself (a retry topic, as Uber published it): a long retry never holds the
+consumer past its poll limit."""
+
 DEAD_LETTER: Final = "sotong.deadletter"
 """Anything no consumer could process, with the reason and the original bytes."""
 
-ALL: Final = (SUBMISSIONS, FILED, COMMANDS, LIFECYCLE, SLA, REJECTIONS, NOTIFICATIONS, DEAD_LETTER)
+ALL: Final = (
+    SUBMISSIONS,
+    FILED,
+    COMMANDS,
+    LIFECYCLE,
+    SLA,
+    REJECTIONS,
+    NOTIFICATIONS,
+    RETRY,
+    DEAD_LETTER,
+)
 
 OF_EVENT: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -39,6 +54,7 @@ OF_EVENT: Final[Mapping[str, str]] = MappingProxyType(
         "complaint.deadline_alert": SLA,
         "complaint.command_rejected": REJECTIONS,
         "notification.outcome": NOTIFICATIONS,
+        "notification.retry_scheduled": RETRY,
         "sotong.dead_lettered": DEAD_LETTER,
     }
 )
@@ -62,6 +78,7 @@ PUBLISHERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         SLA: ("routing",),
         REJECTIONS: ("routing",),
         NOTIFICATIONS: ("notifier",),
+        RETRY: ("notifier",),
         DEAD_LETTER: ("intake", "routing", "tracker", "notifier"),
     }
 )

@@ -43,6 +43,7 @@ from schemas.events import (
     ComplaintSubmitted,
     DeadLetter,
     NotificationOutcome,
+    NotificationRetryScheduled,
 )
 from services.runtime import Runtime
 from services.settings import KafkaSettings
@@ -59,6 +60,7 @@ PAYLOADS: tuple[tuple[str, Any], ...] = (
     ("ComplaintDeadlineAlert", ComplaintDeadlineAlert),
     ("CommandRejected", CommandRejected),
     ("NotificationOutcome", NotificationOutcome),
+    ("NotificationRetryScheduled", NotificationRetryScheduled),
     ("DeadLetter", DeadLetter),
 )
 """Every message type on the wire, by the name the document gives it."""

@@ -13,6 +13,7 @@ sotong classify-eval           evaluate the classifier on a held-out split (or -
 sotong rebuild                 rebuild the tracker's read models from its event store
 sotong bench                   the pipeline's throughput and latency, and the raw ceilings
 sotong keys generate [DIR]     a deployment's API keys as secret files (deploy/secrets)
+sotong deadletter list|replay  what no consumer could process; send it back to its topic
 """
 
 import argparse
@@ -34,7 +35,7 @@ from portal.chatbot import cli as chatbot_cli
 from routing import cli as routing_cli
 from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
-from sotong import acls
+from sotong import acls, deadletter
 from sotong import keys as keys_cli
 from tracker import cli as tracker_cli
 
@@ -474,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     acls.register(sub)
     keys_cli.register(sub)
     chatbot_cli.register(sub, local=routing_cli.local)
+    deadletter.register(sub)
     return parser
 
 

@@ -360,6 +360,37 @@ def local_signing_keys(path: Path) -> dict[str, str]:
     return keys
 
 
+def local_recipient_hash_key(path: Path) -> str:
+    """The key the notifier's daily cap counts contacts under (a keyed hash), generated
+    once in a 0600 file so every notifier process and restart counts alike."""
+    keys = _read_keys(path)
+    if not keys.get("recipient_hash_key"):
+        keys = {**keys, "recipient_hash_key": secrets.token_urlsafe(32)}
+        write_private(path, json.dumps(keys, indent=1))
+    return keys["recipient_hash_key"]
+
+
+def local_staff_directory(path: Path) -> Path:
+    """The local stack's staff contact directory (``notifier.staff``): a clearly fake work
+    mobile (010-0000-NNNN) and e-mail (``@staff.invalid``) for every handler and supervisor
+    in routing's rosters, in a 0600 file, so staff notices reach the outbox on one machine.
+    Production mounts the real directory instead; nothing real is ever generated."""
+    staffing = json.loads((PROJECT_ROOT / "routing" / "data" / "rosters.json").read_text())
+    people = [*staffing["supervisors"].values()]
+    people += [person for roster in staffing["rosters"].values() for person in roster]
+    ids = sorted({str(p["handler_id"]) for p in people})
+    directory = {
+        "staff": {
+            handler_id: {"mobile": f"010-0000-{n:04d}", "email": f"{handler_id}@staff.invalid"}
+            for n, handler_id in enumerate(ids, start=1)
+        }
+    }
+    text = json.dumps(directory, indent=1)
+    if not path.exists() or path.read_text() != text:
+        write_private(path, text)
+    return path
+
+
 def local_service_env(
     var: Path, department_keys_path: Path, staff_keys_path: Path
 ) -> dict[str, str]:
@@ -374,6 +405,10 @@ def local_service_env(
         "SOTONG_TRACKER_API_KEYS": department_keys,
         "SOTONG_TRACKER_STAFF_API_KEYS": staff_keys,
         "SOTONG_NOTIFIER_OUTBOX_PATH": str(var / "outbox.jsonl"),
+        "SOTONG_NOTIFIER_RECIPIENT_HASH_KEY": local_recipient_hash_key(var / "notifier-keys.json"),
+        "SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH": str(
+            local_staff_directory(var / "staff-contacts.json")
+        ),
         # Open311 apps file with their own key; its GETs read the tracker as staff
         "SOTONG_INTAKE_OPEN311_KEYS": json.dumps(local_open311_keys(var / "open311-keys.json")),
         "SOTONG_INTAKE_TRACKER_API_KEY": local_staff_keys(staff_keys_path)[STAFF_NAME],

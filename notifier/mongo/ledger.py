@@ -9,12 +9,14 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from notifier.deferral import SOURCE
 from notifier.ledger import (
     Claim,
     DeliveryRecord,
     DeliveryStatus,
     Finish,
     Mark,
+    Stuck,
     new_record,
 )
 from notifier.mongo.common import only_duplicates, optional_str
@@ -37,6 +39,21 @@ class MongoLedger:
                 # A claim resumed and a delivery finished match {_id, status: sending};
                 # SecantusDB's planner scans the collection for that unless an index has both.
                 IndexModel([("_id", ASCENDING), ("status", ASCENDING)], name="by_id_and_status"),
+                # The sweep's re-queue matches {_id, status, claimed_at[, retry_at]}: only an
+                # index whose leading fields are exactly a filter's is planned.
+                IndexModel(
+                    [
+                        ("_id", ASCENDING),
+                        ("status", ASCENDING),
+                        ("claimed_at", ASCENDING),
+                        ("retry_at", ASCENDING),
+                    ],
+                    name="by_id_status_and_times",
+                ),
+                # The sweep's second read: deliveries waiting on the retry topic too long.
+                IndexModel(
+                    [("status", ASCENDING), ("retry_at", ASCENDING)], name="by_status_and_retry"
+                ),
             ]
         )
 
@@ -125,13 +142,16 @@ class MongoLedger:
             if record is None:
                 written.append(claim.delivery_id)
                 requests.append(InsertOne(_claim_doc(claim, now)))
-            elif record.status is DeliveryStatus.SENDING:
+            elif record.status in (DeliveryStatus.SENDING, DeliveryStatus.RETRYING):
                 resumed.append(claim.delivery_id)
                 written.append(claim.delivery_id)
                 requests.append(
                     UpdateOne(
-                        {"_id": claim.delivery_id, "status": DeliveryStatus.SENDING.value},
-                        {"$inc": {"attempts": 1}, "$set": {"claimed_at": now}},
+                        {"_id": claim.delivery_id, "status": record.status.value},
+                        {
+                            "$inc": {"attempts": 1},
+                            "$set": {"claimed_at": now, "status": DeliveryStatus.SENDING.value},
+                        },
                     )
                 )
         lost: set[str] = set()
@@ -153,8 +173,13 @@ class MongoLedger:
                 records.append(current[did])
             elif did in known:
                 record = known[did]
-                if record.status is DeliveryStatus.SENDING:
-                    record = replace(record, attempts=record.attempts + 1, fresh=False)
+                if record.status in (DeliveryStatus.SENDING, DeliveryStatus.RETRYING):
+                    record = replace(
+                        record,
+                        status=DeliveryStatus.SENDING,
+                        attempts=record.attempts + 1,
+                        fresh=False,
+                    )
                 records.append(record)
             else:
                 records.append(new_record(claim))
@@ -166,7 +191,7 @@ class MongoLedger:
         requests: list[UpdateOne] = [
             UpdateOne(
                 {"_id": f.delivery_id, "status": DeliveryStatus.SENDING.value},
-                {"$set": _finish_fields(f), "$inc": {"attempts": f.retries}},
+                {"$set": _finish_fields(f), "$inc": _finish_counts(f)},
             )
             for f in finishes
         ]
@@ -180,6 +205,66 @@ class MongoLedger:
                 requests.append(UpdateOne({"_id": mark.delivery_id}, {"$set": fields}))
         if requests:
             await self.deliveries.bulk_write(requests, ordered=False)
+
+    async def forget_failed(self, source_event_id: str) -> int:
+        # An operator's replay (sotong deadletter), not the hot path: no index of its own.
+        result = await self.deliveries.delete_many(
+            {"source_event_id": source_event_id, "status": DeliveryStatus.FAILED.value}
+        )
+        return result.deleted_count
+
+    async def stuck(self, before: datetime, *, limit: int = 200) -> list[Stuck]:
+        found: list[Stuck] = []
+        for status, since in (
+            (DeliveryStatus.SENDING, "claimed_at"),
+            (DeliveryStatus.RETRYING, "retry_at"),
+        ):
+            # Both filters name exactly the fields of one index (by_status,
+            # by_status_and_retry): SecantusDB plans an index only then.
+            cursor = self.deliveries.find(
+                {"status": status.value, since: {"$lt": before}},
+                sort=[("status", ASCENDING), (since, ASCENDING)],
+                limit=limit,
+            )
+            async for doc in cursor:
+                claimed_at = doc.get("claimed_at")
+                if doc.get("source") is None or not isinstance(claimed_at, datetime):
+                    continue  # claimed before claims kept their event: nothing to re-queue
+                found.append(
+                    Stuck(
+                        record=_record(doc, fresh=False),
+                        source=SOURCE.validate_python(doc["source"]),
+                        correlation_id=optional_str(doc.get("correlation_id")),
+                        claimed_at=claimed_at,
+                    )
+                )
+        return found[:limit]
+
+    async def requeue_many(self, stuck: Sequence[Stuck], *, now: datetime) -> set[str]:
+        if not stuck:
+            return set()
+        marked: set[str] = set()
+        for s in stuck:
+            match: Document = {
+                "_id": s.record.delivery_id,
+                "status": s.record.status.value,
+                "claimed_at": s.claimed_at,
+            }
+            if s.record.status is DeliveryStatus.RETRYING:
+                match["retry_at"] = s.record.retry_at
+            result = await self.deliveries.update_one(
+                match, {"$set": {"status": DeliveryStatus.RETRYING.value, "retry_at": now}}
+            )
+            if result.modified_count:
+                marked.add(s.record.delivery_id)
+        return marked
+
+
+def _finish_counts(finish: Finish) -> Document:
+    counts: Document = {"attempts": finish.retries}
+    if finish.status is DeliveryStatus.RETRYING:
+        counts["retries"] = 1
+    return counts
 
 
 def _claim_doc(claim: Claim, now: datetime) -> Document:
@@ -195,6 +280,8 @@ def _claim_doc(claim: Claim, now: datetime) -> Document:
         "claimed_at": now,
         "outcome_published": False,
         "fallback_from": claim.fallback_from,
+        "source": claim.source.model_dump(mode="json") if claim.source is not None else None,
+        "correlation_id": claim.correlation_id,
     }
 
 
@@ -211,6 +298,8 @@ def _finish_fields(finish: Finish) -> Document:
         fields["outcome_published"] = True
     if finish.dead_lettered:
         fields["dead_lettered"] = True
+    if finish.status is DeliveryStatus.RETRYING:
+        fields["retry_at"] = finish.retry_at
     return fields
 
 
@@ -234,4 +323,6 @@ def _record(doc: Document, *, fresh: bool) -> DeliveryRecord:
         final=bool(doc.get("final", True)),
         retryable=bool(doc.get("retryable", False)),
         dead_lettered=bool(doc.get("dead_lettered", False)),
+        retries=retries if isinstance(retries := doc.get("retries", 0), int) else 0,
+        retry_at=retry_at if isinstance(retry_at := doc.get("retry_at"), datetime) else None,
     )

@@ -608,3 +608,90 @@ async def test_messages_are_held_and_read_back_a_batch_at_a_time(store: Notifier
     await store.undefer_many([h.deferred_id for h in held[one]])
     assert await store.held_for([one]) == {}
     assert len((await store.held_for([two]))[two]) == 1
+
+
+async def test_a_retrying_delivery_is_resumed_only_by_a_claim_and_swept_past_its_lease(
+    store: NotifierStore,
+) -> None:
+    cid = new_id()
+    event = changed(cid, 2)
+    did = delivery_id(event.event_id, "resident", "sms")
+    claim = Claim(
+        delivery_id=did,
+        complaint_id=cid,
+        source_event_id=event.event_id,
+        recipient="resident",
+        channel="sms",
+        template_code="SOTONG_ASSIGNED",
+        source=event,
+        correlation_id="corr-1",
+    )
+    [fresh] = await store.claim_many([claim], known={}, now=NOW)
+    assert fresh.fresh
+    later = NOW + timedelta(minutes=5)
+    retrying = Finish(
+        delivery_id=did,
+        status=DeliveryStatus.RETRYING,
+        at=NOW,
+        detail="sms gateway answered 503",
+        final=False,
+        retryable=True,
+        retry_at=later,
+    )
+    await store.settle([retrying], [], now=NOW)
+    record = await store.delivery(did)
+    assert record is not None
+    assert (record.status, record.retries, record.retry_at) == ("retrying", 1, later)
+
+    assert await store.stuck(NOW + timedelta(minutes=1)) == [], "a claim within its lease"
+    [found] = await store.stuck(later + timedelta(seconds=1))
+    assert (found.record.delivery_id, found.correlation_id, found.source) == (
+        did,
+        "corr-1",
+        event,
+    )
+
+    [resumed] = await store.claim_many([claim], known={did: record}, now=later)
+    assert (resumed.status, resumed.attempts, resumed.fresh) == ("sending", 2, False)
+    assert await store.requeue_many([found], now=later) == set(), "a resumed delivery wins"
+    assert (await store.records([did]))[did].status == "sending"
+
+    [stale] = await store.stuck(later + timedelta(seconds=1))
+    assert await store.requeue_many([stale], now=later) == {did}
+    requeued = await store.delivery(did)
+    assert requeued is not None
+    assert (requeued.status, requeued.retry_at) == ("retrying", later)
+
+
+async def test_a_days_count_keeps_each_delivery_once(store: NotifierStore) -> None:
+    key, other = f"{new_id()}:2025-11-25", f"{new_id()}:2025-11-25"
+    expires = {key: NOW + timedelta(days=2), other: NOW + timedelta(days=2)}
+    assert await store.counted([key, other]) == {}
+    await store.count_many({key: ["e1:resident:sms", "e2:resident:sms"]}, expires)
+    await store.count_many({key: ["e2:resident:sms", "e3:resident:sms"], other: ["x"]}, expires)
+    assert await store.counted([key, other]) == {
+        key: frozenset({"e1:resident:sms", "e2:resident:sms", "e3:resident:sms"}),
+        other: frozenset({"x"}),
+    }
+
+
+async def test_forgetting_an_events_failed_deliveries_leaves_the_rest(
+    store: NotifierStore,
+) -> None:
+    cid = new_id()
+    event = changed(cid, 2)
+    failed = claim_for(delivery_id(event.event_id, "resident", "sms"), cid, "sms")
+    sent = Claim(**{**vars(failed), "delivery_id": delivery_id(event.event_id, "handler", "sms")})
+    await store.claim_many([failed, sent], known={}, now=NOW)
+    await store.settle(
+        [
+            Finish(delivery_id=failed.delivery_id, status=DeliveryStatus.FAILED, at=NOW),
+            Finish(delivery_id=sent.delivery_id, status=DeliveryStatus.SENT, at=NOW),
+        ],
+        [],
+        now=NOW,
+    )
+    assert await store.forget_failed(event.event_id) == 1
+    assert await store.delivery(failed.delivery_id) is None
+    assert await store.delivery(sent.delivery_id) is not None
+    assert await store.forget_failed(event.event_id) == 0

@@ -59,6 +59,10 @@ def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Itera
     prefix, database = f"e2e{suffix}.", f"e2e_{suffix}"
     env = backends.env(database=database, topic_prefix=prefix) | {
         "SOTONG_NOTIFIER_OUTBOX_PATH": str(root / "outbox.jsonl"),
+        # as sotong up: clearly fake work contacts, so staff notices reach the staff outbox
+        "SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH": str(
+            localstack.local_staff_directory(root / "staff-contacts.json")
+        ),
         "SOTONG_RETRY_INITIAL_BACKOFF_SECONDS": "0.1",
         "SOTONG_RETRY_MAX_BACKOFF_SECONDS": "1",
         "SOTONG_INTAKE_RELAY_INTERVAL_SECONDS": "0.5",

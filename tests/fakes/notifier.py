@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifier.channel import Message
+from notifier.staff import StaffContact, StaffDirectory
 from notifier.store import (
     SOURCE,
     Claim,
@@ -24,9 +25,15 @@ from notifier.store import (
     Parked,
     Recipient,
     Source,
+    Stuck,
 )
 from notifier.templates import Letterhead
-from schemas import ComplaintFiled, ComplaintStatusChanged, NotificationOutcome
+from schemas import (
+    ComplaintFiled,
+    ComplaintStatusChanged,
+    NotificationOutcome,
+    NotificationRetryScheduled,
+)
 from schemas.events import Outcome
 from services.broker import KeyedEvent
 
@@ -35,6 +42,25 @@ LETTERHEAD = Letterhead(
     tracking_url="https://sotong.example.kr/complaints/{complaint_id}",
 )
 """The sender and tracking link the settings would give, for tests that build an Audience."""
+
+
+STAFF = StaffDirectory(
+    {
+        handler_id: StaffContact(handler_id, mobile, f"{handler_id}@example.go.kr")
+        for handler_id, mobile in (
+            ("h-1", "010-0000-5001"),
+            ("roads-1", "010-0000-5101"),
+            ("roads-chief", "010-0000-5100"),
+            ("chief", "010-0000-5100"),
+        )
+    }
+)
+"""Clearly fake work contacts of the staff the tests name (notifier.staff)."""
+
+STAFF_FILE = {
+    "staff": {c.handler_id: {"mobile": c.mobile, "email": c.email} for c in STAFF.contacts.values()}
+}
+"""The same, as the directory file the settings point at."""
 
 
 def stored(moment: datetime) -> datetime:
@@ -82,6 +108,10 @@ class InMemoryNotifierStore:
         self.deliveries: dict[str, DeliveryRecord] = {}
         self.pending: dict[str, _Pending] = {}
         self.deferred: dict[str, _Held] = {}
+        self.days: dict[str, set[str]] = {}
+        """Per contact key and day: the deliveries counted against the daily cap."""
+        self.claims: dict[str, tuple[dict[str, Any] | None, str | None, datetime]] = {}
+        """Per delivery: the event kept with the claim, its correlation id, when claimed."""
         self.commands = 0
         """Batch operations that would be one MongoDB command each."""
 
@@ -141,11 +171,24 @@ class InMemoryNotifierStore:
                 fallback_from=claim.fallback_from,
             )
             self.deliveries[claim.delivery_id] = record
+            self.claims[claim.delivery_id] = (
+                claim.source.model_dump(mode="json") if claim.source is not None else None,
+                claim.correlation_id,
+                stored(now),
+            )
             return replace(record, fresh=True)
         if existing.status is DeliveryStatus.SENDING:
-            existing = self.deliveries[claim.delivery_id] = replace(
-                existing, attempts=existing.attempts + 1
+            return await self._resume(claim.delivery_id, now)
+        return existing
+
+    async def _resume(self, delivery_id: str, now: datetime) -> DeliveryRecord:
+        existing = self.deliveries[delivery_id]
+        if existing.status in (DeliveryStatus.SENDING, DeliveryStatus.RETRYING):
+            existing = self.deliveries[delivery_id] = replace(
+                existing, status=DeliveryStatus.SENDING, attempts=existing.attempts + 1
             )
+            source, correlation_id, _ = self.claims.get(delivery_id, (None, None, now))
+            self.claims[delivery_id] = (source, correlation_id, stored(now))
         return existing
 
     async def finish(
@@ -268,10 +311,11 @@ class InMemoryNotifierStore:
     async def claim_many(
         self, claims: Sequence[Claim], *, known: Mapping[str, DeliveryRecord], now: datetime
     ) -> list[DeliveryRecord]:
+        unfinished = (DeliveryStatus.SENDING, DeliveryStatus.RETRYING)
         self.commands += (
             1
             if any(
-                c.delivery_id not in known or known[c.delivery_id].status is DeliveryStatus.SENDING
+                c.delivery_id not in known or known[c.delivery_id].status in unfinished
                 for c in claims
             )
             else 0
@@ -279,11 +323,64 @@ class InMemoryNotifierStore:
         records = []
         for claim in claims:
             record = known.get(claim.delivery_id)
-            if record is not None and record.status is not DeliveryStatus.SENDING:
+            if record is not None and record.status not in unfinished:
                 records.append(record)
+            elif record is not None and claim.delivery_id in self.deliveries:
+                records.append(replace(await self._resume(claim.delivery_id, now), fresh=False))
             else:
                 records.append(await self.claim(claim, now=now))
         return records
+
+    async def forget_failed(self, source_event_id: str) -> int:
+        failed = [
+            did
+            for did, r in self.deliveries.items()
+            if r.source_event_id == source_event_id and r.status is DeliveryStatus.FAILED
+        ]
+        for did in failed:
+            del self.deliveries[did]
+            self.claims.pop(did, None)
+        return len(failed)
+
+    async def stuck(self, before: datetime, *, limit: int = 200) -> list[Stuck]:
+        self.commands += 2
+        found: list[Stuck] = []
+        for status in (DeliveryStatus.SENDING, DeliveryStatus.RETRYING):
+            mine = []
+            for did, record in self.deliveries.items():
+                source, correlation_id, claimed_at = self.claims.get(did, (None, None, before))
+                since = claimed_at if status is DeliveryStatus.SENDING else record.retry_at
+                if (
+                    record.status is status
+                    and source is not None
+                    and since is not None
+                    and since < stored(before)
+                ):
+                    stuck = Stuck(
+                        replace(record, fresh=False),
+                        SOURCE.validate_python(source),
+                        correlation_id,
+                        claimed_at,
+                    )
+                    mine.append((since, stuck))
+            found += [s for _, s in sorted(mine, key=lambda m: m[0])][:limit]
+        return found[:limit]
+
+    async def requeue_many(self, stuck: Sequence[Stuck], *, now: datetime) -> set[str]:
+        marked: set[str] = set()
+        for s in stuck:
+            self.commands += 1
+            did = s.record.delivery_id
+            record = self.deliveries.get(did)
+            if record is None or record.status is not s.record.status:
+                continue
+            if self.claims[did][2] != s.claimed_at or record.retry_at != s.record.retry_at:
+                continue
+            self.deliveries[did] = replace(
+                record, status=DeliveryStatus.RETRYING, retry_at=stored(now)
+            )
+            marked.add(did)
+        return marked
 
     async def settle(
         self, finishes: Sequence[Finish], marks: Sequence[Mark], *, now: datetime
@@ -299,6 +396,17 @@ class InMemoryNotifierStore:
                 await self.mark_published(mark.delivery_id)
             if mark.dead_lettered:
                 await self.mark_dead_lettered(mark.delivery_id)
+
+    async def counted(self, keys: Sequence[str]) -> dict[str, frozenset[str]]:
+        self.commands += 1 if keys else 0
+        return {k: frozenset(self.days[k]) for k in keys if k in self.days}
+
+    async def count_many(
+        self, added: Mapping[str, Sequence[str]], expires: Mapping[str, datetime]
+    ) -> None:
+        self.commands += 1 if any(added.values()) else 0
+        for key, ids in added.items():
+            self.days.setdefault(key, set()).update(ids)
 
     async def held_for(self, complaint_ids: Collection[str]) -> dict[str, list[Deferred]]:
         self.commands += 1 if complaint_ids else 0
@@ -348,11 +456,16 @@ class Published:
     """The publish callable, remembering instead of talking to Kafka."""
 
     published: list[tuple[str, NotificationOutcome, str | None]] = field(default_factory=list)
+    retries: list[tuple[str, NotificationRetryScheduled, str | None]] = field(default_factory=list)
+    """What went to the retry topic, apart from the outcomes."""
 
     async def __call__(
         self, topic: str, event: KeyedEvent, correlation_id: str | None = None
     ) -> None:
-        assert isinstance(event, NotificationOutcome), "notifier publishes only outcomes"
+        if isinstance(event, NotificationRetryScheduled):
+            self.retries.append((topic, event, correlation_id))
+            return
+        assert isinstance(event, NotificationOutcome), "notifier publishes outcomes and retries"
         self.published.append((topic, event, correlation_id))
 
     @property

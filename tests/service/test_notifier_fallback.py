@@ -34,6 +34,8 @@ EMAIL = "hong@example.kr"
 NOT_KAKAO_USER = "alimtalk provider answered 400 NOT_KAKAO_USER"
 HANDLER = HandlerRef(handler_id="roads-1", name="김도로", office_phone="032-560-5101")
 SUPERVISOR = HandlerRef(handler_id="roads-chief", name="박과장", office_phone="032-560-5100")
+HANDLER_MOBILE, SUPERVISOR_MOBILE = "010-0000-5101", "010-0000-5100"
+"""Their work mobiles in the tests' staff directory (tests.fakes.notifier.STAFF)."""
 
 
 @dataclass
@@ -116,22 +118,23 @@ async def test_a_step_reaches_resident_handler_and_department_once_each(world: W
 
     alimtalk = world.peers.alimtalk
     [to_resident] = alimtalk.accepted_for(PHONE)
-    [to_handler] = alimtalk.accepted_for(HANDLER.office_phone)
-    assert len(alimtalk.requests) == 2, "the redelivery sent nothing"
+    [to_handler] = world.peers.sms.accepted_for(HANDLER_MOBILE)
+    assert len(alimtalk.requests) == 1, "the redelivery sent nothing"
+    assert len(world.peers.sms.requests) == 1, "the redelivery sent nothing"
     assert to_resident.body["template_code"] == "SOTONG_HANDLER_ASSIGNED"
     assert "김도로" in to_resident.body["text"]
-    assert to_handler.body["template_code"] == "SOTONG_STAFF_ASSIGNED"
+    assert "배정" in to_handler.body["text"]
     [hook] = world.peers.hooks.events()
     assert (hook["id"], hook["data"]["to_state"], hook["correlationid"]) == (
         event.event_id,
         "handler_assigned",
         "corr-1",
     )
-    assert world.peers.sms.requests == []
+    assert world.peers.alimtalk.requests_for(HANDLER.office_phone) == [], "not the landline"
 
     recorder = world.h.recorder
     assert recorder.by("resident") == [sent("alimtalk")]
-    assert recorder.by("handler") == [sent("alimtalk")]
+    assert recorder.by("handler") == [sent("sms")]
     assert recorder.by("department:roads") == [sent("webhook")]
     assert {o.template for o in recorder.outcomes} == {
         "SOTONG_HANDLER_ASSIGNED",
@@ -139,9 +142,10 @@ async def test_a_step_reaches_resident_handler_and_department_once_each(world: W
         "cloudevent",
     }
     metric = world.h.metric
-    assert metric("sotong_notifications_total", channel="alimtalk", outcome="sent") == 2
+    assert metric("sotong_notifications_total", channel="alimtalk", outcome="sent") == 1
+    assert metric("sotong_notifications_total", channel="sms", outcome="sent") == 1
     assert metric("sotong_notifications_total", channel="webhook", outcome="sent") == 1
-    assert metric("sotong_notification_delivery_seconds_count", channel="alimtalk") == 2
+    assert metric("sotong_notification_delivery_seconds_count", channel="alimtalk") == 1
     assert metric("sotong_notification_delivery_seconds_count", channel="webhook") == 1
     assert metric("sotong_duplicate_messages_total", consumer="notifier", topic="lc") == 1
 
@@ -349,7 +353,7 @@ async def test_without_consent_the_resident_is_skipped_and_the_handler_still_tol
     await world.h.delivery.remember_recipient(filed(cid, consent=False))
     await world.h.delivery.notify(handed_over(cid))
     assert world.peers.alimtalk.accepted_for(PHONE) == []
-    assert len(world.peers.alimtalk.accepted_for(HANDLER.office_phone)) == 1
+    assert len(world.peers.sms.accepted_for(HANDLER_MOBILE)) == 1
     assert world.h.recorder.by("resident") == [
         ("alimtalk", Outcome.SKIPPED, "resident did not consent to notifications")
     ]
@@ -407,15 +411,34 @@ async def test_a_deadline_breach_tells_the_supervisor_and_the_handler(world: Wor
     await world.h.delivery.alert(alert)
     await world.h.delivery.alert(alert)
 
-    [to_supervisor] = world.peers.alimtalk.accepted_for(SUPERVISOR.office_phone)
-    [to_handler] = world.peers.alimtalk.accepted_for(HANDLER.office_phone)
-    assert to_supervisor.body["template_code"] == "SOTONG_SLA_BREACHED"
+    [to_supervisor] = world.peers.sms.accepted_for(SUPERVISOR_MOBILE)
+    [to_handler] = world.peers.sms.accepted_for(HANDLER_MOBILE)
+    assert to_supervisor.body["from"] == "0325600000"
     assert "도로과" in to_supervisor.body["text"]
-    assert to_handler.body["template_code"] == "SOTONG_SLA_BREACHED"
-    assert world.peers.alimtalk.accepted_for(PHONE) == [], "not the resident's business"
+    assert "251125-000042" in to_supervisor.body["text"]
+    assert to_handler.body["to"] == "01000005101"
+    assert world.peers.alimtalk.requests == [], "not the resident's business, not a landline"
+    assert len(world.peers.sms.requests) == 2, "the redelivery sent nothing"
     [hook] = world.peers.hooks.events()
     assert hook["type"] == "kr.go.sotong.complaint.deadline_alert.v1"
-    assert world.h.recorder.by("supervisor") == [sent("alimtalk")]
+    assert world.h.recorder.by("supervisor") == [sent("sms")]
+    [outcome] = [o for o in world.h.recorder.outcomes if o.recipient == "supervisor"]
+    assert outcome.template == "SOTONG_SLA_BREACHED"
+
+
+async def test_a_supervisor_whose_mobile_is_refused_gets_the_breach_by_email(
+    world: World,
+) -> None:
+    world.peers.sms.refuse(SUPERVISOR_MOBILE, "INVALID_NUMBER")
+    cid = await resident_of(world)
+    await world.h.delivery.alert(deadline(cid, AlertKind.BREACH))
+
+    [mail] = [m for m in world.peers.smtp.sink.messages if "roads-chief@" in m["To"]]
+    assert "도로과" in mail.get_content()
+    assert world.h.recorder.by("supervisor") == [
+        ("sms", Outcome.FAILED, "PermanentError: sms gateway answered 400 INVALID_NUMBER"),
+        sent("email", "fallback from sms"),
+    ]
 
 
 async def test_the_progress_notice_waits_for_a_resident_not_yet_known(world: World) -> None:

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from notifier.store import DEFERRED, DELIVERIES, PENDING, RECIPIENTS, MongoNotifierStore
+from notifier.store import (
+    DEFERRED,
+    DELIVERIES,
+    PENDING,
+    RECIPIENT_DAYS,
+    RECIPIENTS,
+    MongoNotifierStore,
+)
 from services.mongo import Document
 
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
@@ -33,6 +40,31 @@ QUERIES: list[tuple[str, str, dict[str, Any], list[tuple[str, int]] | None]] = [
     ("held messages of a batch", DEFERRED, {"complaint_id": IDS}, None),
     ("held messages taken out", DEFERRED, {"_id": IDS}, None),
     ("held messages due", DEFERRED, {"release_at": {"$lte": NOW}}, [("release_at", 1)]),
+    ("a batch's daily counts per recipient", RECIPIENT_DAYS, {"_id": IDS}, None),
+    (
+        "claims left sending past their lease (the sweep)",
+        DELIVERIES,
+        {"status": "sending", "claimed_at": {"$lt": NOW}},
+        [("status", 1), ("claimed_at", 1)],
+    ),
+    (
+        "deliveries retrying past their lease (the sweep)",
+        DELIVERIES,
+        {"status": "retrying", "retry_at": {"$lt": NOW}},
+        [("status", 1), ("retry_at", 1)],
+    ),
+    (
+        "a swept claim re-queued",
+        DELIVERIES,
+        {"_id": "a", "status": "sending", "claimed_at": NOW},
+        None,
+    ),
+    (
+        "a swept retry re-queued",
+        DELIVERIES,
+        {"_id": "a", "status": "retrying", "claimed_at": NOW, "retry_at": NOW},
+        None,
+    ),
 ]
 
 

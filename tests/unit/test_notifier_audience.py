@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from notifier.audience import Audience, Notice
+from notifier.staff import StaffContact, StaffDirectory
 from notifier.store import Recipient
 from notifier.templates import Catalogue, Letterhead
 from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
@@ -15,6 +16,13 @@ NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 HANDLER = HandlerRef(handler_id="roads-1", name="김담당", office_phone="032-560-5101")
 SUPERVISOR = HandlerRef(handler_id="roads-chief", name="박과장", office_phone="032-560-5100")
 ALL = frozenset({"alimtalk", "sms", "email", "outbox"})
+STAFF = StaffDirectory(
+    {
+        "roads-1": StaffContact("roads-1", "010-0000-5101", "roads-1@example.go.kr"),
+        "roads-chief": StaffContact("roads-chief", "010-0000-5100", None),
+    }
+)
+"""Clearly fake work contacts (the issue: staff are reached at a work mobile, not the office)."""
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +35,7 @@ def audience(catalogue: Catalogue, channels: frozenset[str] = ALL, **kw: object)
         catalogue=catalogue,
         channels=channels,
         letterhead=LETTERHEAD,
-        **kw,  # type: ignore[arg-type]
+        **({"staff": STAFF} | kw),  # type: ignore[arg-type]
     )
 
 
@@ -111,8 +119,9 @@ def test_a_handler_assignment_tells_the_resident_and_the_handler(catalogue: Cata
     told = by_recipient(notices)
     assert told["resident"].template == "SOTONG_HANDLER_ASSIGNED"
     assert told["handler"].template == "SOTONG_STAFF_ASSIGNED"
-    assert told["handler"].phone == HANDLER.office_phone
-    assert told["handler"].chain == ("alimtalk", "sms")
+    assert told["handler"].phone == "010-0000-5101", "the work mobile, not the office landline"
+    assert told["handler"].email == "roads-1@example.go.kr"
+    assert told["handler"].chain == ("sms", "email")
     assert not told["handler"].urgent
     assert told["handler"].content is not None
     assert "251125-000001" in told["handler"].content.text
@@ -159,7 +168,8 @@ def test_deadline_alerts_go_to_the_supervisor_and_the_handler(
 ) -> None:
     told = by_recipient(audience(catalogue).plan(alert(kind), resident()))
     assert set(told) == {"supervisor", "handler"}
-    assert told["supervisor"].phone == SUPERVISOR.office_phone
+    assert told["supervisor"].phone == "010-0000-5100"
+    assert told["supervisor"].chain == ("sms",)
     expected = "SOTONG_SLA_WARNING" if kind is AlertKind.WARNING else "SOTONG_SLA_BREACHED"
     assert told["supervisor"].template == expected
     assert told["supervisor"].content is not None
@@ -237,3 +247,19 @@ def test_a_sender_name_too_long_for_an_lms_title_fails_at_start(catalogue: Catal
             channels=ALL,
             letterhead=Letterhead("가나다라마바사아자차카타", LETTERHEAD.tracking_url),
         )
+
+
+def test_staff_not_in_the_directory_are_not_sent_to_a_landline(catalogue: Catalogue) -> None:
+    nobody = audience(catalogue, staff=StaffDirectory())
+    told = by_recipient(nobody.plan(alert(AlertKind.BREACH), resident()))
+    assert (told["supervisor"].chain, told["supervisor"].phone) == ((), None)
+    assert all(n.phone != SUPERVISOR.office_phone for n in told.values())
+
+
+def test_staff_reach_the_outbox_on_one_machine_and_only_email_without_sms(
+    catalogue: Catalogue,
+) -> None:
+    local = audience(catalogue, channels=frozenset({"outbox"}))
+    assert local.staff_chain("010-0000-5101", None) == ("outbox",)
+    mail_only = audience(catalogue, channels=frozenset({"email", "alimtalk"}))
+    assert mail_only.staff_chain("010-0000-5101", "a@example.go.kr") == ("email",)

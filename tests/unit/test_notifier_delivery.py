@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from notifier.audience import Audience
+from notifier.caps import DailyCap
 from notifier.channel import Channel, Message
 from notifier.handlers import Delivery
 from notifier.metrics import NotifierMetrics
@@ -24,6 +25,8 @@ from notifier.outbox import OutboxChannel
 from notifier.outcomes import NO_CHANNEL_NAME, NO_CONSENT, NO_CONTACT
 from notifier.quiet import QuietHours
 from notifier.retry import RetryPolicy
+from notifier.retrying import RetryTopic
+from notifier.staff import StaffDirectory
 from notifier.store import Claim, DeliveryRecord, NotifierStore
 from notifier.templates import Catalogue, Content
 from schemas import (
@@ -37,7 +40,13 @@ from schemas import (
 from schemas.common import Channel as SubmissionChannel
 from schemas.events import Outcome
 from services.metrics import KitMetrics
-from tests.fakes.notifier import LETTERHEAD, InMemoryNotifierStore, ManualClock, Published
+from tests.fakes.notifier import (
+    LETTERHEAD,
+    STAFF,
+    InMemoryNotifierStore,
+    ManualClock,
+    Published,
+)
 
 PHONE = "010-2345-6789"
 NAME = "홍길동"
@@ -82,6 +91,10 @@ def build(
     webhooks: frozenset[str] = frozenset(),
     quiet: QuietHours | None = None,
     outbox_enabled: bool = True,
+    later: RetryTopic | None = None,
+    budget_seconds: float | None = None,
+    staff: StaffDirectory = STAFF,
+    cap: DailyCap | None = None,
 ) -> Harness[S]:
     """Delivery as the app builds it, with the given channels (the outbox by default)."""
     registry = CollectorRegistry()
@@ -106,6 +119,7 @@ def build(
             channels=frozenset(chosen) - {"webhook"},
             letterhead=LETTERHEAD,
             webhooks=webhooks,
+            staff=staff,
         ),
         publish=recorder,
         dead_letter=dead_letter,
@@ -115,6 +129,9 @@ def build(
         quiet=quiet,
         clock=clock,
         sleep=sleep,
+        later=later,
+        budget_seconds=budget_seconds,
+        cap=cap,
     )
     return Harness(delivery, store, outbox, recorder, registry, clock, letters, sleeps)
 

@@ -36,7 +36,13 @@ from services.broker import topic_name
 from services.runtime import Runtime
 from services.settings import KafkaSettings
 from tests.conftest import FAST_RETRY
-from tests.fakes.notifier import InMemoryNotifierStore, ManualClock, MemoryChannel, Published
+from tests.fakes.notifier import (
+    STAFF_FILE,
+    InMemoryNotifierStore,
+    ManualClock,
+    MemoryChannel,
+    Published,
+)
 
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
 
@@ -93,10 +99,13 @@ async def started(
 
 @pytest.fixture
 async def running(tmp_path: Path, unique: str) -> AsyncIterator[Running]:
+    directory = tmp_path / "staff-contacts.json"
+    directory.write_text(json.dumps(STAFF_FILE), encoding="utf-8")
     settings = NotifierSettings(
         kafka=KafkaSettings(topic_prefix=f"t{unique}."),
         retry=FAST_RETRY,
         outbox_path=tmp_path / "outbox.jsonl",
+        staff_directory_path=directory,
     )
     async with started(settings, store=InMemoryNotifierStore()) as state:
         yield state
@@ -187,7 +196,7 @@ async def test_a_deadline_alert_on_the_sla_topic_reaches_the_supervisor(
     staff = running.outbox.with_name("outbox-staff.jsonl")
     [line] = [json.loads(x) for x in staff.read_text(encoding="utf-8").splitlines()]
     assert (line["recipient"], line["template_code"]) == ("supervisor", "SOTONG_SLA_WARNING")
-    assert line["to"] == "032-****-5100"
+    assert line["to"] == "010-****-5100", "the work mobile from the staff directory"
     assert running.lines() == [], "the resident's outbox stays the resident's"
     [outcome] = running.outcomes
     assert (outcome.recipient, outcome.outcome) == ("supervisor", Outcome.SENT)
