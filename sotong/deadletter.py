@@ -170,11 +170,14 @@ class ReplayError(Exception):
 
 
 async def original_value(letter: DeadLetter, archive: DeadLetterArchive) -> bytes:
-    """The bytes the failed record had: the letter's own, or the archived whole."""
-    if letter.original_truncated:
+    """The bytes the failed record had: the letter's own, or the archived whole (a letter
+    carries an excerpt of a large value, and personal data in it masked)."""
+    if letter.original_truncated or letter.original_masked:
         value = await archive.original(letter.event_id)
         if value is None:
-            raise ReplayError(f"{letter.event_id}: truncated and its original is not archived")
+            raise ReplayError(
+                f"{letter.event_id}: truncated or masked, and its original is not archived"
+            )
     else:
         value = base64.b64decode(letter.original_value_b64)
     if letter.original_sha256 and hashlib.sha256(value).hexdigest() != letter.original_sha256:
