@@ -8,12 +8,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from routing.cases import CasePolicy, Matcher
 from routing.catalogue import Catalogue
-from routing.classifier import Classifier, Example, load_examples
+from routing.classifier import Classifier, Example, MorphemeAnalyzer, load_examples
 from routing.deadlines import calendar
-from routing.handlers import Routing, RoutingMetrics, routes, subscribe
+from routing.handlers import CaseDetection, Routing, RoutingMetrics, routes, subscribe
 from routing.lifecycle import Lifecycle
 from routing.settings import RoutingSettings
+from routing.similarity import Similarity, Tokenize, terms_of
 from routing.store import MongoRoutingStore, RoutingStore
 from routing.texts import Texts
 from schemas import CommandRejected, ComplaintDeadlineAlert, topics
@@ -37,6 +39,39 @@ async def fit_unless_fitted(
         await asyncio.to_thread(classifier.fit, examples)
     else:
         await asyncio.to_thread(classifier.fit_cached, examples, model_dir)
+
+
+def tokenizer_of(classifier: Classifier) -> Tokenize:
+    """The classifier's own morpheme analyzer, so one Kiwi (about 330 MB) serves both;
+    a new one if the classifier has none to share."""
+    for step in classifier.pipeline.named_steps.values():
+        for _, part in getattr(step, "transformer_list", []):
+            analyzer = getattr(part, "analyzer", None)
+            if isinstance(analyzer, MorphemeAnalyzer):
+                return analyzer
+    return MorphemeAnalyzer()
+
+
+async def case_detection(settings: RoutingSettings, classifier: Classifier) -> CaseDetection:
+    """The matcher, its idf learned from the shipped examples' tokens (about a second)."""
+    tokenize = tokenizer_of(classifier)
+    texts = [e.text for e in load_examples()]
+    similarity = await asyncio.to_thread(
+        lambda: Similarity.fit(terms_of(t, tokenize) for t in texts)
+    )
+    policy = CasePolicy(
+        repeat_threshold=settings.repeat_threshold,
+        repeat_window=timedelta(days=settings.repeat_window_days),
+        duplicate_threshold=settings.duplicate_threshold,
+        duplicate_window=timedelta(days=settings.duplicate_window_days),
+        duplicate_distance_m=settings.duplicate_distance_m,
+    )
+    key = settings.resident_phone_key
+    return CaseDetection(
+        tokenize=tokenize,
+        matcher=Matcher(similarity=similarity, policy=policy),
+        phone_key=key.get_secret_value().encode() if key else None,
+    )
 
 
 def create_app(
@@ -112,6 +147,8 @@ def create_app(
             await storage.ensure_indexes()
             await routing.schedule_unscheduled()
             await fit_unless_fitted(model, storage, settings.model_dir)
+            if settings.cases_enabled:
+                routing.cases = await case_detection(settings, model)
 
         async with runtime.running(
             before_start=prepare,
