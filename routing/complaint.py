@@ -41,7 +41,32 @@ from schemas.commands import (
 from schemas.events import HandlerRef, RepeatedOf
 from schemas.states import ComplaintState
 
-Message = ComplaintFiled | AnyCommand
+FOLLOWED = frozenset({"start_site_check", "start_review", "resolve", "reject", "close", "reassign"})
+"""A case's moves its linked complaints make too (중복민원): the same step, result and handler."""
+RELEASED = frozenset({"withdraw", "transfer"})
+"""A case's moves after which its linked complaints are unlinked and handled alone."""
+
+
+@dataclass(frozen=True)
+class Follow:
+    """One move of a case, to be made on one complaint linked to it. Its id is derived
+    from the case's event and the complaint, so doing it again is a duplicate."""
+
+    complaint_id: str
+    case_event: ComplaintStatusChanged
+
+    @property
+    def event_id(self) -> str:
+        key = f"sotong:follow:{self.case_event.event_id}:{self.complaint_id}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+
+
+def follows(event: ComplaintStatusChanged) -> bool:
+    """Whether the complaints linked to this event's complaint follow it."""
+    return event.case_of is None and event.trigger in FOLLOWED | RELEASED
+
+
+Message = ComplaintFiled | AnyCommand | Follow
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,9 @@ class Decision:
     rejection: CommandRejected | None = None
     transfer: Transfer | None = None
     duplicate: bool = False
+    ignored: bool = False
+    """A case's move this complaint cannot follow (unlinked since, or moved on): nothing
+    happens, and nobody is told, since nobody asked."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +131,53 @@ class Rules:
     def decide(self, complaint: Complaint | None, message: Message, facts: Facts) -> Decision:
         if isinstance(message, ComplaintFiled):
             return self._file(complaint, message, facts)
+        if isinstance(message, Follow):
+            return self._follow(complaint, message, facts)
         return self._command(complaint, message, facts)
+
+    # -- a case's moves, on its linked complaints -------------------------------------
+
+    def _follow(self, complaint: Complaint | None, follow: Follow, facts: Facts) -> Decision:
+        case = follow.case_event
+        if complaint is None:
+            return Decision(None, ignored=True)
+        if complaint.has_processed(follow.event_id):
+            return Decision(complaint, duplicate=True)
+        link = complaint.linked_to
+        if link is None or link.complaint_id != case.complaint_id:
+            return Decision(complaint, ignored=True)
+        trigger = case.trigger if case.trigger in FOLLOWED else "unlink"
+        try:
+            change = self.lifecycle.fire(
+                complaint.state, trigger, GuardFacts(note=case.note, linked=True)
+            )
+        except Refusal:
+            return Decision(complaint, ignored=True)
+        changes = Changes()
+        fields: dict[str, Any] = {
+            "complaint_id": complaint.complaint_id,
+            "receipt_number": complaint.receipt_number,
+            "department": complaint.department,
+            "department_name": complaint.department_name,
+            "handler": case.handler if trigger == "reassign" else complaint.handler,
+            "actor": case.actor,
+            "note": case.note,
+            "remedy": case.remedy,
+            "due_at": complaint.due_at,
+            "caused_by": follow.event_id,
+            "occurred_at": facts.now,
+            "case_of": case.complaint_id,
+        }
+        if trigger == "resolve":
+            changes = Changes(result=case.note)
+        elif trigger == "unlink":
+            fields |= {"linked_to": link, "note": None, "remedy": None}
+            changes = Changes(linked_to=None)
+        event = self._first(complaint, change.trigger, change.to_state, fields)
+        after = advanced(
+            complaint, caused_by=follow.event_id, events=[event], changes=changes, counts=Counts()
+        )
+        return Decision(self.scheduled(after), (event,))
 
     # -- filing -----------------------------------------------------------------------
 
@@ -324,6 +398,7 @@ class Rules:
             base["repeated_of"] = complaint.repeated_of.model_copy(
                 update={"answer": earlier.result}
             )
+            base["note"] = earlier.result or command.note  # what the resident's notice quotes
         elif isinstance(command, DismissRepeated):
             base["repeated_of"] = complaint.repeated_of
             changes = Changes(repeated_of=None)

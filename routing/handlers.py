@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from routing.assignment import Load, load_deltas
 from routing.cases import Filing, Link, Matcher, resident_key
 from routing.catalogue import Catalogue
-from routing.complaint import Facts, Message, Routed, Rules, text_of
+from routing.complaint import Facts, Follow, Message, Routed, Rules, follows, text_of
 from routing.deadlines import WorkingCalendar
 from routing.lifecycle import Lifecycle
 from routing.similarity import Tokenize, terms_of
@@ -384,9 +384,15 @@ class Routing:
                     link=found.link,
                 )
             decision = self.rules.decide(current, message, facts)
+            if decision.ignored:
+                continue
             if decision.duplicate:
                 self.on_duplicate(
-                    topics.FILED if isinstance(message, ComplaintFiled) else topics.COMMANDS
+                    topics.FILED
+                    if isinstance(message, ComplaintFiled)
+                    else topics.LIFECYCLE
+                    if isinstance(message, Follow)
+                    else topics.COMMANDS
                 )
                 outcome.flush = True
                 continue
@@ -439,6 +445,7 @@ class Routing:
             *(in_order(events) for events in lifecycle.values()),
             *(self.publish(topics.REJECTIONS, r, r.command_id) for r in rejections),
         )
+        await self.follow_cases([e for events in lifecycle.values() for e in events])
         await self.store.clear_outboxes(
             [
                 Cleared(
@@ -533,6 +540,24 @@ class Routing:
 
     # -- publishing -------------------------------------------------------------------
 
+    async def follow_cases(self, published: Sequence[ComplaintStatusChanged]) -> None:
+        """The complaints linked to a case make its moves too (중복민원): one indexed read
+        of them, when a case moved in a way they follow. Done before the case's outbox is
+        cleared, so a crash in between does it again (the follows are duplicates then)."""
+        moved = {e.complaint_id: e for e in published if follows(e)}
+        if not moved:
+            return
+        linked = await self.store.linked_to_cases(moved.keys())
+        todo: list[Message] = [
+            Follow(record.complaint_id, event)
+            for record in linked
+            if record.linked_to is not None
+            for event in published
+            if follows(event) and event.complaint_id == record.linked_to.complaint_id
+        ]
+        if todo:
+            await self.handle(todo)
+
     async def _publish_events(
         self,
         complaint_id: str,
@@ -542,6 +567,7 @@ class Routing:
         for event in events:
             await self.publish(topics.LIFECYCLE, event, correlation_id)
             self.metrics.transitions.labels(event.trigger, event.to_state.value).inc()
+        await self.follow_cases(events)
         await self.store.clear_outbox(
             complaint_id, [e.event_id for e in events], max(e.sequence for e in events)
         )

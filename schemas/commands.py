@@ -108,7 +108,9 @@ class CloseComplaint(_Command):
 class ConcludeRepeated(_Command):
     """반복민원 종결 (민원 처리에 관한 법률 제23조): conclude a complaint routing marked as
     repeating the same resident's concluded one, by referring to the earlier answer.
-    Refused unless the mark exists and the earlier complaint is still concluded."""
+    Refused unless the mark exists and the earlier complaint is still concluded. The
+    event's ``note`` is the earlier answer, which the resident's notice quotes (``note``
+    here stands in only when the earlier complaint has no answer recorded)."""
 
     action: Literal[DepartmentAction.CONCLUDE_REPEATED] = DepartmentAction.CONCLUDE_REPEATED
 

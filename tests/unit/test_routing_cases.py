@@ -20,7 +20,9 @@ from schemas.commands import (
     DismissRepeated,
     ReopenComplaint,
     ResolveComplaint,
+    StartSiteCheck,
     UnlinkComplaint,
+    WithdrawComplaint,
 )
 from schemas.common import Coordinates, Location, Resident
 from schemas.states import ComplaintState
@@ -139,8 +141,9 @@ async def test_conclude_repeated_closes_it_with_the_earlier_answer(h: Harness) -
     last = h.sent.lifecycle("c2")[-1]
     assert (last.trigger, last.to_state) == ("conclude_repeated", ComplaintState.CLOSED)
     assert last.repeated_of is not None
-    assert (last.repeated_of.receipt_number, last.repeated_of.answer) == (
+    assert (last.repeated_of.receipt_number, last.repeated_of.answer, last.note) == (
         "261125-000001",
+        "12월 1일에 수거했습니다",
         "12월 1일에 수거했습니다",
     )
     assert h.rejections() == []
@@ -265,5 +268,65 @@ async def test_unlink_handles_it_alone(h: Harness) -> None:
     last = h.sent.lifecycle("c2")[-1]
     assert (last.trigger, last.linked_to is not None) == ("unlink", True)
     stored = await h.store.get("c2")
+    assert stored is not None
+    assert stored.linked_to is None
+
+
+async def _case_with_two_linked(h: Harness) -> None:
+    await h.routing.on_filed(complaint("c1", LIGHT, address="청라로 12"))
+    for n, cid in enumerate(("c2", "c3")):
+        await h.routing.on_filed(
+            complaint(cid, LIGHT_TOO, phone=f"010-2222-333{n}", address="청라로 12")
+        )
+    assert [h.sent.lifecycle(c)[-1].trigger for c in ("c2", "c3")] == ["link", "link"]
+
+
+async def test_resolving_the_case_resolves_the_linked_ones_with_the_same_result(
+    h: Harness,
+) -> None:
+    await _case_with_two_linked(h)
+    await h.routing.on_command(StartSiteCheck(complaint_id="c1", actor=DEPT))
+    await h.routing.on_command(
+        ResolveComplaint(complaint_id="c1", actor=DEPT, note="가로등을 교체했습니다")
+    )
+    for cid in ("c2", "c3"):
+        moves = h.sent.lifecycle(cid)[-2:]
+        assert [(e.trigger, e.to_state, e.case_of) for e in moves] == [
+            ("start_site_check", ComplaintState.SITE_CHECK, "c1"),
+            ("resolve", ComplaintState.RESOLVED, "c1"),
+        ]
+        assert moves[-1].note == "가로등을 교체했습니다"
+        stored = await h.store.get(cid)
+        assert stored is not None
+        assert (stored.state, stored.result) == (ComplaintState.RESOLVED, "가로등을 교체했습니다")
+    assert h.rejections() == []
+
+
+async def test_a_follow_done_again_is_a_duplicate(h: Harness) -> None:
+    await _case_with_two_linked(h)
+    await h.routing.on_command(
+        ResolveComplaint(complaint_id="c1", actor=DEPT, note="가로등을 교체했습니다")
+    )
+    before = len(h.sent.lifecycle("c2"))
+    await h.routing.follow_cases(h.sent.lifecycle("c1")[-1:])
+    assert len(h.sent.lifecycle("c2")) == before
+    assert h.duplicates.count("complaint.lifecycle") == 2
+
+
+async def test_an_unlinked_complaint_no_longer_follows_and_a_withdrawn_case_releases(
+    h: Harness,
+) -> None:
+    await _case_with_two_linked(h)
+    await h.routing.on_command(UnlinkComplaint(complaint_id="c2", actor=DEPT, note="다른 가로등"))
+    await h.routing.on_command(WithdrawComplaint(complaint_id="c1", actor="resident"))
+    assert h.sent.lifecycle("c2")[-1].trigger == "unlink"
+    assert h.sent.lifecycle("c2")[-1].case_of is None
+    released = h.sent.lifecycle("c3")[-1]
+    assert (released.trigger, released.case_of, released.to_state) == (
+        "unlink",
+        "c1",
+        ComplaintState.HANDLER_ASSIGNED,
+    )
+    stored = await h.store.get("c3")
     assert stored is not None
     assert stored.linked_to is None
