@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -648,27 +648,25 @@ class MongoRoutingStore:
             )
 
     async def case_candidates(self, lookup: CaseLookup, limit: int = 200) -> list[RoutingRecord]:
+        """By key alone (``$in``), the latest first: SecantusDB plans no index for an
+        ``$in`` together with a range, so the window is applied to what the key finds —
+        one resident's concluded complaints in one department, or the open cases of one
+        department in one 행정동 (the key is unset otherwise), at most ``limit``."""
         found: list[RoutingRecord] = []
-        if lookup.repeat_keys:
+        for key, at, since, wanted in (
+            ("repeat_key", "concluded_at", lookup.repeat_since, lookup.repeat_keys),
+            ("case_key", "received_at", lookup.case_since, lookup.case_keys),
+        ):
+            if not wanted:
+                continue
             cursor = self.col.find(
-                {
-                    "repeat_key": {"$in": sorted(lookup.repeat_keys)},
-                    "concluded_at": {"$gte": lookup.repeat_since},
-                },
-                sort=[("repeat_key", ASCENDING), ("concluded_at", -1)],
-                limit=limit,
+                {key: {"$in": sorted(wanted)}}, sort=[(at, DESCENDING)], limit=limit
             )
-            found += [RoutingRecord.model_validate(doc) async for doc in cursor]
-        if lookup.case_keys:
-            cursor = self.col.find(
-                {
-                    "case_key": {"$in": sorted(lookup.case_keys)},
-                    "received_at": {"$gte": lookup.case_since},
-                },
-                sort=[("case_key", ASCENDING), ("received_at", -1)],
-                limit=limit,
-            )
-            found += [RoutingRecord.model_validate(doc) async for doc in cursor]
+            async for doc in cursor:
+                record = RoutingRecord.model_validate(doc)
+                moment = getattr(record, at)
+                if moment is not None and moment >= since:
+                    found.append(record)
         return found
 
     async def linked_to_cases(self, case_ids: Collection[str]) -> list[RoutingRecord]:
