@@ -27,7 +27,7 @@ async def routed(
 ) -> None:
     location = Location(address="인천 서구 청라커낼로 100", dong=dong)
     await tracker.deliver(
-        filed(cid, location=location, **fields),
+        filed(cid).model_copy(update={"location": location} | fields),
         change(cid, 1, None, S.RECEIVED, trigger="file"),
         change(
             cid,
