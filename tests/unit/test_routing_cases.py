@@ -330,3 +330,17 @@ async def test_an_unlinked_complaint_no_longer_follows_and_a_withdrawn_case_rele
     stored = await h.store.get("c3")
     assert stored is not None
     assert stored.linked_to is None
+
+
+def test_routing_shares_the_classifiers_tokenizer_rather_than_loading_a_second_kiwi() -> None:
+    from routing.app import tokenizer_of
+    from routing.classifier import Classifier
+
+    model = Classifier(threshold=0.75, general_desk="civil-passport")
+    features = model.pipeline.named_steps["features"]
+    [shared] = [
+        part.analyzer
+        for _, part in features.transformer_list
+        if isinstance(part.analyzer, MorphemeAnalyzer)
+    ]
+    assert tokenizer_of(model) is shared
