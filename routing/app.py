@@ -1,10 +1,12 @@
 """routing's composition root: the only module that reads settings."""
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -41,24 +43,44 @@ async def fit_unless_fitted(
         await asyncio.to_thread(classifier.fit_cached, examples, model_dir)
 
 
+def _morphemes(classifier: Classifier) -> Any:
+    """The classifier's TF-IDF over morphemes, if it has one."""
+    for step in classifier.pipeline.named_steps.values():
+        for _, part in getattr(step, "transformer_list", []):
+            if isinstance(getattr(part, "analyzer", None), MorphemeAnalyzer):
+                return part
+    return None
+
+
 def tokenizer_of(classifier: Classifier) -> Tokenize:
     """The classifier's own morpheme analyzer, so one Kiwi (about 330 MB) serves both;
     a new one if the classifier has none to share."""
-    for step in classifier.pipeline.named_steps.values():
-        for _, part in getattr(step, "transformer_list", []):
-            analyzer = getattr(part, "analyzer", None)
-            if isinstance(analyzer, MorphemeAnalyzer):
-                return analyzer
-    return MorphemeAnalyzer()
+    part = _morphemes(classifier)
+    return part.analyzer if part is not None else MorphemeAnalyzer()
+
+
+def similarity_of(classifier: Classifier) -> Similarity | None:
+    """The idf the fitted classifier learned over the same morphemes (same smoothing), so
+    start-up tokenizes nothing again; None if it has none."""
+    part = _morphemes(classifier)
+    idf = getattr(part, "idf_", None)
+    if part is None or idf is None:
+        return None
+    weights = {str(term): float(idf[i]) for term, i in part.vocabulary_.items()}
+    # a term no example had is rarer than the rarest: one document fewer than df = 1
+    return Similarity(idf=weights, unseen_idf=max(weights.values()) + math.log(2))
 
 
 async def case_detection(settings: RoutingSettings, classifier: Classifier) -> CaseDetection:
-    """The matcher, its idf learned from the shipped examples' tokens (about a second)."""
+    """The matcher, with the fitted classifier's idf, or (a classifier without one) idf
+    learned from the shipped examples' tokens (about a second)."""
     tokenize = tokenizer_of(classifier)
-    texts = [e.text for e in load_examples()]
-    similarity = await asyncio.to_thread(
-        lambda: Similarity.fit(terms_of(t, tokenize) for t in texts)
-    )
+    similarity = similarity_of(classifier)
+    if similarity is None:
+        texts = [e.text for e in load_examples()]
+        similarity = await asyncio.to_thread(
+            lambda: Similarity.fit(terms_of(t, tokenize) for t in texts)
+        )
     policy = CasePolicy(
         repeat_threshold=settings.repeat_threshold,
         repeat_window=timedelta(days=settings.repeat_window_days),

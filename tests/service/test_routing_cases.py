@@ -131,3 +131,21 @@ async def test_two_residents_at_one_address_share_one_case_and_its_result(
         "소파를 수거했습니다",
         "c1",
     )
+
+
+def test_the_idf_routing_takes_from_the_classifier_is_the_one_the_eval_measures(
+    trained_classifier: Classifier,
+) -> None:
+    """Start-up reads idf from the fitted classifier instead of tokenizing the examples
+    again; on the shipped examples it is the idf ``sotong repeat-eval`` learns."""
+    from routing.app import similarity_of, tokenizer_of
+    from routing.classifier import load_examples
+    from routing.similarity import Similarity, terms_of
+
+    taken = similarity_of(trained_classifier)
+    assert taken is not None
+    tokenize = tokenizer_of(trained_classifier)
+    learned = Similarity.fit(terms_of(e.text, tokenize) for e in load_examples())
+    assert taken.idf.keys() == learned.idf.keys()
+    assert all(abs(taken.idf[t] - learned.idf[t]) < 1e-9 for t in learned.idf)
+    assert abs(taken.unseen_idf - learned.unseen_idf) < 0.05
