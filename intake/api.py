@@ -139,6 +139,25 @@ class CloseCommand(_Command):
     action: Literal[DepartmentAction.CLOSE]
 
 
+class ConcludeRepeatedCommand(_Command):
+    """반복민원 종결 (민원 처리에 관한 법률 제23조): routing marked the complaint as repeating
+    the same resident's concluded one; the resident is told the earlier answer."""
+
+    action: Literal[DepartmentAction.CONCLUDE_REPEATED]
+
+
+class DismissRepeatedCommand(_Command):
+    """Not a 반복민원 after all (new facts, a new place): handled as a new complaint."""
+
+    action: Literal[DepartmentAction.DISMISS_REPEATED]
+
+
+class UnlinkCommand(_Command):
+    """Not the same problem as the case it was linked to (중복민원): handled alone."""
+
+    action: Literal[DepartmentAction.UNLINK]
+
+
 DepartmentCommand = Annotated[
     StartSiteCheckCommand
     | StartReviewCommand
@@ -148,7 +167,10 @@ DepartmentCommand = Annotated[
     | ExtendCommand
     | RejectCommand
     | ReassignCommand
-    | CloseCommand,
+    | CloseCommand
+    | ConcludeRepeatedCommand
+    | DismissRepeatedCommand
+    | UnlinkCommand,
     Field(discriminator="action"),
 ]
 """A department's command: one schema per ``action``."""

@@ -7,6 +7,10 @@
   resolved and rejected — see ``SOTONG_NOTIFIER_URGENT_STATES``) go out at once; other
   steps wait out quiet hours.
   The 30-day progress notice is the resident's too.
+  Marks routing makes for the department to decide (반복민원 ``mark_repeated``, and
+  ``dismiss_repeated``, ``unlink``) are not told; their decision is: ``conclude_repeated``
+  names the earlier complaint, its answer, the law and the remedy, and ``link`` tells the
+  resident their complaint is worked with an earlier one at the same place.
 - **The handler**, when a complaint becomes theirs or changes under them (assigned,
   reassigned, reopened, supplemented, withdrawn: the triggers the catalogue's ``staff``
   part names), at their work mobile (SMS), then work e-mail, from the staff directory
@@ -42,6 +46,9 @@ Source = ComplaintStatusChanged | ComplaintDeadlineAlert
 
 ALIMTALK, SMS, EMAIL, OUTBOX, WEBHOOK = "alimtalk", "sms", "email", "outbox", "webhook"
 PERSON_CHANNELS = (ALIMTALK, SMS, EMAIL)
+UNTOLD_TRIGGERS = frozenset({"mark_repeated", "dismiss_repeated", "unlink"})
+"""Marks the department decides on: the resident hears of the decision, not the mark
+(a confirmed 반복민원 is told as ``conclude_repeated``)."""
 DEFAULT_URGENT_STATES = frozenset(
     {ComplaintState.RECEIVED, ComplaintState.RESOLVED, ComplaintState.REJECTED}
 )
@@ -143,7 +150,7 @@ class Audience:
     ) -> list[Notice]:
         values = self.catalogue.values(event, self.letterhead)
         notices = []
-        if resident is not None:
+        if resident is not None and event.trigger not in UNTOLD_TRIGGERS:
             content = self.catalogue.resident_content(
                 event.to_state, event.trigger, values, general_desk=event.auto_routed is False
             )

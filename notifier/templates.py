@@ -73,6 +73,7 @@ VARIABLES = frozenset(
         "remedy",
         "sender_name",
         "tracking_url",
+        "repeated_receipt_number",
     }
 )
 """Everything :func:`variables_for` can fill; a template naming anything else fails to load."""
@@ -427,6 +428,9 @@ def variables_for(
         "remedy": changed.remedy if changed else None,
         "sender_name": letterhead.sender_name,
         "tracking_url": letterhead.link(event.complaint_id, event.receipt_number),
+        "repeated_receipt_number": (
+            changed.repeated_of.receipt_number if changed and changed.repeated_of else None
+        ),
     }
     if event.department_name:
         values["department_josa"] = josa_ro(event.department_name)

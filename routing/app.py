@@ -1,20 +1,24 @@
 """routing's composition root: the only module that reads settings."""
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
+from routing.cases import CasePolicy, Matcher
 from routing.catalogue import Catalogue
-from routing.classifier import Classifier, Example, load_examples, split
+from routing.classifier import Classifier, Example, MorphemeAnalyzer, load_examples, split
 from routing.deadlines import calendar
-from routing.handlers import Routing, RoutingMetrics, routes, subscribe
+from routing.handlers import CaseDetection, Routing, RoutingMetrics, routes, subscribe
 from routing.learning import Learner, LearningMetrics, LiveModel, in_process
 from routing.lifecycle import Lifecycle
 from routing.settings import RoutingSettings
+from routing.similarity import Similarity, Tokenize, terms_of
 from routing.store import MongoRoutingStore, RoutingStore, TransferLabel
 from routing.texts import Texts
 from schemas import CommandRejected, ComplaintDeadlineAlert, topics
@@ -43,6 +47,59 @@ async def fit_unless_fitted(
     else:
         await asyncio.to_thread(classifier.fit_cached, examples, model_dir)
     return labels
+
+
+def _morphemes(classifier: Classifier) -> Any:
+    """The classifier's TF-IDF over morphemes, if it has one."""
+    for step in classifier.pipeline.named_steps.values():
+        for _, part in getattr(step, "transformer_list", []):
+            if isinstance(getattr(part, "analyzer", None), MorphemeAnalyzer):
+                return part
+    return None
+
+
+def tokenizer_of(classifier: Classifier) -> Tokenize:
+    """The classifier's own morpheme analyzer, so one Kiwi (about 330 MB) serves both;
+    a new one if the classifier has none to share."""
+    part = _morphemes(classifier)
+    return part.analyzer if part is not None else MorphemeAnalyzer()
+
+
+def similarity_of(classifier: Classifier) -> Similarity | None:
+    """The idf the fitted classifier learned over the same morphemes (same smoothing), so
+    start-up tokenizes nothing again; None if it has none."""
+    part = _morphemes(classifier)
+    idf = getattr(part, "idf_", None)
+    if part is None or idf is None:
+        return None
+    weights = {str(term): float(idf[i]) for term, i in part.vocabulary_.items()}
+    # a term no example had is rarer than the rarest: one document fewer than df = 1
+    return Similarity(idf=weights, unseen_idf=max(weights.values()) + math.log(2))
+
+
+async def case_detection(settings: RoutingSettings, classifier: Classifier) -> CaseDetection:
+    """The matcher, with the fitted classifier's idf, or (a classifier without one) idf
+    learned from the shipped examples' tokens (about a second)."""
+    tokenize = tokenizer_of(classifier)
+    similarity = similarity_of(classifier)
+    if similarity is None:
+        texts = [e.text for e in load_examples()]
+        similarity = await asyncio.to_thread(
+            lambda: Similarity.fit(terms_of(t, tokenize) for t in texts)
+        )
+    policy = CasePolicy(
+        repeat_threshold=settings.repeat_threshold,
+        repeat_window=timedelta(days=settings.repeat_window_days),
+        duplicate_threshold=settings.duplicate_threshold,
+        duplicate_window=timedelta(days=settings.duplicate_window_days),
+        duplicate_distance_m=settings.duplicate_distance_m,
+    )
+    key = settings.resident_phone_key
+    return CaseDetection(
+        tokenize=tokenize,
+        matcher=Matcher(similarity=similarity, policy=policy),
+        phone_key=key.get_secret_value().encode() if key else None,
+    )
 
 
 def create_app(
@@ -135,6 +192,8 @@ def create_app(
             await storage.ensure_indexes()
             await routing.schedule_unscheduled()
             learner.starting_from(await fit_unless_fitted(model, storage, settings.model_dir))
+            if settings.cases_enabled:
+                routing.cases = await case_detection(settings, model)
 
         background = [
             lambda: routing.relay_forever(

@@ -126,8 +126,22 @@ def cmd_classify_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repeat_eval(args: argparse.Namespace) -> int:
+    from routing.classifier import MorphemeAnalyzer, load_examples
+    from routing.settings import RoutingSettings
+    from routing.similarity import PAIRS, Similarity, evaluate_repeats, load_pairs, terms_of
+
+    tokenize = MorphemeAnalyzer()
+    similarity = Similarity.fit(terms_of(e.text, tokenize) for e in load_examples())
+    path = Path(args.pairs) if args.pairs else PAIRS
+    threshold = RoutingSettings().repeat_threshold if args.threshold is None else args.threshold
+    print(f"labelled pairs from {path}")
+    print(evaluate_repeats(load_pairs(path), similarity, tokenize).report(threshold))
+    return 0
+
+
 def register(sub: "argparse._SubParsersAction[Any]") -> None:
-    """Add ``due``, ``classify`` and ``classify-eval`` to the ``sotong`` command line."""
+    """Add ``due``, ``classify``, ``classify-eval`` and ``repeat-eval`` to ``sotong``."""
     classify = sub.add_parser("classify", help='route JSON lines {"text": ...} from stdin')
     classify.add_argument(
         "--threshold",
@@ -146,6 +160,15 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     ev.add_argument("--test-share", type=float, default=0.2)
     ev.add_argument("--seed", type=int, default=7)
     ev.set_defaults(func=cmd_classify_eval)
+
+    rep = sub.add_parser(
+        "repeat-eval", help="반복민원: recall and false-positive rate on labelled pairs"
+    )
+    rep.add_argument("--pairs", help="a JSON-lines file {earlier, later, repeated}")
+    rep.add_argument(
+        "--threshold", type=float, help="default: SOTONG_ROUTING_REPEAT_THRESHOLD's value"
+    )
+    rep.set_defaults(func=cmd_repeat_eval)
 
     due = sub.add_parser("due", help="the legal due time of a complaint")
     due.add_argument(

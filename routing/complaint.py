@@ -12,11 +12,12 @@ the state, is listed with the lifecycle table (``routing/lifecycle.py``: ``WHO_M
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from routing.assignment import Load, choose_handler
+from routing.cases import Link
 from routing.catalogue import Catalogue, Department
 from routing.deadlines import Period, WorkingCalendar
 from routing.lifecycle import Facts as GuardFacts
@@ -27,17 +28,46 @@ from routing.texts import Refusal, RefusalCode, Texts
 from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged
 from schemas.commands import (
     AnyCommand,
+    ConcludeRepeated,
+    DismissRepeated,
     ExtendDeadline,
     ProvideInfo,
     ReassignHandler,
     RejectComplaint,
+    ResolveComplaint,
     TransferComplaint,
+    UnlinkComplaint,
 )
-from schemas.events import HandlerRef
+from schemas.events import HandlerRef, RepeatedOf
 from schemas.pii import mask_text
 from schemas.states import ComplaintState
 
-Message = ComplaintFiled | AnyCommand
+FOLLOWED = frozenset({"start_site_check", "start_review", "resolve", "reject", "close", "reassign"})
+"""A case's moves its linked complaints make too (중복민원): the same step, result and handler."""
+RELEASED = frozenset({"withdraw", "transfer"})
+"""A case's moves after which its linked complaints are unlinked and handled alone."""
+
+
+@dataclass(frozen=True)
+class Follow:
+    """One move of a case, to be made on one complaint linked to it. Its id is derived
+    from the case's event and the complaint, so doing it again is a duplicate."""
+
+    complaint_id: str
+    case_event: ComplaintStatusChanged
+
+    @property
+    def event_id(self) -> str:
+        key = f"sotong:follow:{self.case_event.event_id}:{self.complaint_id}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+
+
+def follows(event: ComplaintStatusChanged) -> bool:
+    """Whether the complaints linked to this event's complaint follow it."""
+    return event.case_of is None and event.trigger in FOLLOWED | RELEASED
+
+
+Message = ComplaintFiled | AnyCommand | Follow
 
 
 @dataclass(frozen=True)
@@ -60,6 +90,16 @@ class Facts:
     """Open and total complaints of the handlers it may choose between."""
     routed: Routed | None = None
     """For a filing: where its service code or its text points."""
+    resident_key: str | None = None
+    """For a filing: its resident, hashed (``routing.cases.resident_key``)."""
+    terms: tuple[str, ...] = ()
+    """For a filing: its text's features (``routing.similarity.terms_of``)."""
+    repeated_of: RepeatedOf | None = None
+    """For a filing: the same resident's concluded complaint it repeats (반복민원)."""
+    link: Link | None = None
+    """For a filing: the open case it joins (중복민원)."""
+    related: Mapping[str, Complaint] = field(default_factory=dict)
+    """For a command: the complaints its guards look at (the one a mark names)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +116,9 @@ class Decision:
     rejection: CommandRejected | None = None
     transfer: Transfer | None = None
     duplicate: bool = False
+    ignored: bool = False
+    """A case's move this complaint cannot follow (unlinked since, or moved on): nothing
+    happens, and nobody is told, since nobody asked."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +134,53 @@ class Rules:
     def decide(self, complaint: Complaint | None, message: Message, facts: Facts) -> Decision:
         if isinstance(message, ComplaintFiled):
             return self._file(complaint, message, facts)
+        if isinstance(message, Follow):
+            return self._follow(complaint, message, facts)
         return self._command(complaint, message, facts)
+
+    # -- a case's moves, on its linked complaints -------------------------------------
+
+    def _follow(self, complaint: Complaint | None, follow: Follow, facts: Facts) -> Decision:
+        case = follow.case_event
+        if complaint is None:
+            return Decision(None, ignored=True)
+        if complaint.has_processed(follow.event_id):
+            return Decision(complaint, duplicate=True)
+        link = complaint.linked_to
+        if link is None or link.complaint_id != case.complaint_id:
+            return Decision(complaint, ignored=True)
+        trigger = case.trigger if case.trigger in FOLLOWED else "unlink"
+        try:
+            change = self.lifecycle.fire(
+                complaint.state, trigger, GuardFacts(note=case.note, linked=True)
+            )
+        except Refusal:
+            return Decision(complaint, ignored=True)
+        changes = Changes()
+        fields: dict[str, Any] = {
+            "complaint_id": complaint.complaint_id,
+            "receipt_number": complaint.receipt_number,
+            "department": complaint.department,
+            "department_name": complaint.department_name,
+            "handler": case.handler if trigger == "reassign" else complaint.handler,
+            "actor": case.actor,
+            "note": case.note,
+            "remedy": case.remedy,
+            "due_at": complaint.due_at,
+            "caused_by": follow.event_id,
+            "occurred_at": facts.now,
+            "case_of": case.complaint_id,
+        }
+        if trigger == "resolve":
+            changes = Changes(result=case.note)
+        elif trigger == "unlink":
+            fields |= {"linked_to": link, "note": None, "remedy": None}
+            changes = Changes(linked_to=None)
+        event = self._first(complaint, change.trigger, change.to_state, fields)
+        after = advanced(
+            complaint, caused_by=follow.event_id, events=[event], changes=changes, counts=Counts()
+        )
+        return Decision(self.scheduled(after), (event,))
 
     # -- filing -----------------------------------------------------------------------
 
@@ -122,18 +211,27 @@ class Rules:
             located | {"auto_routed": routed.auto, "model_version": routed.model_version},
         )
         handled = self._next(assigned, "assign_handler", located | {"handler": handler})
-        events = (received, assigned, handled)
+        events: tuple[ComplaintStatusChanged, ...] = (received, assigned, handled)
+        if facts.repeated_of is not None:
+            marked = located | {"handler": handler, "repeated_of": facts.repeated_of}
+            events += (self._next(handled, "mark_repeated", marked),)
+        elif facts.link is not None:
+            handler = facts.link.handler or handler
+            linked = located | {"handler": handler, "linked_to": facts.link.to}
+            events += (self._next(handled, "link", linked),)
+        last = events[-1]
+        coordinates = filed.location.coordinates
         created = Complaint(
             complaint_id=filed.complaint_id,
             receipt_number=filed.receipt_number,
             area=filed.location.dong,
-            state=handled.to_state,
-            sequence=handled.sequence,
+            state=last.to_state,
+            sequence=last.sequence,
             department=dept.code,
             department_name=dept.name,
             handler=handler,
             due_at=due_at,
-            updated_at=handled.occurred_at,
+            updated_at=last.occurred_at,
             auto_routed=routed.auto,
             confidence=routed.confidence,
             service_code=filed.service_code,
@@ -143,6 +241,13 @@ class Rules:
             processed=(filed.event_id,),
             outbox=events,
             outbox_pending=True,
+            resident_key=facts.resident_key,
+            terms=facts.terms,
+            address=filed.location.address,
+            lat=coordinates.lat if coordinates else None,
+            lon=coordinates.lon if coordinates else None,
+            repeated_of=facts.repeated_of,
+            linked_to=facts.link.to if facts.link else None,
         )
         return Decision(self.scheduled(created), events)
 
@@ -161,7 +266,9 @@ class Rules:
             if code is not None:
                 raise self.texts.refusal(code)
             change = self.lifecycle.fire(
-                complaint.state, command.action.value, self._guard_facts(command, complaint)
+                complaint.state,
+                command.action.value,
+                self._guard_facts(command, complaint, facts.related),
             )
             events, changes, counts = self._effects(
                 command, complaint, change.trigger, change.to_state, facts
@@ -197,10 +304,22 @@ class Rules:
             received_at=received, due_at=due, calendar=self.calendar, sent=complaint.sla_sent
         )
 
-    def _guard_facts(self, command: AnyCommand, complaint: Complaint) -> GuardFacts:
+    def _guard_facts(
+        self, command: AnyCommand, complaint: Complaint, related: Mapping[str, Complaint]
+    ) -> GuardFacts:
         common = GuardFacts(
             note=command.note, department=complaint.department, due_at=complaint.due_at
         )
+        if isinstance(command, ConcludeRepeated | DismissRepeated):
+            mark = complaint.repeated_of
+            earlier = related.get(mark.complaint_id) if mark else None
+            return replace(
+                common,
+                marked_repeated=mark is not None,
+                earlier_state=earlier.state if earlier else None,
+            )
+        if isinstance(command, UnlinkComplaint):
+            return replace(common, linked=complaint.linked_to is not None)
         if isinstance(command, TransferComplaint):
             return replace(
                 common,
@@ -279,6 +398,20 @@ class Rules:
             counts = Counts(extensions=1)
         elif isinstance(command, RejectComplaint):
             base["remedy"] = mask_text(command.remedy)
+        elif isinstance(command, ResolveComplaint):
+            changes = Changes(result=command.note)
+        elif isinstance(command, ConcludeRepeated) and complaint.repeated_of is not None:
+            earlier = facts.related[complaint.repeated_of.complaint_id]
+            base["repeated_of"] = complaint.repeated_of.model_copy(
+                update={"answer": earlier.result}
+            )
+            base["note"] = earlier.result or command.note  # what the resident's notice quotes
+        elif isinstance(command, DismissRepeated):
+            base["repeated_of"] = complaint.repeated_of
+            changes = Changes(repeated_of=None)
+        elif isinstance(command, UnlinkComplaint):
+            base["linked_to"] = complaint.linked_to
+            changes = Changes(linked_to=None)
         elif isinstance(command, ReassignHandler):
             base["handler"] = self._reassign(command, complaint, facts.loads)
         elif trigger == "request_info":

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,12 +24,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from routing.assignment import Load, load_deltas
+from routing.cases import Filing, Link, Matcher, resident_key
 from routing.catalogue import Catalogue
-from routing.complaint import Facts, Message, Routed, Rules, text_of
+from routing.complaint import Facts, Follow, Message, Routed, Rules, follows, text_of
 from routing.deadlines import WorkingCalendar
 from routing.lifecycle import Lifecycle
+from routing.similarity import Tokenize, terms_of
 from routing.sla import crossed
 from routing.store import (
+    CaseLookup,
     Cleared,
     RoutingRecord,
     RoutingStore,
@@ -49,10 +52,13 @@ from schemas import (
 from schemas.commands import (
     COMMAND_ADAPTER,
     AnyCommand,
+    ConcludeRepeated,
+    DismissRepeated,
     ReassignHandler,
     ReopenComplaint,
     TransferComplaint,
 )
+from schemas.events import RepeatedOf
 from services.broker import KeyedEvent, raw_values, records_of
 from services.errors import RetryableError
 from services.http import ApiError
@@ -112,6 +118,28 @@ class RoutingMetrics:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class CaseDetection:
+    """반복민원 and 중복민원 at filing (``routing.cases``): the tokenizer the features come
+    from, the matcher, and the key the phone is hashed with (None: residents are known
+    by their resident token only)."""
+
+    tokenize: Tokenize
+    matcher: Matcher
+    phone_key: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What a new complaint brings to its decision: its resident, its features and what
+    it repeats or joins."""
+
+    resident_key: str | None
+    terms: tuple[str, ...]
+    repeated_of: RepeatedOf | None = None
+    link: Link | None = None
+
+
 @dataclass
 class _Outcome:
     """One complaint's share of a batch round: its write, if any, and what to publish."""
@@ -147,6 +175,7 @@ class Routing:
     calendar: WorkingCalendar
     classifier: Predicts
     clock: Clock
+    cases: CaseDetection | None = None
     rules: Rules = field(init=False)
 
     def __post_init__(self) -> None:
@@ -203,8 +232,12 @@ class Routing:
         }
         loads = dict(await self.store.loads(handlers))
         now = self.clock()
+        found = await self._cases(queue, routed, now)
+        related = await self._related(queue, records)
         outcomes = {
-            cid: self._decide(records.get(cid), msgs, routed.get(cid), loads, now)
+            cid: self._decide(
+                records.get(cid), msgs, routed.get(cid), loads, now, found.get(cid), related
+            )
             for cid, msgs in queue.items()
         }
         written = [(cid, w) for cid, o in outcomes.items() if (w := o.write()) is not None]
@@ -258,6 +291,62 @@ class Routing:
                 )
         return routed
 
+    async def _cases(
+        self, queue: Mapping[str, list[Message]], routed: Mapping[str, Routed], now: datetime
+    ) -> dict[str, _Found]:
+        """For the batch's new complaints: one indexed read of the stored complaints they
+        may repeat or join (bounded: see ``routing.cases``), then a pure match each."""
+        if self.cases is None or not routed:
+            return {}
+        filings: dict[str, Filing] = {}
+        for cid, dept in routed.items():
+            filed = queue[cid][0]
+            assert isinstance(filed, ComplaintFiled)
+            coordinates = filed.location.coordinates
+            filings[cid] = Filing(
+                complaint_id=cid,
+                department=dept.department.code,
+                area=filed.location.dong,
+                resident_key=resident_key(
+                    phone=filed.resident.phone,
+                    resident_token_hash=filed.resident_token_hash,
+                    phone_key=self.cases.phone_key,
+                ),
+                terms=terms_of(text_of(filed), self.cases.tokenize),
+                address=filed.location.address,
+                lat=coordinates.lat if coordinates else None,
+                lon=coordinates.lon if coordinates else None,
+            )
+        policy = self.cases.matcher.policy
+        lookup = CaseLookup(
+            repeat_keys=frozenset(
+                f"{f.resident_key}|{f.department}" for f in filings.values() if f.resident_key
+            ),
+            repeat_since=now - policy.repeat_window,
+            case_keys=frozenset(f"{f.department}|{f.area}" for f in filings.values() if f.area),
+            case_since=now - policy.duplicate_window,
+        )
+        candidates = await self.store.case_candidates(lookup, policy.max_candidates)
+        found: dict[str, _Found] = {}
+        for cid, filing in filings.items():
+            repeated = self.cases.matcher.repeated_of(filing, candidates, now)
+            link = None if repeated else self.cases.matcher.linked_to(filing, candidates, now)
+            found[cid] = _Found(filing.resident_key, filing.terms, repeated, link)
+        return found
+
+    async def _related(
+        self, queue: Mapping[str, list[Message]], records: Mapping[str, RoutingRecord]
+    ) -> dict[str, RoutingRecord]:
+        """The earlier complaints the batch's repeat commands are guarded by, in one read."""
+        wanted = {
+            mark.complaint_id
+            for cid, msgs in queue.items()
+            if any(isinstance(m, ConcludeRepeated | DismissRepeated) for m in msgs)
+            and (record := records.get(cid)) is not None
+            and (mark := record.repeated_of) is not None
+        }
+        return await self.store.get_many(wanted) if wanted else {}
+
     @staticmethod
     def _departments(
         record: RoutingRecord | None, messages: Sequence[Message], routed: Routed | None
@@ -281,18 +370,33 @@ class Routing:
         routed: Routed | None,
         loads: dict[str, Load],
         now: datetime,
+        found: _Found | None = None,
+        related: Mapping[str, RoutingRecord] | None = None,
     ) -> _Outcome:
         """One complaint's messages in order, in memory; ``loads`` follows each choice, so
         the next complaint of the batch sees the handler this one was given."""
         outcome = _Outcome(before=record)
         current = record
         for message in messages:
-            decision = self.rules.decide(
-                current, message, Facts(now=now, loads=loads, routed=routed)
-            )
+            facts = Facts(now=now, loads=loads, routed=routed, related=related or {})
+            if found is not None and isinstance(message, ComplaintFiled):
+                facts = replace(
+                    facts,
+                    resident_key=found.resident_key,
+                    terms=found.terms,
+                    repeated_of=found.repeated_of,
+                    link=found.link,
+                )
+            decision = self.rules.decide(current, message, facts)
+            if decision.ignored:
+                continue
             if decision.duplicate:
                 self.on_duplicate(
-                    topics.FILED if isinstance(message, ComplaintFiled) else topics.COMMANDS
+                    topics.FILED
+                    if isinstance(message, ComplaintFiled)
+                    else topics.LIFECYCLE
+                    if isinstance(message, Follow)
+                    else topics.COMMANDS
                 )
                 outcome.flush = True
                 continue
@@ -345,6 +449,7 @@ class Routing:
             *(in_order(events) for events in lifecycle.values()),
             *(self.publish(topics.REJECTIONS, r, r.command_id) for r in rejections),
         )
+        await self.follow_cases([e for events in lifecycle.values() for e in events])
         await self.store.clear_outboxes(
             [
                 Cleared(
@@ -439,6 +544,24 @@ class Routing:
 
     # -- publishing -------------------------------------------------------------------
 
+    async def follow_cases(self, published: Sequence[ComplaintStatusChanged]) -> None:
+        """The complaints linked to a case make its moves too (중복민원): one indexed read
+        of them, when a case moved in a way they follow. Done before the case's outbox is
+        cleared, so a crash in between does it again (the follows are duplicates then)."""
+        moved = {e.complaint_id: e for e in published if follows(e)}
+        if not moved:
+            return
+        linked = await self.store.linked_to_cases(moved.keys())
+        todo: list[Message] = [
+            Follow(record.complaint_id, event)
+            for record in linked
+            if record.linked_to is not None
+            for event in published
+            if follows(event) and event.complaint_id == record.linked_to.complaint_id
+        ]
+        if todo:
+            await self.handle(todo)
+
     async def _publish_events(
         self,
         complaint_id: str,
@@ -448,6 +571,7 @@ class Routing:
         for event in events:
             await self.publish(topics.LIFECYCLE, event, correlation_id)
             self.metrics.transitions.labels(event.trigger, event.to_state.value).inc()
+        await self.follow_cases(events)
         await self.store.clear_outbox(
             complaint_id, [e.event_id for e in events], max(e.sequence for e in events)
         )

@@ -14,6 +14,7 @@ from transitions import EventData, Machine, MachineError
 
 from routing.texts import RefusalCode, Texts, shipped
 from schemas.commands import RESIDENT as COMMAND_RESIDENT
+from schemas.states import CONCLUDED_STATES
 from schemas.states import ComplaintState as S
 
 _WORKING = [S.HANDLER_ASSIGNED, S.SITE_CHECK, S.REVIEWING]
@@ -71,6 +72,21 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
         "conditions": "has_reason",
     },
     {"trigger": "close", "source": S.RESOLVED, "dest": S.CLOSED},
+    {"trigger": "mark_repeated", "source": _HELD, "dest": None},
+    {
+        "trigger": "conclude_repeated",
+        "source": _HELD,
+        "dest": S.CLOSED,
+        "conditions": ["is_marked_repeated", "earlier_concluded"],
+    },
+    {
+        "trigger": "dismiss_repeated",
+        "source": _HELD,
+        "dest": None,
+        "conditions": "is_marked_repeated",
+    },
+    {"trigger": "link", "source": _HELD, "dest": None},
+    {"trigger": "unlink", "source": _HELD, "dest": None, "conditions": "is_linked"},
 ]
 """``dest: None`` is an internal transition: the state stays, the event is still recorded."""
 
@@ -93,6 +109,11 @@ WHO_MAY_FIRE: Final[dict[str, str]] = {
     "withdraw": RESIDENT,
     "reopen": RESIDENT,
     "close": DEPARTMENT,
+    "mark_repeated": ROUTING,
+    "conclude_repeated": DEPARTMENT,
+    "dismiss_repeated": DEPARTMENT,
+    "link": ROUTING,
+    "unlink": DEPARTMENT,
 }
 """Who may fire each trigger: routing itself (never by command), the resident (through
 intake), or the department responsible for the complaint now."""
@@ -114,6 +135,11 @@ EFFECTS: Final[dict[str, str]] = {
     "reassign": "the named on-duty handler, or the least loaded other one",
     "reject": "the remedy is carried",
     "reopen": "a new clock from now; a handler if none; one more reopening",
+    "mark_repeated": "repeated_of: the same resident's concluded complaint, and the similarity",
+    "conclude_repeated": "closed by the earlier answer (법 제23조), which the event carries",
+    "dismiss_repeated": "the mark is dropped; the complaint is handled as new",
+    "link": "linked_to: the open case; the case's handler; the case's moves are followed",
+    "unlink": "the link is dropped; the complaint is handled alone",
 }
 """What a trigger changes beside the state (``routing/complaint.py`` carries it out)."""
 
@@ -128,6 +154,9 @@ GUARD_REFUSALS: Final[dict[str, RefusalCode]] = {
     "is_later_due": RefusalCode.DUE_NOT_LATER,
     "within_first_limit": RefusalCode.EXTENSION_TOO_LONG,
     "consented_if_repeated": RefusalCode.CONSENT_REQUIRED,
+    "is_marked_repeated": RefusalCode.NOT_MARKED_REPEATED,
+    "earlier_concluded": RefusalCode.EARLIER_NOT_CONCLUDED,
+    "is_linked": RefusalCode.NOT_LINKED,
 }
 """The refusal a failed guard gives; its sentences are in ``routing/data/texts.ko.json``."""
 
@@ -163,6 +192,10 @@ class Facts:
     resident_consent: bool = False
     within_double: bool = False
     resume_state: S | None = None
+    marked_repeated: bool = False
+    earlier_state: S | None = None
+    """The state of the complaint this one is marked as repeating, read with it."""
+    linked: bool = False
 
 
 NO_FACTS: Final = Facts()
@@ -216,6 +249,16 @@ class _Subject:
     def consented_if_repeated(self, _: EventData) -> bool:
         ok = self.facts.extensions == 0 or self.facts.resident_consent
         return self._check("consented_if_repeated", ok)
+
+    def is_marked_repeated(self, _: EventData) -> bool:
+        return self._check("is_marked_repeated", self.facts.marked_repeated)
+
+    def earlier_concluded(self, _: EventData) -> bool:
+        ok = self.facts.earlier_state in CONCLUDED_STATES
+        return self._check("earlier_concluded", ok)
+
+    def is_linked(self, _: EventData) -> bool:
+        return self._check("is_linked", self.facts.linked)
 
     def resumes_handler_assigned(self, _: EventData) -> bool:
         return self.facts.resume_state in (None, S.HANDLER_ASSIGNED)

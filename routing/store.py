@@ -28,15 +28,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from routing.assignment import Held, Load, LoadDelta, load_deltas
+from routing.cases import case_key, repeat_key
 from schemas import ComplaintStatusChanged
-from schemas.events import HandlerRef
-from schemas.states import OPEN_STATES, ComplaintState
+from schemas.events import HandlerRef, LinkedTo, RepeatedOf
+from schemas.states import CONCLUDED_STATES, OPEN_STATES, ComplaintState
 from services.mongo import Document
 
 COLLECTION = "routing_complaints"
@@ -86,6 +87,19 @@ class RoutingRecord(BaseModel):
     loads_pending: bool = False
     next_alert_at: datetime | None = None
     """When the deadline watcher should look at it next (None: its clock is not running)."""
+    resident_key: str | None = None
+    """One resident across filings (``routing.cases.resident_key``): a hash, never contact."""
+    terms: tuple[str, ...] = ()
+    """The text's features for similarity (``routing.similarity``), computed at filing."""
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    concluded_at: datetime | None = None
+    """When it was last resolved or closed."""
+    result: str | None = None
+    """The department's answer (the note of the last resolve)."""
+    repeated_of: RepeatedOf | None = None
+    linked_to: LinkedTo | None = None
 
     def has_processed(self, message_id: str) -> bool:
         return message_id in self.processed
@@ -129,6 +143,9 @@ class Changes(BaseModel):
     received_at: datetime | None = None
     original_due_at: datetime | None = None
     extensions: int | None = None
+    result: str | None = None
+    repeated_of: RepeatedOf | None = None
+    linked_to: LinkedTo | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,16 @@ class Transfer:
     to_department: str
     reason: str | None
     at: datetime
+
+
+@dataclass(frozen=True)
+class CaseLookup:
+    """What a batch of new complaints looks up (``routing.cases``)."""
+
+    repeat_keys: frozenset[str]
+    repeat_since: datetime
+    case_keys: frozenset[str]
+    case_since: datetime
 
 
 @dataclass(frozen=True)
@@ -281,6 +308,16 @@ class RoutingStore(Protocol):
         """Keep a transfer as a training example, once per causing command."""
         ...
 
+    async def case_candidates(self, lookup: "CaseLookup", limit: int = 200) -> list[RoutingRecord]:
+        """Stored complaints a batch's new ones may repeat or join: concluded since
+        ``repeat_since`` under one of ``repeat_keys``, or received since ``case_since``
+        under one of ``case_keys``; at most ``limit`` of each kind, the latest first."""
+        ...
+
+    async def linked_to_cases(self, case_ids: Collection[str]) -> list[RoutingRecord]:
+        """The complaints linked to these cases (중복민원), in one query."""
+        ...
+
     async def transfer_examples(self) -> list[TransferExample]:
         """Every transfer so far, oldest first."""
         ...
@@ -302,9 +339,26 @@ def _staged(flag: str, before: datetime | None) -> Document:
 
 def _document(record: RoutingRecord) -> Document:
     doc = record.model_dump(by_alias=True, mode="python")
-    for name in ("sla_sent", "processed", "outbox", "load_deltas"):
+    for name in ("sla_sent", "processed", "outbox", "load_deltas", "terms"):
         doc[name] = list(doc[name])
+    doc |= lookup_keys(record)
     return doc
+
+
+def lookup_keys(record: RoutingRecord) -> dict[str, str | None]:
+    """Derived fields the case lookups query by (each under its own index): set while the
+    complaint can be found that way, None otherwise."""
+    return {
+        "repeat_key": repeat_key(record.resident_key, record.department, record.state),
+        "case_key": case_key(
+            record.department,
+            record.area,
+            record.state,
+            repeated=record.repeated_of is not None,
+            linked=record.linked_to is not None,
+        ),
+        "linked_case": record.linked_to.complaint_id if record.linked_to else None,
+    }
 
 
 def held(record: RoutingRecord | None) -> Held | None:
@@ -333,9 +387,19 @@ def advanced(
     """The record after ``events``, the fields ``changes`` sets and the ``counts`` added."""
     last = events[-1]
     added = {name: getattr(record, name) + n for name, n in counts.nonzero().items()}
+    concluded = (
+        {"concluded_at": last.occurred_at}
+        if last.to_state in CONCLUDED_STATES and record.state not in CONCLUDED_STATES
+        else {}
+    )
+    set_ = changes.model_dump(exclude_unset=True)
+    for name in ("repeated_of", "linked_to"):  # models, not the dicts a dump gives
+        if name in set_:
+            set_[name] = getattr(changes, name)
     return record.model_copy(
-        update=changes.model_dump(exclude_unset=True)
+        update=set_
         | added
+        | concluded
         | {
             "state": last.to_state,
             "sequence": last.sequence,
@@ -448,6 +512,12 @@ class MongoRoutingStore:
                 ),
                 IndexModel([("state", ASCENDING), ("due_at", ASCENDING)], name="deadline_clock"),
                 IndexModel([("next_alert_at", ASCENDING)], name="next_alert_at"),
+                # The case lookups (반복민원, 중복민원): each filter's every field indexed.
+                IndexModel(
+                    [("repeat_key", ASCENDING), ("concluded_at", ASCENDING)], name="repeat_key"
+                ),
+                IndexModel([("case_key", ASCENDING), ("received_at", ASCENDING)], name="case_key"),
+                IndexModel([("linked_case", ASCENDING)], name="linked_case"),
                 # The sequence guard of every write: SecantusDB's planner uses an index only
                 # if it covers every field of the filter, so ``_id`` alone leaves it to scan.
                 IndexModel([("_id", ASCENDING), ("sequence", ASCENDING)], name="id_sequence"),
@@ -621,6 +691,34 @@ class MongoRoutingStore:
                     "at": transfer.at,
                 }
             )
+
+    async def case_candidates(self, lookup: CaseLookup, limit: int = 200) -> list[RoutingRecord]:
+        """By key alone (``$in``), the latest first: SecantusDB plans no index for an
+        ``$in`` together with a range, so the window is applied to what the key finds —
+        one resident's concluded complaints in one department, or the open cases of one
+        department in one 행정동 (the key is unset otherwise), at most ``limit``."""
+        found: list[RoutingRecord] = []
+        for key, at, since, wanted in (
+            ("repeat_key", "concluded_at", lookup.repeat_since, lookup.repeat_keys),
+            ("case_key", "received_at", lookup.case_since, lookup.case_keys),
+        ):
+            if not wanted:
+                continue
+            cursor = self.col.find(
+                {key: {"$in": sorted(wanted)}}, sort=[(at, DESCENDING)], limit=limit
+            )
+            async for doc in cursor:
+                record = RoutingRecord.model_validate(doc)
+                moment = getattr(record, at)
+                if moment is not None and moment >= since:
+                    found.append(record)
+        return found
+
+    async def linked_to_cases(self, case_ids: Collection[str]) -> list[RoutingRecord]:
+        if not case_ids:
+            return []
+        cursor = self.col.find({"linked_case": {"$in": list(case_ids)}})
+        return [RoutingRecord.model_validate(doc) async for doc in cursor]
 
     async def transfer_examples(self) -> list[TransferExample]:
         return [

@@ -33,6 +33,9 @@ class RefusalCode(StrEnum):
     DUE_NOT_LATER = "due_not_later"
     EXTENSION_TOO_LONG = "extension_too_long"
     CONSENT_REQUIRED = "consent_required"
+    NOT_MARKED_REPEATED = "not_marked_repeated"
+    EARLIER_NOT_CONCLUDED = "earlier_not_concluded"
+    NOT_LINKED = "not_linked"
     # the handlers: who may act, on what
     UNKNOWN_COMPLAINT = "unknown_complaint"
     NOT_RESPONSIBLE = "not_responsible"

@@ -26,6 +26,9 @@ class DepartmentAction(StrEnum):
     REJECT = "reject"
     REASSIGN = "reassign"
     CLOSE = "close"
+    CONCLUDE_REPEATED = "conclude_repeated"
+    DISMISS_REPEATED = "dismiss_repeated"
+    UNLINK = "unlink"
 
 
 class ResidentAction(StrEnum):
@@ -107,6 +110,28 @@ class CloseComplaint(_Command):
     action: Literal[DepartmentAction.CLOSE] = DepartmentAction.CLOSE
 
 
+class ConcludeRepeated(_Command):
+    """반복민원 종결 (민원 처리에 관한 법률 제23조): conclude a complaint routing marked as
+    repeating the same resident's concluded one, by referring to the earlier answer.
+    Refused unless the mark exists and the earlier complaint is still concluded. The
+    event's ``note`` is the earlier answer, which the resident's notice quotes (``note``
+    here stands in only when the earlier complaint has no answer recorded)."""
+
+    action: Literal[DepartmentAction.CONCLUDE_REPEATED] = DepartmentAction.CONCLUDE_REPEATED
+
+
+class DismissRepeated(_Command):
+    """The mark was wrong (new facts, a new place): the complaint is handled as new."""
+
+    action: Literal[DepartmentAction.DISMISS_REPEATED] = DepartmentAction.DISMISS_REPEATED
+
+
+class UnlinkComplaint(_Command):
+    """The complaint is not the same problem as the case it was linked to: handled alone."""
+
+    action: Literal[DepartmentAction.UNLINK] = DepartmentAction.UNLINK
+
+
 class ProvideInfo(_Command):
     action: Literal[ResidentAction.PROVIDE_INFO] = ResidentAction.PROVIDE_INFO
 
@@ -131,6 +156,9 @@ AnyCommand = (
     | RejectComplaint
     | ReassignHandler
     | CloseComplaint
+    | ConcludeRepeated
+    | DismissRepeated
+    | UnlinkComplaint
     | ProvideInfo
     | WithdrawComplaint
     | ReopenComplaint
@@ -144,7 +172,9 @@ __all__ = [
     "AnyCommand",
     "CloseComplaint",
     "ComplaintCommand",
+    "ConcludeRepeated",
     "DepartmentAction",
+    "DismissRepeated",
     "ExtendDeadline",
     "Note",
     "ProvideInfo",
@@ -157,5 +187,6 @@ __all__ = [
     "StartReview",
     "StartSiteCheck",
     "TransferComplaint",
+    "UnlinkComplaint",
     "WithdrawComplaint",
 ]

@@ -103,8 +103,42 @@ class HandlerRef(BaseModel):
     office_phone: str
 
 
+class RepeatedOf(BaseModel):
+    """반복민원: the earlier, concluded complaint of the same resident this one repeats.
+
+    ``answer`` is the earlier complaint's result as the department wrote it; it is carried
+    only when the department confirms the mark (``conclude_repeated``), for the notice."""
+
+    model_config = WireModel.model_config
+    complaint_id: str
+    receipt_number: str
+    similarity: float = Field(ge=0, le=1)
+    answer: str | None = None
+
+
+class LinkedTo(BaseModel):
+    """중복민원: the open case of another resident this complaint joins. Only the case's
+    ids travel: nothing about the other resident."""
+
+    model_config = WireModel.model_config
+    complaint_id: str
+    receipt_number: str
+    similarity: float = Field(ge=0, le=1)
+    distance_m: float | None = Field(
+        default=None, description="Between the two locations, when both had coordinates."
+    )
+
+
 class ComplaintStatusChanged(Event):
-    """One state transition of one complaint. ``sequence`` increases by one per complaint."""
+    """One state transition of one complaint. ``sequence`` increases by one per complaint.
+
+    Marks are internal transitions (the state stays) on the same topic, in sequence:
+    ``mark_repeated`` carries ``repeated_of``, ``link`` carries ``linked_to`` (the
+    complaint joined an open case, 중복민원), ``dismiss_repeated`` and ``unlink`` clear
+    them, and ``conclude_repeated`` closes the complaint with ``repeated_of`` and the
+    earlier answer. A move of a case made for its linked complaints names the case in
+    ``case_of``.
+    """
 
     event_type: Literal["complaint.status_changed"] = "complaint.status_changed"
     complaint_id: str
@@ -128,6 +162,11 @@ class ComplaintStatusChanged(Event):
         default=None,
         description="On the assignment a classifier decided: which fitted model decided it "
         "(a fingerprint of its training data, code and library versions).",
+    )
+    repeated_of: RepeatedOf | None = None
+    linked_to: LinkedTo | None = None
+    case_of: str | None = Field(
+        default=None, description="The case (complaint id) whose move this one follows."
     )
 
 

@@ -26,3 +26,6 @@ OPEN_STATES = frozenset(
         ComplaintState.INFO_REQUESTED,
     }
 )
+
+CONCLUDED_STATES = frozenset({ComplaintState.RESOLVED, ComplaintState.CLOSED})
+"""A complaint answered: a later one of the same resident may repeat it (반복민원)."""

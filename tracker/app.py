@@ -8,6 +8,7 @@ are the real ones.
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from prometheus_client import Gauge
@@ -25,8 +26,10 @@ from tracker.handlers import (
     StatsLimits,
     StreamCaps,
     build_router,
+    similar_routes,
 )
 from tracker.settings import TrackerSettings
+from tracker.similar import RateLimiter, SimilarPolicy
 from tracker.sse import StreamTiming, TimelineHub
 from tracker.store import MongoTrackerStore, TrackerStore
 
@@ -76,6 +79,17 @@ def create_app(
         description="Follow a complaint (민원): residents their own, departments their queue, "
         'staff by search, ops by statistics. Errors are `{"error": {"code", "message"}}`.',
         lifespan=lifespan,
+    )
+    app.include_router(
+        similar_routes(
+            store=store,
+            policy=SimilarPolicy(
+                threshold=settings.similar_threshold,
+                window=timedelta(days=settings.similar_window_days),
+            ),
+            limiter=RateLimiter(per_minute=settings.similar_per_minute),
+            clock=clock or utcnow,
+        )
     )
     app.include_router(
         build_router(

@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from schemas import ComplaintState
+from schemas.catalogue import catalogue
 from schemas.events import utcnow
 from schemas.states import OPEN_STATES
 from schemas.tokens import hash_token, token_matches
@@ -53,6 +54,7 @@ from services.openapi import refusals
 from services.runtime import Clock
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, read_model_of
 from tracker.search import SearchQuery, query_terms
+from tracker.similar import RateLimiter, SimilarComplaints, SimilarPolicy, likely_duplicates
 from tracker.sse import StreamTiming, TimelineHub, last_event_id, timeline_stream
 from tracker.statistics import Statistics, statistics, suppressed
 from tracker.store import Appended, TrackerStore
@@ -561,5 +563,72 @@ def build_router(
         rows = await store.statistics_rows(department=department, filed_from=since, filed_to=until)
         figures = statistics(rows).model_copy(update={"period_from": since, "period_to": until})
         return suppressed(figures, limits.min_cell)
+
+    return router
+
+
+def similar_routes(
+    *,
+    store: TrackerStore,
+    policy: SimilarPolicy,
+    limiter: RateLimiter,
+    clock: Clock = utcnow,
+) -> APIRouter:
+    """'이미 접수된 민원이 있어요' (``tracker.similar``): public, bounded and rate-limited.
+    Registered before ``/v1/complaints/{complaint_id}``, whose path would take it."""
+    router = APIRouter()
+
+    @router.get(
+        "/v1/complaints/similar",
+        response_model=SimilarComplaints,
+        responses=refusals(422, 429),
+        tags=["residents"],
+    )
+    async def similar(
+        request: Request,
+        dong: Annotated[str, Query(min_length=1, max_length=40, description="행정동.")],
+        text: Annotated[
+            str, Query(min_length=1, max_length=500, description="What the resident wrote.")
+        ],
+        department: Annotated[str | None, Query(max_length=64)] = None,
+        service_code: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> SimilarComplaints:
+        """Open complaints at the same 행정동 about the same problem, for a resident about
+        to file: the department (or the service code it belongs to), the 행정동 and the text.
+        Public summaries only — no text, name, address or receipt number of another
+        reporter; ``complaint_id`` lets the resident follow one instead of filing anew."""
+        caller = request.client.host if request.client else "unknown"
+        if not limiter.allow(caller):
+            raise ApiError(
+                429,
+                "rate_limited",
+                "Too many lookups from this caller; try again shortly.",
+                {"Retry-After": "1"},
+            )
+        departments = catalogue()
+        if service_code is not None:
+            owner = departments.by_service_code(service_code)
+            if owner is None:
+                raise ApiError(422, "invalid_request", "service_code: not a known service code")
+            if department is not None and department != owner.code:
+                raise ApiError(
+                    422, "invalid_request", "department: not the service code's department"
+                )
+            department = owner.code
+        if department is None:
+            raise ApiError(422, "invalid_request", "department: give it, or a service_code")
+        if department not in departments.by_code:
+            raise ApiError(422, "invalid_request", "department: not a known department code")
+        terms = query_terms(text)
+        rows = await store.open_at(department, dong, limit=policy.max_candidates)
+        return SimilarComplaints(
+            items=likely_duplicates(
+                terms,
+                rows,
+                policy=policy,
+                now=clock(),
+                day_of=lambda moment: moment.astimezone(KST).date(),
+            )
+        )
 
     return router

@@ -32,7 +32,7 @@ from schemas import (
     NotificationOutcome,
 )
 from schemas.common import ChatTurn
-from schemas.events import AlertKind, HandlerRef, Outcome
+from schemas.events import AlertKind, HandlerRef, LinkedTo, Outcome, RepeatedOf
 from schemas.pii import mask_text
 from schemas.states import OPEN_STATES, ComplaintState
 from tracker.search import search_terms
@@ -157,6 +157,18 @@ class ReadModel(Recorded):
     search_terms: list[str] = Field(
         default=[], description="The content morphemes of title and body, for staff search."
     )
+    repeated_of: RepeatedOf | None = Field(
+        default=None,
+        description="반복민원: the same resident's concluded complaint routing found this one "
+        "repeats, until the department dismisses the mark.",
+    )
+    repeated: bool = Field(
+        default=False, description="Concluded as a 반복민원 by the earlier answer."
+    )
+    linked_to: LinkedTo | None = Field(
+        default=None, description="중복민원: the open case this complaint was joined to."
+    )
+    linked: bool = Field(default=False, description="Joined to a case now.")
 
 
 def read_model_of(events: Collection[TrackedEvent]) -> ReadModel | None:
@@ -211,8 +223,33 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         timeline=[Transition.model_validate(c, from_attributes=True) for c in changes],
         notifications=[Notification.model_validate(n, from_attributes=True) for n in notifications],
         rejections=[Rejection.model_validate(r, from_attributes=True) for r in rejections],
+        **_marks(changes),
         **(_filing(filed) if filed else {}),
     )
+
+
+def _marks(changes: list[ComplaintStatusChanged]) -> dict[str, Any]:
+    """The 반복민원 and 중복민원 marks as the latest changes leave them."""
+    repeated_of: RepeatedOf | None = None
+    linked_to: LinkedTo | None = None
+    repeated = False
+    for change in changes:
+        if change.trigger == "mark_repeated":
+            repeated_of = change.repeated_of
+        elif change.trigger == "dismiss_repeated":
+            repeated_of = None
+        elif change.trigger == "conclude_repeated":
+            repeated_of, repeated = change.repeated_of or repeated_of, True
+        elif change.trigger == "link":
+            linked_to = change.linked_to
+        elif change.trigger == "unlink":
+            linked_to = None
+    return {
+        "repeated_of": repeated_of,
+        "repeated": repeated,
+        "linked_to": linked_to,
+        "linked": linked_to is not None,
+    }
 
 
 def _by_time(events: Iterable[Timed]) -> list[Timed]:

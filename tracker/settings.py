@@ -58,3 +58,19 @@ class TrackerSettings(ServiceSettings):
     sse_max_streams: int = Field(
         default=2000, ge=1, description="Live timelines open at once in all (503 beyond)."
     )
+    similar_threshold: float = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="'이미 접수된 민원' lookups: text similarity (set cosine of content words) "
+        "at or above which an open complaint at the same 행정동 is offered.",
+    )
+    similar_window_days: float = Field(
+        default=30, gt=0, description="Only open complaints filed this recently are offered."
+    )
+    similar_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Lookups per minute per caller address (intake and the portal call it "
+        "for every resident, so this is the callers' budget, not one resident's).",
+    )

@@ -17,7 +17,9 @@ Definitions (each rate is null while its denominator is zero):
   then (lawful extensions included);
 - reopen rate: of complaints resolved at least once, the share reopened (재민원);
 - transfer rate: of complaints assigned to a department, the share transferred (이송);
-- auto-routing rate: of complaints routed, the share routed without a person.
+- auto-routing rate: of complaints routed, the share routed without a person;
+- per department, complaints concluded as 반복민원 (``repeated``) and complaints joined
+  to another resident's case (``linked``, 중복민원).
 """
 
 import math
@@ -50,6 +52,8 @@ class StatisticsRow(BaseModel):
     auto_routed: bool | None
     transfer_count: int = 0
     reopen_count: int = 0
+    repeated: bool = False
+    linked: bool = False
     timeline: list[Stage] = Field(description="In sequence order.")
 
 
@@ -73,6 +77,12 @@ class Rate(BaseModel):
 class DepartmentCounts(BaseModel):
     total: int | None = Field(description=SUPPRESSED)
     by_state: dict[str, int | None]
+    repeated: int | None = Field(
+        default=0, description="Concluded as 반복민원 (법 제23조). " + SUPPRESSED
+    )
+    linked: int | None = Field(
+        default=0, description="Joined to another resident's case (중복민원). " + SUPPRESSED
+    )
 
 
 class Statistics(BaseModel):
@@ -140,6 +150,7 @@ def statistics(rows: Iterable[StatisticsRow]) -> Statistics:
     total = awaiting = 0
     by_state: Counter[str] = Counter()
     by_department: dict[str, Counter[str]] = {}
+    cases: dict[str, Counter[str]] = {}
     in_stage: dict[str, list[float]] = {}
     to_resolution: list[float] = []
     resolved = reopened = assigned = transferred = routed = auto = 0
@@ -154,6 +165,9 @@ def statistics(rows: Iterable[StatisticsRow]) -> Statistics:
         if department is not None:
             assigned += 1
             by_department.setdefault(department, Counter())[state or "awaiting_routing"] += 1
+            marks = cases.setdefault(department, Counter())
+            marks["repeated"] += row.repeated
+            marks["linked"] += row.linked
             transferred += row.transfer_count > 0
         if row.auto_routed is not None:
             routed += 1
@@ -174,7 +188,10 @@ def statistics(rows: Iterable[StatisticsRow]) -> Statistics:
         by_state=dict(sorted(by_state.items())),
         by_department={
             code: DepartmentCounts(
-                total=sum(counts.values()), by_state=dict(sorted(counts.items()))
+                total=sum(counts.values()),
+                by_state=dict(sorted(counts.items())),
+                repeated=cases[code]["repeated"],
+                linked=cases[code]["linked"],
             )
             for code, counts in sorted(by_department.items())
         },
@@ -217,6 +234,8 @@ def suppressed(stats: Statistics, minimum: int) -> Statistics:
                 code: DepartmentCounts(
                     total=count(d.total),
                     by_state={state: count(n) for state, n in d.by_state.items()},
+                    repeated=count(d.repeated),
+                    linked=count(d.linked),
                 )
                 for code, d in stats.by_department.items()
             },

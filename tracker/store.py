@@ -33,6 +33,7 @@ from schemas.states import OPEN_STATES, ComplaintState
 from services.mongo import Document
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent
 from tracker.search import SearchQuery
+from tracker.similar import SimilarRow
 from tracker.statistics import StatisticsRow
 from tracker.view import ComplaintSummary, QueueItem, SearchHit, TimelineEntry
 
@@ -139,6 +140,11 @@ class TrackerStore(Protocol):
         filed_to: datetime | None = None,
     ) -> list[StatisticsRow]: ...
 
+    async def open_at(self, department: str, dong: str, *, limit: int) -> list[SimilarRow]:
+        """Open complaints of one department in one 행정동, newest filed first, at most
+        ``limit``: the candidates a resident about to file may be repeating."""
+        ...
+
 
 @functools.cache
 def stored_fields(view: type[BaseModel]) -> tuple[str, ...]:
@@ -185,11 +191,26 @@ def complaint_indexes() -> list[IndexModel]:
         IndexModel([("resident_token_hash", ASCENDING)], name="by_resident"),
         IndexModel([("search_terms", ASCENDING)], name="by_search_term"),
         IndexModel([("filed_at", DESCENDING)], name="by_filed_at"),
+        # '이미 접수된 민원': every field of the open-at-a-place filter (see ``open_at``).
+        IndexModel(
+            [("department", ASCENDING), ("dong", ASCENDING), ("state", ASCENDING)],
+            name="by_place",
+        ),
     ]
 
 
 def projection(names: Iterable[str]) -> Document:
     return {"_id": False} | dict.fromkeys(names, True)
+
+
+def open_at_filter(department: str, dong: str) -> Document:
+    """Equality on department and 행정동, ``$in`` on state: the ``by_place`` index covers it
+    (a range beside the ``$in`` would leave SecantusDB's planner to scan)."""
+    return {
+        "department": department,
+        "dong": dong,
+        "state": {"$in": sorted(s.value for s in OPEN_STATES)},
+    }
 
 
 def queue_filter(department: str, states: Collection[ComplaintState]) -> Document:
@@ -409,6 +430,15 @@ class MongoTrackerStore:
         )
         cursor = self.complaints.find(query, projection=projection(stored_fields(StatisticsRow)))
         return [StatisticsRow.model_validate(doc) async for doc in cursor]
+
+    async def open_at(self, department: str, dong: str, *, limit: int) -> list[SimilarRow]:
+        cursor = self.complaints.find(
+            open_at_filter(department, dong),
+            projection=projection(stored_fields(SimilarRow)),
+            sort=[("filed_at", DESCENDING)],
+            limit=limit,
+        )
+        return [SimilarRow.model_validate(doc) async for doc in cursor]
 
     async def _page(
         self,

@@ -198,11 +198,36 @@ class ComplaintSummary(_NestsDepartment):
     overdue: bool
 
 
+class RepeatMark(BaseModel):
+    """반복민원: the earlier complaint, for the handler to confirm (``conclude_repeated``)
+    or dismiss (``dismiss_repeated``)."""
+
+    complaint_id: str
+    receipt_number: str
+    similarity: float
+
+
+class CaseLink(BaseModel):
+    """중복민원: the case this complaint was joined to (``unlink`` to handle it alone)."""
+
+    complaint_id: str
+    receipt_number: str
+    similarity: float
+    distance_m: float | None
+
+
 class QueueItem(ComplaintSummary):
     dong: str | None
     transfer_count: int
     reopen_count: int
     auto_routed: bool | None
+    repeated_of: RepeatMark | None = Field(
+        default=None, description="반복민원 routing found, until confirmed or dismissed."
+    )
+    repeated: bool = Field(default=False, description="Concluded as a 반복민원.")
+    linked_to: CaseLink | None = Field(
+        default=None, description="중복민원: the case it was joined to."
+    )
 
 
 Excerpt = Annotated[str, BeforeValidator(excerpt)]

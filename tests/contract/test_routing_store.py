@@ -9,6 +9,7 @@ from routing.assignment import Load
 from routing.deadlines import KST
 from routing.store import (
     PROCESSED_KEPT,
+    CaseLookup,
     Changes,
     Cleared,
     Counts,
@@ -23,7 +24,7 @@ from routing.store import (
     with_load_deltas,
 )
 from schemas import ComplaintStatusChanged
-from schemas.events import HandlerRef
+from schemas.events import HandlerRef, LinkedTo
 from schemas.states import ComplaintState as S
 from tests.fakes.routing import InMemoryRoutingStore
 
@@ -459,3 +460,73 @@ async def test_outboxes_are_cleared_in_bulk_and_settle_their_loads(store: Routin
     assert ([e.sequence for e in later.outbox], later.outbox_pending) == ([3], True)
     assert [r.complaint_id for r in await store.pending_outboxes()] == ["c2"]
     await store.clear_outboxes([])
+
+
+def case_record(
+    complaint_id: str,
+    state: S,
+    *,
+    resident: str | None = "p:one",
+    area: str = "연희동",
+    received_at: datetime = T0,
+    concluded_at: datetime | None = None,
+    linked_to: LinkedTo | None = None,
+) -> RoutingRecord:
+    return record(complaint_id, state).model_copy(
+        update={
+            "resident_key": resident,
+            "area": area,
+            "received_at": received_at,
+            "concluded_at": concluded_at,
+            "terms": ("가로등/NN", "고장/NN"),
+            "linked_to": linked_to,
+        }
+    )
+
+
+async def test_case_candidates_are_found_by_their_keys_within_the_window(
+    store: RoutingStore,
+) -> None:
+    old = T0 - timedelta(days=400)
+    for r in [
+        case_record("done", S.RESOLVED, concluded_at=T0),
+        case_record("done-long-ago", S.CLOSED, concluded_at=old),
+        case_record("done-other-resident", S.RESOLVED, resident="p:two", concluded_at=T0),
+        case_record("open-here", S.SITE_CHECK),
+        case_record("open-elsewhere", S.SITE_CHECK, area="연남동"),
+        case_record(
+            "open-but-linked",
+            S.SITE_CHECK,
+            linked_to=LinkedTo(
+                complaint_id="open-here", receipt_number="261125-000001", similarity=0.5
+            ),
+        ),
+        case_record("open-long-ago", S.SITE_CHECK, received_at=old),
+    ]:
+        assert await store.create(r)
+    lookup = CaseLookup(
+        repeat_keys=frozenset({"p:one|roads"}),
+        repeat_since=T0 - timedelta(days=365),
+        case_keys=frozenset({"roads|연희동"}),
+        case_since=T0 - timedelta(days=30),
+    )
+    found = await store.case_candidates(lookup)
+    assert sorted(r.complaint_id for r in found) == ["done", "open-here"]
+    assert [r.complaint_id for r in await store.linked_to_cases(["open-here"])] == [
+        "open-but-linked"
+    ]
+    assert await store.linked_to_cases([]) == []
+
+
+async def test_a_reopened_complaint_is_no_longer_a_repeat_candidate(store: RoutingStore) -> None:
+    done = case_record("done", S.RESOLVED, concluded_at=T0)
+    assert await store.create(done)
+    reopened = event("done", 3, S.HANDLER_ASSIGNED)
+    assert await store.advance(done, caused_by="reopen-1", events=[reopened])
+    lookup = CaseLookup(
+        repeat_keys=frozenset({"p:one|roads"}),
+        repeat_since=T0 - timedelta(days=1),
+        case_keys=frozenset(),
+        case_since=T0,
+    )
+    assert await store.case_candidates(lookup) == []

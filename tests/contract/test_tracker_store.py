@@ -12,6 +12,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import ComplaintState
+from schemas.common import Location
 from schemas.events import utcnow
 from schemas.tokens import hash_token
 from services.mongo import Document
@@ -22,7 +23,7 @@ from tracker.handlers import refresh
 from tracker.projection import ReadModel, TrackedEvent, project
 from tracker.rebuild import rebuild
 from tracker.search import SearchQuery, query_terms
-from tracker.store import Appended, MongoTrackerStore, TrackerStore
+from tracker.store import Appended, MongoTrackerStore, TrackerStore, open_at_filter
 
 S = ComplaintState
 NewStore = Callable[[], Awaitable[TrackerStore]]
@@ -455,3 +456,38 @@ async def test_events_stored_during_a_rebuild_are_not_lost(store: TrackerStore) 
     assert all(model is not None and model.event_count == 8 for model in models)
     await rebuild(store)
     assert [await store.read_model(cid) for cid in sorted(await store.read_model_ids())] == models
+
+
+# -- '이미 접수된 민원' ----------------------------------------------------------------------
+
+
+async def test_open_at_reads_one_departments_open_complaints_in_one_dong_newest_first(
+    store: TrackerStore, backend: AsyncDatabase[Document] | None
+) -> None:
+
+    def routed(cid: str, dong: str, to: ComplaintState, minutes: int) -> list[TrackedEvent]:
+        where = Location(address="청라커낼로 100", dong=dong)
+        return [
+            filed(cid, location=where).model_copy(
+                update={"occurred_at": T0 + timedelta(minutes=minutes)}
+            ),
+            change(cid, 1, None, ComplaintState.RECEIVED, trigger="file"),
+            change(cid, 2, ComplaintState.RECEIVED, to, trigger="t", department="roads"),
+        ]
+
+    for cid, dong, to, minutes in [
+        ("older", "청라1동", ComplaintState.ASSIGNED, 1),
+        ("newer", "청라1동", ComplaintState.ASSIGNED, 2),
+        ("closed", "청라1동", ComplaintState.RESOLVED, 3),
+        ("elsewhere", "청라2동", ComplaintState.ASSIGNED, 4),
+    ]:
+        await in_batch(store, routed(cid, dong, to, minutes))
+    rows = await store.open_at("roads", "청라1동", limit=10)
+    assert [r.complaint_id for r in rows] == ["newer", "older"]
+    assert "가로등" in " ".join(rows[0].search_terms)
+    assert [r.complaint_id for r in await store.open_at("roads", "청라1동", limit=1)] == ["newer"]
+    if backend is not None:
+        assert isinstance(store, MongoTrackerStore)
+        query = open_at_filter("roads", "청라1동")
+        plan = (await store.complaints.find(query).explain())["queryPlanner"]["winningPlan"]
+        assert "IXSCAN" in str(plan), plan

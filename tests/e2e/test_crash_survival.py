@@ -141,7 +141,8 @@ async def file(http: httpx.AsyncClient, up: Up, n: int) -> dict[str, Any]:
         "channel": "web",
         "body": BODIES[n % len(BODIES)],
         "resident": {"name": "홍길동", "phone": f"010-1234-{5600 + n}"},
-        "location": {"address": "인천 서구 청라대로 1", "dong": "청라2동"},
+        # an address of its own: one complaint each, none joining another (중복민원)
+        "location": {"address": f"인천 서구 청라대로 {n + 1}", "dong": "청라2동"},
     }
     response = await http.post(f"{up.url('intake')}/v1/complaints", json=body)
     assert response.status_code == 201, response.text

@@ -1,5 +1,6 @@
 """One complaint through intake, routing, tracker and notifier on real servers over TCP."""
 
+import itertools
 import json
 import uuid
 from datetime import datetime
@@ -18,12 +19,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 STEPS = ["received", "assigned", "handler_assigned", "site_check", "reviewing", "resolved"]
 
 
+_HOUSES = itertools.count(1)
+
+
 async def file(http: httpx.AsyncClient, stack: Stack, **overrides: Any) -> dict[str, Any]:
+    """A filing at an address of its own: the same text at one address would join the
+    complaint open there (중복민원), and the tests here follow one complaint each."""
     body = {
         "channel": "web",
         "body": "이불이랑 매트리스 버리려면 어떻게 해요? 스티커 어디서 사요",
         "resident": {"name": "홍길동", "phone": "010-1234-5678"},
-        "location": {"address": "인천 서구 청라대로 1", "dong": "청라2동"},
+        "location": {"address": f"인천 서구 청라대로 {next(_HOUSES)}", "dong": "청라2동"},
     } | overrides
     response = await http.post(f"{stack.intake}/v1/complaints", json=body)
     assert response.status_code == 201, response.text

@@ -15,6 +15,7 @@ from routing.deadlines import KST
 from routing.store import (
     PROCESSED_KEPT,
     RUNNING_CLOCK,
+    CaseLookup,
     Changes,
     Cleared,
     Counts,
@@ -24,6 +25,7 @@ from routing.store import (
     TransferLabel,
     Write,
     advanced,
+    lookup_keys,
     write_one,
 )
 from schemas import ComplaintStatusChanged, topics
@@ -243,6 +245,40 @@ class InMemoryRoutingStore:
             TransferLabel(label_id=cid, text=x.text, department=x.department, at=at)
             for cid, (at, x) in ordered
         ]
+
+    async def case_candidates(self, lookup: CaseLookup, limit: int = 200) -> list[RoutingRecord]:
+        keyed = [(lookup_keys(r), r) for r in self.records.values()]
+        repeats = sorted(
+            (
+                r
+                for k, r in keyed
+                if k["repeat_key"] in lookup.repeat_keys
+                and r.concluded_at is not None
+                and r.concluded_at >= lookup.repeat_since
+            ),
+            key=lambda r: (lookup_keys(r)["repeat_key"] or "", -_ts(r.concluded_at)),
+        )
+        cases = sorted(
+            (
+                r
+                for k, r in keyed
+                if k["case_key"] in lookup.case_keys
+                and r.received_at is not None
+                and r.received_at >= lookup.case_since
+            ),
+            key=lambda r: (lookup_keys(r)["case_key"] or "", -_ts(r.received_at)),
+        )
+        return repeats[:limit] + cases[:limit]
+
+    async def linked_to_cases(self, case_ids: Collection[str]) -> list[RoutingRecord]:
+        wanted = set(case_ids)
+        return [
+            r for r in self.records.values() if r.linked_to and r.linked_to.complaint_id in wanted
+        ]
+
+
+def _ts(at: datetime | None) -> float:
+    return at.timestamp() if at else 0.0
 
 
 class RecordingPublish:

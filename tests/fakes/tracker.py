@@ -22,6 +22,7 @@ from schemas.states import ComplaintState
 from services.mongo import Document
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent
 from tracker.search import SearchQuery
+from tracker.similar import SimilarRow
 from tracker.statistics import StatisticsRow
 from tracker.store import (
     FILED,
@@ -30,6 +31,7 @@ from tracker.store import (
     TIMELINE,
     Appended,
     event_document,
+    open_at_filter,
     queue_filter,
     read_model_document,
     search_filter,
@@ -215,6 +217,11 @@ class InMemoryTrackerStore:
         )
         names = stored_fields(StatisticsRow)
         return [StatisticsRow.model_validate(projected(doc, names)) for doc in self._find(query)]
+
+    async def open_at(self, department: str, dong: str, *, limit: int) -> list[SimilarRow]:
+        found = ordered(self._find(open_at_filter(department, dong)), [("filed_at", -1)])
+        names = stored_fields(SimilarRow)
+        return [SimilarRow.model_validate(projected(doc, names)) for doc in found[:limit]]
 
     def _find(self, query: Document) -> list[Document]:
         return [doc for doc in self.complaints.values() if matches(doc, query)]

@@ -12,13 +12,16 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from routing.app import case_detection
 from routing.catalogue import Catalogue
 from routing.classifier import Classifier
 from routing.deadlines import calendar
 from routing.handlers import Routing, RoutingMetrics
 from routing.lifecycle import Lifecycle
+from routing.settings import RoutingSettings
 from routing.store import COLLECTION, LOADS, MongoRoutingStore
 from routing.texts import shipped
+from schemas import ComplaintFiled
 from schemas.commands import StartSiteCheck
 from services.mongo import Document
 from tests.conftest import Backends
@@ -50,11 +53,17 @@ async def counted(
         on_duplicate=lambda _: None,
         clock=SettableClock(),
     )
+    service.cases = await case_detection(RoutingSettings(), trained_classifier)
     try:
         yield service, commands, db
     finally:
         await client.drop_database(db.name)
         await client.close()
+
+
+def resident(complaint: ComplaintFiled) -> ComplaintFiled:
+    """A filing with its resident's token hash, so both case lookups run."""
+    return complaint.model_copy(update={"resident_token_hash": complaint.complaint_id * 8})
 
 
 async def cost(commands: Commands, work: Any) -> Counter[str]:
@@ -67,12 +76,13 @@ async def test_a_batch_costs_the_same_commands_for_5_complaints_as_for_25(
     counted: tuple[Routing, Commands, AsyncDatabase[Document]],
 ) -> None:
     service, commands, _ = counted
-    small = [filed(f"s{n}") for n in range(5)]
-    large = [filed(f"l{n}", dong="연희동") for n in range(25)]
+    small = [resident(filed(f"s{n}")) for n in range(5)]
+    large = [resident(filed(f"l{n}", dong="연희동")) for n in range(25)]
     filing_small = await cost(commands, service.handle(small))
     filing_large = await cost(commands, service.handle(large))
     assert filing_small == filing_large
-    assert filing_large == {"find": 1, "insert": 1, "update": 2}  # loads; counters, clear
+    # loads, the case lookups (반복민원 by resident, 중복민원 by place); insert; counters, clear
+    assert filing_large == {"find": 3, "insert": 1, "update": 2}
     moving_small = await cost(
         commands,
         service.handle([StartSiteCheck(actor=DEPT, complaint_id=c.complaint_id) for c in small]),
@@ -82,7 +92,8 @@ async def test_a_batch_costs_the_same_commands_for_5_complaints_as_for_25(
         service.handle([StartSiteCheck(actor=DEPT, complaint_id=c.complaint_id) for c in large]),
     )
     assert moving_small == moving_large
-    assert moving_large == {"find": 1, "update": 2}  # the complaints; write and clear
+    # the complaints, the cases' linked complaints (중복민원); write and clear
+    assert moving_large == {"find": 2, "update": 2}
     loads = await service.store.loads([h.handler_id for h in service.catalogue.rosters[DEPT]])
     assert sum(load.open for load in loads.values()) == 30
 
@@ -102,6 +113,10 @@ async def test_every_query_routing_makes_is_served_by_an_index(
         (COLLECTION, {"loads_pending": True, "updated_at": {"$lte": now}}),  # loads, grace
         (COLLECTION, {"next_alert_at": {"$lte": now}}),  # the deadline watcher
         (LOADS, {"_id": {"$in": ["roads-1", "roads-2"]}}),  # handler loads
+        # the case lookups at filing (반복민원, 중복민원) and a case's linked complaints
+        (COLLECTION, {"repeat_key": {"$in": ["p:a|roads", "t:b|roads"]}}),
+        (COLLECTION, {"case_key": {"$in": ["roads|연희동"]}}),
+        (COLLECTION, {"linked_case": {"$in": ["x0"]}}),
     ]
     for collection, query in queries:
         plan = (await db[collection].find(query).explain())["queryPlanner"]["winningPlan"]

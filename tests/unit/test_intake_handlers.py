@@ -402,6 +402,9 @@ COMPLETE: dict[DepartmentAction, dict[str, Any]] = {
     DepartmentAction.REJECT: {"note": "사유 불충분", "remedy": "120 콜센터에 문의"},
     DepartmentAction.REASSIGN: {"handler_id": "roads-2"},
     DepartmentAction.CLOSE: {},
+    DepartmentAction.CONCLUDE_REPEATED: {},
+    DepartmentAction.DISMISS_REPEATED: {"note": "다른 장소"},
+    DepartmentAction.UNLINK: {"note": "다른 가로등"},
 }
 """Each action with what it needs: the door lets all of them through."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from notifier.audience import UNTOLD_TRIGGERS
 from notifier.templates import (
     APPROVED_PATH,
     CATALOGUE_PATH,
@@ -93,10 +94,12 @@ def test_every_state_the_lifecycle_can_reach_has_a_template(catalogue: Catalogue
 
 def test_every_internal_move_has_its_own_resident_message(catalogue: Catalogue) -> None:
     """A move that keeps the state (extend, reassign) would otherwise repeat the state's
-    message: the resident would read "현장 확인 중입니다" again when the deadline moved."""
+    message: the resident would read "현장 확인 중입니다" again when the deadline moved.
+    Marks the department decides on (issue 14) are not told at all (``UNTOLD_TRIGGERS``)."""
     internal = {t["trigger"] for t in TRANSITIONS if t["dest"] is None}
-    assert internal == {"extend", "reassign"}
-    assert internal <= set(catalogue.triggers)
+    assert {"extend", "reassign", "link"} <= internal
+    assert internal - UNTOLD_TRIGGERS <= set(catalogue.triggers)
+    assert internal >= UNTOLD_TRIGGERS
     assert set(catalogue.triggers) <= {t["trigger"] for t in TRANSITIONS}
 
 

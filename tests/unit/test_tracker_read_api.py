@@ -468,6 +468,8 @@ async def test_small_cells_are_withheld_by_default() -> None:
     assert figures["by_department"]["parks"] == {
         "total": None,
         "by_state": {"handler_assigned": None},
+        "repeated": 0,
+        "linked": 0,
     }
     assert figures["transfer_rate"] == {"numerator": None, "denominator": None, "rate": None}
     assert figures["time_in_stage"]["received"]["median_seconds"] is None
