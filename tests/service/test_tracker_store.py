@@ -74,6 +74,10 @@ async def test_the_read_model_document_keeps_the_shape_readers_know(
         "resident",
         "transcript",
         "search_terms",
+        "repeated_of",
+        "repeated",
+        "linked_to",
+        "linked",
     ]
     assert (doc["state"], doc["department"], doc["channel"]) == ("site_check", "roads", "kakao")
     assert type(doc["state"]) is str
