@@ -9,7 +9,10 @@
   tracker (``SOTONG_INTAKE_TRACKER_API_KEY``);
 - ``open311-keys.json`` — one key per Open311 client app (``SOTONG_INTAKE_OPEN311_KEYS``);
 - ``command-signing-keys.json`` — ``{"k1": secret}``, with which intake signs commands and
-  routing checks them (``SOTONG_COMMAND_SIGNING_KEYS``, ``services.signing``).
+  routing checks them (``SOTONG_COMMAND_SIGNING_KEYS``, ``services.signing``);
+- ``resident-phone-key``, ``recipient-hash-key`` — keys of the keyed hashes routing
+  recognises a returning resident by (``SOTONG_ROUTING_RESIDENT_PHONE_KEY``) and the
+  notifier counts its daily cap under (``SOTONG_NOTIFIER_RECIPIENT_HASH_KEY``).
 
 Run again, it keeps every key already there and adds what is missing (a department new in
 the catalogue, a new ``--open311-app``). ``docker-compose.yml`` mounts these files as
@@ -40,7 +43,17 @@ STAFF_KEYS = "staff-keys.json"
 TRACKER_STAFF_KEY = "tracker-staff-key"
 OPEN311_KEYS = "open311-keys.json"
 SIGNING_KEYS = "command-signing-keys.json"
-FILES = (DEPARTMENT_KEYS, STAFF_KEYS, TRACKER_STAFF_KEY, OPEN311_KEYS, SIGNING_KEYS)
+PHONE_KEY = "resident-phone-key"
+RECIPIENT_KEY = "recipient-hash-key"
+FILES = (
+    DEPARTMENT_KEYS,
+    STAFF_KEYS,
+    TRACKER_STAFF_KEY,
+    OPEN311_KEYS,
+    SIGNING_KEYS,
+    PHONE_KEY,
+    RECIPIENT_KEY,
+)
 SIGNING_KEY_ID = "k1"
 STAFF_NAME = "operator"
 SECRET_NAME = "sotong-keys"  # noqa: S105 - the Kubernetes Secret's name, not a secret
@@ -52,7 +65,11 @@ VARIABLES: Mapping[str, Mapping[str, str]] = {
         "SOTONG_INTAKE_TRACKER_API_KEY": TRACKER_STAFF_KEY,
         "SOTONG_COMMAND_SIGNING_KEYS": SIGNING_KEYS,
     },
-    "routing": {"SOTONG_COMMAND_SIGNING_KEYS": SIGNING_KEYS},
+    "routing": {
+        "SOTONG_COMMAND_SIGNING_KEYS": SIGNING_KEYS,
+        "SOTONG_ROUTING_RESIDENT_PHONE_KEY": PHONE_KEY,
+    },
+    "notifier": {"SOTONG_NOTIFIER_RECIPIENT_HASH_KEY": RECIPIENT_KEY},
     "tracker": {
         "SOTONG_TRACKER_API_KEYS": DEPARTMENT_KEYS,
         "SOTONG_TRACKER_STAFF_API_KEYS": STAFF_KEYS,
@@ -103,6 +120,10 @@ def generate(directory: Path, open311_apps: Sequence[str] = ()) -> dict[str, str
     staff = keep_and_add(STAFF_KEYS, [STAFF_NAME])
     keep_and_add(OPEN311_KEYS, list(open311_apps))
     keep_and_add(SIGNING_KEYS, [SIGNING_KEY_ID])  # intake signs commands, routing checks
+    for name in (PHONE_KEY, RECIPIENT_KEY):  # keyed hashes of residents' phones
+        if not (directory / name).exists():
+            _write(directory / name, new_key() + "\n")
+            changed[name] = "created"
     operator = staff[STAFF_NAME]
     path = directory / TRACKER_STAFF_KEY
     if not path.exists() or path.read_text(encoding="utf-8").strip() != operator:

@@ -406,6 +406,8 @@ def local_service_env(
         "SOTONG_TRACKER_STAFF_API_KEYS": staff_keys,
         "SOTONG_NOTIFIER_OUTBOX_PATH": str(var / "outbox.jsonl"),
         "SOTONG_NOTIFIER_RECIPIENT_HASH_KEY": local_recipient_hash_key(var / "notifier-keys.json"),
+        # routing recognises a returning resident (반복민원) by a keyed hash of the phone
+        "SOTONG_ROUTING_RESIDENT_PHONE_KEY": local_recipient_hash_key(var / "routing-keys.json"),
         "SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH": str(
             local_staff_directory(var / "staff-contacts.json")
         ),
