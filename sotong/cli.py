@@ -32,6 +32,7 @@ from portal.chatbot import cli as chatbot_cli
 from routing import cli as routing_cli
 from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
+from sotong.resilience import run as resilience_run
 from tracker import cli as tracker_cli
 
 INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
@@ -450,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="directory for the JSON and PNG (default var/bench)")
     bench.set_defaults(func=cmd_bench)
 
+    resilience_run.register(sub)
     routing_cli.register(sub)
     tracker_cli.register(sub)
     chatbot_cli.register(sub, local=routing_cli.local)
