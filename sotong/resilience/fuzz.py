@@ -10,7 +10,7 @@ Bars: no 5xx anywhere; every JSON API's 4xx in the error shape
 import asyncio
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,48 @@ class Tally:
             self.off_shape.append(f"{service} {endpoint} → {status} {content_type}: {body[:120]!r}")
 
 
+def sender(
+    service: str,
+    endpoint: str,
+    operation: Any,
+    base_url: str,
+    auth: Sequence[dict[str, str]],
+    examples: int,
+    tally: Tally,
+    turn: list[int],
+) -> Callable[[], None]:
+    """A hypothesis test sending ``examples`` generated requests for one operation,
+    with the keys in ``auth`` in turn."""
+
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def send(case: Any) -> None:
+        headers = dict(auth[turn[0] % len(auth)])
+        turn[0] += 1
+        try:
+            answer = case.call(base_url=base_url, headers=headers, timeout=15)
+        except Exception as exc:
+            tally.transport_errors.append(f"{service} {endpoint}: {type(exc).__name__}")
+            return
+        tally.record(
+            service,
+            endpoint,
+            answer.status_code,
+            answer.content,
+            ";".join(answer.headers.get("content-type") or ()),
+        )
+
+    result: Callable[[], None] = send
+    return result
+
+
 def fuzz_service(
     service: str, base_url: str, auth: Sequence[dict[str, str]], per_operation: int, tally: Tally
 ) -> str | None:
@@ -58,7 +100,7 @@ def fuzz_service(
     if response.status_code != 200:
         return f"/openapi.json answered {response.status_code}"
     schema = schemathesis.openapi.from_dict(response.json())
-    turn = 0
+    turn = [0]
     for result in schema.get_all_operations():
         if isinstance(result, Err):
             tally.transport_errors.append(f"{service}: unusable operation: {result.err()}")
@@ -68,34 +110,7 @@ def fuzz_service(
         if operation.path.endswith(STREAMS):
             continue
 
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=per_operation,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        def send(case: Any, endpoint: str = endpoint) -> None:
-            nonlocal turn
-            headers = dict(auth[turn % len(auth)])
-            turn += 1
-            try:
-                answer = case.call(base_url=base_url, headers=headers, timeout=15)
-            except Exception as exc:
-                tally.transport_errors.append(f"{service} {endpoint}: {type(exc).__name__}")
-                return
-            tally.record(
-                service,
-                endpoint,
-                answer.status_code,
-                answer.content,
-                answer.headers.get("content-type", [""])[0]
-                if isinstance(answer.headers.get("content-type"), list)
-                else str(answer.headers.get("content-type") or ""),
-            )
-
+        send = sender(service, endpoint, operation, base_url, auth, per_operation, tally, turn)
         send()
     return None
 

@@ -141,6 +141,8 @@ async def send_case(kafka: Kafka, topic: str, case: str, batch_size: int, n: int
 async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float) -> None:
     scenario.parameters |= {"cases": list(CASES), "batch_size": batch_size, "wait_s": wait}
     sent: list[Sent] = []
+    watch = Heartbeat(stack)
+    watching = asyncio.create_task(watch.run())
     async with Kafka(stack.bootstrap) as kafka:
         n = 0
         for topic in (topics.SUBMISSIONS, topics.FILED):
@@ -191,13 +193,67 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
         if lost:
             lost_neighbours.append(f"{s.label}: {len(lost)} valid neighbours not processed")
     scenario.figures["cases"] = cases
+    watch.stop = True
+    await watching
+    scenario.figures["longest_unanswered_healthz_s"] = {
+        name: round(gap, 1) for name, gap in watch.longest.items()
+    }
+    stalled = [
+        f"{name}: /healthz unanswered for {gap:.0f}s"
+        + (" (still, when the wait ended)" if name in watch.down_since else "")
+        for name, gap in watch.longest.items()
+        if gap > STALL_S
+    ]
+    scenario.check(
+        f"services stalled over {STALL_S:g}s by a poison", len(stalled), evidence=stalled
+    )
     hung = await unresponsive(stack)
-    scenario.check("services not answering /healthz after the poison", len(hung), evidence=hung)
+    if hung:
+        # restarted, so the scenarios after this one measure their own things
+        for line in hung:
+            name = line.split(":")[0]
+            stack.kill(name)
+            await asyncio.to_thread(stack.start_again, name)
+        scenario.figures["restarted_after_poison"] = hung
     scenario.check("canaries not processed", len(missed_canaries), evidence=missed_canaries)
     scenario.check("poison skipped silently", len(silent), evidence=silent)
     scenario.check(
         "valid records lost beside a poison", len(lost_neighbours), evidence=lost_neighbours
     )
+
+
+STALL_S = 10.0
+"""A service whose /healthz goes unanswered this long has its event loop blocked."""
+
+
+class Heartbeat:
+    """Asks every service's /healthz each second; the longest time each went unanswered."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.longest: dict[str, float] = dict.fromkeys(stack.services, 0.0)
+        self.down_since: dict[str, float] = {}
+        self.stop = False
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=2) as http:
+            while not self.stop:
+                await asyncio.gather(*(self.ask(http, name) for name in self.stack.services))
+                await asyncio.sleep(1)
+        now = time.monotonic()
+        for name, since in self.down_since.items():
+            self.longest[name] = max(self.longest[name], now - since)
+
+    async def ask(self, http: httpx.AsyncClient, name: str) -> None:
+        now = time.monotonic()
+        try:
+            (await http.get(f"{self.stack.url(name)}/healthz")).raise_for_status()
+        except httpx.HTTPError:
+            self.down_since.setdefault(name, now)
+            return
+        since = self.down_since.pop(name, None)
+        if since is not None:
+            self.longest[name] = max(self.longest[name], now - since)
 
 
 async def unresponsive(stack: Stack) -> list[str]:
