@@ -131,9 +131,7 @@ async def audit(stack: Stack, scenario: Scenario, load: Load, *, settle: float) 
     ]
     resident_dupes = resident_message_duplicates(lines)
     hooks = stack.webhooks.bodies()
-    hook_dupes = repeated(
-        r.headers.get("ce-id") or hashlib.sha256(r.body).hexdigest() for r in hooks
-    )
+    hook_dupes = repeated(f"{r.path}|{webhook_id(r.body)}" for r in hooks)
     letters = await read_topics(stack.bootstrap, [topics.DEAD_LETTER])
     retryable = []
     for record in letters:
@@ -203,6 +201,17 @@ async def audit(stack: Stack, scenario: Scenario, load: Load, *, settle: float) 
         sum(server_errors.values()),
         evidence=[f"{k}: {v}" for k, v in server_errors.items()],
     )
+
+
+def webhook_id(body: bytes) -> str:
+    """A CloudEvent's ``id`` (structured mode), or the body's hash when it has none."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = None
+    if isinstance(value, dict) and value.get("id"):
+        return str(value["id"])
+    return hashlib.sha256(body).hexdigest()
 
 
 async def _grouped(db: Any, name: str) -> dict[str, int]:

@@ -14,7 +14,6 @@ import pytest
 from routing.classifier import Classifier
 from sotong.resilience.report import Report, Scenario, Status
 from sotong.resilience.run import SHORT, run_all
-from sotong.resilience.stack import start
 from tests.conftest import MODEL_DIR
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -23,12 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 @pytest.fixture(scope="module")
 def report(trained_classifier: Classifier, tmp_path_factory: pytest.TempPathFactory) -> Report:
     root = tmp_path_factory.mktemp("resilience")
-    stack = start(root / "run", model_dir=MODEL_DIR)
     result = Report(mode="short", started_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    try:
-        asyncio.run(run_all(stack, SHORT, result))
-    finally:
-        stack.stop()
+    asyncio.run(run_all(root, MODEL_DIR, SHORT, result))
     as_json, _ = result.write(root)
     print(result.summary())
     print(f"report: {as_json}")

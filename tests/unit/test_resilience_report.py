@@ -198,3 +198,11 @@ def test_the_command_line_picks_scenarios_and_refuses_unknown_ones() -> None:
     assert (chosen.kills, chosen.complaints) == (7, SHORT.complaints)
     with pytest.raises(SystemExit, match="unknown scenarios nope"):
         parameters_from(parser.parse_args(["resilience", "--only", "nope"]))
+
+
+def test_a_webhook_is_known_by_its_cloudevent_id() -> None:
+    from sotong.resilience.crashes import webhook_id
+
+    assert webhook_id(b'{"specversion": "1.0", "id": "e-1", "data": {}}') == "e-1"
+    assert webhook_id(b"not json") == webhook_id(b"not json")
+    assert webhook_id(b"not json") != webhook_id(b"other")
