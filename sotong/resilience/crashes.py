@@ -41,6 +41,12 @@ from sotong.resilience.traffic import (
     tracked_ids,
 )
 
+WEBHOOK_GAP = (
+    "issue 11 §10 (notifier retries, being reworked): a notifier killed between a batch's "
+    "webhook calls and the batch's one finishing write resumes those claims and calls "
+    "again with the same CloudEvent id; receivers must dedupe by id until then"
+)
+
 
 @dataclass
 class Load:
@@ -123,15 +129,21 @@ async def audit(stack: Stack, scenario: Scenario, load: Load, *, settle: float) 
         mismatched = await _event_count_mismatches(db, sorted(tracked))
     finally:
         await client.close()
+    # this load's complaints only: an earlier scenario's are its own business
     lines = [
         line
         for path in stack.outbox_files()
         if "staff" not in path.name
         for line in outbox_lines(path)
+        if line.get("complaint_id") in accepted
     ]
     resident_dupes = resident_message_duplicates(lines)
-    hooks = stack.webhooks.bodies()
-    hook_dupes = repeated(f"{r.path}|{webhook_id(r.body)}" for r in hooks)
+    hooks = [
+        (r, subject)
+        for r in stack.webhooks.bodies()
+        if (subject := webhook_field(r.body, "subject")) in accepted
+    ]
+    hook_dupes = repeated(f"{r.path}|{webhook_field(r.body, 'id')}" for r, _ in hooks)
     letters = await read_topics(stack.bootstrap, [topics.DEAD_LETTER])
     retryable = []
     for record in letters:
@@ -184,6 +196,7 @@ async def audit(stack: Stack, scenario: Scenario, load: Load, *, settle: float) 
     scenario.check(
         "duplicate webhooks",
         len(hook_dupes),
+        known_gap=WEBHOOK_GAP,
         evidence=[f"{k}: {v}x" for k, v in hook_dupes.items()],
     )
     scenario.check("claims stuck in sending", sending)
@@ -203,14 +216,15 @@ async def audit(stack: Stack, scenario: Scenario, load: Load, *, settle: float) 
     )
 
 
-def webhook_id(body: bytes) -> str:
-    """A CloudEvent's ``id`` (structured mode), or the body's hash when it has none."""
+def webhook_field(body: bytes, name: str) -> str:
+    """A CloudEvent's attribute (structured mode: ``id``, ``subject``), or the body's hash
+    when it has none."""
     try:
         value = json.loads(body)
     except ValueError:
         value = None
-    if isinstance(value, dict) and value.get("id"):
-        return str(value["id"])
+    if isinstance(value, dict) and value.get(name):
+        return str(value[name])
     return hashlib.sha256(body).hexdigest()
 
 
@@ -272,6 +286,8 @@ async def kills(
     recoveries: list[dict[str, Any]] = []
     failures: list[str] = []
 
+    began = time.monotonic()
+
     async def killer() -> None:
         for _ in range(kills):
             await asyncio.sleep(every)
@@ -283,7 +299,13 @@ async def kills(
             except Exception as exc:
                 failures.append(f"{name}: {exc}")
                 continue
-            recoveries.append({"child": name, "seconds": round(time.monotonic() - t0, 2)})
+            recoveries.append(
+                {
+                    "child": name,
+                    "killed_at_s": round(t0 - began, 1),
+                    "seconds": round(time.monotonic() - t0, 2),
+                }
+            )
 
     await asyncio.gather(generate(stack, load), killer())
     seconds = [r["seconds"] for r in recoveries]

@@ -201,8 +201,10 @@ def test_the_command_line_picks_scenarios_and_refuses_unknown_ones() -> None:
 
 
 def test_a_webhook_is_known_by_its_cloudevent_id() -> None:
-    from sotong.resilience.crashes import webhook_id
+    from sotong.resilience.crashes import webhook_field
 
-    assert webhook_id(b'{"specversion": "1.0", "id": "e-1", "data": {}}') == "e-1"
-    assert webhook_id(b"not json") == webhook_id(b"not json")
-    assert webhook_id(b"not json") != webhook_id(b"other")
+    event = b'{"specversion": "1.0", "id": "e-1", "subject": "c-1", "data": {}}'
+    assert webhook_field(event, "id") == "e-1"
+    assert webhook_field(event, "subject") == "c-1"
+    assert webhook_field(b"not json", "id") == webhook_field(b"not json", "id")
+    assert webhook_field(b"not json", "id") != webhook_field(b"other", "id")
