@@ -51,16 +51,16 @@ class Parameters:
 
 
 SHORT = Parameters(
-    complaints=300,
+    complaints=200,
     kills=4,
-    kill_every_s=6.0,
+    kill_every_s=4.0,
     kill_targets=("intake", "routing", "tracker", "notifier", "mongodb"),
     db_pauses_s=(8.0,),
     broker_pause_s=5.0,
     complaints_per_pause=60,
     fuzz_requests=100,
     poison_batch=20,
-    canary_wait_s=60.0,
+    canary_wait_s=30.0,
     settle_s=90.0,
 )
 
