@@ -9,6 +9,7 @@ each scenario has a count and a time limit, and the run stops by itself. Traffic
 
 import argparse
 import asyncio
+import shutil
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -90,6 +91,8 @@ class Runner:
         if self.stacks:
             await asyncio.to_thread(self.stack.stop)
         where = self.root / f"run-{len(self.stacks) + 1}"
+        if where.exists():
+            shutil.rmtree(where)  # an earlier run's database would be audited too
         self.log(f"[{datetime.now(UTC):%H:%M:%S}] starting the platform in {where}…")
         self.stacks.append(await asyncio.to_thread(start, where, model_dir=self.models))
         return self.stack
