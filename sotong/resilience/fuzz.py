@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from schemathesis.core.result import Err
 
 from sotong.resilience.report import Scenario, is_error_shape
@@ -59,16 +59,17 @@ def sender(
     examples: int,
     tally: Tally,
     turn: list[int],
+    round_: int = 0,
 ) -> Callable[[], None]:
     """A hypothesis test sending ``examples`` generated requests for one operation,
-    with the keys in ``auth`` in turn."""
+    with the keys in ``auth`` in turn; each round has its own seed, so a run repeats."""
 
+    @seed(round_)
     @given(case=operation.as_strategy())
     @settings(
         max_examples=examples,
         deadline=None,
         database=None,
-        derandomize=True,
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
@@ -93,7 +94,12 @@ def sender(
 
 
 def fuzz_service(
-    service: str, base_url: str, auth: Sequence[dict[str, str]], per_operation: int, tally: Tally
+    service: str,
+    base_url: str,
+    auth: Sequence[dict[str, str]],
+    per_operation: int,
+    tally: Tally,
+    round_: int = 0,
 ) -> str | None:
     """Generate and send; None, or why this service could not be fuzzed."""
     response = httpx.get(f"{base_url}/openapi.json", timeout=10)
@@ -110,10 +116,14 @@ def fuzz_service(
         if operation.path.endswith(STREAMS):
             continue
 
-        send = sender(service, endpoint, operation, base_url, auth, per_operation, tally, turn)
+        send = sender(
+            service, endpoint, operation, base_url, auth, per_operation, tally, turn, round_
+        )
         send()
     return None
 
+
+MAX_ROUNDS = 10
 
 NFD = unicodedata.normalize("NFD", "가로등이 꺼져 있어요")
 
@@ -187,12 +197,18 @@ async def run(stack: Stack, scenario: Scenario, *, requests: int) -> None:
             )
     total_ops = sum(counts.values())
     per_operation = max(3, -(-requests // total_ops))
-    for name in services:
-        why = await asyncio.to_thread(
-            fuzz_service, name, stack.url(name), auth, per_operation, tally
-        )
-        if why:
-            unfuzzed[name] = why
+    # hypothesis stops early on an operation with few distinct requests (one without
+    # parameters has one): rounds with new seeds until the target is reached
+    for round_ in range(MAX_ROUNDS):
+        before = tally.requests
+        for name in services:
+            why = await asyncio.to_thread(
+                fuzz_service, name, stack.url(name), auth, per_operation, tally, round_
+            )
+            if why:
+                unfuzzed[name] = why
+        if tally.requests >= requests or tally.requests == before:
+            break
     refused_wrongly: list[str] = []
     gaps: list[str] = []
     max_body = int(stack.env.get("SOTONG_INTAKE_MAX_REQUEST_BYTES", 1024 * 1024))
