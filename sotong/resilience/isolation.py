@@ -24,8 +24,14 @@ from sotong.resilience.report import Scenario
 from sotong.resilience.stack import Stack
 from sotong.resilience.traffic import Kafka, filing, local_id
 
-TOKENS_GAP = "issue 11 §1: a duplicate (channel, channel_ref) still answers with the tokens"
-SPOOF_GAP = "issue 11 §2: routing trusts the actor in a command's body"
+TOKENS_GAP = (
+    "issue 11 §1 (tokens, being fixed): a duplicate (channel, channel_ref) still answers "
+    "with the first filer's tracking and resident tokens"
+)
+SPOOF_GAP = (
+    "issue 11 §2 (open): routing trusts the actor in a command's body, so anything that "
+    "can write complaint.commands can act as a resident"
+)
 
 
 @dataclass(frozen=True)
