@@ -283,15 +283,19 @@ async def kills(
         "seed": seed,
     }
     chooser = random.Random(seed)  # noqa: S311 - a reproducible choice of victims
+    victims: list[str] = []
+    while len(victims) < kills:  # every target once, in a random order, then again
+        round_ = list(targets)
+        chooser.shuffle(round_)
+        victims += round_
     recoveries: list[dict[str, Any]] = []
     failures: list[str] = []
 
     began = time.monotonic()
 
     async def killer() -> None:
-        for _ in range(kills):
+        for name in victims[:kills]:
             await asyncio.sleep(every)
-            name = chooser.choice(list(targets))
             t0 = time.monotonic()
             stack.kill(name)
             try:
