@@ -16,10 +16,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.settings import PROJECT_ROOT
 from sotong.resilience.report import Report, Scenario
-from sotong.resilience.stack import Stack
+
+if TYPE_CHECKING:  # the stack's imports stay out of every ``sotong run``
+    from sotong.resilience.stack import Stack
 
 ORDER = ("poison", "isolation", "pii", "fuzz", "kills", "outages")
 
@@ -77,13 +80,13 @@ class Runner:
     parameters: Parameters
     report: Report
     log: Callable[[str], None] = say
-    stacks: list[Stack] = field(default_factory=list)
+    stacks: list["Stack"] = field(default_factory=list)
 
     @property
-    def stack(self) -> Stack:
+    def stack(self) -> "Stack":
         return self.stacks[-1]
 
-    async def fresh_stack(self) -> Stack:
+    async def fresh_stack(self) -> "Stack":
         """A new stack in a new directory (the first, or one after a poison left a
         service hung: the scenarios after it measure their own things)."""
         from sotong.resilience.stack import start
