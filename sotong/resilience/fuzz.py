@@ -133,7 +133,11 @@ JOINERS_GAP = (
     "open (issue 11 §13): schemas/common.py keeps U+200C/U+200D for emoji, so a body of "
     "only joiners is not empty after normalisation and is filed"
 )
-KNOWN = {"oversized header": HEADER_GAP, "joiners only": JOINERS_GAP}
+RESET_GAP = (
+    "open: a body over the limit is answered 413 and the connection closed while the client "
+    "is still sending, so the client may read a connection reset instead of the 413"
+)
+KNOWN = {"oversized header": HEADER_GAP, "joiners only": JOINERS_GAP, "oversized body": RESET_GAP}
 
 
 def probes(max_body: int) -> list[tuple[str, str, dict[str, Any], bool]]:
@@ -217,7 +221,8 @@ async def run(stack: Stack, scenario: Scenario, *, requests: int) -> None:
             try:
                 answer = await http.post(f"{stack.url('intake')}{path}", **kwargs)
             except httpx.HTTPError as exc:
-                tally.transport_errors.append(f"{label}: {type(exc).__name__}")
+                lost = f"{label} → {type(exc).__name__} (no answer read)"
+                (gaps if label in KNOWN else tally.transport_errors).append(lost)
                 continue
             tally.record(
                 "intake",
