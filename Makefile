@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test test-unit test-service test-e2e test-browser install system-deps lint fmt docs clean
+.PHONY: up test test-unit test-service test-e2e test-browser install system-deps lint fmt docs clean resilience
 
 ## make up: install, start the embedded Kafka and MongoDB, then the five services.
 up: install
@@ -40,6 +40,13 @@ test-browser: install
 	bash .ci/system-deps "chromium chromium"
 	fc-list :lang=ko | grep -q . || bash .ci/system-deps "korean-font-missing fonts-nanum"
 	$(BIN)/pytest -m browser
+
+## make resilience: the resilience suite at the issue's size (poison, isolation, personal
+## data, fuzzing, 5,000 complaints under kill -9, outages of 30/90/180 s); about an hour.
+## Not part of `make test` (its short version is tests/e2e/test_resilience_short.py).
+## Writes var/resilience/report.json and summary.txt; exits 1 when a bar is missed.
+resilience: install
+	$(BIN)/sotong resilience
 
 install: $(VENV)/.installed
 

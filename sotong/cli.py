@@ -37,6 +37,7 @@ from schemas.commands import DepartmentAction, ResidentAction
 from services.settings import PROJECT_ROOT
 from sotong import acls, deadletter
 from sotong import keys as keys_cli
+from sotong.resilience import run as resilience_run
 from tracker import cli as tracker_cli
 
 INTAKE_URL = os.environ.get("SOTONG_INTAKE_URL", "http://127.0.0.1:8001")
@@ -470,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="directory for the JSON and PNG (default var/bench)")
     bench.set_defaults(func=cmd_bench)
 
+    resilience_run.register(sub)
     routing_cli.register(sub)
     tracker_cli.register(sub)
     acls.register(sub)
