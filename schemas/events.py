@@ -80,10 +80,15 @@ class ComplaintFiled(Event):
         default=None, description="SHA-256 of the resident token: one resident's complaints."
     )
     channel: Channel
-    channel_ref: str | None = None
+    channel_ref: str | None = Field(default=None, max_length=100)
     resident: Resident
-    title: str | None = None
-    body: str
+    title: str | None = Field(default=None, max_length=200)
+    body: str = Field(
+        min_length=1,
+        max_length=4000,
+        description="As the submission allows: a longer one was never filed by intake, and "
+        "a record carrying one is dead-lettered rather than tokenised for minutes.",
+    )
     service_code: str | None = None
     location: Location
     attachments: list[HttpUrl] = Field(default_factory=list)

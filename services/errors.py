@@ -28,7 +28,7 @@ class RetryableError(ProcessingError):
     retryable = True
 
 
-_TRANSIENT = (
+TRANSIENT = (
     KafkaError,
     AutoReconnect,
     ConnectionFailure,
@@ -39,12 +39,15 @@ _TRANSIENT = (
 )
 
 
+_TRANSIENT = TRANSIENT  # the name older code imports
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ProcessingError):
         return exc.retryable
     if isinstance(exc, ValidationError | ValueError | TypeError | KeyError):
         return False
-    return isinstance(exc, _TRANSIENT)
+    return isinstance(exc, TRANSIENT)
 
 
 def field_errors(exc: ValidationError, *, strip_root: bool = False) -> list[FieldError]:

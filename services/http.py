@@ -1,6 +1,7 @@
 """Every service's HTTP face: /metrics, /healthz, /readyz, JSON errors, RED metrics."""
 
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from schemas.events import FieldError
+from services.errors import TRANSIENT
 from services.openapi import document
+
+log = logging.getLogger("sotong.http")
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -359,6 +363,19 @@ def service_app(
         return JSONResponse(
             error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers
         )
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        """The database or the broker is away (a retryable failure): 503 with Retry-After,
+        not a 500 — the client should retry, and nothing half-done is answered as done."""
+        log.warning("answering 503: a dependency is unavailable (%s)", type(exc).__name__)
+        return JSONResponse(
+            error_body("unavailable", "a service this request needs is unavailable; retry later"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    for transient in TRANSIENT:
+        app.add_exception_handler(transient, unavailable)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

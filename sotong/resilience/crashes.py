@@ -41,6 +41,11 @@ from sotong.resilience.traffic import (
     tracked_ids,
 )
 
+UNAVAILABLE_GAP = (
+    "a filing or command while the database is away is refused with 503 and Retry-After "
+    "(the client retries and files once, see 'duplicates after client retries'); taking "
+    "it through the broker until the database is back is not built"
+)
 WEBHOOK_GAP = (
     "issue 11 §10 (notifier retries, being reworked): a notifier killed between a batch's "
     "webhook calls and the batch's one finishing write resumes those claims and calls "
@@ -209,10 +214,17 @@ async def audit(stack: Stack, scenario: Scenario, load: Load, *, settle: float) 
         "read models whose event count differs from the store", len(mismatched), evidence=mismatched
     )
     scenario.check("retryable failures dead-lettered", len(retryable), evidence=retryable)
+    refused = server_errors.pop(503, 0)
     scenario.check(
-        "5xx answered",
+        "5xx answered (other than 503 with Retry-After)",
         sum(server_errors.values()),
         evidence=[f"{k}: {v}" for k, v in server_errors.items()],
+    )
+    scenario.check(
+        "503 answered (retry later) while a dependency was away",
+        refused,
+        known_gap=UNAVAILABLE_GAP,
+        evidence=[f"503: {refused}"] if refused else [],
     )
 
 

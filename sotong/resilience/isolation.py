@@ -24,15 +24,6 @@ from sotong.resilience.report import Scenario
 from sotong.resilience.stack import Stack
 from sotong.resilience.traffic import Kafka, filing, local_id
 
-TOKENS_GAP = (
-    "issue 11 §1 (tokens, being fixed): a duplicate (channel, channel_ref) still answers "
-    "with the first filer's tracking and resident tokens"
-)
-SPOOF_GAP = (
-    "issue 11 §2 (open): routing trusts the actor in a command's body, so anything that "
-    "can write complaint.commands can act as a resident"
-)
-
 
 @dataclass(frozen=True)
 class Key:
@@ -305,13 +296,11 @@ async def run(stack: Stack, scenario: Scenario) -> None:
     scenario.check(
         "tokens handed to a second client for a duplicate channel_ref",
         len(handed),
-        known_gap=TOKENS_GAP,
         evidence=[f"{ref}: {', '.join(handed)} in the 200 answer"] if handed else [],
     )
     scenario.check(
         "spoofed resident commands obeyed",
         int(spoofed_state == "withdrawn"),
-        known_gap=SPOOF_GAP,
         evidence=[f"{c} withdrawn by a record nobody authenticated"]
         if spoofed_state == "withdrawn"
         else [],

@@ -183,3 +183,28 @@ async def test_every_answer_is_private_by_default() -> None:
         assert answer.headers["referrer-policy"] == "no-referrer"
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_dependency_that_is_away_is_503_with_retry_after_not_500() -> None:
+    """The database or broker being away is retryable: the client is told to retry."""
+    from aiokafka.errors import KafkaConnectionError
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    built = app()
+    failures: dict[str, Exception] = {
+        "db": ServerSelectionTimeoutError("127.0.0.1:27117: connection refused"),
+        "broker": KafkaConnectionError("no broker"),
+    }
+
+    @built.get("/away/{what}")
+    async def away(what: str) -> None:
+        raise failures[what]
+
+    transport = httpx.ASGITransport(built, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        for what in failures:
+            answer = await http.get(f"/away/{what}")
+            assert answer.status_code == 503, what
+            assert answer.headers["retry-after"] == "5"
+            assert answer.json()["error"]["code"] == "unavailable"
+            assert "27117" not in answer.text
