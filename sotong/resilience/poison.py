@@ -222,7 +222,20 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
         await client.close()
         watch.stop = True
         await watching
-    letters = _letters(await read_topics(stack.bootstrap, [topics.DEAD_LETTER]))
+    # a canary is seen once the tracker has it; another consumer (routing) may still be on
+    # its way to the poison's dead letter: wait for those, bounded by the same wait
+    deadline = time.monotonic() + wait
+    while True:
+        letters = _letters(await read_topics(stack.bootstrap, [topics.DEAD_LETTER]))
+        waiting = [
+            s
+            for s in sent
+            if not (s.poison_body_id is not None and s.poison_body_id in seen_at)
+            and any(c not in letters.get((s.topic, *s.poison_at), {}) for c in CONSUMERS[s.topic])
+        ]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(2)
     cases: dict[str, dict[str, object]] = {}
     missed_canaries, silent, lost_neighbours = [], [], []
     for s in sent:

@@ -174,9 +174,19 @@ def repeated(keys: Iterable[K]) -> dict[K, int]:
 
 def resident_message_duplicates(lines: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Messages the resident got more than once for one (complaint, step, channel), from
-    the notifier's outbox lines (staff messages live in another file)."""
+    the notifier's outbox lines (staff messages live in another file). A step is the state
+    and the message's template: a case link (중복민원) tells the resident something new
+    while the state stays, and is not the assignment's message again."""
     keys = (
-        f"{line.get('complaint_id')}|{line.get('state')}|{line.get('channel')}"
+        "|".join(
+            str(part)
+            for part in (
+                line.get("complaint_id"),
+                line.get("state"),
+                *([line["template_code"]] if line.get("template_code") else []),
+                line.get("channel"),
+            )
+        )
         for line in lines
         if line.get("recipient", "resident") == "resident"
     )

@@ -103,6 +103,17 @@ def test_resident_duplicates_are_per_complaint_step_and_channel() -> None:
     assert resident_message_duplicates(lines) == {"c1|received|outbox": 2}
 
 
+def test_a_new_message_in_the_same_state_is_not_a_duplicate() -> None:
+    """A case link (중복민원) leaves the state as it was and tells the resident something new."""
+    line = {"complaint_id": "c1", "state": "handler_assigned", "channel": "outbox"}
+    lines = [
+        line | {"template_code": "SOTONG_HANDLER_ASSIGNED"},
+        line | {"template_code": "SOTONG_LINKED"},
+        line | {"template_code": "SOTONG_LINKED"},
+    ]
+    assert resident_message_duplicates(lines) == {"c1|handler_assigned|SOTONG_LINKED|outbox": 2}
+
+
 def test_outbox_lines_skip_a_line_cut_by_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "outbox.jsonl"
     path.write_text('{"complaint_id": "c1"}\n{"complaint_id": "c2", "te\n{"complaint_id": "c3"}\n')
