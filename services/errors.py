@@ -39,9 +39,6 @@ TRANSIENT = (
 )
 
 
-_TRANSIENT = TRANSIENT  # the name older code imports
-
-
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ProcessingError):
         return exc.retryable
