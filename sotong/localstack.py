@@ -324,26 +324,28 @@ def local_api_keys(path: Path) -> dict[str, str]:
 STAFF_NAME = "operator"
 
 
+def kept_keys(path: Path, name: str, *, nbytes: int = 24) -> dict[str, str]:
+    """The JSON object of keys in a 0600 file, with a random ``name`` generated once (and
+    again if it is shorter than ``nbytes`` would make it): the local stack's secrets."""
+    keys = _read_keys(path)
+    if len(keys.get(name, "")) < len(secrets.token_urlsafe(nbytes)):
+        keys = {**keys, name: secrets.token_urlsafe(nbytes)}
+        write_private(path, json.dumps(keys, indent=1))
+    return keys
+
+
 def local_staff_keys(path: Path) -> dict[str, str]:
     """The local stack's staff key, ``{"operator": key}`` (the format of
     ``SOTONG_TRACKER_STAFF_API_KEYS``), kept in a 0600 file beside the department keys:
     ``sotong act`` looks a complaint's department up in the tracker with it."""
-    keys = _read_keys(path)
-    if not keys.get(STAFF_NAME):
-        keys = {**keys, STAFF_NAME: secrets.token_urlsafe(24)}
-        write_private(path, json.dumps(keys, indent=1))
-    return keys
+    return kept_keys(path, STAFF_NAME)
 
 
 def local_open311_keys(path: Path) -> dict[str, str]:
     """The local stack's Open311 client key, ``{"local-app": key}`` (the format of
     ``SOTONG_INTAKE_OPEN311_KEYS``), in a 0600 file: what a third-party app posts as
     ``api_key``."""
-    keys = _read_keys(path)
-    if not keys.get(OPEN311_APP):
-        keys = {**keys, OPEN311_APP: secrets.token_urlsafe(24)}
-        write_private(path, json.dumps(keys, indent=1))
-    return keys
+    return kept_keys(path, OPEN311_APP)
 
 
 OPEN311_APP = "local-app"
@@ -353,21 +355,13 @@ def local_signing_keys(path: Path) -> dict[str, str]:
     """The local stack's command signing key, ``{"local": secret}`` (the format of
     ``SOTONG_COMMAND_SIGNING_KEYS``), in a 0600 file: intake signs commands with it and
     routing refuses any without a valid signature (``services.signing``)."""
-    keys = _read_keys(path)
-    if len(keys.get("local", "")) < 32:
-        keys = {"local": secrets.token_urlsafe(32)}
-        write_private(path, json.dumps(keys, indent=1))
-    return keys
+    return kept_keys(path, "local", nbytes=32)
 
 
-def local_recipient_hash_key(path: Path) -> str:
-    """The key the notifier's daily cap counts contacts under (a keyed hash), generated
-    once in a 0600 file so every notifier process and restart counts alike."""
-    keys = _read_keys(path)
-    if not keys.get("recipient_hash_key"):
-        keys = {**keys, "recipient_hash_key": secrets.token_urlsafe(32)}
-        write_private(path, json.dumps(keys, indent=1))
-    return keys["recipient_hash_key"]
+def local_hash_key(path: Path) -> str:
+    """A key for a keyed hash of residents' contacts (the notifier's daily cap, routing's
+    반복민원), generated once in a 0600 file so every process and restart hashes alike."""
+    return kept_keys(path, "hash_key", nbytes=32)["hash_key"]
 
 
 def local_staff_directory(path: Path) -> Path:
@@ -405,9 +399,9 @@ def local_service_env(
         "SOTONG_TRACKER_API_KEYS": department_keys,
         "SOTONG_TRACKER_STAFF_API_KEYS": staff_keys,
         "SOTONG_NOTIFIER_OUTBOX_PATH": str(var / "outbox.jsonl"),
-        "SOTONG_NOTIFIER_RECIPIENT_HASH_KEY": local_recipient_hash_key(var / "notifier-keys.json"),
+        "SOTONG_NOTIFIER_RECIPIENT_HASH_KEY": local_hash_key(var / "notifier-keys.json"),
         # routing recognises a returning resident (반복민원) by a keyed hash of the phone
-        "SOTONG_ROUTING_RESIDENT_PHONE_KEY": local_recipient_hash_key(var / "routing-keys.json"),
+        "SOTONG_ROUTING_RESIDENT_PHONE_KEY": local_hash_key(var / "routing-keys.json"),
         "SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH": str(
             local_staff_directory(var / "staff-contacts.json")
         ),
