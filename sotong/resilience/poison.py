@@ -112,6 +112,7 @@ class Sent:
     canary: str
     canary_sent: float
     neighbours: list[str] = field(default_factory=list)
+    neighbours_at: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -121,6 +122,7 @@ class Sent:
 async def send_case(kafka: Kafka, topic: str, case: str, batch_size: int, n: int) -> Sent:
     key = f"poison-{case}-{uuid.uuid4().hex[:8]}".encode()
     neighbours: list[str] = []
+    neighbours_at: list[tuple[int, int]] = []
     poison_at = (-1, -1)
     value, pkey, headers, body_id = bad_record(case, topic, key, n)
     size = batch_size if batch_size > 1 else 1
@@ -131,11 +133,13 @@ async def send_case(kafka: Kafka, topic: str, case: str, batch_size: int, n: int
         else:
             ident, good = valid_value(topic, n + j)
             neighbours.append(ident)
-            await kafka.raw(topic, good, key, HEADERS)
+            neighbours_at.append(await kafka.raw(topic, good, key, HEADERS))
     canary, good = valid_value(topic, n + size)
     sent_at = time.monotonic()
     await kafka.raw(topic, good, key, HEADERS)
-    return Sent(case, topic, size > 1, poison_at, body_id, canary, sent_at, neighbours)
+    return Sent(
+        case, topic, size > 1, poison_at, body_id, canary, sent_at, neighbours, neighbours_at
+    )
 
 
 STALL_S = 10.0
@@ -216,8 +220,17 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
                 if all(s.canary in seen_at for s in this_round):
                     break
                 await asyncio.sleep(0.5)
-        # what the batches and the header cases carried, seen or not
-        await _observe(db, sent, seen_at, everything=True)
+        # what the batches and the header cases carried: a neighbour is only lost if it
+        # is still missing when the same wait has passed again (a consumer that retried a
+        # batch may store it after a canary another consumer already showed)
+        deadline = time.monotonic() + wait
+        while True:
+            await _observe(db, sent, seen_at, everything=True)
+            if all(n in seen_at for s in sent for n in s.neighbours):
+                break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.5)
     finally:
         await client.close()
         watch.stop = True
@@ -226,7 +239,8 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
     # its way to the poison's dead letter: wait for those, bounded by the same wait
     deadline = time.monotonic() + wait
     while True:
-        letters = _letters(await read_topics(stack.bootstrap, [topics.DEAD_LETTER]))
+        records = await read_topics(stack.bootstrap, [topics.DEAD_LETTER])
+        letters = _letters(records)
         waiting = [
             s
             for s in sent
@@ -236,6 +250,7 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
         if not waiting or time.monotonic() >= deadline:
             break
         await asyncio.sleep(2)
+    reasons = _reasons(records)
     cases: dict[str, dict[str, object]] = {}
     missed_canaries, silent, lost_neighbours = [], [], []
     for s in sent:
@@ -262,7 +277,19 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
                 f"{s.label}: neither processed nor dead-lettered by {', '.join(missing_consumers)}"
             )
         if lost:
-            lost_neighbours.append(f"{s.label}: {len(lost)} valid neighbours not processed")
+            at = {a for n, a in zip(s.neighbours, s.neighbours_at, strict=True) if n in lost}
+            why = sorted(
+                {
+                    f"{consumer}: {reason}"
+                    for (topic, *where), by in reasons.items()
+                    if topic == s.topic and tuple(where) in at
+                    for consumer, reason in by.items()
+                }
+            )
+            lost_neighbours.append(
+                f"{s.label}: {len(lost)} valid neighbours not processed"
+                + (f"; dead-lettered as {' | '.join(why)[:400]}" if why else "; no dead letter")
+            )
     scenario.figures["cases"] = cases
     seconds = [
         c["canary_seconds"] for c in cases.values() if isinstance(c["canary_seconds"], float)
@@ -329,4 +356,21 @@ def _letters(records: Sequence[object]) -> dict[tuple[str, int, int], dict[str, 
         # a consumer name may carry a suffix (intake.submissions): count by service
         service = consumer.split(".")[0].split("-")[0]
         per[service] = per.get(service, 0) + 1
+    return found
+
+
+def _reasons(records: Sequence[object]) -> dict[tuple[str, int, int], dict[str, str]]:
+    """(original topic, partition, offset) → consumer → the dead letter's reason."""
+    found: dict[tuple[str, int, int], dict[str, str]] = {}
+    for r in records:
+        try:
+            letter = json.loads(getattr(r, "value", None) or b"")
+            where = (
+                str(letter["original_topic"]),
+                int(letter["original_partition"]),
+                int(letter["original_offset"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+        found.setdefault(where, {})[str(letter.get("consumer", "?"))] = str(letter.get("reason"))
     return found
