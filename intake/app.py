@@ -195,8 +195,8 @@ def create_app(
         photos = await store.photos_of(complaint_ids)
         return {c: f"{base}/v1/photos/{refs[0].photo_id}/public" for c, refs in photos.items()}
 
-    async def accept_open311(submission: ComplaintSubmitted) -> Accepted:
-        return await intake.accept(submission, redelivery_possible=False)
+    async def accept_open311(submission: ComplaintSubmitted, client: str) -> Accepted:
+        return await intake.accept(submission, redelivery_possible=False, client=client)
 
     app.include_router(
         open311.routes(

@@ -37,6 +37,7 @@ def file_submission(
     resident_token: str,
     filed_at: datetime,
     photos: Sequence[PhotoRef] = (),
+    channel_client: str | None = None,
 ) -> ComplaintFiled:
     """The filing as stored and published. A 주민등록번호 in the title, body or chat is
     masked here, not refused: nobody handling a complaint needs one, a refusal would make
@@ -49,6 +50,7 @@ def file_submission(
         resident_token_hash=hash_token(resident_token),
         channel=submission.channel,
         channel_ref=submission.channel_ref,
+        channel_client=channel_client,
         resident=submission.resident,
         title=mask_rrns(submission.title),
         body=mask_rrns(submission.body),

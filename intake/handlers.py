@@ -66,6 +66,8 @@ class Arrival:
     redelivery_possible: bool
     span: Span = field(default_factory=telemetry.current_span)  # its request's
     photos: tuple[PhotoRef, ...] = ()
+    client: str | None = None
+    """The client app whose credential filed it (an Open311 app), if any."""
 
 
 RECEIPT_DRAWS = 8
@@ -122,12 +124,13 @@ class Intake:
         *,
         redelivery_possible: bool = True,
         photos: Sequence[PhotoRef] = (),
+        client: str | None = None,
     ) -> Accepted:
         """File a submission once; return (record, duplicate). A submission intake made
         itself from an HTTP request (``redelivery_possible=False``) has an event id nobody
         can have filed before, so it costs no look-up by submission."""
         return await self.batcher.submit(
-            Arrival(submission, redelivery_possible, photos=tuple(photos))
+            Arrival(submission, redelivery_possible, photos=tuple(photos), client=client)
         )
 
     async def file_batch(self, arrivals: Sequence["Arrival"]) -> list[Accepted | Exception]:
@@ -168,7 +171,9 @@ class Intake:
                 if key is not None:
                     first_with_ref[key] = i
                 first_of_submission[submission.event_id] = i
-                record = self._new_record(submission, now, arrivals[i].photos)
+                record = self._new_record(
+                    submission, now, arrivals[i].photos, client=arrivals[i].client
+                )
                 fresh.append((i, submission, record))
 
         if fresh:
@@ -229,7 +234,12 @@ class Intake:
         return [r for r in results if r is not None]
 
     def _new_record(
-        self, submission: ComplaintSubmitted, now: datetime, photos: Sequence[PhotoRef] = ()
+        self,
+        submission: ComplaintSubmitted,
+        now: datetime,
+        photos: Sequence[PhotoRef] = (),
+        *,
+        client: str | None = None,
     ) -> FiledRecord:
         token = new_tracking_token()
         resident_token = submission.resident_token or new_tracking_token()
@@ -241,6 +251,7 @@ class Intake:
             resident_token=resident_token,
             filed_at=now,
             photos=photos,
+            channel_client=client,
         )
         return FiledRecord(
             filed, token, resident_token, published=False, submission_id=submission.event_id

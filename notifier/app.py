@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from notifier.alimtalk import AlimTalkChannel
 from notifier.audience import ALIMTALK, EMAIL, OUTBOX, SMS, WEBHOOK, Audience
 from notifier.caps import DailyCap
-from notifier.channel import Channel
+from notifier.channel import OPEN311_PREFIX, Channel
 from notifier.handlers import (
     BatchSettings,
     DeadLetterSink,
@@ -88,10 +88,14 @@ def build_channels(
             password=settings.smtp_password,
             timeout=settings.http_timeout_seconds,
         )
-    if settings.webhooks:
+    if settings.webhooks or settings.open311_webhooks:
         channels[WEBHOOK] = WebhookChannel(
             client,
-            {code: WebhookTarget(s.url, s.secret) for code, s in settings.webhooks.items()},
+            {code: WebhookTarget(s.url, s.secret) for code, s in settings.webhooks.items()}
+            | {
+                OPEN311_PREFIX + app: WebhookTarget(s.url, s.secret)
+                for app, s in settings.open311_webhooks.items()
+            },
         )
     return channels
 
@@ -153,6 +157,7 @@ def create_app(
             channels=frozenset(channels) - {WEBHOOK},
             letterhead=Letterhead(settings.sender_name, settings.tracking_url),
             webhooks=frozenset(settings.webhooks),
+            apps=frozenset(settings.open311_webhooks),
             urgent_states=settings.urgent_states,
             staff=StaffDirectory.load(settings.staff_directory_path),
         ),

@@ -20,6 +20,8 @@
 - **Department systems** subscribed by webhook, for every event of their department
   (from assignment on: ``received`` belongs to no department yet), never held back by
   quiet hours.
+- **The Open311 app that filed the complaint**, if it registered a webhook: every step
+  the resident is told of, as a public-safe GeoReport update (no resident data), at once.
 
 A person's channels are derived from their contact until the contract carries a
 preferred channel: a phone means AlimTalk, falling back to SMS/LMS, then e-mail if they
@@ -33,11 +35,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from notifier.channel import DEPARTMENT_PREFIX, HANDLER, RESIDENT, SUPERVISOR, Message
+from notifier.channel import (
+    DEPARTMENT_PREFIX,
+    HANDLER,
+    OPEN311_PREFIX,
+    RESIDENT,
+    SUPERVISOR,
+    Message,
+)
 from notifier.recipients import Recipient
 from notifier.staff import StaffDirectory
 from notifier.templates import Catalogue, Content, Letterhead, TemplateError
-from notifier.webhook import cloudevent
+from notifier.webhook import cloudevent, open311_update
 from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
 from schemas.events import AlertKind, HandlerRef
 from schemas.pii import mask_fields
@@ -64,6 +73,7 @@ class Notice:
     content: Content | None = None
     cloudevent: Mapping[str, Any] | None = None
     department: str | None = None
+    webhook: str | None = None
     consent: bool = True
     phone: str | None = field(default=None, repr=False)
     email: str | None = field(default=None, repr=False)
@@ -89,6 +99,7 @@ class Notice:
             department=self.department,
             phone=self.phone,
             email=self.email,
+            webhook=self.webhook,
         )
 
 
@@ -101,6 +112,8 @@ class Audience:
     """Who the messages are from, and the link a resident follows the complaint by."""
     webhooks: frozenset[str] = frozenset()
     """Departments with a webhook subscription."""
+    apps: frozenset[str] = frozenset()
+    """Open311 client apps with a webhook subscription."""
     urgent_states: frozenset[ComplaintState] = DEFAULT_URGENT_STATES
     source: str = "/sotong/routing"
     staff: StaffDirectory = field(default_factory=StaffDirectory)
@@ -141,6 +154,23 @@ class Audience:
                     urgent=True,
                     cloudevent=cloudevent(event, source=self.source, correlation_id=correlation_id),
                     department=event.department,
+                )
+            )
+        app = resident.channel_client if resident is not None else None
+        if (
+            app in self.apps
+            and isinstance(event, ComplaintStatusChanged)
+            and event.trigger not in UNTOLD_TRIGGERS
+        ):
+            notices.append(
+                Notice(
+                    recipient=OPEN311_PREFIX + str(app),
+                    chain=(WEBHOOK,),
+                    urgent=True,
+                    cloudevent=open311_update(
+                        event, source=self.source, correlation_id=correlation_id
+                    ),
+                    webhook=OPEN311_PREFIX + str(app),
                 )
             )
         return notices

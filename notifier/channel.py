@@ -33,6 +33,8 @@ RESIDENT = "resident"
 HANDLER = "handler"
 SUPERVISOR = "supervisor"
 DEPARTMENT_PREFIX = "department:"
+OPEN311_PREFIX = "open311:"
+"""An Open311 client app as a recipient (and its webhook's key): ``open311:{app}``."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Message:
     department: str | None = None
     phone: str | None = field(default=None, repr=False)
     email: str | None = field(default=None, repr=False)
+    webhook: str | None = None
+    """Whose webhook a CloudEvent goes to when it is not the department's: an Open311
+    app's (``open311:{app}``)."""
 
     @property
     def idempotency_key(self) -> str:

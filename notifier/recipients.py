@@ -21,6 +21,8 @@ class Recipient:
     name: str | None = field(default=None, repr=False)
     phone: str | None = field(default=None, repr=False)
     email: str | None = field(default=None, repr=False)
+    channel_client: str | None = None
+    """The client app that filed the complaint (an Open311 app), if any."""
 
 
 class RecipientStore(Protocol):

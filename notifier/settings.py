@@ -117,6 +117,12 @@ class NotifierSettings(ServiceSettings):
     webhooks: dict[str, WebhookSubscription] = Field(
         default_factory=dict, description="Department code → {url, secret}, as JSON."
     )
+    open311_webhooks: dict[str, WebhookSubscription] = Field(
+        default_factory=dict,
+        description="Open311 client app → {url, secret}, as JSON: the app (named as in "
+        "SOTONG_INTAKE_OPEN311_KEYS) is pushed every public step of the requests it filed, "
+        "signed as department webhooks are.",
+    )
 
     http_timeout_seconds: float = Field(default=5.0, gt=0)
     delivery_max_attempts: int = Field(default=4, ge=1)

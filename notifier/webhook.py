@@ -1,4 +1,6 @@
-"""Signed webhooks: every event of a department, POSTed to the department's own system.
+"""Signed webhooks: every event of a department, POSTed to the department's own system;
+and every public step of a request an Open311 app filed, POSTed to the app
+(:func:`open311_update`, ``SOTONG_NOTIFIER_OPEN311_WEBHOOKS``), signed the same way.
 
 A department subscribes by configuration (``SOTONG_NOTIFIER_WEBHOOKS``: department code →
 URL and secret). Each lifecycle event and deadline alert of that department is POSTed as
@@ -44,6 +46,7 @@ from pydantic import SecretStr
 from notifier.channel import Message, post
 from schemas import ComplaintDeadlineAlert, ComplaintStatusChanged
 from schemas.envelope import CE_SPECVERSION, cloudevent_type
+from schemas.open311 import UPDATE_EVENT_TYPE, service_request_update
 from schemas.pii import mask_fields
 from services.errors import PermanentError
 
@@ -109,6 +112,28 @@ def cloudevent(
     return envelope
 
 
+def open311_update(
+    event: ComplaintStatusChanged, *, source: str, correlation_id: str | None = None
+) -> dict[str, Any]:
+    """The CloudEvent an Open311 app is pushed for one step of a request it filed: its
+    ``data`` is the update as ``servicerequestupdates`` lists it (:mod:`schemas.open311`),
+    so an app reads the same fields whether it polls or is pushed."""
+    envelope: dict[str, Any] = {
+        "specversion": CE_SPECVERSION,
+        "id": event.event_id,
+        "type": cloudevent_type(UPDATE_EVENT_TYPE, 1),
+        "source": source,
+        "subject": event.complaint_id,
+        "time": event.occurred_at.isoformat(),
+        "datacontenttype": "application/json",
+        "dataschemaversion": "1",
+        "data": service_request_update(event),
+    }
+    if correlation_id:
+        envelope["correlationid"] = correlation_id
+    return envelope
+
+
 class WebhookTarget:
     def __init__(self, url: str, secret: SecretStr) -> None:
         self.url = url
@@ -134,9 +159,10 @@ class WebhookChannel:
         return frozenset(self.targets)
 
     async def deliver(self, message: Message) -> None:
-        target = self.targets.get(message.department or "")
+        key = message.webhook or message.department or ""
+        target = self.targets.get(key)
         if target is None or message.cloudevent is None:
-            raise PermanentError(f"no webhook for department {message.department}")
+            raise PermanentError(f"no webhook for {key or 'this message'}")
         body = json.dumps(message.cloudevent, ensure_ascii=False, separators=(",", ":")).encode()
         timestamp = str(int(self.clock()))
         await post(

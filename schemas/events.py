@@ -81,6 +81,13 @@ class ComplaintFiled(Event):
     )
     channel: Channel
     channel_ref: str | None = Field(default=None, max_length=100)
+    channel_client: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The client app whose credential filed it (an Open311 app's name), set "
+        "by intake from the credential, never from what was submitted. An app with a "
+        "registered webhook is pushed the complaint's public progress.",
+    )
     resident: Resident
     title: str | None = Field(default=None, max_length=200)
     body: str = Field(

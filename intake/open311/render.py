@@ -8,7 +8,6 @@ field, nested lists under their own container (``attributes/attribute``), boolea
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement, tostring
@@ -45,13 +44,6 @@ class Open311Error(Exception):
         super().__init__(description)
         self.status = status
         self.description = description
-
-
-def w3c(moment: datetime | None) -> str | None:
-    """A W3C datetime (ISO 8601 with its offset), in Korean time, to the second."""
-    if moment is None:
-        return None
-    return moment.astimezone(KST).isoformat(timespec="seconds")
 
 
 def _text(value: Any) -> str:

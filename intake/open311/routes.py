@@ -24,11 +24,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import SecretStr
 
 from intake.open311.form import MAX_FORM_BYTES, Form, service_request
-from intake.open311.render import KST, Format, Open311Error, answer, error_answer, w3c
+from intake.open311.render import KST, Format, Open311Error, answer, error_answer
 from intake.open311.services import Open311Services
-from intake.open311.status import Status, states_of, status_of
 from intake.tracker_client import TrackedComplaint, TrackerClient, TrackerUnavailable
 from schemas.events import ComplaintSubmitted
+from schemas.open311 import Status, states_of, status_of, w3c, words
 from schemas.pii import mask_text
 from schemas.states import ComplaintState
 from services.runtime import Clock
@@ -44,7 +44,8 @@ UNROUTED = 100
 """How many of the newest complaints an open list looks through for unrouted ones."""
 SPEC = "http://wiki.open311.org/GeoReport_v2"
 
-Accept = Callable[[ComplaintSubmitted], Awaitable[tuple[Any, bool]]]
+Accept = Callable[[ComplaintSubmitted, str], Awaitable[tuple[Any, bool]]]
+"""Files a submission for a client app (its name, from its api_key)."""
 """Files a submission: ``Intake.accept`` with ``redelivery_possible=False``."""
 
 _RECEIPT = re.compile(r"^\d{6}-\d{6}$")
@@ -203,7 +204,7 @@ class Open311:
         if client is None:
             raise Open311Error(403, "api_key: missing or not a valid key")
         request = service_request(form, self.services, self.clock())
-        record, _ = await self.accept(request.submission)
+        record, _ = await self.accept(request.submission, client)
         log.info(
             "open311 request filed",
             extra={"complaint_id": record.filed.complaint_id, "client": client},
@@ -221,11 +222,10 @@ class Open311:
     def request_view(self, complaint: TrackedComplaint) -> dict[str, Any]:
         service = self.services.by_code.get(complaint.service_code or "")
         listed = service is not None and service.text.listed
-        notes = self.services.data.status_notes
         return {
             "service_request_id": complaint.complaint_id,
             "status": status_of(complaint.state).value,
-            "status_notes": notes[complaint.state or "not_routed"],
+            "status_notes": words().note(complaint.state),
             "service_name": service.text.service_name if service else None,
             "service_code": complaint.service_code,
             "description": public_text(complaint.excerpt) if listed else None,
@@ -333,7 +333,6 @@ class Open311:
         complaints = await self.tracker.search(
             filed_from=end - WINDOW, filed_to=end, at_most=MOST_REQUESTS
         )
-        notes = self.services.data.status_notes
         changed = [
             c
             for c in complaints
@@ -346,7 +345,7 @@ class Open311:
                 "service_request_id": c.complaint_id,
                 "status": status_of(c.state).value,
                 "updated_datetime": w3c(c.updated_at),
-                "description": notes[c.state or "not_routed"],
+                "description": words().note(c.state),
                 "media_url": "",
             }
             for c in changed

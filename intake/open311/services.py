@@ -16,7 +16,6 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.catalogue import DepartmentCatalogue, catalogue
-from schemas.states import ComplaintState
 
 SERVICES = Path(__file__).parent / "data" / "services.ko.json"
 
@@ -90,14 +89,6 @@ class ServiceData(BaseModel):
     version: Literal[1]
     discovery: Discovery
     services: tuple[ServiceText, ...]
-    status_notes: dict[ComplaintState | Literal["not_routed"], str]
-
-    @model_validator(mode="after")
-    def _every_state_has_a_note(self) -> Self:
-        missing = {*ComplaintState, "not_routed"} - set(self.status_notes)
-        if missing:
-            raise ValueError(f"status_notes: no note for {sorted(missing)}")
-        return self
 
 
 class Service(BaseModel):

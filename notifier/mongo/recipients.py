@@ -65,6 +65,7 @@ def _recipient_doc(filed: ComplaintFiled) -> Document:
         "phone": resident.phone,
         "email": resident.email,
         "notification_consent": resident.notification_consent,
+        "channel_client": filed.channel_client,
         "filed_at": filed.occurred_at,
     }
 
@@ -77,4 +78,5 @@ def _recipient(doc: Document) -> Recipient:
         name=optional_str(doc.get("name")),
         phone=optional_str(doc.get("phone")),
         email=optional_str(doc.get("email")),
+        channel_client=optional_str(doc.get("channel_client")),
     )

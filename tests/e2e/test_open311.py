@@ -2,12 +2,14 @@
 (PyPI ``georeport``, read-only) lists the services and reads a definition, a spec-form
 POST files a request, and the client reads it back open with the department as
 ``agency_responsible`` once routing has assigned it — intake reading the tracker over
-HTTP with a staff key, every service its own process."""
+HTTP with a staff key, every service its own process. The app that filed it is pushed
+each step at its registered webhook, signed; another app is pushed nothing of it."""
 
 import asyncio
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,10 +20,14 @@ from sotong import localstack
 from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
 from tests.e2e.conftest import eventually
+from tests.service.test_notifier_peers import FakeReceiver, http_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 APP_KEY = "e2e-open311-app-key"
+OTHER_KEY = "e2e-open311-other-app-key"
+APP_SECRET = "e2e-open311-app-webhook-secret"
+OTHER_SECRET = "e2e-open311-other-webhook-secret"
 STAFF_KEY = "e2e-intake-reads-tracker"
 PERSONAL = ("홍길동", "010-1234-5678", "gildong@example.kr", "청라커낼로")
 
@@ -30,16 +36,41 @@ def parse_xml(content: bytes) -> ET.Element:
     return ET.fromstring(content)  # noqa: S314 -- the answer of the server under test
 
 
+@dataclass
+class Apps:
+    """Two Open311 apps' webhook receivers (each verifies Sotong's signature)."""
+
+    filer: FakeReceiver
+    other: FakeReceiver
+
+
 @pytest.fixture(scope="module")
-def open311(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def apps() -> Iterator[Apps]:
+    with http_server() as server:
+        yield Apps(
+            FakeReceiver(server, "/push/e2e-app", APP_SECRET),
+            FakeReceiver(server, "/push/other-app", OTHER_SECRET),
+        )
+
+
+@pytest.fixture(scope="module")
+def open311(
+    backends: Backends, apps: Apps, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The platform's processes; intake started last, pointed at the tracker's port."""
     root = tmp_path_factory.mktemp("open311")
     suffix = root.name.replace("-", "_")[-16:]
     env = backends.env(database=f"e2e_{suffix}", topic_prefix=f"e2e{suffix}.") | {
         "SOTONG_NOTIFIER_OUTBOX_PATH": str(root / "outbox.jsonl"),
         "SOTONG_TRACKER_STAFF_API_KEYS": json.dumps({"intake-open311": STAFF_KEY}),
-        "SOTONG_INTAKE_OPEN311_KEYS": json.dumps({"e2e-app": APP_KEY}),
+        "SOTONG_INTAKE_OPEN311_KEYS": json.dumps({"e2e-app": APP_KEY, "other-app": OTHER_KEY}),
         "SOTONG_INTAKE_TRACKER_API_KEY": STAFF_KEY,
+        "SOTONG_NOTIFIER_OPEN311_WEBHOOKS": json.dumps(
+            {
+                "e2e-app": {"url": apps.filer.url, "secret": APP_SECRET},
+                "other-app": {"url": apps.other.url, "secret": OTHER_SECRET},
+            }
+        ),
     }
     services: dict[str, ServiceProcess] = {}
     try:
@@ -57,7 +88,7 @@ def open311(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Ite
             proc.child.stop()
 
 
-async def test_a_georeport_client_lists_files_and_reads_back(open311: str) -> None:
+async def test_a_georeport_client_lists_files_and_reads_back(open311: str, apps: Apps) -> None:
     client = GeoReport(open311)
 
     services = await asyncio.to_thread(client.get_service_list)
@@ -110,6 +141,30 @@ async def test_a_georeport_client_lists_files_and_reads_back(open311: str) -> No
     xml_client = GeoReport(open311, output_format="xml")
     as_xml = await asyncio.to_thread(xml_client.get_service_request, request_id)
     assert as_xml["agency_responsible"] == "자원순환과"
+
+    # the app that filed it is pushed its steps, signed for it alone (FakeReceiver
+    # accepts only a valid signature), without anything about the resident
+    def pushed(receiver: FakeReceiver) -> list[dict[str, Any]]:
+        return [
+            e["data"] for e in receiver.events() if e["data"]["service_request_id"] == request_id
+        ]
+
+    async def assigned_pushed() -> list[dict[str, Any]] | None:
+        updates = pushed(apps.filer)
+        return updates if any(u["sotong_state"] == "assigned" for u in updates) else None
+
+    updates = await eventually(assigned_pushed, within=90, what="the assignment pushed")
+    assignment = next(u for u in updates if u["sotong_state"] == "assigned")
+    assert assignment["status"] == "open"
+    assert assignment["agency_responsible"] == "자원순환과"
+    assert assignment["service_notice"] == answer["service_notice"]
+    assert assignment["description"].startswith("담당 부서에 배정됐습니다.")
+    assert {e["type"] for e in apps.filer.events()} == {
+        "kr.go.sotong.open311.service_request_update.v1"
+    }
+    assert apps.filer.refused_signatures == 0
+    assert not any(p in json.dumps(apps.filer.events(), ensure_ascii=False) for p in PERSONAL)
+    assert pushed(apps.other) == []
 
 
 async def test_a_spec_form_post_in_xml_and_its_token(open311: str) -> None:

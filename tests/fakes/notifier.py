@@ -129,6 +129,7 @@ class InMemoryNotifierStore:
                 name=resident.name,
                 phone=resident.phone,
                 email=resident.email,
+                channel_client=filed.channel_client,
             ),
         )
 

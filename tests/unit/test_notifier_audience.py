@@ -1,5 +1,7 @@
 """Who is told what, over which channels — decided from one event and the configuration."""
 
+import dataclasses
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -199,6 +201,39 @@ def test_a_subscribed_department_gets_every_event_as_a_cloudevent(catalogue: Cat
         assert hook.template == "cloudevent"
     other = change(ComplaintState.SITE_CHECK, "start_site_check", department="parks")
     assert "department:parks" not in by_recipient(subscribed.plan(other, resident()))
+
+
+def test_the_open311_app_that_filed_it_is_pushed_each_step_it_alone(
+    catalogue: Catalogue,
+) -> None:
+    apps = audience(catalogue, apps=frozenset({"fixit", "other"}))
+    filer = dataclasses.replace(resident(), channel_client="fixit")
+    step = change(ComplaintState.SITE_CHECK, "start_site_check", note="010-9876-5432로 연락 주세요")
+    push = by_recipient(apps.plan(step, filer, "corr-1"))["open311:fixit"]
+    assert (push.chain, push.urgent, push.webhook) == (("webhook",), True, "open311:fixit")
+    assert push.cloudevent is not None
+    assert push.cloudevent["type"] == "kr.go.sotong.open311.service_request_update.v1"
+    data = push.cloudevent["data"]
+    assert (data["status"], data["sotong_state"], data["agency_responsible"]) == (
+        "open",
+        "site_check",
+        "도로과",
+    )
+    assert data["description"].startswith("현장 확인 중입니다.")
+    assert "9876" not in json.dumps(push.cloudevent, ensure_ascii=False)
+    assert "홍길동" not in json.dumps(push.cloudevent, ensure_ascii=False)
+    assert "open311:other" not in by_recipient(apps.plan(step, filer))
+    # not filed by an app, filed by an app without a webhook, a mark nobody is told of
+    assert not any(n.webhook for n in apps.plan(step, resident()))
+    unsubscribed = dataclasses.replace(resident(), channel_client="unknown")
+    assert not any(n.webhook for n in apps.plan(step, unsubscribed))
+    mark = change(ComplaintState.HANDLER_ASSIGNED, "mark_repeated")
+    assert not any(n.webhook for n in apps.plan(mark, filer))
+    # a resolution is closed to Open311
+    done = change(ComplaintState.RESOLVED, "resolve")
+    assert by_recipient(apps.plan(done, filer))["open311:fixit"].cloudevent["data"]["status"] == (  # type: ignore[index]
+        "closed"
+    )
 
 
 def test_contacts_stay_out_of_repr(catalogue: Catalogue) -> None:

@@ -4,7 +4,9 @@ import hashlib
 import hmac
 import json
 
+import httpx
 import pytest
+from pydantic import SecretStr
 
 from notifier.webhook import cloudevent, sign, verify_signature
 from schemas import ComplaintState, ComplaintStatusChanged
@@ -95,3 +97,55 @@ def test_the_webhook_body_is_a_structured_cloudevent_to_the_official_sdk() -> No
     data = parsed.get_data()
     assert isinstance(data, dict)
     assert ComplaintStatusChanged.model_validate(data) == event
+
+
+async def test_an_open311_apps_push_goes_to_its_own_webhook_signed_with_its_secret() -> None:
+    from notifier.channel import Message
+    from notifier.webhook import WebhookChannel, WebhookTarget, open311_update
+
+    seen: list[httpx.Request] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    event = ComplaintStatusChanged.model_validate(
+        {
+            "complaint_id": "c-1",
+            "receipt_number": "251125-000001",
+            "sequence": 2,
+            "from_state": "received",
+            "to_state": ComplaintState.ASSIGNED,
+            "trigger": "assign",
+            "department": "roads",
+            "department_name": "도로과",
+            "actor": "routing",
+        }
+    )
+    targets = {
+        "roads": WebhookTarget("https://roads.example/hook", SecretStr("roads-secret-0123456")),
+        "open311:fixit": WebhookTarget("https://fixit.example/push", SecretStr("fixit-secret-01")),
+    }
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
+        channel = WebhookChannel(client, targets, clock=lambda: 1_764_000_000)
+        await channel.deliver(
+            Message(
+                delivery_id="d-1",
+                complaint_id="c-1",
+                receipt_number="251125-000001",
+                recipient="open311:fixit",
+                state=ComplaintState.ASSIGNED,
+                cloudevent=open311_update(event, source="/sotong/routing"),
+                webhook="open311:fixit",
+            )
+        )
+    [request] = seen
+    assert str(request.url) == "https://fixit.example/push"
+    assert verify_signature(
+        "fixit-secret-01",
+        request.headers["X-Sotong-Timestamp"],
+        request.content,
+        request.headers["X-Sotong-Signature"],
+        now=1_764_000_000,
+    )
+    assert json.loads(request.content)["data"]["status"] == "open"
