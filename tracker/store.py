@@ -185,12 +185,15 @@ def read_model_document(model: ReadModel) -> Document:
 
 
 def complaint_indexes() -> list[IndexModel]:
-    """The read model's indexes: the queue, a resident's list, search, time ranges."""
+    """The read model's indexes: the queue, a resident's list, search, time ranges, a
+    receipt number."""
     return [
         IndexModel([("department", ASCENDING), ("state", ASCENDING)], name="by_department"),
         IndexModel([("resident_token_hash", ASCENDING)], name="by_resident"),
         IndexModel([("search_terms", ASCENDING)], name="by_search_term"),
         IndexModel([("filed_at", DESCENDING)], name="by_filed_at"),
+        # Open311 tokens/{receipt}, the portal's recovery and a clerk reading one out
+        IndexModel([("receipt_number", ASCENDING)], name="by_receipt_number"),
         # '이미 접수된 민원': every field of the open-at-a-place filter (see ``open_at``).
         IndexModel(
             [("department", ASCENDING), ("dong", ASCENDING), ("state", ASCENDING)],

@@ -23,7 +23,13 @@ from tracker.handlers import refresh
 from tracker.projection import ReadModel, TrackedEvent, project
 from tracker.rebuild import rebuild
 from tracker.search import SearchQuery, query_terms
-from tracker.store import Appended, MongoTrackerStore, TrackerStore, open_at_filter
+from tracker.store import (
+    Appended,
+    MongoTrackerStore,
+    TrackerStore,
+    open_at_filter,
+    search_filter,
+)
 
 S = ComplaintState
 NewStore = Callable[[], Awaitable[TrackerStore]]
@@ -456,6 +462,25 @@ async def test_events_stored_during_a_rebuild_are_not_lost(store: TrackerStore) 
     assert all(model is not None and model.event_count == 8 for model in models)
     await rebuild(store)
     assert [await store.read_model(cid) for cid in sorted(await store.read_model_ids())] == models
+
+
+async def test_a_receipt_number_finds_its_complaint_through_an_index(
+    store: TrackerStore, backend: AsyncDatabase[Document] | None
+) -> None:
+    await in_batch(
+        store,
+        [
+            filed("mine", receipt_number="251201-000001"),
+            filed("other", receipt_number="251201-000002"),
+        ],
+    )
+    hits, total = await store.search(SearchQuery(receipt_number="251201-000002"), limit=5, offset=0)
+    assert ([h.complaint_id for h in hits], total) == (["other"], 1)
+    if backend is not None:
+        assert isinstance(store, MongoTrackerStore)
+        query = search_filter(SearchQuery(receipt_number="251201-000002"))
+        plan = (await store.complaints.find(query).explain())["queryPlanner"]["winningPlan"]
+        assert "by_receipt_number" in str(plan), plan
 
 
 # -- '이미 접수된 민원' ----------------------------------------------------------------------
