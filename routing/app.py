@@ -2,6 +2,9 @@
 
 import asyncio
 import math
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -17,6 +20,7 @@ from routing.deadlines import calendar
 from routing.handlers import CaseDetection, Routing, RoutingMetrics, routes, subscribe
 from routing.learning import Learner, LearningMetrics, LiveModel, in_process
 from routing.lifecycle import Lifecycle
+from routing.models import ModelStore
 from routing.settings import RoutingSettings
 from routing.similarity import Similarity, Tokenize, terms_of
 from routing.store import MongoRoutingStore, RoutingStore, TransferLabel
@@ -153,6 +157,9 @@ def create_app(
         min_interval=timedelta(seconds=settings.learning_min_interval_seconds),
         epsilon=settings.learning_epsilon,
         recent_share=settings.learning_recent_share,
+        shared=ModelStore(runtime.db) if isinstance(storage, MongoRoutingStore) else None,
+        holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        lease=timedelta(seconds=settings.learning_lease_seconds),
     )
     routing = Routing(
         store=storage,
@@ -191,9 +198,12 @@ def create_app(
         async def prepare() -> None:
             await storage.ensure_indexes()
             await routing.schedule_unscheduled()
-            learner.starting_from(await fit_unless_fitted(model, storage, settings.model_dir))
+            # a model the processes switched to earlier (this one before a restart, or
+            # another replica) is used as it is; else fit one from the examples
+            if not (settings.learning_enabled and await learner.follow()):
+                learner.starting_from(await fit_unless_fitted(model, storage, settings.model_dir))
             if settings.cases_enabled:
-                routing.cases = await case_detection(settings, model)
+                routing.cases = await case_detection(settings, live.current)
 
         background = [
             lambda: routing.relay_forever(

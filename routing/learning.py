@@ -11,6 +11,9 @@ split and those newest transfers. The candidate replaces the model in use only i
 The model in use is one reference in :class:`LiveModel`, replaced in one assignment on
 the event loop: a batch classifies with the old model or the new one, never a mix, and
 each prediction carries the version of the model that made it.
+
+With a shared store (:mod:`routing.models`), one process fits at a time (a lease) and a
+switched-to model is published; every process, and a restarted one, follows it.
 """
 
 import asyncio
@@ -28,6 +31,8 @@ from typing import Literal, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from routing.classifier import Classifier, Example, Prediction, evaluate
+from routing.models import Pointer
+from routing.models import Shared as SharedModel
 from routing.store import TransferLabel
 from services.runtime import Clock
 
@@ -168,6 +173,31 @@ class LiveModel:
         return self._model.predict_many(texts)
 
 
+class Shared(Protocol):
+    """Where the processes share the model in use and the learning lease
+    (:class:`routing.models.ModelStore`; an in-memory fake in tests)."""
+
+    async def acquire(self, holder: str, now: datetime, ttl: timedelta) -> bool: ...
+
+    async def release(self, holder: str) -> None: ...
+
+    async def pointer(self) -> "Pointer | None": ...
+
+    async def publish(
+        self,
+        model: Classifier,
+        known: Sequence[str],
+        *,
+        now: datetime,
+        held_out: float | None = None,
+        recent: float | None = None,
+    ) -> "Pointer": ...
+
+    async def load(
+        self, pointer: "Pointer", *, threshold: float, general_desk: str
+    ) -> "SharedModel | None": ...
+
+
 class Labels(Protocol):
     """What learning reads from routing's store."""
 
@@ -188,6 +218,12 @@ class LearningMetrics:
             "sotong_classifier_accuracy",
             "Top-1 accuracy of the last candidate and of the model in use at that time.",
             ["model", "split"],
+            registry=registry,
+        )
+        self.followed = Counter(
+            "sotong_classifier_followed_total",
+            "Models another routing process switched to (or one this process published "
+            "before it restarted), loaded and put in use here.",
             registry=registry,
         )
         self.fit_seconds = Histogram(
@@ -230,6 +266,13 @@ class Learner:
     known: frozenset[str] = frozenset()
     seen_at_last_attempt: int = 0
     last_attempt_at: datetime | None = None
+    shared: Shared | None = None
+    """With it: one process fits at a time, and every process uses the published model."""
+    holder: str = ""
+    """This process's name on the lease."""
+    lease: timedelta = timedelta(minutes=15)
+    """How long a fit may hold the lease: longer than any fit takes."""
+    _refused: str | None = None
 
     def starting_from(self, labels: Sequence[TransferLabel]) -> "Learner":
         """The model in use at start-up was built from these transfers."""
@@ -244,10 +287,61 @@ class Learner:
         count = await self.labels.count_transfers()
         return count - self.seen_at_last_attempt >= self.min_new_labels
 
+    async def follow(self) -> bool:
+        """Put the shared model in use if it is not the one in use here (and this process
+        can load it); True when it did."""
+        if self.shared is None:
+            return False
+        pointer = await self.shared.pointer()
+        if pointer is None or pointer.version in (self.live.version, self._refused):
+            return False
+        current = self.live.current
+        loaded = await self.shared.load(
+            pointer, threshold=current.threshold, general_desk=current.general_desk
+        )
+        if loaded is None:
+            self._refused = pointer.version
+            return False
+        previous = self.live.version
+        self.live.swap(loaded.model)
+        self.known = loaded.known
+        self.seen_at_last_attempt = max(self.seen_at_last_attempt, len(loaded.known))
+        self.metrics.followed.inc()
+        log.info(
+            "classifier follows the shared model",
+            extra={"model_version": previous, "candidate_version": pointer.version},
+        )
+        return True
+
     async def step(self) -> Verdict | None:
-        """One look: retrain if due, then switch or refuse. ``None`` when not due."""
+        """One look: follow the shared model, retrain if due (holding the lease when
+        shared), then switch or refuse. ``None`` when not due or another process fits."""
+        await self.follow()
         if not await self.due():
             return None
+        if self.shared is None:
+            return await self._attempt()
+        if not await self.shared.acquire(self.holder, self.clock(), self.lease):
+            return None
+        try:
+            await self.follow()  # what the last holder switched to while this one looked
+            if not await self.due():
+                return None
+            verdict = await self._attempt()
+            if verdict is not None and verdict.outcome == "switched":
+                assert verdict.candidate is not None
+                await self.shared.publish(
+                    self.live.current,
+                    sorted(self.known),
+                    now=self.clock(),
+                    held_out=verdict.candidate.held_out,
+                    recent=verdict.candidate.recent,
+                )
+            return verdict
+        finally:
+            await self.shared.release(self.holder)
+
+    async def _attempt(self) -> Verdict | None:
         labels = await self.labels.transfer_labels()
         self.seen_at_last_attempt = len(labels)
         self.last_attempt_at = self.clock()

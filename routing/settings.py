@@ -80,6 +80,12 @@ class RoutingSettings(ServiceSettings):
         description="Share of the new transfers (the newest) held out of the new model's "
         "training to score both models on.",
     )
+    learning_lease_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long one routing process may hold the learning lease while it fits "
+        "(the others skip their turn); longer than any fit takes. Released when it ends.",
+    )
     learning_niceness: int = Field(
         default=10,
         ge=0,

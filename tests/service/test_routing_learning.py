@@ -1,6 +1,7 @@
 """Learning while routing runs, on the real embedded Kafka and MongoDB: enough transfers
 arrive, a candidate is fitted in its own process and scored, routing switches to it, and
-a later assignment names the new model."""
+a later assignment names the new model; routing started again (a restart, or another
+replica) uses that model from the shared store without fitting."""
 
 import asyncio
 from collections.abc import Callable
@@ -131,3 +132,16 @@ async def test_enough_transfers_retrain_and_a_later_assignment_names_the_new_mod
     assert later is not None
     assert later != first
     assert (await MongoRoutingStore(mongo_db).count_transfers()) == TRANSFERS
+
+    again = RecordingPublish()
+    restarted = create_app(settings, store=MongoRoutingStore(mongo_db), publish=again)
+    async with restarted.router.lifespan_context(restarted):
+        await producer.connect()
+        try:
+            await send(topics.FILED, filed("restarted", body="가로등이 며칠째 꺼져 있어요"))
+            await until(lambda: len(again.lifecycle("restarted")) == 3, "a filing after", 60)
+        finally:
+            await producer.stop()
+    assert assignment(again, "restarted").model_version == later
+    followed = restarted.state.runtime.registry.get_sample_value("sotong_classifier_followed_total")
+    assert followed == 1.0

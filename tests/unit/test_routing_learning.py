@@ -6,7 +6,7 @@ is exercised in the service tier)."""
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -21,6 +21,8 @@ from routing.learning import (
     Trained,
     not_worse,
 )
+from routing.models import Pointer
+from routing.models import Shared as SharedModel
 from routing.store import Transfer
 from tests.fakes.routing import InMemoryRoutingStore, SettableClock
 from tests.unit.test_routing_handlers import CATALOGUE, DEPT, filed, harness
@@ -255,3 +257,117 @@ async def test_a_service_code_decides_without_a_model_version() -> None:
     h.routing.classifier = LiveModel(Fixed(DEPT, "v-old"))
     await h.routing.on_filed(filed(service_code="noise"))
     assert h.sent.lifecycle("c1")[1].model_version is None
+
+
+# -- several routing processes: one fits at a time, all use the switched model ------------
+
+
+@dataclass
+class FakeShared:
+    """The shared store in memory: a lease, a pointer and the published models."""
+
+    models: dict[str, tuple[Classifier, frozenset[str]]] = field(default_factory=dict)
+    current: Pointer | None = None
+    holder: str | None = None
+    loads: int = 0
+    loadable: bool = True
+
+    async def acquire(self, holder: str, now: datetime, ttl: timedelta) -> bool:
+        if self.holder not in (None, holder):
+            return False
+        self.holder = holder
+        return True
+
+    async def release(self, holder: str) -> None:
+        if self.holder == holder:
+            self.holder = None
+
+    async def pointer(self) -> Pointer | None:
+        return self.current
+
+    async def publish(
+        self,
+        model: Classifier,
+        known: Sequence[str],
+        *,
+        now: datetime,
+        held_out: float | None = None,
+        recent: float | None = None,
+    ) -> Pointer:
+        assert model.version is not None
+        self.models[model.version] = (model, frozenset(known))
+        self.current = Pointer(model.version, "env", "sha", now, held_out, recent)
+        return self.current
+
+    async def load(
+        self, pointer: Pointer, *, threshold: float, general_desk: str
+    ) -> SharedModel | None:
+        self.loads += 1
+        if not self.loadable:
+            return None
+        model, known = self.models[pointer.version]
+        return SharedModel(model, known)
+
+
+def sharing(shared: FakeShared, name: str, store: InMemoryRoutingStore | None = None) -> Setup:
+    s = setup()
+    if store is not None:
+        s.store = store
+        s.learner.labels = store
+    s.learner.shared, s.learner.holder = shared, name
+    return s
+
+
+async def test_a_model_one_process_switched_to_is_followed_by_the_others() -> None:
+    shared, store = FakeShared(), InMemoryRoutingStore()
+    a, b = sharing(shared, "a", store), sharing(shared, "b", store)
+    await a.transfers(10)
+
+    verdict = await a.learner.step()
+    assert verdict is not None
+    assert verdict.outcome == "switched"
+    assert shared.current is not None
+    assert shared.current.version == "v-new"
+    assert shared.holder is None  # released after the fit
+
+    assert await b.learner.step() is None  # followed, and nothing new to fit on
+    assert b.learner.live.version == "v-new"
+    assert b.trainer.jobs == []
+    assert b.learner.known == a.learner.known
+    assert b.registry.get_sample_value("sotong_classifier_followed_total") == 1.0
+
+
+async def test_while_one_process_fits_the_others_skip_their_turn() -> None:
+    shared, store = FakeShared(), InMemoryRoutingStore()
+    a, b = sharing(shared, "a", store), sharing(shared, "b", store)
+    await a.transfers(10)
+    await shared.acquire("a", a.clock.now, timedelta(minutes=15))  # a is fitting
+
+    assert await b.learner.step() is None
+    assert b.trainer.jobs == []
+    assert b.learner.live.version == "v-old"
+
+
+async def test_a_restarted_process_starts_from_the_shared_model() -> None:
+    shared, store = FakeShared(), InMemoryRoutingStore()
+    first = sharing(shared, "first", store)
+    await first.transfers(10)
+    await first.learner.step()
+
+    restarted = sharing(shared, "again", store)
+    assert await restarted.learner.follow()
+    assert restarted.learner.live.version == "v-new"
+    assert restarted.learner.known == first.learner.known
+
+
+async def test_a_shared_model_this_process_cannot_load_is_not_tried_at_every_check() -> None:
+    shared, store = FakeShared(), InMemoryRoutingStore()
+    a, b = sharing(shared, "a", store), sharing(shared, "b", store)
+    await a.transfers(10)
+    await a.learner.step()
+    shared.loadable = False  # b is another version of routing
+
+    assert not await b.learner.follow()
+    assert not await b.learner.follow()
+    assert shared.loads == 1
+    assert b.learner.live.version == "v-old"
