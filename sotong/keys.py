@@ -12,7 +12,10 @@
   routing checks them (``SOTONG_COMMAND_SIGNING_KEYS``, ``services.signing``);
 - ``resident-phone-key``, ``recipient-hash-key`` — keys of the keyed hashes routing
   recognises a returning resident by (``SOTONG_ROUTING_RESIDENT_PHONE_KEY``) and the
-  notifier counts its daily cap under (``SOTONG_NOTIFIER_RECIPIENT_HASH_KEY``).
+  notifier counts its daily cap under (``SOTONG_NOTIFIER_RECIPIENT_HASH_KEY``);
+- ``staff-contacts.json`` — the staff directory (``SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH``),
+  created *empty*: work mobiles and e-mails are people's data the district enters, never
+  generated (until then handler and supervisor notices are skipped with that reason).
 
 Run again, it keeps every key already there and adds what is missing (a department new in
 the catalogue, a new ``--open311-app``). ``docker-compose.yml`` mounts these files as
@@ -43,6 +46,7 @@ STAFF_KEYS = "staff-keys.json"
 TRACKER_STAFF_KEY = "tracker-staff-key"
 OPEN311_KEYS = "open311-keys.json"
 SIGNING_KEYS = "command-signing-keys.json"
+STAFF_CONTACTS = "staff-contacts.json"
 PHONE_KEY = "resident-phone-key"
 RECIPIENT_KEY = "recipient-hash-key"
 FILES = (
@@ -53,6 +57,7 @@ FILES = (
     SIGNING_KEYS,
     PHONE_KEY,
     RECIPIENT_KEY,
+    STAFF_CONTACTS,
 )
 SIGNING_KEY_ID = "k1"
 STAFF_NAME = "operator"
@@ -124,6 +129,11 @@ def generate(directory: Path, open311_apps: Sequence[str] = ()) -> dict[str, str
         if not (directory / name).exists():
             _write(directory / name, new_key() + "\n")
             changed[name] = "created"
+    if not (directory / STAFF_CONTACTS).exists():
+        # people's work contacts are not generated: an empty directory, which the district
+        # fills in (until then staff notices are skipped with that reason, never faked)
+        _write(directory / STAFF_CONTACTS, json.dumps({"staff": {}}) + "\n")
+        changed[STAFF_CONTACTS] = "created empty: add each handler's work mobile and e-mail"
     operator = staff[STAFF_NAME]
     path = directory / TRACKER_STAFF_KEY
     if not path.exists() or path.read_text(encoding="utf-8").strip() != operator:

@@ -13,7 +13,7 @@ import threading
 import tomllib
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -862,6 +862,36 @@ def test_generating_keys_again_keeps_them_and_adds_what_is_new(tmp_path: Path) -
     assert set(json.loads((tmp_path / keys.OPEN311_KEYS).read_text())) == {"civic-app"}
     assert keys.generate(tmp_path, ["civic-app"]) == {}
     assert len(set(again.values())) == len(again), "every department its own key"
+
+
+def test_the_notifier_is_mounted_the_staff_directory_the_district_fills_in(
+    compose: dict[str, Any], manifests: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    keys.generate(tmp_path)
+    assert json.loads((tmp_path / keys.STAFF_CONTACTS).read_text()) == {"staff": {}}
+    filled = {"staff": {"roads-1": {"mobile": "010-0000-5101", "email": "roads@x.invalid"}}}
+    (tmp_path / keys.STAFF_CONTACTS).write_text(json.dumps(filled))
+    keys.generate(tmp_path)  # again: what the district entered is kept
+    assert json.loads((tmp_path / keys.STAFF_CONTACTS).read_text()) == filled
+
+    variable = "SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH"
+    path = PurePosixPath(compose_env(compose, "notifier")[variable])
+    mounts = {
+        str(e["target"]): str(e["source"])
+        for e in compose_service(compose, "notifier")["secrets"]
+        if isinstance(e, dict)
+    }
+    assert path.parent == PurePosixPath("/run/secrets")
+    source = mounts[path.name]
+    assert compose["secrets"][source]["file"] == f"./deploy/secrets/{keys.STAFF_CONTACTS}"
+
+    _, pod, container = deployment_parts(manifests, "notifier")
+    path = PurePosixPath(kube_env(container)[variable])
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == keys.SECRET_NAME
+    assert {"key": keys.STAFF_CONTACTS, "path": path.name} in volume["secret"]["items"]
+    assert keys.STAFF_CONTACTS in keys.k8s_secret(tmp_path)["stringData"]
 
 
 def test_compose_services_send_traces_to_the_jaeger_it_runs(
