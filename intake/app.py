@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from intake.handlers import Accepted, Intake, routes, subscribe
@@ -19,7 +20,7 @@ from intake.idempotency import (
 from intake.open311 import routes as open311
 from intake.open311.services import open311_services
 from intake.photo_routes import Photos, photo_routes
-from intake.photo_store import MongoPhotoStore, PhotoStore
+from intake.photo_store import MongoPhotoStore, PhotoStore, sweep_forever
 from intake.photos import Limits
 from intake.settings import IntakeSettings
 from intake.store import MongoSubmissionStore, SubmissionStore
@@ -33,6 +34,9 @@ from services.keys import ApiKeys
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
 from services.signing import signer_from, signing_publish
+
+PHOTO_SWEEP_SECONDS = 600.0
+"""How often unattached photos are looked for (the age that deletes them is a setting)."""
 
 log = logging.getLogger("sotong.intake")
 
@@ -94,6 +98,11 @@ def create_app(
     intake = Intake(store=store, publish=publish, clock=clock, registry=runtime.registry)
     photo_store = photo_store if photo_store is not None else MongoPhotoStore(runtime.db)
     photos = Photos(photo_store, store, settings.photos_per_complaint)
+    swept = Counter(
+        "sotong_intake_photos_swept_total",
+        "Uploaded photos deleted because no filing attached them in time.",
+        registry=runtime.registry,
+    )
     ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
     if idempotency_store is None:
         idempotency_store = MongoIdempotencyStore(runtime.db, ttl)
@@ -134,7 +143,14 @@ def create_app(
             async with runtime.running(
                 before_start=lambda: ensure_indexes(store, idempotency_store, photo_store),
                 background=[
-                    lambda: intake.relay_forever(settings.relay_interval_seconds, replayer)
+                    lambda: intake.relay_forever(settings.relay_interval_seconds, replayer),
+                    lambda: sweep_forever(
+                        photo_store,
+                        clock=clock,
+                        keep=timedelta(hours=settings.photo_unattached_hours),
+                        interval=PHOTO_SWEEP_SECONDS,
+                        swept=swept,
+                    ),
                 ],
             ):
                 yield

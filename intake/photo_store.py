@@ -4,16 +4,26 @@ the filing attaches it to its submission (``metadata.submission_id``), and only 
 attached photo is ever served.
 
 Every filter names ``_id`` alone or ``_id`` and ``metadata.submission_id``, which one
-index covers entirely (SecantusDB plans an index only then).
+index covers entirely (SecantusDB plans an index only then), or — the sweep — only
+``metadata.unattached_since``, which a photo carries from upload until it is attached
+(thumbnails never do), and its own index covers.
+
+A photo nobody attached (the resident gave up, or a script uploads and never files) is
+deleted by :meth:`MongoPhotoStore.sweep` once it is old enough, with its thumbnail: the
+store does not grow with uploads that were never filings.
 """
 
-from collections.abc import Collection
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
+from prometheus_client import Counter
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,8 +32,12 @@ from intake.photos import Processed
 from schemas.events import PhotoRef
 from services.mongo import Document
 
+log = logging.getLogger("sotong.intake.photos")
+
 BUCKET = "intake_photos"
 THUMB = ".thumb"
+SWEPT = "(swept)"
+"""What a photo being deleted is attached to: no filing can attach it any more."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,11 @@ class PhotoStore(Protocol):
         """The bytes and media type, or None."""
         ...
 
+    async def sweep(self, uploaded_before: datetime, *, at_most: int) -> int:
+        """Delete up to ``at_most`` photos uploaded before then and never attached, with
+        their thumbnails; how many. A photo a filing attaches meanwhile is kept."""
+        ...
+
 
 class MongoPhotoStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
@@ -57,7 +76,12 @@ class MongoPhotoStore:
 
     async def ensure_indexes(self) -> None:
         await self.files.create_indexes(
-            [IndexModel([("_id", ASCENDING), ("metadata.submission_id", ASCENDING)], name="attach")]
+            [
+                IndexModel(
+                    [("_id", ASCENDING), ("metadata.submission_id", ASCENDING)], name="attach"
+                ),
+                IndexModel([("metadata.unattached_since", ASCENDING)], name="unattached"),
+            ]
         )
 
     async def save(self, photo_id: str, photo: Processed, at: datetime) -> PhotoRef:
@@ -75,6 +99,7 @@ class MongoPhotoStore:
             photo.data,
             metadata=common
             | {
+                "unattached_since": at,
                 "content_type": ref.content_type,
                 "size": ref.size,
                 "width": photo.width,
@@ -100,9 +125,33 @@ class MongoPhotoStore:
     async def attach(self, photo_id: str, submission_id: str, *, replacing: str | None) -> bool:
         result = await self.files.update_one(
             {"_id": photo_id, "metadata.submission_id": replacing},
-            {"$set": {"metadata.submission_id": submission_id}},
+            {
+                "$set": {"metadata.submission_id": submission_id},
+                "$unset": {"metadata.unattached_since": ""},
+            },
         )
         return result.matched_count == 1
+
+    async def sweep(self, uploaded_before: datetime, *, at_most: int) -> int:
+        old = {"metadata.unattached_since": {"$lt": uploaded_before}}
+        ids = [str(d["_id"]) async for d in self.files.find(old, {"_id": 1}).limit(at_most)]
+        swept = 0
+        for photo_id in ids:
+            # claimed first, as attach does: a filing attaching it now wins or loses whole
+            claimed = await self.files.update_one(
+                {"_id": photo_id, "metadata.submission_id": None},
+                {
+                    "$set": {"metadata.submission_id": SWEPT},
+                    "$unset": {"metadata.unattached_since": ""},
+                },
+            )
+            if claimed.modified_count != 1:
+                continue
+            for file_id in (photo_id + THUMB, photo_id):
+                with contextlib.suppress(NoFile):
+                    await self.bucket.delete(file_id)
+            swept += 1
+        return swept
 
     async def read(self, photo_id: str, *, thumbnail: bool) -> tuple[bytes, str] | None:
         file_id = photo_id + THUMB if thumbnail else photo_id
@@ -112,3 +161,25 @@ class MongoPhotoStore:
             return None
         meta = stream.metadata or {}
         return await stream.read(), str(meta.get("content_type", "application/octet-stream"))
+
+
+async def sweep_forever(
+    photos: PhotoStore,
+    *,
+    clock: Callable[[], datetime],
+    keep: timedelta,
+    interval: float,
+    swept: Counter,
+    at_most: int = 500,
+) -> None:
+    """Every ``interval`` seconds, delete the photos left unattached longer than ``keep``."""
+    while True:
+        try:
+            while (n := await photos.sweep(clock() - keep, at_most=at_most)) > 0:
+                swept.inc(n)
+                log.info("unattached photos deleted", extra={"count": n})
+                if n < at_most:
+                    break
+        except Exception:
+            log.exception("photo sweep failed; will try again")
+        await asyncio.sleep(interval)

@@ -51,6 +51,11 @@ class IntakeSettings(ServiceSettings):
     photos_per_complaint: int = Field(
         default=3, ge=0, le=10, description="Photos one filing may reference."
     )
+    photo_unattached_hours: float = Field(
+        default=24,
+        gt=0,
+        description="An uploaded photo no filing attached within this long is deleted.",
+    )
     photo_thumbnail_pixels: int = Field(
         default=320, ge=32, le=1024, description="Longest side of a photo's thumbnail."
     )

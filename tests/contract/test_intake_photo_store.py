@@ -4,7 +4,7 @@ served by an index."""
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -72,9 +72,32 @@ async def test_a_photo_is_attached_only_from_the_owner_expected(store: PhotoStor
     assert await store.attach(new_photo_id(), "sub-3", replacing=None) is False
 
 
+async def test_photos_never_attached_are_swept_with_their_thumbnails_and_no_other(
+    store: PhotoStore,
+) -> None:
+    old, attached, recent = new_photo_id(), new_photo_id(), new_photo_id()
+    small = process(photo((40, 30)), LIMITS)
+    await store.save(old, small, NOW - timedelta(hours=30))
+    await store.save(attached, small, NOW - timedelta(hours=30))
+    await store.save(recent, small, NOW - timedelta(hours=1))
+    assert await store.attach(attached, "sub-1", replacing=None)
+
+    assert await store.sweep(NOW - timedelta(hours=24), at_most=100) == 1
+
+    assert await store.read(old, thumbnail=False) is None
+    assert await store.read(old, thumbnail=True) is None
+    assert await store.attach(old, "sub-2", replacing=None) is False  # gone for good
+    for kept in (attached, recent):
+        assert await store.read(kept, thumbnail=False) is not None
+        assert await store.read(kept, thumbnail=True) is not None
+    assert await store.sweep(NOW - timedelta(hours=24), at_most=100) == 0
+    assert await store.sweep(NOW, at_most=100) == 1  # the recent one, once old enough
+
+
 QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("find", {"_id": {"$in": ["a", "b"]}}),
     ("attach", {"_id": "a", "metadata.submission_id": None}),
+    ("sweep", {"metadata.unattached_since": {"$lt": NOW}}),
 ]
 
 

@@ -213,6 +213,17 @@ class InMemoryPhotoStore:
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, str, str | None]] = {}
+        self.uploaded: dict[str, datetime] = {}
+
+    async def sweep(self, uploaded_before: datetime, *, at_most: int) -> int:
+        old = [
+            p
+            for p, at in self.uploaded.items()
+            if at < uploaded_before and p in self.files and self.files[p][2] is None
+        ][:at_most]
+        for photo_id in old:
+            del self.files[photo_id], self.files[photo_id + THUMB], self.uploaded[photo_id]
+        return len(old)
 
     async def ensure_indexes(self) -> None:
         return None
@@ -220,6 +231,7 @@ class InMemoryPhotoStore:
     async def save(self, photo_id: str, photo: Processed, at: datetime) -> PhotoRef:
         self.files[photo_id + THUMB] = (photo.thumbnail, "image/jpeg", None)
         self.files[photo_id] = (photo.data, photo.media_type.value, None)
+        self.uploaded[photo_id] = at
         return PhotoRef(photo_id=photo_id, content_type=photo.media_type, size=len(photo.data))
 
     async def find(self, photo_ids: Collection[str]) -> dict[str, StoredPhoto]:
