@@ -158,6 +158,7 @@ def create_app(
             letterhead=Letterhead(settings.sender_name, settings.tracking_url),
             webhooks=frozenset(settings.webhooks),
             apps=frozenset(settings.open311_webhooks),
+            photo_base=settings.intake_public_url,
             urgent_states=settings.urgent_states,
             staff=StaffDirectory.load(settings.staff_directory_path),
         ),

@@ -114,6 +114,9 @@ class Audience:
     """Departments with a webhook subscription."""
     apps: frozenset[str] = frozenset()
     """Open311 client apps with a webhook subscription."""
+    photo_base: str | None = None
+    """intake's public address: department webhooks list the complaint's photos under it
+    (``{photo_base}/v1/photos/{id}``); without it they list none."""
     urgent_states: frozenset[ComplaintState] = DEFAULT_URGENT_STATES
     source: str = "/sotong/routing"
     staff: StaffDirectory = field(default_factory=StaffDirectory)
@@ -125,6 +128,12 @@ class Audience:
             self.catalogue.subject_for({"sender_name": self.letterhead.sender_name})
         except TemplateError as exc:
             raise ValueError(f"the sender name does not fit: {exc}") from None
+
+    def photo_links(self, resident: Recipient | None) -> list[str]:
+        if resident is None or not self.photo_base:
+            return []
+        base = self.photo_base.rstrip("/")
+        return [f"{base}/v1/photos/{photo_id}" for photo_id in resident.photos]
 
     def chain(self, phone: str | None, email: str | None) -> tuple[str, ...]:
         if not phone and not email:
@@ -152,7 +161,12 @@ class Audience:
                     recipient=DEPARTMENT_PREFIX + event.department,
                     chain=(WEBHOOK,),
                     urgent=True,
-                    cloudevent=cloudevent(event, source=self.source, correlation_id=correlation_id),
+                    cloudevent=cloudevent(
+                        event,
+                        source=self.source,
+                        correlation_id=correlation_id,
+                        photos=self.photo_links(resident),
+                    ),
                     department=event.department,
                 )
             )

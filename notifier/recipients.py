@@ -23,6 +23,8 @@ class Recipient:
     email: str | None = field(default=None, repr=False)
     channel_client: str | None = None
     """The client app that filed the complaint (an Open311 app), if any."""
+    photos: tuple[str, ...] = ()
+    """The ids of the photos attached at filing (intake serves them; no bytes here)."""
 
 
 class RecipientStore(Protocol):

@@ -117,6 +117,12 @@ class NotifierSettings(ServiceSettings):
     webhooks: dict[str, WebhookSubscription] = Field(
         default_factory=dict, description="Department code → {url, secret}, as JSON."
     )
+    intake_public_url: str | None = Field(
+        default=None,
+        description="intake's address as department systems reach it: their webhooks list "
+        "the complaint's photos as {url}/v1/photos/{id} (fetched with the department's "
+        "X-Api-Key). Unset: webhooks list no photos.",
+    )
     open311_webhooks: dict[str, WebhookSubscription] = Field(
         default_factory=dict,
         description="Open311 client app → {url, secret}, as JSON: the app (named as in "

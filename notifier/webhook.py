@@ -37,7 +37,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -94,8 +94,11 @@ def cloudevent(
     *,
     source: str,
     correlation_id: str | None = None,
+    photos: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The CloudEvent in structured mode, with the same attributes the Kafka headers carry."""
+    """The CloudEvent in structured mode, with the same attributes the Kafka headers carry.
+    ``photos`` are the addresses of the complaint's photos, added to ``data`` as
+    ``photos`` (the department fetches them from intake with its API key)."""
     envelope: dict[str, Any] = {
         "specversion": CE_SPECVERSION,
         "id": event.event_id,
@@ -107,6 +110,8 @@ def cloudevent(
         "dataschemaversion": str(event.schema_version),
         "data": mask_fields(event.model_dump(mode="json"), "note", "remedy"),
     }
+    if photos:
+        envelope["data"]["photos"] = list(photos)
     if correlation_id:
         envelope["correlationid"] = correlation_id
     return envelope

@@ -66,6 +66,7 @@ def _recipient_doc(filed: ComplaintFiled) -> Document:
         "email": resident.email,
         "notification_consent": resident.notification_consent,
         "channel_client": filed.channel_client,
+        "photos": [p.photo_id for p in filed.photos],
         "filed_at": filed.occurred_at,
     }
 
@@ -79,4 +80,5 @@ def _recipient(doc: Document) -> Recipient:
         phone=optional_str(doc.get("phone")),
         email=optional_str(doc.get("email")),
         channel_client=optional_str(doc.get("channel_client")),
+        photos=tuple(str(p) for p in doc.get("photos") or ()),
     )

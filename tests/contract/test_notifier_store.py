@@ -28,7 +28,7 @@ from schemas import (
     Location,
     Resident,
 )
-from schemas.events import AlertKind, HandlerRef
+from schemas.events import AlertKind, HandlerRef, PhotoRef
 from tests.fakes.notifier import InMemoryNotifierStore
 
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
@@ -151,6 +151,19 @@ async def test_a_missing_contact_is_remembered_as_none(store: NotifierStore) -> 
     recipient = await store.recipient(cid)
     assert recipient is not None
     assert recipient.phone is None
+
+
+async def test_the_app_that_filed_it_and_its_photo_ids_are_remembered(
+    store: NotifierStore,
+) -> None:
+    cid = new_id()
+    photos = [PhotoRef(photo_id=p, content_type="image/jpeg", size=10) for p in ("p1", "p2")]
+    filing = filed(cid).model_copy(update={"channel_client": "fixit", "photos": photos})
+    await store.remember(filing)
+    recipient = await store.recipient(cid)
+    assert recipient is not None
+    assert (recipient.channel_client, recipient.photos) == ("fixit", ("p1", "p2"))
+    assert (await store.recipients_of([cid]))[cid] == recipient
 
 
 # -- the ledger: one delivery per (event, recipient, channel) --------------------------

@@ -130,6 +130,7 @@ class InMemoryNotifierStore:
                 phone=resident.phone,
                 email=resident.email,
                 channel_client=filed.channel_client,
+                photos=tuple(p.photo_id for p in filed.photos),
             ),
         )
 

@@ -236,6 +236,22 @@ def test_the_open311_app_that_filed_it_is_pushed_each_step_it_alone(
     )
 
 
+def test_a_department_webhook_lists_the_complaints_photos_as_links(catalogue: Catalogue) -> None:
+    filer = dataclasses.replace(resident(), photos=("p1", "p2"))
+    step = change(ComplaintState.SITE_CHECK, "start_site_check")
+    linked = audience(catalogue, webhooks=frozenset({"roads"}), photo_base="https://in.go.kr/")
+    hook = by_recipient(linked.plan(step, filer))["department:roads"]
+    assert hook.cloudevent is not None
+    assert hook.cloudevent["data"]["photos"] == [
+        "https://in.go.kr/v1/photos/p1",
+        "https://in.go.kr/v1/photos/p2",
+    ]
+    unlinked = audience(catalogue, webhooks=frozenset({"roads"}))
+    hook = by_recipient(unlinked.plan(step, filer))["department:roads"]
+    assert hook.cloudevent is not None
+    assert "photos" not in hook.cloudevent["data"]
+
+
 def test_contacts_stay_out_of_repr(catalogue: Catalogue) -> None:
     notices = audience(catalogue).plan(
         change(ComplaintState.HANDLER_ASSIGNED, "assign_handler"), resident(email="h@x.kr")
