@@ -81,7 +81,6 @@ def create_app(
         cookie_secure=settings.cookie_secure,
         cookie_max_age=settings.cookie_max_age_days * 86_400,
         transcript_accepted=settings.intake_accepts_transcript,
-        public_url=settings.public_url.rstrip("/"),
     )
 
     @asynccontextmanager

@@ -102,12 +102,23 @@ class Refused:
     fields: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    """A photo intake kept (its metadata stripped): the id a filing names it by."""
+
+    photo_id: str
+
+
 class ServiceUnavailable(RuntimeError):
     """intake or tracker did not answer; the page says so instead of failing blank."""
 
 
 class IntakeApi(Protocol):
     async def file(self, body: dict[str, Any]) -> Filed | Refused: ...
+
+    async def upload_photo(self, data: bytes, filename: str, media_type: str) -> Uploaded | Refused:
+        """Hand a photo to intake, which judges it by its bytes and strips its metadata."""
+        ...
 
     async def resident_action(
         self, complaint_id: str, *, action: str, token: str, note: str | None
@@ -162,6 +173,19 @@ class HttpIntake:
                 resident_token=data["resident_token"],
                 duplicate=bool(data["duplicate"]),
             )
+        if response.status_code >= 500:
+            raise ServiceUnavailable(f"intake answered {response.status_code}")
+        return _refused(response)
+
+    async def upload_photo(self, data: bytes, filename: str, media_type: str) -> Uploaded | Refused:
+        try:
+            response = await self.client.post(
+                f"{self.base_url}/v1/photos", files={"file": (filename, data, media_type)}
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("intake did not answer") from exc
+        if response.status_code == 201:
+            return Uploaded(str(response.json()["photo_id"]))
         if response.status_code >= 500:
             raise ServiceUnavailable(f"intake answered {response.status_code}")
         return _refused(response)

@@ -25,6 +25,7 @@ FIELD_OF_INTAKE = {
     "resident.phone": "phone",
     "service_code": "service",
     "attachments": "photos",
+    "photos": "photos",
 }
 """intake's field names (its 422 answers) → the form's."""
 
@@ -116,7 +117,7 @@ def check(form: FilingForm, texts: Texts, dongs: tuple[str, ...]) -> Errors:
 
 
 def filing_body(
-    form: FilingForm, *, channel: str = "web", resident_token: str | None, photo_base: str = ""
+    form: FilingForm, *, channel: str = "web", resident_token: str | None
 ) -> dict[str, Any]:
     """intake's ``POST /v1/complaints`` body. ``channel_ref`` is the form's own id, so a
     second tap or a reload of the same form files nothing new (intake answers
@@ -131,7 +132,7 @@ def filing_body(
     if form.service:
         body["service_code"] = form.service
     if form.photos:
-        body["attachments"] = [f"{photo_base}/photos/{photo_id}" for photo_id in form.photos]
+        body["photos"] = list(form.photos)  # ids intake answered for the uploads
     location: dict[str, Any] = {}
     if form.address:
         location["address"] = form.address

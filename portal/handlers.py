@@ -39,7 +39,7 @@ from portal.clients import (
     TrackerApi,
 )
 from portal.menu import Menu
-from portal.photos import MAX_BYTES, MAX_PHOTOS, PHOTO_ID, image_type, new_photo_id
+from portal.photos import MAX_BYTES, MAX_PHOTOS, PHOTO_ID
 from portal.store import Favourite, PortalStore
 from portal.suggestions import Behaviour, Rules
 from portal.texts import Texts
@@ -72,7 +72,6 @@ class Portal:
     cookie_secure: bool | None
     cookie_max_age: int
     transcript_accepted: bool
-    public_url: str
     live_retry_seconds: float = 1.0
 
 
@@ -249,7 +248,7 @@ def routes(portal: Portal) -> APIRouter:
 
     async def attached(raw: FormData) -> tuple[tuple[str, ...], str | None]:
         """The photos kept from an earlier try of this form and those uploaded now, each
-        stored once; a photo refused is named in the error, the others are kept."""
+        handed to intake once; a photo refused is named in the error, the others kept."""
         kept = [p for p in raw.getlist("photo") if isinstance(p, str) and PHOTO_ID.match(p)]
         uploads = [
             f for f in raw.getlist("photos") if isinstance(f, StarletteUpload) and f.filename
@@ -260,22 +259,29 @@ def routes(portal: Portal) -> APIRouter:
                 problem = portal.texts.error("photo_too_many", count=MAX_PHOTOS)
                 break
             data = await upload.read(MAX_BYTES + 1)
-            media_type = image_type(data)
             if len(data) > MAX_BYTES:
                 problem = portal.texts.error("photo_too_big")
-            elif media_type is None:
-                problem = portal.texts.error("photo_type")
+                continue
+            answer = await portal.intake.upload_photo(
+                data, upload.filename or "photo", upload.content_type or "application/octet-stream"
+            )
+            if isinstance(answer, Refused):
+                why = "photo_too_big" if answer.status == 413 else "photo_type"
+                problem = portal.texts.error(why)
             else:
-                photo_id = new_photo_id()
-                await portal.store.save_photo(photo_id, data, media_type)
-                kept.append(photo_id)
+                kept.append(answer.photo_id)
         return tuple(dict.fromkeys(kept))[:MAX_PHOTOS], problem
 
     @router.post("/file", response_class=HTMLResponse)
     async def file_complaint(request: Request) -> Response:
         async with request.form(max_files=MAX_PHOTOS * 2) as raw:  # closes the uploads
-            photos, photo_problem = await attached(raw)
             fields = {k: v for k, v in raw.items() if isinstance(v, str)}
+            try:
+                photos, photo_problem = await attached(raw)
+            except ServiceUnavailable:
+                form = forms.FilingForm.from_form(fields, ())
+                general = [portal.texts.error("unavailable")]
+                return await filing_page(request, form, {}, general, status=503)
         form = forms.FilingForm.from_form(fields, photos)
         errors = forms.check(form, portal.texts, portal.dongs)
         if photo_problem:
@@ -285,9 +291,7 @@ def routes(portal: Portal) -> APIRouter:
         resident = resident_of(request)
 
         def body(resident_token: str | None) -> dict[str, Any]:
-            return forms.filing_body(
-                form, resident_token=resident_token, photo_base=portal.public_url
-            )
+            return forms.filing_body(form, resident_token=resident_token)
 
         try:
             result = await portal.intake.file(body(resident))
@@ -325,20 +329,6 @@ def routes(portal: Portal) -> APIRouter:
             ),
         )
 
-    @router.get("/photos/{photo_id}")
-    async def photo(photo_id: str) -> Response:
-        found = await portal.store.photo(photo_id) if PHOTO_ID.match(photo_id) else None
-        if found is None:
-            return Response(status_code=404)
-        data, media_type = found
-        return Response(
-            data,
-            media_type=media_type,
-            headers={
-                "Cache-Control": "private, max-age=86400",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
 
     # -- the timeline ---------------------------------------------------------------------
 

@@ -23,11 +23,6 @@ class PortalSettings(BaseSettings):
     tracker_url: str = Field(
         default="http://127.0.0.1:8003", description="tracker's public HTTP API (reading)."
     )
-    public_url: str = Field(
-        default="http://127.0.0.1:8005",
-        description="Where residents and handlers reach the portal: photo addresses sent "
-        "with a filing start with it.",
-    )
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     cookie_secure: bool | None = Field(
         default=None,

@@ -10,9 +10,7 @@ token (as tracker finds a resident's complaints), holding:
 - ``signals``: which suggestion rules the resident's behaviour has met (rule ids and a
   time, never what the resident wrote).
 
-Photos attached to filings are in the GridFS bucket ``portal_photos``, under a random id.
-
-Nothing here is a complaint's content: that stays with intake and tracker.
+Nothing here is a complaint's content, photos included: that stays with intake and tracker.
 """
 
 import re
@@ -20,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from gridfs import AsyncGridFSBucket
-from gridfs.errors import NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
 from portal.sealing import CannotUnseal, seal, unseal
@@ -72,15 +68,11 @@ class PortalStore(Protocol):
 
     async def signals(self, resident_token: str) -> list[Signal]: ...
 
-    async def save_photo(self, photo_id: str, data: bytes, media_type: str) -> None: ...
-
-    async def photo(self, photo_id: str) -> tuple[bytes, str] | None: ...
 
 
 class MongoPortalStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.residents = db["portal_residents"]
-        self.photos = AsyncGridFSBucket(db, bucket_name="portal_photos")
 
     async def ensure_indexes(self) -> None:
         """Everything is looked up by ``_id``; no other index is needed."""
@@ -160,16 +152,3 @@ class MongoPortalStore:
     async def signals(self, resident_token: str) -> list[Signal]:
         doc = await self._document(resident_token)
         return [Signal(s["rule"], s["at"]) for s in (doc or {}).get("signals", [])]
-
-    async def save_photo(self, photo_id: str, data: bytes, media_type: str) -> None:
-        await self.photos.upload_from_stream_with_id(
-            photo_id, photo_id, data, metadata={"media_type": media_type}
-        )
-
-    async def photo(self, photo_id: str) -> tuple[bytes, str] | None:
-        try:
-            stream = await self.photos.open_download_stream(photo_id)
-        except NoFile:
-            return None
-        media_type = str((stream.metadata or {}).get("media_type", "application/octet-stream"))
-        return await stream.read(), media_type

@@ -96,10 +96,3 @@ async def test_signals_are_kept_in_order_latest_fifty(store: PortalStore) -> Non
     for _ in range(30):
         await store.record_signals(ALICE, ["a", "b"], NOW)
     assert len(await store.signals(ALICE)) == 50
-
-
-async def test_a_photo_comes_back_as_stored(store: PortalStore) -> None:
-    data = b"\xff\xd8\xff" + bytes(range(256)) * 1000
-    await store.save_photo("AbCdEfGhIjKlMnOpQrStUv", data, "image/jpeg")
-    assert await store.photo("AbCdEfGhIjKlMnOpQrStUv") == (data, "image/jpeg")
-    assert await store.photo("NoSuchPhotoNoSuchPhoto") is None

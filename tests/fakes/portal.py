@@ -16,7 +16,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from portal.clients import Complaint, Department, Filed, Handler, Refused, Step, Summary
+from portal.clients import (
+    Complaint,
+    Department,
+    Filed,
+    Handler,
+    Refused,
+    Step,
+    Summary,
+    Uploaded,
+)
 from portal.sealing import seal, unseal
 from portal.store import COMPLAINT_ID, Favourite, Followed, Signal
 
@@ -32,6 +41,7 @@ class FakeIntake:
     residents: set[str] = field(default_factory=set)
     counter: int = 0
     on_file: Any = None  # called with (body, Filed) after each new filing
+    photos: dict[str, bytes] = field(default_factory=dict)  # uploaded to intake
 
     async def file(self, body: dict[str, Any]) -> Filed | Refused:
         if not str(body.get("body", "")).strip():
@@ -58,6 +68,14 @@ class FakeIntake:
         if self.on_file is not None:
             self.on_file(body, filed)
         return filed
+
+    async def upload_photo(self, data: bytes, filename: str, media_type: str) -> Uploaded | Refused:
+        """As intake judges a photo: by its bytes (JPEG or PNG here), whatever its name."""
+        if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
+            return Refused(422, "file: not a JPEG, PNG or HEIC image (judged by its content)")
+        photo_id = secrets.token_urlsafe(16)
+        self.photos[photo_id] = data
+        return Uploaded(photo_id)
 
     async def resident_action(
         self, complaint_id: str, *, action: str, token: str, note: str | None
@@ -155,13 +173,6 @@ class FakePortalStore:
     """The same semantics as ``MongoPortalStore`` (tests/contract/test_portal_store.py)."""
 
     residents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    photos: dict[str, tuple[bytes, str]] = field(default_factory=dict)
-
-    async def save_photo(self, photo_id: str, data: bytes, media_type: str) -> None:
-        self.photos[photo_id] = (data, media_type)
-
-    async def photo(self, photo_id: str) -> tuple[bytes, str] | None:
-        return self.photos.get(photo_id)
 
     def _doc(self, resident_token: str) -> dict[str, Any]:
         from schemas.tokens import hash_token

@@ -452,7 +452,7 @@ async def test_without_a_chatbot_the_chat_page_offers_to_file() -> None:
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
-async def test_photos_are_kept_by_the_portal_and_sent_as_attachments(portal: Portal) -> None:
+async def test_photos_go_to_intake_and_the_filing_names_them(portal: Portal) -> None:
     form = await portal.client.get("/file")
     assert 'enctype="multipart/form-data"' in form.text
     assert '<label for="photos">사진 (선택, 3장까지)</label>' in form.text
@@ -465,13 +465,11 @@ async def test_photos_are_kept_by_the_portal_and_sent_as_attachments(portal: Por
     )
     assert response.status_code == 303
     [body] = portal.intake.filings
-    [url] = body["attachments"]
-    assert url.startswith("http://127.0.0.1:8005/photos/")
-    served = await portal.client.get(url.removeprefix("http://127.0.0.1:8005"))
-    assert served.status_code == 200
-    assert served.content == PNG
-    assert served.headers["content-type"] == "image/png"
-    assert (await portal.client.get("/photos/NoSuchPhotoNoSuchPhoto")).status_code == 404
+    [(photo_id, data)] = portal.intake.photos.items()
+    assert (body["photos"], data) == ([photo_id], PNG)
+    assert "attachments" not in body
+    # the portal keeps and serves no photo itself (intake serves them to whom they belong)
+    assert (await portal.client.get(f"/photos/{photo_id}")).status_code == 404
 
 
 async def test_a_file_that_is_not_a_photo_is_refused_and_good_photos_are_kept(
@@ -489,7 +487,7 @@ async def test_a_file_that_is_not_a_photo_is_refused_and_good_photos_are_kept(
         ],
     )
     assert response.status_code == 422
-    assert 'id="photos-error">사진은 JPG, PNG, WebP, HEIC 파일만' in response.text
+    assert 'id="photos-error">사진은 JPG, PNG, HEIC 파일만' in response.text
     assert "사진 1장이 첨부돼 있어요." in response.text
     kept = re.findall(r'name="photo" value="([^"]+)"', response.text)
     assert len(kept) == 1
@@ -499,7 +497,8 @@ async def test_a_file_that_is_not_a_photo_is_refused_and_good_photos_are_kept(
         data={"submission_id": submission_id.group(1), "body": BODY, "photo": kept[0]},
     )
     assert again.status_code == 303
-    assert portal.intake.filings[0]["attachments"] == [f"http://127.0.0.1:8005/photos/{kept[0]}"]
+    assert portal.intake.filings[0]["photos"] == kept
+    assert len(portal.intake.photos) == 1  # the kept photo was not uploaded again
 
 
 async def test_an_unknown_address_is_a_korean_page(portal: Portal) -> None:
