@@ -121,6 +121,14 @@ MALFORMED_HTTP = (
 )
 
 
+PRIVATE_HEADERS = (
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+)
+"""What :class:`PrivateByDefault` adds, for the answers given before or outside it."""
+
+
 def headers_too_large(limit: int) -> str:
     return f"the request's line and headers are larger than {limit} bytes"
 
@@ -251,6 +259,7 @@ class JsonErrorsH11Protocol(H11Protocol):
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *PRIVATE_HEADERS,
             ],
             reason=reason,
         )
@@ -449,6 +458,8 @@ class BodyLimit:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
+                    # this limit may sit outside PrivateByDefault (intake's does)
+                    *PRIVATE_HEADERS,
                 ],
             }
         )

@@ -50,6 +50,9 @@ def assert_refused(answer: httpx.Response, status: int, code: str) -> None:
     assert answer.headers["content-type"] == "application/json"
     assert answer.json()["error"]["code"] == code
     assert answer.headers["connection"] == "close"
+    # answered before the application (431) or outside its header middleware (intake's 413)
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["referrer-policy"] == "no-referrer"
 
 
 @pytest.mark.parametrize("times_the_limit", [1, 4, 12])

@@ -195,6 +195,7 @@ async def test_an_oversized_head_is_431_in_the_error_shape_and_lingers() -> None
         "application/json",
         "close",
     )
+    assert (headers["cache-control"], headers["referrer-policy"]) == ("no-store", "no-referrer")
     error = json.loads(body)["error"]
     assert error["code"] == "request_header_fields_too_large"
     assert "4096" in error["message"]
