@@ -180,7 +180,7 @@ class JsonErrorsH11Protocol(H11Protocol):
     """
 
     max_head_bytes = 16 * 1024
-    linger_bytes = 8 * 1024 * 1024
+    linger_bytes = 16 * 1024 * 1024
     linger_seconds = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -212,6 +212,14 @@ class JsonErrorsH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_lingering()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server stops: a connection only discarding a refused request closes now
+        rather than holding the graceful shutdown for the rest of its lingering."""
+        if self.lingering:
+            self._close_now()
+            return
+        super().shutdown()
 
     def client_still_sending(self) -> bool:
         """Whether the client may still be sending its request: mid-body, or mid-way

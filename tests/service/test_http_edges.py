@@ -24,6 +24,7 @@ LIMIT = 64 * 1024
 exceed it several times over are quick to send."""
 HEADER_LIMIT = 16 * 1024
 LINGER_BYTES = 1024 * 1024
+PHOTO_LIMIT = 128 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def intake(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "SOTONG_INTAKE_MAX_REQUEST_BYTES": str(LIMIT),
         "SOTONG_HTTP_MAX_HEADER_BYTES": str(HEADER_LIMIT),
         "SOTONG_HTTP_LINGER_BYTES": str(LINGER_BYTES),
+        "SOTONG_INTAKE_PHOTO_MAX_BYTES": str(PHOTO_LIMIT),
     }
     log_dir = tmp_path_factory.mktemp("http-edges-logs")
     procs = localstack.start_services(env, log_dir, names=["intake"])
@@ -84,6 +86,14 @@ async def test_a_chunked_body_over_the_limit_is_answered_413_and_read(intake: st
                 "/v1/complaints", content=chunks(), headers={"content-type": "application/json"}
             )
         assert "content-length" not in answer.request.headers
+        assert_refused(answer, 413, "payload_too_large")
+
+
+async def test_a_photo_over_its_limit_is_answered_413_and_read(intake: str) -> None:
+    photo = b"\xff\xd8" + b"\x00" * (PHOTO_LIMIT * 5)
+    for _ in range(5):
+        async with httpx.AsyncClient(base_url=intake, timeout=30) as http:
+            answer = await http.post("/v1/photos", files={"file": ("big.jpg", photo)})
         assert_refused(answer, 413, "payload_too_large")
 
 

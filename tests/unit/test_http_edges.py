@@ -213,3 +213,16 @@ async def test_a_finished_request_closes_at_once() -> None:
     assert transport.answer()[0] == 200
     assert not made.lingering
     assert not transport.eof_written
+
+
+async def test_a_stopping_server_closes_a_lingering_connection_at_once() -> None:
+    made, transport = protocol()
+    made.data_received(
+        b"POST /v1/complaints HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    await until(lambda: transport.eof_written)
+    assert not transport.closed
+
+    made.shutdown()
+
+    assert transport.closed
