@@ -18,6 +18,26 @@ INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff"))
 """Zero-width space, word joiner and BOM: invisible, so removed; a body of only these is
 empty. (Zero-width joiners stay: emoji sequences need them.)"""
 
+BLANK_LETTERS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
+"""Characters that draw nothing though they are not formatting: the combining grapheme
+joiner, the Hangul fillers (a favourite "invisible name"), two Khmer inherent vowels and
+the blank Braille pattern."""
+
+
+def _blank(char: str) -> bool:
+    """Draws nothing on its own: whitespace, a format character (the joiners U+200C/U+200D,
+    marks, tags, soft hyphen), a variation selector or a blank letter."""
+    code = ord(char)
+    return (
+        char.isspace()
+        or unicodedata.category(char) == "Cf"
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+        or 0x180B <= code <= 0x180F
+        or char in BLANK_LETTERS
+    )
+
+
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 """Embedding, override and isolate controls: they make text read differently from how it
 is stored (a reversed phone number, a disguised link), so text holding them is refused."""
@@ -25,8 +45,9 @@ is stored (a reversed phone number, a disguised link), so text holding them is r
 
 def normalise_text(value: object) -> object:
     """NFC (a phone that sends decomposed Hangul files the same words as one that does not),
-    invisible characters removed, control characters refused: each refusal names the
-    character so the caller knows what to remove."""
+    invisible characters removed, control characters refused, and a text of nothing but
+    invisible characters refused: each refusal names the character so the caller knows
+    what to remove. (A text that is empty or only spaces is left to the field's length.)"""
     if not isinstance(value, str):
         return value
     text = unicodedata.normalize("NFC", value).translate(INVISIBLE)
@@ -35,11 +56,17 @@ def normalise_text(value: object) -> object:
             raise ValueError(f"must not contain the text direction control U+{ord(char):04X}")
         if unicodedata.category(char) == "Cc" and char not in "\t\n\r":
             raise ValueError(f"must not contain the control character U+{ord(char):04X}")
+    if text.strip() and all(_blank(char) for char in text):
+        # Joiners stay in text (an emoji family is three emoji joined by U+200D), so a
+        # text of nothing else survives the removal above and is refused here instead.
+        shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(text) if not c.isspace())
+        raise ValueError(f"must contain visible text, not only invisible characters ({shown})")
     return text
 
 
 Text = Annotated[str, BeforeValidator(normalise_text), StringConstraints(strip_whitespace=True)]
-"""Free text from outside: NFC, no invisible or control characters, trimmed."""
+"""Free text from outside: NFC, no invisible or control characters, something visible in
+it, trimmed."""
 
 
 class WireModel(BaseModel):

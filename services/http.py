@@ -1,17 +1,18 @@
 """Every service's HTTP face: /metrics, /healthz, /readyz, JSON errors, RED metrics."""
 
+import asyncio
 import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import fastapi_offline
 import h11
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, swagger_ui_default_parameters
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -114,25 +115,161 @@ def refusal(exc: RequestValidationError) -> tuple[int, dict[str, Any]]:
     return 422, error_body("invalid_request", message, fields)
 
 
-class JsonErrorsH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse with the same JSON
-    error as every other refusal instead of its plain-text 400.
+MALFORMED_HTTP = (
+    "malformed HTTP request: a URL must be ASCII (percent-encode other characters, "
+    "e.g. %ED%95%9C for 한) and every header valid HTTP/1.1"
+)
 
-    h11 refuses such a request before any application runs: raw non-ASCII bytes in the
-    URL (a client that did not percent-encode 한글), a malformed request line or header.
-    ``sotong run`` passes this class to ``uvicorn.run(http=...)``.
+
+PRIVATE_HEADERS = (
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+)
+"""What :class:`PrivateByDefault` adds, for the answers given before or outside it."""
+
+
+def headers_too_large(limit: int) -> str:
+    return f"the request's line and headers are larger than {limit} bytes"
+
+
+class BoundedHeadConnection(h11.Connection):
+    """h11's server side, refusing a request head (line and headers) over
+    ``max_head_bytes`` with the hint 431. h11 bounds a head only while it is incomplete
+    (``max_incomplete_event_size``), so one that arrives whole in a single read passes
+    that bound; this one counts the complete head too. The last refusal is kept for the
+    protocol's answer, since uvicorn passes on only that there was one."""
+
+    def __init__(self, max_head_bytes: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        self.max_head_bytes = max_head_bytes
+        self.refusal: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refusal = exc
+            raise
+        if isinstance(event, h11.Request):
+            size = len(event.method) + len(event.target) + 12  # "M T HTTP/1.1\r\n"
+            size += sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
+            if size > self.max_head_bytes:
+                self.refusal = h11.RemoteProtocolError("head too large", error_status_hint=431)
+                raise self.refusal
+        return event
+
+
+class JsonErrorsH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with the kit's edges: a request it cannot parse gets the
+    same JSON error as every other refusal instead of uvicorn's plain-text 400, a head over
+    ``max_head_bytes`` gets 431 in that shape, and a connection closed while the client is
+    still sending is closed gently (a lingering close).
+
+    h11 refuses a request before any application runs: raw non-ASCII bytes in the URL (a
+    client that did not percent-encode 한글), a malformed request line or header, too large
+    a head. ``sotong run`` passes a subclass with the settings' bounds
+    (:func:`server_protocol`) to ``uvicorn.run(http=...)``.
+
+    Lingering close: closing a socket whose received data is unread makes the kernel send
+    a reset, and a client still sending its body (one the server refused with 413 or 431
+    before reading it) then loses the answer it had not read yet. So while the client has
+    not finished its request, closing means: send what is queued, half-close, and read and
+    discard what still comes until the client closes too, ``linger_bytes`` have come or
+    ``linger_seconds`` have passed (RFC 9112 §9.6); only then close.
     """
 
+    max_head_bytes = 16 * 1024
+    linger_bytes = 16 * 1024 * 1024
+    linger_seconds = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bounded = BoundedHeadConnection(self.max_head_bytes)
+        self.conn = self.bounded
+        self.lingering = False
+        self.discarded = 0
+        self._raw: asyncio.Transport | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._raw = transport
+        super().connection_made(_GentleClose(transport, self))
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self.discarded += len(data)
+            if self.discarded > self.linger_bytes:
+                self._close_now()
+            return
+        super().data_received(data)
+
+    def eof_received(self) -> None:
+        # the client has finished sending: nothing more to discard, and asyncio closes
+        self._stop_lingering()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_lingering()
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server stops: a connection only discarding a refused request closes now
+        rather than holding the graceful shutdown for the rest of its lingering."""
+        if self.lingering:
+            self._close_now()
+            return
+        super().shutdown()
+
+    def client_still_sending(self) -> bool:
+        """Whether the client may still be sending its request: mid-body, or mid-way
+        through a request h11 refused."""
+        return self.conn.their_state in (h11.SEND_BODY, h11.ERROR)
+
+    def close_gently(self) -> None:
+        raw = self._raw
+        assert raw is not None
+        if self.lingering or raw.is_closing():
+            return
+        if not self.client_still_sending():
+            raw.close()
+            return
+        self.lingering = True
+        raw.resume_reading()
+        if raw.can_write_eof():
+            raw.write_eof()  # after what is queued: the client reads the answer, then EOF
+        self._linger_timer = self.loop.call_later(self.linger_seconds, self._close_now)
+
+    def _close_now(self) -> None:
+        self._stop_lingering()
+        if self._raw is not None:
+            self._raw.close()
+
+    def _stop_lingering(self) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+
     def send_400_response(self, msg: str) -> None:
-        body = json.dumps(error_body("invalid_request", MALFORMED_HTTP)).encode()
+        refusal = self.bounded.refusal
+        if refusal is not None and refusal.error_status_hint == 431:
+            status, reason = 431, b"Request Header Fields Too Large"
+            error = error_body(
+                "request_header_fields_too_large", headers_too_large(self.max_head_bytes)
+            )
+        else:
+            status, reason = 400, b"Bad Request"
+            error = error_body("invalid_request", MALFORMED_HTTP)
+        body = json.dumps(error).encode()
         response = h11.Response(
-            status_code=400,
+            status_code=status,
             headers=[
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *PRIVATE_HEADERS,
             ],
-            reason=b"Bad Request",
+            reason=reason,
         )
         for event in (response, h11.Data(data=body), h11.EndOfMessage()):
             output = self.conn.send(event)
@@ -141,10 +278,78 @@ class JsonErrorsH11Protocol(H11Protocol):
         self.transport.close()
 
 
-MALFORMED_HTTP = (
-    "malformed HTTP request: a URL must be ASCII (percent-encode other characters, "
-    "e.g. %ED%95%9C for 한) and every header valid HTTP/1.1"
-)
+class _GentleClose(asyncio.Transport):
+    """The transport as uvicorn's protocol and its request cycles hold it: everything
+    passes through, but ``close`` is the protocol's lingering close."""
+
+    def __init__(self, raw: asyncio.Transport, protocol: JsonErrorsH11Protocol) -> None:
+        super().__init__()
+        self._transport = raw
+        self._protocol = protocol
+
+    def close(self) -> None:
+        self._protocol.close_gently()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._transport.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        if not self._protocol.lingering:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+
+def server_protocol(
+    *, max_head_bytes: int, linger_bytes: int, linger_seconds: float
+) -> type[JsonErrorsH11Protocol]:
+    """The protocol class ``uvicorn.run(http=...)`` takes, with these bounds."""
+    return type(
+        "BoundedH11Protocol",
+        (JsonErrorsH11Protocol,),
+        {
+            "max_head_bytes": max_head_bytes,
+            "linger_bytes": linger_bytes,
+            "linger_seconds": linger_seconds,
+        },
+    )
 
 
 DOCS_ASSETS = "/docs-assets"
@@ -188,9 +393,10 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 stranger cannot grow the metric's label set."""
 
 
-class BodyTooLarge(StarletteHTTPException):
-    """Raised while the body is read; FastAPI passes HTTP exceptions through, so the kit's
-    JSON error handler answers it."""
+class BodyTooLarge(HTTPException):
+    """Raised while the body is read. FastAPI passes its own ``HTTPException`` through
+    (any other exception while it reads a body becomes its 400 "error parsing the body"),
+    so the kit's JSON error handler answers it."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body is larger than {limit} bytes")
@@ -198,7 +404,13 @@ class BodyTooLarge(StarletteHTTPException):
 
 class BodyLimit:
     """Refuses a request body over ``limit`` bytes with 413: at once when Content-Length
-    says so, and while reading when it is chunked or lies, so no handler ever buffers more."""
+    says so, and while reading when it is chunked or lies, so no handler ever buffers more.
+
+    Reading past the limit raises :class:`BodyTooLarge` in whoever reads, and what the
+    layers between make of it varies (FastAPI's own 413, or a 400 when a middleware's task
+    group wraps it in an exception group): whatever answer the application then starts is
+    dropped and this limit's 413 sent instead, unless the application had already started
+    answering before the body ran over."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -214,26 +426,32 @@ class BodyLimit:
             return
         seen = 0
         started = False
+        too_large = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise BodyTooLarge(self.limit)
             return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
+            if too_large and not started:
+                return  # the application's answer to a body it never had
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counted, tracked)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not started:
+            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
@@ -248,6 +466,8 @@ class BodyLimit:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
+                    # this limit may sit outside PrivateByDefault (intake's does)
+                    *PRIVATE_HEADERS,
                 ],
             }
         )
@@ -386,7 +606,11 @@ def service_app(
         code = {404: "not_found", 413: "payload_too_large"}.get(
             exc.status_code, f"http_{exc.status_code}"
         )
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        # the rest of a body too large is not read: the connection closes after the answer
+        headers = {"Connection": "close"} if exc.status_code == 413 else None
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

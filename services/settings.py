@@ -152,6 +152,30 @@ class TelemetrySettings(Settings):
         return bool(self.exporter_otlp_endpoint)
 
 
+class HttpServerSettings(Settings):
+    """The HTTP server's own bounds (``SOTONG_HTTP_*``), the same for every service and
+    the portal: what is refused before any application runs."""
+
+    model_config = SettingsConfigDict(env_prefix="SOTONG_HTTP_", extra="ignore")
+
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line and headers together; beyond it the answer is 431.",
+    )
+    linger_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="After refusing a request the client is still sending (413, 431), how "
+        "much more of it is read and discarded so that the client reads the answer instead "
+        "of a connection reset; beyond it the connection is closed. Above the largest body "
+        "any route takes (intake's photos, 10 MiB), so a photo just over it is answered too.",
+    )
+    linger_seconds: float = Field(
+        default=10.0, gt=0, description="How long such a refused request is read at most."
+    )
+
+
 class ServiceSettings(Settings):
     """Common to every service; each service subclasses it with its own env prefix."""
 

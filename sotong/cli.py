@@ -104,7 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from services import logs
-    from services.http import JsonErrorsH11Protocol
+    from services.http import server_protocol
+    from services.settings import HttpServerSettings
 
     # Every service has the same layout: settings.py holds <Service>Settings, app.py create_app.
     settings_class = getattr(
@@ -113,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_class()
     logs.configure(args.service, settings.log_level)
     app = importlib.import_module(f"{args.service}.app").create_app(settings)
+    edge = HttpServerSettings()
     uvicorn.run(
         app,
         host=settings.http_host,
@@ -120,7 +122,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
-        http=JsonErrorsH11Protocol,  # a request h11 cannot parse gets the JSON error too
+        # a request h11 cannot parse, or with too large a head, gets the JSON error too;
+        # a refused request the client is still sending is read and discarded, bounded
+        http=server_protocol(
+            max_head_bytes=edge.max_header_bytes,
+            linger_bytes=edge.linger_bytes,
+            linger_seconds=edge.linger_seconds,
+        ),
+        h11_max_incomplete_event_size=edge.max_header_bytes,
     )
     return 0
 

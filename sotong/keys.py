@@ -15,7 +15,9 @@
   notifier counts its daily cap under (``SOTONG_NOTIFIER_RECIPIENT_HASH_KEY``);
 - ``staff-contacts.json`` — the staff directory (``SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH``),
   created *empty*: work mobiles and e-mails are people's data the district enters, never
-  generated (until then handler and supervisor notices are skipped with that reason).
+  generated (until then handler and supervisor notices are skipped with that reason);
+- ``stream-ticket-key`` — signs the short-lived tickets a browser opens a live timeline
+  with, shared by every tracker replica (``SOTONG_TRACKER_STREAM_TICKET_KEY``).
 
 Run again, it keeps every key already there and adds what is missing (a department new in
 the catalogue, a new ``--open311-app``). ``docker-compose.yml`` mounts these files as
@@ -49,6 +51,7 @@ SIGNING_KEYS = "command-signing-keys.json"
 STAFF_CONTACTS = "staff-contacts.json"
 PHONE_KEY = "resident-phone-key"
 RECIPIENT_KEY = "recipient-hash-key"
+STREAM_TICKET_KEY = "stream-ticket-key"
 FILES = (
     DEPARTMENT_KEYS,
     STAFF_KEYS,
@@ -58,6 +61,7 @@ FILES = (
     PHONE_KEY,
     RECIPIENT_KEY,
     STAFF_CONTACTS,
+    STREAM_TICKET_KEY,
 )
 SIGNING_KEY_ID = "k1"
 STAFF_NAME = "operator"
@@ -78,6 +82,7 @@ VARIABLES: Mapping[str, Mapping[str, str]] = {
     "tracker": {
         "SOTONG_TRACKER_API_KEYS": DEPARTMENT_KEYS,
         "SOTONG_TRACKER_STAFF_API_KEYS": STAFF_KEYS,
+        "SOTONG_TRACKER_STREAM_TICKET_KEY": STREAM_TICKET_KEY,
     },
 }
 """Which service reads which file, as which setting: what the deploy files must wire."""
@@ -125,7 +130,8 @@ def generate(directory: Path, open311_apps: Sequence[str] = ()) -> dict[str, str
     staff = keep_and_add(STAFF_KEYS, [STAFF_NAME])
     keep_and_add(OPEN311_KEYS, list(open311_apps))
     keep_and_add(SIGNING_KEYS, [SIGNING_KEY_ID])  # intake signs commands, routing checks
-    for name in (PHONE_KEY, RECIPIENT_KEY):  # keyed hashes of residents' phones
+    # keyed hashes of residents' phones, and the tracker's stream tickets
+    for name in (PHONE_KEY, RECIPIENT_KEY, STREAM_TICKET_KEY):
         if not (directory / name).exists():
             _write(directory / name, new_key() + "\n")
             changed[name] = "created"

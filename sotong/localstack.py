@@ -409,6 +409,10 @@ def local_service_env(
         "SOTONG_INTAKE_OPEN311_KEYS": json.dumps(local_open311_keys(var / "open311-keys.json")),
         "SOTONG_INTAKE_TRACKER_API_KEY": local_staff_keys(staff_keys_path)[STAFF_NAME],
         "SOTONG_COMMAND_SIGNING_KEYS": json.dumps(local_signing_keys(var / "signing-keys.json")),
+        # every tracker accepts the EventSource tickets another issued
+        "SOTONG_TRACKER_STREAM_TICKET_KEY": kept_keys(
+            var / "tracker-keys.json", "stream_ticket_key", nbytes=32
+        )["stream_ticket_key"],
     }
     return {name: os.environ.get(name, value) for name, value in defaults.items()}
 

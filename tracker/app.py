@@ -30,7 +30,7 @@ from tracker.handlers import (
 )
 from tracker.settings import TrackerSettings
 from tracker.similar import RateLimiter, SimilarPolicy
-from tracker.sse import StreamTiming, TimelineHub
+from tracker.sse import StreamTiming, TimelineHub, stream_tickets
 from tracker.store import MongoTrackerStore, TrackerStore
 
 
@@ -101,6 +101,11 @@ def create_app(
             ),
             hub=TimelineHub(store.timeline, poll_seconds=settings.sse_poll_seconds),
             stream_caps=StreamCaps(settings.sse_max_per_complaint, settings.sse_max_streams),
+            tickets=stream_tickets(
+                settings.stream_ticket_key,
+                lifetime=timedelta(seconds=settings.stream_ticket_seconds),
+                clock=clock or utcnow,
+            ),
             limits=StatsLimits(
                 settings.stats_min_cell, settings.stats_default_days, settings.stats_max_days
             ),

@@ -11,9 +11,10 @@ duplicates change nothing.
 
 **HTTP.** Who may see what:
 
-- a resident, with a complaint's tracking token (``?token=``) or their resident token
-  (``X-Resident-Token``): that complaint, the name masked; with the resident token, the
-  list of all their complaints. Any failure is the same 404, so an answer never tells
+- a resident, with a complaint's tracking token (``X-Tracking-Token``) or their resident
+  token (``X-Resident-Token``), or for the live timeline a stream ticket (``?ticket=``):
+  that complaint, the name masked; with the resident token, the list of all their
+  complaints. Any failure is the same 404, so an answer never tells
   whether a complaint exists;
 - a department, with its key (``X-Api-Key``): its queue, and the complaints it is
   responsible for *now*, with the resident's name, phone and address. Another
@@ -38,7 +39,7 @@ from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
 from faststream.kafka.parser import AioKafkaParser
 from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from schemas import ComplaintState
 from schemas.catalogue import catalogue
@@ -55,7 +56,14 @@ from services.runtime import Clock
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, read_model_of
 from tracker.search import SearchQuery, query_terms
 from tracker.similar import RateLimiter, SimilarComplaints, SimilarPolicy, likely_duplicates
-from tracker.sse import StreamTiming, TimelineHub, last_event_id, timeline_stream
+from tracker.sse import (
+    StreamTickets,
+    StreamTiming,
+    TimelineHub,
+    last_event_id,
+    stream_tickets,
+    timeline_stream,
+)
 from tracker.statistics import Statistics, statistics, suppressed
 from tracker.store import Appended, TrackerStore
 from tracker.view import (
@@ -212,6 +220,26 @@ TrackingToken = Annotated[
         "kept in proxy logs, browser history and Referer headers."
     ),
 ]
+StreamToken = Annotated[
+    str | None,
+    Query(
+        alias="token",
+        deprecated=True,
+        description="Deprecated, kept for one release: the tracking token in the URL, where "
+        "proxy logs, browser history and Referer headers keep it. A browser's EventSource "
+        "passes `?ticket=` from `POST /v1/complaints/{complaint_id}/stream-ticket` instead; "
+        "any other client sends `X-Tracking-Token` or `X-Resident-Token`.",
+    ),
+]
+StreamTicketQuery = Annotated[
+    str | None,
+    Query(
+        alias="ticket",
+        description="A stream ticket from `POST /v1/complaints/{complaint_id}/stream-ticket`, "
+        "for a browser's EventSource (which cannot send headers): it opens this complaint's "
+        "stream for a minute after it was issued, and no other.",
+    ),
+]
 TrackingTokenHeader = Annotated[
     str | None,
     Header(alias="X-Tracking-Token", description="The complaint's tracking token from filing."),
@@ -232,6 +260,14 @@ FORBIDDEN: Responses = {403: {"description": "The key does not act for this depa
 
 def not_found() -> ApiError:
     return ApiError(404, "not_found", "No complaint matches this id and tracking token.")
+
+
+class StreamTicket(BaseModel):
+    """What opens one complaint's live timeline from a browser, for a short while."""
+
+    ticket: str = Field(description="Pass as `?ticket=` to the stream; opaque.")
+    expires_at: datetime = Field(description="After this the stream refuses it (404).")
+    stream: str = Field(description="The stream's path, ticket included.")
 
 
 @dataclass(frozen=True)
@@ -284,8 +320,10 @@ def build_router(
     limits: StatsLimits | None = None,
     hub: TimelineHub | None = None,
     stream_caps: StreamCaps | None = None,
+    tickets: StreamTickets | None = None,
 ) -> APIRouter:
     limits = limits or StatsLimits()
+    tickets = tickets or stream_tickets(None, lifetime=timedelta(seconds=60), clock=utcnow)
     hub = hub or TimelineHub(store.timeline, poll_seconds=timing.poll_seconds)
     caps = stream_caps or StreamCaps()
     router = APIRouter()
@@ -319,6 +357,32 @@ def build_router(
             raise not_found()
         return ComplaintView.model_validate(model, from_attributes=True)
 
+    @router.post(
+        "/v1/complaints/{complaint_id}/stream-ticket",
+        response_model=StreamTicket,
+        status_code=201,
+        responses=NOT_FOUND,
+        tags=["resident"],
+    )
+    async def stream_ticket(
+        complaint_id: str,
+        x_tracking_token: TrackingTokenHeader = None,
+        x_resident_token: ResidentToken = None,
+    ) -> StreamTicket:
+        """A ticket with which a browser's EventSource opens this complaint's live timeline
+        (`GET …/events?ticket=`), proven by the tracking token or the resident token in a
+        header. It lasts a minute (`SOTONG_TRACKER_STREAM_TICKET_SECONDS`): ask for a new
+        one each time the page opens the stream, after `event: end` or an error too."""
+        model = await store.read_model(complaint_id)
+        if model is None or not residents_own(model, x_tracking_token, x_resident_token):
+            raise not_found()
+        ticket, expires_at = tickets.issue(complaint_id)
+        return StreamTicket(
+            ticket=ticket,
+            expires_at=expires_at,
+            stream=f"/v1/complaints/{complaint_id}/events?ticket={ticket}",
+        )
+
     @router.get(
         "/v1/complaints/{complaint_id}/events",
         response_class=StreamingResponse,
@@ -337,7 +401,8 @@ def build_router(
         complaint_id: str,
         request: Request,
         x_tracking_token: TrackingTokenHeader = None,
-        token: TrackingToken = None,
+        ticket: StreamTicketQuery = None,
+        token: StreamToken = None,
         x_resident_token: ResidentToken = None,
         last_event: Annotated[
             str | None,
@@ -345,9 +410,14 @@ def build_router(
         ] = None,
     ) -> StreamingResponse:
         """The complaint's timeline, live. A browser's EventSource cannot send headers, so
-        it passes the tracking token as ``?token=``."""
+        it passes a ticket (`POST …/stream-ticket`) as `?ticket=`; other clients send the
+        tracking or resident token in a header. A wrong, expired or other complaint's
+        ticket is the same 404 as a wrong token."""
         model = await store.read_model(complaint_id)
-        if model is None or not residents_own(model, x_tracking_token or token, x_resident_token):
+        admitted = tickets.admits(ticket, complaint_id) or residents_own(
+            model, x_tracking_token or token, x_resident_token
+        )
+        if model is None or not admitted:
             raise not_found()
         if hub.followers(complaint_id) >= caps.per_complaint:
             raise ApiError(
@@ -379,7 +449,8 @@ def build_router(
         return StreamingResponse(
             events(),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            # no-store, as every resident answer: no-cache would still let a cache keep it
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
     @router.get(

@@ -1,6 +1,6 @@
 """tracker's settings (``SOTONG_TRACKER_*``). Built only by ``tracker/app.py``."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.settings import ServiceSettings
@@ -58,6 +58,24 @@ class TrackerSettings(ServiceSettings):
     sse_max_streams: int = Field(
         default=2000, ge=1, description="Live timelines open at once in all (503 beyond)."
     )
+    stream_ticket_key: SecretStr | None = Field(
+        default=None,
+        description="Signs the short-lived tickets with which a browser's EventSource opens a "
+        "live timeline (`?ticket=`); every tracker replica needs the same key (at least 32 "
+        "characters; `sotong keys generate` writes one). Unset: a key of the process, so only "
+        "the replica that issued a ticket accepts it.",
+    )
+    stream_ticket_seconds: float = Field(
+        default=60, ge=5, le=600, description="How long a stream ticket opens its stream."
+    )
+
+    @field_validator("stream_ticket_key")
+    @classmethod
+    def _strong_ticket_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 32:
+            raise ValueError("at least 32 characters")
+        return key
+
     similar_threshold: float = Field(
         default=0.4,
         ge=0,

@@ -6,6 +6,11 @@ latest snapshot. Each timeline entry is sent once, as ``event: timeline`` with `
 its sequence, so a browser that reconnects sends ``Last-Event-ID`` and gets only what it
 missed. Comment lines keep idle connections (and the proxies in between) open.
 
+Who may open one: a browser's EventSource cannot send headers, so a page first asks for
+a stream ticket (``POST …/stream-ticket`` with the tracking or resident token in a header)
+and opens the stream with ``?ticket=`` (:class:`StreamTickets`): a URL that proxies and
+histories keep then holds a key to one complaint's timeline for a minute, not the token.
+
 Bounded: a stream ends with ``event: end`` when the complaint reaches a state nothing
 leaves (반려, 취하: ``{"reason": "final"}``, and the page should close it) or after a
 maximum lifetime (``{"reason": "lifetime"}``: the browser reconnects with
@@ -14,14 +19,24 @@ all.
 """
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
+import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pydantic import SecretStr
 
 from schemas.states import ComplaintState
 from tracker.view import TimelineEntry
+
+log = logging.getLogger("sotong.tracker.sse")
 
 KEEP_ALIVE = ": keep-alive\n\n"
 
@@ -152,3 +167,68 @@ class TimelineHub:
                 followed.latest = await self._read(complaint_id)
             followed.first.set()
             await self._sleep(self._poll)
+
+
+TICKET_VERSION = "t1"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class StreamTickets:
+    """Short-lived tickets for one complaint's live timeline, signed (HMAC-SHA256) rather
+    than stored, so any tracker replica sharing the key accepts what another issued.
+
+    A ticket is ``t1.<expiry, unix seconds>.<nonce>.<mac>``, the MAC over the version,
+    the complaint id, the expiry and the nonce: it opens only that complaint's stream,
+    only until it expires, and any changed character spoils it. It is not single-use (no
+    replica would know another saw it): its lifetime is what bounds a leaked one.
+    """
+
+    def __init__(self, key: bytes, *, lifetime: timedelta, clock: Callable[[], datetime]):
+        if len(key) < 32:
+            raise ValueError("a stream ticket key needs at least 32 bytes")
+        self._key = key
+        self.lifetime = lifetime
+        self._clock = clock
+
+    def _mac(self, complaint_id: str, expiry: int, nonce: str) -> str:
+        data = f"{TICKET_VERSION}|{complaint_id}|{expiry}|{nonce}".encode()
+        return _b64(hmac.new(self._key, data, hashlib.sha256).digest())
+
+    def issue(self, complaint_id: str) -> tuple[str, datetime]:
+        """A ticket for ``complaint_id`` and when it expires."""
+        expiry = int((self._clock() + self.lifetime).timestamp())
+        nonce = _b64(secrets.token_bytes(9))
+        mac = self._mac(complaint_id, expiry, nonce)
+        return f"{TICKET_VERSION}.{expiry}.{nonce}.{mac}", datetime.fromtimestamp(expiry, UTC)
+
+    def admits(self, ticket: str | None, complaint_id: str) -> bool:
+        """Whether ``ticket`` was issued for this complaint and has not expired."""
+        if not ticket:
+            return False
+        version, _, rest = ticket.partition(".")
+        expiry_text, _, rest = rest.partition(".")
+        nonce, _, mac = rest.partition(".")
+        digits = expiry_text.isascii() and expiry_text.isdigit()
+        if version != TICKET_VERSION or not digits or not nonce or not mac:
+            return False
+        expected = self._mac(complaint_id, int(expiry_text), nonce)
+        if not hmac.compare_digest(expected.encode(), mac.encode()):
+            return False
+        return self._clock().timestamp() < int(expiry_text)
+
+
+def stream_tickets(
+    key: SecretStr | None, *, lifetime: timedelta, clock: Callable[[], datetime]
+) -> StreamTickets:
+    """The tickets of a tracker with ``key``; without one, a key of this process alone,
+    which is right for one replica only: a ticket another replica issued is refused."""
+    if key is None:
+        log.warning(
+            "no stream ticket key configured (SOTONG_TRACKER_STREAM_TICKET_KEY): tickets "
+            "from this process only; set one shared key when several trackers serve"
+        )
+        return StreamTickets(secrets.token_bytes(32), lifetime=lifetime, clock=clock)
+    return StreamTickets(key.get_secret_value().encode(), lifetime=lifetime, clock=clock)

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,8 +16,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from faststream.kafka import TestKafkaBroker
+from pydantic import SecretStr
 
 from schemas import topics
+from schemas.events import utcnow
 from schemas.tokens import hash_token
 from services.runtime import Runtime
 from sotong.localstack import free_port
@@ -25,8 +28,10 @@ from tests.service.test_tracker_api import drop_database, settings
 from tests.unit.test_tracker_projection import filed, story
 from tracker.app import create_app
 from tracker.projection import TrackedEvent
+from tracker.sse import StreamTickets
 
 TOKEN = "tracking-token-of-c-1"
+TICKET_KEY = b"the stream ticket key every tracker replica shares"
 
 
 @dataclass
@@ -42,7 +47,12 @@ class Tracker:
 @pytest.fixture
 async def tracker(backends: Backends, unique: str) -> AsyncIterator[Tracker]:
     config = settings(backends, unique, create_topics=False).model_copy(
-        update={"sse_poll_seconds": 0.1, "sse_keepalive_seconds": 0.5, "sse_max_per_complaint": 2}
+        update={
+            "sse_poll_seconds": 0.1,
+            "sse_keepalive_seconds": 0.5,
+            "sse_max_per_complaint": 2,
+            "stream_ticket_key": SecretStr(TICKET_KEY.decode()),
+        }
     )
     runtime = Runtime.build("tracker", config)
     app = create_app(config, runtime=runtime)
@@ -189,3 +199,75 @@ async def test_one_complaint_has_a_few_live_streams_at_most(tracker: Tracker, se
     assert third.headers["retry-after"] == "30"
     assert third.json()["error"]["code"] == "too_many_streams"
     await until(lambda: open_streams(tracker) == 0, "the streams to stop")
+
+
+# -- stream tickets: what a browser's EventSource opens the stream with ------------------
+
+
+def replica_tickets(ago: timedelta = timedelta(0)) -> StreamTickets:
+    """Tickets as another tracker replica with the same key issues them, ``ago`` back."""
+    return StreamTickets(TICKET_KEY, lifetime=timedelta(seconds=60), clock=lambda: utcnow() - ago)
+
+
+@pytest.mark.timeout(60)
+async def test_a_ticket_from_a_header_token_opens_the_stream(tracker: Tracker, served: str) -> None:
+    events = story("c-1")
+    events[0] = filed("c-1", token_hash=hash_token(TOKEN))
+    await tracker.deliver(*events)
+
+    async with httpx.AsyncClient(base_url=served, timeout=30) as client:
+        issued = await client.post(
+            "/v1/complaints/c-1/stream-ticket", headers={"X-Tracking-Token": TOKEN}
+        )
+        assert issued.status_code == 201, issued.text
+        ticket = issued.json()["ticket"]
+        assert TOKEN not in issued.json()["stream"]
+        async with client.stream("GET", issued.json()["stream"]) as response:
+            assert response.status_code == 200
+            # a resident's answer: never stored by a cache, its URL never sent on
+            assert response.headers["cache-control"] == "no-store"
+            assert response.headers["referrer-policy"] == "no-referrer"
+            messages = sse_messages(response)
+            first = await next_entry(messages)
+            await messages.aclose()
+        # another replica sharing the key accepts a ticket this one issued, and vice versa
+        assert replica_tickets().admits(ticket, "c-1")
+        theirs, _ = replica_tickets().issue("c-1")
+        async with client.stream(
+            "GET", "/v1/complaints/c-1/events", params={"ticket": theirs}
+        ) as response:
+            assert response.status_code == 200
+            messages = sse_messages(response)
+            again = await next_entry(messages)
+            await messages.aclose()
+
+    assert first["data"]["state"] == again["data"]["state"] == "received"
+    await until(lambda: open_streams(tracker) == 0, "the streams to stop")
+
+
+@pytest.mark.timeout(60)
+async def test_an_expired_another_complaints_or_tampered_ticket_is_refused(
+    tracker: Tracker, served: str
+) -> None:
+    events = story("c-1")
+    events[0] = filed("c-1", token_hash=hash_token(TOKEN))
+    await tracker.deliver(*events, *story("c-2"))
+    expired, _ = replica_tickets(ago=timedelta(seconds=61)).issue("c-1")
+    other, _ = replica_tickets().issue("c-2")
+    valid, _ = replica_tickets().issue("c-1")
+    version, expiry, nonce, mac = valid.split(".")
+    tampered = [
+        f"{version}.{int(expiry) + 3600}.{nonce}.{mac}",
+        f"{version}.{expiry}.{nonce}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",
+    ]
+    foreign = StreamTickets(
+        b"a key no tracker replica holds, 32+", lifetime=timedelta(seconds=60), clock=utcnow
+    ).issue("c-1")[0]
+
+    async with httpx.AsyncClient(base_url=served, timeout=30) as client:
+        for ticket in (expired, other, *tampered, foreign):
+            response = await client.get("/v1/complaints/c-1/events", params={"ticket": ticket})
+            assert response.status_code == 404, ticket
+            assert response.json()["error"]["code"] == "not_found"
+            assert response.headers["cache-control"] == "no-store"
+    assert open_streams(tracker) == 0
