@@ -63,4 +63,5 @@ def file_submission(
         submitted_at=submission.occurred_at,
         occurred_at=filed_at,
         photos=list(photos),
+        joins=submission.joins,
     )

@@ -58,7 +58,8 @@ from schemas.commands import (
     ReopenComplaint,
     TransferComplaint,
 )
-from schemas.events import RepeatedOf
+from schemas.events import LinkedTo, RepeatedOf
+from schemas.states import OPEN_STATES
 from services.broker import KeyedEvent, raw_values, records_of
 from services.errors import RetryableError
 from services.http import ApiError
@@ -224,6 +225,10 @@ class Routing:
         if unsettled:  # a crash left them; applying twice counts once
             await self.store.apply_loads(unsettled)
         routed = self._route_new(queue, records)
+        joined = await self._joined(queue, routed)
+        for cid, case in joined.items():  # the case's department, whatever the text says
+            assert case.department is not None
+            routed[cid] = Routed(self.catalogue.departments[case.department], True, 1.0)
         handlers = {
             h
             for cid, msgs in queue.items()
@@ -233,6 +238,16 @@ class Routing:
         loads = dict(await self.store.loads(handlers))
         now = self.clock()
         found = await self._cases(queue, routed, now)
+        for cid, case in joined.items():
+            chosen = Link(
+                LinkedTo(
+                    complaint_id=case.complaint_id,
+                    receipt_number=case.receipt_number,
+                    similarity=1.0,
+                ),
+                case.handler,
+            )
+            found[cid] = replace(found.get(cid, _Found(None, ())), repeated_of=None, link=chosen)
         related = await self._related(queue, records)
         outcomes = {
             cid: self._decide(
@@ -290,6 +305,37 @@ class Routing:
                     model_version=p.model_version,
                 )
         return routed
+
+    async def _joined(
+        self, queue: Mapping[str, list[Message]], routed: Mapping[str, Routed]
+    ) -> dict[str, RoutingRecord]:
+        """The open cases the batch's new complaints chose to join (``joins``, from '이미
+        접수된 민원이 있어요'), in one read. A case no longer open, itself linked or marked
+        repeated, or unknown is not joined: the complaint is routed as any other."""
+        wanted = {
+            cid: filed.joins
+            for cid in routed
+            for filed in queue[cid][:1]
+            if isinstance(filed, ComplaintFiled) and filed.joins and filed.joins != cid
+        }
+        if not wanted:
+            return {}
+        cases = await self.store.get_many(set(wanted.values()))
+        joined = {}
+        for cid, case_id in wanted.items():
+            case = cases.get(case_id)
+            if (
+                case is not None
+                and case.department is not None
+                and case.state in OPEN_STATES
+                and case.linked_to is None
+                and case.repeated_of is None
+            ):
+                joined[cid] = case
+            else:
+                with bound(complaint_id=cid):
+                    log.info("the case chosen to join is not an open case; routed alone")
+        return joined
 
     async def _cases(
         self, queue: Mapping[str, list[Message]], routed: Mapping[str, Routed], now: datetime

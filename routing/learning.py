@@ -183,7 +183,7 @@ class Shared(Protocol):
 
     async def pointer(self) -> "Pointer | None": ...
 
-    async def publish(
+    async def share(
         self,
         model: Classifier,
         known: Sequence[str],
@@ -330,7 +330,7 @@ class Learner:
             verdict = await self._attempt()
             if verdict is not None and verdict.outcome == "switched":
                 assert verdict.candidate is not None
-                await self.shared.publish(
+                await self.shared.share(
                     self.live.current,
                     sorted(self.known),
                     now=self.clock(),

@@ -126,7 +126,7 @@ class ModelStore:
             recent=doc.get("recent"),
         )
 
-    async def publish(
+    async def share(
         self,
         model: Classifier,
         known: Sequence[str],

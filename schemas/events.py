@@ -25,6 +25,10 @@ class Event(WireModel):
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
 
 
+JOINS_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+"""A complaint id as intake issues it (a UUID)."""
+
+
 class Submission(WireModel):
     """What a resident wrote, as a channel hands it over (over HTTP, the body of a filing).
     Only ``channel`` and ``body`` are required.
@@ -47,6 +51,13 @@ class Submission(WireModel):
         "joins the complaints they already follow, without identifying themselves again.",
     )
     transcript: Transcript = Field(default_factory=list)
+    joins: Annotated[str, Field(pattern=JOINS_PATTERN)] | None = Field(
+        default=None,
+        description="'이미 접수된 민원이 있어요': the id of an open complaint at the same place "
+        "(from the tracker's `GET /v1/complaints/similar`) the resident chose to join. "
+        "Routing links this complaint to it — the same department, handler and progress — "
+        "if it is still an open case; otherwise it is routed as any other.",
+    )
 
 
 class ComplaintSubmitted(Event, Submission):
@@ -103,6 +114,11 @@ class ComplaintFiled(Event):
     submitted_at: AwareDatetime
     photos: list[PhotoRef] = Field(
         default_factory=list, description="Photos attached at filing: references, no bytes."
+    )
+    joins: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The open complaint the resident chose to join (see the submission's).",
     )
 
 

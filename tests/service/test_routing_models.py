@@ -46,7 +46,7 @@ async def test_a_published_model_is_loaded_back_with_what_it_was_built_from(
 ) -> None:
     store = ModelStore(mongo_db)
     assert await store.pointer() is None
-    pointer = await store.publish(tiny("v1"), ["t-2", "t-1"], now=NOW, held_out=0.93, recent=0.8)
+    pointer = await store.share(tiny("v1"), ["t-2", "t-1"], now=NOW, held_out=0.93, recent=0.8)
     assert await store.pointer() == pointer
     loaded = await store.load(pointer, threshold=0.75, general_desk="civil-affairs")
     assert loaded is not None
@@ -59,7 +59,7 @@ async def test_an_altered_artifact_or_another_versions_model_is_not_loaded(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
     store = ModelStore(mongo_db)
-    pointer = await store.publish(tiny("v1"), ["t-1"], now=NOW)
+    pointer = await store.share(tiny("v1"), ["t-1"], now=NOW)
     other = Pointer(pointer.version, "another-env", pointer.sha256, NOW)
     assert await store.load(other, threshold=0.75, general_desk="g") is None
 
@@ -79,6 +79,6 @@ async def test_only_the_last_few_artifacts_are_kept(
 ) -> None:
     store = ModelStore(mongo_db)
     for n in range(published):
-        last = await store.publish(tiny(f"v{n}"), [f"t-{n}"], now=NOW + timedelta(minutes=n))
+        last = await store.share(tiny(f"v{n}"), [f"t-{n}"], now=NOW + timedelta(minutes=n))
     assert await mongo_db[f"{BUCKET}.files"].count_documents({}) == KEEP
     assert await store.load(last, threshold=0.75, general_desk="g") is not None

@@ -344,3 +344,43 @@ def test_routing_shares_the_classifiers_tokenizer_rather_than_loading_a_second_k
         if isinstance(part.analyzer, MorphemeAnalyzer)
     ]
     assert tokenizer_of(model) is shared
+
+
+# -- '이미 접수된 민원이 있어요': a resident chooses the case to join ----------------------
+
+
+async def test_a_resident_who_chooses_to_join_an_open_case_is_linked_to_it(h: Harness) -> None:
+    await h.routing.on_filed(complaint("c1", LIGHT, address="청라로 12"))
+    chosen = complaint("c2", "불법 주차 단속 해주세요", phone="010-2222-3333", dong="청라3동")
+    await h.routing.on_filed(chosen.model_copy(update={"joins": "c1"}))
+    last = h.sent.lifecycle("c2")[-1]
+    case = h.sent.lifecycle("c1")[-1]
+    assert last.trigger == "link"
+    assert last.linked_to is not None
+    assert (last.linked_to.complaint_id, last.linked_to.similarity) == ("c1", 1.0)
+    assert (last.department, last.handler) == (case.department, case.handler)
+
+
+@pytest.mark.parametrize("detection", [True, False])
+async def test_a_case_no_longer_open_is_not_joined_the_complaint_is_routed_alone(
+    detection: bool,
+) -> None:
+    h = harness()
+    if detection:
+        h.routing.cases = CaseDetection(
+            tokenize=words, matcher=Matcher(similarity=SIMILARITY, policy=POLICY), phone_key=KEY
+        )
+    await h.routing.on_filed(complaint("c1", LIGHT, address="청라로 12"))
+    await h.routing.on_filed(
+        complaint("c2", LIGHT, address="청라로 12").model_copy(update={"joins": "c1"})
+    )
+    assert h.sent.lifecycle("c2")[-1].trigger == "link"  # open: joined, detection or not
+    await resolve(h, "c1")
+    late = complaint("c3", LIGHT, phone="010-3333-4444", address="청라로 12")
+    await h.routing.on_filed(late.model_copy(update={"joins": "c1"}))
+    await h.routing.on_filed(
+        complaint("c4", LIGHT, phone="010-4444-5555").model_copy(update={"joins": "nobody"})
+    )
+    for cid in ("c3", "c4"):
+        last = h.sent.lifecycle(cid)[-1]
+        assert (last.trigger, last.linked_to) == ("assign_handler", None)

@@ -285,7 +285,7 @@ class FakeShared:
     async def pointer(self) -> Pointer | None:
         return self.current
 
-    async def publish(
+    async def share(
         self,
         model: Classifier,
         known: Sequence[str],
