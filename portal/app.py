@@ -21,6 +21,8 @@ from pymongo import AsyncMongoClient
 
 from portal.chat import ChatbotLike
 from portal.chatbot.assemble import assemble
+from portal.chatbot.bot import Classify
+from portal.chatbot.handoff import RoutingClassifier
 from portal.chatbot.settings import ChatbotSettings
 from portal.clients import HttpIntake, HttpTracker, IntakeApi, TrackerApi
 from portal.handlers import Portal, routes, same_origin
@@ -47,6 +49,7 @@ def create_app(
     store: PortalStore | None = None,
     chatbot: ChatbotLike | None = None,
     clock: Clock | None = None,
+    classify: Classify | None = None,
 ) -> FastAPI:
     """Build the portal; each collaborator left out is the real one built from ``settings``."""
     settings = settings or PortalSettings()
@@ -61,8 +64,9 @@ def create_app(
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
     )
     kakao = None
+    bot_settings = ChatbotSettings()
     if chatbot is None and settings.chatbot_enabled:
-        parts = assemble(ChatbotSettings(), http)
+        parts = assemble(bot_settings, http)
         chatbot, kakao = parts.bot, parts.kakao
     intake = intake if intake is not None else HttpIntake(http, settings.intake_url)
     tracker = tracker if tracker is not None else HttpTracker(http, settings.tracker_url, streams)
@@ -81,6 +85,10 @@ def create_app(
         cookie_secure=settings.cookie_secure,
         cookie_max_age=settings.cookie_max_age_days * 86_400,
         transcript_accepted=settings.intake_accepts_transcript,
+        classify=classify
+        or RoutingClassifier(
+            http, bot_settings.routing_url, timeout=bot_settings.classify_timeout_seconds
+        ),
     )
 
     @asynccontextmanager

@@ -9,7 +9,7 @@ intake, and reads through tracker. The shapes below name only the fields the pag
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -43,6 +43,17 @@ class Step(_Read):
     remedy: str | None = None
     due_at: datetime | None = None
     actor: str
+
+
+class Similar(_Read):
+    """An open complaint at the same place about the same problem, as any resident may see
+    it (the tracker's public summary: nothing about its reporter)."""
+
+    complaint_id: str
+    state: str
+    department_name: str | None = None
+    dong: str
+    filed_on: date
 
 
 class Refusal(_Read):
@@ -132,6 +143,11 @@ class TrackerApi(Protocol):
 
     def changes(self, complaint_id: str, *, resident_token: str) -> AsyncIterator[int]:
         """The sequence of each timeline entry as tracker stores it, live (SSE)."""
+        ...
+
+    async def similar(self, *, dong: str, text: str, department: str) -> list[Similar]:
+        """'이미 접수된 민원이 있어요': open complaints like this one at this 행정동; none when
+        the tracker cannot say (a lookup never stands between a resident and filing)."""
         ...
 
 
@@ -243,6 +259,18 @@ class HttpTracker:
         if response.status_code != 200:
             return []
         return [Summary.model_validate(item) for item in response.json()["items"]]
+
+    async def similar(self, *, dong: str, text: str, department: str) -> list[Similar]:
+        try:
+            response = await self.client.get(
+                f"{self.base_url}/v1/complaints/similar",
+                params={"dong": dong, "text": text[:500], "department": department},
+            )
+            if response.status_code != 200:  # 429, 422, 5xx: file without the offer
+                return []
+            return [Similar.model_validate(item) for item in response.json()["items"]]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return []
 
     async def changes(self, complaint_id: str, *, resident_token: str) -> AsyncIterator[int]:
         url = f"{self.base_url}/v1/complaints/{complaint_id}/events"

@@ -117,7 +117,11 @@ def check(form: FilingForm, texts: Texts, dongs: tuple[str, ...]) -> Errors:
 
 
 def filing_body(
-    form: FilingForm, *, channel: str = "web", resident_token: str | None
+    form: FilingForm,
+    *,
+    channel: str = "web",
+    resident_token: str | None,
+    joins: str | None = None,
 ) -> dict[str, Any]:
     """intake's ``POST /v1/complaints`` body. ``channel_ref`` is the form's own id, so a
     second tap or a reload of the same form files nothing new (intake answers
@@ -133,6 +137,8 @@ def filing_body(
         body["service_code"] = form.service
     if form.photos:
         body["photos"] = list(form.photos)  # ids intake answered for the uploads
+    if joins:
+        body["joins"] = joins  # the open case the resident chose to join
     location: dict[str, Any] = {}
     if form.address:
         location["address"] = form.address

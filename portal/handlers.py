@@ -29,12 +29,14 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from portal import chat, forms, suggestions
 from portal.chat import ChatbotLike, Turn
+from portal.chatbot.bot import ClassifierUnavailable, Classify
 from portal.clients import (
     Complaint,
     Filed,
     IntakeApi,
     Refused,
     ServiceUnavailable,
+    Similar,
     Summary,
     TrackerApi,
 )
@@ -73,6 +75,9 @@ class Portal:
     cookie_max_age: int
     transcript_accepted: bool
     live_retry_seconds: float = 1.0
+    classify: Classify | None = None
+    """Which department a text goes to (routing's), for '이미 접수된 민원이 있어요' when the
+    resident chose no service; without it the offer is made only for a chosen service."""
 
 
 def _is_uuid(value: str) -> bool:
@@ -288,10 +293,25 @@ def routes(portal: Portal) -> APIRouter:
             errors["photos"] = photo_problem
         if errors:
             return await filing_page(request, form, errors, status=422)
+        choice = fields.get("join", "")
+        if not choice:
+            offers = await similar_offers(form)
+            if offers:
+                return await page(
+                    request,
+                    "similar.html",
+                    {
+                        "title": "이미 접수된 민원이 있어요",
+                        "offers": offers,
+                        "carried": {k: v for k, v in fields.items() if k != "join"},
+                        "photos": form.photos,
+                    },
+                )
+        joins = choice if _is_uuid(choice) else None
         resident = resident_of(request)
 
         def body(resident_token: str | None) -> dict[str, Any]:
-            return forms.filing_body(form, resident_token=resident_token)
+            return forms.filing_body(form, resident_token=resident_token, joins=joins)
 
         try:
             result = await portal.intake.file(body(resident))
@@ -311,6 +331,24 @@ def routes(portal: Portal) -> APIRouter:
         remember(response, request, result.resident_token)
         return response
 
+    async def similar_offers(form: forms.FilingForm) -> list[Similar]:
+        """Open complaints like this one at its 행정동, in the department its service (or,
+        failing that, routing's confident classification) names; none without a 행정동."""
+        if not form.dong:
+            return []
+        text = f"{form.title} {form.body}".strip()
+        service = catalogue().by_service_code(form.service) if form.service else None
+        department = service.code if service else None
+        if department is None and portal.classify is not None:
+            try:
+                guess = await portal.classify(text)
+            except ClassifierUnavailable:
+                guess = None
+            department = guess.department if guess is not None and guess.auto else None
+        if department is None:
+            return []
+        return await portal.tracker.similar(dong=form.dong, text=text, department=department)
+
     async def filed(result: Filed, form: forms.FilingForm) -> None:
         await portal.store.follow(
             result.resident_token,
@@ -328,7 +366,6 @@ def routes(portal: Portal) -> APIRouter:
                 text=f"{form.title} {form.body}",
             ),
         )
-
 
     # -- the timeline ---------------------------------------------------------------------
 

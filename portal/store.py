@@ -69,7 +69,6 @@ class PortalStore(Protocol):
     async def signals(self, resident_token: str) -> list[Signal]: ...
 
 
-
 class MongoPortalStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.residents = db["portal_residents"]

@@ -7,13 +7,16 @@ scrolling at 360 px, and photographed at 390×844 into docs/screenshots/."""
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import BrowserContext, FilePayload, Page, expect
 
 from portal.app import create_app
 from portal.settings import PortalSettings
 from tests.browser.conftest import (
+    API_KEYS,
     PHONE,
     InProcessServer,
     Stack,
@@ -270,3 +273,37 @@ def test_filing_with_the_keyboard_alone(stack: Stack, phone: BrowserContext) -> 
     page.keyboard.press("Enter")
     expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
     assert RECEIPT.search(page.locator("main").inner_text())
+
+
+def test_an_open_case_at_the_same_place_is_offered_and_joined(
+    stack: Stack, phone: BrowserContext
+) -> None:
+    page = phone.new_page()
+    first = file_complaint(page, stack, BODY, dong="청라3동")
+    page.goto(f"{stack.portal}/complaints/{first}")
+    expect(page.locator("#progress")).to_contain_text("담당자:", timeout=60_000)
+
+    page.goto(f"{stack.portal}/file")
+    page.get_by_label("민원 내용").fill(BODY)
+    page.get_by_label("행정동").select_option("청라3동")
+    page.get_by_role("button", name="민원 신청", exact=True).click()
+    expect(page.get_by_role("heading", name="이미 접수된 민원이 있어요")).to_be_visible()
+    expect(page.get_by_role("listitem")).to_contain_text("자원순환과")
+    checked(page, "similar")
+
+    page.get_by_role("button", name="이 민원에 함께하기").first.click()
+    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    joined = page.url.split("/complaints/")[1].split("?")[0]
+    assert joined != first
+
+    def linked() -> dict[str, Any] | None:
+        answer = httpx.get(
+            f"{stack.tracker}/v1/staff/complaints/{joined}",
+            headers={"X-Api-Key": API_KEYS["resource-circulation"]},
+            timeout=10,
+        )
+        found: dict[str, Any] = answer.json() if answer.status_code == 200 else {}
+        return found if found.get("linked_to") else None
+
+    view = wait_until(linked, within=60, what="the joined complaint linked to the case")
+    assert view["linked_to"]["complaint_id"] == first

@@ -22,6 +22,7 @@ from portal.clients import (
     Filed,
     Handler,
     Refused,
+    Similar,
     Step,
     Summary,
     Uploaded,
@@ -92,6 +93,13 @@ class FakeIntake:
 class FakeTracker:
     complaints: dict[str, tuple[str, Complaint]] = field(default_factory=dict)
     streams: dict[str, asyncio.Queue[int]] = field(default_factory=dict)
+    offers: dict[tuple[str, str], list[Similar]] = field(default_factory=dict)
+    """'이미 접수된 민원이 있어요' answers, by (행정동, department)."""
+    lookups: list[tuple[str, str]] = field(default_factory=list)
+
+    async def similar(self, *, dong: str, text: str, department: str) -> list[Similar]:
+        self.lookups.append((dong, department))
+        return list(self.offers.get((dong, department), []))
 
     def store(self, resident_token: str, complaint: Complaint) -> None:
         self.complaints[complaint.complaint_id] = (resident_token, complaint)

@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from portal.app import create_app
+from portal.chatbot.bot import Classification
+from portal.clients import Similar
 from portal.handlers import COOKIE
 from portal.settings import PortalSettings
 from tests.fakes.portal import (
@@ -37,6 +39,13 @@ class Portal:
     chatbot: FakeChatbot
 
 
+async def classify(text: str) -> Classification:
+    """Routing, as the unit tier sees it: rubbish is 자원순환과's, with confidence."""
+    if "쓰레기" in text or "소파" in text:
+        return Classification("resource-circulation", 0.9, True)
+    return Classification("civil-affairs", 0.3, False)
+
+
 @pytest.fixture
 async def portal() -> AsyncIterator[Portal]:
     intake, tracker, store = FakeIntake(), FakeTracker(), FakePortalStore()
@@ -48,6 +57,7 @@ async def portal() -> AsyncIterator[Portal]:
         store=store,
         chatbot=chatbot,
         clock=lambda: T0,
+        classify=classify,
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
@@ -541,3 +551,66 @@ def test_links_from_answers_are_web_or_local_only() -> None:
     assert safe_link("javascript:alert(1)") is None
     assert safe_link("//evil.example/x") is None
     assert safe_link("data:text/html,x") is None
+
+
+# -- '이미 접수된 민원이 있어요' -----------------------------------------------------------
+
+CASE_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
+async def start_filing(portal: Portal, **fields: str) -> httpx.Response:
+    form = await portal.client.get("/file")
+    submission_id = re.search(r'name="submission_id" value="([^"]+)"', form.text)
+    assert submission_id is not None
+    return await portal.client.post(
+        "/file", data={"submission_id": submission_id.group(1), "body": BODY} | fields
+    )
+
+
+async def test_an_open_case_like_it_is_offered_and_the_resident_joins_it(portal: Portal) -> None:
+    portal.tracker.offers[("청라2동", "resource-circulation")] = [
+        Similar(
+            complaint_id=CASE_ID,
+            state="handler_assigned",
+            department_name="자원순환과",
+            dong="청라2동",
+            filed_on=T0.date(),
+        )
+    ]
+    offered = await start_filing(portal, dong="청라2동", address="청라로 1", name="김민원")
+    assert offered.status_code == 200
+    assert portal.intake.filings == []  # nothing filed while the resident decides
+    page = text(offered.text)
+    assert "이미 접수된 민원이 있어요" in page
+    assert "자원순환과 · 담당자 지정" in page
+    assert "청라2동 · 2026년 12월 2일 접수" in page
+    assert "청라로 1" not in page  # the other reporter's place is not shown
+    carried = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', offered.text))
+    assert (carried["body"], carried["address"], carried["name"]) == (BODY, "청라로 1", "김민원")
+
+    joined = await portal.client.post("/file", data=carried | {"join": CASE_ID})
+    assert joined.status_code == 303
+    [body] = portal.intake.filings
+    assert (body["joins"], body["body"], body["location"]["dong"]) == (CASE_ID, BODY, "청라2동")
+
+
+async def test_the_resident_may_file_anew_and_nothing_is_offered_without_a_match(
+    portal: Portal,
+) -> None:
+    portal.tracker.offers[("청라2동", "resource-circulation")] = [
+        Similar(complaint_id=CASE_ID, state="assigned", dong="청라2동", filed_on=T0.date())
+    ]
+    offered = await start_filing(portal, dong="청라2동")
+    carried = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', offered.text))
+    anew = await portal.client.post("/file", data=carried | {"join": "new"})
+    assert anew.status_code == 303
+    assert "joins" not in portal.intake.filings[0]
+
+    elsewhere = await start_filing(portal, dong="청라3동")  # no open case there
+    assert elsewhere.status_code == 303
+    unsure = await start_filing(portal, dong="청라2동", body="어디에 물어봐야 할지 모르겠어요")
+    assert unsure.status_code == 303  # routing not confident: no department to look in
+    assert portal.tracker.lookups == [
+        ("청라2동", "resource-circulation"),
+        ("청라3동", "resource-circulation"),
+    ]
