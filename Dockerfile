@@ -67,13 +67,14 @@ ENV PATH=/opt/sotong/venv/bin:$PATH \
     SOTONG_ROUTING_HTTP_HOST=0.0.0.0 \
     SOTONG_TRACKER_HTTP_HOST=0.0.0.0 \
     SOTONG_NOTIFIER_HTTP_HOST=0.0.0.0 \
+    SOTONG_PORTAL_HTTP_HOST=0.0.0.0 \
     SOTONG_NOTIFIER_OUTBOX_PATH=/var/lib/sotong/outbox.jsonl
 
 WORKDIR /var/lib/sotong
 USER 10001:10001
 
-# intake, routing, tracker, notifier (SOTONG_<SERVICE>_HTTP_PORT changes them).
-EXPOSE 8001 8002 8003 8004
+# intake, routing, tracker, notifier, portal (SOTONG_<SERVICE>_HTTP_PORT changes them).
+EXPOSE 8001 8002 8003 8004 8005
 
 # Liveness of whichever service PID 1 runs; readiness (/readyz) is the orchestrator's.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Must equal the ``http_port`` defaults of the settings classes (a unit test checks it).
-DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "tracker": 8003, "notifier": 8004}
+DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "tracker": 8003, "notifier": 8004, "portal": 8005}
 WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
 
 

@@ -24,6 +24,8 @@ from pydantic_settings import BaseSettings
 
 from intake.settings import IntakeSettings
 from notifier.settings import NotifierSettings
+from portal.chatbot.settings import ChatbotSettings
+from portal.settings import PortalSettings
 from routing.settings import RoutingSettings
 from schemas.catalogue import catalogue
 from services.settings import SECRETS_DIR_VARIABLE, ServiceSettings, Settings
@@ -42,6 +44,8 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "notifier": NotifierSettings,
 }
 SERVICES = tuple(SETTINGS)
+RUNS = (*SERVICES, "portal")
+"""What the image runs: the services, and the portal (a channel: no Kafka, no keys)."""
 
 COMPOSE_KAFKA = "kafka:9092"
 COMPOSE_MONGO = "mongo:27017"
@@ -366,7 +370,7 @@ def test_there_is_one_deployment_per_service(
         str(deployment["spec"]["template"]["spec"]["containers"][0]["args"][0])
         for deployment in docs_of_kind(manifests, "Deployment")
     )
-    assert run == sorted(SERVICES)
+    assert run == sorted(RUNS)
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -663,7 +667,8 @@ def local_service() -> Iterator[int]:
 
 def test_healthcheck_default_ports_are_the_settings_defaults(healthcheck: ModuleType) -> None:
     ports: object = healthcheck.DEFAULT_PORTS
-    assert ports == {s: default_port(s) for s in SERVICES}
+    portal = PortalSettings.model_fields["http_port"].default
+    assert ports == {s: default_port(s) for s in SERVICES} | {"portal": portal}
 
 
 @pytest.mark.parametrize(
@@ -910,3 +915,66 @@ def test_compose_services_send_traces_to_the_jaeger_it_runs(
 
 def test_kubernetes_tracing_is_off_until_a_collector_is_named(configmap: dict[str, str]) -> None:
     assert configmap["SOTONG_OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+
+
+# --- the portal: a channel beside the services ----------------------------------------
+
+PORTAL_READS = env_names(PortalSettings) | env_names(ChatbotSettings) | {SECRETS_DIR_VARIABLE}
+
+
+def portal_settings(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[PortalSettings, ChatbotSettings]:
+    for name in PORTAL_READS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return PortalSettings(), ChatbotSettings()
+
+
+def test_compose_runs_the_portal_against_the_services_it_calls(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = compose_service(compose, "portal")
+    assert spec.get("build") == "."
+    assert spec.get("command") == ["portal"]
+    env = compose_env(compose, "portal")
+    assert set(env) <= PORTAL_READS, sorted(set(env) - PORTAL_READS)
+    portal, bot = portal_settings(env, monkeypatch)
+    assert (portal.intake_url, portal.tracker_url) == ("http://intake:8001", "http://tracker:8003")
+    assert (bot.routing_url, bot.intake_url) == ("http://routing:8002", "http://intake:8001")
+    assert portal.mongo.uri.get_secret_value().startswith(f"mongodb://{COMPOSE_MONGO}/")
+    assert portal.mongo.database == compose_env(compose, "intake")["SOTONG_MONGO_DATABASE"]
+    assert (portal.http_host, portal.http_port) == ("0.0.0.0", 8005)
+    assert (8005, 8005) in published_ports(spec)
+    depends = as_mapping(spec.get("depends_on"), "portal depends_on")
+    assert {d: depends[d]["condition"] for d in ("mongo", "intake", "tracker")} == dict.fromkeys(
+        ("mongo", "intake", "tracker"), "service_healthy"
+    )
+    assert spec["healthcheck"]["test"][-2:] == ["/readyz", "portal"]
+
+
+def test_kubernetes_runs_the_portal_against_the_services_it_calls(
+    manifests: dict[str, list[dict[str, Any]]],
+    configmap: dict[str, str],
+    secret_example: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, pod, container = deployment_parts(manifests, "portal")
+    assert container.get("args") == ["portal"]
+    env = {**configmap, **secret_example["stringData"], **kube_env(container)}
+    portal, bot = portal_settings({k: v for k, v in env.items() if k in PORTAL_READS}, monkeypatch)
+    services = {
+        str(doc["metadata"]["name"]): doc["spec"]["ports"][0]["port"]
+        for doc in docs_of_kind(manifests, "Service")
+    }
+    for url in (portal.intake_url, portal.tracker_url, bot.routing_url, bot.intake_url):
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        assert services.get(str(host)) == port, f"{url} is not a Service of the manifests"
+    assert portal.http_port == container_port(container, "http") == 8005
+    assert pod["securityContext"]["runAsUser"] == IMAGE_UID
+    limits = container["resources"]["limits"]
+    assert limits["memory"].endswith("Mi")
+    assert int(limits["memory"].removesuffix("Mi")) >= 512  # the chatbot's tokenizer
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "sotong-portal" in services
