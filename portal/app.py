@@ -16,6 +16,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
@@ -32,6 +33,7 @@ from portal.store import MongoPortalStore, PortalStore
 from portal.suggestions import shipped
 from portal.texts import texts
 from schemas.events import utcnow
+from services import telemetry
 from services.http import service_app
 from services.mongo import Document, database, make_client, ping
 from services.runtime import Clock
@@ -50,13 +52,22 @@ def create_app(
     chatbot: ChatbotLike | None = None,
     clock: Clock | None = None,
     classify: Classify | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
-    """Build the portal; each collaborator left out is the real one built from ``settings``."""
+    """Build the portal; each collaborator left out is the real one built from ``settings``.
+    ``tracer_provider`` defaults to the one ``settings.telemetry`` asks for (none when off)."""
     settings = settings or PortalSettings()
     registry = CollectorRegistry()
+    if tracer_provider is None:
+        tracer_provider = telemetry.provider("portal", settings.telemetry)
+    if tracer_provider is not None:
+        # outgoing calls to intake, tracker and routing carry the request's traceparent
+        telemetry.install_process_wide(tracer_provider)
     mongo: AsyncMongoClient[Document] | None = None
     if store is None:
-        mongo = make_client(settings.mongo, app_name="portal")
+        mongo = make_client(
+            settings.mongo, app_name="portal", listeners=telemetry.mongo_listeners(tracer_provider)
+        )
         store = MongoPortalStore(database(mongo, settings.mongo))
     http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
     streams = httpx.AsyncClient(
@@ -130,6 +141,7 @@ def create_app(
             return PlainTextResponse("다른 사이트에서 보낸 요청은 받지 않아요.", status_code=403)
         return await call_next(request)
 
+    telemetry.instrument_http(app, tracer_provider)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(routes(portal))
     if kakao is not None:

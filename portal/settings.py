@@ -3,7 +3,7 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.settings import MongoSettings
+from services.settings import MongoSettings, TelemetrySettings
 
 
 class PortalSettings(BaseSettings):
@@ -17,6 +17,9 @@ class PortalSettings(BaseSettings):
     http_port: int = 8005
     log_level: str = "INFO"
     mongo: MongoSettings = Field(default_factory=MongoSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    """Traces (``SOTONG_OTEL_*``): a filing's trace starts at the portal's request and goes
+    on through intake, routing, tracker and notifier."""
     intake_url: str = Field(
         default="http://127.0.0.1:8001", description="intake's public HTTP API (filing)."
     )

@@ -952,6 +952,7 @@ def test_compose_runs_the_portal_against_the_services_it_calls(
         ("mongo", "intake", "tracker"), "service_healthy"
     )
     assert spec["healthcheck"]["test"][-2:] == ["/readyz", "portal"]
+    assert portal.telemetry.exporter_otlp_endpoint == "http://jaeger:4318"  # a filing's trace
 
 
 def test_kubernetes_runs_the_portal_against_the_services_it_calls(
