@@ -11,6 +11,10 @@
   ``duplicate_threshold`` alike, and itself a case (not linked to another, not marked
   repeated). The new complaint joins it.
 
+Two reports of the same problem in one consumed batch are matched too: each new
+complaint that joins no stored case and repeats nothing is a :class:`Pending` case the
+batch's later ones may join (the handler it gets in the batch is the one they get).
+
 The candidates come from one indexed query per batch (``RoutingStore.case_candidates``)
 on keys derived here (:func:`repeat_key`, :func:`case_key`), so their number is bounded
 by one resident's concluded complaints in one department, or the open cases of one
@@ -104,6 +108,43 @@ class Filing:
     address: str | None
     lat: float | None
     lon: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pending:
+    """A new complaint of the same batch, as the case a later one of the batch may join:
+    open, received now, its handler not yet chosen (the batch fills it in)."""
+
+    complaint_id: str
+    receipt_number: str
+    department: str | None
+    area: str | None
+    resident_key: str | None
+    terms: tuple[str, ...]
+    address: str | None
+    lat: float | None
+    lon: float | None
+    received_at: datetime | None
+    state: ComplaintState = ComplaintState.RECEIVED
+    concluded_at: datetime | None = None
+    handler: HandlerRef | None = None
+    repeated_of: RepeatedOf | None = None
+    linked_to: LinkedTo | None = None
+
+    @classmethod
+    def of(cls, filing: Filing, receipt_number: str, now: datetime) -> "Pending":
+        return cls(
+            complaint_id=filing.complaint_id,
+            receipt_number=receipt_number,
+            department=filing.department,
+            area=filing.area,
+            resident_key=filing.resident_key,
+            terms=filing.terms,
+            address=filing.address,
+            lat=filing.lat,
+            lon=filing.lon,
+            received_at=now,
+        )
 
 
 @dataclass(frozen=True)

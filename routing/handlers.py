@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from routing.assignment import Load, load_deltas
-from routing.cases import Filing, Link, Matcher, resident_key
+from routing.cases import Filing, Link, Matcher, Pending, resident_key
 from routing.catalogue import Catalogue
 from routing.complaint import Facts, Follow, Message, Routed, Rules, follows, text_of
 from routing.deadlines import WorkingCalendar
@@ -249,12 +249,17 @@ class Routing:
             )
             found[cid] = replace(found.get(cid, _Found(None, ())), repeated_of=None, link=chosen)
         related = await self._related(queue, records)
-        outcomes = {
-            cid: self._decide(
-                records.get(cid), msgs, routed.get(cid), loads, now, found.get(cid), related
+        outcomes: dict[str, _Outcome] = {}
+        for cid, msgs in queue.items():
+            mine = found.get(cid)
+            if mine is not None and mine.link is not None and mine.link.to.complaint_id in outcomes:
+                # a case filed earlier in this batch: its handler was chosen just now
+                decided = outcomes[mine.link.to.complaint_id].after
+                handler = decided.handler if decided is not None else None
+                mine = replace(mine, link=replace(mine.link, handler=handler))
+            outcomes[cid] = self._decide(
+                records.get(cid), msgs, routed.get(cid), loads, now, mine, related
             )
-            for cid, msgs in queue.items()
-        }
         written = [(cid, w) for cid, o in outcomes.items() if (w := o.write()) is not None]
         applied = await self.store.write_many([w for _, w in written])
         lost = {cid for (cid, _), ok in zip(written, applied, strict=True) if not ok}
@@ -374,9 +379,17 @@ class Routing:
         )
         candidates = await self.store.case_candidates(lookup, policy.max_candidates)
         found: dict[str, _Found] = {}
-        for cid, filing in filings.items():
+        pending: list[Pending] = []  # this batch's new cases, for its later duplicates
+        for cid in (c for c in queue if c in filings):  # in the order they came
+            filing = filings[cid]
             repeated = self.cases.matcher.repeated_of(filing, candidates, now)
             link = None if repeated else self.cases.matcher.linked_to(filing, candidates, now)
+            if repeated is None and link is None:
+                link = self.cases.matcher.linked_to(filing, pending, now)
+                if link is None:
+                    filed = queue[cid][0]
+                    assert isinstance(filed, ComplaintFiled)
+                    pending.append(Pending.of(filing, filed.receipt_number, now))
             found[cid] = _Found(filing.resident_key, filing.terms, repeated, link)
         return found
 

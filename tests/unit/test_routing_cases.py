@@ -384,3 +384,24 @@ async def test_a_case_no_longer_open_is_not_joined_the_complaint_is_routed_alone
     for cid in ("c3", "c4"):
         last = h.sent.lifecycle(cid)[-1]
         assert (last.trigger, last.linked_to) == ("assign_handler", None)
+
+
+async def test_duplicates_in_one_batch_join_the_first_of_them(h: Harness) -> None:
+    await h.routing.handle(
+        [
+            complaint("c1", LIGHT, address="청라로 12"),
+            complaint("c2", LIGHT_TOO, phone="010-2222-3333", address="청라로 12"),
+            complaint("c3", "불법 주차 단속 해주세요", phone="010-3333-4444", address="청라로 12"),
+            complaint("c4", LIGHT_TOO, phone="010-4444-5555", address="청라로12"),
+        ]
+    )
+    case = h.sent.lifecycle("c1")[-1]
+    assert case.trigger == "assign_handler"
+    assert case.handler is not None
+    for cid in ("c2", "c4"):
+        last = h.sent.lifecycle(cid)[-1]
+        assert last.trigger == "link"
+        assert last.linked_to is not None
+        assert last.linked_to.complaint_id == "c1"
+        assert last.handler == case.handler  # the handler the case got in this batch
+    assert h.sent.lifecycle("c3")[-1].trigger == "assign_handler"  # another problem
