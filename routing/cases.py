@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -111,19 +111,11 @@ class Filing:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Pending:
+class Pending(Filing):
     """A new complaint of the same batch, as the case a later one of the batch may join:
     open, received now, its handler not yet chosen (the batch fills it in)."""
 
-    complaint_id: str
     receipt_number: str
-    department: str | None
-    area: str | None
-    resident_key: str | None
-    terms: tuple[str, ...]
-    address: str | None
-    lat: float | None
-    lon: float | None
     received_at: datetime | None
     state: ComplaintState = ComplaintState.RECEIVED
     concluded_at: datetime | None = None
@@ -133,18 +125,8 @@ class Pending:
 
     @classmethod
     def of(cls, filing: Filing, receipt_number: str, now: datetime) -> "Pending":
-        return cls(
-            complaint_id=filing.complaint_id,
-            receipt_number=receipt_number,
-            department=filing.department,
-            area=filing.area,
-            resident_key=filing.resident_key,
-            terms=filing.terms,
-            address=filing.address,
-            lat=filing.lat,
-            lon=filing.lon,
-            received_at=now,
-        )
+        known = {f.name: getattr(filing, f.name) for f in fields(Filing)}
+        return cls(**known, receipt_number=receipt_number, received_at=now)
 
 
 @dataclass(frozen=True)
