@@ -186,7 +186,8 @@ class Ingest:
         self.metrics.batch_records.observe(len(records))
         parsed: list[tuple[TrackedEvent, Any]] = []
         for record in records:
-            if record.topic == topics.COMMANDS and not _tracked_command(record.value):
+            # topics may carry a prefix (SOTONG_KAFKA_TOPIC_PREFIX) before their name
+            if record.topic.endswith(topics.COMMANDS) and not _tracked_command(record.value):
                 self.metrics.commands_passed.inc()
                 continue
             try:
