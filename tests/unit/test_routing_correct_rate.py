@@ -85,7 +85,7 @@ def test_correct_is_open_only_before_the_site_check(state: S) -> None:
     with pytest.raises(Refusal) as refusal:
         lifecycle.fire(state, "correct", GuardFacts(corrects=True))
     assert refusal.value.code is RefusalCode.CORRECTION_CLOSED
-    assert "메모" in refusal.value.reason_ko  # what to do instead: a note to the handler
+    assert "담당자에게 알려" in refusal.value.reason_ko  # what to do instead: tell the handler
 
 
 def test_the_correctable_states_are_the_ones_before_work_on_the_facts_starts() -> None:
@@ -194,7 +194,7 @@ def test_after_the_site_check_starts_a_correction_is_refused_with_the_note_offer
     decision = RULES.decide(started, correct(dong="청라3동"), facts(5))
     assert decision.rejection is not None
     assert decision.rejection.code == "correction_closed"
-    assert "메모" in decision.rejection.reason_ko
+    assert "담당자에게 알려" in decision.rejection.reason_ko
 
 
 def test_only_the_resident_corrects_and_rates() -> None:
