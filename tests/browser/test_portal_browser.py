@@ -42,7 +42,7 @@ def file_complaint(page: Page, stack: Stack, body: str = BODY, **fields: str) ->
     if "dong" in fields:
         page.get_by_label("행정동").select_option(fields["dong"])
     page.get_by_role("button", name="민원 신청", exact=True).click()
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     return page.url.split("/complaints/")[1].split("?")[0]
 
 
@@ -68,7 +68,7 @@ def test_file_in_one_screen_and_watch_it_move_live(stack: Stack, phone: BrowserC
     checked(page, "file")
 
     page.get_by_role("button", name="민원 신청", exact=True).click()
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     receipt = receipt_of(page)
     complaint_id = page.url.split("/complaints/")[1].split("?")[0]
     page.evaluate("window.__notReloaded = true")
@@ -128,7 +128,7 @@ def test_errors_beside_fields_and_one_filing_for_a_double_tap(
     page.get_by_label("민원 내용").fill("가로등이 사흘째 꺼져 있어요")
     page.get_by_label("휴대전화").fill("")
     page.get_by_role("button", name="민원 신청", exact=True).dblclick()
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     page.goto(f"{stack.portal}/my")
     expect(page.locator("main")).to_contain_text("접수번호")
     assert page.locator("main").inner_text().count("접수번호") == 1
@@ -293,7 +293,7 @@ def test_chat_answers_and_hands_off_to_a_filed_complaint(
     expect(page.get_by_label("민원 내용")).to_have_value("우리 동네 축제 일정 알려줘")
     checked(page, "chat-handoff")
     page.get_by_role("button", name="이 내용으로 민원 신청").click()
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     assert RECEIPT.search(page.locator("main").inner_text())
 
 
@@ -312,5 +312,5 @@ def test_filing_with_the_keyboard_alone(stack: Stack, phone: BrowserContext) -> 
             break
     assert page.evaluate("document.activeElement.id") == "submit"
     page.keyboard.press("Enter")
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     assert RECEIPT.search(page.locator("main").inner_text())
