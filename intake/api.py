@@ -188,7 +188,11 @@ DepartmentCommand = Annotated[
 class _ResidentAction(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    token: str = Field(min_length=1, max_length=200, description="The tracking token.")
+    token: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The complaint's tracking token, or the resident token of who filed it.",
+    )
     note: Remark = None
 
 
@@ -242,7 +246,8 @@ ResidentRequest = Annotated[
     ProvideInfoAction | WithdrawAction | ReopenAction | CorrectAction | RateAction,
     Field(discriminator="action"),
 ]
-"""What a resident may do with their own complaint, proven by the tracking token."""
+"""What a resident may do with their own complaint, proven by its tracking token or the
+resident token of who filed it."""
 
 
 class CommandAccepted(BaseModel):

@@ -71,3 +71,19 @@ async def test_a_rating_is_published_with_its_comment(intake: Harness) -> None: 
     [command] = intake.commands()
     assert isinstance(command, RateComplaint)
     assert (command.rating, command.comment, command.actor) == (5, "친절했어요", "resident")
+
+
+async def test_the_resident_token_acts_as_well_as_the_tracking_token(intake: Harness) -> None:  # noqa: F811
+    filed = (await intake.file()).json()
+    other = (await intake.file(channel_ref="web-2", resident={})).json()
+    intake.publish.sent.clear()
+    url = f"/v1/complaints/{filed['complaint_id']}/resident-actions"
+    mine = await intake.http.post(
+        url, json={"action": "correct", "title": "새 제목", "token": filed["resident_token"]}
+    )
+    assert mine.status_code == 202
+    theirs = await intake.http.post(
+        url, json={"action": "correct", "title": "새 제목", "token": other["resident_token"]}
+    )
+    assert theirs.status_code == 404
+    assert len(intake.commands()) == 1
