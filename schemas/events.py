@@ -151,9 +151,9 @@ class Rating(BaseModel):
     score: int = Field(ge=1, le=5)
     comment: str | None = Field(
         default=None,
-        max_length=500,
-        description="As the resident wrote it, phone numbers, e-mail addresses and "
-        "주민등록번호 masked.",
+        max_length=1000,
+        description="As the resident wrote it (at most 500 characters), phone numbers, "
+        "e-mail addresses and 주민등록번호 masked: masking can lengthen it (a@b.kr → a***@b.kr).",
     )
 
 

@@ -306,3 +306,16 @@ def test_a_correction_names_something_and_a_dong_of_the_district() -> None:
     )
     assert isinstance(ok, CorrectComplaint)
     assert ok.dong == "청라3동"
+
+
+def test_a_comment_that_masking_lengthens_is_still_taken() -> None:
+    """Masking lengthens e-mail addresses (a@b.kr → a***@b.kr): a comment at the limit full
+    of them must not fail the decision (a failure here would retry the batch forever)."""
+    comment = " ".join(["a@b.kr"] * 71)
+    assert len(comment) <= 500
+    decision = applied(resolved(handled()), rate(3, comment), 40)
+    (event,) = decision.events
+    assert event.rating is not None
+    assert event.rating.comment is not None
+    assert len(event.rating.comment) > 500
+    assert "a@b.kr" not in event.rating.comment
