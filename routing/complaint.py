@@ -462,7 +462,9 @@ class Rules:
         loads: Mapping[str, Load],
     ) -> tuple[list[ComplaintStatusChanged], Changes, Counts]:
         """The corrected facts, and a new handler when the new 행정동 is not the current
-        one's (same department: moving departments stays the department's transfer)."""
+        one's (same department: moving departments stays the department's transfer). A
+        complaint joined to a case (중복민원) keeps the case's handler: the department
+        reads the correction and unlinks it if it is not the same place after all."""
         fields = corrected_fields(complaint, command)
         area = command.dong if "dong" in fields else complaint.area
         given = {
@@ -478,7 +480,8 @@ class Rules:
         )
         events = [corrected]
         dept = self.catalogue.departments.get(complaint.department or "")
-        if "dong" in fields and dept is not None and to_state == ComplaintState.HANDLER_ASSIGNED:
+        movable = to_state == ComplaintState.HANDLER_ASSIGNED and complaint.linked_to is None
+        if "dong" in fields and dept is not None and movable:
             new = handler_for_new_area(
                 dept,
                 self.catalogue.rosters.get(dept.code, ()),

@@ -23,6 +23,7 @@ from schemas.commands import (
     ResolveComplaint,
     StartSiteCheck,
 )
+from schemas.events import LinkedTo
 from schemas.states import ComplaintState as S
 from tests.unit.test_routing_handlers import CATALOGUE, DEPT, filed
 
@@ -86,6 +87,7 @@ def test_correct_is_open_only_before_the_site_check(state: S) -> None:
         lifecycle.fire(state, "correct", GuardFacts(corrects=True))
     assert refusal.value.code is RefusalCode.CORRECTION_CLOSED
     assert "담당자에게 알려" in refusal.value.reason_ko  # what to do instead: tell the handler
+    assert "현장 확인을 시작하기 전에만" in refusal.value.reason_ko
 
 
 def test_the_correctable_states_are_the_ones_before_work_on_the_facts_starts() -> None:
@@ -319,3 +321,14 @@ def test_a_comment_that_masking_lengthens_is_still_taken() -> None:
     assert event.rating.comment is not None
     assert len(event.rating.comment) > 500
     assert "a@b.kr" not in event.rating.comment
+
+
+def test_a_complaint_joined_to_a_case_keeps_the_cases_handler() -> None:
+    complaint = handled().model_copy(
+        update={"linked_to": LinkedTo(complaint_id="case", receipt_number="1", similarity=0.9)}
+    )
+    decision = applied(complaint, correct(dong="청라3동"))
+    assert [e.trigger for e in decision.events] == ["correct"]
+    assert decision.complaint is not None
+    assert decision.complaint.handler == FIRST.ref()
+    assert decision.complaint.area == "청라3동"
