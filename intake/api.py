@@ -13,12 +13,21 @@ by routing, and a refusal appears on ``complaint.rejections`` and in the tracker
 
 from typing import Annotated, Literal
 
-from pydantic import UUID4, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    UUID4,
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from intake.photos import PHOTO_ID
 from schemas import DepartmentAction
-from schemas.catalogue import DepartmentCode
-from schemas.commands import Note, ResidentAction
+from schemas.catalogue import DepartmentCode, known_dong
+from schemas.commands import CORRECTABLE_FIELDS, MAX_RATING_COMMENT, Note, ResidentAction
 from schemas.common import Text
 from schemas.events import Submission
 
@@ -179,7 +188,11 @@ DepartmentCommand = Annotated[
 class _ResidentAction(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    token: str = Field(min_length=1, max_length=200, description="The tracking token.")
+    token: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The complaint's tracking token, or the resident token of who filed it.",
+    )
     note: Remark = None
 
 
@@ -203,10 +216,38 @@ class ReopenAction(_ResidentAction):
     note: Note = Field(description="Why the result does not settle it.")
 
 
+class CorrectAction(_ResidentAction):
+    """정정: fix the address, the 행정동 or the title before the site check starts (at
+    least one). Later, routing refuses it (``correction_closed``): send a note instead."""
+
+    action: Literal[ResidentAction.CORRECT]
+    address: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    dong: Annotated[Text, Field(min_length=1, max_length=40), AfterValidator(known_dong)] | None = (
+        Field(default=None, description="행정동: one of the district's (GET the portal's list).")
+    )
+    title: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "CorrectAction":
+        if all(getattr(self, name) is None for name in CORRECTABLE_FIELDS):
+            raise ValueError("a correction names at least one of address, dong, title")
+        return self
+
+
+class RateAction(_ResidentAction):
+    """만족도: after resolution, once per resolution, 1–5 and an optional comment."""
+
+    action: Literal[ResidentAction.RATE]
+    rating: int = Field(ge=1, le=5, description="1 (매우 불만족) to 5 (매우 만족).")
+    comment: Annotated[Text, Field(max_length=MAX_RATING_COMMENT)] | None = None
+
+
 ResidentRequest = Annotated[
-    ProvideInfoAction | WithdrawAction | ReopenAction, Field(discriminator="action")
+    ProvideInfoAction | WithdrawAction | ReopenAction | CorrectAction | RateAction,
+    Field(discriminator="action"),
 ]
-"""What a resident may do with their own complaint, proven by the tracking token."""
+"""What a resident may do with their own complaint, proven by its tracking token or the
+resident token of who filed it."""
 
 
 class CommandAccepted(BaseModel):

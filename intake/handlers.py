@@ -523,7 +523,8 @@ def routes(
         http: Request,
         idempotency_key: IdempotencyKey = None,
     ) -> CommandAccepted:
-        """The resident answers a 보완 요청, withdraws (취하) or reopens (재민원) a complaint."""
+        """The resident answers a 보완 요청, withdraws (취하), reopens (재민원), corrects
+        (정정: address, 행정동, title before the site check) or rates (만족도) a complaint."""
         if not await store.token_matches(str(complaint_id), request.token):
             raise ApiError(404, "not_found", "no such complaint")
         del idempotency_key  # read by the middleware (intake.idempotency); named for the docs

@@ -98,7 +98,8 @@ class SubmissionStore(Protocol):
         ...
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
-        """Whether ``token`` is this complaint's tracking token (False for no such complaint)."""
+        """Whether ``token`` is this complaint's tracking token or the resident token of
+        the resident who filed it (False for no such complaint)."""
         ...
 
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
@@ -240,11 +241,15 @@ class MongoSubmissionStore:
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
         doc = await self.col.find_one(
-            {"_id": complaint_id}, projection={"event.tracking_token_hash": 1}
+            {"_id": complaint_id},
+            projection={"event.tracking_token_hash": 1, "event.resident_token_hash": 1},
         )
         if doc is None:
             return False
-        return token_matches(token, str(doc["event"]["tracking_token_hash"]))
+        event = doc["event"]
+        return token_matches(token, event["tracking_token_hash"]) or token_matches(
+            token, event.get("resident_token_hash")
+        )
 
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
         if not complaint_ids:

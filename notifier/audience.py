@@ -12,9 +12,9 @@
   names the earlier complaint, its answer, the law and the remedy, and ``link`` tells the
   resident their complaint is worked with an earlier one at the same place.
 - **The handler**, when a complaint becomes theirs or changes under them (assigned,
-  reassigned, reopened, supplemented, withdrawn: the triggers the catalogue's ``staff``
-  part names), at their work mobile (SMS), then work e-mail, from the staff directory
-  (:mod:`notifier.staff`); never at the office landline, which no provider reaches.
+  reassigned, reopened, supplemented, withdrawn, corrected: the triggers the catalogue's
+  ``staff`` part names), at their work mobile (SMS), then work e-mail, from the staff
+  directory (:mod:`notifier.staff`); never at the office landline, which no provider reaches.
 - **The supervisor** (and the handler, unless they are the same person) on a deadline
   warning and breach.
 - **Department systems** subscribed by webhook, for every event of their department
@@ -55,9 +55,11 @@ Source = ComplaintStatusChanged | ComplaintDeadlineAlert
 
 ALIMTALK, SMS, EMAIL, OUTBOX, WEBHOOK = "alimtalk", "sms", "email", "outbox", "webhook"
 PERSON_CHANNELS = (ALIMTALK, SMS, EMAIL)
-UNTOLD_TRIGGERS = frozenset({"mark_repeated", "dismiss_repeated", "unlink"})
+UNTOLD_TRIGGERS = frozenset({"mark_repeated", "dismiss_repeated", "unlink", "rate"})
 """Marks the department decides on: the resident hears of the decision, not the mark
-(a confirmed 반복민원 is told as ``conclude_repeated``)."""
+(a confirmed 반복민원 is told as ``conclude_repeated``). A rating is the resident's own
+act, confirmed on the page: a message about it would tell them nothing (the department
+hears of it by webhook)."""
 DEFAULT_URGENT_STATES = frozenset(
     {ComplaintState.RECEIVED, ComplaintState.RESOLVED, ComplaintState.REJECTED}
 )

@@ -50,6 +50,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas import ComplaintDeadlineAlert, ComplaintState, ComplaintStatusChanged
+from schemas.commands import CORRECTABLE_FIELDS
 from schemas.events import AlertKind
 from services.errors import PermanentError
 
@@ -74,6 +75,7 @@ VARIABLES = frozenset(
         "sender_name",
         "tracking_url",
         "repeated_receipt_number",
+        "corrected_fields",
     }
 )
 """Everything :func:`variables_for` can fill; a template naming anything else fails to load."""
@@ -310,9 +312,15 @@ class Catalogue(BaseModel):
     triggers: dict[str, Entry] = Field(default_factory=dict)
     staff: dict[str, Entry] = Field(default_factory=dict)
     alerts: dict[AlertKind, Entry] = Field(default_factory=dict)
+    field_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="How a resident's correction names each field it changed (정정 항목).",
+    )
 
     @model_validator(mode="after")
     def _complete_and_unique(self) -> Self:
+        if unnamed := [f for f in CORRECTABLE_FIELDS if not self.field_names.get(f)]:
+            raise ValueError(f"no field name for correctable field(s): {', '.join(unnamed)}")
         if missing := [s.value for s in ComplaintState if s not in self.templates]:
             raise ValueError(f"no template for state(s): {', '.join(missing)}")
         if missing_alerts := [k.value for k in AlertKind if k not in self.alerts]:
@@ -363,7 +371,11 @@ class Catalogue(BaseModel):
     def values(
         self, event: ComplaintStatusChanged | ComplaintDeadlineAlert, letterhead: Letterhead
     ) -> dict[str, str]:
-        return variables_for(event, letterhead, self.due_date)
+        values = variables_for(event, letterhead, self.due_date)
+        if isinstance(event, ComplaintStatusChanged) and event.correction is not None:
+            names = (self.field_names[f] for f in event.correction.fields)
+            values["corrected_fields"] = ", ".join(names)
+        return values
 
     def subject_for(self, values: Mapping[str, str]) -> str:
         """The subject with the sender's name, within what an LMS title may hold."""

@@ -7,7 +7,7 @@ intake, and reads through tracker. The shapes below name only the fields the pag
 (``tests/fakes/portal.py``) and the browser tier runs these against the real services.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -30,6 +30,16 @@ class Handler(_Read):
     office_phone: str
 
 
+class StepCorrection(_Read):
+    fields: list[str]
+    dong: str | None = None
+
+
+class StepRating(_Read):
+    score: int
+    comment: str | None = None
+
+
 class Step(_Read):
     sequence: int
     state: str
@@ -43,6 +53,8 @@ class Step(_Read):
     remedy: str | None = None
     due_at: datetime | None = None
     actor: str
+    correction: StepCorrection | None = None
+    rating: StepRating | None = None
 
 
 class Similar(_Read):
@@ -78,6 +90,8 @@ class Complaint(_Read):
     reopen_count: int = 0
     timeline: list[Step] = []
     rejections: list[Refusal] = []
+    dong: str | None = None
+    rating: int | None = None
 
 
 class Summary(_Read):
@@ -132,8 +146,16 @@ class IntakeApi(Protocol):
         ...
 
     async def resident_action(
-        self, complaint_id: str, *, action: str, token: str, note: str | None
-    ) -> Refused | None: ...
+        self,
+        complaint_id: str,
+        *,
+        action: str,
+        token: str,
+        note: str | None,
+        fields: Mapping[str, object] | None = None,
+    ) -> Refused | None:
+        """``fields``: what the action carries beside a note (a correction's, a rating's)."""
+        ...
 
 
 class TrackerApi(Protocol):
@@ -207,9 +229,15 @@ class HttpIntake:
         return _refused(response)
 
     async def resident_action(
-        self, complaint_id: str, *, action: str, token: str, note: str | None
+        self,
+        complaint_id: str,
+        *,
+        action: str,
+        token: str,
+        note: str | None,
+        fields: Mapping[str, object] | None = None,
     ) -> Refused | None:
-        body: dict[str, Any] = {"action": action, "token": token}
+        body: dict[str, Any] = {**(fields or {}), "action": action, "token": token}
         if note:
             body["note"] = note
         url = f"{self.base_url}/v1/complaints/{complaint_id}/resident-actions"

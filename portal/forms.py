@@ -179,3 +179,49 @@ def check_note(note: str, texts: Texts, *, required: bool) -> str | None:
     if len(note) > NOTE_MAX:
         return texts.error("note_too_long")
     return None
+
+
+COMMENT_MAX = 500
+TITLE_MAX = 200
+ADDRESS_MAX = 200
+
+
+@dataclass(frozen=True)
+class CorrectionForm:
+    """정정: only what the resident changed travels (an untouched 행정동 is not sent)."""
+
+    address: str = ""
+    dong: str = ""
+    title: str = ""
+
+    def fields(self, current_dong: str | None, current_title: str | None) -> dict[str, str]:
+        changed = {"address": self.address}
+        if self.dong and self.dong != current_dong:
+            changed["dong"] = self.dong
+        if self.title and self.title != current_title:
+            changed["title"] = self.title
+        return {name: value for name, value in changed.items() if value}
+
+
+def check_correction(
+    form: CorrectionForm, texts: Texts, dongs: tuple[str, ...], changed: Mapping[str, str]
+) -> Errors:
+    errors: Errors = {}
+    if len(form.address) > ADDRESS_MAX:
+        errors["correct-address"] = texts.error("address_too_long")
+    if form.dong and form.dong not in dongs:
+        errors["correct-dong"] = texts.error("dong_unknown")
+    if len(form.title) > TITLE_MAX:
+        errors["correct-title"] = texts.error("title_too_long")
+    if not errors and not changed:
+        errors["correct"] = texts.error("correct_empty")
+    return errors
+
+
+def check_rating(rating: str, comment: str, texts: Texts) -> Errors:
+    errors: Errors = {}
+    if rating not in {"1", "2", "3", "4", "5"}:
+        errors["rating"] = texts.error("rating_required")
+    if len(comment.strip()) > COMMENT_MAX:
+        errors["rating-comment"] = texts.error("comment_too_long")
+    return errors

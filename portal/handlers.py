@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -394,6 +394,7 @@ def routes(portal: Portal) -> APIRouter:
             "receipt_number": receipt,
             "complaint": complaint,
             "view": build(complaint, portal.texts) if complaint else None,
+            "dongs": portal.dongs,
         }
 
     async def timeline_page(
@@ -508,6 +509,20 @@ def routes(portal: Portal) -> APIRouter:
             return await timeline_page(
                 request, complaint_id, errors={field: problem}, notes={field: note}, status=422
             )
+        return await send(request, complaint_id, action, field, {field: note}, note=note)
+
+    async def send(
+        request: Request,
+        complaint_id: str,
+        action: str,
+        field: str,
+        typed: dict[str, str],
+        *,
+        note: str = "",
+        fields: Mapping[str, object] | None = None,
+    ) -> Response:
+        """Act as the resident through intake with the complaint's tracking token; a
+        refusal or an outage is shown next to ``field``, with what was typed (``typed``)."""
         resident = resident_of(request)
         token = (
             await portal.store.tracking_token(resident, complaint_id)
@@ -520,22 +535,67 @@ def routes(portal: Portal) -> APIRouter:
             )
         try:
             refused = await portal.intake.resident_action(
-                complaint_id, action=action, token=token, note=note.strip() or None
+                complaint_id, action=action, token=token, note=note.strip() or None, fields=fields
             )
         except ServiceUnavailable:
             return await timeline_page(
                 request,
                 complaint_id,
                 errors={field: portal.texts.error("unavailable")},
-                notes={field: note},
+                notes=typed,
                 status=503,
             )
         if refused is not None:
             message = portal.texts.error("refused", message=refused.message)
             return await timeline_page(
-                request, complaint_id, errors={field: message}, notes={field: note}, status=422
+                request, complaint_id, errors={field: message}, notes=typed, status=422
             )
         return RedirectResponse(f"/complaints/{complaint_id}?done={action}", status_code=303)
+
+    @router.post("/complaints/{complaint_id}/correct")
+    async def correct(
+        request: Request,
+        complaint_id: str,
+        address: Annotated[str, Form()] = "",
+        dong: Annotated[str, Form()] = "",
+        title: Annotated[str, Form()] = "",
+    ) -> Response:
+        """정정: the address, the 행정동 or the title, before the site check starts (routing
+        decides; a refusal comes back on the timeline with what to do instead)."""
+        form = forms.CorrectionForm(address.strip(), dong.strip(), title.strip())
+        typed = {"correct-address": form.address, "correct-dong": form.dong}
+        typed["correct-title"] = form.title
+        try:
+            _, complaint, _ = await complaint_of(request, complaint_id)
+        except ServiceUnavailable as exc:
+            return await unavailable(request, exc)
+        current_dong = complaint.dong if complaint else None
+        changed = form.fields(current_dong, complaint.title if complaint else None)
+        errors = forms.check_correction(form, portal.texts, portal.dongs, changed)
+        if errors:
+            return await timeline_page(
+                request, complaint_id, errors=errors, notes=typed, status=422
+            )
+        return await send(request, complaint_id, "correct", "correct", typed, fields=changed)
+
+    @router.post("/complaints/{complaint_id}/rate")
+    async def rate(
+        request: Request,
+        complaint_id: str,
+        rating: Annotated[str, Form()] = "",
+        comment: Annotated[str, Form()] = "",
+    ) -> Response:
+        """만족도: 1–5 and an optional comment, after resolution, once per resolution."""
+        typed = {"rating": rating, "rating-comment": comment}
+        errors = forms.check_rating(rating, comment, portal.texts)
+        if errors:
+            return await timeline_page(
+                request, complaint_id, errors=errors, notes=typed, status=422
+            )
+        fields: dict[str, object] = {"rating": int(rating)}
+        if comment.strip():
+            fields["comment"] = comment.strip()
+        return await send(request, complaint_id, "rate", "rating", typed, fields=fields)
 
     @router.post("/complaints/{complaint_id}/withdraw")
     async def withdraw(

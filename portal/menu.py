@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.catalogue import district_dongs
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -58,7 +60,6 @@ def menu() -> Menu:
     return Menu.model_validate(json.loads((DATA / "menu.json").read_text(encoding="utf-8")))
 
 
-@cache
 def dongs() -> tuple[str, ...]:
-    data = json.loads((DATA / "dongs.json").read_text(encoding="utf-8"))
-    return tuple(data["dongs"])
+    """The district's 행정동, from the contract data intake and routing check against."""
+    return district_dongs()

@@ -32,6 +32,8 @@ class Texts(BaseModel):
     due_label: str
     overdue: str
     errors: dict[str, str]
+    field_names: dict[str, str] = {}
+    """How the page names the fields a correction (정정) changed."""
 
     def state(self, state: str | None) -> str:
         return self.states.get(state or "unknown", self.states["unknown"])

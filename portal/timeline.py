@@ -24,6 +24,11 @@ ENDED = {S.REJECTED, S.WITHDRAWN}
 WITHDRAWABLE = {S.RECEIVED, S.ASSIGNED, S.HANDLER_ASSIGNED, S.SITE_CHECK, S.REVIEWING}
 WITHDRAWABLE |= {S.INFO_REQUESTED}
 REOPENABLE = {S.RESOLVED, S.CLOSED}
+CORRECTABLE = {S.RECEIVED, S.ASSIGNED, S.HANDLER_ASSIGNED}
+"""As routing's lifecycle allows 정정 (``routing/lifecycle.py``); later the page offers to
+tell the handler instead."""
+TELL_THE_HANDLER = {S.SITE_CHECK, S.REVIEWING}
+RATEABLE = REOPENABLE
 
 
 def kst(moment: datetime | None) -> str:
@@ -73,6 +78,14 @@ class TimelineView:
     can_reopen: bool
     refusals: list[str]
     last_sequence: int
+    can_correct: bool = False
+    tell_the_handler: bool = False
+    """Too late to correct (the site check started): the handler is the one to tell."""
+    can_rate: bool = False
+    rating: int | None = None
+    """This resolution's rating, once given."""
+    dong: str | None = None
+    title: str | None = None
 
 
 def _state(value: str | None) -> S | None:
@@ -82,8 +95,15 @@ def _state(value: str | None) -> S | None:
         return None
 
 
+KEEPS_THE_STEP = {"rate"}
+"""Internal changes that are not a step reached again (a rating leaves the result as it was)."""
+
+
 def _last_reached(timeline: list[Step], state: S) -> Step | None:
-    return next((s for s in reversed(timeline) if s.state == state), None)
+    return next(
+        (s for s in reversed(timeline) if s.state == state and s.trigger not in KEEPS_THE_STEP),
+        None,
+    )
 
 
 def event_text(step: Step, texts: Texts) -> EventView:
@@ -93,12 +113,25 @@ def event_text(step: Step, texts: Texts) -> EventView:
     department = step.department_name or step.department or ""
     handler = step.handler.name if step.handler else ""
     label = texts.note_labels.get(step.trigger, texts.note_labels["other"])
+    note = step.note
+    if step.correction is not None:
+        names = [texts.field_names.get(f, f) for f in step.correction.fields]
+        if "dong" in step.correction.fields and step.correction.dong:
+            names = [
+                f"{name}({step.correction.dong})" if field == "dong" else name
+                for field, name in zip(step.correction.fields, names, strict=True)
+            ]
+        note = ", ".join(names)
+    elif step.rating is not None:
+        note = f"{step.rating.score}점" + (
+            f" · {step.rating.comment}" if step.rating.comment else ""
+        )
     return EventView(
         sequence=step.sequence,
         at=kst(step.occurred_at),
         text=template.format(department=department, handler=handler),
-        note_label=label if step.note else None,
-        note=step.note,
+        note_label=label if note else None,
+        note=note,
         remedy_label=texts.remedy_label if step.remedy else None,
         remedy=step.remedy,
         department=step.department_name,
@@ -143,6 +176,8 @@ def build(complaint: Complaint, texts: Texts) -> TimelineView:
             )
         )
     resolved = _last_reached(timeline, S.RESOLVED)
+    rated = next((s for s in reversed(timeline) if s.trigger == "rate"), None)
+    rated_now = rated is not None and resolved is not None and rated.sequence > resolved.sequence
     return TimelineView(
         state=state.value,
         state_text=texts.state(state.value),
@@ -159,4 +194,10 @@ def build(complaint: Complaint, texts: Texts) -> TimelineView:
         can_reopen=state in REOPENABLE,
         refusals=[r.reason_ko for r in complaint.rejections],
         last_sequence=timeline[-1].sequence if timeline else 0,
+        can_correct=state in CORRECTABLE,
+        tell_the_handler=state in TELL_THE_HANDLER,
+        can_rate=state in RATEABLE and not rated_now,
+        rating=rated.rating.score if rated_now and rated and rated.rating else None,
+        dong=complaint.dong,
+        title=complaint.title,
     )

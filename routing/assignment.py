@@ -81,3 +81,25 @@ def choose_handler(
         ),
     )
     return best.ref()
+
+
+def handler_for_new_area(
+    department: Department,
+    roster: Sequence[Handler],
+    *,
+    current: HandlerRef | None,
+    area: str | None,
+    loads: Mapping[str, Load],
+) -> HandlerRef | None:
+    """After a resident corrects the 행정동: the handler to take over, or None to keep the
+    current one. A handler on duty who covers the new area keeps the complaint (no move
+    for nothing); otherwise the roster rule chooses (:func:`choose_handler`), and choosing
+    the same person again is no move either. Without a handler yet there is nothing to
+    move: the assignment to come reads the new area."""
+    if current is None:
+        return None
+    mine = next((h for h in roster if h.handler_id == current.handler_id), None)
+    if mine is not None and mine.on_duty and (area is None or area in mine.areas):
+        return None
+    chosen = choose_handler(department, roster, area=area, loads=loads)
+    return None if chosen.handler_id == current.handler_id else chosen

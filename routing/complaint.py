@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from routing.assignment import Load, choose_handler
+from routing.assignment import Load, choose_handler, handler_for_new_area
 from routing.cases import Link
 from routing.catalogue import Catalogue, Department
 from routing.deadlines import Period, WorkingCalendar
@@ -27,18 +27,21 @@ from routing.store import RUNNING_CLOCK, Changes, Complaint, Counts, Transfer, a
 from routing.texts import Refusal, RefusalCode, Texts
 from schemas import CommandRejected, ComplaintFiled, ComplaintStatusChanged
 from schemas.commands import (
+    CORRECTABLE_FIELDS,
     AnyCommand,
     ConcludeRepeated,
+    CorrectComplaint,
     DismissRepeated,
     ExtendDeadline,
     ProvideInfo,
+    RateComplaint,
     ReassignHandler,
     RejectComplaint,
     ResolveComplaint,
     TransferComplaint,
     UnlinkComplaint,
 )
-from schemas.events import HandlerRef, RepeatedOf
+from schemas.events import Correction, HandlerRef, Rating, RepeatedOf
 from schemas.pii import mask_text
 from schemas.states import ComplaintState
 
@@ -248,6 +251,7 @@ class Rules:
             lon=coordinates.lon if coordinates else None,
             repeated_of=facts.repeated_of,
             linked_to=facts.link.to if facts.link else None,
+            title=filed.title,
         )
         return Decision(self.scheduled(created), events)
 
@@ -336,6 +340,10 @@ class Rules:
             )
         if isinstance(command, ProvideInfo):
             return replace(common, resume_state=complaint.resume_state)
+        if isinstance(command, CorrectComplaint):
+            return replace(common, corrects=bool(corrected_fields(complaint, command)))
+        if isinstance(command, RateComplaint):
+            return replace(common, rated=complaint.rated)
         return common
 
     def _within_double(self, complaint: Complaint, new_due_at: datetime) -> bool:
@@ -393,6 +401,8 @@ class Rules:
                 },
             )
             return [moved, handled], changes, Counts(transfer_count=1)
+        if isinstance(command, CorrectComplaint):
+            return self._correct(command, complaint, trigger, to_state, base, facts.loads)
         if isinstance(command, ExtendDeadline):
             base["due_at"] = command.new_due_at
             counts = Counts(extensions=1)
@@ -425,15 +435,64 @@ class Rules:
                 else complaint.due_at
             )
             changes = Changes(resume_state=None, paused_at=None)
+        elif isinstance(command, RateComplaint):
+            base["note"] = None
+            base["rating"] = Rating(score=command.rating, comment=mask_text(command.comment))
+            changes = Changes(rated=True)
         elif trigger == "reopen":
             reopened = self.catalogue.departments.get(complaint.department or "")
             if reopened is not None and complaint.handler is None:
                 base["handler"] = self.choose(reopened, complaint.area, facts.loads)
+            changes = Changes(rated=False)
             if reopened is not None:
                 base["due_at"] = self.calendar.due(now, reopened.period(complaint.service_code))
-                changes = Changes(received_at=now, original_due_at=base["due_at"], extensions=0)
+                changes = Changes(
+                    received_at=now, original_due_at=base["due_at"], extensions=0, rated=False
+                )
             counts = Counts(reopen_count=1)
         return [self._first(complaint, trigger, to_state, base)], changes, counts
+
+    def _correct(
+        self,
+        command: CorrectComplaint,
+        complaint: Complaint,
+        trigger: str,
+        to_state: ComplaintState,
+        base: dict[str, Any],
+        loads: Mapping[str, Load],
+    ) -> tuple[list[ComplaintStatusChanged], Changes, Counts]:
+        """The corrected facts, and a new handler when the new 행정동 is not the current
+        one's (same department: moving departments stays the department's transfer). A
+        complaint joined to a case (중복민원) keeps the case's handler: the department
+        reads the correction and unlinks it if it is not the same place after all."""
+        fields = corrected_fields(complaint, command)
+        area = command.dong if "dong" in fields else complaint.area
+        given = {
+            "area": area,
+            "address": command.address if "address" in fields else complaint.address,
+            "title": command.title if "title" in fields else complaint.title,
+        }
+        corrected = self._first(
+            complaint,
+            trigger,
+            to_state,
+            base | {"correction": Correction(fields=list(fields), dong=area)},
+        )
+        events = [corrected]
+        dept = self.catalogue.departments.get(complaint.department or "")
+        movable = to_state == ComplaintState.HANDLER_ASSIGNED and complaint.linked_to is None
+        if "dong" in fields and dept is not None and movable:
+            new = handler_for_new_area(
+                dept,
+                self.catalogue.rosters.get(dept.code, ()),
+                current=complaint.handler,
+                area=area,
+                loads=loads,
+            )
+            if new is not None:
+                moved = base | {"handler": new, "actor": "routing", "note": None}
+                events.append(self._next(corrected, "reassign", moved))
+        return events, Changes(**given), Counts()
 
     def _reassign(
         self, command: ReassignHandler, complaint: Complaint, loads: Mapping[str, Load]
@@ -503,6 +562,16 @@ class Rules:
             current_state=state,
             occurred_at=now,
         )
+
+
+def corrected_fields(complaint: Complaint, command: CorrectComplaint) -> tuple[str, ...]:
+    """The fields this correction changes: given, and different from what is stored."""
+    stored = {"address": complaint.address, "dong": complaint.area, "title": complaint.title}
+    return tuple(
+        name
+        for name in CORRECTABLE_FIELDS
+        if (value := getattr(command, name)) is not None and value != stored[name]
+    )
 
 
 def text_of(filed: ComplaintFiled) -> str:

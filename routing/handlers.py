@@ -53,6 +53,7 @@ from schemas.commands import (
     COMMAND_ADAPTER,
     AnyCommand,
     ConcludeRepeated,
+    CorrectComplaint,
     DismissRepeated,
     ReassignHandler,
     ReopenComplaint,
@@ -418,7 +419,10 @@ class Routing:
         for message in messages:
             if isinstance(message, TransferComplaint):
                 found.add(message.to_department)
-            elif isinstance(message, ReassignHandler | ReopenComplaint) and record is not None:
+            elif (
+                isinstance(message, ReassignHandler | ReopenComplaint | CorrectComplaint)
+                and record is not None
+            ):
                 found.add(record.department)
         return found
 

@@ -19,6 +19,10 @@ from schemas.states import ComplaintState as S
 
 _WORKING = [S.HANDLER_ASSIGNED, S.SITE_CHECK, S.REVIEWING]
 _HELD = [S.ASSIGNED, *_WORKING, S.INFO_REQUESTED]
+CORRECTABLE: Final = (S.RECEIVED, S.ASSIGNED, S.HANDLER_ASSIGNED)
+"""정정 is open until the handler starts working on the facts: before the site check, and
+not while a 보완 요청 is open (the resident answers that with provide_info)."""
+RATEABLE: Final = (S.RESOLVED, S.CLOSED)
 
 TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "assign", "source": S.RECEIVED, "dest": S.ASSIGNED},
@@ -87,6 +91,13 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
     },
     {"trigger": "link", "source": _HELD, "dest": None},
     {"trigger": "unlink", "source": _HELD, "dest": None, "conditions": "is_linked"},
+    {
+        "trigger": "correct",
+        "source": list(CORRECTABLE),
+        "dest": None,
+        "conditions": "changes_facts",
+    },
+    {"trigger": "rate", "source": list(RATEABLE), "dest": None, "conditions": "not_rated_yet"},
 ]
 """``dest: None`` is an internal transition: the state stays, the event is still recorded."""
 
@@ -114,6 +125,8 @@ WHO_MAY_FIRE: Final[dict[str, str]] = {
     "dismiss_repeated": DEPARTMENT,
     "link": ROUTING,
     "unlink": DEPARTMENT,
+    "correct": RESIDENT,
+    "rate": RESIDENT,
 }
 """Who may fire each trigger: routing itself (never by command), the resident (through
 intake), or the department responsible for the complaint now."""
@@ -140,6 +153,8 @@ EFFECTS: Final[dict[str, str]] = {
     "dismiss_repeated": "the mark is dropped; the complaint is handled as new",
     "link": "linked_to: the open case; the case's handler; the case's moves are followed",
     "unlink": "the link is dropped; the complaint is handled alone",
+    "correct": "address, 행정동, title as given; a new 행정동 another handler covers: reassign",
+    "rate": "the rating, once per resolution (a reopening allows the next one)",
 }
 """What a trigger changes beside the state (``routing/complaint.py`` carries it out)."""
 
@@ -157,8 +172,17 @@ GUARD_REFUSALS: Final[dict[str, RefusalCode]] = {
     "is_marked_repeated": RefusalCode.NOT_MARKED_REPEATED,
     "earlier_concluded": RefusalCode.EARLIER_NOT_CONCLUDED,
     "is_linked": RefusalCode.NOT_LINKED,
+    "changes_facts": RefusalCode.NOTHING_TO_CORRECT,
+    "not_rated_yet": RefusalCode.ALREADY_RATED,
 }
 """The refusal a failed guard gives; its sentences are in ``routing/data/texts.ko.json``."""
+
+STATE_REFUSALS: Final[dict[str, RefusalCode]] = {
+    "correct": RefusalCode.CORRECTION_CLOSED,
+    "rate": RefusalCode.NOT_RESOLVED,
+}
+"""A resident's trigger fired from a state that does not allow it gets a reason that says
+what to do instead, rather than the generic illegal transition."""
 
 
 def refusal_for_actor(trigger: str, *, actor: str, department: str | None) -> RefusalCode | None:
@@ -196,6 +220,10 @@ class Facts:
     earlier_state: S | None = None
     """The state of the complaint this one is marked as repeating, read with it."""
     linked: bool = False
+    corrects: bool = False
+    """The correction changes at least one fact (worked out against the stored ones)."""
+    rated: bool = False
+    """The current resolution is rated already."""
 
 
 NO_FACTS: Final = Facts()
@@ -260,6 +288,12 @@ class _Subject:
     def is_linked(self, _: EventData) -> bool:
         return self._check("is_linked", self.facts.linked)
 
+    def changes_facts(self, _: EventData) -> bool:
+        return self._check("changes_facts", self.facts.corrects)
+
+    def not_rated_yet(self, _: EventData) -> bool:
+        return self._check("not_rated_yet", not self.facts.rated)
+
     def resumes_handler_assigned(self, _: EventData) -> bool:
         return self.facts.resume_state in (None, S.HANDLER_ASSIGNED)
 
@@ -299,6 +333,8 @@ class Lifecycle:
             try:
                 moved = self.machine.events[trigger].trigger(subject)
             except MachineError:
+                if trigger in STATE_REFUSALS:
+                    raise self.texts.refusal(STATE_REFUSALS[trigger]) from None
                 raise self.texts.refusal(
                     RefusalCode.ILLEGAL_TRANSITION,
                     action=trigger,

@@ -100,6 +100,10 @@ class RoutingRecord(BaseModel):
     """The department's answer (the note of the last resolve)."""
     repeated_of: RepeatedOf | None = None
     linked_to: LinkedTo | None = None
+    title: str | None = None
+    """The title as filed or corrected: a correction that names the same one changes nothing."""
+    rated: bool = False
+    """The resident rated the current resolution (a reopening clears it)."""
 
     def has_processed(self, message_id: str) -> bool:
         return message_id in self.processed
@@ -146,6 +150,10 @@ class Changes(BaseModel):
     result: str | None = None
     repeated_of: RepeatedOf | None = None
     linked_to: LinkedTo | None = None
+    area: str | None = None
+    address: str | None = None
+    title: str | None = None
+    rated: bool | None = None
 
 
 @dataclass(frozen=True)

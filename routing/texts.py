@@ -36,6 +36,10 @@ class RefusalCode(StrEnum):
     NOT_MARKED_REPEATED = "not_marked_repeated"
     EARLIER_NOT_CONCLUDED = "earlier_not_concluded"
     NOT_LINKED = "not_linked"
+    CORRECTION_CLOSED = "correction_closed"
+    NOTHING_TO_CORRECT = "nothing_to_correct"
+    NOT_RESOLVED = "not_resolved"
+    ALREADY_RATED = "already_rated"
     # the handlers: who may act, on what
     UNKNOWN_COMPLAINT = "unknown_complaint"
     NOT_RESPONSIBLE = "not_responsible"

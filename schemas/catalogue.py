@@ -8,6 +8,7 @@ are routing's, in ``routing/data/rosters.json``; turning a kind into a legal per
 routing's too (``routing/deadlines.py``).
 """
 
+import json
 from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache, cached_property
@@ -26,6 +27,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 DEPARTMENTS = Path(__file__).parent / "data" / "departments.json"
+DONGS = Path(__file__).parent / "data" / "dongs.json"
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 
@@ -118,6 +120,21 @@ class DepartmentCatalogue(BaseModel):
 def catalogue() -> DepartmentCatalogue:
     """The catalogue as shipped, read once per process, on first use (not at import)."""
     return DepartmentCatalogue.load()
+
+
+@cache
+def district_dongs() -> tuple[str, ...]:
+    """The district's 행정동 (``schemas/data/dongs.json``): what a filing form offers and
+    what a correction may name. Read once per process, on first use."""
+    data = json.loads(DONGS.read_text(encoding="utf-8"))
+    return tuple(data["dongs"])
+
+
+def known_dong(value: str) -> str:
+    """A validator: ``value`` is one of the district's 행정동."""
+    if value not in district_dongs():
+        raise ValueError("must be one of the district's 행정동 (schemas/data/dongs.json)")
+    return value
 
 
 def _known_department(code: str) -> str:

@@ -1,15 +1,16 @@
 """Commands: imperative, one model per action, discriminated by ``action``.
 
 Department systems send the department actions; the resident's actions (provide_info,
-withdraw, reopen) arrive through intake after the tracking token was checked. An
+withdraw, reopen, correct, rate) arrive through intake after the tracking token was checked. An
 unknown action is a validation error naming the field.
 """
 
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, Field, TypeAdapter, model_validator
 
+from schemas.catalogue import known_dong
 from schemas.common import Text, WireModel
 from schemas.events import new_event_id, utcnow
 
@@ -35,6 +36,8 @@ class ResidentAction(StrEnum):
     PROVIDE_INFO = "provide_info"
     WITHDRAW = "withdraw"
     REOPEN = "reopen"
+    CORRECT = "correct"
+    RATE = "rate"
 
 
 RESIDENT = "resident"
@@ -146,6 +149,38 @@ class ReopenComplaint(_Command):
     action: Literal[ResidentAction.REOPEN] = ResidentAction.REOPEN
 
 
+CORRECTABLE_FIELDS = ("address", "dong", "title")
+"""What a correction may change, in the order the lifecycle event lists them."""
+
+MAX_RATING_COMMENT = 500
+
+
+class CorrectComplaint(_Command):
+    """정정: the resident fixes where (address, 행정동) or the title, before the site check
+    starts; at least one field. Routing refuses it later (a note to the handler then)."""
+
+    action: Literal[ResidentAction.CORRECT] = ResidentAction.CORRECT
+    address: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    dong: Annotated[Text, Field(min_length=1, max_length=40), AfterValidator(known_dong)] | None = (
+        Field(default=None, description="행정동, one of the district's (schemas/data/dongs.json).")
+    )
+    title: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "CorrectComplaint":
+        if all(getattr(self, name) is None for name in CORRECTABLE_FIELDS):
+            raise ValueError("a correction names at least one of address, dong, title")
+        return self
+
+
+class RateComplaint(_Command):
+    """만족도: the resident rates the handling after resolution, once per resolution."""
+
+    action: Literal[ResidentAction.RATE] = ResidentAction.RATE
+    rating: int = Field(ge=1, le=5, description="1 (매우 불만족) to 5 (매우 만족).")
+    comment: Annotated[Text, Field(max_length=MAX_RATING_COMMENT)] | None = None
+
+
 AnyCommand = (
     StartSiteCheck
     | StartReview
@@ -162,22 +197,27 @@ AnyCommand = (
     | ProvideInfo
     | WithdrawComplaint
     | ReopenComplaint
+    | CorrectComplaint
+    | RateComplaint
 )
 ComplaintCommand = Annotated[AnyCommand, Field(discriminator="action")]
 COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(ComplaintCommand)
 
 __all__ = [
     "COMMAND_ADAPTER",
+    "CORRECTABLE_FIELDS",
     "RESIDENT",
     "AnyCommand",
     "CloseComplaint",
     "ComplaintCommand",
     "ConcludeRepeated",
+    "CorrectComplaint",
     "DepartmentAction",
     "DismissRepeated",
     "ExtendDeadline",
     "Note",
     "ProvideInfo",
+    "RateComplaint",
     "ReassignHandler",
     "RejectComplaint",
     "ReopenComplaint",

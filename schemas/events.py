@@ -157,6 +157,29 @@ class LinkedTo(BaseModel):
     )
 
 
+class Correction(BaseModel):
+    """What a resident's correction (정정) changed: the field names, and the 행정동 after it.
+    Never the address or the title themselves: the lifecycle topic is shared with
+    departments, which read the corrected facts from the tracker's department API."""
+
+    model_config = WireModel.model_config
+    fields: list[Literal["address", "dong", "title"]] = Field(min_length=1)
+    dong: str | None = Field(default=None, description="The 행정동 after the correction.")
+
+
+class Rating(BaseModel):
+    """The resident's rating of the handling (만족도): 1–5, the comment masked."""
+
+    model_config = WireModel.model_config
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="As the resident wrote it (at most 500 characters), phone numbers, "
+        "e-mail addresses and 주민등록번호 masked: masking can lengthen it (a@b.kr → a***@b.kr).",
+    )
+
+
 class ComplaintStatusChanged(Event):
     """One state transition of one complaint. ``sequence`` increases by one per complaint.
 
@@ -165,7 +188,9 @@ class ComplaintStatusChanged(Event):
     complaint joined an open case, 중복민원), ``dismiss_repeated`` and ``unlink`` clear
     them, and ``conclude_repeated`` closes the complaint with ``repeated_of`` and the
     earlier answer. A move of a case made for its linked complaints names the case in
-    ``case_of``.
+    ``case_of``. The resident's ``correct`` carries ``correction`` (followed by a
+    ``reassign`` by routing when the new 행정동 is another handler's) and ``rate``
+    carries ``rating``; both keep the state.
     """
 
     event_type: Literal["complaint.status_changed"] = "complaint.status_changed"
@@ -196,6 +221,8 @@ class ComplaintStatusChanged(Event):
     case_of: str | None = Field(
         default=None, description="The case (complaint id) whose move this one follows."
     )
+    correction: Correction | None = None
+    rating: Rating | None = None
 
 
 class CommandRejected(Event):

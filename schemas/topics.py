@@ -60,8 +60,13 @@ OF_EVENT: Final[Mapping[str, str]] = MappingProxyType(
 )
 """Where each event type is published: every event has exactly one topic."""
 
-TRACKED: Final = (FILED, LIFECYCLE, REJECTIONS, NOTIFICATIONS, SLA)
-"""What the tracker stores: everything about a complaint but raw submissions and commands."""
+TRACKED: Final = (FILED, LIFECYCLE, REJECTIONS, NOTIFICATIONS, SLA, COMMANDS)
+"""What the tracker stores: everything about a complaint but raw submissions, and of the
+commands only the resident's corrections (``correct``: the corrected address and title
+travel only there, since the lifecycle topic is shared with departments)."""
+
+TRACKED_COMMANDS: Final = frozenset({"correct"})
+"""The command actions tracker keeps; it passes over the others, which routing reports."""
 
 CHANNELS: Final = "channels"
 """Outside Sotong: KakaoTalk, chatbot, call-centre and Open311 bridges without HTTP."""

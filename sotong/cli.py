@@ -6,7 +6,8 @@ sotong file --body TEXT ...    file a complaint through intake
 sotong status ID               a complaint's state and timeline from tracker
 sotong act ID ACTION           a department command (start_site_check, resolve, transfer, …),
                                as the complaint's current department (looked up in tracker)
-sotong resident ID ACTION      the resident's own actions (provide_info, withdraw, reopen)
+sotong resident ID ACTION      the resident's own actions (provide_info, withdraw, reopen,
+                               correct --dong/--address/--title, rate --rating [--comment])
 sotong due KIND RECEIVED_AT    the legal due time (민원 처리기간) of a complaint
 sotong classify                route JSON lines {"text": ...} from stdin to departments
 sotong classify-eval           evaluate the classifier on a held-out split (or --test FILE)
@@ -388,6 +389,9 @@ def cmd_resident(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"action": args.action, "token": token}
     if args.note:
         body["note"] = args.note
+    for name in ("address", "dong", "title", "rating", "comment"):  # correct, rate
+        if getattr(args, name) is not None:
+            body[name] = getattr(args, name)
     response = httpx.post(
         f"{INTAKE_URL}/v1/complaints/{args.complaint_id}/resident-actions", json=body, timeout=30
     )
@@ -461,11 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     act.set_defaults(func=cmd_act)
 
-    resident = sub.add_parser("resident", help="act as the resident (answer, withdraw, reopen)")
+    resident = sub.add_parser(
+        "resident", help="act as the resident (answer, withdraw, reopen, correct, rate)"
+    )
     resident.add_argument("complaint_id")
     resident.add_argument("action", choices=[a.value for a in ResidentAction])
     resident.add_argument("--note")
     resident.add_argument("--token")
+    resident.add_argument("--address", help="correct: the new address")
+    resident.add_argument("--dong", help="correct: the new 행정동 (one of the district's)")
+    resident.add_argument("--title", help="correct: the new title")
+    resident.add_argument("--rating", type=int, help="rate: 1 to 5")
+    resident.add_argument("--comment", help="rate: an optional comment")
     resident.set_defaults(func=cmd_resident)
 
     bench = sub.add_parser("bench", help="throughput and latency against the raw ceilings")

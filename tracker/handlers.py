@@ -25,6 +25,7 @@ duplicates change nothing.
 - anyone: the statistics, which are counts and durations and nothing else.
 """
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, Field, ValidationError
 
-from schemas import ComplaintState
+from schemas import ComplaintState, topics
 from schemas.catalogue import catalogue
 from schemas.events import utcnow
 from schemas.states import OPEN_STATES
@@ -118,12 +119,35 @@ class IngestMetrics:
             "on its way.",
             registry=registry,
         )
+        self.commands_passed = Counter(
+            "sotong_tracker_commands_passed_total",
+            "Commands tracker read and does not keep (all but corrections): routing reports "
+            "their outcome on complaint.lifecycle and complaint.rejections.",
+            registry=registry,
+        )
         self.batch_records = Histogram(
             "sotong_tracker_batch_records",
             "Records per consumed batch.",
             buckets=BATCH_BUCKETS,
             registry=registry,
         )
+
+
+def _tracked_command(value: bytes | None) -> bool:
+    """Whether a record on ``complaint.commands`` is one tracker keeps (a valid correction).
+    Anything else is passed over, counted: routing owns that topic and dead-letters what
+    it cannot process, so a second dead letter from tracker would only repeat it."""
+    try:
+        action = json.loads(value or b"").get("action")
+    except (ValueError, AttributeError):
+        return False
+    if action not in topics.TRACKED_COMMANDS:
+        return False
+    try:
+        TRACKED_EVENT.validate_json(value or b"")
+    except ValidationError:
+        return False
+    return True
 
 
 async def refresh(store: TrackerStore, complaint_ids: Collection[str]) -> int:
@@ -170,6 +194,10 @@ class Ingest:
         self.metrics.batch_records.observe(len(records))
         parsed: list[tuple[TrackedEvent, Any]] = []
         for record in records:
+            # topics may carry a prefix (SOTONG_KAFKA_TOPIC_PREFIX) before their name
+            if record.topic.endswith(topics.COMMANDS) and not _tracked_command(record.value):
+                self.metrics.commands_passed.inc()
+                continue
             try:
                 parsed.append((TRACKED_EVENT.validate_json(record.value or b""), record))
             except ValidationError as exc:

@@ -31,8 +31,9 @@ from schemas import (
     ComplaintStatusChanged,
     NotificationOutcome,
 )
+from schemas.commands import CorrectComplaint
 from schemas.common import ChatTurn
-from schemas.events import AlertKind, HandlerRef, LinkedTo, Outcome, RepeatedOf
+from schemas.events import AlertKind, Correction, HandlerRef, LinkedTo, Outcome, Rating, RepeatedOf
 from schemas.pii import mask_text
 from schemas.states import OPEN_STATES, ComplaintState
 from tracker.search import search_terms
@@ -43,7 +44,11 @@ AnyTracked = (
     | CommandRejected
     | NotificationOutcome
     | ComplaintDeadlineAlert
+    | CorrectComplaint
 )
+"""``CorrectComplaint`` is the one command tracker keeps: the corrected address and title
+travel only on ``complaint.commands`` (the lifecycle topic is department-shared), and they
+count once routing's ``correct`` change names the command as its cause."""
 TrackedEvent = Annotated[AnyTracked, Field(discriminator="event_type")]
 TRACKED_EVENT: TypeAdapter[AnyTracked] = TypeAdapter(TrackedEvent)
 
@@ -76,6 +81,8 @@ class Transition(Recorded):
     remedy: str | None = None
     due_at: datetime | None
     actor: str
+    correction: Correction | None = None
+    rating: Rating | None = None
 
 
 class Notification(Recorded):
@@ -169,6 +176,10 @@ class ReadModel(Recorded):
         default=None, description="중복민원: the open case this complaint was joined to."
     )
     linked: bool = Field(default=False, description="Joined to a case now.")
+    rating: int | None = Field(
+        default=None, description="The resident's latest rating of the handling (1–5)."
+    )
+    rating_comment: str | None = Field(default=None, description="With it, masked.")
 
 
 def read_model_of(events: Collection[TrackedEvent]) -> ReadModel | None:
@@ -224,8 +235,45 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         notifications=[Notification.model_validate(n, from_attributes=True) for n in notifications],
         rejections=[Rejection.model_validate(r, from_attributes=True) for r in rejections],
         **_marks(changes),
-        **(_filing(filed) if filed else {}),
+        **_rating(changes),
+        **(_corrected(_filing(filed), changes, unique.values()) if filed else {}),
     )
+
+
+def _rating(changes: list[ComplaintStatusChanged]) -> dict[str, Any]:
+    """The latest rating: routing takes one per resolution, so a later one rates a later
+    resolution (after a 재민원)."""
+    rated = [c.rating for c in changes if c.trigger == "rate" and c.rating is not None]
+    latest = rated[-1] if rated else None
+    return {
+        "rating": latest.score if latest else None,
+        "rating_comment": latest.comment if latest else None,
+    }
+
+
+def _corrected(
+    filing: dict[str, Any], changes: list[ComplaintStatusChanged], events: Iterable[TrackedEvent]
+) -> dict[str, Any]:
+    """What intake recorded, with the resident's corrections applied in their order: each
+    ``correct`` change names the fields and the new 행정동; the address and the title come
+    from its command (kept by tracker), and wait for it when it arrives later."""
+    commands = {e.event_id: e for e in events if isinstance(e, CorrectComplaint)}
+    for change in changes:
+        if change.trigger != "correct" or change.correction is None:
+            continue
+        fields = set(change.correction.fields)
+        if "dong" in fields:
+            filing["dong"] = change.correction.dong
+        command = commands.get(change.caused_by or "")
+        if command is None:
+            continue
+        if "title" in fields and command.title is not None:
+            filing["title"] = command.title
+            text = f"{command.title}\n{filing['body']}"
+            filing["search_terms"] = list(search_terms(mask_text(text)))
+        if "address" in fields and command.address is not None:
+            filing["resident"] = filing["resident"].model_copy(update={"address": command.address})
+    return filing
 
 
 def _marks(changes: list[ComplaintStatusChanged]) -> dict[str, Any]:

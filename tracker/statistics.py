@@ -19,7 +19,10 @@ Definitions (each rate is null while its denominator is zero):
 - transfer rate: of complaints assigned to a department, the share transferred (이송);
 - auto-routing rate: of complaints routed, the share routed without a person;
 - per department, complaints concluded as 반복민원 (``repeated``) and complaints joined
-  to another resident's case (``linked``, 중복민원).
+  to another resident's case (``linked``, 중복민원);
+- per department, residents' ratings of the handling (만족도, 1–5): how many complaints
+  are rated (each counts once, by its latest rating) and their mean; the mean is
+  withheld with the count.
 """
 
 import math
@@ -54,6 +57,7 @@ class StatisticsRow(BaseModel):
     reopen_count: int = 0
     repeated: bool = False
     linked: bool = False
+    rating: int | None = None
     timeline: list[Stage] = Field(description="In sequence order.")
 
 
@@ -82,6 +86,12 @@ class DepartmentCounts(BaseModel):
     )
     linked: int | None = Field(
         default=0, description="Joined to another resident's case (중복민원). " + SUPPRESSED
+    )
+    ratings: int | None = Field(
+        default=0, description="Complaints the resident rated (만족도). " + SUPPRESSED
+    )
+    rating_mean: float | None = Field(
+        default=None, description="Their mean rating, 1–5; null with no ratings or withheld."
     )
 
 
@@ -168,6 +178,9 @@ def statistics(rows: Iterable[StatisticsRow]) -> Statistics:
             marks = cases.setdefault(department, Counter())
             marks["repeated"] += row.repeated
             marks["linked"] += row.linked
+            if row.rating is not None:
+                marks["ratings"] += 1
+                marks["rating_sum"] += row.rating
             transferred += row.transfer_count > 0
         if row.auto_routed is not None:
             routed += 1
@@ -192,6 +205,8 @@ def statistics(rows: Iterable[StatisticsRow]) -> Statistics:
                 by_state=dict(sorted(counts.items())),
                 repeated=cases[code]["repeated"],
                 linked=cases[code]["linked"],
+                ratings=cases[code]["ratings"],
+                rating_mean=mean_rating(cases[code]),
             )
             for code, counts in sorted(by_department.items())
         },
@@ -202,6 +217,10 @@ def statistics(rows: Iterable[StatisticsRow]) -> Statistics:
         transfer_rate=rate(transferred, assigned),
         auto_routing_rate=rate(auto, routed),
     )
+
+
+def mean_rating(marks: Counter[str]) -> float | None:
+    return round(marks["rating_sum"] / marks["ratings"], 2) if marks["ratings"] else None
 
 
 def suppressed(stats: Statistics, minimum: int) -> Statistics:
@@ -236,6 +255,8 @@ def suppressed(stats: Statistics, minimum: int) -> Statistics:
                     by_state={state: count(n) for state, n in d.by_state.items()},
                     repeated=count(d.repeated),
                     linked=count(d.linked),
+                    ratings=count(d.ratings),
+                    rating_mean=d.rating_mean if count(d.ratings) is not None else None,
                 )
                 for code, d in stats.by_department.items()
             },

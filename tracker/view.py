@@ -24,7 +24,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from schemas import ComplaintState
 from schemas.common import PHONE_PATTERN, ChatTurn, mask_name, mask_phone
-from schemas.events import Outcome
+from schemas.events import Correction, Outcome, Rating
 from schemas.pii import mask_text
 
 _PHONE = re.compile(PHONE_PATTERN)
@@ -94,6 +94,10 @@ class TimelineEntry(BaseModel):
     remedy: str | None = Field(default=None, description="On rejection: what the resident can do.")
     due_at: datetime | None
     actor: str
+    correction: Correction | None = Field(
+        default=None, description="On a correction (정정): which fields, the new 행정동."
+    )
+    rating: Rating | None = Field(default=None, description="On a rating (만족도).")
 
 
 class NotificationView(BaseModel):
@@ -159,6 +163,9 @@ class _Complaint(_NestsDepartment):
 
 class ComplaintView(_Complaint):
     """A complaint as its resident sees it."""
+
+    dong: str | None = Field(default=None, description="행정동, as filed or corrected.")
+    rating: int | None = Field(default=None, description="The resident's latest rating (1–5).")
 
     resident: Annotated[ResidentView, BeforeValidator(_unknown_if_none(ResidentView))]
 

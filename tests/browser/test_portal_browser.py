@@ -1,6 +1,7 @@
 """A resident on a phone, on the real stack: file in one screen, read the receipt number,
 watch the timeline move while the department acts through the API, come back with the
-cookie, answer a 보완 요청, keep favourites, and the chat page's handoff to a filing.
+cookie, answer a 보완 요청, correct the 행정동 and see a new handler, rate the result, keep
+favourites, and the chat page's handoff to a filing.
 
 Every page is checked by axe-core (no serious or critical violation), for horizontal
 scrolling at 360 px, and photographed at 390×844 into docs/screenshots/."""
@@ -44,7 +45,7 @@ def file_complaint(page: Page, stack: Stack, body: str = BODY, **fields: str) ->
     if "dong" in fields:
         page.get_by_label("행정동").select_option(fields["dong"])
     page.get_by_role("button", name="민원 신청", exact=True).click()
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     return page.url.split("/complaints/")[1].split("?")[0]
 
 
@@ -70,7 +71,7 @@ def test_file_in_one_screen_and_watch_it_move_live(stack: Stack, phone: BrowserC
     checked(page, "file")
 
     page.get_by_role("button", name="민원 신청", exact=True).click()
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     receipt = receipt_of(page)
     complaint_id = page.url.split("/complaints/")[1].split("?")[0]
     page.evaluate("window.__notReloaded = true")
@@ -130,7 +131,7 @@ def test_errors_beside_fields_and_one_filing_for_a_double_tap(
     page.get_by_label("민원 내용").fill("가로등이 사흘째 꺼져 있어요")
     page.get_by_label("휴대전화").fill("")
     page.get_by_role("button", name="민원 신청", exact=True).dblclick()
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     page.goto(f"{stack.portal}/my")
     expect(page.locator("main")).to_contain_text("접수번호")
     assert page.locator("main").inner_text().count("접수번호") == 1
@@ -194,6 +195,49 @@ def test_answer_an_info_request_then_withdraw(stack: Stack, phone: BrowserContex
     expect(page.locator("#progress")).to_contain_text("지금 단계: 취하", timeout=30_000)
 
 
+def test_correct_the_dong_see_a_new_handler_then_rate(stack: Stack, phone: BrowserContext) -> None:
+    page = phone.new_page()
+    complaint_id = file_complaint(
+        page, stack, "아파트 분리수거장 옆에 헌 소파가 버려져 있어요", dong="청라2동"
+    )
+    progress, actions = page.locator("#progress"), page.locator("#actions")
+    expect(progress).to_contain_text("담당 부서: 자원순환과", timeout=60_000)
+    expect(progress).to_contain_text("담당자: 이지우", timeout=60_000)  # 청라2동's handler
+
+    page.get_by_text("접수 내용 정정하기").click()
+    page.get_by_label("행정동").select_option("청라3동")
+    page.get_by_label("주소 (바뀐 경우에만)").fill("인천 서구 청라라임로 77")
+    page.get_by_role("button", name="정정 내용 보내기").click()
+    expect(page.get_by_text("정정 내용을 보냈어요.")).to_be_visible()
+    expect(progress).to_contain_text("접수 내용을 정정했습니다.", timeout=30_000)
+    expect(progress).to_contain_text("정정한 항목: 주소, 행정동(청라3동)")
+    expect(progress).to_contain_text("담당자가 바뀌었습니다.", timeout=30_000)
+    expect(progress).to_contain_text("담당자: 조현우")  # 청라3동's, same department
+    expect(progress).to_contain_text("담당 부서: 자원순환과")
+    checked(page, "corrected")
+
+    stack.act(complaint_id, "resource-circulation", action="start_site_check")
+    expect(actions).to_contain_text("이제는 이 화면에서 정정할 수 없어요", timeout=30_000)
+    expect(actions).to_contain_text("담당자 조현우")
+    expect(page.get_by_text("접수 내용 정정하기")).to_have_count(0)
+
+    stack.act(complaint_id, "resource-circulation", action="resolve", note="수거했습니다")
+    expect(page.get_by_text("처리 결과에 얼마나 만족하시나요?")).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="평가 보내기").click()
+    expect(page.locator("#rating-error")).to_have_text("만족도를 1점부터 5점 사이에서 골라 주세요.")
+    # by keyboard: focus the first choice (5점), move down one to 4점
+    page.get_by_label("5점 · 매우 만족").focus()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("4점 · 만족")).to_be_checked()
+    page.get_by_label("의견 (선택)").fill("빨리 치워 주셔서 고맙습니다")
+    page.get_by_role("button", name="평가 보내기").click()
+    expect(page.get_by_text("평가를 보냈어요.")).to_be_visible()
+    expect(actions).to_contain_text("이번 처리 결과에 4점을 주셨어요.", timeout=30_000)
+    expect(progress).to_contain_text("만족도: 4점 · 빨리 치워 주셔서 고맙습니다")
+    expect(progress).to_contain_text("처리 결과: 수거했습니다")
+    checked(page, "rated")
+
+
 def test_home_search_favourites_and_large_text(stack: Stack, phone: BrowserContext) -> None:
     page = phone.new_page()
     page.goto(f"{stack.portal}/")
@@ -252,7 +296,7 @@ def test_chat_answers_and_hands_off_to_a_filed_complaint(
     expect(page.get_by_label("민원 내용")).to_have_value("우리 동네 축제 일정 알려줘")
     checked(page, "chat-handoff")
     page.get_by_role("button", name="이 내용으로 민원 신청").click()
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     assert RECEIPT.search(page.locator("main").inner_text())
 
 
@@ -271,7 +315,7 @@ def test_filing_with_the_keyboard_alone(stack: Stack, phone: BrowserContext) -> 
             break
     assert page.evaluate("document.activeElement.id") == "submit"
     page.keyboard.press("Enter")
-    expect(page.get_by_text("민원이 접수됐습니다")).to_be_visible()
+    expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     assert RECEIPT.search(page.locator("main").inner_text())
 
 

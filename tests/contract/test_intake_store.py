@@ -9,6 +9,7 @@ from intake.filing import file_submission, new_receipt_number, new_tracking_toke
 from intake.store import RELAY_GRACE, FiledRecord, MongoSubmissionStore, Refused, SubmissionStore
 from schemas import ComplaintFiled, ComplaintSubmitted
 from schemas.events import PhotoRef
+from schemas.tokens import hash_token
 from tests.fakes.intake import InMemorySubmissionStore, insert
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -179,6 +180,22 @@ async def test_only_the_complaints_own_tracking_token_matches(store: SubmissionS
     assert await store.token_matches(event.complaint_id, "the-wrong-token") is False
     assert await store.token_matches(event.complaint_id, "") is False
     assert await store.token_matches("no-such-complaint", "the-right-token") is False
+
+
+async def test_the_filing_residents_token_matches_too(store: SubmissionStore) -> None:
+    """Issue 12: a resident acts on their complaint with the resident token (the portal's
+    cookie) as well as with the complaint's tracking token; another resident's does not."""
+    mine = filed(tracking="mine-tracking")
+    theirs = filed(tracking="theirs-tracking").model_copy(
+        update={"resident_token_hash": hash_token("their-resident-token")}
+    )
+    await insert(store, mine, "mine-tracking", "resident-token")
+    await insert(store, theirs, "theirs-tracking", "their-resident-token")
+    assert await store.token_matches(mine.complaint_id, "resident-token") is True
+    assert await store.token_matches(theirs.complaint_id, "their-resident-token") is True
+    assert await store.token_matches(mine.complaint_id, "theirs-tracking") is False
+    assert await store.token_matches(mine.complaint_id, "their-resident-token") is False
+    assert await store.token_matches(theirs.complaint_id, "resident-token") is False
 
 
 async def test_a_submission_files_once_and_is_found_by_its_event_id(

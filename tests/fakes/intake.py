@@ -96,7 +96,10 @@ class InMemorySubmissionStore:
         row = self.rows.get(complaint_id)
         if row is None:
             return False
-        return token_matches(token, row.record.filed.tracking_token_hash)
+        filed = row.record.filed
+        return token_matches(token, filed.tracking_token_hash) or token_matches(
+            token, filed.resident_token_hash
+        )
 
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
         return {

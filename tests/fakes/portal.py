@@ -11,7 +11,7 @@ resident token a complaint was filed with, and streams the sequences it is told 
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -79,12 +79,19 @@ class FakeIntake:
         return Uploaded(photo_id)
 
     async def resident_action(
-        self, complaint_id: str, *, action: str, token: str, note: str | None
+        self,
+        complaint_id: str,
+        *,
+        action: str,
+        token: str,
+        note: str | None,
+        fields: Mapping[str, object] | None = None,
     ) -> Refused | None:
         if self.tokens.get(complaint_id) != token:
             return Refused(404, "no such complaint")
         self.actions.append(
             {"complaint_id": complaint_id, "action": action, "token": token, "note": note}
+            | dict(fields or {})
         )
         return None
 

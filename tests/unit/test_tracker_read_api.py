@@ -470,6 +470,8 @@ async def test_small_cells_are_withheld_by_default() -> None:
         "by_state": {"handler_assigned": None},
         "repeated": 0,
         "linked": 0,
+        "ratings": 0,  # issue 12: ratings per department (none here)
+        "rating_mean": None,
     }
     assert figures["transfer_rate"] == {"numerator": None, "denominator": None, "rate": None}
     assert figures["time_in_stage"]["received"]["median_seconds"] is None
