@@ -45,8 +45,17 @@ from schemas.events import Correction, HandlerRef, Rating, RepeatedOf
 from schemas.pii import mask_text
 from schemas.states import ComplaintState
 
-FOLLOWED = frozenset({"start_site_check", "start_review", "resolve", "reject", "close", "reassign"})
-"""A case's moves its linked complaints make too (중복민원): the same step, result and handler."""
+FOLLOWED = frozenset(
+    {"start_site_check", "start_review", "resolve", "reject", "close", "reassign", "extend"}
+)
+"""A case's moves its linked complaints make too (중복민원): the same step, result and handler.
+
+An extension (연장) is followed when it is one for the linked complaint too — its own legal
+limits decide (a later due time than its own, within its first-extension limit; a second
+extension of it is left to the department, which needs that resident's consent) — and
+then with the case's reason and due time. An info request (보완 요청) is not followed: the
+handler asks the case's reporter, and another reporter's answer would be about the same
+problem only by chance."""
 RELEASED = frozenset({"withdraw", "transfer"})
 """A case's moves after which its linked complaints are unlinked and handled alone."""
 
@@ -153,13 +162,22 @@ class Rules:
         if link is None or link.complaint_id != case.complaint_id:
             return Decision(complaint, ignored=True)
         trigger = case.trigger if case.trigger in FOLLOWED else "unlink"
-        try:
-            change = self.lifecycle.fire(
-                complaint.state, trigger, GuardFacts(note=case.note, linked=True)
+        guard = GuardFacts(note=case.note, linked=True, due_at=complaint.due_at)
+        if trigger == "extend":
+            if case.due_at is None:
+                return Decision(complaint, ignored=True)
+            guard = replace(
+                guard,
+                new_due_at=case.due_at,
+                extensions=complaint.extensions,
+                resident_consent=False,
+                within_double=self._within_double(complaint, case.due_at),
             )
+        try:
+            change = self.lifecycle.fire(complaint.state, trigger, guard)
         except Refusal:
             return Decision(complaint, ignored=True)
-        changes = Changes()
+        changes, counts = Changes(), Counts()
         fields: dict[str, Any] = {
             "complaint_id": complaint.complaint_id,
             "receipt_number": complaint.receipt_number,
@@ -176,12 +194,15 @@ class Rules:
         }
         if trigger == "resolve":
             changes = Changes(result=case.note)
+        elif trigger == "extend":
+            fields["due_at"] = case.due_at
+            counts = Counts(extensions=1)
         elif trigger == "unlink":
             fields |= {"linked_to": link, "note": None, "remedy": None}
             changes = Changes(linked_to=None)
         event = self._first(complaint, change.trigger, change.to_state, fields)
         after = advanced(
-            complaint, caused_by=follow.event_id, events=[event], changes=changes, counts=Counts()
+            complaint, caused_by=follow.event_id, events=[event], changes=changes, counts=counts
         )
         return Decision(self.scheduled(after), (event,))
 

@@ -18,8 +18,11 @@ from routing.texts import RefusalCode
 from schemas.commands import (
     ConcludeRepeated,
     DismissRepeated,
+    ExtendDeadline,
     ReopenComplaint,
+    RequestInfo,
     ResolveComplaint,
+    StartReview,
     StartSiteCheck,
     UnlinkComplaint,
     WithdrawComplaint,
@@ -405,3 +408,48 @@ async def test_duplicates_in_one_batch_join_the_first_of_them(h: Harness) -> Non
         assert last.linked_to.complaint_id == "c1"
         assert last.handler == case.handler  # the handler the case got in this batch
     assert h.sent.lifecycle("c3")[-1].trigger == "assign_handler"  # another problem
+
+
+async def test_a_cases_extension_extends_its_linked_complaints_within_their_own_limits(
+    h: Harness,
+) -> None:
+    await _case_with_two_linked(h)
+    due = h.sent.lifecycle("c1")[-1].due_at
+    assert due is not None
+    later = due + timedelta(days=3)
+    await h.routing.on_command(
+        ExtendDeadline(complaint_id="c1", actor=DEPT, new_due_at=later, note="부품 수급 지연")
+    )
+    for cid in ("c2", "c3"):
+        last = h.sent.lifecycle(cid)[-1]
+        assert (last.trigger, last.case_of, last.due_at, last.note) == (
+            "extend",
+            "c1",
+            later,
+            "부품 수급 지연",
+        )
+        stored = await h.store.get(cid)
+        assert stored is not None
+        assert (stored.due_at, stored.extensions) == (later, 1)
+    # a second extension needs each resident's own consent: the case's is not theirs
+    again = later + timedelta(days=2)
+    await h.routing.on_command(
+        ExtendDeadline(
+            complaint_id="c1", actor=DEPT, new_due_at=again, note="추가 지연", resident_consent=True
+        )
+    )
+    assert h.sent.lifecycle("c1")[-1].due_at == again
+    for cid in ("c2", "c3"):
+        assert h.sent.lifecycle(cid)[-1].due_at == later
+
+
+async def test_an_info_request_stays_with_the_cases_reporter(h: Harness) -> None:
+    await _case_with_two_linked(h)
+    await h.routing.on_command(StartSiteCheck(complaint_id="c1", actor=DEPT))
+    await h.routing.on_command(StartReview(complaint_id="c1", actor=DEPT))
+    await h.routing.on_command(
+        RequestInfo(complaint_id="c1", actor=DEPT, note="사진을 보내 주세요")
+    )
+    assert h.sent.lifecycle("c1")[-1].trigger == "request_info"
+    for cid in ("c2", "c3"):
+        assert h.sent.lifecycle(cid)[-1].trigger == "start_review"
