@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from intake.handlers import Accepted, Intake, routes, subscribe
@@ -16,6 +16,7 @@ from intake.idempotency import (
     IdempotentRequests,
     MongoIdempotencyStore,
 )
+from intake.limits import PhoneLimit, Rates, hash_key, route_limits
 from intake.open311 import routes as open311
 from intake.open311.services import open311_services
 from intake.photo_routes import Photos, photo_routes
@@ -30,6 +31,7 @@ from schemas.events import ComplaintSubmitted, utcnow
 from services.draining import DrainGate
 from services.http import BodyLimit
 from services.keys import ApiKeys
+from services.ratelimit import RateLimitMetrics
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
 from services.signing import signer_from, signing_publish
@@ -103,6 +105,15 @@ def create_app(
         ttl=ttl,
         lease=timedelta(seconds=settings.idempotency_lease_seconds),
     )
+    limit_metrics = RateLimitMetrics(runtime.registry, "intake")
+    secret = settings.phone_hash_key
+    phone_limit = PhoneLimit(
+        per_day=settings.filings_per_day_per_phone,
+        key=hash_key(secret.get_secret_value().encode() if secret else None),
+        days=store,
+        clock=clock,
+        metrics=limit_metrics,
+    )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
     subscribe(runtime.subscriber, intake)
     source: ReplaySource = intake.published_since
@@ -162,6 +173,18 @@ def create_app(
     )
     app.add_middleware(BodyLimitBesidesUploads, limit=settings.max_request_bytes)
     app.add_middleware(DrainGate)  # sotong up's Ctrl-C: 503 + Retry-After while draining
+    limits = route_limits(
+        Rates(
+            filings_per_minute=settings.filings_per_minute,
+            filings_per_hour=settings.filings_per_hour,
+            channel_filings_per_minute=settings.channel_filings_per_minute,
+            commands_per_minute=settings.commands_per_minute_per_key,
+            max_keys=settings.rate_limit_max_keys,
+        ),
+        channels=channels,
+        departments=keys,
+        metrics=limit_metrics,
+    )
     app.include_router(
         routes(
             intake=intake,
@@ -172,7 +195,9 @@ def create_app(
             credentialed=frozenset(c.value for c in settings.channel_keys),
             photos=photos,
             clock=clock,
-        )
+            admit_phone=phone_limit.admit_http,
+        ),
+        dependencies=[Depends(limit) for limit in limits],
     )
     app.include_router(
         photo_routes(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -26,6 +26,8 @@ from services.mongo import Document
 
 COLLECTION = "intake_complaints"
 RESIDENTS = "intake_residents"
+PHONE_DAYS = "intake_phone_days"
+"""Filings per (keyed hash of a phone number, day): ``intake.limits.PhoneLimit``."""
 
 
 @dataclass(frozen=True)
@@ -117,11 +119,17 @@ class SubmissionStore(Protocol):
         """Published complaints filed at or after ``since``, oldest first (for a replay)."""
         ...
 
+    async def count_phone(self, key: str, expires_at: datetime) -> int:
+        """Count one more filing under ``key`` (a keyed hash of a phone and a day) and
+        answer the count, this one included; the count goes away after ``expires_at``."""
+        ...
+
 
 class MongoSubmissionStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
         self.residents: AsyncCollection[Document] = db[RESIDENTS]
+        self.phone_days: AsyncCollection[Document] = db[PHONE_DAYS]
 
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
@@ -147,11 +155,24 @@ class MongoSubmissionStore:
                 IndexModel([("published", ASCENDING), ("filed_at", ASCENDING)], name="outbox"),
             ]
         )
+        await self.phone_days.create_indexes(
+            [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")]
+        )
         # documents written before tokens were hashed: keep only the hashes (in the event)
         await self.col.update_many(
             {"tracking_token": {"$exists": True}},
             {"$unset": {"tracking_token": "", "resident_token": ""}},
         )
+
+    async def count_phone(self, key: str, expires_at: datetime) -> int:
+        """One upsert by ``_id``: atomic across intake processes."""
+        doc = await self.phone_days.find_one_and_update(
+            {"_id": key},
+            {"$inc": {"n": 1}, "$setOnInsert": {"expires_at": expires_at}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(doc["n"]) if doc else 1
 
     @staticmethod
     def _record(doc: Document) -> FiledRecord:

@@ -32,6 +32,7 @@ class InMemorySubmissionStore:
     def __init__(self) -> None:
         self.rows: dict[str, _Row] = {}
         self.residents: dict[str, datetime] = {}
+        self.phone_days: dict[str, tuple[int, datetime]] = {}
 
     async def ensure_indexes(self) -> None:
         return None
@@ -91,6 +92,11 @@ class InMemorySubmissionStore:
     async def remember_residents(self, resident_tokens: Collection[str], at: datetime) -> None:
         for token in resident_tokens:
             self.residents.setdefault(hash_token(token), _bson_precision(at))
+
+    async def count_phone(self, key: str, expires_at: datetime) -> int:
+        n, expires = self.phone_days.get(key, (0, _bson_precision(expires_at)))
+        self.phone_days[key] = (n + 1, expires)
+        return n + 1
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
         row = self.rows.get(complaint_id)

@@ -1,0 +1,148 @@
+"""Abuse limits at intake's door (issue 11 §11, §12): a script must not file thousands of
+complaints, nor make the district message a victim's phone thousands of times.
+
+- **Per end user** (``FILING``): filings per minute and per hour from one resident — the
+  client address, or the end user a channel with a valid credential names in
+  ``X-End-User`` (``services.ratelimit.EndUsers``). A credential naming no end user is
+  limited as a whole, more generously. Counted in each process's memory.
+- **Per phone number per day** (``PhoneLimit``): filings naming one phone in the district's
+  day, however they arrive over HTTP (the API and Open311). Counted in MongoDB under a
+  keyed hash of the number (``SubmissionStore.count_phone``), one upsert per filing with
+  a phone, so the count holds across restarts and replicas; the key is never the number.
+- **Per department key** (``COMMANDS``): a department's commands per minute.
+
+Filings over Kafka (``complaint.submissions``) come from channels the district runs and
+are not limited here.
+"""
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from services.keys import ApiKeys
+from services.ratelimit import (
+    Decision,
+    EndUsers,
+    Limits,
+    Rate,
+    RateLimitMetrics,
+    RouteLimit,
+    RouteLimits,
+    phone_digest,
+    too_many,
+)
+from services.runtime import Clock
+
+log = logging.getLogger("sotong.intake.limits")
+
+FILING = "filing"
+PHONE = "phone"
+COMMANDS = "commands"
+FILE_ROUTE = ("POST", "/v1/complaints")
+COMMAND_ROUTE = ("POST", "/v1/complaints/{complaint_id}/commands")
+DISTRICT_TIME = ZoneInfo("Asia/Seoul")
+
+
+class PhoneDays(Protocol):
+    """Where filings per (phone digest, day) are counted: ``SubmissionStore.count_phone``."""
+
+    async def count_phone(self, key: str, expires_at: datetime) -> int: ...
+
+
+@dataclass(frozen=True)
+class PhoneLimit:
+    """At most ``per_day`` filings naming one phone number in the district's day."""
+
+    per_day: int
+    key: bytes
+    days: PhoneDays
+    clock: Clock
+    metrics: RateLimitMetrics
+    timezone: ZoneInfo = DISTRICT_TIME
+
+    async def admit(self, phone: str | None, *, refuse: Callable[[Decision], Exception]) -> None:
+        """Count a filing naming ``phone``; raise ``refuse(decision)`` past the day's limit.
+        A filing without a phone is not counted."""
+        digest = phone_digest(self.key, phone) if phone else None
+        if digest is None:
+            return
+        now = self.clock().astimezone(self.timezone)
+        midnight = datetime.combine(
+            now.date() + timedelta(days=1), datetime.min.time(), self.timezone
+        )
+        counted = await self.days.count_phone(
+            f"{digest}:{now.date().isoformat()}", midnight + timedelta(days=1)
+        )
+        if counted > self.per_day:
+            self.metrics.count(PHONE)
+            wait = (midnight - now).total_seconds()
+            raise refuse(Decision(False, wait, Rate(self.per_day, 86400)))
+
+    async def admit_http(self, phone: str | None) -> None:
+        """``admit`` for intake's own API: the kit's 429."""
+        await self.admit(phone, refuse=lambda d: too_many(PHONE, d, "filings with this number"))
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The limits as settings give them."""
+
+    filings_per_minute: int
+    filings_per_hour: int
+    channel_filings_per_minute: int
+    commands_per_minute: int
+    max_keys: int = 100_000
+
+
+def route_limits(
+    rates: Rates,
+    *,
+    channels: ApiKeys,
+    departments: ApiKeys,
+    metrics: RateLimitMetrics,
+    clock: Callable[[], float] | None = None,
+) -> list[RouteLimits]:
+    """The router-wide dependencies limiting filings per end user and commands per key."""
+    timing = {"clock": clock} if clock is not None else {}
+    filing = RouteLimit(
+        FILING,
+        Limits.of(
+            [Rate(rates.filings_per_minute, 60), Rate(rates.filings_per_hour, 3600)],
+            max_keys=rates.max_keys,
+            **timing,
+        ),
+        per_credential=Limits.of(
+            [Rate(rates.channel_filings_per_minute, 60)], max_keys=64, **timing
+        ),
+        what="filings",
+    )
+    commands = RouteLimit(
+        COMMANDS,
+        None,  # a command without a department key is refused (401) before anything else
+        per_credential=Limits.of([Rate(rates.commands_per_minute, 60)], max_keys=1024, **timing),
+        what="commands",
+    )
+    return [
+        RouteLimits({FILE_ROUTE: filing}, end_users=EndUsers(channels), metrics=metrics),
+        RouteLimits(
+            {COMMAND_ROUTE: commands},
+            end_users=EndUsers(departments, trust_end_user=False),
+            metrics=metrics,
+        ),
+    ]
+
+
+def hash_key(secret: bytes | None) -> bytes:
+    """The phone counts' key; without one configured, a key of this process's own (the
+    counts then start again on every start, and each replica counts alone: a warning)."""
+    if secret:
+        return secret
+    log.warning(
+        "SOTONG_INTAKE_PHONE_HASH_KEY is not set: filings per phone number are counted under "
+        "a key of this process, so the count starts again when it restarts"
+    )
+    return secrets.token_bytes(32)
