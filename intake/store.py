@@ -17,7 +17,7 @@ from typing import Protocol
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from schemas import ComplaintFiled
 from schemas.events import PhotoRef
@@ -165,14 +165,21 @@ class MongoSubmissionStore:
         )
 
     async def count_phone(self, key: str, expires_at: datetime) -> int:
-        """One upsert by ``_id``: atomic across intake processes."""
-        doc = await self.phone_days.find_one_and_update(
-            {"_id": key},
-            {"$inc": {"n": 1}, "$setOnInsert": {"expires_at": expires_at}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        return int(doc["n"]) if doc else 1
+        """One upsert by ``_id``: atomic across intake processes. Two first counts of a day
+        racing may both try to insert; the loser's upsert finds the winner's the second time."""
+        for attempt in range(2):
+            try:
+                doc = await self.phone_days.find_one_and_update(
+                    {"_id": key},
+                    {"$inc": {"n": 1}, "$setOnInsert": {"expires_at": expires_at}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+                return int(doc["n"]) if doc else 1
+            except DuplicateKeyError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _record(doc: Document) -> FiledRecord:
