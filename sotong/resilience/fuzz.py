@@ -218,6 +218,10 @@ async def run(stack: Stack, scenario: Scenario, *, requests: int) -> None:
     max_body = int(stack.env.get("SOTONG_INTAKE_MAX_REQUEST_BYTES", 1024 * 1024))
     async with httpx.AsyncClient(timeout=30) as http:
         for label, path, kwargs, must_refuse in probes(max_body):
+            # each probe as a resident of its own: what answers is the text rule, not the
+            # per-client limit the fuzzing above used up
+            resident = stack.as_resident(f"fuzz-probe-{label}")
+            kwargs = kwargs | {"headers": resident | kwargs.get("headers", {})}
             try:
                 answer = await http.post(f"{stack.url('intake')}{path}", **kwargs)
             except httpx.HTTPError as exc:
