@@ -16,7 +16,7 @@ from intake.idempotency import (
     IdempotentRequests,
     MongoIdempotencyStore,
 )
-from intake.limits import PhoneLimit, Rates, hash_key, route_limits
+from intake.limits import PhoneLimit, Rates, hash_key, open311_limits, route_limits
 from intake.open311 import routes as open311
 from intake.open311.services import open311_services
 from intake.photo_routes import Photos, photo_routes
@@ -173,14 +173,15 @@ def create_app(
     )
     app.add_middleware(BodyLimitBesidesUploads, limit=settings.max_request_bytes)
     app.add_middleware(DrainGate)  # sotong up's Ctrl-C: 503 + Retry-After while draining
+    rates = Rates(
+        filings_per_minute=settings.filings_per_minute,
+        filings_per_hour=settings.filings_per_hour,
+        channel_filings_per_minute=settings.channel_filings_per_minute,
+        commands_per_minute=settings.commands_per_minute_per_key,
+        max_keys=settings.rate_limit_max_keys,
+    )
     limits = route_limits(
-        Rates(
-            filings_per_minute=settings.filings_per_minute,
-            filings_per_hour=settings.filings_per_hour,
-            channel_filings_per_minute=settings.channel_filings_per_minute,
-            commands_per_minute=settings.commands_per_minute_per_key,
-            max_keys=settings.rate_limit_max_keys,
-        ),
+        rates,
         channels=channels,
         departments=keys,
         metrics=limit_metrics,
@@ -232,6 +233,7 @@ def create_app(
                 keys=open311.ClientKeys(settings.open311_keys),
                 clock=clock,
                 media=media_urls if settings.open311_media_urls else None,
+                admit=open311_limits(rates, phone_limit, limit_metrics).admit,
             )
         )
     )

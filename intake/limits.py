@@ -23,8 +23,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from intake.open311.render import Open311Error
+from schemas.events import ComplaintSubmitted
 from services.keys import ApiKeys
 from services.ratelimit import (
+    MAX_END_USER,
     Decision,
     EndUsers,
     Limits,
@@ -134,6 +137,50 @@ def route_limits(
             metrics=metrics,
         ),
     ]
+
+
+@dataclass(frozen=True)
+class Open311Limits:
+    """Open311 POSTs: an app authenticates with its ``api_key`` (in the form), so the end
+    user it names in X-End-User is trusted and limited as a resident; an app naming none is
+    limited as a whole. Then the phone's daily count, as every HTTP filing."""
+
+    per_end_user: Limits
+    per_app: Limits
+    phone: PhoneLimit
+    metrics: RateLimitMetrics
+
+    async def admit(self, app: str, end_user: str | None, submission: ComplaintSubmitted) -> None:
+        named = (end_user or "").strip()[:MAX_END_USER]
+        if named:
+            limited, decision = "client", self.per_end_user.take(f"{app}\0{named}")
+        else:
+            limited, decision = "key", self.per_app.take(app)
+        if not decision.allowed:
+            self.metrics.count(FILING)
+            raise open311_refusal(limited, decision, "filings")
+        await self.phone.admit(
+            submission.resident.phone,
+            refuse=lambda d: open311_refusal(PHONE, d, "filings with this number"),
+        )
+
+
+def open311_refusal(limited: str, decision: Decision, what: str) -> Open311Error:
+    """The kit's 429, in the GeoReport error shape."""
+    refused = too_many(limited, decision, what)
+    return Open311Error(429, refused.message, refused.headers)
+
+
+def open311_limits(rates: Rates, phone: PhoneLimit, metrics: RateLimitMetrics) -> Open311Limits:
+    return Open311Limits(
+        per_end_user=Limits.of(
+            [Rate(rates.filings_per_minute, 60), Rate(rates.filings_per_hour, 3600)],
+            max_keys=rates.max_keys,
+        ),
+        per_app=Limits.of([Rate(rates.channel_filings_per_minute, 60)], max_keys=1024),
+        phone=phone,
+        metrics=metrics,
+    )
 
 
 def hash_key(secret: bytes | None) -> bytes:

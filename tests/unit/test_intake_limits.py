@@ -182,3 +182,57 @@ async def test_a_department_key_sends_so_many_commands_a_minute(intake: Intake) 
     # no key: refused for that (401), not counted against anyone's budget
     assert (await intake.http.post(url, json=command)).status_code == 401
     assert intake.refused("commands") == 2
+
+
+OPEN311_KEY = "open311-app-key"
+OPEN311_FORM = {
+    "api_key": OPEN311_KEY,
+    "service_code": "waste-bulky",
+    "lat": "37.5452",
+    "long": "126.6760",
+    "description": "집 앞에 소파를 내놓았어요",
+    "attribute[item_type]": "sofa",
+    "attribute[item_count]": "1",
+    "attribute[dong]": "청라1동",
+}
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {
+            "open311_keys": {"app": SecretStr(OPEN311_KEY)},
+            "filings_per_minute": 2,
+            "channel_filings_per_minute": 3,
+            "filings_per_day_per_phone": 1,
+        }
+    ],
+)
+async def test_open311_posts_are_limited_per_app_and_end_user_in_its_error_shape(
+    intake: Intake,
+) -> None:
+    async def post(headers: dict[str, str] | None = None, **form: str) -> httpx.Response:
+        return await intake.http.post(
+            "/open311/v2/requests.json", data=OPEN311_FORM | form, headers=headers
+        )
+
+    # the app names its users: each has the per-resident budget
+    for user in ("u1", "u2"):
+        codes = [(await post({"X-End-User": user})).status_code for _ in range(3)]
+        assert codes == [201, 201, 429]
+    refused = await post({"X-End-User": "u1"})
+    [error] = refused.json()  # GeoReport's shape: [{"code", "description"}]
+    assert error["code"] == 429
+    assert error["description"].startswith("client: too many filings")
+    assert int(refused.headers["Retry-After"]) > 0
+    # naming nobody, the app as a whole has the channel's budget
+    codes = [(await post()).status_code for _ in range(4)]
+    assert codes == [201, 201, 201, 429]
+    assert (await post()).json()[0]["description"].startswith("key: ")
+    # a wrong api_key is refused as before, whatever it claims
+    assert (await post({"X-End-User": "u9"}, api_key="wrong")).status_code == 403
+    # the phone's daily count covers Open311 too
+    assert (await post({"X-End-User": "p1"}, phone=PHONE)).status_code == 201
+    again = await post({"X-End-User": "p2"}, phone=PHONE)
+    assert again.status_code == 429
+    assert again.json()[0]["description"].startswith("phone: ")
