@@ -16,7 +16,7 @@ from intake.idempotency import (
     IdempotentRequests,
     MongoIdempotencyStore,
 )
-from intake.limits import PhoneLimit, Rates, hash_key, open311_limits, route_limits
+from intake.limits import PhoneCounts, PhoneLimit, Rates, hash_key, open311_limits, route_limits
 from intake.open311 import routes as open311
 from intake.open311.services import open311_services
 from intake.photo_routes import Photos, photo_routes
@@ -110,7 +110,7 @@ def create_app(
     phone_limit = PhoneLimit(
         per_day=settings.filings_per_day_per_phone,
         key=hash_key(secret.get_secret_value().encode() if secret else None),
-        days=store,
+        counts=PhoneCounts(store),
         clock=clock,
         metrics=limit_metrics,
     )

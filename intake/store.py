@@ -8,16 +8,16 @@ the events of a window can be published again to a broker that lost them
 (``published_since``, ``services.replay``).
 """
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from schemas import ComplaintFiled
 from schemas.events import PhotoRef
@@ -119,9 +119,10 @@ class SubmissionStore(Protocol):
         """Published complaints filed at or after ``since``, oldest first (for a replay)."""
         ...
 
-    async def count_phone(self, key: str, expires_at: datetime) -> int:
-        """Count one more filing under ``key`` (a keyed hash of a phone and a day) and
-        answer the count, this one included; the count goes away after ``expires_at``."""
+    async def count_phones(self, added: Mapping[str, tuple[int, datetime]]) -> dict[str, int]:
+        """Add ``n`` filings under each key (a keyed hash of a phone and a day) and answer
+        each key's count with them, in one write and one read; a key's count goes away
+        after its ``expires_at``."""
         ...
 
 
@@ -164,22 +165,33 @@ class MongoSubmissionStore:
             {"$unset": {"tracking_token": "", "resident_token": ""}},
         )
 
-    async def count_phone(self, key: str, expires_at: datetime) -> int:
-        """One upsert by ``_id``: atomic across intake processes. Two first counts of a day
-        racing may both try to insert; the loser's upsert finds the winner's the second time."""
+    async def count_phones(self, added: Mapping[str, tuple[int, datetime]]) -> dict[str, int]:
+        """Upserts by ``_id`` (atomic per key across intake processes), then one read. Two
+        first counts of a day racing may both insert; the loser's upsert is sent again and
+        then finds the winner's."""
+        if not added:
+            return {}
+        pending = dict(added)
         for attempt in range(2):
-            try:
-                doc = await self.phone_days.find_one_and_update(
+            requests = [
+                UpdateOne(
                     {"_id": key},
-                    {"$inc": {"n": 1}, "$setOnInsert": {"expires_at": expires_at}},
+                    {"$inc": {"n": n}, "$setOnInsert": {"expires_at": expires}},
                     upsert=True,
-                    return_document=ReturnDocument.AFTER,
                 )
-                return int(doc["n"]) if doc else 1
-            except DuplicateKeyError:
-                if attempt:
+                for key, (n, expires) in pending.items()
+            ]
+            keys = list(pending)
+            try:
+                await self.phone_days.bulk_write(requests, ordered=False)
+                break
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if attempt or any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise
-        raise AssertionError("unreachable")
+                pending = {keys[e["index"]]: pending[keys[e["index"]]] for e in errors}
+        found = self.phone_days.find({"_id": {"$in": list(added)}}, {"n": 1})
+        return {str(doc["_id"]): int(doc["n"]) async for doc in found}
 
     @staticmethod
     def _record(doc: Document) -> FiledRecord:
