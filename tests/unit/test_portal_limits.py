@@ -4,13 +4,14 @@ credential and end user it passes to intake and tracker so they limit each resid
 import json
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from portal.app import create_app
-from portal.clients import END_USER, HttpIntake, HttpTracker
+from portal.clients import END_USER, Filed, HttpIntake, HttpTracker, Refused
 from portal.settings import PortalSettings
 from tests.fakes.portal import T0, FakeChatbot, FakeIntake, FakePortalStore, FakeTracker
 
@@ -105,3 +106,26 @@ async def test_the_portals_settings_carry_its_credentials() -> None:
     )
     assert settings.intake_keys["web"].get_secret_value() == "secret-web-key"
     assert "secret-" not in repr(settings)
+
+
+class LimitedIntake(FakeIntake):
+    async def file(self, body: dict[str, Any]) -> Filed | Refused:
+        return Refused(429, "phone: too many filings with this number (at most 10 a day)")
+
+
+async def test_intakes_limit_reaches_the_resident_in_korean_with_the_form_kept() -> None:
+    app = create_app(
+        PortalSettings(),
+        intake=LimitedIntake(),
+        tracker=FakeTracker(),
+        store=FakePortalStore(),
+        chatbot=FakeChatbot(answers={}),
+        clock=lambda: T0,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
+        page = await file(client)
+    assert page.status_code == 422
+    assert "지금은 더 신청할 수 없어요" in page.text
+    assert "too many" not in page.text
+    assert BODY in page.text  # what was typed is still there
