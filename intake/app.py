@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from intake.handlers import Accepted, Intake, routes, subscribe
@@ -16,8 +17,18 @@ from intake.idempotency import (
     IdempotentRequests,
     MongoIdempotencyStore,
 )
-from intake.limits import PhoneCounts, PhoneLimit, Rates, hash_key, open311_limits, route_limits
+from intake.limits import (
+    PhoneCounts,
+    PhoneLimit,
+    Rates,
+    hash_key,
+    open311_answer,
+    open311_limits,
+    open311_read_limits,
+    route_limits,
+)
 from intake.open311 import routes as open311
+from intake.open311.routes import PREFIX as OPEN311_PREFIX
 from intake.open311.services import open311_services
 from intake.photo_routes import Photos, photo_routes
 from intake.photo_store import MongoPhotoStore, PhotoStore
@@ -29,7 +40,7 @@ from schemas import topics
 from schemas.commands import COMMAND_ADAPTER
 from schemas.events import ComplaintSubmitted, utcnow
 from services.draining import DrainGate
-from services.http import BodyLimit
+from services.http import ApiError, BodyLimit, error_body
 from services.keys import ApiKeys
 from services.ratelimit import RateLimitMetrics
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
@@ -235,6 +246,23 @@ def create_app(
                 media=media_urls if settings.open311_media_urls else None,
                 admit=open311_limits(rates, phone_limit, limit_metrics).admit,
             )
-        )
+        ),
+        dependencies=[
+            Depends(
+                open311_read_limits(
+                    settings.open311_reads_per_minute, settings.rate_limit_max_keys, limit_metrics
+                )
+            )
+        ],
     )
+
+    @app.exception_handler(ApiError)
+    async def refused(request: Request, exc: ApiError) -> Response:
+        """The kit's answer, except on Open311's paths, whose clients read GeoReport's."""
+        if request.url.path.startswith(OPEN311_PREFIX):
+            return open311_answer(request, exc)
+        return JSONResponse(
+            error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers
+        )
+
     return app

@@ -24,9 +24,12 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from intake.open311.render import Open311Error
+from fastapi import Request, Response
+
+from intake.open311.render import Format, Open311Error, error_answer
 from schemas.events import ComplaintSubmitted
 from services.batching import GroupCommit
+from services.http import ApiError
 from services.keys import ApiKeys
 from services.ratelimit import (
     MAX_END_USER,
@@ -211,6 +214,31 @@ def open311_limits(rates: Rates, phone: PhoneLimit, metrics: RateLimitMetrics) -
         phone=phone,
         metrics=metrics,
     )
+
+
+OPEN311_READS = (
+    "/open311/v2/requests.{extension}",
+    "/open311/v2/requests/{service_request_id}.{extension}",
+    "/open311/v2/tokens/{token}.{extension}",
+    "/open311/v2/servicerequestupdates.{extension}",
+)
+"""Open311's public GETs that read the tracker: each costs a tracker call, so limited per
+client (an address; Open311 GETs carry no credential)."""
+
+
+def open311_read_limits(per_minute: int, max_keys: int, metrics: RateLimitMetrics) -> RouteLimits:
+    reads = RouteLimit("open311_reads", Limits.of([Rate(per_minute, 60)], max_keys=max_keys))
+    return RouteLimits(
+        {("GET", path): reads for path in OPEN311_READS}, end_users=EndUsers(None), metrics=metrics
+    )
+
+
+def open311_answer(request: Request, refused: ApiError) -> Response:
+    """A refusal on an Open311 path in GeoReport's error shape, in the format its extension
+    names (``.xml`` or JSON), with the refusal's headers (a 429's Retry-After)."""
+    extension = request.url.path.rsplit(".", 1)[-1]
+    fmt = Format.XML if extension == Format.XML.value else Format.JSON
+    return error_answer(Open311Error(refused.status, refused.message, refused.headers), fmt)
 
 
 def hash_key(secret: bytes | None) -> bytes:

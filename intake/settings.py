@@ -115,6 +115,12 @@ class IntakeSettings(ServiceSettings):
         description="Commands per minute one department key may send (issue 11 §12): generous "
         "for a department system's batch, a wall for a runaway loop. In memory.",
     )
+    open311_reads_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Open311 GETs that read the tracker (requests, tokens, updates) per minute "
+        "from one client address: each is a tracker call. In memory. 429 beyond.",
+    )
     rate_limit_max_keys: int = Field(
         default=100_000,
         ge=100,

@@ -236,3 +236,19 @@ async def test_open311_posts_are_limited_per_app_and_end_user_in_its_error_shape
     again = await post({"X-End-User": "p2"}, phone=PHONE)
     assert again.status_code == 429
     assert again.json()[0]["description"].startswith("phone: ")
+
+
+@pytest.mark.parametrize("limits", [{"open311_reads_per_minute": 2}])
+async def test_open311_reads_are_limited_per_address_in_georeport_shape(intake: Intake) -> None:
+    codes = [(await intake.http.get("/open311/v2/requests/x.json")).status_code for _ in range(2)]
+    refused = await intake.http.get("/open311/v2/tokens/t.xml")  # one budget for the reads
+    assert 429 not in codes
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "30"
+    assert refused.headers["content-type"].startswith("text/xml")
+    assert b"<errors><error><code>429</code><description>client: too many" in refused.content
+    # the discovery and service list are not tracker reads: not limited
+    assert (await intake.http.get("/open311/v2/services.json")).status_code == 200
+    # the rest of intake still answers in the kit's shape
+    bad = await intake.http.post("/v1/complaints", json={})
+    assert bad.json()["error"]["code"] == "invalid_request"
