@@ -33,7 +33,15 @@ from portal.texts import texts
 from schemas.events import utcnow
 from services.http import ApiError, error_body, service_app
 from services.mongo import Document, database, make_client, ping
-from services.ratelimit import EndUsers, Limits, Rate, RateLimitMetrics, RouteLimit, RouteLimits
+from services.ratelimit import (
+    EndUsers,
+    Limits,
+    Rate,
+    RateLimitMetrics,
+    RouteLimit,
+    RouteLimits,
+    address_key,
+)
 from services.runtime import Clock
 
 log = logging.getLogger("sotong.portal")
@@ -73,7 +81,7 @@ class EndUserContext:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client") if scope["type"] == "http" else None
-        token = END_USER.set(client[0] if client else None)
+        token = END_USER.set(address_key(client[0]) if client else None)
         try:
             await self.app(scope, receive, send)
         finally:

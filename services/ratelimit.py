@@ -22,6 +22,7 @@ limit name only: no address, end user or phone ever becomes a label.
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -190,10 +191,26 @@ class Caller:
         return self.channel is None or self.end_user is not None
 
 
+def address_key(host: str) -> str:
+    """The address a limit counts: an IPv4 address as it is, an IPv6 one by its /64 (one
+    subscriber's network: a single home or phone is given a whole /64, and could otherwise
+    take a fresh address for every request)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def client_address(request: Request) -> str:
-    """The TCP peer as the server saw it (behind a proxy, the server's proxy-headers setting
-    decides whether that is the proxy or the client it forwards)."""
-    return request.client.host if request.client else "unknown"
+    """The TCP peer as the server saw it, as a limit counts it (``address_key``). Behind a
+    proxy, the server's proxy-headers setting decides whether that is the proxy or the
+    client it forwards."""
+    return address_key(request.client.host) if request.client else "unknown"
 
 
 class EndUsers:

@@ -17,6 +17,7 @@ from services.ratelimit import (
     RateLimitMetrics,
     RouteLimit,
     RouteLimits,
+    address_key,
     phone_digest,
 )
 
@@ -226,3 +227,12 @@ def test_a_department_key_never_names_an_end_user_when_not_trusted_to() -> None:
     assert not per_key.per_end_user
     anonymous = EndUsers(None).of(Request(scope))
     assert anonymous.key == "address\x00198.51.100.1"
+
+
+def test_an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4() -> None:
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
+    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:203.0.113.7") == "203.0.113.7"
+    assert address_key("203.0.113.7") == "203.0.113.7"
+    assert address_key("testclient") == "testclient"
