@@ -11,6 +11,8 @@ complaints, nor make the district message a victim's phone thousands of times.
   and one read per batch of filings), so the count holds across restarts and replicas;
   the key is never the number.
 - **Per department key** (``COMMANDS``): a department's commands per minute.
+- **Open311** (``Open311Limits``): POSTs per (app, the end user it names), or per app; its
+  tracker-reading GETs per client address (``OPEN311_READS``); refusals in GeoReport's shape.
 
 Filings over Kafka (``complaint.submissions``) come from channels the district runs and
 are not limited here.
