@@ -189,6 +189,7 @@ def create_app(
         filings_per_hour=settings.filings_per_hour,
         channel_filings_per_minute=settings.channel_filings_per_minute,
         commands_per_minute=settings.commands_per_minute_per_key,
+        photos_per_minute=settings.photos_per_minute,
         max_keys=settings.rate_limit_max_keys,
     )
     limits = route_limits(
@@ -224,7 +225,8 @@ def create_app(
             ),
             public=settings.open311_media_urls,
             clock=clock,
-        )
+        ),
+        dependencies=[Depends(limit) for limit in limits],
     )
 
     async def media_urls(complaint_ids: list[str]) -> dict[str, str]:

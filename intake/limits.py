@@ -10,6 +10,8 @@ complaints, nor make the district message a victim's phone thousands of times.
   keyed hash of the number (``SubmissionStore.count_phones``, group-committed: one write
   and one read per batch of filings), so the count holds across restarts and replicas;
   the key is never the number.
+- **Photo uploads** (``PHOTOS``): per end user per minute, as filings (each is up to 10 MB
+  into GridFS).
 - **Per department key** (``COMMANDS``): a department's commands per minute.
 - **Open311** (``Open311Limits``): POSTs per (app, the end user it names), or per app; its
   tracker-reading GETs per client address (``OPEN311_READS``); refusals in GeoReport's shape.
@@ -53,6 +55,8 @@ FILING = "filing"
 PHONE = "phone"
 COMMANDS = "commands"
 FILE_ROUTE = ("POST", "/v1/complaints")
+PHOTO_ROUTE = ("POST", "/v1/photos")
+PHOTOS = "photos"
 COMMAND_ROUTE = ("POST", "/v1/complaints/{complaint_id}/commands")
 DISTRICT_TIME = ZoneInfo("Asia/Seoul")
 
@@ -133,6 +137,7 @@ class Rates:
     filings_per_hour: int
     channel_filings_per_minute: int
     commands_per_minute: int
+    photos_per_minute: int = 10
     max_keys: int = 100_000
 
 
@@ -164,8 +169,20 @@ def route_limits(
         per_credential=Limits.of([Rate(rates.commands_per_minute, 60)], max_keys=1024, **timing),
         what="commands",
     )
+    photos = RouteLimit(
+        PHOTOS,
+        Limits.of([Rate(rates.photos_per_minute, 60)], max_keys=rates.max_keys, **timing),
+        per_credential=Limits.of(
+            [Rate(rates.channel_filings_per_minute, 60)], max_keys=64, **timing
+        ),
+        what="photo uploads",
+    )
     return [
-        RouteLimits({FILE_ROUTE: filing}, end_users=EndUsers(channels), metrics=metrics),
+        RouteLimits(
+            {FILE_ROUTE: filing, PHOTO_ROUTE: photos},
+            end_users=EndUsers(channels),
+            metrics=metrics,
+        ),
         RouteLimits(
             {COMMAND_ROUTE: commands},
             end_users=EndUsers(departments, trust_end_user=False),

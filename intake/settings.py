@@ -115,6 +115,13 @@ class IntakeSettings(ServiceSettings):
         description="Commands per minute one department key may send (issue 11 §12): generous "
         "for a department system's batch, a wall for a runaway loop. In memory.",
     )
+    photos_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Photo uploads (POST /v1/photos) per minute from one end user, as "
+        "filings_per_minute counts them (a channel's credential: channel_filings_per_minute). "
+        "In memory.",
+    )
     open311_reads_per_minute: int = Field(
         default=60,
         ge=1,

@@ -15,7 +15,12 @@ from intake.app import create_app
 from intake.settings import IntakeSettings
 from schemas import topics
 from services.runtime import Runtime
-from tests.fakes.intake import InMemoryIdempotencyStore, InMemorySubmissionStore, RecordingPublish
+from tests.fakes.intake import (
+    InMemoryIdempotencyStore,
+    InMemoryPhotoStore,
+    InMemorySubmissionStore,
+    RecordingPublish,
+)
 
 NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)  # 05:00 on 12-02 in Seoul
 PORTAL = "portal-web-credential"
@@ -71,6 +76,7 @@ async def intake(limits: dict[str, Any]) -> AsyncIterator[Intake]:
         clock=lambda: now[0],
         runtime=runtime,
         idempotency_store=InMemoryIdempotencyStore(),
+        photo_store=InMemoryPhotoStore(),
     )
     transport = httpx.ASGITransport(app, client=("203.0.113.9", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
@@ -252,3 +258,21 @@ async def test_open311_reads_are_limited_per_address_in_georeport_shape(intake: 
     # the rest of intake still answers in the kit's shape
     bad = await intake.http.post("/v1/complaints", json={})
     assert bad.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("limits", [{"photos_per_minute": 2}])
+async def test_photo_uploads_are_limited_per_end_user(intake: Intake) -> None:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(out, format="PNG")
+
+    async def upload(headers: dict[str, str] | None = None) -> int:
+        files = {"file": ("p.png", out.getvalue(), "image/png")}
+        return (await intake.http.post("/v1/photos", files=files, headers=headers)).status_code
+
+    assert [await upload() for _ in range(3)] == [201, 201, 429]
+    assert await upload(portal("a resident")) == 201  # the portal's residents, one by one
+    assert intake.refused("photos") == 1
