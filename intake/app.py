@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -17,7 +18,18 @@ from intake.idempotency import (
     IdempotentRequests,
     MongoIdempotencyStore,
 )
+from intake.limits import (
+    PhoneCounts,
+    PhoneLimit,
+    Rates,
+    hash_key,
+    open311_answer,
+    open311_limits,
+    open311_read_limits,
+    route_limits,
+)
 from intake.open311 import routes as open311
+from intake.open311.routes import PREFIX as OPEN311_PREFIX
 from intake.open311.services import open311_services
 from intake.photo_routes import Photos, photo_routes
 from intake.photo_store import MongoPhotoStore, PhotoStore, sweep_forever
@@ -29,8 +41,9 @@ from schemas import topics
 from schemas.commands import COMMAND_ADAPTER
 from schemas.events import ComplaintSubmitted, utcnow
 from services.draining import DrainGate
-from services.http import BodyLimit
+from services.http import ApiError, BodyLimit, error_body
 from services.keys import ApiKeys
+from services.ratelimit import RateLimitMetrics
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
 from services.signing import signer_from, signing_publish
@@ -112,6 +125,15 @@ def create_app(
         ttl=ttl,
         lease=timedelta(seconds=settings.idempotency_lease_seconds),
     )
+    limit_metrics = RateLimitMetrics(runtime.registry, "intake")
+    secret = settings.phone_hash_key
+    phone_limit = PhoneLimit(
+        per_day=settings.filings_per_day_per_phone,
+        key=hash_key(secret.get_secret_value().encode() if secret else None),
+        counts=PhoneCounts(store),
+        clock=clock,
+        metrics=limit_metrics,
+    )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
     subscribe(runtime.subscriber, intake)
     source: ReplaySource = intake.published_since
@@ -178,6 +200,20 @@ def create_app(
     )
     app.add_middleware(BodyLimitBesidesUploads, limit=settings.max_request_bytes)
     app.add_middleware(DrainGate)  # sotong up's Ctrl-C: 503 + Retry-After while draining
+    rates = Rates(
+        filings_per_minute=settings.filings_per_minute,
+        filings_per_hour=settings.filings_per_hour,
+        channel_filings_per_minute=settings.channel_filings_per_minute,
+        commands_per_minute=settings.commands_per_minute_per_key,
+        photos_per_minute=settings.photos_per_minute,
+        max_keys=settings.rate_limit_max_keys,
+    )
+    limits = route_limits(
+        rates,
+        channels=channels,
+        departments=keys,
+        metrics=limit_metrics,
+    )
     app.include_router(
         routes(
             intake=intake,
@@ -188,7 +224,9 @@ def create_app(
             credentialed=frozenset(c.value for c in settings.channel_keys),
             photos=photos,
             clock=clock,
-        )
+            admit_phone=phone_limit.admit_http,
+        ),
+        dependencies=[Depends(limit) for limit in limits],
     )
     app.include_router(
         photo_routes(
@@ -203,7 +241,8 @@ def create_app(
             ),
             public=settings.open311_media_urls,
             clock=clock,
-        )
+        ),
+        dependencies=[Depends(limit) for limit in limits],
     )
 
     async def media_urls(complaint_ids: list[str]) -> dict[str, str]:
@@ -223,7 +262,25 @@ def create_app(
                 keys=open311.ClientKeys(settings.open311_keys),
                 clock=clock,
                 media=media_urls if settings.open311_media_urls else None,
+                admit=open311_limits(rates, phone_limit, limit_metrics).admit,
             )
-        )
+        ),
+        dependencies=[
+            Depends(
+                open311_read_limits(
+                    settings.open311_reads_per_minute, settings.rate_limit_max_keys, limit_metrics
+                )
+            )
+        ],
     )
+
+    @app.exception_handler(ApiError)
+    async def refused(request: Request, exc: ApiError) -> Response:
+        """The kit's answer, except on Open311's paths, whose clients read GeoReport's."""
+        if request.url.path.startswith(OPEN311_PREFIX):
+            return open311_answer(request, exc)
+        return JSONResponse(
+            error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers
+        )
+
     return app

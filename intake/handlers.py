@@ -350,8 +350,11 @@ def routes(
     credentialed: frozenset[str],
     photos: Photos,
     clock: Clock,
+    admit_phone: Callable[[str | None], Awaitable[None]] | None = None,
 ) -> APIRouter:
-    """The HTTP API, bound to the collaborators the composition root chose."""
+    """The HTTP API, bound to the collaborators the composition root chose. ``admit_phone``
+    counts a filing against its phone number's daily limit (``intake.limits``), raising
+    the 429 past it."""
     router = APIRouter()
 
     def filing_channel(submission: FilingRequest, key: str | None) -> str | None:
@@ -394,7 +397,7 @@ def routes(
                 "and this is that complaint (`duplicate: true`): its id and receipt number "
                 "only, never its tokens.",
             },
-            **refusals(401, 403, 409, 422),
+            **refusals(401, 403, 409, 422, 429),
         },
         tags=["channels"],
     )
@@ -416,6 +419,8 @@ def routes(
         one, and the same Idempotency-Key and body again answer what the first answered."""
         del idempotency_key  # read by the middleware (intake.idempotency); named for the docs
         filing_channel(request, key)
+        if admit_phone is not None:
+            await admit_phone(request.resident.phone)
         fields = {**request.model_dump(exclude={"photos"}), "occurred_at": clock()}
         keyed = getattr(http.state, STATE_KEY, None)
         if keyed is not None:  # a retry after a crash finds the first attempt's complaint
@@ -482,7 +487,7 @@ def routes(
         response_model=CommandAccepted,
         responses={
             202: {"description": "Accepted: published for routing."},
-            **refusals(401, 409, 422),
+            **refusals(401, 409, 422, 429),
         },
         tags=["departments"],
     )

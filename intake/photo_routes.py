@@ -91,7 +91,7 @@ def photo_routes(
         "/v1/photos",
         status_code=201,
         response_model=UploadedPhoto,
-        responses=refusals(413, 422),
+        responses=refusals(413, 422, 429),
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -77,3 +77,65 @@ class IntakeSettings(ServiceSettings):
         description="A tracker staff key (one of SOTONG_TRACKER_STAFF_API_KEYS) for Open311's "
         "GETs. Without it they answer 503.",
     )
+
+    # -- abuse limits (issue 11 §11, §12; intake/limits.py) ------------------------------
+    filings_per_minute: int = Field(
+        default=5,
+        ge=1,
+        description="Filings one end user may make per minute over HTTP: a client address, "
+        "or the end user a channel with a valid credential names in X-End-User (from any "
+        "other caller the header is ignored). Counted in each intake process's memory, so "
+        "N replicas admit up to N times as many. Beyond it: 429 with Retry-After.",
+    )
+    filings_per_hour: int = Field(
+        default=20,
+        ge=1,
+        description="Filings one end user may make per hour (as filings_per_minute: in "
+        "memory, per process). A resident rarely files more than a few a day.",
+    )
+    filings_per_day_per_phone: int = Field(
+        default=10,
+        ge=1,
+        description="Filings over HTTP (the API and Open311) naming one phone number in one "
+        "day (Korean time): what stops a script from making the district message a "
+        "stranger's phone. Counted in MongoDB under a keyed hash of the number "
+        "(intake_phone_days, removed the next day), so it holds across restarts and "
+        "replicas. Filings over Kafka are from the district's own channels and not counted.",
+    )
+    phone_hash_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the keyed hash (HMAC-SHA256) the per-phone counts are kept under; "
+        "the same for every intake process. Unset, each process makes its own and the count "
+        "starts again when it restarts (a warning says so).",
+    )
+    channel_filings_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Filings per minute from a channel credential that names no end user "
+        "(X-End-User): a call centre's bridge files for many residents. In memory.",
+    )
+    commands_per_minute_per_key: int = Field(
+        default=600,
+        ge=1,
+        description="Commands per minute one department key may send (issue 11 §12): generous "
+        "for a department system's batch, a wall for a runaway loop. In memory.",
+    )
+    photos_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Photo uploads (POST /v1/photos) per minute from one end user, as "
+        "filings_per_minute counts them (a channel's credential: channel_filings_per_minute). "
+        "In memory.",
+    )
+    open311_reads_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Open311 GETs that read the tracker (requests, tokens, updates) per minute "
+        "from one client address: each is a tracker call. In memory. 429 beyond.",
+    )
+    rate_limit_max_keys: int = Field(
+        default=100_000,
+        ge=100,
+        description="End users each per-client limit remembers at once (the least recently "
+        "seen are forgotten first): bounds the memory a flood of addresses can take.",
+    )

@@ -8,16 +8,16 @@ the events of a window can be published again to a broker that lost them
 (``published_since``, ``services.replay``).
 """
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from schemas import ComplaintFiled
 from schemas.events import PhotoRef
@@ -26,6 +26,8 @@ from services.mongo import Document
 
 COLLECTION = "intake_complaints"
 RESIDENTS = "intake_residents"
+PHONE_DAYS = "intake_phone_days"
+"""Filings per (keyed hash of a phone number, day): ``intake.limits.PhoneLimit``."""
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,18 @@ class SubmissionStore(Protocol):
         """Published complaints filed at or after ``since``, oldest first (for a replay)."""
         ...
 
+    async def count_phones(self, added: Mapping[str, tuple[int, datetime]]) -> dict[str, int]:
+        """Add ``n`` filings under each key (a keyed hash of a phone and a day) and answer
+        each key's count with them, in one write and one read; a key's count goes away
+        after its ``expires_at``."""
+        ...
+
 
 class MongoSubmissionStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.col: AsyncCollection[Document] = db[COLLECTION]
         self.residents: AsyncCollection[Document] = db[RESIDENTS]
+        self.phone_days: AsyncCollection[Document] = db[PHONE_DAYS]
 
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
@@ -148,11 +157,60 @@ class MongoSubmissionStore:
                 IndexModel([("published", ASCENDING), ("filed_at", ASCENDING)], name="outbox"),
             ]
         )
+        await self.phone_days.create_indexes(
+            [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")]
+        )
         # documents written before tokens were hashed: keep only the hashes (in the event)
         await self.col.update_many(
             {"tracking_token": {"$exists": True}},
             {"$unset": {"tracking_token": "", "resident_token": ""}},
         )
+
+    async def count_phones(self, added: Mapping[str, tuple[int, datetime]]) -> dict[str, int]:
+        """Upserts by ``_id`` (atomic per key across intake processes), then one read. Two
+        first counts of a day racing may both insert; the loser's upsert is sent again and
+        then finds the winner's."""
+        if not added:
+            return {}
+        if len(added) == 1:  # a lone filing (a quiet intake): one round trip, not two
+            [(key, (n, expires))] = added.items()
+            return {key: await self._count_one(key, n, expires)}
+        pending = dict(added)
+        for attempt in range(2):
+            requests = [
+                UpdateOne(
+                    {"_id": key},
+                    {"$inc": {"n": n}, "$setOnInsert": {"expires_at": expires}},
+                    upsert=True,
+                )
+                for key, (n, expires) in pending.items()
+            ]
+            keys = list(pending)
+            try:
+                await self.phone_days.bulk_write(requests, ordered=False)
+                break
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if attempt or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                pending = {keys[e["index"]]: pending[keys[e["index"]]] for e in errors}
+        found = self.phone_days.find({"_id": {"$in": list(added)}}, {"n": 1})
+        return {str(doc["_id"]): int(doc["n"]) async for doc in found}
+
+    async def _count_one(self, key: str, n: int, expires: datetime) -> int:
+        for attempt in range(2):
+            try:
+                doc = await self.phone_days.find_one_and_update(
+                    {"_id": key},
+                    {"$inc": {"n": n}, "$setOnInsert": {"expires_at": expires}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+                return int(doc["n"]) if doc else n
+            except DuplicateKeyError:  # a racing first count of the day inserted it
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _record(doc: Document) -> FiledRecord:

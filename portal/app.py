@@ -13,19 +13,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal.chat import ChatbotLike
 from portal.chatbot.assemble import assemble
 from portal.chatbot.bot import Classify
 from portal.chatbot.handoff import RoutingClassifier
 from portal.chatbot.settings import ChatbotSettings
-from portal.clients import HttpIntake, HttpTracker, IntakeApi, TrackerApi
+from portal.clients import END_USER, HttpIntake, HttpTracker, IntakeApi, TrackerApi
 from portal.handlers import Portal, routes, same_origin
 from portal.menu import dongs, menu
 from portal.settings import PortalSettings
@@ -34,13 +35,61 @@ from portal.suggestions import shipped
 from portal.texts import texts
 from schemas.events import utcnow
 from services import telemetry
-from services.http import service_app
+from services.http import ApiError, error_body, service_app
 from services.mongo import Document, database, make_client, ping
+from services.ratelimit import (
+    EndUsers,
+    Limits,
+    Rate,
+    RateLimitMetrics,
+    RouteLimit,
+    RouteLimits,
+    address_key,
+)
 from services.runtime import Clock
 
 log = logging.getLogger("sotong.portal")
 
 STATIC = Path(__file__).parent / "static"
+
+ACTING_POSTS = (
+    "/file",
+    "/chat/handoff",
+    "/complaints/{complaint_id}/withdraw",
+    "/complaints/{complaint_id}/reopen",
+    "/complaints/{complaint_id}/answer",
+)
+"""Form posts that file or act through intake: limited per client address together."""
+
+
+def post_limits(settings: PortalSettings, metrics: RateLimitMetrics) -> RouteLimits:
+    """The portal is the edge: its client address is the resident's, so no credential
+    and no X-End-User are read here."""
+    acting = RouteLimit(
+        "filing", Limits.of([Rate(settings.filings_per_minute, 60)]), what="requests"
+    )
+    chat = RouteLimit("chat", Limits.of([Rate(settings.chat_per_minute, 60)]), what="messages")
+    return RouteLimits(
+        {("POST", path): acting for path in ACTING_POSTS} | {("POST", "/chat"): chat},
+        end_users=EndUsers(None),
+        metrics=metrics,
+    )
+
+
+class EndUserContext:
+    """Sets ``portal.clients.END_USER`` to the client's address for the request, so the
+    calls the portal makes for it name that resident to intake and tracker."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        token = END_USER.set(address_key(client[0]) if client else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            END_USER.reset(token)
 
 
 def create_app(
@@ -79,8 +128,12 @@ def create_app(
     if chatbot is None and settings.chatbot_enabled:
         parts = assemble(bot_settings, http)
         chatbot, kakao = parts.bot, parts.kakao
-    intake = intake if intake is not None else HttpIntake(http, settings.intake_url)
-    tracker = tracker if tracker is not None else HttpTracker(http, settings.tracker_url, streams)
+    if intake is None:
+        keys = {c: k.get_secret_value() for c, k in settings.intake_keys.items()}
+        intake = HttpIntake(http, settings.intake_url, keys)
+    if tracker is None:
+        key = settings.tracker_key.get_secret_value() if settings.tracker_key else None
+        tracker = HttpTracker(http, settings.tracker_url, streams, key)
     loaded_menu, rules = menu(), shipped()
     rules.check(loaded_menu)
     portal = Portal(
@@ -142,8 +195,23 @@ def create_app(
         return await call_next(request)
 
     telemetry.instrument_http(app, tracer_provider)
+
+    @app.exception_handler(ApiError)
+    async def refused(_: Request, exc: ApiError) -> Response:
+        """A page's 429 in words a resident reads; any other refusal as the kit answers it."""
+        if exc.status == 429:
+            seconds = (exc.headers or {}).get("Retry-After", "60")
+            return PlainTextResponse(
+                portal.texts.error("too_many", seconds=seconds), 429, headers=exc.headers
+            )
+        return JSONResponse(
+            error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers
+        )
+
+    app.add_middleware(EndUserContext)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(routes(portal))
+    limits = post_limits(settings, RateLimitMetrics(registry, "portal"))
+    app.include_router(routes(portal), dependencies=[Depends(limits)])
     if kakao is not None:
         app.include_router(kakao)
     return app

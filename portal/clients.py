@@ -8,12 +8,28 @@ intake, and reads through tracker. The shapes below name only the fields the pag
 """
 
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict
+
+END_USER: ContextVar[str | None] = ContextVar("portal_end_user", default=None)
+"""The resident a request to the portal is for (their client address), set by the portal's
+middleware for the request's duration: the clients pass it to intake and tracker as
+``X-End-User`` beside the portal's channel credential, so those limit each resident
+rather than the portal as one client."""
+
+
+def channel_headers(key: str | None) -> dict[str, str]:
+    """The portal's credential and, with it, the end user it acts for. Without a credential
+    intake and tracker would ignore ``X-End-User``, so it is not sent."""
+    if not key:
+        return {}
+    end_user = END_USER.get()
+    return {"X-Api-Key": key} | ({"X-End-User": end_user} if end_user else {})
 
 
 class _Read(BaseModel):
@@ -185,15 +201,22 @@ def _refused(response: httpx.Response) -> Refused:
 
 
 class HttpIntake:
-    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+    """``keys``: the portal's credential for each channel it files as (``web`` for its
+    form, ``chatbot`` for a chat handoff), from ``SOTONG_PORTAL_INTAKE_KEYS``."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, keys: Mapping[str, str] | None = None
+    ) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
+        self.keys = dict(keys or {})
 
     async def file(self, body: dict[str, Any]) -> Filed | Refused:
         # the form's own id keys the request: a resubmitted form gets the first answer,
         # tokens included (a duplicate channel_ref alone is answered without them)
         ref = body.get("channel_ref")
         headers = {"Idempotency-Key": str(ref)} if ref else {}
+        headers |= channel_headers(self.keys.get(str(body.get("channel"))))
         try:
             response = await self.client.post(
                 f"{self.base_url}/v1/complaints", json=body, headers=headers
@@ -254,21 +277,28 @@ class HttpIntake:
 
 class HttpTracker:
     """``streams`` holds the live timelines, one long-lived connection per open page, in a
-    pool of its own, so many open pages never starve the short calls of connections."""
+    pool of its own, so many open pages never starve the short calls of connections.
+    ``key``: the portal's credential at the tracker (its ``SOTONG_TRACKER_CHANNEL_KEYS``),
+    so the tracker limits the portal's residents one by one."""
 
     def __init__(
-        self, client: httpx.AsyncClient, base_url: str, streams: httpx.AsyncClient | None = None
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        streams: httpx.AsyncClient | None = None,
+        key: str | None = None,
     ) -> None:
         self.client = client
         self.streams = streams or client
         self.base_url = base_url.rstrip("/")
+        self.key = key
 
     async def _get(self, path: str, resident_token: str, **params: Any) -> httpx.Response:
         try:
             response = await self.client.get(
                 f"{self.base_url}{path}",
                 params=params,
-                headers={"X-Resident-Token": resident_token},
+                headers={"X-Resident-Token": resident_token} | channel_headers(self.key),
             )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("tracker did not answer") from exc
@@ -293,6 +323,7 @@ class HttpTracker:
             response = await self.client.get(
                 f"{self.base_url}/v1/complaints/similar",
                 params={"dong": dong, "text": text[:500], "department": department},
+                headers=channel_headers(self.key),
             )
             if response.status_code != 200:  # 429, 422, 5xx: file without the offer
                 return []
@@ -303,6 +334,7 @@ class HttpTracker:
     async def changes(self, complaint_id: str, *, resident_token: str) -> AsyncIterator[int]:
         url = f"{self.base_url}/v1/complaints/{complaint_id}/events"
         headers = {"X-Resident-Token": resident_token, "Accept": "text/event-stream"}
+        headers |= channel_headers(self.key)
         timeout = httpx.Timeout(10.0, read=None)
         try:
             async with self.streams.stream("GET", url, headers=headers, timeout=timeout) as stream:

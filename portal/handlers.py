@@ -323,6 +323,8 @@ def routes(portal: Portal) -> APIRouter:
             return await filing_page(request, form, {}, general, status=503)
         if isinstance(result, Refused):
             errors, general = forms.intake_errors(result.fields, portal.texts)
+            if result.status == 429:  # intake's abuse limits: said in Korean, not its English
+                general = [portal.texts.error("too_many_filings")]
             if not errors and not general:
                 general = [portal.texts.error("refused", message=result.message)]
             return await filing_page(request, form, errors, general, status=422)
@@ -783,6 +785,8 @@ def routes(portal: Portal) -> APIRouter:
             )
         if isinstance(result, Refused):
             message = portal.texts.error("refused", message=result.message)
+            if result.status == 429:
+                message = portal.texts.error("too_many_filings")
             return await chat_page(request, turns, handoff=text, error=message, status=422)
         await portal.store.follow(
             result.resident_token,

@@ -1,6 +1,6 @@
 """portal's settings (``SOTONG_PORTAL_*``). Built only by ``portal/app.py``."""
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.settings import MongoSettings, TelemetrySettings
@@ -42,4 +42,28 @@ class PortalSettings(BaseSettings):
         default=True,
         description="Load the 24/7 chatbot (`SOTONG_CHATBOT_*`: about 300 MB for the Korean "
         "tokenizer, a few seconds at start) and serve its Kakao skill at /kakao/skill.",
+    )
+    intake_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="The portal's credential at intake for each channel it files as, as JSON "
+        '(`{"web": ..., "chatbot": ...}`; intake\'s SOTONG_INTAKE_CHANNEL_KEYS holds the same). '
+        "With one, the portal names the resident (their client address) in X-End-User and "
+        "intake limits each resident, not the portal as one client; without, it files "
+        "anonymously and all its residents share one address's limits.",
+    )
+    tracker_key: SecretStr | None = Field(
+        default=None,
+        description="The portal's credential at the tracker (one of SOTONG_TRACKER_CHANNEL_KEYS): "
+        "with it the tracker limits the portal's residents one by one (X-End-User).",
+    )
+    filings_per_minute: int = Field(
+        default=5,
+        ge=1,
+        description="Form posts that file or act (file, chat handoff, withdraw, reopen, answer) "
+        "per minute from one client address; beyond it a page asks to wait (429). In memory.",
+    )
+    chat_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Chat messages per minute from one client address (429 beyond). In memory.",
     )

@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import statistics
 import time
 import uuid
@@ -342,7 +343,11 @@ async def run_phase(
     texts: Sequence[str],
     concurrency: int,
     wait: float,
+    channel_key: str | None = None,
 ) -> Phase:
+    """``channel_key``: the ``web`` credential the bench files with as the portal does,
+    naming a resident of its own per filing (X-End-User), so intake's per-resident limits
+    apply as they would to that many residents and never to the bench as one client."""
     rng = random.Random(phase.name)  # noqa: S311 - reproducible sample texts
     ids: list[str] = []
     limits = httpx.Limits(max_connections=concurrency)
@@ -358,11 +363,16 @@ async def run_phase(
                 # a reachable resident: without a contact the notifier sends nothing
                 "resident": {"phone": f"010-{rng.randrange(10**4):04d}-{rng.randrange(10**4):04d}"},
             }
+            headers = (
+                {"X-Api-Key": channel_key, "X-End-User": f"bench-{phase.name}-{i}"}
+                if channel_key
+                else {}
+            )
             async with semaphore:
                 sent = time.perf_counter()
                 for attempt in range(3):  # the same channel_ref: a retry files once
                     try:
-                        response = await http.post("/v1/complaints", json=body)
+                        response = await http.post("/v1/complaints", json=body, headers=headers)
                         break
                     except httpx.TransportError:  # e.g. a kept-alive connection closed
                         if attempt == 2:
@@ -528,7 +538,11 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
             "kafka": await kafka_ceilings(bootstrap, args.raw_messages, payload),
             "mongo": await mongo_ceilings(mongo_uri, args.raw_messages, 1000),
         }
+        channel_key = secrets.token_urlsafe(24)
         env = localstack.backend_env(kafka_port, mongo_port, "bench") | {
+            # the bench files as the portal does: its web credential, a resident per filing
+            "SOTONG_INTAKE_CHANNEL_KEYS": json.dumps({"web": channel_key}),
+            "SOTONG_INTAKE_PHONE_HASH_KEY": secrets.token_urlsafe(32),
             "SOTONG_NOTIFIER_OUTBOX_PATH": str(root / "outbox.jsonl"),
             "SOTONG_ROUTING_MODEL_DIR": str(PROJECT_ROOT / "var" / "classifier"),
             **{f"SOTONG_{s.upper()}_LOG_LEVEL": "WARNING" for s in localstack.SERVICES},
@@ -549,7 +563,13 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
         probe = Probe(pids, {name: f"{p.url}/metrics" for name, p in services.items()})
         try:
             await run_phase(
-                Phase("warm-up", 5, 20), services["intake"].url, follower, texts, 4, 120
+                Phase("warm-up", 5, 20),
+                services["intake"].url,
+                follower,
+                texts,
+                4,
+                120,
+                channel_key,
             )
             for phase in (
                 Phase("saturation-early", None, max(args.complaints // 2, 1)),
@@ -560,7 +580,13 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
                 phase.stored_before = len(follower.filed)
                 before = await probe.snapshot()
                 await run_phase(
-                    phase, services["intake"].url, follower, texts, args.concurrency, args.wait
+                    phase,
+                    services["intake"].url,
+                    follower,
+                    texts,
+                    args.concurrency,
+                    args.wait,
+                    channel_key,
                 )
                 Probe.charge(phase, before, await probe.snapshot())
                 phases.append(phase)

@@ -10,9 +10,13 @@
 - ``open311-keys.json`` — one key per Open311 client app (``SOTONG_INTAKE_OPEN311_KEYS``);
 - ``command-signing-keys.json`` — ``{"k1": secret}``, with which intake signs commands and
   routing checks them (``SOTONG_COMMAND_SIGNING_KEYS``, ``services.signing``);
-- ``resident-phone-key``, ``recipient-hash-key`` — keys of the keyed hashes routing
-  recognises a returning resident by (``SOTONG_ROUTING_RESIDENT_PHONE_KEY``) and the
-  notifier counts its daily cap under (``SOTONG_NOTIFIER_RECIPIENT_HASH_KEY``);
+- ``resident-phone-key``, ``recipient-hash-key``, ``intake-phone-key`` — keys of the keyed
+  hashes routing recognises a returning resident by (``SOTONG_ROUTING_RESIDENT_PHONE_KEY``),
+  the notifier counts its daily cap under (``SOTONG_NOTIFIER_RECIPIENT_HASH_KEY``) and
+  intake counts filings per phone number under (``SOTONG_INTAKE_PHONE_HASH_KEY``);
+- ``channel-keys.json`` — one credential per upstream channel (``SOTONG_INTAKE_CHANNEL_KEYS``
+  and ``SOTONG_TRACKER_CHANNEL_KEYS``): only its holder files as that channel and may name
+  the end user it acts for (``X-End-User``), who is then rate-limited on their own;
 - ``staff-contacts.json`` — the staff directory (``SOTONG_NOTIFIER_STAFF_DIRECTORY_PATH``),
   created *empty*: work mobiles and e-mails are people's data the district enters, never
   generated (until then handler and supervisor notices are skipped with that reason);
@@ -52,6 +56,10 @@ STAFF_CONTACTS = "staff-contacts.json"
 PHONE_KEY = "resident-phone-key"
 RECIPIENT_KEY = "recipient-hash-key"
 STREAM_TICKET_KEY = "stream-ticket-key"
+INTAKE_PHONE_KEY = "intake-phone-key"
+CHANNEL_KEYS = "channel-keys.json"
+CHANNELS = ("web", "chatbot", "kakao", "call_center")
+"""Channels that file through intake's API with a credential (Open311 apps have their own)."""
 FILES = (
     DEPARTMENT_KEYS,
     STAFF_KEYS,
@@ -62,6 +70,8 @@ FILES = (
     RECIPIENT_KEY,
     STAFF_CONTACTS,
     STREAM_TICKET_KEY,
+    INTAKE_PHONE_KEY,
+    CHANNEL_KEYS,
 )
 SIGNING_KEY_ID = "k1"
 STAFF_NAME = "operator"
@@ -73,6 +83,8 @@ VARIABLES: Mapping[str, Mapping[str, str]] = {
         "SOTONG_INTAKE_OPEN311_KEYS": OPEN311_KEYS,
         "SOTONG_INTAKE_TRACKER_API_KEY": TRACKER_STAFF_KEY,
         "SOTONG_COMMAND_SIGNING_KEYS": SIGNING_KEYS,
+        "SOTONG_INTAKE_CHANNEL_KEYS": CHANNEL_KEYS,
+        "SOTONG_INTAKE_PHONE_HASH_KEY": INTAKE_PHONE_KEY,
     },
     "routing": {
         "SOTONG_COMMAND_SIGNING_KEYS": SIGNING_KEYS,
@@ -83,6 +95,7 @@ VARIABLES: Mapping[str, Mapping[str, str]] = {
         "SOTONG_TRACKER_API_KEYS": DEPARTMENT_KEYS,
         "SOTONG_TRACKER_STAFF_API_KEYS": STAFF_KEYS,
         "SOTONG_TRACKER_STREAM_TICKET_KEY": STREAM_TICKET_KEY,
+        "SOTONG_TRACKER_CHANNEL_KEYS": CHANNEL_KEYS,
     },
 }
 """Which service reads which file, as which setting: what the deploy files must wire."""
@@ -130,8 +143,9 @@ def generate(directory: Path, open311_apps: Sequence[str] = ()) -> dict[str, str
     staff = keep_and_add(STAFF_KEYS, [STAFF_NAME])
     keep_and_add(OPEN311_KEYS, list(open311_apps))
     keep_and_add(SIGNING_KEYS, [SIGNING_KEY_ID])  # intake signs commands, routing checks
+    keep_and_add(CHANNEL_KEYS, list(CHANNELS))
     # keyed hashes of residents' phones, and the tracker's stream tickets
-    for name in (PHONE_KEY, RECIPIENT_KEY, STREAM_TICKET_KEY):
+    for name in (PHONE_KEY, RECIPIENT_KEY, INTAKE_PHONE_KEY, STREAM_TICKET_KEY):
         if not (directory / name).exists():
             _write(directory / name, new_key() + "\n")
             changed[name] = "created"

@@ -364,6 +364,25 @@ def local_hash_key(path: Path) -> str:
     return kept_keys(path, "hash_key", nbytes=32)["hash_key"]
 
 
+PORTAL_CHANNELS = ("web", "chatbot")
+"""The channels the portal files as: its form (``web``) and its chat handoff (``chatbot``).
+Its Kakao skill files as ``kakao`` with a credential of its own."""
+LOCAL_CHANNELS = (*PORTAL_CHANNELS, "kakao")
+
+
+def local_channel_keys(path: Path) -> dict[str, str]:
+    """One credential per channel the portal files as (``LOCAL_CHANNELS``), in a 0600 file
+    (the format of ``SOTONG_INTAKE_CHANNEL_KEYS``). The portal holds the ``web`` one too:
+    anonymous callers still file as ``web`` (without a channel_ref, limited per client
+    address), while the portal names each resident in ``X-End-User`` and is limited per
+    resident. ``sotong bench`` and the resilience suite file through the ``web`` one as
+    many residents, as the portal does."""
+    keys: dict[str, str] = {}
+    for channel in LOCAL_CHANNELS:
+        keys = kept_keys(path, channel)
+    return {channel: keys[channel] for channel in LOCAL_CHANNELS}
+
+
 def local_staff_directory(path: Path) -> Path:
     """The local stack's staff contact directory (``notifier.staff``): a clearly fake work
     mobile (010-0000-NNNN) and e-mail (``@staff.invalid``) for every handler and supervisor
@@ -393,6 +412,7 @@ def local_service_env(
     set in the environment wins."""
     department_keys = json.dumps(local_api_keys(department_keys_path))
     staff_keys = json.dumps(local_staff_keys(staff_keys_path))
+    channels = local_channel_keys(var / "channel-keys.json")
     defaults = {
         "SOTONG_ROUTING_MODEL_DIR": str(var / "classifier"),
         "SOTONG_INTAKE_API_KEYS": department_keys,
@@ -413,6 +433,14 @@ def local_service_env(
         "SOTONG_TRACKER_STREAM_TICKET_KEY": kept_keys(
             var / "tracker-keys.json", "stream_ticket_key", nbytes=32
         )["stream_ticket_key"],
+        # channels authenticate and name their residents (X-End-User); see local_channel_keys
+        "SOTONG_INTAKE_CHANNEL_KEYS": json.dumps(channels),
+        "SOTONG_PORTAL_INTAKE_KEYS": json.dumps({c: channels[c] for c in PORTAL_CHANNELS}),
+        "SOTONG_CHATBOT_INTAKE_API_KEY": channels["kakao"],
+        "SOTONG_TRACKER_CHANNEL_KEYS": json.dumps({"web": channels["web"]}),
+        "SOTONG_PORTAL_TRACKER_KEY": channels["web"],
+        # filings per phone number per day, counted under a keyed hash of the number
+        "SOTONG_INTAKE_PHONE_HASH_KEY": local_hash_key(var / "intake-keys.json"),
     }
     return {name: os.environ.get(name, value) for name, value in defaults.items()}
 

@@ -105,7 +105,24 @@ class Backends:
             "SOTONG_KAFKA_HEARTBEAT_INTERVAL_MS": str(TEST_SESSION_TIMEOUT_MS // 4),
             # routing processes load the classifier the session fitted instead of training
             "SOTONG_ROUTING_MODEL_DIR": str(MODEL_DIR),
-        }
+        } | ABUSE_LIMITS_OFF
+
+
+ABUSE_LIMITS_OFF = {
+    name: "1000000"
+    for name in (
+        "SOTONG_INTAKE_FILINGS_PER_MINUTE",
+        "SOTONG_INTAKE_FILINGS_PER_HOUR",
+        "SOTONG_INTAKE_FILINGS_PER_DAY_PER_PHONE",
+        "SOTONG_TRACKER_PUBLIC_PER_MINUTE",
+        "SOTONG_PORTAL_FILINGS_PER_MINUTE",
+        "SOTONG_PORTAL_CHAT_PER_MINUTE",
+    )
+}
+"""Processes the e2e and browser tiers start file and poll from one address far faster than
+a resident: they test other things. The limits themselves are tested in the unit and
+service tiers, and through processes by the resilience suite (``sotong.resilience``),
+which runs the local stack's own settings."""
 
 
 TEST_SESSION_TIMEOUT_MS = 4_000

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import Gauge
 
 from schemas import topics
 from schemas.events import utcnow
 from services.broker import raw_values
 from services.keys import ApiKeys
+from services.ratelimit import EndUsers, Limits, Rate, RateLimitMetrics, RouteLimit, RouteLimits
 from services.runtime import Clock, Runtime
 from tracker import search
 from tracker.handlers import (
@@ -29,9 +30,36 @@ from tracker.handlers import (
     similar_routes,
 )
 from tracker.settings import TrackerSettings
-from tracker.similar import RateLimiter, SimilarPolicy
+from tracker.similar import SimilarPolicy
 from tracker.sse import StreamTiming, TimelineHub, stream_tickets
 from tracker.store import MongoTrackerStore, TrackerStore
+
+RESIDENT_ROUTES = (
+    "/v1/complaints/{complaint_id}",
+    "/v1/complaints/{complaint_id}/events",
+    "/v1/residents/me/complaints",
+)
+"""What a stranger reaches without a department or staff key: limited per client."""
+
+
+def public_limits(settings: TrackerSettings, metrics: RateLimitMetrics) -> RouteLimits:
+    """Per caller (an address, or a credentialed channel's end user): the resident's
+    endpoints share one budget, the similar-complaints lookup has its own."""
+    keys = settings.rate_limit_max_keys
+    resident = RouteLimit(
+        "client", Limits.of([Rate(settings.public_per_minute, 60)], max_keys=keys)
+    )
+    similar = RouteLimit(
+        "similar",
+        Limits.of([Rate(settings.similar_per_minute, 60)], max_keys=keys),
+        what="lookups",
+    )
+    return RouteLimits(
+        {("GET", path): resident for path in RESIDENT_ROUTES}
+        | {("GET", "/v1/complaints/similar"): similar},
+        end_users=EndUsers(ApiKeys(settings.channel_keys)),
+        metrics=metrics,
+    )
 
 
 def create_app(
@@ -80,6 +108,7 @@ def create_app(
         'staff by search, ops by statistics. Errors are `{"error": {"code", "message"}}`.',
         lifespan=lifespan,
     )
+    limits = public_limits(settings, RateLimitMetrics(runtime.registry, "tracker"))
     app.include_router(
         similar_routes(
             store=store,
@@ -87,9 +116,9 @@ def create_app(
                 threshold=settings.similar_threshold,
                 window=timedelta(days=settings.similar_window_days),
             ),
-            limiter=RateLimiter(per_minute=settings.similar_per_minute),
             clock=clock or utcnow,
-        )
+        ),
+        dependencies=[Depends(limits)],
     )
     app.include_router(
         build_router(
@@ -114,6 +143,7 @@ def create_app(
                 "Open Server-Sent Events timeline streams.",
                 registry=runtime.registry,
             ),
-        )
+        ),
+        dependencies=[Depends(limits)],
     )
     return app

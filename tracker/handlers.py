@@ -56,7 +56,7 @@ from services.openapi import refusals
 from services.runtime import Clock
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent, read_model_of
 from tracker.search import SearchQuery, query_terms
-from tracker.similar import RateLimiter, SimilarComplaints, SimilarPolicy, likely_duplicates
+from tracker.similar import SimilarComplaints, SimilarPolicy, likely_duplicates
 from tracker.sse import (
     StreamTickets,
     StreamTiming,
@@ -670,11 +670,11 @@ def similar_routes(
     *,
     store: TrackerStore,
     policy: SimilarPolicy,
-    limiter: RateLimiter,
     clock: Clock = utcnow,
 ) -> APIRouter:
-    """'이미 접수된 민원이 있어요' (``tracker.similar``): public, bounded and rate-limited.
-    Registered before ``/v1/complaints/{complaint_id}``, whose path would take it."""
+    """'이미 접수된 민원이 있어요' (``tracker.similar``): public, bounded and rate-limited
+    per caller (the composition root's ``services.ratelimit.RouteLimits``). Registered
+    before ``/v1/complaints/{complaint_id}``, whose path would take it."""
     router = APIRouter()
 
     @router.get(
@@ -684,7 +684,6 @@ def similar_routes(
         tags=["residents"],
     )
     async def similar(
-        request: Request,
         dong: Annotated[str, Query(min_length=1, max_length=40, description="행정동.")],
         text: Annotated[
             str, Query(min_length=1, max_length=500, description="What the resident wrote.")
@@ -696,14 +695,6 @@ def similar_routes(
         to file: the department (or the service code it belongs to), the 행정동 and the text.
         Public summaries only — no text, name, address or receipt number of another
         reporter; ``complaint_id`` lets the resident follow one instead of filing anew."""
-        caller = request.client.host if request.client else "unknown"
-        if not limiter.allow(caller):
-            raise ApiError(
-                429,
-                "rate_limited",
-                "Too many lookups from this caller; try again shortly.",
-                {"Retry-After": "1"},
-            )
         departments = catalogue()
         if service_code is not None:
             owner = departments.by_service_code(service_code)

@@ -90,5 +90,25 @@ class TrackerSettings(ServiceSettings):
         default=600,
         ge=1,
         description="Lookups per minute per caller address (intake and the portal call it "
-        "for every resident, so this is the callers' budget, not one resident's).",
+        "for every resident, so this is the callers' budget, not one resident's), or per end "
+        "user a channel with a credential (channel_keys) names in X-End-User. In memory.",
+    )
+    public_per_minute: int = Field(
+        default=120,
+        ge=1,
+        description="Requests per minute to a resident's endpoints (a complaint, its live "
+        "timeline, my complaints) from one client address, or from one end user a channel "
+        "with a credential (channel_keys) names in X-End-User; a credential naming no end "
+        "user is not limited. Counted in each tracker process's memory. 429 beyond.",
+    )
+    channel_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Channel → credential, as JSON (intake's SOTONG_INTAKE_CHANNEL_KEYS): a "
+        "channel presenting it in X-Api-Key may name the resident it reads for in "
+        "X-End-User, so its residents are limited one by one, not all as one address.",
+    )
+    rate_limit_max_keys: int = Field(
+        default=100_000,
+        ge=100,
+        description="Callers each per-client limit remembers at once (least recent forgotten).",
     )

@@ -8,14 +8,13 @@ compared with each candidate's content morphemes (``search_terms``, kept for sta
 by set cosine; the candidates are the open complaints of one department in one 행정동
 (one indexed query, at most ``max_candidates``), filed within the window.
 
-Pure, except :class:`RateLimiter`, which counts requests per caller in memory.
+Pure. The lookup is rate-limited per caller by the kit's ``services.ratelimit`` (wired in
+``tracker.app``).
 """
 
 import math
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, Field
@@ -97,25 +96,3 @@ def likely_duplicates(
         for score, row in scored[: policy.max_results]
         if row.state is not None and row.filed_at is not None and row.dong
     ]
-
-
-@dataclass
-class RateLimiter:
-    """At most ``per_minute`` requests per caller in any minute (a token bucket each),
-    for at most ``callers`` callers at once: the least recently seen is forgotten first,
-    so a flood of new addresses cannot grow memory."""
-
-    per_minute: int
-    callers: int = 10_000
-    clock: Callable[[], float] = time.monotonic
-    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
-
-    def allow(self, caller: str) -> bool:
-        now = self.clock()
-        tokens, at = self._buckets.pop(caller, (float(self.per_minute), now))
-        tokens = min(float(self.per_minute), tokens + (now - at) * self.per_minute / 60)
-        allowed = tokens >= 1
-        self._buckets[caller] = (tokens - 1 if allowed else tokens, now)
-        while len(self._buckets) > self.callers:
-            self._buckets.popitem(last=False)
-        return allowed

@@ -40,10 +40,13 @@ ITEM_OF = {
 class Open311Error(Exception):
     """An error as the spec shapes it: ``[{"code": 400, "description": "..."}]``."""
 
-    def __init__(self, status: int, description: str) -> None:
+    def __init__(
+        self, status: int, description: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(description)
         self.status = status
         self.description = description
+        self.headers = dict(headers or {})
 
 
 def _text(value: Any) -> str:
@@ -93,10 +96,12 @@ def answer(
 
 
 def error_answer(error: Open311Error, fmt: Format) -> Response:
-    return answer(
+    response = answer(
         [{"code": error.status, "description": error.description}],
         fmt,
         root="errors",
         item="error",
         status=error.status,
     )
+    response.headers.update(error.headers)  # a 429's Retry-After
+    return response

@@ -45,8 +45,11 @@ UNROUTED = 100
 SPEC = "http://wiki.open311.org/GeoReport_v2"
 
 Accept = Callable[[ComplaintSubmitted, str], Awaitable[tuple[Any, bool]]]
-"""Files a submission for a client app (its name, from its api_key)."""
-"""Files a submission: ``Intake.accept`` with ``redelivery_possible=False``."""
+"""Files a submission for a client app (its name, from its api_key): ``Intake.accept``
+with ``redelivery_possible=False``."""
+Admit = Callable[[str, str | None, ComplaintSubmitted], Awaitable[None]]
+"""Counts a filing against the abuse limits — (client app, the end user it names in
+X-End-User, the submission) — raising a 429 ``Open311Error`` past them (``intake.limits``)."""
 
 _RECEIPT = re.compile(r"^\d{6}-\d{6}$")
 _ID = re.compile(
@@ -132,7 +135,9 @@ class Open311:
         keys: ClientKeys,
         clock: Clock,
         media: MediaUrls | None = None,
+        admit: Admit | None = None,
     ) -> None:
+        self.admit = admit
         self.services = services
         self.accept = accept
         self.tracker = tracker
@@ -196,7 +201,9 @@ class Open311:
 
     # -- filing -----------------------------------------------------------------------
 
-    async def file(self, body: bytes, content_type: str) -> list[dict[str, Any]]:
+    async def file(
+        self, body: bytes, content_type: str, end_user: str | None = None
+    ) -> list[dict[str, Any]]:
         if not content_type.startswith("application/x-www-form-urlencoded"):
             raise Open311Error(400, "Content-Type: must be application/x-www-form-urlencoded")
         form = Form.parse(body)
@@ -204,6 +211,8 @@ class Open311:
         if client is None:
             raise Open311Error(403, "api_key: missing or not a valid key")
         request = service_request(form, self.services, self.clock())
+        if self.admit is not None:
+            await self.admit(client, end_user, request.submission)
         record, _ = await self.accept(request.submission, client)
         log.info(
             "open311 request filed",
@@ -412,7 +421,11 @@ def routes(open311: Open311) -> APIRouter:
                 body += chunk
                 if len(body) > MAX_FORM_BYTES:
                     raise Open311Error(413, f"the form may hold at most {MAX_FORM_BYTES} bytes")
-            return await open311.file(bytes(body), request.headers.get("content-type", ""))
+            return await open311.file(
+                bytes(body),
+                request.headers.get("content-type", ""),
+                request.headers.get("x-end-user"),
+            )
 
         return await respond(extension, work, root="service_requests", item="request", status=201)
 

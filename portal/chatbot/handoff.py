@@ -88,9 +88,11 @@ class IntakeFiler:
         }
         if filing.service_code:
             body["service_code"] = filing.service_code
+        # with a credential, intake limits each Kakao user (by the keyed hash, never the id)
+        headers = self.headers | ({"X-End-User": filing.user_key_hash} if self.headers else {})
         try:
             response = await self.client.post(
-                self.url, json=body, headers=self.headers, timeout=self.timeout
+                self.url, json=body, headers=headers, timeout=self.timeout
             )
         except httpx.HTTPError as exc:
             raise FilingUnavailable(f"intake unreachable: {type(exc).__name__}") from exc

@@ -90,6 +90,7 @@ async def generate(stack: Stack, load: Load, offset: int = 0) -> None:
                             load.ledger,
                             ident,
                             retries=retries,
+                            headers=stack.as_resident(ident),  # as the portal files: per resident
                         )
                     )
                 )

@@ -244,9 +244,15 @@ async def run(stack: Stack, scenario: Scenario, *, requests: int) -> None:
     answered_wrongly: list[str] = []
     max_body = int(stack.env.get("SOTONG_INTAKE_MAX_REQUEST_BYTES", 1024 * 1024))
     async with httpx.AsyncClient(timeout=30) as http:
-        for probe in (p for p in probes(max_body) for _ in range(p.times)):
+        for n, probe in enumerate(p for p in probes(max_body) for _ in range(p.times)):
+            # each probe as a resident of its own: what answers is the rule the probe is
+            # about, not the per-client limit the fuzzing above used up
+            resident = stack.as_resident(f"fuzz-probe-{n}")
+            request = probe.request | {
+                "headers": resident | dict(probe.request.get("headers") or {})
+            }
             try:
-                answer = await http.post(f"{stack.url('intake')}{probe.path}", **probe.request)
+                answer = await http.post(f"{stack.url('intake')}{probe.path}", **request)
             except httpx.HTTPError as exc:
                 lost = f"probe {probe.label} → {type(exc).__name__} (no answer read)"
                 tally.transport_errors.append(lost)

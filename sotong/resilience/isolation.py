@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from intake.settings import IntakeSettings
 from schemas import topics
 from schemas.commands import WithdrawComplaint
-from sotong.resilience.report import Scenario
+from sotong.resilience.report import Scenario, is_error_shape
 from sotong.resilience.stack import Stack
 from sotong.resilience.traffic import Kafka, filing, local_id
 
@@ -120,9 +121,13 @@ async def file_and_assign_body(
     *,
     already: httpx.Response | None = None,
 ) -> tuple[str, str, dict[str, Any]]:
-    """File (unless ``already`` filed) and wait until a handler is assigned: the
-    complaint id, its department and the filing answer."""
-    response = already or await http.post(f"{stack.url('intake')}/v1/complaints", json=body)
+    """File (unless ``already`` filed) as one resident through the portal's credential, and
+    wait until a handler is assigned: the complaint id, its department and the answer."""
+    response = already or await http.post(
+        f"{stack.url('intake')}/v1/complaints",
+        json=body,
+        headers=stack.as_resident(f"isolation-{local_id()}"),
+    )
     response.raise_for_status()
     filed = dict(response.json())
     view = await wait_for(http, stack, filed["complaint_id"], state="handler_assigned")
@@ -130,6 +135,38 @@ async def file_and_assign_body(
     if not code:
         raise RuntimeError(f"{filed['complaint_id']} has no department: {view}")
     return filed["complaint_id"], code, filed
+
+
+async def refused_burst(http: httpx.AsyncClient, stack: Stack) -> dict[str, Any]:
+    """Filings from one client address until intake says 429 (at most one more than its
+    per-minute limit, spoofing a new X-End-User each time, which without a credential
+    must not help), then one from another client (a resident the portal names): that one
+    is still filed."""
+    intake = stack.url("intake")
+    default = IntakeSettings.model_fields["filings_per_minute"].default
+    per_minute = int(stack.env.get("SOTONG_INTAKE_FILINGS_PER_MINUTE") or default)
+    statuses: list[int] = []
+    refused: dict[str, Any] = {}
+    for i in range(per_minute + 1):
+        response = await http.post(
+            f"{intake}/v1/complaints",
+            json=filing(9000 + i),
+            headers={"X-End-User": f"spoofed-{i}"},
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            refused = {
+                "retry_after": response.headers.get("Retry-After"),
+                "in_error_shape": is_error_shape(
+                    429, response.content, response.headers.get("content-type", "")
+                ),
+            }
+            break
+    other = await http.post(
+        f"{intake}/v1/complaints", json=filing(9100), headers=stack.as_resident("another-client")
+    )
+    ok = bool(refused) and bool(refused["retry_after"]) and bool(refused["in_error_shape"])
+    return {"statuses": statuses, "refused": ok, **refused, "other_client": other.status_code}
 
 
 async def file_and_assign(
@@ -286,6 +323,9 @@ async def run(stack: Stack, scenario: Scenario) -> None:
             await asyncio.sleep(0.5)
         scenario.figures["spoofed_withdrawal_state"] = spoofed_state
 
+        burst = await refused_burst(http, stack)
+        scenario.figures["burst_from_one_client"] = burst
+
     scenario.figures |= {
         "requests": requests,
         "keys": len(matrix),
@@ -297,6 +337,18 @@ async def run(stack: Stack, scenario: Scenario) -> None:
         "tokens handed to a second client for a duplicate channel_ref",
         len(handed),
         evidence=[f"{ref}: {', '.join(handed)} in the 200 answer"] if handed else [],
+    )
+    scenario.check(
+        "a burst from one client not refused (429 with Retry-After, in the error shape)",
+        int(not burst["refused"]),
+        evidence=[f"statuses {burst['statuses']}"] if not burst["refused"] else [],
+    )
+    scenario.check(
+        "another client refused while one client's burst is limited",
+        int(burst["other_client"] not in (200, 201)),
+        evidence=[f"another client answered {burst['other_client']}"]
+        if burst["other_client"] not in (200, 201)
+        else [],
     )
     scenario.check(
         "spoofed resident commands obeyed",

@@ -64,7 +64,9 @@ async def run(stack: Stack, scenario: Scenario, *, settle: float) -> None:
     places: dict[str, str] = {}
     async with httpx.AsyncClient(timeout=30) as http:
         intake, tracker = stack.url("intake"), stack.url("tracker")
-        first = await http.post(f"{intake}/v1/complaints", json=body)
+        first = await http.post(
+            f"{intake}/v1/complaints", json=body, headers=stack.as_resident("pii-canary")
+        )
         scenario.figures["rrn_at_intake"] = (
             "refused" if first.status_code == 422 else f"accepted ({first.status_code})"
         )

@@ -105,6 +105,13 @@ class Stack:
     def outbox(self) -> Path:
         return Path(self.env["SOTONG_NOTIFIER_OUTBOX_PATH"])
 
+    def as_resident(self, end_user: str) -> dict[str, str]:
+        """Headers of a filing the portal makes for one resident: its ``web`` credential
+        and the resident named in X-End-User, so intake limits each resident on its own
+        (``sotong.localstack.local_channel_keys``)."""
+        web = json.loads(self.env["SOTONG_INTAKE_CHANNEL_KEYS"])["web"]
+        return {"X-Api-Key": str(web), "X-End-User": end_user}
+
     def outbox_files(self) -> list[Path]:
         return sorted(self.outbox.parent.glob(f"{self.outbox.stem}*{self.outbox.suffix}"))
 

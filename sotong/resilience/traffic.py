@@ -70,12 +70,14 @@ async def file_http(
     local_id: str,
     *,
     retries: int = 8,
+    headers: dict[str, str] | None = None,
 ) -> str | None:
     """File as a channel would, retrying (same body, same channel_ref) on a transport
-    error or a 5xx/503 the way a client does; the complaint id once stored."""
+    error or a 5xx/503 the way a client does; the complaint id once stored. ``headers``:
+    the channel's credential and end user (``Stack.as_resident``)."""
     for attempt in range(retries):
         try:
-            response = await client.post(f"{intake}/v1/complaints", json=body)
+            response = await client.post(f"{intake}/v1/complaints", json=body, headers=headers)
         except httpx.HTTPError:
             ledger.transport_errors += 1
             await asyncio.sleep(min(0.5 * 2**attempt, 5))

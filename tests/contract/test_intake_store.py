@@ -234,3 +234,12 @@ async def test_the_photos_of_complaints_are_read_by_complaint_id(store: Submissi
 
     assert found == {with_photo.complaint_id: [ref]}
     assert await store.photos_of([]) == {}
+
+
+async def test_phone_counts_add_up_per_key_and_answer_the_totals(store: SubmissionStore) -> None:
+    expires = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
+    first = await store.count_phones({"a:2026-12-02": (2, expires), "b:2026-12-02": (1, expires)})
+    assert first == {"a:2026-12-02": 2, "b:2026-12-02": 1}
+    again = await store.count_phones({"a:2026-12-02": (3, expires)})
+    assert again == {"a:2026-12-02": 5}
+    assert await store.count_phones({}) == {}

@@ -1,6 +1,6 @@
 """In-memory stand-ins for intake's collaborators, honest enough to pass the store contract."""
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -32,6 +32,7 @@ class InMemorySubmissionStore:
     def __init__(self) -> None:
         self.rows: dict[str, _Row] = {}
         self.residents: dict[str, datetime] = {}
+        self.phone_days: dict[str, tuple[int, datetime]] = {}
 
     async def ensure_indexes(self) -> None:
         return None
@@ -91,6 +92,12 @@ class InMemorySubmissionStore:
     async def remember_residents(self, resident_tokens: Collection[str], at: datetime) -> None:
         for token in resident_tokens:
             self.residents.setdefault(hash_token(token), _bson_precision(at))
+
+    async def count_phones(self, added: Mapping[str, tuple[int, datetime]]) -> dict[str, int]:
+        for key, (n, expires_at) in added.items():
+            counted, expires = self.phone_days.get(key, (0, _bson_precision(expires_at)))
+            self.phone_days[key] = (counted + n, expires)
+        return {key: self.phone_days[key][0] for key in added}
 
     async def token_matches(self, complaint_id: str, token: str) -> bool:
         row = self.rows.get(complaint_id)

@@ -129,7 +129,10 @@ async def test_keyed_filings_arriving_together_share_their_key_writes(
         await keys.ensure_indexes()
         publish = RecordingPublish()
         app = create_app(
-            IntakeSettings(mongo=backends.mongo(mongo_db.name)),
+            # 40 at once from one test client: not what the per-client limits are for
+            IntakeSettings(
+                mongo=backends.mongo(mongo_db.name), filings_per_minute=40, filings_per_hour=40
+            ),
             store=store,
             publish=publish,
             idempotency_store=keys,

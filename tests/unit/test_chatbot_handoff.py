@@ -56,6 +56,7 @@ async def test_a_filing_is_posted_to_intake_with_its_channel_transcript_and_ref(
     assert first["transcript"][1] == {"role": "bot", "text": "접수할까요?"}
     assert first["channel_ref"] == second["channel_ref"]  # a retried confirmation files once
     assert "a" * 64 not in first["channel_ref"]
+    assert seen[0].headers["X-End-User"] == "a" * 64  # the keyed hash, never the Kakao id
     assert "X-Api-Key" not in keyless.headers
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from schemas import ComplaintState
 from schemas.common import Location
+from services.ratelimit import Buckets, Rate
 from tests.unit.test_tracker_api import Tracker, running
 from tests.unit.test_tracker_projection import T0, change, filed
-from tracker.similar import RateLimiter
 
 S = ComplaintState
 DEPT = "roads"
@@ -115,7 +115,7 @@ async def test_too_many_lookups_from_one_caller_are_refused() -> None:
 
 def test_the_limiter_refills_and_forgets_the_least_recent_caller() -> None:
     now = [0.0]
-    limiter = RateLimiter(per_minute=2, callers=2, clock=lambda: now[0])
+    limiter = Buckets(Rate(2, 60), max_keys=2, clock=lambda: now[0])
     assert [limiter.allow("a") for _ in range(3)] == [True, True, False]
     now[0] += 30  # one token back
     assert [limiter.allow("a") for _ in range(2)] == [True, False]

@@ -1,0 +1,131 @@
+"""The portal's abuse limits in memory: its form posts per client address, and the
+credential and end user it passes to intake and tracker so they limit each resident."""
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from portal.app import create_app
+from portal.clients import END_USER, Filed, HttpIntake, HttpTracker, Refused
+from portal.settings import PortalSettings
+from tests.fakes.portal import T0, FakeChatbot, FakeIntake, FakePortalStore, FakeTracker
+
+BODY = "집 앞에 일주일째 쓰레기봉투가 쌓여 있어요"
+
+
+def portal_client(settings: PortalSettings, address: str) -> httpx.AsyncClient:
+    app = create_app(
+        settings,
+        intake=FakeIntake(),
+        tracker=FakeTracker(),
+        store=FakePortalStore(),
+        chatbot=FakeChatbot(answers={}),
+        clock=lambda: T0,
+    )
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://portal.test")
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[httpx.AsyncClient]:
+    async with portal_client(PortalSettings(filings_per_minute=2), "198.51.100.20") as client:
+        yield client
+
+
+async def file(client: httpx.AsyncClient) -> httpx.Response:
+    form = await client.get("/file")
+    submission_id = re.search(r'name="submission_id" value="([^"]+)"', form.text)
+    assert submission_id is not None
+    return await client.post("/file", data={"submission_id": submission_id.group(1), "body": BODY})
+
+
+async def test_a_burst_of_filings_from_one_address_is_asked_to_wait(
+    portal: httpx.AsyncClient,
+) -> None:
+    codes = [(await file(portal)).status_code for _ in range(2)]
+    refused = await file(portal)
+    assert codes == [303, 303]
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "30"
+    assert refused.text == "요청이 너무 잦아요. 30초 뒤에 다시 시도해 주세요."
+    assert (await portal.get("/file")).status_code == 200  # reading is not limited here
+
+
+async def test_the_portal_names_the_resident_to_intake_and_tracker_with_its_credential() -> None:
+    seen: list[httpx.Request] = []
+
+    def backend(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/v1/complaints":
+            return httpx.Response(
+                201,
+                json={
+                    "complaint_id": "c1",
+                    "receipt_number": "261202-000001",
+                    "tracking_token": "t" * 22,
+                    "resident_token": "r" * 22,
+                    "duplicate": False,
+                },
+            )
+        return httpx.Response(200, json={"items": []})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as client:
+        intake = HttpIntake(client, "http://intake", {"web": "web-credential"})
+        tracker = HttpTracker(client, "http://tracker", key="tracker-credential")
+        token = END_USER.set("203.0.113.5")
+        try:
+            await intake.file({"channel": "web", "channel_ref": "portal-1", "body": BODY})
+            await intake.file({"channel": "chatbot", "channel_ref": "portal-chat-1", "body": BODY})
+            await tracker.my_complaints("r" * 22)
+        finally:
+            END_USER.reset(token)
+        await intake.file({"channel": "web", "channel_ref": "portal-2", "body": BODY})
+
+    web, chatbot, reads, outside = seen
+    assert (web.headers["X-Api-Key"], web.headers["X-End-User"]) == (
+        "web-credential",
+        "203.0.113.5",
+    )
+    assert json.loads(web.content)["channel"] == "web"
+    # no credential for the chatbot channel: nothing claimed, the end user not sent either
+    assert "X-Api-Key" not in chatbot.headers
+    assert "X-End-User" not in chatbot.headers
+    assert reads.headers["X-Api-Key"] == "tracker-credential"
+    assert reads.headers["X-End-User"] == "203.0.113.5"
+    assert "X-End-User" not in outside.headers  # no request of a resident's: nobody named
+
+
+async def test_the_portals_settings_carry_its_credentials() -> None:
+    settings = PortalSettings(
+        intake_keys={"web": SecretStr("secret-web-key")}, tracker_key=SecretStr("secret-t")
+    )
+    assert settings.intake_keys["web"].get_secret_value() == "secret-web-key"
+    assert "secret-" not in repr(settings)
+
+
+class LimitedIntake(FakeIntake):
+    async def file(self, body: dict[str, Any]) -> Filed | Refused:
+        return Refused(429, "phone: too many filings with this number (at most 10 a day)")
+
+
+async def test_intakes_limit_reaches_the_resident_in_korean_with_the_form_kept() -> None:
+    app = create_app(
+        PortalSettings(),
+        intake=LimitedIntake(),
+        tracker=FakeTracker(),
+        store=FakePortalStore(),
+        chatbot=FakeChatbot(answers={}),
+        clock=lambda: T0,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
+        page = await file(client)
+    assert page.status_code == 422
+    assert "지금은 더 신청할 수 없어요" in page.text
+    assert "too many" not in page.text
+    assert BODY in page.text  # what was typed is still there
