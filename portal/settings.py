@@ -1,12 +1,12 @@
 """portal's settings (``SOTONG_PORTAL_*``). Built only by ``portal/app.py``."""
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.settings import MongoSettings, TelemetrySettings
+from services.settings import MongoSettings, Settings, TelemetrySettings
 
 
-class PortalSettings(BaseSettings):
+class PortalSettings(Settings):
     """The portal has no Kafka: it is a channel, and talks to intake and tracker over HTTP
     as any channel would. Its own MongoDB collections hold what only it needs (which
     complaints a resident follows, favourites, behaviour signals)."""

@@ -21,7 +21,10 @@
   created *empty*: work mobiles and e-mails are people's data the district enters, never
   generated (until then handler and supervisor notices are skipped with that reason);
 - ``stream-ticket-key`` — signs the short-lived tickets a browser opens a live timeline
-  with, shared by every tracker replica (``SOTONG_TRACKER_STREAM_TICKET_KEY``).
+  with, shared by every tracker replica (``SOTONG_TRACKER_STREAM_TICKET_KEY``);
+- ``portal-intake-keys.json``, ``portal-tracker-key``, ``kakao-channel-key`` — the portal's
+  share of ``channel-keys.json`` (``web`` and ``chatbot`` at intake, ``web`` at the tracker,
+  ``kakao`` for its Kakao skill), written from it so the portal holds no other channel's.
 
 Run again, it keeps every key already there and adds what is missing (a department new in
 the catalogue, a new ``--open311-app``). ``docker-compose.yml`` mounts these files as
@@ -59,6 +62,11 @@ STREAM_TICKET_KEY = "stream-ticket-key"
 INTAKE_PHONE_KEY = "intake-phone-key"
 CHANNEL_KEYS = "channel-keys.json"
 CHANNELS = ("web", "chatbot", "kakao", "call_center")
+PORTAL_INTAKE_KEYS = "portal-intake-keys.json"
+PORTAL_TRACKER_KEY = "portal-tracker-key"
+KAKAO_CHANNEL_KEY = "kakao-channel-key"
+PORTAL_CHANNELS = ("web", "chatbot")
+"""What the portal files as: its form and its chat handoff; its Kakao skill files as kakao."""
 """Channels that file through intake's API with a credential (Open311 apps have their own)."""
 FILES = (
     DEPARTMENT_KEYS,
@@ -72,6 +80,9 @@ FILES = (
     STREAM_TICKET_KEY,
     INTAKE_PHONE_KEY,
     CHANNEL_KEYS,
+    PORTAL_INTAKE_KEYS,
+    PORTAL_TRACKER_KEY,
+    KAKAO_CHANNEL_KEY,
 )
 SIGNING_KEY_ID = "k1"
 STAFF_NAME = "operator"
@@ -99,6 +110,13 @@ VARIABLES: Mapping[str, Mapping[str, str]] = {
     },
 }
 """Which service reads which file, as which setting: what the deploy files must wire."""
+
+PORTAL_VARIABLES: Mapping[str, str] = {
+    "SOTONG_PORTAL_INTAKE_KEYS": PORTAL_INTAKE_KEYS,
+    "SOTONG_PORTAL_TRACKER_KEY": PORTAL_TRACKER_KEY,
+    "SOTONG_CHATBOT_INTAKE_API_KEY": KAKAO_CHANNEL_KEY,
+}
+"""The portal's (a channel, not a service: no Kafka), as ``VARIABLES`` for the services."""
 
 
 def new_key() -> str:
@@ -143,7 +161,19 @@ def generate(directory: Path, open311_apps: Sequence[str] = ()) -> dict[str, str
     staff = keep_and_add(STAFF_KEYS, [STAFF_NAME])
     keep_and_add(OPEN311_KEYS, list(open311_apps))
     keep_and_add(SIGNING_KEYS, [SIGNING_KEY_ID])  # intake signs commands, routing checks
-    keep_and_add(CHANNEL_KEYS, list(CHANNELS))
+    channels = keep_and_add(CHANNEL_KEYS, list(CHANNELS))
+    # the portal's share of them, as the files its settings read (kept in step)
+    derived = {
+        PORTAL_INTAKE_KEYS: json.dumps({c: channels[c] for c in PORTAL_CHANNELS}, sort_keys=True)
+        + "\n",
+        PORTAL_TRACKER_KEY: channels["web"] + "\n",
+        KAKAO_CHANNEL_KEY: channels["kakao"] + "\n",
+    }
+    for name, text in derived.items():
+        path = directory / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            _write(path, text)
+            changed[name] = "written"
     # keyed hashes of residents' phones, and the tracker's stream tickets
     for name in (PHONE_KEY, RECIPIENT_KEY, INTAKE_PHONE_KEY, STREAM_TICKET_KEY):
         if not (directory / name).exists():

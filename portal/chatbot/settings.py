@@ -3,14 +3,15 @@ read once and pass on: where routing and intake answer, the measured thresholds,
 Kakao skill's limits."""
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from portal.chatbot.bot import Thresholds
+from services.settings import Settings
 
 DEFAULTS = Thresholds()
 
 
-class ChatbotSettings(BaseSettings):
+class ChatbotSettings(Settings):
     model_config = SettingsConfigDict(env_prefix="SOTONG_CHATBOT_", extra="ignore")
 
     routing_url: str = Field(default="http://127.0.0.1:8002", description="POST /v1/classify.")

@@ -979,3 +979,40 @@ def test_kubernetes_runs_the_portal_against_the_services_it_calls(
     assert int(limits["memory"].removesuffix("Mi")) >= 512  # the chatbot's tokenizer
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert "sotong-portal" in services
+
+
+def test_the_portal_files_with_its_share_of_the_channel_credentials(
+    compose: dict[str, Any],
+    manifests: dict[str, list[dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Compose and Kubernetes give the portal the web and chatbot credentials intake knows
+    (and the tracker the web one), the Kakao skill the kakao one, and nothing else."""
+    keys.generate(tmp_path)
+    channels = json.loads((tmp_path / keys.CHANNEL_KEYS).read_text())
+    declared = as_mapping(compose["secrets"], "compose secrets")
+    run_secrets = tmp_path / "portal-run-secrets"
+    run_secrets.mkdir()
+    for entry in compose_service(compose, "portal")["secrets"]:
+        file = Path(declared[entry["source"]]["file"]).name
+        (run_secrets / entry["target"]).write_bytes((tmp_path / file).read_bytes())
+    env = compose_env(compose, "portal") | {SECRETS_DIR_VARIABLE: str(run_secrets)}
+    portal, bot = portal_settings(env, monkeypatch)
+    held = {c: k.get_secret_value() for c, k in portal.intake_keys.items()}
+    assert held == {c: channels[c] for c in ("web", "chatbot")}
+    assert portal.tracker_key is not None
+    assert portal.tracker_key.get_secret_value() == channels["web"]
+    assert bot.intake_api_key is not None
+    assert bot.intake_api_key.get_secret_value() == channels["kakao"]
+
+    _, _, container = deployment_parts(manifests, "portal")
+    refs = {
+        str(e["name"]): e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "secretKeyRef" in (e.get("valueFrom") or {})
+    }
+    assert {v: (r["name"], r["key"]) for v, r in refs.items()} == {
+        v: (keys.SECRET_NAME, f) for v, f in keys.PORTAL_VARIABLES.items()
+    }
+    assert set(keys.PORTAL_VARIABLES.values()) <= set(keys.k8s_secret(tmp_path)["stringData"])
