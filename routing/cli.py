@@ -129,14 +129,36 @@ def cmd_classify_eval(args: argparse.Namespace) -> int:
 def cmd_repeat_eval(args: argparse.Namespace) -> int:
     from routing.classifier import MorphemeAnalyzer, load_examples
     from routing.settings import RoutingSettings
-    from routing.similarity import PAIRS, Similarity, evaluate_repeats, load_pairs, terms_of
+    from routing.similarity import (
+        DUPLICATE_PAIRS,
+        PAIRS,
+        Similarity,
+        evaluate_repeats,
+        load_pairs,
+        terms_of,
+    )
 
+    settings = RoutingSettings()
+    if args.kind == "duplicate":
+        default_path, shipped = DUPLICATE_PAIRS, settings.duplicate_threshold
+        setting = "duplicate_threshold"
+        labels = {"same": "duplicates", "different": "different problems"}
+    else:
+        default_path, shipped = PAIRS, settings.repeat_threshold
+        setting = "repeat_threshold"
+        labels = {"same": "repeats", "different": "new complaints"}
+    path = Path(args.pairs) if args.pairs else default_path
+    try:
+        pairs = load_pairs(path)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     tokenize = MorphemeAnalyzer()
     similarity = Similarity.fit(terms_of(e.text, tokenize) for e in load_examples())
-    path = Path(args.pairs) if args.pairs else PAIRS
-    threshold = RoutingSettings().repeat_threshold if args.threshold is None else args.threshold
-    print(f"labelled pairs from {path}")
-    print(evaluate_repeats(load_pairs(path), similarity, tokenize).report(threshold))
+    threshold = shipped if args.threshold is None else args.threshold
+    source = setting if args.threshold is None else "--threshold"
+    print(f"{args.kind} pairs from {path}; threshold {threshold:.2f} from {source}")
+    print(evaluate_repeats(pairs, similarity, tokenize).report(threshold, **labels))
     return 0
 
 
@@ -162,11 +184,23 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     ev.set_defaults(func=cmd_classify_eval)
 
     rep = sub.add_parser(
-        "repeat-eval", help="반복민원: recall and false-positive rate on labelled pairs"
+        "repeat-eval",
+        help="반복민원 or 중복민원: recall and false-positive rate on labelled pairs",
     )
-    rep.add_argument("--pairs", help="a JSON-lines file {earlier, later, repeated}")
     rep.add_argument(
-        "--threshold", type=float, help="default: SOTONG_ROUTING_REPEAT_THRESHOLD's value"
+        "--kind",
+        choices=["repeat", "duplicate"],
+        default="repeat",
+        help="repeat: the same resident again (routing/data/repeats.ko.jsonl, "
+        "repeat_threshold); duplicate: another resident at the same place "
+        "(routing/data/duplicates.ko.jsonl, duplicate_threshold)",
+    )
+    rep.add_argument("--pairs", help="a JSON-lines file {earlier, later, repeated} instead")
+    rep.add_argument(
+        "--threshold",
+        type=float,
+        help="default: SOTONG_ROUTING_REPEAT_THRESHOLD's or "
+        "SOTONG_ROUTING_DUPLICATE_THRESHOLD's value",
     )
     rep.set_defaults(func=cmd_repeat_eval)
 

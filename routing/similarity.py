@@ -66,6 +66,9 @@ class Similarity:
 
 
 PAIRS = Path(__file__).parent / "data" / "repeats.ko.jsonl"
+DUPLICATE_PAIRS = Path(__file__).parent / "data" / "duplicates.ko.jsonl"
+"""중복민원: two residents' reports from the same place, in the same department; ``repeated``
+is true when they report the same problem (``sotong repeat-eval --kind duplicate``)."""
 
 
 @dataclass(frozen=True)
@@ -104,12 +107,16 @@ class RepeatEvaluation:
     def false_positive_rate(self, threshold: float) -> float:
         return sum(s >= threshold for s in self.new) / len(self.new)
 
-    def report(self, threshold: float) -> str:
+    def report(
+        self, threshold: float, *, same: str = "repeats", different: str = "new complaints"
+    ) -> str:
+        """``same`` and ``different`` name the two kinds of pair (duplicates: "duplicates"
+        and "different problems")."""
         lines = [
-            f"pairs: {len(self.repeats)} repeats, {len(self.new)} new complaints",
+            f"pairs: {len(self.repeats)} {same}, {len(self.new)} {different}",
             f"threshold {threshold:.2f}: recall {self.recall(threshold):.3f}, "
             f"false-positive rate {self.false_positive_rate(threshold):.3f} "
-            f"({sum(s >= threshold for s in self.new)} of {len(self.new)} new caught)",
+            f"({sum(s >= threshold for s in self.new)} of {len(self.new)} {different} caught)",
             "",
             f"{'threshold':>9}{'recall':>8}{'FPR':>7}",
         ]
