@@ -71,6 +71,23 @@ def _staff_keys_path() -> Path:
     return Path(os.environ.get("SOTONG_STAFF_KEYS_FILE", default))
 
 
+def _channel_keys_path() -> Path:
+    """Beside the department keys: the channels' credentials ``sotong up`` generates."""
+    default = _api_keys_path().with_name("channel-keys.json")
+    return Path(os.environ.get("SOTONG_CHANNEL_KEYS_FILE", default))
+
+
+def _channel_key(channel: str) -> str | None:
+    """The credential to file as ``channel`` with, when this machine holds one (the local
+    stack's, or a file a channel operator points SOTONG_CHANNEL_KEYS_FILE at)."""
+    try:
+        held = json.loads(_channel_keys_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    key = held.get(channel) if isinstance(held, dict) else None
+    return str(key) if key else None
+
+
 def local_time(value: str | None) -> str:
     """An API timestamp (ISO 8601 with an offset) as a person in Korea reads it."""
     if not value:
@@ -181,6 +198,9 @@ def cmd_file(args: argparse.Namespace) -> int:
         body["location"] = location
     # one key for this invocation: a retry after a lost answer gets the first answer back
     headers = {"Idempotency-Key": str(uuid.uuid4())}
+    credential = _channel_key(args.channel)
+    if credential and (args.channel_ref or args.channel != "web"):
+        headers["X-Api-Key"] = credential  # only its holder files as a credentialed channel
     for attempt in range(3):
         try:
             response = httpx.post(
