@@ -37,6 +37,7 @@ def file_submission(
     resident_token: str,
     filed_at: datetime,
     photos: Sequence[PhotoRef] = (),
+    contact_unconfirmed: bool = False,
 ) -> ComplaintFiled:
     """The filing as stored and published. A 주민등록번호 in the title, body or chat is
     masked here, not refused: nobody handling a complaint needs one, a refusal would make
@@ -61,4 +62,5 @@ def file_submission(
         submitted_at=submission.occurred_at,
         occurred_at=filed_at,
         photos=list(photos),
+        contact_unconfirmed=contact_unconfirmed,
     )

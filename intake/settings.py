@@ -72,3 +72,25 @@ class IntakeSettings(ServiceSettings):
         description="A tracker staff key (one of SOTONG_TRACKER_STAFF_API_KEYS) for Open311's "
         "GETs. Without it they answer 503.",
     )
+    contact_code_channels: frozenset[Channel] = Field(
+        default=frozenset({Channel.WEB}),
+        description="Channels whose filings without a channel credential must confirm the "
+        "resident's phone with a one-time code before anything is sent to it, as JSON. "
+        "A filing with a credential (the holder vouches for its contacts), over Kafka or "
+        "through Open311 never needs one.",
+    )
+    contact_code_ttl_seconds: int = Field(
+        default=600, ge=60, le=3600, description="How long a one-time code may be entered."
+    )
+    contact_code_max_attempts: int = Field(
+        default=5, ge=1, le=10, description="Wrong entries before a code stops working."
+    )
+    contact_code_resends_per_hour: int = Field(
+        default=3, ge=1, le=10, description="New codes one complaint may ask for per hour."
+    )
+    contact_code_keep_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=3600,
+        description="How long a complaint's code record is kept (a MongoDB TTL index): as "
+        "long as the notifier holds messages for an unconfirmed phone.",
+    )
