@@ -21,6 +21,9 @@ class Recipient:
     name: str | None = field(default=None, repr=False)
     phone: str | None = field(default=None, repr=False)
     email: str | None = field(default=None, repr=False)
+    contact_unconfirmed: bool = False
+    """Filed anonymously with a phone: messages wait for ContactConfirmed
+    (:mod:`notifier.contacts`)."""
 
 
 class RecipientStore(Protocol):

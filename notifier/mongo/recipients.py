@@ -66,6 +66,7 @@ def _recipient_doc(filed: ComplaintFiled) -> Document:
         "email": resident.email,
         "notification_consent": resident.notification_consent,
         "filed_at": filed.occurred_at,
+        "contact_unconfirmed": filed.contact_unconfirmed,
     }
 
 
@@ -77,4 +78,5 @@ def _recipient(doc: Document) -> Recipient:
         name=optional_str(doc.get("name")),
         phone=optional_str(doc.get("phone")),
         email=optional_str(doc.get("email")),
+        contact_unconfirmed=bool(doc.get("contact_unconfirmed", False)),
     )

@@ -129,6 +129,7 @@ class InMemoryNotifierStore:
                 name=resident.name,
                 phone=resident.phone,
                 email=resident.email,
+                contact_unconfirmed=filed.contact_unconfirmed,
             ),
         )
 
@@ -485,3 +486,20 @@ class ManualClock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+class InMemoryConfirmations:
+    """``MongoConfirmations`` in a dict: which complaints' contacts were confirmed, when."""
+
+    def __init__(self) -> None:
+        self.confirmed_at: dict[str, datetime] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def confirm_many(self, complaint_ids: Collection[str], *, now: datetime) -> None:
+        for cid in complaint_ids:
+            self.confirmed_at.setdefault(cid, stored(now))
+
+    async def confirmed(self, complaint_ids: Collection[str]) -> set[str]:
+        return {cid for cid in complaint_ids if cid in self.confirmed_at}
