@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -41,7 +42,10 @@ class Stack:
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
 
-    def outbox_lines(self, complaint_id: str | None = None) -> list[dict[str, Any]]:
+    def outbox_lines(
+        self, complaint_id: str | None = None, *, codes: bool = False
+    ) -> list[dict[str, Any]]:
+        """The resident messages written to the outbox; contact codes only if asked for."""
         if not self.outbox.exists():
             return []
         lines = [
@@ -49,7 +53,46 @@ class Stack:
             for line in self.outbox.read_text(encoding="utf-8").splitlines()
             if line
         ]
-        return [x for x in lines if complaint_id is None or x["complaint_id"] == complaint_id]
+        return [
+            x
+            for x in lines
+            if (complaint_id is None or x["complaint_id"] == complaint_id)
+            and (codes or x["template_code"] != CODE_TEMPLATE)
+        ]
+
+
+CODE_TEMPLATE = "SOTONG_CONTACT_CODE"
+CODE = re.compile(r"인증번호는 ([0-9]{6})입니다")
+
+
+async def confirm_contact(
+    http: httpx.AsyncClient,
+    intake: str,
+    filed: dict[str, Any],
+    codes: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """As the resident: read the code the notifier sent (``codes``: the outbox lines that
+    may hold it) and enter it, so the complaint's messages are no longer held (issue 11
+    §11). A filing that needed no code is left as it is."""
+    if "contact" not in filed:
+        return
+
+    def sent() -> list[str]:
+        return [
+            m.group(1)
+            for line in codes()
+            if line["complaint_id"] == filed["complaint_id"]
+            and line["template_code"] == CODE_TEMPLATE
+            and (m := CODE.search(line["text"]))
+        ]
+
+    [code, *_] = await eventually(sent, what="the contact code message")
+    response = await http.post(
+        f"{intake}/v1/complaints/{filed['complaint_id']}/contact/confirm",
+        json={"code": code},
+        headers={"X-Tracking-Token": filed["tracking_token"]},
+    )
+    assert response.status_code == 200, response.text
 
 
 @pytest.fixture(scope="module")
