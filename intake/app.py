@@ -128,6 +128,7 @@ def create_app(
             keep=timedelta(seconds=settings.contact_code_keep_seconds),
         ),
         channels={c.value for c in settings.contact_code_channels},
+        credentialed={c.value for c in settings.channel_keys},
         registry=runtime.registry,
     )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)

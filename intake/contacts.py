@@ -57,14 +57,19 @@ CODES = "intake_contact_codes"
 
 
 def needs_code(
-    channel: Channel, holder: str | None, resident: Resident, channels: Collection[str]
+    channel: Channel,
+    holder: str | None,
+    resident: Resident,
+    channels: Collection[str],
+    credentialed: Collection[str] = (),
 ) -> bool:
-    """Whether a filing's phone must be confirmed: a channel that needs codes, filed
-    without a credential (``holder`` is the credential's channel), giving a phone the
-    resident agreed to be told at."""
+    """Whether a filing's phone must be confirmed: filed without a credential (``holder``
+    is the credential's channel) as a channel that needs codes, or as one with no
+    credential configured at all (open to anyone, so naming it must not get round the
+    code), giving a phone the resident agreed to be told at."""
     return (
         holder is None
-        and channel.value in channels
+        and (channel.value in channels or channel.value not in credentialed)
         and resident.phone is not None
         and resident.notification_consent
     )
@@ -316,12 +321,14 @@ class Contacts:
         rules: CodeRules,
         channels: Collection[str],
         registry: CollectorRegistry,
+        credentialed: Collection[str] = (),
     ) -> None:
         self.store = store
         self.publish = publish
         self.clock = clock
         self.rules = rules
         self.channels = frozenset(channels)
+        self.credentialed = frozenset(credentialed)
         self.checks = Counter(
             "sotong_contact_code_checks_total",
             "Contact code attempts, by verdict.",
@@ -336,7 +343,7 @@ class Contacts:
         )
 
     def needed(self, channel: Channel, holder: str | None, resident: Resident) -> bool:
-        return needs_code(channel, holder, resident, self.channels)
+        return needs_code(channel, holder, resident, self.channels, self.credentialed)
 
     async def issue(self, record: FiledRecord) -> CodeSent:
         """The first code of a complaint just filed. The complaint is stored already, so a

@@ -76,8 +76,9 @@ class IntakeSettings(ServiceSettings):
         default=frozenset({Channel.WEB}),
         description="Channels whose filings without a channel credential must confirm the "
         "resident's phone with a one-time code before anything is sent to it, as JSON. "
-        "A filing with a credential (the holder vouches for its contacts), over Kafka or "
-        "through Open311 never needs one.",
+        "A channel with no credential in channel_keys is open to anyone and needs codes "
+        "too (or naming it would get round them). A filing with a credential (the holder "
+        "vouches for its contacts), over Kafka or through Open311 never needs one.",
     )
     contact_code_ttl_seconds: int = Field(
         default=600, ge=60, le=3600, description="How long a one-time code may be entered."

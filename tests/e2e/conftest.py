@@ -19,6 +19,9 @@ from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
 
 API_KEYS = {code: f"test-key-{code}" for code in catalogue().codes}
+CALL_CENTRE_KEY = "e2e-call-centre-credential"
+"""The call centre's channel credential: its filings vouch for the resident's phone, so
+tests about something else than confirming contacts (issue 11 §11) file through it."""
 SIGNING_KEYS = {"e2e": "e2e-command-signing-key-0123456789abcdef"}
 """intake signs commands with it, routing refuses any without (as ``sotong up`` runs)."""
 
@@ -111,7 +114,12 @@ def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "SOTONG_INTAKE_RELAY_INTERVAL_SECONDS": "0.5",
         "SOTONG_ROUTING_RELAY_INTERVAL_SECONDS": "0.5",
         "SOTONG_INTAKE_API_KEYS": json.dumps(API_KEYS),
+        "SOTONG_INTAKE_CHANNEL_KEYS": json.dumps({"call_center": CALL_CENTRE_KEY}),
         "SOTONG_COMMAND_SIGNING_KEYS": json.dumps(SIGNING_KEYS),
+        # a module files dozens of complaints with one resident's phone, and the contact
+        # code counts against its daily cap: past 20, codes would stop (the cap itself is
+        # tested in tests/unit/test_notifier_caps.py and test_notifier_contacts.py)
+        "SOTONG_NOTIFIER_DAILY_CAP_PER_RECIPIENT": "1000",
     }
     services = localstack.start_services(env, root / "logs")
     try:

@@ -105,15 +105,16 @@ def wrong(code: str) -> str:
     [
         (Channel.WEB, None, Resident(phone="010-1234-5678"), True),
         (Channel.WEB, "web", Resident(phone="010-1234-5678"), False),  # a credential vouches
-        (Channel.KAKAO, None, Resident(phone="010-1234-5678"), False),  # not a code channel
+        (Channel.KAKAO, "kakao", Resident(phone="010-1234-5678"), False),
+        (Channel.CALL_CENTER, None, Resident(phone="010-1234-5678"), True),  # open to anyone
         (Channel.WEB, None, Resident(email="a@example.com"), False),  # no phone
         (Channel.WEB, None, Resident(phone="010-1234-5678", notification_consent=False), False),
     ],
 )
-def test_only_uncredentialed_filings_of_code_channels_with_a_phone_to_tell_need_a_code(
+def test_only_uncredentialed_filings_with_a_phone_to_tell_need_a_code(
     channel: Channel, holder: str | None, resident: Resident, needed: bool
 ) -> None:
-    assert needs_code(channel, holder, resident, {"web"}) is needed
+    assert needs_code(channel, holder, resident, {"web"}, {"web", "kakao"}) is needed
 
 
 async def test_an_anonymous_web_filing_is_accepted_and_a_code_is_sent_to_its_phone(
