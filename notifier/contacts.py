@@ -84,6 +84,13 @@ class ConfirmationStore(Protocol):
         """Which of these are confirmed, in one read."""
         ...
 
+    async def unreleased(self, complaint_ids: Collection[str]) -> set[str]:
+        """Which of these are confirmed and their held messages not yet all sent: a
+        repeated confirmation must not send early what quiet hours hold since."""
+        ...
+
+    async def mark_released(self, complaint_ids: Collection[str]) -> None: ...
+
 
 class ContactMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -383,6 +390,20 @@ class MongoConfirmations:
             return set()
         cursor = self.col.find({"_id": {"$in": list(complaint_ids)}}, projection={"_id": 1})
         return {str(doc["_id"]) async for doc in cursor}
+
+    async def unreleased(self, complaint_ids: Collection[str]) -> set[str]:
+        if not complaint_ids:
+            return set()
+        cursor = self.col.find(
+            {"_id": {"$in": list(complaint_ids)}}, projection={"_id": 1, "released": 1}
+        )
+        return {str(doc["_id"]) async for doc in cursor if not doc.get("released")}
+
+    async def mark_released(self, complaint_ids: Collection[str]) -> None:
+        if complaint_ids:
+            await self.col.update_many(
+                {"_id": {"$in": list(complaint_ids)}}, {"$set": {"released": True}}
+            )
 
 
 __all__ = [

@@ -358,18 +358,20 @@ class Delivery:
         if self.contacts is None or not events:
             return
         complaint_ids = {e.complaint_id for e in events}
-        await self.contacts.store.confirm_many(complaint_ids, now=self.clock())
+        confirmations = self.contacts.store
+        await confirmations.confirm_many(complaint_ids, now=self.clock())
         async with self._serialised(complaint_ids):
-            held = await self.store.held_for(complaint_ids)
+            pending = await confirmations.unreleased(complaint_ids)
+            held = await self.store.held_for(pending) if pending else {}
             work = {
                 cid: [_release(d) for d in items if d.recipient == RESIDENT]
                 for cid, items in held.items()
             }
             work = {cid: jobs for cid, jobs in work.items() if jobs}
-            if not work:
-                return
-            recipients = await self.store.recipients_of(work.keys())
-            await self._run(work, recipients)
+            if work:
+                recipients = await self.store.recipients_of(work.keys())
+                await self._run(work, recipients)
+            await confirmations.mark_released(pending)
 
     async def retry_all(
         self, retries: Sequence[tuple[NotificationRetryScheduled, str | None]]

@@ -493,6 +493,7 @@ class InMemoryConfirmations:
 
     def __init__(self) -> None:
         self.confirmed_at: dict[str, datetime] = {}
+        self.released: set[str] = set()
 
     async def ensure_indexes(self) -> None:
         return None
@@ -503,3 +504,9 @@ class InMemoryConfirmations:
 
     async def confirmed(self, complaint_ids: Collection[str]) -> set[str]:
         return {cid for cid in complaint_ids if cid in self.confirmed_at}
+
+    async def unreleased(self, complaint_ids: Collection[str]) -> set[str]:
+        return {c for c in complaint_ids if c in self.confirmed_at and c not in self.released}
+
+    async def mark_released(self, complaint_ids: Collection[str]) -> None:
+        self.released |= set(complaint_ids)

@@ -196,3 +196,18 @@ async def test_a_filing_with_a_vouched_contact_is_told_at_once(h: Fake) -> None:
 
     assert len(h.lines()) == 1
     assert h.store.deferred == {}
+
+
+async def test_a_repeated_confirmation_does_not_send_what_quiet_hours_hold(h: Fake) -> None:
+    cid = new_id()
+    await h.delivery.remember_all([unconfirmed(cid)])
+    await h.delivery.confirm_all([ContactConfirmed(complaint_id=cid)])
+    h.clock.now = NOW.replace(hour=14)  # 23:00 in Seoul
+    await h.delivery.notify(steps(cid)[1])  # not urgent: waits for the morning
+    await h.delivery.confirm_all([ContactConfirmed(complaint_id=cid)])  # the resident again
+
+    assert h.lines() == []
+    assert len(h.store.deferred) == 1
+    h.clock.now = NOW.replace(hour=23)  # 08:00 in Seoul
+    assert await h.delivery.release_due() == 1
+    assert [line["template_code"] for line in h.lines()] == ["SOTONG_ASSIGNED"]
