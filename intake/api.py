@@ -11,6 +11,7 @@ complaint's state (is it resolved already? is it this department's?) is still de
 by routing, and a refusal appears on ``complaint.rejections`` and in the tracker view.
 """
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -53,6 +54,37 @@ class FilingRequest(Submission):
     )
 
 
+class CodeSent(BaseModel):
+    """What a filing whose phone must be confirmed is told (and a resend answers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    confirmation_required: bool = Field(
+        default=True,
+        description="Messages to the phone wait until the code sent to it is entered.",
+    )
+    code_sent: bool = Field(
+        description="The code message was handed to the notifier; false if it could not be "
+        "(ask for another at `resend`)."
+    )
+    expires_at: datetime = Field(description="The code is refused after this time.")
+    confirm: str = Field(description="POST the code here, with the tracking or resident token.")
+    resend: str = Field(description="POST here for a new code (a few per hour).")
+
+
+class ConfirmRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(
+        pattern=r"^[0-9]{6}$", description="The six digits sent to the phone (인증번호)."
+    )
+
+
+class Confirmed(BaseModel):
+    complaint_id: str
+    confirmed: bool = True
+
+
 class FiledResponse(BaseModel):
     complaint_id: str
     receipt_number: str
@@ -67,6 +99,11 @@ class FiledResponse(BaseModel):
         "one. Given once, with the tracking token.",
     )
     duplicate: bool = Field(description="True when this (channel, channel_ref) was filed before.")
+    contact: CodeSent | None = Field(
+        default=None,
+        description="Present when the phone must be confirmed: a one-time code was sent to "
+        "it, and nothing else is until it is entered.",
+    )
 
 
 class _Command(BaseModel):

@@ -11,6 +11,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from intake.contacts import (
+    CodeRules,
+    ContactCodeStore,
+    Contacts,
+    MongoContactCodes,
+    contact_routes,
+)
 from intake.handlers import Accepted, Intake, routes, subscribe
 from intake.idempotency import (
     Idempotency,
@@ -58,11 +65,16 @@ IDEMPOTENT_PATHS = re.compile(r"/v1/complaints(/[^/]+/(commands|resident-actions
 
 
 async def ensure_indexes(
-    store: SubmissionStore, idempotency: IdempotencyStore, photos: PhotoStore
+    store: SubmissionStore,
+    idempotency: IdempotencyStore,
+    photos: PhotoStore,
+    codes: ContactCodeStore | None = None,
 ) -> None:
     await store.ensure_indexes()
     await idempotency.ensure_indexes()
     await photos.ensure_indexes()
+    if codes is not None:
+        await codes.ensure_indexes()
 
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -93,6 +105,7 @@ def create_app(
     tracker: TrackerClient | None = None,
     idempotency_store: IdempotencyStore | None = None,
     photo_store: PhotoStore | None = None,
+    contact_store: ContactCodeStore | None = None,
 ) -> FastAPI:
     """Build intake; each collaborator left out is the real one built from ``settings``."""
     settings = settings or IntakeSettings()
@@ -134,6 +147,21 @@ def create_app(
         clock=clock,
         metrics=limit_metrics,
     )
+    contact_store = contact_store if contact_store is not None else MongoContactCodes(runtime.db)
+    contacts = Contacts(
+        store=contact_store,
+        publish=publish,
+        clock=clock,
+        rules=CodeRules(
+            ttl=timedelta(seconds=settings.contact_code_ttl_seconds),
+            max_attempts=settings.contact_code_max_attempts,
+            resends_per_hour=settings.contact_code_resends_per_hour,
+            keep=timedelta(seconds=settings.contact_code_keep_seconds),
+        ),
+        channels={c.value for c in settings.contact_code_channels},
+        credentialed={c.value for c in settings.channel_keys},
+        registry=runtime.registry,
+    )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
     subscribe(runtime.subscriber, intake)
     source: ReplaySource = intake.published_since
@@ -163,7 +191,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             async with runtime.running(
-                before_start=lambda: ensure_indexes(store, idempotency_store, photo_store),
+                before_start=lambda: ensure_indexes(
+                    store, idempotency_store, photo_store, contact_store
+                ),
                 background=[
                     lambda: intake.relay_forever(settings.relay_interval_seconds, replayer),
                     lambda: sweep_forever(
@@ -225,9 +255,11 @@ def create_app(
             photos=photos,
             clock=clock,
             admit_phone=phone_limit.admit_http,
+            contacts=contacts,
         ),
         dependencies=[Depends(limit) for limit in limits],
     )
+    app.include_router(contact_routes(contacts))
     app.include_router(
         photo_routes(
             photos=photo_store,

@@ -38,6 +38,7 @@ def file_submission(
     filed_at: datetime,
     photos: Sequence[PhotoRef] = (),
     channel_client: str | None = None,
+    contact_unconfirmed: bool = False,
 ) -> ComplaintFiled:
     """The filing as stored and published. A 주민등록번호 in the title, body or chat is
     masked here, not refused: nobody handling a complaint needs one, a refusal would make
@@ -64,4 +65,5 @@ def file_submission(
         occurred_at=filed_at,
         photos=list(photos),
         joins=submission.joins,
+        contact_unconfirmed=contact_unconfirmed,
     )

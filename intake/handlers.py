@@ -26,6 +26,7 @@ from intake.api import (
     FilingRequest,
     ResidentRequest,
 )
+from intake.contacts import Contacts
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
 from intake.idempotency import STATE_KEY, derived_id
 from intake.photo_routes import Photos
@@ -68,6 +69,8 @@ class Arrival:
     photos: tuple[PhotoRef, ...] = ()
     client: str | None = None
     """The client app whose credential filed it (an Open311 app), if any."""
+    contact_unconfirmed: bool = False
+    """The phone must be confirmed with a code before the resident is told anything."""
 
 
 RECEIPT_DRAWS = 8
@@ -125,12 +128,19 @@ class Intake:
         redelivery_possible: bool = True,
         photos: Sequence[PhotoRef] = (),
         client: str | None = None,
+        contact_unconfirmed: bool = False,
     ) -> Accepted:
         """File a submission once; return (record, duplicate). A submission intake made
         itself from an HTTP request (``redelivery_possible=False``) has an event id nobody
         can have filed before, so it costs no look-up by submission."""
         return await self.batcher.submit(
-            Arrival(submission, redelivery_possible, photos=tuple(photos), client=client)
+            Arrival(
+                submission,
+                redelivery_possible,
+                photos=tuple(photos),
+                client=client,
+                contact_unconfirmed=contact_unconfirmed,
+            )
         )
 
     async def file_batch(self, arrivals: Sequence["Arrival"]) -> list[Accepted | Exception]:
@@ -172,7 +182,11 @@ class Intake:
                     first_with_ref[key] = i
                 first_of_submission[submission.event_id] = i
                 record = self._new_record(
-                    submission, now, arrivals[i].photos, client=arrivals[i].client
+                    submission,
+                    now,
+                    arrivals[i].photos,
+                    client=arrivals[i].client,
+                    contact_unconfirmed=arrivals[i].contact_unconfirmed,
                 )
                 fresh.append((i, submission, record))
 
@@ -240,6 +254,7 @@ class Intake:
         photos: Sequence[PhotoRef] = (),
         *,
         client: str | None = None,
+        contact_unconfirmed: bool = False,
     ) -> FiledRecord:
         token = new_tracking_token()
         resident_token = submission.resident_token or new_tracking_token()
@@ -252,6 +267,7 @@ class Intake:
             filed_at=now,
             photos=photos,
             channel_client=client,
+            contact_unconfirmed=contact_unconfirmed,
         )
         return FiledRecord(
             filed, token, resident_token, published=False, submission_id=submission.event_id
@@ -351,6 +367,7 @@ def routes(
     photos: Photos,
     clock: Clock,
     admit_phone: Callable[[str | None], Awaitable[None]] | None = None,
+    contacts: Contacts | None = None,
 ) -> APIRouter:
     """The HTTP API, bound to the collaborators the composition root chose. ``admit_phone``
     counts a filing against its phone number's daily limit (``intake.limits``), raising
@@ -418,9 +435,12 @@ def routes(
         """File a complaint; the same (channel, channel_ref) again answers 200 with the same
         one, and the same Idempotency-Key and body again answer what the first answered."""
         del idempotency_key  # read by the middleware (intake.idempotency); named for the docs
-        filing_channel(request, key)
+        holder = filing_channel(request, key)
         if admit_phone is not None:
             await admit_phone(request.resident.phone)
+        unconfirmed = contacts is not None and contacts.needed(
+            request.channel, holder, request.resident
+        )
         fields = {**request.model_dump(exclude={"photos"}), "occurred_at": clock()}
         keyed = getattr(http.state, STATE_KEY, None)
         if keyed is not None:  # a retry after a crash finds the first attempt's complaint
@@ -429,7 +449,10 @@ def routes(
         attached = await photos.attach(request.photos, submission.event_id)
         try:
             record, duplicate = await intake.accept(
-                submission, redelivery_possible=keyed is not None, photos=attached
+                submission,
+                redelivery_possible=keyed is not None,
+                photos=attached,
+                contact_unconfirmed=unconfirmed,
             )
         except UnknownResidentToken as exc:
             raise ApiError(422, "invalid_request", str(exc)) from exc
@@ -446,6 +469,11 @@ def routes(
             tracking_token=record.tracking_token,
             resident_token=record.resident_token,
             duplicate=False,
+            contact=(
+                await contacts.issue(record)
+                if contacts is not None and record.filed.contact_unconfirmed
+                else None
+            ),
         )
 
     IdempotencyKey = Annotated[

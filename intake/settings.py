@@ -139,3 +139,27 @@ class IntakeSettings(ServiceSettings):
         description="End users each per-client limit remembers at once (the least recently "
         "seen are forgotten first): bounds the memory a flood of addresses can take.",
     )
+    contact_code_channels: frozenset[Channel] = Field(
+        default=frozenset({Channel.WEB}),
+        description="Channels whose filings must confirm the resident's phone with a one-time "
+        "code before anything is sent to it, as JSON — with the channel's credential or "
+        "without: the portal holds the web credential but relays what anyone typed. A "
+        "channel with no credential in channel_keys is open to anyone and needs codes too "
+        "(or naming it would get round them). Other credentialed channels (a call centre "
+        "that took the call), Kafka submissions and Open311 apps vouch for their contacts.",
+    )
+    contact_code_ttl_seconds: int = Field(
+        default=600, ge=60, le=3600, description="How long a one-time code may be entered."
+    )
+    contact_code_max_attempts: int = Field(
+        default=5, ge=1, le=10, description="Wrong entries before a code stops working."
+    )
+    contact_code_resends_per_hour: int = Field(
+        default=3, ge=1, le=10, description="New codes one complaint may ask for per hour."
+    )
+    contact_code_keep_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=3600,
+        description="How long a complaint's code record is kept (a MongoDB TTL index): as "
+        "long as the notifier holds messages for an unconfirmed phone.",
+    )

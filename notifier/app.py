@@ -11,6 +11,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -19,6 +20,13 @@ from notifier.alimtalk import AlimTalkChannel
 from notifier.audience import ALIMTALK, EMAIL, OUTBOX, SMS, WEBHOOK, Audience
 from notifier.caps import DailyCap
 from notifier.channel import OPEN311_PREFIX, Channel
+from notifier.contacts import (
+    CodeSender,
+    ConfirmationStore,
+    ContactMetrics,
+    Contacts,
+    MongoConfirmations,
+)
 from notifier.handlers import (
     BatchSettings,
     DeadLetterSink,
@@ -115,6 +123,11 @@ def daily_cap(settings: NotifierSettings) -> DailyCap | None:
     return DailyCap(settings.daily_cap_per_recipient, key, settings.timezone)
 
 
+async def ensure_indexes(store: NotifierStore, confirmations: ConfirmationStore) -> None:
+    await store.ensure_indexes()
+    await confirmations.ensure_indexes()
+
+
 def dead_letters_to_kafka(runtime: Runtime) -> DeadLetterSink:
     """Publish an undeliverable event's dead letter, keyed by its complaint."""
     return runtime.dead_letters.publish
@@ -131,6 +144,7 @@ def create_app(
     dead_letter: DeadLetterSink | None = None,
     sleep: Sleep | None = None,
     reject: PublishDeadLetter | None = None,
+    confirmations: ConfirmationStore | None = None,
 ) -> FastAPI:
     """The notifier, from settings and whichever collaborators the caller brings.
 
@@ -149,35 +163,59 @@ def create_app(
         client = http_client(settings)
         channels = build_channels(settings, client, clock=clock)
     kafka = settings.kafka
+    audience = Audience(
+        catalogue=Catalogue.load(),
+        channels=frozenset(channels) - {WEBHOOK},
+        letterhead=Letterhead(settings.sender_name, settings.tracking_url),
+        webhooks=frozenset(settings.webhooks),
+        apps=frozenset(settings.open311_webhooks),
+        photo_base=settings.intake_public_url,
+        urgent_states=settings.urgent_states,
+        staff=StaffDirectory.load(settings.staff_directory_path),
+    )
+    metrics = NotifierMetrics(
+        runtime.metrics,
+        consumer=runtime.service,
+        lifecycle_topic=topic_name(kafka, topics.LIFECYCLE),
+    )
+    publish = publish or runtime.publish
+    retry = RetryPolicy(
+        max_attempts=settings.delivery_max_attempts,
+        initial_backoff_seconds=settings.delivery_initial_backoff_seconds,
+        max_backoff_seconds=settings.delivery_max_backoff_seconds,
+    )
+    cap = daily_cap(settings)
+    confirmations = confirmations or MongoConfirmations(runtime.db)
+    contact_metrics = ContactMetrics(runtime.registry)
+    contacts = Contacts(
+        store=confirmations,
+        sender=CodeSender(
+            store=store,
+            channels=channels,
+            audience=audience,
+            publish=publish,
+            metrics=metrics,
+            contact_metrics=contact_metrics,
+            clock=clock,
+            retry=retry,
+            cap=cap,
+            sleep=sleep or asyncio.sleep,
+        ),
+        hold=timedelta(seconds=settings.contact_hold_seconds),
+        metrics=contact_metrics,
+    )
     delivery = Delivery(
         store=store,
         channels=channels,
-        audience=Audience(
-            catalogue=Catalogue.load(),
-            channels=frozenset(channels) - {WEBHOOK},
-            letterhead=Letterhead(settings.sender_name, settings.tracking_url),
-            webhooks=frozenset(settings.webhooks),
-            apps=frozenset(settings.open311_webhooks),
-            photo_base=settings.intake_public_url,
-            urgent_states=settings.urgent_states,
-            staff=StaffDirectory.load(settings.staff_directory_path),
-        ),
-        publish=publish or runtime.publish,
+        audience=audience,
+        publish=publish,
         dead_letter=dead_letter or dead_letters_to_kafka(runtime),
         source_topics={e: topic_name(kafka, t) for e, t in topics.OF_EVENT.items()},
-        retry=RetryPolicy(
-            max_attempts=settings.delivery_max_attempts,
-            initial_backoff_seconds=settings.delivery_initial_backoff_seconds,
-            max_backoff_seconds=settings.delivery_max_backoff_seconds,
-        ),
+        retry=retry,
         quiet=QuietHours.parse(settings.quiet_hours, settings.timezone)
         if settings.quiet_hours
         else None,
-        metrics=NotifierMetrics(
-            runtime.metrics,
-            consumer=runtime.service,
-            lifecycle_topic=topic_name(kafka, topics.LIFECYCLE),
-        ),
+        metrics=metrics,
         clock=clock,
         sleep=sleep or asyncio.sleep,
         later=RetryTopic(
@@ -188,7 +226,8 @@ def create_app(
         ),
         budget_seconds=settings.batch_budget_seconds,
         attempt_seconds=settings.http_timeout_seconds,
-        cap=daily_cap(settings),
+        cap=cap,
+        contacts=contacts,
     )
     subscribe(
         runtime.subscriber,
@@ -206,7 +245,7 @@ def create_app(
                 await resources.enter_async_context(client)
             await resources.enter_async_context(
                 runtime.running(
-                    before_start=store.ensure_indexes,
+                    before_start=lambda: ensure_indexes(store, confirmations),
                     background=[
                         lambda: delivery.release_forever(settings.release_interval_seconds),
                         lambda: delivery.sweep_forever(

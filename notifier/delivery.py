@@ -58,6 +58,7 @@ from notifier.audience import Audience, Notice
 from notifier.caps import Count, DailyCap
 from notifier.chain import Chain, Plan, Ran, Sleep, ids, plan
 from notifier.channel import RESIDENT, Channel
+from notifier.contacts import Contacts
 from notifier.deferral import Deferred, Hold, Source, held_before, release_at
 from notifier.ledger import FINISHED, DeliveryRecord, DeliveryStatus, Finish, Mark
 from notifier.metrics import NotifierMetrics
@@ -76,7 +77,7 @@ from schemas import (
     NotificationRetryScheduled,
     topics,
 )
-from schemas.events import AlertKind, utcnow
+from schemas.events import AlertKind, ContactCodeIssued, ContactConfirmed, utcnow
 from services import telemetry
 from services.errors import PermanentError, RetryableError, describe
 from services.runtime import Clock, Publish
@@ -187,6 +188,7 @@ class Delivery:
         budget_seconds: float | None = None,
         attempt_seconds: float = 5.0,
         cap: DailyCap | None = None,
+        contacts: Contacts | None = None,
     ) -> None:
         needed = set(audience.channels) | ({"webhook"} if audience.webhooks else set())
         if missing := needed - set(channels):
@@ -204,6 +206,7 @@ class Delivery:
         self.sleep = sleep
         self.later = later
         self.cap = cap
+        self.contacts = contacts
         self.budget_seconds = budget_seconds
         self.attempt_seconds = attempt_seconds
         self.chain = Chain(
@@ -341,6 +344,35 @@ class Delivery:
                 log.exception("deferred release failed; will try again")
             await asyncio.sleep(interval)
 
+    async def send_codes(self, events: Sequence[ContactCodeIssued]) -> None:
+        """Send contact codes at once (:mod:`notifier.contacts`)."""
+        if self.contacts is None:
+            raise PermanentError("contact codes are not sent by this notifier")
+        complaint_ids = {e.complaint_id for e in events}
+        async with self._serialised(complaint_ids):
+            await self.contacts.sender.send_all(events)
+
+    async def confirm_all(self, events: Sequence[ContactConfirmed]) -> None:
+        """Record the confirmations, then send what was held for those residents, in
+        lifecycle order; a repeat finds nothing held and sends nothing."""
+        if self.contacts is None or not events:
+            return
+        complaint_ids = {e.complaint_id for e in events}
+        confirmations = self.contacts.store
+        await confirmations.confirm_many(complaint_ids, now=self.clock())
+        async with self._serialised(complaint_ids):
+            pending = await confirmations.unreleased(complaint_ids)
+            held = await self.store.held_for(pending) if pending else {}
+            work = {
+                cid: [_release(d) for d in items if d.recipient == RESIDENT]
+                for cid, items in held.items()
+            }
+            work = {cid: jobs for cid, jobs in work.items() if jobs}
+            if work:
+                recipients = await self.store.recipients_of(work.keys())
+                await self._run(work, recipients)
+            await confirmations.mark_released(pending)
+
     async def retry_all(
         self, retries: Sequence[tuple[NotificationRetryScheduled, str | None]]
     ) -> None:
@@ -449,11 +481,21 @@ class Delivery:
             if self.budget_seconds is not None and self.later is not None
             else None
         )
+        awaiting: set[str] = set()
+        flagged = False
+        if self.contacts is not None:
+            known = {cid: recipients[cid] for cid in work if cid in recipients}
+            awaiting = await self.contacts.awaiting(known)
+            flagged = any(r.contact_unconfirmed for r in known.values())
         held: dict[str, list[Deferred]] = {}
-        if self.quiet is not None and any(not j.released for js in work.values() for j in js):
+        if (self.quiet is not None or flagged) and any(
+            not j.released for js in work.values() for j in js
+        ):
             held = await self.store.held_for(list(work))
         rejected: list[Rejected] = []
         holds: list[Hold] = []
+        waiting: list[Hold] = []  # for the contact to be confirmed
+        expired = 0
         tasks: dict[str, list[Task]] = {}
         unpark: list[str] = []
         undefer: list[str] = []
@@ -467,6 +509,16 @@ class Delivery:
                     self._cannot(job, exc, rejected, unpark)
                     continue
                 for notice in own:
+                    if cid in awaiting and notice.recipient == RESIDENT:
+                        assert self.contacts is not None
+                        if job.undefer is not None:  # held, and its time ran out
+                            expired += 1
+                        else:
+                            hold_until = now + self.contacts.hold
+                            waiting.append(
+                                Hold(job.source, notice.recipient, job.correlation_id, hold_until)
+                            )
+                        continue
                     if not job.released:
                         until = release_at(self.quiet, urgent=notice.urgent, now=now)
                         if until is not None:
@@ -492,6 +544,7 @@ class Delivery:
                 if job.undefer:
                     undefer.append(job.undefer)
         await self._defer(holds, now)
+        await self._wait_for_contacts(waiting, expired, now)
         ledger = await self.store.records(
             [did for ts in tasks.values() for t in ts for did in ids(t.job.source, t.notice)]
         )
@@ -611,6 +664,25 @@ class Delivery:
         )
         if job.unpark:
             unpark.append(job.source.event_id)
+
+    async def _wait_for_contacts(self, waiting: Sequence[Hold], expired: int, now: Any) -> None:
+        """Hold residents' messages until their phone is confirmed; count those whose
+        time ran out (they are taken out with the batch's other released ones)."""
+        if self.contacts is None:
+            return
+        if expired:
+            self.contacts.metrics.expired.inc(expired)
+            log.warning(
+                "held messages dropped: the phone was never confirmed", extra={"count": expired}
+            )
+        if not waiting:
+            return
+        for deferred_id in await self.store.defer_many(waiting, now=now):
+            self.contacts.metrics.held.inc()
+            log.info(
+                "notification held until the resident's phone is confirmed",
+                extra={"deferred_id": deferred_id},
+            )
 
     async def _defer(self, holds: Sequence[Hold], now: Any) -> None:
         if not holds:

@@ -20,7 +20,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
 from faststream.kafka.parser import AioKafkaParser
 from faststream.message import StreamMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from notifier.chain import Sleep
 from notifier.delivery import Arrival, DeadLetterSink, Delivery, Rejected
@@ -31,6 +31,7 @@ from schemas import (
     NotificationRetryScheduled,
     topics,
 )
+from schemas.events import ContactCodeIssued, ContactConfirmed, ContactEvent
 from services.broker import raw_values, records_of
 from services.errors import PermanentError, describe
 from services.logs import bound
@@ -49,6 +50,7 @@ PublishDeadLetter = Callable[[StreamMessage[Any], BaseException, int], Awaitable
 """Publishes one record's dead letter: ``DeadLetters.dead_letter`` from the kit, or a fake."""
 Handler = Callable[..., Awaitable[None]]
 M = TypeVar("M", bound=BaseModel)
+CONTACT_EVENT: TypeAdapter[ContactCodeIssued | ContactConfirmed] = TypeAdapter(ContactEvent)
 
 
 class Subscribe(Protocol):
@@ -103,6 +105,7 @@ def subscribe(
     subscriber(topics.LIFECYCLE, group="lifecycle", **options)(records.on_lifecycle)
     subscriber(topics.SLA, group="deadlines", **options)(records.on_deadlines)
     subscriber(topics.RETRY, group="retries", **options)(records.on_retries)
+    subscriber(topics.CONTACT_CODES, group="contacts", **options)(records.on_contacts)
 
 
 @dataclass
@@ -135,6 +138,19 @@ class Records:
     async def on_retries(self, message: KafkaMessage) -> None:
         parsed = await self._parse(records_of(message), NotificationRetryScheduled)
         await self.delivery.retry_all([(event, correlation_of(record)) for event, record in parsed])
+
+    async def on_contacts(self, message: KafkaMessage) -> None:
+        """Codes to send and confirmations, in the order intake published them."""
+        parsed: list[tuple[ContactCodeIssued | ContactConfirmed, Any]] = []
+        for record in records_of(message):
+            try:
+                parsed.append((CONTACT_EVENT.validate_json(record.value or b""), record))
+            except ValidationError as exc:
+                await self._reject(record, InvalidRecord(describe(exc)))
+        codes = [e for e, _ in parsed if isinstance(e, ContactCodeIssued)]
+        if codes:
+            await self.delivery.send_codes(codes)
+        await self.delivery.confirm_all([e for e, _ in parsed if isinstance(e, ContactConfirmed)])
 
     async def _parse(self, records: Sequence[Any], model: type[M]) -> list[tuple[M, Any]]:
         parsed: list[tuple[M, Any]] = []

@@ -25,6 +25,9 @@ class Recipient:
     """The client app that filed the complaint (an Open311 app), if any."""
     photos: tuple[str, ...] = ()
     """The ids of the photos attached at filing (intake serves them; no bytes here)."""
+    contact_unconfirmed: bool = False
+    """Filed anonymously with a phone: messages wait for ContactConfirmed
+    (:mod:`notifier.contacts`)."""
 
 
 class RecipientStore(Protocol):

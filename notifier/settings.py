@@ -154,6 +154,13 @@ class NotifierSettings(ServiceSettings):
         description="At most this many messages to one resident's phone (or e-mail) per day, "
         "however many complaints name it; unset, no cap.",
     )
+    contact_hold_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="How long a resident's messages wait for the phone an anonymous web "
+        "filing gave to be confirmed with its code; after that they are dropped and counted "
+        "(sotong_notifications_held_expired_total), not sent.",
+    )
     recipient_hash_key: SecretStr | None = Field(
         default=None,
         description="The secret the daily cap's counts are keyed with (HMAC-SHA256 of the "

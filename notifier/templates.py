@@ -76,6 +76,8 @@ VARIABLES = frozenset(
         "tracking_url",
         "repeated_receipt_number",
         "corrected_fields",
+        "code",
+        "minutes",
     }
 )
 """Everything :func:`variables_for` can fill; a template naming anything else fails to load."""
@@ -316,6 +318,11 @@ class Catalogue(BaseModel):
         default_factory=dict,
         description="How a resident's correction names each field it changed (정정 항목).",
     )
+    contact_code: Entry | None = Field(
+        default=None,
+        description="The one-time code that confirms a web filing's phone "
+        "(#{code}, #{minutes}): sent at once, never with a link.",
+    )
 
     @model_validator(mode="after")
     def _complete_and_unique(self) -> Self:
@@ -356,6 +363,7 @@ class Catalogue(BaseModel):
             *self.triggers.values(),
             *self.staff.values(),
             *self.alerts.values(),
+            *((self.contact_code,) if self.contact_code is not None else ()),
         ]
         return [t for entry in entries for t in entry.registered()]
 
@@ -412,6 +420,12 @@ class Catalogue(BaseModel):
 
     def alert_content(self, kind: AlertKind, values: Mapping[str, str]) -> Content:
         return self._content(self.alerts[kind], values)
+
+    def code_content(self, values: Mapping[str, str]) -> Content:
+        """The contact code's words; a catalogue without them cannot send codes."""
+        if self.contact_code is None:
+            raise TemplateError("the catalogue has no contact_code template")
+        return self._content(self.contact_code, values)
 
     def _content(self, entry: Entry, values: Mapping[str, str]) -> Content:
         subject = self.subject_for(values)

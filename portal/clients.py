@@ -132,6 +132,8 @@ class Filed:
     tracking_token: str
     resident_token: str
     duplicate: bool
+    contact_pending: bool = False
+    """A code was sent to the phone: nothing else is until it is entered (인증번호)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class Refused:
     status: int
     message: str
     fields: tuple[tuple[str, str], ...] = ()
+    code: str | None = None
+    """intake's error code (``wrong_code``, ``code_expired``…), when it gave one."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,14 @@ class IntakeApi(Protocol):
         """``fields``: what the action carries beside a note (a correction's, a rating's)."""
         ...
 
+    async def confirm_contact(self, complaint_id: str, *, token: str, code: str) -> Refused | None:
+        """Enter the code sent to the filing's phone; None when confirmed."""
+        ...
+
+    async def resend_code(self, complaint_id: str, *, token: str) -> Refused | None:
+        """Have a new code sent; None when it was."""
+        ...
+
 
 class TrackerApi(Protocol):
     async def complaint(self, complaint_id: str, *, resident_token: str) -> Complaint | None: ...
@@ -197,7 +209,13 @@ def _refused(response: httpx.Response) -> Refused:
     fields = tuple(
         (str(f.get("field", "")), str(f.get("reason", ""))) for f in error.get("fields") or ()
     )
-    return Refused(response.status_code, str(error.get("message", "")), fields)
+    code = error.get("code")
+    return Refused(
+        response.status_code,
+        str(error.get("message", "")),
+        fields,
+        code=code if isinstance(code, str) else None,
+    )
 
 
 class HttpIntake:
@@ -233,6 +251,7 @@ class HttpIntake:
                 tracking_token=data["tracking_token"],
                 resident_token=data["resident_token"],
                 duplicate=bool(data["duplicate"]),
+                contact_pending=data.get("contact") is not None,
             )
         if response.status_code >= 500:
             raise ServiceUnavailable(f"intake answered {response.status_code}")
@@ -269,6 +288,27 @@ class HttpIntake:
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("intake did not answer") from exc
         if response.status_code == 202:
+            return None
+        if response.status_code >= 500:
+            raise ServiceUnavailable(f"intake answered {response.status_code}")
+        return _refused(response)
+
+    async def confirm_contact(self, complaint_id: str, *, token: str, code: str) -> Refused | None:
+        url = f"{self.base_url}/v1/complaints/{complaint_id}/contact/confirm"
+        return await self._contact(url, token, {"code": code}, ok=200)
+
+    async def resend_code(self, complaint_id: str, *, token: str) -> Refused | None:
+        url = f"{self.base_url}/v1/complaints/{complaint_id}/contact/code"
+        return await self._contact(url, token, None, ok=202)
+
+    async def _contact(
+        self, url: str, token: str, body: dict[str, Any] | None, *, ok: int
+    ) -> Refused | None:
+        try:
+            response = await self.client.post(url, json=body, headers={"X-Tracking-Token": token})
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("intake did not answer") from exc
+        if response.status_code == ok:
             return None
         if response.status_code >= 500:
             raise ServiceUnavailable(f"intake answered {response.status_code}")

@@ -14,6 +14,7 @@ without JavaScript; htmx only adds the live timeline (its SSE extension).
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
@@ -55,7 +56,15 @@ log = logging.getLogger("sotong.portal")
 COOKIE = "sotong_resident"
 TEXT_SIZE_COOKIE = "sotong_text"
 TEMPLATES = Path(__file__).parent / "templates"
-TRANSIENT = frozenset({"filed", "done", "forgotten"})
+TRANSIENT = frozenset({"filed", "done", "forgotten", "code"})
+CODE_ERRORS = {
+    "wrong_code": "code_wrong",
+    "code_expired": "code_expired",
+    "too_many_attempts": "code_locked",
+    "too_many_codes": "code_too_many",
+    "not_found": "code_not_found",
+}
+"""intake's error codes for the contact code → the words in texts.ko.json."""
 """Query parameters that say what just happened, not which page this is."""
 MAX_HISTORY_CHARS = 20_000
 
@@ -329,7 +338,10 @@ def routes(portal: Portal) -> APIRouter:
                 general = [portal.texts.error("refused", message=result.message)]
             return await filing_page(request, form, errors, general, status=422)
         await filed(result, form)
-        response = RedirectResponse(f"/complaints/{result.complaint_id}?filed=1", status_code=303)
+        code = "&code=1" if result.contact_pending else ""
+        response = RedirectResponse(
+            f"/complaints/{result.complaint_id}?filed=1{code}", status_code=303
+        )
         remember(response, request, result.resident_token)
         return response
 
@@ -427,6 +439,7 @@ def routes(portal: Portal) -> APIRouter:
                 "done": request.query_params.get("done", ""),
                 "errors": errors or {},
                 "notes": notes or {},
+                "code_form": request.query_params.get("code") == "1" or "code" in (errors or {}),
                 **timeline_context(complaint_id, complaint, receipt),
             },
             status=status,
@@ -616,6 +629,49 @@ def routes(portal: Portal) -> APIRouter:
         request: Request, complaint_id: str, note: Annotated[str, Form()] = ""
     ) -> Response:
         return await act(request, complaint_id, "provide_info", note, required=True, field="answer")
+
+    # -- confirming the phone a web filing gave (인증번호) ----------------------------------
+
+    async def contact(request: Request, complaint_id: str, code: str | None) -> Response:
+        """Enter the code (``code``), or ask for a new one (None), through intake."""
+        resident = resident_of(request)
+        token = (
+            await portal.store.tracking_token(resident, complaint_id)
+            if resident and _is_uuid(complaint_id)
+            else None
+        )
+        if token is None:
+            return await page(
+                request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404
+            )
+        if code is not None and not re.fullmatch(r"[0-9]{6}", code):
+            problem = portal.texts.error("code_invalid")
+            return await timeline_page(request, complaint_id, errors={"code": problem}, status=422)
+        try:
+            refused = (
+                await portal.intake.confirm_contact(complaint_id, token=token, code=code)
+                if code is not None
+                else await portal.intake.resend_code(complaint_id, token=token)
+            )
+        except ServiceUnavailable:
+            problem = portal.texts.error("unavailable")
+            return await timeline_page(request, complaint_id, errors={"code": problem}, status=503)
+        if refused is not None and refused.code != "already_confirmed":
+            key = CODE_ERRORS.get(refused.code or "", "refused")
+            problem = portal.texts.error(key, message=refused.message)
+            return await timeline_page(request, complaint_id, errors={"code": problem}, status=422)
+        done = "code_sent&code=1" if code is None else "confirmed"
+        return RedirectResponse(f"/complaints/{complaint_id}?done={done}", status_code=303)
+
+    @router.post("/complaints/{complaint_id}/contact")
+    async def confirm_contact(
+        request: Request, complaint_id: str, code: Annotated[str, Form()] = ""
+    ) -> Response:
+        return await contact(request, complaint_id, code.strip())
+
+    @router.post("/complaints/{complaint_id}/contact/code")
+    async def resend_code(request: Request, complaint_id: str) -> Response:
+        return await contact(request, complaint_id, None)
 
     # -- 내 민원 and the device ---------------------------------------------------------
 

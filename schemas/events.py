@@ -120,6 +120,11 @@ class ComplaintFiled(Event):
         max_length=64,
         description="The open complaint the resident chose to join (see the submission's).",
     )
+    contact_unconfirmed: bool = Field(
+        default=False,
+        description="The resident's phone came from an anonymous filing and is not yet "
+        "confirmed: messages to the resident wait for ContactConfirmed (`contact.codes`).",
+    )
 
 
 class HandlerRef(BaseModel):
@@ -302,6 +307,29 @@ class NotificationRetryScheduled(Event):
     retry: int = Field(ge=0)
     not_before: AwareDatetime
     reason: str
+
+
+class ContactCodeIssued(Event):
+    """intake made a one-time code to confirm the phone an anonymous filing gave, for the
+    notifier to send at once (``contact.codes``: personal data, intake to notifier only)."""
+
+    event_type: Literal["contact.code_issued"] = "contact.code_issued"
+    complaint_id: str
+    receipt_number: str
+    phone: str = Field(min_length=1, max_length=20)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+    expires_at: AwareDatetime
+
+
+class ContactConfirmed(Event):
+    """The resident entered the code: messages held for the complaint's phone may go."""
+
+    event_type: Literal["contact.confirmed"] = "contact.confirmed"
+    complaint_id: str
+
+
+ContactEvent = Annotated[ContactCodeIssued | ContactConfirmed, Field(discriminator="event_type")]
+"""What ``contact.codes`` carries."""
 
 
 class FieldError(BaseModel):

@@ -30,6 +30,10 @@ RETRY: Final = "notification.retry"
 consumes it itself (a retry topic, as Uber published it): a long retry never holds the
 consumer past its poll limit."""
 
+CONTACT_CODES: Final = "contact.codes"
+"""intake publishes ContactCodeIssued (the phone and the code) and ContactConfirmed for an
+anonymous filing's phone; only the notifier reads it. Personal data: never tracked."""
+
 DEAD_LETTER: Final = "sotong.deadletter"
 """Anything no consumer could process, with the reason and the original bytes."""
 
@@ -42,6 +46,7 @@ ALL: Final = (
     REJECTIONS,
     NOTIFICATIONS,
     RETRY,
+    CONTACT_CODES,
     DEAD_LETTER,
 )
 
@@ -55,6 +60,8 @@ OF_EVENT: Final[Mapping[str, str]] = MappingProxyType(
         "complaint.command_rejected": REJECTIONS,
         "notification.outcome": NOTIFICATIONS,
         "notification.retry_scheduled": RETRY,
+        "contact.code_issued": CONTACT_CODES,
+        "contact.confirmed": CONTACT_CODES,
         "sotong.dead_lettered": DEAD_LETTER,
     }
 )
@@ -67,6 +74,10 @@ travel only there, since the lifecycle topic is shared with departments)."""
 
 TRACKED_COMMANDS: Final = frozenset({"correct"})
 """The command actions tracker keeps; it passes over the others, which routing reports."""
+
+PERSONAL: Final = (SUBMISSIONS, FILED, CONTACT_CODES)
+"""Topics that carry a resident's contact: internal, read by Sotong's services only (never
+by department systems, never stored by the tracker but as its read model needs)."""
 
 CHANNELS: Final = "channels"
 """Outside Sotong: KakaoTalk, chatbot, call-centre and Open311 bridges without HTTP."""
@@ -84,6 +95,7 @@ PUBLISHERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         REJECTIONS: ("routing",),
         NOTIFICATIONS: ("notifier",),
         RETRY: ("notifier",),
+        CONTACT_CODES: ("intake",),
         DEAD_LETTER: ("intake", "routing", "tracker", "notifier"),
     }
 )

@@ -41,6 +41,8 @@ from schemas.events import (
     ComplaintFiled,
     ComplaintStatusChanged,
     ComplaintSubmitted,
+    ContactCodeIssued,
+    ContactConfirmed,
     DeadLetter,
     NotificationOutcome,
     NotificationRetryScheduled,
@@ -61,6 +63,8 @@ PAYLOADS: tuple[tuple[str, Any], ...] = (
     ("CommandRejected", CommandRejected),
     ("NotificationOutcome", NotificationOutcome),
     ("NotificationRetryScheduled", NotificationRetryScheduled),
+    ("ContactCodeIssued", ContactCodeIssued),
+    ("ContactConfirmed", ContactConfirmed),
     ("DeadLetter", DeadLetter),
 )
 """Every message type on the wire, by the name the document gives it."""

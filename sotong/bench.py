@@ -543,6 +543,9 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
             # the bench files as the portal does: its web credential, a resident per filing
             "SOTONG_INTAKE_CHANNEL_KEYS": json.dumps({"web": channel_key}),
             "SOTONG_INTAKE_PHONE_HASH_KEY": secrets.token_urlsafe(32),
+            # the residents the bench plays never enter a one-time code: the pipeline is
+            # measured to the notices a confirmed phone gets, not to the code message
+            "SOTONG_INTAKE_CONTACT_CODE_CHANNELS": "[]",
             "SOTONG_NOTIFIER_OUTBOX_PATH": str(root / "outbox.jsonl"),
             "SOTONG_ROUTING_MODEL_DIR": str(PROJECT_ROOT / "var" / "classifier"),
             **{f"SOTONG_{s.upper()}_LOG_LEVEL": "WARNING" for s in localstack.SERVICES},

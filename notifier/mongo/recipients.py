@@ -68,6 +68,7 @@ def _recipient_doc(filed: ComplaintFiled) -> Document:
         "channel_client": filed.channel_client,
         "photos": [p.photo_id for p in filed.photos],
         "filed_at": filed.occurred_at,
+        "contact_unconfirmed": filed.contact_unconfirmed,
     }
 
 
@@ -81,4 +82,5 @@ def _recipient(doc: Document) -> Recipient:
         email=optional_str(doc.get("email")),
         channel_client=optional_str(doc.get("channel_client")),
         photos=tuple(str(p) for p in doc.get("photos") or ()),
+        contact_unconfirmed=bool(doc.get("contact_unconfirmed", False)),
     )

@@ -261,6 +261,9 @@ def start(root: Path, *, model_dir: Path, extra_env: Mapping[str, str] | None = 
             "SOTONG_TRACKER_API_KEYS": json.dumps(department_keys),
             "SOTONG_TRACKER_STAFF_API_KEYS": json.dumps({ls.STAFF_NAME: staff_key}),
             "SOTONG_INTAKE_TRACKER_API_KEY": staff_key,
+            # the residents the suite plays never enter a one-time code: crashes, poison
+            # and outages are judged on the messages a confirmed phone gets
+            "SOTONG_INTAKE_CONTACT_CODE_CHANNELS": "[]",
         }
         | dict(extra_env or {})
     )

@@ -31,6 +31,7 @@ from tests.fakes.portal import BULKY, FakeChatbot
 BODY = "집 앞에 일주일째 쓰레기봉투가 쌓여 있어요"
 RECEIPT = re.compile(r"접수번호\s*(\d{6}-\d{6})")
 TRACKING = re.compile(r"진행 상황: http://127\.0\.0\.1:8005(/complaints/[0-9a-f-]+)")
+CODE = re.compile(r"인증번호는 ([0-9]{6})입니다")
 
 
 def checked(page: Page, name: str) -> None:
@@ -74,6 +75,17 @@ def test_file_in_one_screen_and_watch_it_move_live(stack: Stack, phone: BrowserC
     expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     receipt = receipt_of(page)
     complaint_id = page.url.split("/complaints/")[1].split("?")[0]
+
+    # the phone is confirmed with the code the notifier sent to it (issue 11 §11)
+    codes = wait_until(
+        lambda: [m for t in stack.outbox_texts(complaint_id) for m in CODE.findall(t)],
+        within=60,
+        what="a contact code in the outbox",
+    )
+    checked(page, "contact-code")
+    page.get_by_label("인증번호").fill(codes[0])
+    page.get_by_role("button", name="확인", exact=True).click()
+    expect(page.get_by_text("휴대전화가 확인됐어요")).to_be_visible()
     page.evaluate("window.__notReloaded = true")
 
     # routing assigns it; the page learns it over SSE, without a reload

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
 
 API_KEYS = {code: f"test-key-{code}" for code in catalogue().codes}
+CALL_CENTRE_KEY = "e2e-call-centre-credential"
+"""The call centre's channel credential: its filings vouch for the resident's phone, so
+tests about something else than confirming contacts (issue 11 §11) file through it."""
 SIGNING_KEYS = {"e2e": "e2e-command-signing-key-0123456789abcdef"}
 """intake signs commands with it, routing refuses any without (as ``sotong up`` runs)."""
 
@@ -41,7 +45,10 @@ class Stack:
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
 
-    def outbox_lines(self, complaint_id: str | None = None) -> list[dict[str, Any]]:
+    def outbox_lines(
+        self, complaint_id: str | None = None, *, codes: bool = False
+    ) -> list[dict[str, Any]]:
+        """The resident messages written to the outbox; contact codes only if asked for."""
         if not self.outbox.exists():
             return []
         lines = [
@@ -49,7 +56,46 @@ class Stack:
             for line in self.outbox.read_text(encoding="utf-8").splitlines()
             if line
         ]
-        return [x for x in lines if complaint_id is None or x["complaint_id"] == complaint_id]
+        return [
+            x
+            for x in lines
+            if (complaint_id is None or x["complaint_id"] == complaint_id)
+            and (codes or x["template_code"] != CODE_TEMPLATE)
+        ]
+
+
+CODE_TEMPLATE = "SOTONG_CONTACT_CODE"
+CODE = re.compile(r"인증번호는 ([0-9]{6})입니다")
+
+
+async def confirm_contact(
+    http: httpx.AsyncClient,
+    intake: str,
+    filed: dict[str, Any],
+    codes: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """As the resident: read the code the notifier sent (``codes``: the outbox lines that
+    may hold it) and enter it, so the complaint's messages are no longer held (issue 11
+    §11). A filing that needed no code is left as it is."""
+    if "contact" not in filed:
+        return
+
+    def sent() -> list[str]:
+        return [
+            m.group(1)
+            for line in codes()
+            if line["complaint_id"] == filed["complaint_id"]
+            and line["template_code"] == CODE_TEMPLATE
+            and (m := CODE.search(line["text"]))
+        ]
+
+    [code, *_] = await eventually(sent, what="the contact code message")
+    response = await http.post(
+        f"{intake}/v1/complaints/{filed['complaint_id']}/contact/confirm",
+        json={"code": code},
+        headers={"X-Tracking-Token": filed["tracking_token"]},
+    )
+    assert response.status_code == 200, response.text
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +114,12 @@ def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "SOTONG_INTAKE_RELAY_INTERVAL_SECONDS": "0.5",
         "SOTONG_ROUTING_RELAY_INTERVAL_SECONDS": "0.5",
         "SOTONG_INTAKE_API_KEYS": json.dumps(API_KEYS),
+        "SOTONG_INTAKE_CHANNEL_KEYS": json.dumps({"call_center": CALL_CENTRE_KEY}),
         "SOTONG_COMMAND_SIGNING_KEYS": json.dumps(SIGNING_KEYS),
+        # a module files dozens of complaints with one resident's phone, and the contact
+        # code counts against its daily cap: past 20, codes would stop (the cap itself is
+        # tested in tests/unit/test_notifier_caps.py and test_notifier_contacts.py)
+        "SOTONG_NOTIFIER_DAILY_CAP_PER_RECIPIENT": "1000",
     }
     services = localstack.start_services(env, root / "logs")
     try:

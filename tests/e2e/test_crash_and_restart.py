@@ -16,12 +16,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 async def test_killed_service_catches_up_exactly_once(
     stack: Stack, http: httpx.AsyncClient, victim: str
 ) -> None:
-    first = await file(http, stack)
+    first = await file(http, stack, vouched=True)
     await state_is(http, stack, first, "handler_assigned")
 
     stack.services[victim].child.kill()
     second = await file(
-        http, stack, body="집 앞 도로에 포트홀이 생겨서 위험해요", location={"dong": "석남1동"}
+        http,
+        stack,
+        vouched=True,
+        body="집 앞 도로에 포트홀이 생겨서 위험해요",
+        location={"dong": "석남1동"},
     )
     await act(http, stack, first["complaint_id"], "start_site_check", "내일 오전 방문")
     await act(http, stack, first["complaint_id"], "start_review")

@@ -139,8 +139,10 @@ async def resident_outcomes(
 async def test_a_new_user_sees_one_resident_on_alimtalk_and_the_other_on_sms(
     stack: Stack, providers: Providers, http: httpx.AsyncClient
 ) -> None:
-    kakao = await file(http, stack, resident={"name": "김카톡", "phone": KAKAO_PHONE})
-    refused = await file(http, stack, resident={"name": "이문자", "phone": REFUSED_PHONE})
+    kakao = await file(http, stack, vouched=True, resident={"name": "김카톡", "phone": KAKAO_PHONE})
+    refused = await file(
+        http, stack, vouched=True, resident={"name": "이문자", "phone": REFUSED_PHONE}
+    )
     for filed in (kakao, refused):
         await state_is(http, stack, filed, "handler_assigned")
         await act(http, stack, filed["complaint_id"], "start_site_check", "내일 오전 방문")
@@ -208,7 +210,7 @@ async def test_a_resident_with_no_phone_or_address_is_sent_nothing_and_told_why(
     """Not three messages "sent" to nobody: each step is skipped, with the reason, in the
     timeline the department and the resident read."""
     sms_before = len(providers.sms.requests)
-    filed = await file(http, stack, resident={"name": "무연락"})
+    filed = await file(http, stack, vouched=True, resident={"name": "무연락"})
     await state_is(http, stack, filed, "handler_assigned")
 
     seen = await resident_outcomes(http, stack, filed, 3)
@@ -239,7 +241,9 @@ async def test_the_notifier_killed_mid_batch_and_restarted_sends_each_message_on
     try:
         before = len(providers.alimtalk.accepted)
         filings = [
-            await file(http, stack, resident={"phone": phone}, channel_ref=str(uuid.uuid4()))
+            await file(
+                http, stack, vouched=True, resident={"phone": phone}, channel_ref=str(uuid.uuid4())
+            )
             for phone in phones
         ]
         await eventually(

@@ -43,7 +43,7 @@ async def test_a_complaint_with_an_rrn_phone_and_email_leaves_the_residents_view
     body = (
         f"소파 수거 부탁드립니다. 연락처 {PHONE}, 메일 {EMAIL}, 주민번호 {RRN}, 환불 계좌 {ACCOUNT}"
     )
-    filed = await file(http, stack, title=f"소파 수거 ({PHONE})", body=body)
+    filed = await file(http, stack, vouched=True, title=f"소파 수거 ({PHONE})", body=body)
     await state_is(http, stack, filed, "handler_assigned")
     await act(http, stack, filed["complaint_id"], "start_site_check", f"민원인 {NOTE_PHONE} 통화")
     await state_is(http, stack, filed, "site_check")

@@ -12,7 +12,15 @@ import pytest
 
 from schemas import topics
 from schemas.commands import RESIDENT, StartSiteCheck, WithdrawComplaint
-from tests.e2e.conftest import API_KEYS, Stack, eventually, produce, read_topic
+from tests.e2e.conftest import (
+    API_KEYS,
+    CALL_CENTRE_KEY,
+    Stack,
+    confirm_contact,
+    eventually,
+    produce,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -22,18 +30,25 @@ STEPS = ["received", "assigned", "handler_assigned", "site_check", "reviewing", 
 _HOUSES = itertools.count(1)
 
 
-async def file(http: httpx.AsyncClient, stack: Stack, **overrides: Any) -> dict[str, Any]:
+async def file(
+    http: httpx.AsyncClient, stack: Stack, *, vouched: bool = False, **overrides: Any
+) -> dict[str, Any]:
     """A filing at an address of its own: the same text at one address would join the
-    complaint open there (중복민원), and the tests here follow one complaint each."""
+    complaint open there (중복민원), and the tests here follow one complaint each. On the
+    web the resident then enters the code sent to their phone (issue 11 §11); ``vouched``
+    files through the call centre instead, whose credential vouches for the phone."""
     body = {
-        "channel": "web",
+        "channel": "call_center" if vouched else "web",
         "body": "이불이랑 매트리스 버리려면 어떻게 해요? 스티커 어디서 사요",
         "resident": {"name": "홍길동", "phone": "010-1234-5678"},
         "location": {"address": f"인천 서구 청라대로 {next(_HOUSES)}", "dong": "청라2동"},
     } | overrides
-    response = await http.post(f"{stack.intake}/v1/complaints", json=body)
+    headers = {"X-Api-Key": CALL_CENTRE_KEY} if vouched else {}
+    response = await http.post(f"{stack.intake}/v1/complaints", json=body, headers=headers)
     assert response.status_code == 201, response.text
-    return dict(response.json())
+    filed = dict(response.json())
+    await confirm_contact(http, stack.intake, filed, lambda: stack.outbox_lines(codes=True))
+    return filed
 
 
 async def view(

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from intake.contacts import CodeRecord as ContactCode
 from intake.idempotency import Answer, Claim, Kept
 from intake.photo_store import THUMB, StoredPhoto
 from intake.photos import Processed
@@ -263,3 +264,43 @@ class InMemoryPhotoStore:
     async def read(self, photo_id: str, *, thumbnail: bool) -> tuple[bytes, str] | None:
         kept = self.files.get(photo_id + THUMB if thumbnail else photo_id)
         return None if kept is None else (kept[0], kept[1])
+
+
+class InMemoryContactCodes:
+    """``MongoContactCodes`` in a dict: insert-once by complaint id and compare-and-set on
+    the version, as the contract test holds both to."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, ContactCode] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def create(self, record: ContactCode) -> bool:
+        if record.complaint_id in self.records:
+            return False
+        self.records[record.complaint_id] = _code_stored(record)
+        return True
+
+    async def get(self, complaint_id: str) -> ContactCode | None:
+        return self.records.get(complaint_id)
+
+    async def update(self, record: ContactCode) -> bool:
+        stored = self.records.get(record.complaint_id)
+        if stored is None or stored.version != record.version:
+            return False
+        self.records[record.complaint_id] = _code_stored(
+            replace(record, version=record.version + 1)
+        )
+        return True
+
+
+def _code_stored(record: ContactCode) -> ContactCode:
+    at = _bson_precision
+    return replace(
+        record,
+        expires_at=at(record.expires_at),
+        purge_at=at(record.purge_at),
+        resends=tuple(at(t) for t in record.resends),
+        confirmed_at=at(record.confirmed_at) if record.confirmed_at is not None else None,
+    )

@@ -131,6 +131,7 @@ class InMemoryNotifierStore:
                 email=resident.email,
                 channel_client=filed.channel_client,
                 photos=tuple(p.photo_id for p in filed.photos),
+                contact_unconfirmed=filed.contact_unconfirmed,
             ),
         )
 
@@ -487,3 +488,27 @@ class ManualClock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+class InMemoryConfirmations:
+    """``MongoConfirmations`` in a dict: which complaints' contacts were confirmed, when."""
+
+    def __init__(self) -> None:
+        self.confirmed_at: dict[str, datetime] = {}
+        self.released: set[str] = set()
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def confirm_many(self, complaint_ids: Collection[str], *, now: datetime) -> None:
+        for cid in complaint_ids:
+            self.confirmed_at.setdefault(cid, stored(now))
+
+    async def confirmed(self, complaint_ids: Collection[str]) -> set[str]:
+        return {cid for cid in complaint_ids if cid in self.confirmed_at}
+
+    async def unreleased(self, complaint_ids: Collection[str]) -> set[str]:
+        return {c for c in complaint_ids if c in self.confirmed_at and c not in self.released}
+
+    async def mark_released(self, complaint_ids: Collection[str]) -> None:
+        self.released |= set(complaint_ids)

@@ -43,6 +43,10 @@ class FakeIntake:
     counter: int = 0
     on_file: Any = None  # called with (body, Filed) after each new filing
     photos: dict[str, bytes] = field(default_factory=dict)  # uploaded to intake
+    codes: dict[str, str] = field(default_factory=dict)
+    """complaint id → the code sent, for web filings with a phone to tell (as intake)."""
+    confirmed: set[str] = field(default_factory=set)
+    resent: list[str] = field(default_factory=list)
 
     async def file(self, body: dict[str, Any]) -> Filed | Refused:
         if not str(body.get("body", "")).strip():
@@ -62,7 +66,10 @@ class FakeIntake:
             tracking_token=secrets.token_urlsafe(24),
             resident_token=resident,
             duplicate=False,
+            contact_pending=_needs_code(body),
         )
+        if filed.contact_pending:
+            self.codes[filed.complaint_id] = f"{secrets.randbelow(1_000_000):06d}"
         self.by_ref[key] = filed
         self.tokens[filed.complaint_id] = filed.tracking_token
         self.filings.append(body)
@@ -94,6 +101,29 @@ class FakeIntake:
             | dict(fields or {})
         )
         return None
+
+    async def confirm_contact(self, complaint_id: str, *, token: str, code: str) -> Refused | None:
+        if self.tokens.get(complaint_id) != token:
+            return Refused(404, "no contact waiting", code="not_found")
+        if code != self.codes.get(complaint_id):
+            return Refused(422, "code: not the code sent", code="wrong_code")
+        self.confirmed.add(complaint_id)
+        return None
+
+    async def resend_code(self, complaint_id: str, *, token: str) -> Refused | None:
+        if self.tokens.get(complaint_id) != token:
+            return Refused(404, "no contact waiting", code="not_found")
+        self.resent.append(complaint_id)
+        return None
+
+
+def _needs_code(body: dict[str, Any]) -> bool:
+    resident = body.get("resident") or {}
+    return (
+        body.get("channel") == "web"
+        and bool(resident.get("phone"))
+        and resident.get("notification_consent", True) is not False
+    )
 
 
 @dataclass

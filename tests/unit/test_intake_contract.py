@@ -24,6 +24,7 @@ from intake.settings import IntakeSettings
 from schemas.catalogue import catalogue
 from schemas.commands import DepartmentAction
 from tests.fakes.intake import (
+    InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemoryPhotoStore,
     InMemorySubmissionStore,
@@ -59,6 +60,7 @@ APP = create_app(
     publish=RecordingPublish(),
     idempotency_store=InMemoryIdempotencyStore(),
     photo_store=InMemoryPhotoStore(),
+    contact_store=InMemoryContactCodes(),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", without_lifespan(APP))
 schema.config.phases.update(phases=["coverage", "fuzzing"])

@@ -30,6 +30,7 @@ from schemas.tokens import hash_token
 from services.broker import KeyedEvent, topic_name
 from services.runtime import Runtime
 from tests.fakes.intake import (
+    InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemorySubmissionStore,
     RecordingPublish,
@@ -89,6 +90,7 @@ async def intake(store: InMemorySubmissionStore) -> AsyncIterator[Harness]:
         publish=publish,
         clock=clock,
         idempotency_store=InMemoryIdempotencyStore(),
+        contact_store=InMemoryContactCodes(),
     )
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
@@ -110,8 +112,10 @@ async def test_filing_answers_201_and_publishes_one_complaint_filed(intake: Harn
     assert body["duplicate"] is False
     assert body["receipt_number"].startswith("261202-")
     assert body["tracking_token"] != body["resident_token"]
-    [sent] = intake.publish.sent
+    # issue 11 §11: an anonymous web filing with a phone also has a code sent to it
+    [sent, code] = intake.publish.sent
     assert sent.topic == topics.FILED
+    assert code.topic == topics.CONTACT_CODES
     [event] = intake.filed()
     assert sent.correlation_id == event.event_id
     assert event.complaint_id == body["complaint_id"]
@@ -139,7 +143,8 @@ async def test_the_same_channel_ref_again_answers_200_with_the_same_complaint_an
         "receipt_number": first["receipt_number"],
         "duplicate": True,
     }
-    assert len(intake.publish.sent) == 1
+    assert len(intake.publish.on(topics.FILED)) == 1
+    assert len(intake.publish.on(topics.CONTACT_CODES)) == 1  # the first filing's code only
 
 
 async def test_a_duplicate_of_a_complaint_a_crash_left_unpublished_publishes_it(
@@ -241,7 +246,13 @@ async def test_losing_the_race_for_a_channel_ref_answers_the_winners_complaint()
     )
     store = LateStore(winner)
     publish = RecordingPublish()
-    app = create_app(settings(), store=store, publish=publish, clock=clock)
+    app = create_app(
+        settings(),
+        store=store,
+        publish=publish,
+        clock=clock,
+        contact_store=InMemoryContactCodes(),
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://i") as http:
         response = await http.post("/v1/complaints", json=SUBMISSION)
 

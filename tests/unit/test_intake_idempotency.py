@@ -27,7 +27,12 @@ from intake.settings import IntakeSettings
 from schemas import ComplaintFiled, topics
 from schemas.commands import COMMAND_ADAPTER
 from schemas.tokens import hash_token
-from tests.fakes.intake import InMemoryIdempotencyStore, InMemorySubmissionStore, RecordingPublish
+from tests.fakes.intake import (
+    InMemoryContactCodes,
+    InMemoryIdempotencyStore,
+    InMemorySubmissionStore,
+    RecordingPublish,
+)
 
 START = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
 ROADS_KEY = "roads-department-key"
@@ -90,6 +95,7 @@ async def harness(idempotency: InMemoryIdempotencyStore, **changes: Any) -> Asyn
         publish=publish,
         clock=clock,
         idempotency_store=idempotency,
+        contact_store=InMemoryContactCodes(),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://i") as http:
         yield Harness(http, store, idempotency, publish, clock)

@@ -16,6 +16,7 @@ from intake.settings import IntakeSettings
 from schemas import topics
 from services.runtime import Runtime
 from tests.fakes.intake import (
+    InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemoryPhotoStore,
     InMemorySubmissionStore,
@@ -77,6 +78,7 @@ async def intake(limits: dict[str, Any]) -> AsyncIterator[Intake]:
         runtime=runtime,
         idempotency_store=InMemoryIdempotencyStore(),
         photo_store=InMemoryPhotoStore(),
+        contact_store=InMemoryContactCodes(),
     )
     transport = httpx.ASGITransport(app, client=("203.0.113.9", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:

@@ -20,6 +20,7 @@ from intake.tracker_client import TrackerClient
 from schemas import ComplaintFiled, ComplaintState, topics
 from schemas.events import ComplaintStatusChanged
 from tests.fakes.intake import (
+    InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemoryPhotoStore,
     InMemorySubmissionStore,
@@ -197,6 +198,7 @@ async def stack_with(**changes: Any) -> AsyncIterator[Stack]:
             tracker=TrackerClient(tracker.http, SecretStr(STAFF_KEY)),
             idempotency_store=InMemoryIdempotencyStore(),
             photo_store=photos,
+            contact_store=InMemoryContactCodes(),
         )
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:

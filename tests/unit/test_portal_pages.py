@@ -98,7 +98,8 @@ async def test_filing_sends_what_was_typed_and_remembers_the_resident(portal: Po
     )
     assert response.status_code == 303
     filed = next(iter(portal.intake.by_ref.values()))
-    assert response.headers["location"] == f"/complaints/{filed.complaint_id}?filed=1"
+    # a phone to tell: intake sent it a code, and the receipt page asks for it (issue 11 §11)
+    assert response.headers["location"] == f"/complaints/{filed.complaint_id}?filed=1&code=1"
     [body] = portal.intake.filings
     assert body["channel"] == "web"
     assert body["body"] == BODY
