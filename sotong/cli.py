@@ -237,7 +237,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         return 2
     response = httpx.get(
-        f"{TRACKER_URL}/v1/complaints/{args.complaint_id}", params={"token": token}, timeout=30
+        f"{TRACKER_URL}/v1/complaints/{args.complaint_id}",
+        headers={"X-Tracking-Token": token},
+        timeout=30,
     )
     if response.status_code != 200:
         return _fail(response)

@@ -240,25 +240,6 @@ ResidentToken = Annotated[
     str | None,
     Header(alias="X-Resident-Token", description="The resident token given at filing."),
 ]
-TrackingToken = Annotated[
-    str | None,
-    Query(
-        description="The complaint's tracking token from filing, for a browser's EventSource "
-        "(which cannot send headers); anywhere else send `X-Tracking-Token` instead: URLs are "
-        "kept in proxy logs, browser history and Referer headers."
-    ),
-]
-StreamToken = Annotated[
-    str | None,
-    Query(
-        alias="token",
-        deprecated=True,
-        description="Deprecated, kept for one release: the tracking token in the URL, where "
-        "proxy logs, browser history and Referer headers keep it. A browser's EventSource "
-        "passes `?ticket=` from `POST /v1/complaints/{complaint_id}/stream-ticket` instead; "
-        "any other client sends `X-Tracking-Token` or `X-Resident-Token`.",
-    ),
-]
 StreamTicketQuery = Annotated[
     str | None,
     Query(
@@ -375,13 +356,12 @@ def build_router(
     async def get_complaint(
         complaint_id: str,
         x_tracking_token: TrackingTokenHeader = None,
-        token: TrackingToken = None,
         x_resident_token: ResidentToken = None,
     ) -> ComplaintView:
         """A complaint as its resident may see it: with its tracking token, or with the
         resident token of whoever filed it."""
         model = await store.read_model(complaint_id)
-        if model is None or not residents_own(model, x_tracking_token or token, x_resident_token):
+        if model is None or not residents_own(model, x_tracking_token, x_resident_token):
             raise not_found()
         return ComplaintView.model_validate(model, from_attributes=True)
 
@@ -430,7 +410,6 @@ def build_router(
         request: Request,
         x_tracking_token: TrackingTokenHeader = None,
         ticket: StreamTicketQuery = None,
-        token: StreamToken = None,
         x_resident_token: ResidentToken = None,
         last_event: Annotated[
             str | None,
@@ -443,7 +422,7 @@ def build_router(
         ticket is the same 404 as a wrong token."""
         model = await store.read_model(complaint_id)
         admitted = tickets.admits(ticket, complaint_id) or residents_own(
-            model, x_tracking_token or token, x_resident_token
+            model, x_tracking_token, x_resident_token
         )
         if model is None or not admitted:
             raise not_found()

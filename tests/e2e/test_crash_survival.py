@@ -174,7 +174,7 @@ async def reaches(
         try:
             response = await http.get(
                 f"{up.url('tracker')}/v1/complaints/{filed['complaint_id']}",
-                params={"token": filed["tracking_token"]},
+                headers={"X-Tracking-Token": filed["tracking_token"]},
             )
         except httpx.TransportError:  # the tracker is being restarted
             return None

@@ -142,7 +142,7 @@ async def test_one_resident_follows_three_complaints_and_watches_one_resolved_li
     async with http.stream(
         "GET",
         f"{stack.tracker}/v1/complaints/{ids[0]}/events",
-        params={"token": first["tracking_token"]},
+        headers={"X-Tracking-Token": first["tracking_token"]},
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")

@@ -56,7 +56,7 @@ async def view(
 ) -> dict[str, Any] | None:
     response = await http.get(
         f"{stack.tracker}/v1/complaints/{filed['complaint_id']}",
-        params={"token": filed["tracking_token"]},
+        headers={"X-Tracking-Token": filed["tracking_token"]},
     )
     return dict(response.json()) if response.status_code == 200 else None
 
@@ -303,10 +303,11 @@ async def test_wrong_token_and_unknown_id_look_the_same(
     filed = await file(http, stack)
     await state_is(http, stack, filed, "handler_assigned")
     wrong = await http.get(
-        f"{stack.tracker}/v1/complaints/{filed['complaint_id']}", params={"token": "x" * 32}
+        f"{stack.tracker}/v1/complaints/{filed['complaint_id']}",
+        headers={"X-Tracking-Token": "x" * 32},
     )
     unknown = await http.get(
-        f"{stack.tracker}/v1/complaints/{uuid.uuid4()}", params={"token": "x" * 32}
+        f"{stack.tracker}/v1/complaints/{uuid.uuid4()}", headers={"X-Tracking-Token": "x" * 32}
     )
     missing = await http.get(f"{stack.tracker}/v1/complaints/{filed['complaint_id']}")
     assert wrong.status_code == unknown.status_code == 404

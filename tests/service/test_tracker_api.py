@@ -75,7 +75,7 @@ async def test_on_the_real_broker_published_events_reach_the_view(
                 )
 
             for _ in range(150):
-                response = await http.get("/v1/complaints/c-1", params={"token": TOKEN})
+                response = await http.get("/v1/complaints/c-1", headers={"X-Tracking-Token": TOKEN})
                 if response.status_code == 200 and len(response.json()["timeline"]) == 4:
                     break
                 await asyncio.sleep(0.2)
@@ -130,12 +130,12 @@ async def test_on_the_real_broker_events_before_their_filing_wait_unseen_in_the_
 
             stats = (await http.get("/v1/stats", params=PERIOD, headers=STAFF)).json()
             assert (stats["complaints"], stats["awaiting_routing"]) == (0, 0)
-            hidden = await http.get("/v1/complaints/c-1", params={"token": TOKEN})
+            hidden = await http.get("/v1/complaints/c-1", headers={"X-Tracking-Token": TOKEN})
             assert hidden.status_code == 404
 
             await publish(events[0])
             for _ in range(150):
-                response = await http.get("/v1/complaints/c-1", params={"token": TOKEN})
+                response = await http.get("/v1/complaints/c-1", headers={"X-Tracking-Token": TOKEN})
                 if response.status_code == 200:
                     break
                 await asyncio.sleep(0.2)

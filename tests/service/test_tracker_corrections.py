@@ -51,7 +51,7 @@ async def test_a_correction_and_ratings_on_the_real_broker_and_store(
             await publish(topics.COMMANDS, b"not a command", "c1")
             await publish(topics.COMMANDS, command.model_dump_json().encode(), "c1")
             for _ in range(150):
-                view = await http.get("/v1/complaints/c1", params={"token": TOKEN})
+                view = await http.get("/v1/complaints/c1", headers={"X-Tracking-Token": TOKEN})
                 if view.status_code == 200 and view.json()["title"] == "가로등이 꺼져 있어요":
                     break
                 await asyncio.sleep(0.2)

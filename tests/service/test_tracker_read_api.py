@@ -129,7 +129,9 @@ async def test_the_timeline_streams_live_until_the_client_leaves(
 
     async with (
         httpx.AsyncClient(base_url=served, timeout=30) as client,
-        client.stream("GET", "/v1/complaints/c-1/events", params={"token": TOKEN}) as response,
+        client.stream(
+            "GET", "/v1/complaints/c-1/events", headers={"X-Tracking-Token": TOKEN}
+        ) as response,
     ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -165,8 +167,7 @@ async def test_a_reconnecting_stream_resumes_after_the_last_event_id(
         client.stream(
             "GET",
             "/v1/complaints/c-1/events",
-            params={"token": TOKEN},
-            headers={"Last-Event-ID": "3"},
+            headers={"X-Tracking-Token": TOKEN, "Last-Event-ID": "3"},
         ) as response,
     ):
         messages = sse_messages(response)

@@ -594,7 +594,7 @@ async def test_every_endpoint_is_documented_with_its_paging_and_auth(tracker: Tr
     assert "text/event-stream" in events["content"]
 
 
-@pytest.mark.parametrize("params", [{"token": "wrong"}, {}])
+@pytest.mark.parametrize("params", [{"token": "wrong"}, {}, {"token": TOKEN}])
 async def test_a_stream_without_the_right_token_is_the_same_404(
     tracker: Tracker, params: dict[str, str]
 ) -> None:

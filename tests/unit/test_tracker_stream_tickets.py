@@ -174,7 +174,7 @@ async def test_a_stream_refuses_an_expired_another_complaints_or_changed_ticket(
         assert response.json()["error"]["code"] == "not_found"
 
 
-async def test_the_documents_say_ticket_and_call_token_in_the_url_deprecated(
+async def test_the_documents_say_ticket_and_take_no_token_in_the_url(
     tracker: Tracker,
 ) -> None:
     paths = (await tracker.http.get("/openapi.json")).json()["paths"]
@@ -189,6 +189,7 @@ async def test_the_documents_say_ticket_and_call_token_in_the_url_deprecated(
     stream = {
         p["name"]: p for p in paths["/v1/complaints/{complaint_id}/events"]["get"]["parameters"]
     }
-    assert stream["token"]["deprecated"] is True
-    assert "ticket" in stream["token"]["description"]
+    assert "token" not in stream  # a browser passes a ticket; anything else a header
     assert "deprecated" not in stream["ticket"]
+    view = {p["name"] for p in paths["/v1/complaints/{complaint_id}"]["get"]["parameters"]}
+    assert "token" not in view
