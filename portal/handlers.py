@@ -526,6 +526,16 @@ def routes(portal: Portal) -> APIRouter:
             )
         return await send(request, complaint_id, action, field, {field: note}, note=note)
 
+    async def own_token(request: Request, complaint_id: str) -> str | None:
+        """The tracking token of a complaint this browser's resident filed here, or None."""
+        resident = resident_of(request)
+        if not resident or not _is_uuid(complaint_id):
+            return None
+        return await portal.store.tracking_token(resident, complaint_id)
+
+    async def not_yours(request: Request) -> Response:
+        return await page(request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404)
+
     async def send(
         request: Request,
         complaint_id: str,
@@ -538,16 +548,9 @@ def routes(portal: Portal) -> APIRouter:
     ) -> Response:
         """Act as the resident through intake with the complaint's tracking token; a
         refusal or an outage is shown next to ``field``, with what was typed (``typed``)."""
-        resident = resident_of(request)
-        token = (
-            await portal.store.tracking_token(resident, complaint_id)
-            if resident and _is_uuid(complaint_id)
-            else None
-        )
+        token = await own_token(request, complaint_id)
         if token is None:
-            return await page(
-                request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404
-            )
+            return await not_yours(request)
         try:
             refused = await portal.intake.resident_action(
                 complaint_id, action=action, token=token, note=note.strip() or None, fields=fields
@@ -634,16 +637,9 @@ def routes(portal: Portal) -> APIRouter:
 
     async def contact(request: Request, complaint_id: str, code: str | None) -> Response:
         """Enter the code (``code``), or ask for a new one (None), through intake."""
-        resident = resident_of(request)
-        token = (
-            await portal.store.tracking_token(resident, complaint_id)
-            if resident and _is_uuid(complaint_id)
-            else None
-        )
+        token = await own_token(request, complaint_id)
         if token is None:
-            return await page(
-                request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404
-            )
+            return await not_yours(request)
         if code is not None and not re.fullmatch(r"[0-9]{6}", code):
             problem = portal.texts.error("code_invalid")
             return await timeline_page(request, complaint_id, errors={"code": problem}, status=422)
