@@ -78,6 +78,8 @@ async def test_the_read_model_document_keeps_the_shape_readers_know(
         "repeated",
         "linked_to",
         "linked",
+        "rating",
+        "rating_comment",
     ]
     assert (doc["state"], doc["department"], doc["channel"]) == ("site_check", "roads", "kakao")
     assert type(doc["state"]) is str
@@ -100,6 +102,8 @@ async def test_the_read_model_document_keeps_the_shape_readers_know(
         "remedy",
         "due_at",
         "actor",
+        "correction",
+        "rating",
     ]
     assert doc["notifications"][1]["outcome"] == "failed"
     assert doc["resident"] == {
