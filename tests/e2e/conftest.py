@@ -77,7 +77,7 @@ async def confirm_contact(
     """As the resident: read the code the notifier sent (``codes``: the outbox lines that
     may hold it) and enter it, so the complaint's messages are no longer held (issue 11
     §11). A filing that needed no code is left as it is."""
-    if "contact" not in filed:
+    if not filed.get("contact"):  # absent, or null: no phone to confirm
         return
 
     def sent() -> list[str]:

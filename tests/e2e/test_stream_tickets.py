@@ -53,7 +53,8 @@ def replicas(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> It
 async def test_a_ticket_from_one_replica_opens_the_stream_on_another(replicas: Replicas) -> None:
     stack, other = replicas.stack, replicas.second_tracker.url
     async with httpx.AsyncClient(timeout=30) as http:
-        filed = await file(http, stack)
+        # no phone to tell: this stack runs no notifier to send a one-time code
+        filed = await file(http, stack, resident={"name": "홍길동"})
         complaint_id, token = filed["complaint_id"], filed["tracking_token"]
 
         async def ticket_from_first() -> httpx.Response | None:
@@ -76,7 +77,7 @@ async def test_a_ticket_from_one_replica_opens_the_stream_on_another(replicas: R
             await messages.aclose()
 
         # a ticket opens only its own complaint, though the other is there to be opened
-        second = await file(http, stack)
+        second = await file(http, stack, resident={"name": "홍길동"})
 
         async def second_at_the_replica() -> bool | None:
             answer = await http.get(
