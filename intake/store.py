@@ -206,6 +206,8 @@ class MongoSubmissionStore:
                     upsert=True,
                     return_document=ReturnDocument.AFTER,
                 )
+                if doc is None:  # a server that answers an upserted insert with nothing
+                    doc = await self.phone_days.find_one({"_id": key}, {"n": 1})
                 return int(doc["n"]) if doc else n
             except DuplicateKeyError:  # a racing first count of the day inserted it
                 if attempt:
