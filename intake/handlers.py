@@ -3,7 +3,8 @@ becomes one stored complaint and one ComplaintFiled; a department's or resident'
 becomes one command on ``complaint.commands``.
 
 Read top-down: ``Intake`` (filing, dedup, the outbox and its relay), ``subscribe`` (the
-Kafka subscriber), ``routes`` (the HTTP API).
+Kafka subscriber), ``routes`` (the HTTP API), ``similar_routes`` (the open cases a filing
+may repeat, asked before filing: ``intake.similar``).
 """
 
 import asyncio
