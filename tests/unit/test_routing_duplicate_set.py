@@ -189,3 +189,16 @@ def test_repeat_eval_names_a_missing_pairs_file(
     args = argparse.Namespace(kind="duplicate", pairs=str(missing), threshold=None)
     assert cmd_repeat_eval(args) == 2
     assert "nowhere.jsonl" in capsys.readouterr().err
+
+
+def test_repeat_eval_takes_another_same_service_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    """0.46 links the one different problem that shares a code and scores 0.47 (a new dumped
+    washing machine where the fridge was): why the shipped bar is 0.48."""
+    args = argparse.Namespace(
+        kind="duplicate", pairs=None, threshold=None, same_service_threshold=0.46
+    )
+    assert cmd_repeat_eval(args) == 0
+    out = capsys.readouterr().out
+    different = sum(not p.repeated for p in load_pairs(DUPLICATE_PAIRS))
+    assert "the same code 0.46 from --same-service-threshold" in out
+    assert f"), 1 of {different} different problems" in out
