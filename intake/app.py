@@ -18,7 +18,7 @@ from intake.contacts import (
     MongoContactCodes,
     contact_routes,
 )
-from intake.handlers import Accepted, Intake, routes, subscribe
+from intake.handlers import Accepted, Intake, routes, similar_routes, subscribe
 from intake.idempotency import (
     Idempotency,
     IdempotencyStore,
@@ -42,6 +42,7 @@ from intake.photo_routes import Photos, photo_routes
 from intake.photo_store import MongoPhotoStore, PhotoStore, sweep_forever
 from intake.photos import Limits
 from intake.settings import IntakeSettings
+from intake.similar import OpenCases
 from intake.store import MongoSubmissionStore, SubmissionStore
 from intake.tracker_client import TrackerClient
 from schemas import topics
@@ -236,6 +237,7 @@ def create_app(
         channel_filings_per_minute=settings.channel_filings_per_minute,
         commands_per_minute=settings.commands_per_minute_per_key,
         photos_per_minute=settings.photos_per_minute,
+        similar_per_minute=settings.similar_per_minute,
         max_keys=settings.rate_limit_max_keys,
     )
     limits = route_limits(
@@ -256,6 +258,22 @@ def create_app(
             clock=clock,
             admit_phone=phone_limit.admit_http,
             contacts=contacts,
+        ),
+        dependencies=[Depends(limit) for limit in limits],
+    )
+    services = open311_services()
+    app.include_router(
+        similar_routes(
+            lookup=OpenCases(
+                tracker,
+                listed=lambda code: (
+                    code is not None
+                    and code in services.by_code
+                    and services.by_code[code].text.listed
+                ),
+            ),
+            channels=channels,
+            credentialed=frozenset(c.value for c in settings.channel_keys),
         ),
         dependencies=[Depends(limit) for limit in limits],
     )

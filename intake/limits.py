@@ -12,6 +12,8 @@ complaints, nor make the district message a victim's phone thousands of times.
   the key is never the number.
 - **Photo uploads** (``PHOTOS``): per end user per minute, as filings (each is up to 10 MB
   into GridFS).
+- **Similar-complaints lookups** (``SIMILAR``): per end user per minute, as filings, on a
+  budget of their own (each costs tracker calls; a lookup before filing spends no filing).
 - **Per department key** (``COMMANDS``): a department's commands per minute.
 - **Open311** (``Open311Limits``): POSTs per (app, the end user it names), or per app; its
   tracker-reading GETs per client address (``OPEN311_READS``); refusals in GeoReport's shape.
@@ -57,6 +59,8 @@ COMMANDS = "commands"
 FILE_ROUTE = ("POST", "/v1/complaints")
 PHOTO_ROUTE = ("POST", "/v1/photos")
 PHOTOS = "photos"
+SIMILAR = "similar"
+SIMILAR_ROUTE = ("POST", "/v1/complaints/similar")
 COMMAND_ROUTE = ("POST", "/v1/complaints/{complaint_id}/commands")
 DISTRICT_TIME = ZoneInfo("Asia/Seoul")
 
@@ -138,6 +142,7 @@ class Rates:
     channel_filings_per_minute: int
     commands_per_minute: int
     photos_per_minute: int = 10
+    similar_per_minute: int = 10
     max_keys: int = 100_000
 
 
@@ -177,9 +182,17 @@ def route_limits(
         ),
         what="photo uploads",
     )
+    similar = RouteLimit(
+        SIMILAR,
+        Limits.of([Rate(rates.similar_per_minute, 60)], max_keys=rates.max_keys, **timing),
+        per_credential=Limits.of(
+            [Rate(rates.channel_filings_per_minute, 60)], max_keys=64, **timing
+        ),
+        what="lookups",
+    )
     return [
         RouteLimits(
-            {FILE_ROUTE: filing, PHOTO_ROUTE: photos},
+            {FILE_ROUTE: filing, PHOTO_ROUTE: photos, SIMILAR_ROUTE: similar},
             end_users=EndUsers(channels),
             metrics=metrics,
         ),

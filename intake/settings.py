@@ -70,12 +70,14 @@ class IntakeSettings(ServiceSettings):
     )
     tracker_url: str = Field(
         default="http://127.0.0.1:8003",
-        description="The tracker's HTTP API, which Open311's GETs read.",
+        description="The tracker's HTTP API, which Open311's GETs and the similar-complaints "
+        "lookup read.",
     )
     tracker_api_key: SecretStr | None = Field(
         default=None,
         description="A tracker staff key (one of SOTONG_TRACKER_STAFF_API_KEYS) for Open311's "
-        "GETs. Without it they answer 503.",
+        "GETs. Without it they answer 503, and similar complaints are offered without "
+        "their receipt numbers, times and excerpts.",
     )
 
     # -- abuse limits (issue 11 §11, §12; intake/limits.py) ------------------------------
@@ -126,6 +128,14 @@ class IntakeSettings(ServiceSettings):
         description="Photo uploads (POST /v1/photos) per minute from one end user, as "
         "filings_per_minute counts them (a channel's credential: channel_filings_per_minute). "
         "In memory.",
+    )
+    similar_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="'이미 접수된 민원' lookups (POST /v1/complaints/similar) per minute from "
+        "one end user, as filings_per_minute counts them, on a budget of their own (a "
+        "channel's credential naming no end user: channel_filings_per_minute). Each is a "
+        "tracker call or up to six. In memory.",
     )
     open311_reads_per_minute: int = Field(
         default=60,
