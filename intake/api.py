@@ -110,6 +110,11 @@ class FiledResponse(BaseModel):
 class NamedDepartment(BaseModel):
     code: str
     name: str
+    source: Literal["service_code", "classifier"] = Field(
+        default="service_code",
+        description="Where the department came from: the filing's `service_code`, or "
+        "routing's classifier, confident enough to route the text without review.",
+    )
 
 
 class OpenCase(BaseModel):
@@ -142,14 +147,16 @@ class SimilarAnswer(BaseModel):
     Nothing is filed; file the same body (with `joins` to join one of them) to file it."""
 
     department: NamedDepartment | None = Field(
-        description="The department the filing's `service_code` names; null without one (or "
-        "with a code the catalogue does not know): routing decides the department from the "
-        "text after filing, so there is nothing to look up yet."
+        description="The department the filing's `service_code` names or, without a known "
+        "one, the department routing's classifier would route the text to without review "
+        "(`source`); null when neither says: routing decides after filing, so there is "
+        "nothing to look up yet."
     )
     looked_up: bool = Field(description="The tracker was asked; false: see `not_looked_up`.")
     not_looked_up: Literal["no_department", "no_dong", "tracker_unavailable"] | None = Field(
         default=None,
-        description="Why no lookup was made: `no_department` (no known `service_code`), "
+        description="Why no lookup was made: `no_department` (no known `service_code` and "
+        "no confident classification), "
         "`no_dong` (no `location.dong`: open cases are found per 행정동), "
         "`tracker_unavailable` (the tracker did not answer; filing still works).",
     )

@@ -42,7 +42,7 @@ from intake.photo_routes import Photos, photo_routes
 from intake.photo_store import MongoPhotoStore, PhotoStore, sweep_forever
 from intake.photos import Limits
 from intake.settings import IntakeSettings
-from intake.similar import OpenCases
+from intake.similar import Classifies, OpenCases, RoutingClassifier
 from intake.store import MongoSubmissionStore, SubmissionStore
 from intake.tracker_client import TrackerClient
 from schemas import topics
@@ -107,6 +107,7 @@ def create_app(
     idempotency_store: IdempotencyStore | None = None,
     photo_store: PhotoStore | None = None,
     contact_store: ContactCodeStore | None = None,
+    classify: Classifies | None = None,
 ) -> FastAPI:
     """Build intake; each collaborator left out is the real one built from ``settings``."""
     settings = settings or IntakeSettings()
@@ -164,6 +165,12 @@ def create_app(
         registry=runtime.registry,
     )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
+    routing = (
+        RoutingClassifier.build(settings.routing_url)
+        if classify is None and settings.routing_url
+        else None
+    )
+    classify = classify or routing
     subscribe(runtime.subscriber, intake)
     source: ReplaySource = intake.published_since
     command_publish = publish
@@ -209,6 +216,8 @@ def create_app(
                 yield
         finally:
             await tracker.aclose()
+            if routing is not None:
+                await routing.aclose()
 
     app = runtime.http_app(
         description="File complaints (민원) and send department commands.",
@@ -271,6 +280,7 @@ def create_app(
                     and code in services.by_code
                     and services.by_code[code].text.listed
                 ),
+                classify=classify,
             ),
             channels=channels,
             credentialed=frozenset(c.value for c in settings.channel_keys),

@@ -73,6 +73,13 @@ class IntakeSettings(ServiceSettings):
         description="The tracker's HTTP API, which Open311's GETs and the similar-complaints "
         "lookup read.",
     )
+    routing_url: str | None = Field(
+        default="http://127.0.0.1:8002",
+        description="routing's HTTP API: the similar-complaints lookup asks its classifier "
+        "(POST /v1/classify) for the department of a filing without a service code, and "
+        "uses it only when routing would route there without a person's review. Empty: "
+        "no classification, such a filing is answered `no_department`.",
+    )
     tracker_api_key: SecretStr | None = Field(
         default=None,
         description="A tracker staff key (one of SOTONG_TRACKER_STAFF_API_KEYS) for Open311's "

@@ -2,20 +2,22 @@
 filing is made, the open cases it may be repeating, so an app or a call-centre operator can
 offer to join one (``joins``) as the portal does.
 
-intake knows a filing's department only from its service code (the catalogue in
-``schemas``): without one, routing classifies the text after filing, and intake says so
-rather than guess. The cases come from the tracker's public lookup (same department, same
-행정동, alike text, open, recent); each is then read through the tracker's staff API for
-what Open311's public GETs already show of any request — its receipt number, when it was
-filed and, for services whose requests are public, the start of its text masked again
-here. Nothing of a reporter (name, phone, e-mail, address) is read or answered.
+intake knows a filing's department from its service code (the catalogue in ``schemas``);
+without one it asks routing's classifier over HTTP (``POST /v1/classify``, as the portal
+does) and takes the department only when routing would route there without a person's
+review — otherwise it says so rather than guess. The cases come from the tracker's
+public lookup (same department, same 행정동, alike text, open, recent); each is then read
+through the tracker's staff API for what Open311's public GETs already show of any
+request — its receipt number, when it was filed and, for services whose requests are
+public, the start of its text masked again here. Nothing of a reporter (name, phone,
+e-mail, address) is read or answered.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import httpx
 from pydantic import ValidationError
@@ -27,6 +29,41 @@ from schemas.events import Submission
 from schemas.pii import mask_text
 
 log = logging.getLogger("sotong.intake.similar")
+
+
+class Classifies(Protocol):
+    """The department routing would send a text to without review, or None."""
+
+    async def __call__(self, text: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class RoutingClassifier:
+    """routing's ``POST /v1/classify`` for one text: its department when ``auto`` (routing
+    would route there without review), else None; None too when routing cannot answer
+    (the lookup is an offer: it never holds up a filing)."""
+
+    http: httpx.AsyncClient
+
+    @classmethod
+    def build(cls, base_url: str) -> "RoutingClassifier":
+        return cls(httpx.AsyncClient(base_url=base_url, timeout=5.0))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __call__(self, text: str) -> str | None:
+        try:
+            response = await self.http.post("/v1/classify", json={"texts": [text[:4000]]})
+            response.raise_for_status()
+            (prediction,) = response.json()["predictions"]
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            log.warning("not classified for the similar lookup: %s", type(exc).__name__)
+            return None
+        if prediction.get("auto") is not True:
+            return None
+        department = prediction.get("department")
+        return department if isinstance(department, str) else None
 
 
 class Tracker(Protocol):
@@ -71,15 +108,22 @@ class OpenCases:
     tracker: Tracker
     listed: Callable[[str | None], bool]
     """Whether a service's requests are public (Open311's ``listed``): only then an excerpt."""
+    classify: Classifies | None = None
+    """routing's classifier, for a filing without a (known) service code."""
 
     async def like(self, submission: Submission) -> SimilarAnswer:
         code = submission.service_code
         owner = catalogue().by_service_code(code) if code else None
+        source: Literal["service_code", "classifier"] = "service_code"
+        if owner is None and self.classify is not None:
+            classified = await self.classify(text_of(submission))
+            owner = catalogue().by_code.get(classified) if classified else None
+            source = "classifier"
         if owner is None:
             return SimilarAnswer(
                 department=None, looked_up=False, not_looked_up="no_department", items=[]
             )
-        department = NamedDepartment(code=owner.code, name=owner.name)
+        department = NamedDepartment(code=owner.code, name=owner.name, source=source)
         dong = submission.location.dong
         if not dong:
             return SimilarAnswer(

@@ -112,7 +112,7 @@ async def test_a_second_resident_is_offered_the_first_ones_open_case_and_joins_i
         assert response.status_code == 200, response.text
         answer = response.json()
         assert answer["looked_up"] is True
-        assert answer["department"] == {"code": "roads", "name": "도로과"}
+        assert answer["department"] == {"code": "roads", "name": "도로과", "source": "service_code"}
         for personal in PERSONAL:
             assert personal not in response.text
         items: list[dict[str, Any]] = answer["items"]

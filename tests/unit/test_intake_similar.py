@@ -3,6 +3,7 @@ the filing it is about to make and hears of the open cases it may be repeating �
 summaries only — and nothing is filed. The tracker is the in-memory tracker app, read
 through intake's tracker client as in production."""
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -61,18 +62,23 @@ async def stack() -> AsyncIterator[Stack]:
 
 
 @asynccontextmanager
-async def stack_of(staff_key: str | None = STAFF_KEY, **settings: Any) -> AsyncIterator[Stack]:
+async def stack_of(
+    staff_key: str | None = STAFF_KEY, classify: Any = None, **settings: Any
+) -> AsyncIterator[Stack]:
     clock = lambda: T0 + timedelta(days=1)  # noqa: E731
     async with running(clock=clock, staff_api_keys={"intake": SecretStr(STAFF_KEY)}) as tracker:
         publish, store = RecordingPublish(), InMemorySubmissionStore()
         app = create_app(
-            IntakeSettings(channel_keys={Channel.KAKAO: SecretStr(KAKAO_KEY)}, **settings),
+            IntakeSettings(
+                channel_keys={Channel.KAKAO: SecretStr(KAKAO_KEY)}, routing_url=None, **settings
+            ),
             store=store,
             publish=publish,
             tracker=TrackerClient(tracker.http, SecretStr(staff_key) if staff_key else None),
             idempotency_store=InMemoryIdempotencyStore(),
             photo_store=InMemoryPhotoStore(),
             contact_store=InMemoryContactCodes(),
+            classify=classify,
         )
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
@@ -108,7 +114,7 @@ async def test_the_open_case_is_offered_with_its_public_summary_and_nothing_is_f
     response = await stack.similar(FILING)
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert answer["department"] == {"code": "roads", "name": "도로과"}
+    assert answer["department"] == {"code": "roads", "name": "도로과", "source": "service_code"}
     assert answer["looked_up"] is True
     assert answer["not_looked_up"] is None
     [case] = answer["items"]
@@ -165,6 +171,47 @@ async def test_without_a_service_code_intake_says_the_department_is_routings_to_
             "not_looked_up": "no_department",
             "items": [],
         }
+
+
+def classifier(answer: dict[str, Any] | int) -> Any:
+    """routing's ``POST /v1/classify`` as an HTTP double: one prediction, or a status."""
+    from intake.similar import RoutingClassifier
+
+    asked: list[Any] = []
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        asked.append(request.read())
+        if isinstance(answer, int):
+            return httpx.Response(answer)
+        return httpx.Response(200, json={"predictions": [answer]})
+
+    transport = httpx.MockTransport(reply)
+    made = RoutingClassifier(httpx.AsyncClient(transport=transport, base_url="http://routing"))
+    object.__setattr__(made, "asked", asked)  # what routing was asked, for the test
+    return made
+
+
+async def test_without_a_service_code_routings_confident_department_is_looked_up() -> None:
+    body = {k: v for k, v in FILING.items() if k != "service_code"}
+    confident = classifier({"department": "roads", "confidence": 0.91, "auto": True})
+    async with stack_of(classify=confident) as stack:
+        await open_case(stack.tracker)
+        answer = (await stack.similar(body)).json()
+    assert answer["department"] == {"code": "roads", "name": "도로과", "source": "classifier"}
+    assert answer["looked_up"] is True
+    assert [item["complaint_id"] for item in answer["items"]] == ["c1"]
+    (text,) = json.loads(confident.asked[0])["texts"]
+    assert "밤에 너무 어두워요" in text  # title and body, as routing reads them
+    # not confident (routing would send it to a person), or routing away: not guessed
+    for unsure in (
+        classifier({"department": "roads", "confidence": 0.3, "auto": False}),
+        classifier(503),
+        classifier({"department": "no-such-department", "confidence": 0.9, "auto": True}),
+    ):
+        async with stack_of(classify=unsure) as stack:
+            await open_case(stack.tracker)
+            answer = (await stack.similar(body)).json()
+        assert (answer["department"], answer["not_looked_up"]) == (None, "no_department")
 
 
 async def test_without_a_dong_nothing_is_looked_up(stack: Stack) -> None:
