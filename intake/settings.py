@@ -127,6 +127,27 @@ class IntakeSettings(ServiceSettings):
         "filings_per_minute counts them (a channel's credential: channel_filings_per_minute). "
         "In memory.",
     )
+    resident_actions_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="A resident's actions on their complaints (answer, withdraw, reopen, "
+        "correct, rate; enter or re-send the contact code) per minute from one end user, as "
+        "filings_per_minute counts them (a channel's credential naming none: "
+        "channel_filings_per_minute). In memory. 429 beyond.",
+    )
+    resident_actions_per_hour: int = Field(
+        default=60, ge=1, description="The same per hour (in memory, per process)."
+    )
+    complaint_actions_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Resident actions and contact-code requests on one complaint per minute, "
+        "whoever sends them: many addresses cannot hammer one complaint (try tokens, repeat "
+        "a command). In memory. 429 beyond.",
+    )
+    complaint_actions_per_hour: int = Field(
+        default=100, ge=1, description="The same per hour (in memory, per process)."
+    )
     open311_reads_per_minute: int = Field(
         default=60,
         ge=1,
