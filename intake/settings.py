@@ -161,13 +161,15 @@ class IntakeSettings(ServiceSettings):
         "seen are forgotten first): bounds the memory a flood of addresses can take.",
     )
     contact_code_channels: frozenset[Channel] = Field(
-        default=frozenset({Channel.WEB}),
+        default=frozenset({Channel.WEB, Channel.CHATBOT, Channel.KAKAO}),
         description="Channels whose filings must confirm the resident's phone with a one-time "
         "code before anything is sent to it, as JSON — with the channel's credential or "
-        "without: the portal holds the web credential but relays what anyone typed. A "
-        "channel with no credential in channel_keys is open to anyone and needs codes too "
-        "(or naming it would get round them). Other credentialed channels (a call centre "
-        "that took the call), Kafka submissions and Open311 apps vouch for their contacts.",
+        "without: the portal holds the web and chatbot credentials but relays what anyone "
+        "typed, and the Kakao skill relays a phone typed in the conversation (Kakao's skill "
+        "payload carries no verified number). A channel with no credential in channel_keys "
+        "is open to anyone and needs codes too (or naming it would get round them). Other "
+        "credentialed channels (a call centre that took the call), Kafka submissions and "
+        "Open311 apps vouch for their contacts.",
     )
     contact_code_ttl_seconds: int = Field(
         default=600, ge=60, le=3600, description="How long a one-time code may be entered."
