@@ -67,3 +67,17 @@ class PortalSettings(Settings):
         ge=1,
         description="Chat messages per minute from one client address (429 beyond). In memory.",
     )
+    pages_per_minute: int = Field(
+        default=300,
+        ge=1,
+        description="Page views (every GET but static files and the probes) per minute from "
+        "one client address: five a second, which a person clicking never keeps up, while "
+        "residents behind one shared address (a mobile carrier's NAT, an office) still fit. "
+        "Beyond it a page in Korean asks to wait (429, Retry-After). In memory.",
+    )
+    static_per_minute: int = Field(
+        default=1200,
+        ge=1,
+        description="Static files (/static/…) per minute from one client address (a page "
+        "brings a few; the browser keeps them). In memory.",
+    )
