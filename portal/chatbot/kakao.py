@@ -266,14 +266,14 @@ class KakaoSkill:
         if session.pending is not None and CODE.fullmatch(utterance):
             return "******"
         if self._is_phone(session, utterance):
-            return mask_text(utterance)
+            return mask_text(utterance.replace(" ", ""))
         return utterance
 
     def _is_phone(self, session: Session, utterance: str) -> bool:
         return (
             self.codes is not None
             and session.offer is not None
-            and PHONE_PATTERN.match(utterance) is not None
+            and PHONE_PATTERN.match(utterance.replace(" ", "")) is not None
         )
 
     def _confirm_buttons(self) -> list[tuple[str, str]]:
@@ -287,8 +287,9 @@ class KakaoSkill:
         if session.pending is not None and utterance == self.texts.resend_code:
             return await self._code(key, session, None)
         if session.offer is not None and self._is_phone(session, utterance):
-            session.offer = replace(session.offer, phone=utterance)
-            noted = self.texts.phone_noted.format(phone=mask_text(utterance))
+            phone = utterance.replace(" ", "")
+            session.offer = replace(session.offer, phone=phone)
+            noted = self.texts.phone_noted.format(phone=mask_text(phone))
             return noted, self._confirm_buttons()
         if utterance == self.texts.confirm:
             return await self._file(key, session)
