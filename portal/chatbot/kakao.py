@@ -375,6 +375,7 @@ class KakaoSkill:
         pending = session.pending
         assert pending is not None
         assert self.codes is not None
+        session.filed = True  # the code exchange belongs to no complaint's conversation
         try:
             if code is None:
                 outcome = await self.codes.resend(pending.complaint_id, pending.tracking_token, key)
