@@ -88,11 +88,21 @@ async def test_the_portal_names_the_resident_to_intake_and_tracker_with_its_cred
             await intake.file({"channel": "web", "channel_ref": "portal-1", "body": BODY})
             await intake.file({"channel": "chatbot", "channel_ref": "portal-chat-1", "body": BODY})
             await tracker.my_complaints("r" * 22)
+            await intake.resident_action("c1", action="withdraw", token="t" * 22, note=None)
+            await intake.confirm_contact("c1", token="t" * 22, code="123456")
+            await intake.upload_photo(b"\x89PNG\r\n\x1a\n", "p.png", "image/png")
         finally:
             END_USER.reset(token)
         await intake.file({"channel": "web", "channel_ref": "portal-2", "body": BODY})
 
-    web, chatbot, reads, outside = seen
+    web, chatbot, reads, action, code, photo, outside = seen
+    # a resident's action, code and photo upload name the resident too, with the credential
+    for request in (action, code, photo):
+        assert (request.headers["X-Api-Key"], request.headers["X-End-User"]) == (
+            "web-credential",
+            "203.0.113.5",
+        )
+    assert code.headers["X-Tracking-Token"] == "t" * 22
     assert (web.headers["X-Api-Key"], web.headers["X-End-User"]) == (
         "web-credential",
         "203.0.113.5",
