@@ -53,25 +53,37 @@ log = logging.getLogger("sotong.portal")
 
 STATIC = Path(__file__).parent / "static"
 
+FILING_POSTS = ("/file", "/chat/handoff")
+"""Form posts that file through intake: limited per client address together."""
+
 ACTING_POSTS = (
-    "/file",
-    "/chat/handoff",
     "/complaints/{complaint_id}/withdraw",
     "/complaints/{complaint_id}/reopen",
     "/complaints/{complaint_id}/answer",
+    "/complaints/{complaint_id}/correct",
+    "/complaints/{complaint_id}/rate",
+    "/complaints/{complaint_id}/contact",
+    "/complaints/{complaint_id}/contact/code",
+    "/favourites",
 )
-"""Form posts that file or act through intake: limited per client address together."""
+"""A resident's actions on a complaint through intake (and the 인증번호), and starring a
+page (a database write): limited per client address together, apart from filing."""
 
 
 def post_limits(settings: PortalSettings, metrics: RateLimitMetrics) -> RouteLimits:
     """The portal is the edge: its client address is the resident's, so no credential
     and no X-End-User are read here."""
-    acting = RouteLimit(
+    filing = RouteLimit(
         "filing", Limits.of([Rate(settings.filings_per_minute, 60)]), what="requests"
+    )
+    acting = RouteLimit(
+        "actions", Limits.of([Rate(settings.actions_per_minute, 60)]), what="requests"
     )
     chat = RouteLimit("chat", Limits.of([Rate(settings.chat_per_minute, 60)]), what="messages")
     return RouteLimits(
-        {("POST", path): acting for path in ACTING_POSTS} | {("POST", "/chat"): chat},
+        {("POST", path): filing for path in FILING_POSTS}
+        | {("POST", path): acting for path in ACTING_POSTS}
+        | {("POST", "/chat"): chat},
         end_users=EndUsers(None),
         metrics=metrics,
     )

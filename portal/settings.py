@@ -59,8 +59,16 @@ class PortalSettings(Settings):
     filings_per_minute: int = Field(
         default=5,
         ge=1,
-        description="Form posts that file or act (file, chat handoff, withdraw, reopen, answer) "
-        "per minute from one client address; beyond it a page asks to wait (429). In memory.",
+        description="Form posts that file (the filing form, the chat handoff) per minute from "
+        "one client address; beyond it a page asks to wait (429). In memory.",
+    )
+    actions_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Form posts that act on a complaint (answer, withdraw, reopen, correct, "
+        "rate, the 인증번호 and a new code) and stars (favourites) per minute from one client "
+        "address; beyond it a "
+        "page asks to wait (429). In memory; intake limits each resident too.",
     )
     chat_per_minute: int = Field(
         default=30,

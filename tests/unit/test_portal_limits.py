@@ -194,3 +194,23 @@ async def test_resident_actions_refused_by_intakes_limit_are_said_in_korean(
     assert "지금은 요청이 너무 잦아요." in page.text
     assert "too many" not in page.text
     assert "해결됐어요" in page.text  # what was typed is kept
+
+
+async def test_acting_on_a_complaint_has_a_budget_apart_from_filing() -> None:
+    settings = PortalSettings(filings_per_minute=1, actions_per_minute=2)
+    async with portal_client(settings, "198.51.100.40") as client:
+        filed = await file(client)
+        complaint = filed.headers["location"].split("/")[2].split("?")[0]
+        codes = [
+            (await client.post(f"/complaints/{complaint}/contact", data={"code": "123456"}))
+            for _ in range(2)
+        ]
+        refused = await client.post(f"/complaints/{complaint}/rate", data={"rating": "5"})
+        star = await client.post("/favourites", data={"path": "/my", "label": "내 민원"})
+        metrics = (await client.get("/metrics")).text
+
+    assert filed.status_code == 303  # filing's budget (1) is not the actions' (2)
+    assert [c.status_code for c in codes] == [422, 422]  # judged: a wrong code
+    assert refused.status_code == star.status_code == 429
+    assert "요청이 너무 잦아요." in refused.text
+    assert 'sotong_rate_limited_total{limit="actions",service="portal"} 2.0' in metrics
