@@ -248,6 +248,10 @@ def create_app(
         photos_per_minute=settings.photos_per_minute,
         similar_per_minute=settings.similar_per_minute,
         max_keys=settings.rate_limit_max_keys,
+        resident_actions_per_minute=settings.resident_actions_per_minute,
+        resident_actions_per_hour=settings.resident_actions_per_hour,
+        complaint_actions_per_minute=settings.complaint_actions_per_minute,
+        complaint_actions_per_hour=settings.complaint_actions_per_hour,
     )
     limits = route_limits(
         rates,
@@ -287,7 +291,7 @@ def create_app(
         ),
         dependencies=[Depends(limit) for limit in limits],
     )
-    app.include_router(contact_routes(contacts))
+    app.include_router(contact_routes(contacts), dependencies=[Depends(limit) for limit in limits])
     app.include_router(
         photo_routes(
             photos=photo_store,

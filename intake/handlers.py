@@ -551,7 +551,11 @@ def routes(
         responses={
             202: {"description": "Accepted: published for routing."},
             **refusals(
-                404, 409, 422, described={404: "No complaint with this id and tracking token."}
+                404,
+                409,
+                422,
+                429,
+                described={404: "No complaint with this id and tracking token."},
             ),
         },
         tags=["residents"],

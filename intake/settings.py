@@ -144,6 +144,27 @@ class IntakeSettings(ServiceSettings):
         "channel's credential naming no end user: channel_filings_per_minute). Each is a "
         "tracker call or up to six. In memory.",
     )
+    resident_actions_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="A resident's actions on their complaints (answer, withdraw, reopen, "
+        "correct, rate; enter or re-send the contact code) per minute from one end user, as "
+        "filings_per_minute counts them (a channel's credential naming none: "
+        "channel_filings_per_minute). In memory. 429 beyond.",
+    )
+    resident_actions_per_hour: int = Field(
+        default=60, ge=1, description="The same per hour (in memory, per process)."
+    )
+    complaint_actions_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Resident actions and contact-code requests on one complaint per minute, "
+        "whoever sends them: many addresses cannot hammer one complaint (try tokens, repeat "
+        "a command). In memory. 429 beyond.",
+    )
+    complaint_actions_per_hour: int = Field(
+        default=100, ge=1, description="The same per hour (in memory, per process)."
+    )
     open311_reads_per_minute: int = Field(
         default=60,
         ge=1,
@@ -157,13 +178,15 @@ class IntakeSettings(ServiceSettings):
         "seen are forgotten first): bounds the memory a flood of addresses can take.",
     )
     contact_code_channels: frozenset[Channel] = Field(
-        default=frozenset({Channel.WEB}),
+        default=frozenset({Channel.WEB, Channel.CHATBOT, Channel.KAKAO}),
         description="Channels whose filings must confirm the resident's phone with a one-time "
         "code before anything is sent to it, as JSON — with the channel's credential or "
-        "without: the portal holds the web credential but relays what anyone typed. A "
-        "channel with no credential in channel_keys is open to anyone and needs codes too "
-        "(or naming it would get round them). Other credentialed channels (a call centre "
-        "that took the call), Kafka submissions and Open311 apps vouch for their contacts.",
+        "without: the portal holds the web and chatbot credentials but relays what anyone "
+        "typed, and the Kakao skill relays a phone typed in the conversation (Kakao's skill "
+        "payload carries no verified number). A channel with no credential in channel_keys "
+        "is open to anyone and needs codes too (or naming it would get round them). Other "
+        "credentialed channels (a call centre that took the call), Kafka submissions and "
+        "Open311 apps vouch for their contacts.",
     )
     contact_code_ttl_seconds: int = Field(
         default=600, ge=60, le=3600, description="How long a one-time code may be entered."

@@ -136,12 +136,13 @@ def operation(name: str) -> dict[str, Any]:
 
 def test_every_refusal_is_documented_with_the_body_the_kit_sends() -> None:
     # issue 14 §5 adds 409 (a key in flight); issue 11 §1 the filing's channel credential;
-    # issue 11 §11/§12 the abuse limits (per end user and phone; per department key)
+    # issue 11 §11/§12 the abuse limits (per end user and phone; per department key;
+    # resident actions per end user and per complaint)
     expected = {
         "file": {"401", "403", "409", "415", "422", "429"},
         "command": {"401", "409", "415", "422", "429"},
     }
-    expected["resident"] = {"404", "409", "415", "422"}
+    expected["resident"] = {"404", "409", "415", "422", "429"}  # per resident and complaint
     for name, statuses in expected.items():
         responses = operation(name)["responses"]
         assert {s for s in responses if s.startswith("4")} == statuses, name
