@@ -61,4 +61,9 @@ def test_a_rating_is_not_messaged_to_the_resident_who_gave_it(catalogue: Catalog
 
 
 def test_every_correctable_field_has_a_name_residents_read(catalogue: Catalogue) -> None:
-    assert catalogue.field_names == {"address": "주소", "dong": "행정동", "title": "제목"}
+    assert catalogue.field_names == {
+        "address": "주소",
+        "dong": "행정동",
+        "title": "제목",
+        "photos": "사진 추가",
+    }
