@@ -46,9 +46,16 @@ class Handler(_Read):
     office_phone: str
 
 
+class PhotoOnFile(_Read):
+    """A photo of the complaint, as the tracker lists it: intake serves its bytes."""
+
+    photo_id: str
+
+
 class StepCorrection(_Read):
     fields: list[str]
     dong: str | None = None
+    photos: list[PhotoOnFile] = []
 
 
 class StepRating(_Read):
@@ -108,6 +115,7 @@ class Complaint(_Read):
     rejections: list[Refusal] = []
     dong: str | None = None
     rating: int | None = None
+    photos: list[PhotoOnFile] = []
 
 
 class Summary(_Read):

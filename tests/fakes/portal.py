@@ -96,6 +96,9 @@ class FakeIntake:
     ) -> Refused | None:
         if self.tokens.get(complaint_id) != token:
             return Refused(404, "no such complaint")
+        for photo_id in (fields or {}).get("photos") or ():  # type: ignore[attr-defined]
+            if photo_id not in self.photos:  # as intake: only an upload it kept
+                return Refused(422, f"photos: no photo {photo_id} was uploaded")
         self.actions.append(
             {"complaint_id": complaint_id, "action": action, "token": token, "note": note}
             | dict(fields or {})
