@@ -582,6 +582,31 @@ def routes(portal: Portal) -> APIRouter:
             )
         return RedirectResponse(f"/complaints/{complaint_id}?done={action}", status_code=303)
 
+    async def own_photo(
+        request: Request, complaint_id: str, photo_id: str, *, thumbnail: bool
+    ) -> Response:
+        """A photo of the resident's own complaint, fetched from intake with its tracking
+        token (intake serves a photo only to its own complaint's token); not kept here."""
+        token = await own_token(request, complaint_id)
+        if token is None or not PHOTO_ID.match(photo_id):
+            return Response(status_code=404)
+        try:
+            kept = await portal.intake.photo(photo_id, token=token, thumbnail=thumbnail)
+        except ServiceUnavailable:
+            return Response(status_code=503)
+        if kept is None:
+            return Response(status_code=404)
+        data, media_type = kept
+        return Response(data, media_type=media_type, headers={"Cache-Control": "private, no-store"})
+
+    @router.get("/complaints/{complaint_id}/photos/{photo_id}")
+    async def complaint_photo(request: Request, complaint_id: str, photo_id: str) -> Response:
+        return await own_photo(request, complaint_id, photo_id, thumbnail=False)
+
+    @router.get("/complaints/{complaint_id}/photos/{photo_id}/thumbnail")
+    async def complaint_thumbnail(request: Request, complaint_id: str, photo_id: str) -> Response:
+        return await own_photo(request, complaint_id, photo_id, thumbnail=True)
+
     @router.post("/complaints/{complaint_id}/correct")
     async def correct(request: Request, complaint_id: str) -> Response:
         """정정: the address, the 행정동 or the title, or photos added, before the site check

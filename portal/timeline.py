@@ -86,9 +86,9 @@ class TimelineView:
     """This resolution's rating, once given."""
     dong: str | None = None
     title: str | None = None
-    photos: int = 0
-    """Photos attached now (at filing and by corrections): a correction adds up to the
-    per-complaint limit."""
+    photo_ids: tuple[str, ...] = ()
+    """Photos attached now (at filing and by corrections), shown to the resident; a
+    correction adds up to the per-complaint limit."""
 
 
 def _state(value: str | None) -> S | None:
@@ -206,5 +206,5 @@ def build(complaint: Complaint, texts: Texts) -> TimelineView:
         rating=rated.rating.score if rated_now and rated and rated.rating else None,
         dong=complaint.dong,
         title=complaint.title,
-        photos=len(complaint.photos),
+        photo_ids=tuple(p.photo_id for p in complaint.photos),
     )

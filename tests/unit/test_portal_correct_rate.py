@@ -279,3 +279,42 @@ async def test_a_stranger_cannot_upload_through_someone_elses_correction(
     )
     assert answer.status_code == 404
     assert portal.intake.photos == {}
+
+
+async def test_the_resident_sees_the_complaints_photos_through_intake_and_nobody_else(
+    portal: Portal,  # noqa: F811
+) -> None:
+    complaint_id = await filed_and_assigned(portal)
+    portal.tracker.advance(complaint_id, step(3, "handler_assigned", "other"), dong="청라2동")
+    sent = await portal.client.post(
+        f"/complaints/{complaint_id}/correct",
+        data={"dong": "청라2동"},
+        files=[("photos", ("현장.png", PNG, "image/png"))],
+    )
+    assert sent.status_code == 303
+    [photo_id] = portal.intake.photos
+    portal.tracker.advance(
+        complaint_id,
+        step(4, "handler_assigned", "correct", actor="resident"),
+        photos=[PhotoOnFile(photo_id=photo_id)],
+    )
+    url = f"/complaints/{complaint_id}/photos/{photo_id}"
+
+    page = await portal.client.get(f"/complaints/{complaint_id}")
+    thumb = await portal.client.get(f"{url}/thumbnail")
+    full = await portal.client.get(url)
+
+    assert "<h2>첨부한 사진</h2>" in page.text
+    assert f'<img src="{url}/thumbnail" alt="첨부한 사진 1"' in page.text
+    assert (thumb.status_code, thumb.content, thumb.headers["content-type"]) == (
+        200,
+        PNG,
+        "image/png",
+    )
+    assert thumb.headers["cache-control"] == "private, no-store"
+    assert full.status_code == 200
+    assert (
+        await portal.client.get(f"/complaints/{complaint_id}/photos/{'Z' * 22}")
+    ).status_code == 404
+    portal.client.cookies.clear()
+    assert (await portal.client.get(f"{url}/thumbnail")).status_code == 404
