@@ -119,7 +119,9 @@ class Photos:
         owner = stored.submission_id
         if owner == submission_id:
             return False
-        if owner == SWEPT or (owner is not None and await self.store.find_by_submissions({owner})):
+        if owner == SWEPT:  # being deleted: as good as never uploaded
+            raise ApiError(422, "invalid_request", f"photos: no photo {photo_id} was uploaded")
+        if owner is not None and await self.store.find_by_submissions({owner}):
             raise ApiError(
                 422, "invalid_request", f"photos: {photo_id} belongs to another complaint"
             )
