@@ -78,8 +78,9 @@ class Photos:
         Refused (422 naming ``photos``) when one was never uploaded or is another
         complaint's, or when the complaint would hold more than ``per_complaint`` with
         those attached already. A photo attached to this complaint already is taken
-        again (a retried correction), and counted once. Two corrections racing past the
-        limit together are both undone and refused; neither leaves a photo attached."""
+        again (a retried correction), and counted once. The count is taken again after
+        attaching: a correction racing another past the limit detaches its own photos and
+        is refused (two racing may both be), so the limit holds."""
         wanted = list(dict.fromkeys(photo_ids))
         if not wanted:
             return []
