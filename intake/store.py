@@ -104,8 +104,13 @@ class SubmissionStore(Protocol):
         the resident who filed it (False for no such complaint)."""
         ...
 
+    async def submission_of(self, complaint_id: str) -> str | None:
+        """The submission a complaint was filed from, which its photos are attached to
+        (None for no such complaint)."""
+        ...
+
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
-        """The photos of each of these complaints that has any."""
+        """The photos of each of these complaints that has any (attached at filing)."""
         ...
 
     async def mark_published(self, complaint_id: str) -> None: ...
@@ -310,6 +315,11 @@ class MongoSubmissionStore:
         return token_matches(token, event["tracking_token_hash"]) or token_matches(
             token, event.get("resident_token_hash")
         )
+
+    async def submission_of(self, complaint_id: str) -> str | None:
+        doc = await self.col.find_one({"_id": complaint_id}, projection={"submission_id": 1})
+        submission_id = None if doc is None else doc.get("submission_id")
+        return None if submission_id is None else str(submission_id)
 
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
         if not complaint_ids:

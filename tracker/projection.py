@@ -33,7 +33,16 @@ from schemas import (
 )
 from schemas.commands import CorrectComplaint
 from schemas.common import ChatTurn
-from schemas.events import AlertKind, Correction, HandlerRef, LinkedTo, Outcome, Rating, RepeatedOf
+from schemas.events import (
+    AlertKind,
+    Correction,
+    HandlerRef,
+    LinkedTo,
+    Outcome,
+    PhotoRef,
+    Rating,
+    RepeatedOf,
+)
 from schemas.pii import mask_text
 from schemas.states import OPEN_STATES, ComplaintState
 from tracker.search import search_terms
@@ -180,6 +189,11 @@ class ReadModel(Recorded):
         default=None, description="The resident's latest rating of the handling (1–5)."
     )
     rating_comment: str | None = Field(default=None, description="With it, masked.")
+    photos: list[PhotoRef] = Field(
+        default=[],
+        description="The photos attached at filing, then those corrections added (사진 추가), "
+        "once each: references intake serves, never bytes.",
+    )
 
 
 def read_model_of(events: Collection[TrackedEvent]) -> ReadModel | None:
@@ -237,7 +251,19 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         **_marks(changes),
         **_rating(changes),
         **(_corrected(_filing(filed), changes, unique.values()) if filed else {}),
+        photos=_photos(filed, changes),
     )
+
+
+def _photos(filed: ComplaintFiled | None, changes: list[ComplaintStatusChanged]) -> list[PhotoRef]:
+    """The filing's photos, then each correction's in its order, once each. A correction's
+    photos show even before the filing arrives (the read model is stored only then)."""
+    photos: dict[str, PhotoRef] = {p.photo_id: p for p in (filed.photos if filed else [])}
+    for change in changes:
+        if change.trigger == "correct" and change.correction is not None:
+            for photo in change.correction.photos:
+                photos.setdefault(photo.photo_id, photo)
+    return list(photos.values())
 
 
 def _rating(changes: list[ComplaintStatusChanged]) -> dict[str, Any]:

@@ -243,3 +243,14 @@ async def test_phone_counts_add_up_per_key_and_answer_the_totals(store: Submissi
     again = await store.count_phones({"a:2026-12-02": (3, expires)})
     assert again == {"a:2026-12-02": 5}
     assert await store.count_phones({}) == {}
+
+
+async def test_a_complaints_submission_is_found_by_its_id(store: SubmissionStore) -> None:
+    """A correction attaches its photos to the submission the complaint was filed from."""
+    event = filed(tracking="t")
+    [outcome] = await store.insert_many(
+        [FiledRecord(event, "t", "r", published=False, submission_id="submission-1")]
+    )
+    assert isinstance(outcome, FiledRecord)
+    assert await store.submission_of(event.complaint_id) == "submission-1"
+    assert await store.submission_of("no-such-complaint") is None
