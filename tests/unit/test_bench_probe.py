@@ -53,6 +53,7 @@ def test_documents_written_are_read_from_each_write_reply() -> None:
 
 def test_documents_written_are_counted_per_collection_and_bounded() -> None:
     from types import SimpleNamespace
+    from typing import Any
 
     from services.metrics import MAX_COLLECTION_LABELS
 
@@ -61,14 +62,14 @@ def test_documents_written_are_counted_per_collection_and_bounded() -> None:
 
     def write(request_id: int, collection: str, n: int) -> None:
         command = {"insert": collection, "documents": [{}] * n}
-        metrics.started(
-            SimpleNamespace(command_name="insert", command=command, request_id=request_id)
-        )  # type: ignore[arg-type]
-        metrics.succeeded(
-            SimpleNamespace(
-                command_name="insert", request_id=request_id, reply={"n": n}, duration_micros=10
-            )
-        )  # type: ignore[arg-type]
+        started: Any = SimpleNamespace(
+            command_name="insert", command=command, request_id=request_id
+        )
+        succeeded: Any = SimpleNamespace(
+            command_name="insert", request_id=request_id, reply={"n": n}, duration_micros=10
+        )
+        metrics.started(started)
+        metrics.succeeded(succeeded)
 
     write(1, "tracker_events", 5)
     write(2, "tracker_events", 2)
