@@ -33,7 +33,16 @@ from schemas import (
 )
 from schemas.commands import CorrectComplaint
 from schemas.common import ChatTurn
-from schemas.events import AlertKind, Correction, HandlerRef, LinkedTo, Outcome, Rating, RepeatedOf
+from schemas.events import (
+    AlertKind,
+    Correction,
+    HandlerRef,
+    LinkedTo,
+    Outcome,
+    Rating,
+    RepeatedOf,
+    ResidentBound,
+)
 from schemas.pii import mask_text
 from schemas.states import OPEN_STATES, ComplaintState
 from tracker.search import search_terms
@@ -45,10 +54,12 @@ AnyTracked = (
     | NotificationOutcome
     | ComplaintDeadlineAlert
     | CorrectComplaint
+    | ResidentBound
 )
 """``CorrectComplaint`` is the one command tracker keeps: the corrected address and title
 travel only on ``complaint.commands`` (the lifecycle topic is department-shared), and they
-count once routing's ``correct`` change names the command as its cause."""
+count once routing's ``correct`` change names the command as its cause. ``ResidentBound``
+(``resident.bindings``) adds a device's resident token to the complaint's resident."""
 TrackedEvent = Annotated[AnyTracked, Field(discriminator="event_type")]
 TRACKED_EVENT: TypeAdapter[AnyTracked] = TypeAdapter(TrackedEvent)
 
@@ -150,6 +161,11 @@ class ReadModel(Recorded):
     # What intake recorded; None until ComplaintFiled arrives.
     tracking_token_hash: str | None = None
     resident_token_hash: str | None = None
+    bound_resident_hashes: list[str] = Field(
+        default=[],
+        description="Resident tokens (SHA-256) bound by recovery on another device: each "
+        "lists the complaint and acts on it as the filer's does. Sorted.",
+    )
     title: str | None = None
     body: str | None = None
     channel: Channel | None = None
@@ -237,6 +253,9 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         **_marks(changes),
         **_rating(changes),
         **(_corrected(_filing(filed), changes, unique.values()) if filed else {}),
+        bound_resident_hashes=sorted(
+            {e.resident_token_hash for e in unique.values() if isinstance(e, ResidentBound)}
+        ),
     )
 
 

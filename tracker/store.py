@@ -190,6 +190,7 @@ def complaint_indexes() -> list[IndexModel]:
     return [
         IndexModel([("department", ASCENDING), ("state", ASCENDING)], name="by_department"),
         IndexModel([("resident_token_hash", ASCENDING)], name="by_resident"),
+        IndexModel([("bound_resident_hashes", ASCENDING)], name="by_bound_resident"),
         IndexModel([("search_terms", ASCENDING)], name="by_search_term"),
         IndexModel([("filed_at", DESCENDING)], name="by_filed_at"),
         # Open311 tokens/{receipt}, the portal's recovery and a clerk reading one out
@@ -213,6 +214,17 @@ def open_at_filter(department: str, dong: str) -> Document:
         "department": department,
         "dong": dong,
         "state": {"$in": sorted(s.value for s in OPEN_STATES)},
+    }
+
+
+def resident_filter(resident_token_hash: str) -> Document:
+    """A resident's complaints: filed with the token, or bound to it by recovery since
+    (each branch on its own index)."""
+    return {
+        "$or": [
+            {"resident_token_hash": resident_token_hash},
+            {"bound_resident_hashes": resident_token_hash},
+        ]
     }
 
 
@@ -398,7 +410,7 @@ class MongoTrackerStore:
     async def resident_complaints(
         self, resident_token_hash: str, *, limit: int, offset: int
     ) -> tuple[list[ComplaintSummary], int]:
-        query = {"resident_token_hash": resident_token_hash}
+        query = resident_filter(resident_token_hash)
         return await self._page(ComplaintSummary, query, NEWEST_FIRST, limit, offset)
 
     async def queue(
