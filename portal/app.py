@@ -29,6 +29,7 @@ from portal.chatbot.settings import ChatbotSettings
 from portal.clients import END_USER, HttpIntake, HttpTracker, IntakeApi, TrackerApi
 from portal.handlers import Portal, routes, same_origin
 from portal.menu import dongs, menu
+from portal.recovery import POSTS as RECOVERY_POSTS
 from portal.settings import PortalSettings
 from portal.store import MongoPortalStore, PortalStore
 from portal.suggestions import shipped
@@ -69,8 +70,13 @@ def post_limits(settings: PortalSettings, metrics: RateLimitMetrics) -> RouteLim
         "filing", Limits.of([Rate(settings.filings_per_minute, 60)]), what="requests"
     )
     chat = RouteLimit("chat", Limits.of([Rate(settings.chat_per_minute, 60)]), what="messages")
+    recovery = RouteLimit(
+        "recovery", Limits.of([Rate(settings.filings_per_minute, 60)]), what="requests"
+    )
     return RouteLimits(
-        {("POST", path): acting for path in ACTING_POSTS} | {("POST", "/chat"): chat},
+        {("POST", path): acting for path in ACTING_POSTS}
+        | {("POST", "/chat"): chat}
+        | {("POST", path): recovery for path in RECOVERY_POSTS},
         end_users=EndUsers(None),
         metrics=metrics,
     )

@@ -43,6 +43,7 @@ from portal.clients import (
 )
 from portal.menu import Menu
 from portal.photos import MAX_BYTES, MAX_PHOTOS, PHOTO_ID
+from portal.recovery import add_recovery_routes
 from portal.store import Favourite, PortalStore
 from portal.suggestions import Behaviour, Rules
 from portal.texts import Texts
@@ -531,7 +532,9 @@ def routes(portal: Portal) -> APIRouter:
         resident = resident_of(request)
         if not resident or not _is_uuid(complaint_id):
             return None
-        return await portal.store.tracking_token(resident, complaint_id)
+        # one filed elsewhere and found here (다른 기기에서 내 민원 찾기): intake accepts the
+        # resident token bound to it
+        return await portal.store.tracking_token(resident, complaint_id) or resident
 
     async def not_yours(request: Request) -> Response:
         return await page(request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404)
@@ -849,6 +852,16 @@ def routes(portal: Portal) -> APIRouter:
         response = RedirectResponse(f"/complaints/{result.complaint_id}?filed=1", status_code=303)
         remember(response, request, result.resident_token)
         return response
+
+    add_recovery_routes(
+        router,
+        intake=portal.intake,
+        tracker=portal.tracker,
+        texts=portal.texts,
+        page=page,
+        remember=remember,
+        resident_of=resident_of,
+    )
 
     @router.get("/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     async def not_found(request: Request, path: str) -> Response:
