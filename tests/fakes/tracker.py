@@ -34,7 +34,7 @@ from tracker.store import (
     open_at_filter,
     queue_filter,
     read_model_document,
-    resident_filter,
+    resident_filters,
     search_filter,
     stored_fields,
 )
@@ -194,7 +194,7 @@ class InMemoryTrackerStore:
     async def resident_complaints(
         self, resident_token_hash: str, *, limit: int, offset: int
     ) -> tuple[list[ComplaintSummary], int]:
-        query = resident_filter(resident_token_hash)
+        query = {"$or": list(resident_filters(resident_token_hash))}
         return self._page(ComplaintSummary, query, NEWEST_FIRST, limit, offset)
 
     async def queue(
