@@ -57,7 +57,7 @@ log = logging.getLogger("sotong.portal")
 COOKIE = "sotong_resident"
 TEXT_SIZE_COOKIE = "sotong_text"
 TEMPLATES = Path(__file__).parent / "templates"
-TRANSIENT = frozenset({"filed", "done", "forgotten", "code"})
+TRANSIENT = frozenset({"filed", "done", "forgotten", "code", "recovered"})
 CODE_ERRORS = {
     "wrong_code": "code_wrong",
     "code_expired": "code_expired",
