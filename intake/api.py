@@ -11,7 +11,7 @@ complaint's state (is it resolved already? is it this department's?) is still de
 by routing, and a refusal appears on ``complaint.rejections`` and in the tracker view.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -31,6 +31,7 @@ from schemas.catalogue import DepartmentCode, known_dong
 from schemas.commands import CORRECTABLE_FIELDS, MAX_RATING_COMMENT, Note, ResidentAction
 from schemas.common import Text
 from schemas.events import Submission
+from schemas.states import ComplaintState
 
 ComplaintId = Annotated[
     UUID4,
@@ -104,6 +105,62 @@ class FiledResponse(BaseModel):
         description="Present when the phone must be confirmed: a one-time code was sent to "
         "it, and nothing else is until it is entered.",
     )
+
+
+class NamedDepartment(BaseModel):
+    code: str
+    name: str
+    source: Literal["service_code", "classifier"] = Field(
+        default="service_code",
+        description="Where the department came from: the filing's `service_code`, or "
+        "routing's classifier, confident enough to route the text without review.",
+    )
+
+
+class OpenCase(BaseModel):
+    """An open complaint that looks like the one about to be filed, as anyone may see it:
+    what Open311's public GETs show of any request (the receipt number, the department,
+    the step, the 행정동, when it was filed, the start of its text masked) — never its
+    reporter's name, phone, e-mail or address."""
+
+    complaint_id: str = Field(description="File with `joins` set to it to join this case.")
+    receipt_number: str | None = Field(
+        description="Its 접수번호 (Open311's `service_notice`); null when the tracker's staff "
+        "API could not say."
+    )
+    state: ComplaintState
+    department_name: str | None = Field(description="The department working on it.")
+    excerpt: str | None = Field(
+        description="The start of its text, 주민등록번호, phone numbers and e-mail addresses "
+        "masked; only for services whose requests are public (Open311's `listed`), else null."
+    )
+    dong: str = Field(description="행정동.")
+    filed_at: datetime | None = Field(
+        description="When it was filed; null when the tracker's staff API could not say."
+    )
+    filed_on: date = Field(description="The day it was filed (Korean time).")
+    similarity: float = Field(ge=0, le=1, description="How alike the texts are (0–1).")
+
+
+class SimilarAnswer(BaseModel):
+    """'이미 접수된 민원이 있어요': the open cases a filing may be repeating, before it is filed.
+    Nothing is filed; file the same body (with `joins` to join one of them) to file it."""
+
+    department: NamedDepartment | None = Field(
+        description="The department the filing's `service_code` names or, without a known "
+        "one, the department routing's classifier would route the text to without review "
+        "(`source`); null when neither says: routing decides after filing, so there is "
+        "nothing to look up yet."
+    )
+    looked_up: bool = Field(description="The tracker was asked; false: see `not_looked_up`.")
+    not_looked_up: Literal["no_department", "no_dong", "tracker_unavailable"] | None = Field(
+        default=None,
+        description="Why no lookup was made: `no_department` (no known `service_code` and "
+        "no confident classification), "
+        "`no_dong` (no `location.dong`: open cases are found per 행정동), "
+        "`tracker_unavailable` (the tracker did not answer; filing still works).",
+    )
+    items: list[OpenCase] = Field(description="The most alike first; at most 5.")
 
 
 class _Command(BaseModel):

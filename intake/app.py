@@ -20,7 +20,7 @@ from intake.contacts import (
     MongoContactCodes,
     contact_routes,
 )
-from intake.handlers import Accepted, Intake, routes, subscribe
+from intake.handlers import Accepted, Intake, routes, similar_routes, subscribe
 from intake.idempotency import (
     Idempotency,
     IdempotencyStore,
@@ -45,6 +45,7 @@ from intake.photo_store import MongoPhotoStore, PhotoStore, sweep_forever
 from intake.photos import Limits
 from intake.recovery import RECOVERY_CODES, Recovery, recovery_limits, recovery_routes
 from intake.settings import IntakeSettings
+from intake.similar import Classifies, OpenCases, RoutingClassifier
 from intake.store import MongoSubmissionStore, SubmissionStore
 from intake.tracker_client import TrackerClient
 from schemas import topics
@@ -115,6 +116,7 @@ def create_app(
     contact_store: ContactCodeStore | None = None,
     recovery_store: ContactCodeStore | None = None,
     confirmed_phones: ConfirmedPhones | None = None,
+    classify: Classifies | None = None,
 ) -> FastAPI:
     """Build intake; each collaborator left out is the real one built from ``settings``."""
     settings = settings or IntakeSettings()
@@ -199,6 +201,12 @@ def create_app(
         registry=runtime.registry,
     )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
+    routing = (
+        RoutingClassifier.build(settings.routing_url)
+        if classify is None and settings.routing_url
+        else None
+    )
+    classify = classify or routing
     subscribe(runtime.subscriber, intake)
     source: ReplaySource = intake.published_since
     command_publish = publish
@@ -249,6 +257,8 @@ def create_app(
                 yield
         finally:
             await tracker.aclose()
+            if routing is not None:
+                await routing.aclose()
 
     app = runtime.http_app(
         description="File complaints (민원) and send department commands.",
@@ -277,7 +287,12 @@ def create_app(
         channel_filings_per_minute=settings.channel_filings_per_minute,
         commands_per_minute=settings.commands_per_minute_per_key,
         photos_per_minute=settings.photos_per_minute,
+        similar_per_minute=settings.similar_per_minute,
         max_keys=settings.rate_limit_max_keys,
+        resident_actions_per_minute=settings.resident_actions_per_minute,
+        resident_actions_per_hour=settings.resident_actions_per_hour,
+        complaint_actions_per_minute=settings.complaint_actions_per_minute,
+        complaint_actions_per_hour=settings.complaint_actions_per_hour,
     )
     limits = route_limits(
         rates,
@@ -300,7 +315,24 @@ def create_app(
         ),
         dependencies=[Depends(limit) for limit in limits],
     )
-    app.include_router(contact_routes(contacts))
+    services = open311_services()
+    app.include_router(
+        similar_routes(
+            lookup=OpenCases(
+                tracker,
+                listed=lambda code: (
+                    code is not None
+                    and code in services.by_code
+                    and services.by_code[code].text.listed
+                ),
+                classify=classify,
+            ),
+            channels=channels,
+            credentialed=frozenset(c.value for c in settings.channel_keys),
+        ),
+        dependencies=[Depends(limit) for limit in limits],
+    )
+    app.include_router(contact_routes(contacts), dependencies=[Depends(limit) for limit in limits])
     app.include_router(
         recovery_routes(recovery),
         dependencies=[

@@ -8,9 +8,10 @@ resident until ``ContactConfirmed``. The code message itself goes at once
 (``ContactCodeIssued`` on ``contact.codes``, a topic only intake writes and only the
 notifier reads, since it carries the phone and the code).
 
-Channels with a credential (call centre, Kakao, the chatbot, Open311 apps, department
-systems over Kafka) vouch for their contacts: which channels need a code when filed
-without a credential is a setting (``web`` by default).
+Which channels need a code, with their credential or without, is a setting: by default
+``web``, ``chatbot`` and ``kakao``, whose residents type their phone into a form or a chat
+nobody checks. Other credentialed channels (a call centre that took the call), Open311
+apps and department systems over Kafka vouch for their contacts.
 
 Read top-down: the pure rules (:class:`CodeRules`: issue, check, resend), the store
 (one document per complaint, only the code's salted hash kept, cleared by a TTL index),

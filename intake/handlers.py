@@ -3,7 +3,8 @@ becomes one stored complaint and one ComplaintFiled; a department's or resident'
 becomes one command on ``complaint.commands``.
 
 Read top-down: ``Intake`` (filing, dedup, the outbox and its relay), ``subscribe`` (the
-Kafka subscriber), ``routes`` (the HTTP API).
+Kafka subscriber), ``routes`` (the HTTP API), ``similar_routes`` (the open cases a filing
+may repeat, asked before filing: ``intake.similar``).
 """
 
 import asyncio
@@ -25,11 +26,13 @@ from intake.api import (
     FiledResponse,
     FilingRequest,
     ResidentRequest,
+    SimilarAnswer,
 )
 from intake.contacts import Contacts
 from intake.filing import file_submission, new_complaint_id, new_receipt_number, new_tracking_token
 from intake.idempotency import STATE_KEY, derived_id
 from intake.photo_routes import Photos
+from intake.similar import OpenCases
 from intake.store import RELAY_GRACE, ChannelRef, FiledRecord, Refused, SubmissionStore
 from schemas import ComplaintSubmitted, topics
 from schemas.commands import COMMAND_ADAPTER, RESIDENT
@@ -356,6 +359,36 @@ def subscribe(subscriber: Subscriber, intake: Intake) -> None:
         await intake.accept(submission)
 
 
+def filing_channel(
+    submission: FilingRequest, key: str | None, *, channels: ApiKeys, credentialed: frozenset[str]
+) -> str | None:
+    """The channel whose credential was presented, after checking the filing may be made
+    as the channel it names: a channel with a credential is filed as only by its holder, so
+    only its own (channel, channel_ref) duplicates are recognised; anyone may file as
+    ``web`` without a channel_ref (the Idempotency-Key serves them)."""
+    named = submission.channel.value
+    if key:
+        holder = channels.department(key)
+        if holder is None:
+            raise ApiError(401, "unauthorized", "X-Api-Key: not a channel credential")
+        if holder != named:
+            raise ApiError(
+                403, "forbidden", f"channel: this credential files as {holder!r}, not {named!r}"
+            )
+        return holder
+    if named in credentialed:
+        if named != Channel.WEB.value:
+            raise ApiError(401, "unauthorized", f"channel: {named!r} files with its X-Api-Key")
+        if submission.channel_ref is not None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "channel_ref: only a channel's own credential may name its references; "
+                "send an Idempotency-Key header to retry safely",
+            )
+    return None
+
+
 def routes(
     *,
     intake: Intake,
@@ -373,33 +406,6 @@ def routes(
     counts a filing against its phone number's daily limit (``intake.limits``), raising
     the 429 past it."""
     router = APIRouter()
-
-    def filing_channel(submission: FilingRequest, key: str | None) -> str | None:
-        """The channel whose credential was presented, after checking the filing may be
-        made as the channel it names: a channel with a credential is filed as only by its
-        holder, so only its own (channel, channel_ref) duplicates are recognised; anyone
-        may file as ``web`` without a channel_ref (the Idempotency-Key serves them)."""
-        named = submission.channel.value
-        if key:
-            holder = channels.department(key)
-            if holder is None:
-                raise ApiError(401, "unauthorized", "X-Api-Key: not a channel credential")
-            if holder != named:
-                raise ApiError(
-                    403, "forbidden", f"channel: this credential files as {holder!r}, not {named!r}"
-                )
-            return holder
-        if named in credentialed:
-            if named != Channel.WEB.value:
-                raise ApiError(401, "unauthorized", f"channel: {named!r} files with its X-Api-Key")
-            if submission.channel_ref is not None:
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "channel_ref: only a channel's own credential may name its references; "
-                    "send an Idempotency-Key header to retry safely",
-                )
-        return None
 
     @router.post(
         "/v1/complaints",
@@ -435,7 +441,7 @@ def routes(
         """File a complaint; the same (channel, channel_ref) again answers 200 with the same
         one, and the same Idempotency-Key and body again answer what the first answered."""
         del idempotency_key  # read by the middleware (intake.idempotency); named for the docs
-        holder = filing_channel(request, key)
+        holder = filing_channel(request, key, channels=channels, credentialed=credentialed)
         if admit_phone is not None:
             await admit_phone(request.resident.phone)
         unconfirmed = contacts is not None and await contacts.needed(
@@ -545,7 +551,11 @@ def routes(
         responses={
             202: {"description": "Accepted: published for routing."},
             **refusals(
-                404, 409, 422, described={404: "No complaint with this id and tracking token."}
+                404,
+                409,
+                422,
+                429,
+                described={404: "No complaint with this id and tracking token."},
             ),
         },
         tags=["residents"],
@@ -565,5 +575,34 @@ def routes(
         return await publish_command(
             fields | {"complaint_id": str(complaint_id), "actor": RESIDENT}, http
         )
+
+    return router
+
+
+def similar_routes(
+    *, lookup: OpenCases, channels: ApiKeys, credentialed: frozenset[str]
+) -> APIRouter:
+    """'이미 접수된 민원이 있어요' for any channel (``intake.similar``), limited per end user
+    as filings are (``intake.limits``), on a budget of its own."""
+    router = APIRouter()
+
+    @router.post(
+        "/v1/complaints/similar",
+        response_model=SimilarAnswer,
+        responses=refusals(401, 403, 422, 429),
+        tags=["channels"],
+    )
+    async def similar(
+        request: Annotated[FilingRequest, Body()],
+        key: Annotated[str | None, Security(API_KEY)] = None,
+    ) -> SimilarAnswer:
+        """Before filing: the open complaints this filing may be repeating — the same
+        department (from `service_code`), the same 행정동, an alike text, filed recently —
+        as public summaries, nothing of their reporters. The body is a filing's, checked as
+        a filing is (credential included); nothing is filed or counted against the phone.
+        To join one, file the same body with `joins` set to its `complaint_id`; to file
+        anyway, file it without."""
+        filing_channel(request, key, channels=channels, credentialed=credentialed)
+        return await lookup.like(request)
 
     return router

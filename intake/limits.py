@@ -12,6 +12,13 @@ complaints, nor make the district message a victim's phone thousands of times.
   the key is never the number.
 - **Photo uploads** (``PHOTOS``): per end user per minute, as filings (each is up to 10 MB
   into GridFS).
+- **Similar-complaints lookups** (``SIMILAR``): per end user per minute, as filings, on a
+  budget of their own (each costs tracker calls; a lookup before filing spends no filing).
+- **Resident actions** (``RESIDENT_ACTIONS``): 보완 답변, 취하, 재민원, 정정, 만족도 and the
+  contact code (enter, re-send) per end user per minute and per hour, as filings count end
+  users; and per complaint (``PerComplaint``, ``COMPLAINT_ACTIONS``), so one complaint
+  cannot be hammered from many addresses (each try of a token costs a database read, each
+  accepted action a command routing must refuse or apply).
 - **Per department key** (``COMMANDS``): a department's commands per minute.
 - **Open311** (``Open311Limits``): POSTs per (app, the end user it names), or per app; its
   tracker-reading GETs per client address (``OPEN311_READS``); refusals in GeoReport's shape.
@@ -22,6 +29,7 @@ are not limited here.
 
 import logging
 import secrets
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,7 +65,18 @@ COMMANDS = "commands"
 FILE_ROUTE = ("POST", "/v1/complaints")
 PHOTO_ROUTE = ("POST", "/v1/photos")
 PHOTOS = "photos"
+SIMILAR = "similar"
+SIMILAR_ROUTE = ("POST", "/v1/complaints/similar")
 COMMAND_ROUTE = ("POST", "/v1/complaints/{complaint_id}/commands")
+RESIDENT_ACTIONS = "resident_actions"
+COMPLAINT_ACTIONS = "complaint_actions"
+RESIDENT_ROUTES = (
+    ("POST", "/v1/complaints/{complaint_id}/resident-actions"),
+    ("POST", "/v1/complaints/{complaint_id}/contact/confirm"),
+    ("POST", "/v1/complaints/{complaint_id}/contact/code"),
+)
+"""What a resident does with a complaint of theirs, proven by its token: limited per end
+user and per complaint."""
 DISTRICT_TIME = ZoneInfo("Asia/Seoul")
 
 
@@ -138,7 +157,45 @@ class Rates:
     channel_filings_per_minute: int
     commands_per_minute: int
     photos_per_minute: int = 10
+    similar_per_minute: int = 10
     max_keys: int = 100_000
+    resident_actions_per_minute: int = 10
+    resident_actions_per_hour: int = 60
+    complaint_actions_per_minute: int = 20
+    complaint_actions_per_hour: int = 100
+
+
+class PerComplaint:
+    """A router-wide dependency limiting the named routes per complaint (the path's
+    ``complaint_id``), whoever calls: a token guessed or a command repeated from many
+    addresses still meets one budget. A path id that is not a UUID is not counted (it is
+    refused as such, and must not fill the table with keys)."""
+
+    def __init__(
+        self,
+        routes: Sequence[tuple[str, str]],
+        limits: Limits,
+        *,
+        metrics: RateLimitMetrics,
+        name: str = COMPLAINT_ACTIONS,
+    ) -> None:
+        self.routes = frozenset(routes)
+        self.limits = limits
+        self.metrics = metrics
+        self.name = name
+
+    async def __call__(self, request: Request) -> None:
+        route = request.scope.get("route")
+        if (request.method, str(getattr(route, "path", ""))) not in self.routes:
+            return
+        try:
+            complaint = uuid.UUID(str(request.path_params.get("complaint_id", "")))
+        except ValueError:
+            return
+        decision = self.limits.take(str(complaint))
+        if not decision.allowed:
+            self.metrics.count(self.name)
+            raise too_many("complaint", decision, "actions on this complaint")
 
 
 def route_limits(
@@ -148,8 +205,9 @@ def route_limits(
     departments: ApiKeys,
     metrics: RateLimitMetrics,
     clock: Callable[[], float] | None = None,
-) -> list[RouteLimits]:
-    """The router-wide dependencies limiting filings per end user and commands per key."""
+) -> list[RouteLimits | PerComplaint]:
+    """The router-wide dependencies limiting filings and resident actions per end user,
+    resident actions per complaint and commands per key."""
     timing = {"clock": clock} if clock is not None else {}
     filing = RouteLimit(
         FILING,
@@ -177,12 +235,45 @@ def route_limits(
         ),
         what="photo uploads",
     )
+    similar = RouteLimit(
+        SIMILAR,
+        Limits.of([Rate(rates.similar_per_minute, 60)], max_keys=rates.max_keys, **timing),
+        per_credential=Limits.of(
+            [Rate(rates.channel_filings_per_minute, 60)], max_keys=64, **timing
+        ),
+        what="lookups",
+    )
+    resident = RouteLimit(
+        RESIDENT_ACTIONS,
+        Limits.of(
+            [
+                Rate(rates.resident_actions_per_minute, 60),
+                Rate(rates.resident_actions_per_hour, 3600),
+            ],
+            max_keys=rates.max_keys,
+            **timing,
+        ),
+        per_credential=Limits.of(
+            [Rate(rates.channel_filings_per_minute, 60)], max_keys=64, **timing
+        ),
+        what="resident actions",
+    )
+    per_complaint = Limits.of(
+        [
+            Rate(rates.complaint_actions_per_minute, 60),
+            Rate(rates.complaint_actions_per_hour, 3600),
+        ],
+        max_keys=rates.max_keys,
+        **timing,
+    )
     return [
         RouteLimits(
-            {FILE_ROUTE: filing, PHOTO_ROUTE: photos},
+            {FILE_ROUTE: filing, PHOTO_ROUTE: photos, SIMILAR_ROUTE: similar}
+            | dict.fromkeys(RESIDENT_ROUTES, resident),
             end_users=EndUsers(channels),
             metrics=metrics,
         ),
+        PerComplaint(RESIDENT_ROUTES, per_complaint, metrics=metrics),
         RouteLimits(
             {COMMAND_ROUTE: commands},
             end_users=EndUsers(departments, trust_end_user=False),

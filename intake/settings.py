@@ -70,12 +70,21 @@ class IntakeSettings(ServiceSettings):
     )
     tracker_url: str = Field(
         default="http://127.0.0.1:8003",
-        description="The tracker's HTTP API, which Open311's GETs read.",
+        description="The tracker's HTTP API, which Open311's GETs and the similar-complaints "
+        "lookup read.",
+    )
+    routing_url: str | None = Field(
+        default="http://127.0.0.1:8002",
+        description="routing's HTTP API: the similar-complaints lookup asks its classifier "
+        "(POST /v1/classify) for the department of a filing without a service code, and "
+        "uses it only when routing would route there without a person's review. Empty: "
+        "no classification, such a filing is answered `no_department`.",
     )
     tracker_api_key: SecretStr | None = Field(
         default=None,
         description="A tracker staff key (one of SOTONG_TRACKER_STAFF_API_KEYS) for Open311's "
-        "GETs. Without it they answer 503.",
+        "GETs. Without it they answer 503, and similar complaints are offered without "
+        "their receipt numbers, times and excerpts.",
     )
 
     # -- abuse limits (issue 11 §11, §12; intake/limits.py) ------------------------------
@@ -127,6 +136,35 @@ class IntakeSettings(ServiceSettings):
         "filings_per_minute counts them (a channel's credential: channel_filings_per_minute). "
         "In memory.",
     )
+    similar_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="'이미 접수된 민원' lookups (POST /v1/complaints/similar) per minute from "
+        "one end user, as filings_per_minute counts them, on a budget of their own (a "
+        "channel's credential naming no end user: channel_filings_per_minute). Each is a "
+        "tracker call or up to six. In memory.",
+    )
+    resident_actions_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="A resident's actions on their complaints (answer, withdraw, reopen, "
+        "correct, rate; enter or re-send the contact code) per minute from one end user, as "
+        "filings_per_minute counts them (a channel's credential naming none: "
+        "channel_filings_per_minute). In memory. 429 beyond.",
+    )
+    resident_actions_per_hour: int = Field(
+        default=60, ge=1, description="The same per hour (in memory, per process)."
+    )
+    complaint_actions_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Resident actions and contact-code requests on one complaint per minute, "
+        "whoever sends them: many addresses cannot hammer one complaint (try tokens, repeat "
+        "a command). In memory. 429 beyond.",
+    )
+    complaint_actions_per_hour: int = Field(
+        default=100, ge=1, description="The same per hour (in memory, per process)."
+    )
     open311_reads_per_minute: int = Field(
         default=60,
         ge=1,
@@ -140,13 +178,15 @@ class IntakeSettings(ServiceSettings):
         "seen are forgotten first): bounds the memory a flood of addresses can take.",
     )
     contact_code_channels: frozenset[Channel] = Field(
-        default=frozenset({Channel.WEB}),
+        default=frozenset({Channel.WEB, Channel.CHATBOT, Channel.KAKAO}),
         description="Channels whose filings must confirm the resident's phone with a one-time "
         "code before anything is sent to it, as JSON — with the channel's credential or "
-        "without: the portal holds the web credential but relays what anyone typed. A "
-        "channel with no credential in channel_keys is open to anyone and needs codes too "
-        "(or naming it would get round them). Other credentialed channels (a call centre "
-        "that took the call), Kafka submissions and Open311 apps vouch for their contacts.",
+        "without: the portal holds the web and chatbot credentials but relays what anyone "
+        "typed, and the Kakao skill relays a phone typed in the conversation (Kakao's skill "
+        "payload carries no verified number). A channel with no credential in channel_keys "
+        "is open to anyone and needs codes too (or naming it would get round them). Other "
+        "credentialed channels (a call centre that took the call), Kafka submissions and "
+        "Open311 apps vouch for their contacts.",
     )
     contact_code_ttl_seconds: int = Field(
         default=600, ge=60, le=3600, description="How long a one-time code may be entered."

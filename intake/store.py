@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from schemas import ComplaintFiled
 from schemas.events import PhotoRef
 from schemas.tokens import hash_token, token_matches
-from services.mongo import Document
+from services.mongo import Document, find_in, update_in
 
 COLLECTION = "intake_complaints"
 RESIDENTS = "intake_residents"
@@ -238,8 +238,8 @@ class MongoSubmissionStore:
                 if attempt or any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise
                 pending = {keys[e["index"]]: pending[keys[e["index"]]] for e in errors}
-        found = self.phone_days.find({"_id": {"$in": list(added)}}, {"n": 1})
-        return {str(doc["_id"]): int(doc["n"]) async for doc in found}
+        found = await find_in(self.phone_days, "_id", added, projection={"n": 1})
+        return {str(doc["_id"]): int(doc["n"]) for doc in found}
 
     async def _count_one(self, key: str, n: int, expires: datetime) -> int:
         for attempt in range(2):
@@ -276,7 +276,7 @@ class MongoSubmissionStore:
             by_channel.setdefault(channel, []).append(ref)
         found: dict[ChannelRef, FiledRecord] = {}
         for channel, values in by_channel.items():
-            async for doc in self.col.find({"channel": channel, "channel_ref": {"$in": values}}):
+            for doc in await find_in(self.col, "channel_ref", values, where={"channel": channel}):
                 found[(channel, str(doc["channel_ref"]))] = self._record(doc)
         return found
 
@@ -323,15 +323,15 @@ class MongoSubmissionStore:
     async def find_by_submissions(self, submission_ids: Collection[str]) -> dict[str, FiledRecord]:
         if not submission_ids:
             return {}
-        cursor = self.col.find({"submission_id": {"$in": list(submission_ids)}})
-        return {str(doc["submission_id"]): self._record(doc) async for doc in cursor}
+        found = await find_in(self.col, "submission_id", submission_ids)
+        return {str(doc["submission_id"]): self._record(doc) for doc in found}
 
     async def known_residents(self, resident_tokens: Collection[str]) -> set[str]:
         if not resident_tokens:
             return set()
         by_digest = {hash_token(t): t for t in resident_tokens}
-        cursor = self.residents.find({"_id": {"$in": list(by_digest)}}, projection={"_id": 1})
-        return {by_digest[str(doc["_id"])] async for doc in cursor}
+        found = await find_in(self.residents, "_id", by_digest, projection={"_id": 1})
+        return {by_digest[str(doc["_id"])] for doc in found}
 
     async def remember_residents(self, resident_tokens: Collection[str], at: datetime) -> None:
         docs = [{"_id": hash_token(t), "since": at} for t in set(resident_tokens)]
@@ -409,11 +409,8 @@ class MongoSubmissionStore:
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
         if not complaint_ids:
             return {}
-        cursor = self.col.find(
-            {"_id": {"$in": list(complaint_ids)}}, projection={"event.photos": 1}
-        )
         found: dict[str, list[PhotoRef]] = {}
-        async for doc in cursor:
+        for doc in await find_in(self.col, "_id", complaint_ids, projection={"event.photos": 1}):
             photos = doc.get("event", {}).get("photos") or []
             if photos:
                 found[str(doc["_id"])] = [PhotoRef.model_validate(p) for p in photos]
@@ -423,10 +420,7 @@ class MongoSubmissionStore:
         await self.col.update_one({"_id": complaint_id}, {"$set": {"published": True}})
 
     async def mark_published_many(self, complaint_ids: Collection[str]) -> None:
-        if complaint_ids:
-            await self.col.update_many(
-                {"_id": {"$in": list(complaint_ids)}}, {"$set": {"published": True}}
-            )
+        await update_in(self.col, "_id", complaint_ids, {"$set": {"published": True}})
 
     async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[FiledRecord]:
         cursor = self.col.find(

@@ -1,15 +1,17 @@
-"""intake's reader of the tracker's HTTP API: where a complaint stands, for Open311's GETs.
+"""intake's reader of the tracker's HTTP API: where a complaint stands, for Open311's GETs,
+and which open complaints look like a filing (``POST /v1/complaints/similar``).
 
 intake never opens the tracker's collections. It reads what a staff key may read
 (``/v1/search``, ``/v1/staff/complaints/{id}``): the fields of a search hit, which carry
-no name, phone or address of a resident, so nothing personal reaches intake this way.
+no name, phone or address of a resident, so nothing personal reaches intake this way; and
+the tracker's public '이미 접수된 민원' lookup (``/v1/complaints/similar``), which needs no key.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from schemas.states import ComplaintState
 
@@ -40,6 +42,30 @@ class TrackedComplaint(BaseModel):
     filed_at: datetime | None
     updated_at: datetime | None
     due_at: datetime | None
+
+
+class SimilarCase(BaseModel):
+    """An open complaint the tracker's lookup offers: its public summary (no text, nothing
+    of its reporter)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    complaint_id: str
+    state: ComplaintState
+    department_name: str | None = None
+    dong: str
+    filed_on: date
+    similarity: float
+
+
+class SimilarCases(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    items: list[SimilarCase]
+
+
+SIMILAR_TEXT = 500
+"""The most of a text the tracker's lookup takes."""
 
 
 class SearchPage(BaseModel):
@@ -77,6 +103,22 @@ class TrackerClient:
         if response.status_code in (401, 403) or response.status_code >= 500:
             raise TrackerUnavailable(f"tracker answered {response.status_code}")
         return response
+
+    async def similar(self, *, dong: str, text: str, department: str) -> list[SimilarCase]:
+        """The open complaints of ``department`` at ``dong`` whose text looks like ``text``,
+        the most alike first (the tracker's public lookup; no key needed). Anything but an
+        answer — unreachable, rate-limited, refused — is ``TrackerUnavailable``."""
+        params = {"dong": dong, "text": text[:SIMILAR_TEXT], "department": department}
+        try:
+            response = await self.http.get("/v1/complaints/similar", params=params)
+        except httpx.HTTPError as exc:
+            raise TrackerUnavailable(f"tracker unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise TrackerUnavailable(f"tracker answered {response.status_code}")
+        try:
+            return SimilarCases.model_validate_json(response.content).items
+        except ValidationError as exc:
+            raise TrackerUnavailable("tracker answered what is not a lookup") from exc
 
     async def complaint(self, complaint_id: str) -> TrackedComplaint | None:
         """One complaint by id, or None when the tracker knows no such complaint."""

@@ -52,7 +52,7 @@ from schemas import ComplaintState, topics
 from schemas.events import CodePurpose, ContactCodeIssued
 from services.errors import PermanentError, RetryableError, describe
 from services.logs import bound
-from services.mongo import Document
+from services.mongo import Document, find_in, update_in
 from services.runtime import Clock, Publish
 
 log = logging.getLogger("sotong.notifier")
@@ -390,22 +390,17 @@ class MongoConfirmations:
     async def confirmed(self, complaint_ids: Collection[str]) -> set[str]:
         if not complaint_ids:
             return set()
-        cursor = self.col.find({"_id": {"$in": list(complaint_ids)}}, projection={"_id": 1})
-        return {str(doc["_id"]) async for doc in cursor}
+        found = await find_in(self.col, "_id", complaint_ids, projection={"_id": 1})
+        return {str(doc["_id"]) for doc in found}
 
     async def unreleased(self, complaint_ids: Collection[str]) -> set[str]:
         if not complaint_ids:
             return set()
-        cursor = self.col.find(
-            {"_id": {"$in": list(complaint_ids)}}, projection={"_id": 1, "released": 1}
-        )
-        return {str(doc["_id"]) async for doc in cursor if not doc.get("released")}
+        found = await find_in(self.col, "_id", complaint_ids, projection={"_id": 1, "released": 1})
+        return {str(doc["_id"]) for doc in found if not doc.get("released")}
 
     async def mark_released(self, complaint_ids: Collection[str]) -> None:
-        if complaint_ids:
-            await self.col.update_many(
-                {"_id": {"$in": list(complaint_ids)}}, {"$set": {"released": True}}
-            )
+        await update_in(self.col, "_id", complaint_ids, {"$set": {"released": True}})
 
 
 __all__ = [

@@ -28,6 +28,7 @@ from portal.chatbot.handoff import RoutingClassifier
 from portal.chatbot.settings import ChatbotSettings
 from portal.clients import END_USER, HttpIntake, HttpTracker, IntakeApi, TrackerApi
 from portal.handlers import Portal, routes, same_origin
+from portal.limits import PageLimits, TooManyPage
 from portal.menu import dongs, menu
 from portal.recovery import POSTS as RECOVERY_POSTS
 from portal.settings import PortalSettings
@@ -53,28 +54,39 @@ log = logging.getLogger("sotong.portal")
 
 STATIC = Path(__file__).parent / "static"
 
+FILING_POSTS = ("/file", "/chat/handoff")
+"""Form posts that file through intake: limited per client address together."""
+
 ACTING_POSTS = (
-    "/file",
-    "/chat/handoff",
     "/complaints/{complaint_id}/withdraw",
     "/complaints/{complaint_id}/reopen",
     "/complaints/{complaint_id}/answer",
+    "/complaints/{complaint_id}/correct",
+    "/complaints/{complaint_id}/rate",
+    "/complaints/{complaint_id}/contact",
+    "/complaints/{complaint_id}/contact/code",
+    "/favourites",
 )
-"""Form posts that file or act through intake: limited per client address together."""
+"""A resident's actions on a complaint through intake (and the 인증번호), and starring a
+page (a database write): limited per client address together, apart from filing."""
 
 
 def post_limits(settings: PortalSettings, metrics: RateLimitMetrics) -> RouteLimits:
     """The portal is the edge: its client address is the resident's, so no credential
     and no X-End-User are read here."""
-    acting = RouteLimit(
+    filing = RouteLimit(
         "filing", Limits.of([Rate(settings.filings_per_minute, 60)]), what="requests"
+    )
+    acting = RouteLimit(
+        "actions", Limits.of([Rate(settings.actions_per_minute, 60)]), what="requests"
     )
     chat = RouteLimit("chat", Limits.of([Rate(settings.chat_per_minute, 60)]), what="messages")
     recovery = RouteLimit(
         "recovery", Limits.of([Rate(settings.filings_per_minute, 60)]), what="requests"
     )
     return RouteLimits(
-        {("POST", path): acting for path in ACTING_POSTS}
+        {("POST", path): filing for path in FILING_POSTS}
+        | {("POST", path): acting for path in ACTING_POSTS}
         | {("POST", "/chat"): chat}
         | {("POST", path): recovery for path in RECOVERY_POSTS},
         end_users=EndUsers(None),
@@ -129,10 +141,11 @@ def create_app(
         timeout=settings.http_timeout_seconds,
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
     )
+    limit_metrics = RateLimitMetrics(registry, "portal")
     kakao = None
     bot_settings = ChatbotSettings()
     if chatbot is None and settings.chatbot_enabled:
-        parts = assemble(bot_settings, http)
+        parts = assemble(bot_settings, http, refused=limit_metrics.count)
         chatbot, kakao = parts.bot, parts.kakao
     if intake is None:
         keys = {c: k.get_secret_value() for c, k in settings.intake_keys.items()}
@@ -202,21 +215,29 @@ def create_app(
 
     telemetry.instrument_http(app, tracer_provider)
 
+    too_many = TooManyPage(portal.texts)
+
     @app.exception_handler(ApiError)
-    async def refused(_: Request, exc: ApiError) -> Response:
-        """A page's 429 in words a resident reads; any other refusal as the kit answers it."""
+    async def refused(request: Request, exc: ApiError) -> Response:
+        """A page's 429 as a page in words a resident reads; any other refusal as the kit
+        answers it."""
         if exc.status == 429:
             seconds = (exc.headers or {}).get("Retry-After", "60")
-            return PlainTextResponse(
-                portal.texts.error("too_many", seconds=seconds), 429, headers=exc.headers
-            )
+            return too_many(request, int(seconds) if seconds.isdigit() else 60)
         return JSONResponse(
             error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers
         )
 
     app.add_middleware(EndUserContext)
+    app.add_middleware(
+        PageLimits,
+        pages=Limits.of([Rate(settings.pages_per_minute, 60)]),
+        static=Limits.of([Rate(settings.static_per_minute, 60)]),
+        metrics=limit_metrics,
+        refusal=too_many,
+    )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    limits = post_limits(settings, RateLimitMetrics(registry, "portal"))
+    limits = post_limits(settings, limit_metrics)
     app.include_router(routes(portal), dependencies=[Depends(limits)])
     if kakao is not None:
         app.include_router(kakao)

@@ -72,16 +72,22 @@ def handoff_filing(
     channel_ref: str,
     resident_token: str | None,
     transcript_accepted: bool,
+    phone: str = "",
 ) -> dict[str, Any]:
     """intake's filing body for a chat handoff (channel ``chatbot``). The department the
     bot named is shown to the resident but not sent: routing classifies the text with the
     same classifier and decides. The conversation travels as ``transcript`` where
-    intake's filing API accepts that field (``transcript_accepted``, a setting)."""
+    intake's filing API accepts that field (``transcript_accepted``, a setting). A
+    ``phone`` (given with consent) is told at once its owner enters the code intake sends."""
     body: dict[str, Any] = {
         "channel": "chatbot",
         "channel_ref": channel_ref,
         "body": text,
-        "resident": {"notification_consent": False},
+        "resident": (
+            {"phone": phone, "notification_consent": True}
+            if phone
+            else {"notification_consent": False}
+        ),
     }
     if resident_token:
         body["resident_token"] = resident_token

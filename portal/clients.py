@@ -250,6 +250,11 @@ class HttpIntake:
         self.base_url = base_url.rstrip("/")
         self.keys = dict(keys or {})
 
+    def _resident(self) -> dict[str, str]:
+        """For a resident's action: the portal's credential naming the resident, so intake
+        limits each resident, not the portal as one client."""
+        return channel_headers(self.keys.get("web") or self.keys.get("chatbot"))
+
     async def file(self, body: dict[str, Any]) -> Filed | Refused:
         # the form's own id keys the request: a resubmitted form gets the first answer,
         # tokens included (a duplicate channel_ref alone is answered without them)
@@ -281,7 +286,9 @@ class HttpIntake:
     async def upload_photo(self, data: bytes, filename: str, media_type: str) -> Uploaded | Refused:
         try:
             response = await self.client.post(
-                f"{self.base_url}/v1/photos", files={"file": (filename, data, media_type)}
+                f"{self.base_url}/v1/photos",
+                files={"file": (filename, data, media_type)},
+                headers=self._resident(),
             )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("intake did not answer") from exc
@@ -305,7 +312,7 @@ class HttpIntake:
             body["note"] = note
         url = f"{self.base_url}/v1/complaints/{complaint_id}/resident-actions"
         try:
-            response = await self.client.post(url, json=body)
+            response = await self.client.post(url, json=body, headers=self._resident())
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("intake did not answer") from exc
         if response.status_code == 202:
@@ -357,7 +364,9 @@ class HttpIntake:
         self, url: str, token: str, body: dict[str, Any] | None, *, ok: int
     ) -> Refused | None:
         try:
-            response = await self.client.post(url, json=body, headers={"X-Tracking-Token": token})
+            response = await self.client.post(
+                url, json=body, headers={"X-Tracking-Token": token} | self._resident()
+            )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("intake did not answer") from exc
         if response.status_code == ok:

@@ -101,12 +101,7 @@ def check(form: FilingForm, texts: Texts, dongs: tuple[str, ...]) -> Errors:
         errors["dong"] = texts.error("dong_unknown")
     if len(form.name) > 50:
         errors["name"] = texts.error("name_too_long")
-    if form.phone and not PHONE_PATTERN.match(form.phone):
-        errors["phone"] = texts.error("phone_invalid")
-    elif form.phone and not form.consent:
-        errors["consent"] = texts.error("phone_needs_consent")
-    elif form.consent and not form.phone:
-        errors["phone"] = texts.error("consent_needs_phone")
+    errors |= check_contact(form.phone, form.consent, texts)
     try:
         _position(form)
     except ValueError:
@@ -114,6 +109,18 @@ def check(form: FilingForm, texts: Texts, dongs: tuple[str, ...]) -> Errors:
     if form.service and catalogue().by_service_code(form.service) is None:
         errors["service"] = texts.error("service_unknown")
     return errors
+
+
+def check_contact(phone: str, consent: bool, texts: Texts) -> Errors:
+    """A phone to be told at, and the consent to be told: both or neither (the filing
+    form and the chat handoff ask alike)."""
+    if phone and not PHONE_PATTERN.match(phone):
+        return {"phone": texts.error("phone_invalid")}
+    if phone and not consent:
+        return {"consent": texts.error("phone_needs_consent")}
+    if consent and not phone:
+        return {"phone": texts.error("consent_needs_phone")}
+    return {}
 
 
 def filing_body(

@@ -64,6 +64,7 @@ CODE_ERRORS = {
     "too_many_attempts": "code_locked",
     "too_many_codes": "code_too_many",
     "not_found": "code_not_found",
+    "rate_limited": "too_many_actions",
 }
 """intake's error codes for the contact code → the words in texts.ko.json."""
 """Query parameters that say what just happened, not which page this is."""
@@ -568,6 +569,8 @@ def routes(portal: Portal) -> APIRouter:
             )
         if refused is not None:
             message = portal.texts.error("refused", message=refused.message)
+            if refused.status == 429:  # intake's abuse limits: said in Korean, not its English
+                message = portal.texts.error("too_many_actions")
             return await timeline_page(
                 request, complaint_id, errors={field: message}, notes=typed, status=422
             )
@@ -758,6 +761,7 @@ def routes(portal: Portal) -> APIRouter:
         handoff: str | None = None,
         error: str | None = None,
         status: int = 200,
+        contact: tuple[str, bool] = ("", False),
     ) -> HTMLResponse:
         history = json.dumps(chat.transcript(turns), ensure_ascii=False)
         return await page(
@@ -772,6 +776,8 @@ def routes(portal: Portal) -> APIRouter:
                 "submission_id": str(uuid.uuid4()),
                 "available": portal.chatbot is not None,
                 "error": error,
+                "phone": contact[0],
+                "consent": contact[1],
             },
             status=status,
         )
@@ -815,12 +821,29 @@ def routes(portal: Portal) -> APIRouter:
         body: Annotated[str, Form(max_length=4000)] = "",
         history: Annotated[str, Form(max_length=MAX_HISTORY_CHARS * 2)] = "",
         submission_id: Annotated[str, Form(max_length=64)] = "",
+        phone: Annotated[str, Form(max_length=40)] = "",
+        consent: Annotated[str, Form(max_length=10)] = "",
     ) -> Response:
         turns = turns_of(history)
         text = body.strip()
+        contact = (phone.strip(), consent in ("on", "true", "1", "yes"))
         if not text:
             return await chat_page(
-                request, turns, handoff="", error=portal.texts.error("body_required"), status=422
+                request,
+                turns,
+                handoff="",
+                error=portal.texts.error("body_required"),
+                status=422,
+                contact=contact,
+            )
+        if problems := forms.check_contact(*contact, portal.texts):
+            return await chat_page(
+                request,
+                turns,
+                handoff=text,
+                error=next(iter(problems.values())),
+                status=422,
+                contact=contact,
             )
         ref = submission_id if _is_uuid(submission_id) else str(uuid.uuid4())
         resident = resident_of(request)
@@ -832,24 +855,37 @@ def routes(portal: Portal) -> APIRouter:
                     channel_ref=f"portal-chat-{ref}",
                     resident_token=resident,
                     transcript_accepted=portal.transcript_accepted,
+                    phone=contact[0],
                 )
             )
         except ServiceUnavailable:
             return await chat_page(
-                request, turns, handoff=text, error=portal.texts.error("unavailable"), status=503
+                request,
+                turns,
+                handoff=text,
+                error=portal.texts.error("unavailable"),
+                status=503,
+                contact=contact,
             )
         if isinstance(result, Refused):
             message = portal.texts.error("refused", message=result.message)
             if result.status == 429:
                 message = portal.texts.error("too_many_filings")
-            return await chat_page(request, turns, handoff=text, error=message, status=422)
+            elif any(name == "resident.phone" for name, _ in result.fields):
+                message = portal.texts.error("phone_invalid")
+            return await chat_page(
+                request, turns, handoff=text, error=message, status=422, contact=contact
+            )
         await portal.store.follow(
             result.resident_token,
             result.complaint_id,
             result.tracking_token,
             result.receipt_number,
         )
-        response = RedirectResponse(f"/complaints/{result.complaint_id}?filed=1", status_code=303)
+        code = "&code=1" if result.contact_pending else ""  # the receipt asks for the 인증번호
+        response = RedirectResponse(
+            f"/complaints/{result.complaint_id}?filed=1{code}", status_code=303
+        )
         remember(response, request, result.resident_token)
         return response
 

@@ -59,11 +59,33 @@ class PortalSettings(Settings):
     filings_per_minute: int = Field(
         default=5,
         ge=1,
-        description="Form posts that file or act (file, chat handoff, withdraw, reopen, answer) "
-        "per minute from one client address; beyond it a page asks to wait (429). In memory.",
+        description="Form posts that file (the filing form, the chat handoff) per minute from "
+        "one client address; beyond it a page asks to wait (429). In memory.",
+    )
+    actions_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Form posts that act on a complaint (answer, withdraw, reopen, correct, "
+        "rate, the 인증번호 and a new code) and stars (favourites) per minute from one client "
+        "address; beyond it a "
+        "page asks to wait (429). In memory; intake limits each resident too.",
     )
     chat_per_minute: int = Field(
         default=30,
         ge=1,
         description="Chat messages per minute from one client address (429 beyond). In memory.",
+    )
+    pages_per_minute: int = Field(
+        default=300,
+        ge=1,
+        description="Page views (every GET but static files and the probes) per minute from "
+        "one client address: five a second, which a person clicking never keeps up, while "
+        "residents behind one shared address (a mobile carrier's NAT, an office) still fit. "
+        "Beyond it a page in Korean asks to wait (429, Retry-After). In memory.",
+    )
+    static_per_minute: int = Field(
+        default=1200,
+        ge=1,
+        description="Static files (/static/…) per minute from one client address (a page "
+        "brings a few; the browser keeps them). In memory.",
     )

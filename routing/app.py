@@ -95,6 +95,7 @@ async def case_detection(settings: RoutingSettings, classifier: Classifier) -> C
         repeat_threshold=settings.repeat_threshold,
         repeat_window=timedelta(days=settings.repeat_window_days),
         duplicate_threshold=settings.duplicate_threshold,
+        duplicate_same_service_threshold=settings.duplicate_same_service_threshold,
         duplicate_window=timedelta(days=settings.duplicate_window_days),
         duplicate_distance_m=settings.duplicate_distance_m,
     )

@@ -9,7 +9,12 @@
   same place (coordinates within ``duplicate_distance_m``, or the same address when
   either has no coordinates), received within the window, texts at least
   ``duplicate_threshold`` alike, and itself a case (not linked to another, not marked
-  repeated). The new complaint joins it.
+  repeated). The new complaint joins it. The service codes the two were filed with are a
+  signal too (:meth:`CasePolicy.duplicate_bar`): the same code lowers the bar to
+  ``duplicate_same_service_threshold``; two different codes (two residents naming two
+  different problems of one department) are never linked by routing — either resident
+  may still join the other's case at filing; a complaint without a code is held to
+  ``duplicate_threshold``.
 
 Two reports of the same problem in one consumed batch are matched too: each new
 complaint that joins no stored case and repeats nothing is a :class:`Pending` case the
@@ -30,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from routing.similarity import Similarity
+from schemas.catalogue import catalogue
 from schemas.events import HandlerRef, LinkedTo, RepeatedOf
 from schemas.states import CONCLUDED_STATES, OPEN_STATES, ComplaintState
 
@@ -43,8 +49,21 @@ class CasePolicy:
     duplicate_threshold: float
     duplicate_window: timedelta
     duplicate_distance_m: float
+    duplicate_same_service_threshold: float | None = None
+    """The bar when both were filed with one service code; None: ``duplicate_threshold``."""
     max_candidates: int = 200
     """Candidates read per batch, at most: the query's bound."""
+
+    def duplicate_bar(self, new: str | None, case: str | None) -> float | None:
+        """The text similarity a complaint filed with service code ``new`` needs to join
+        a case filed with ``case``: None when it may not join it at all (two codes)."""
+        if new is None or case is None:
+            return self.duplicate_threshold
+        if new != case:
+            return None
+        if self.duplicate_same_service_threshold is None:
+            return self.duplicate_threshold
+        return self.duplicate_same_service_threshold
 
 
 class Stored(Protocol):
@@ -64,6 +83,9 @@ class Stored(Protocol):
 
     @property
     def area(self) -> str | None: ...
+
+    @property
+    def service_code(self) -> str | None: ...
 
     @property
     def resident_key(self) -> str | None: ...
@@ -103,6 +125,7 @@ class Filing:
     complaint_id: str
     department: str
     area: str | None
+    service_code: str | None
     resident_key: str | None
     terms: tuple[str, ...]
     address: str | None
@@ -167,6 +190,13 @@ def case_key(
     if department is None or not area or state not in OPEN_STATES or repeated or linked:
         return None
     return f"{department}|{area}"
+
+
+def service_of(code: str | None, department: str | None) -> str | None:
+    """A complaint's service code as a duplicate signal: only a code of the department it
+    is in now (a case transferred elsewhere keeps the code of the department it left)."""
+    dept = catalogue().by_code.get(department or "")
+    return code if dept is not None and code in dept.service_codes else None
 
 
 def _same_address(a: str | None, b: str | None) -> bool:
@@ -246,8 +276,14 @@ class Matcher:
                     continue
             elif not _same_address(new.address, c.address):
                 continue
+            bar = self.policy.duplicate_bar(
+                service_of(new.service_code, new.department),
+                service_of(c.service_code, c.department),
+            )
+            if bar is None:
+                continue
             score = self.similarity.cosine(new.terms, c.terms)
-            if score >= self.policy.duplicate_threshold and (best is None or score > best[0]):
+            if score >= bar and (best is None or score > best[0]):
                 best = (score, apart, c)
         if best is None:
             return None

@@ -9,7 +9,8 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import date, datetime
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,11 +128,13 @@ def cmd_classify_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_repeat_eval(args: argparse.Namespace) -> int:
+    from routing.cases import CasePolicy
     from routing.classifier import MorphemeAnalyzer, load_examples
     from routing.settings import RoutingSettings
     from routing.similarity import (
         DUPLICATE_PAIRS,
         PAIRS,
+        Bar,
         Similarity,
         evaluate_repeats,
         load_pairs,
@@ -158,7 +161,29 @@ def cmd_repeat_eval(args: argparse.Namespace) -> int:
     threshold = shipped if args.threshold is None else args.threshold
     source = setting if args.threshold is None else "--threshold"
     print(f"{args.kind} pairs from {path}; threshold {threshold:.2f} from {source}")
-    print(evaluate_repeats(pairs, similarity, tokenize).report(threshold, **labels))
+    evaluation = evaluate_repeats(pairs, similarity, tokenize)
+    print(evaluation.report(threshold, **labels))
+    if args.kind == "duplicate":
+        same = getattr(args, "same_service_threshold", None)
+        named = "--same-service-threshold"
+        if same is None:
+            same, named = settings.duplicate_same_service_threshold, "its setting"
+        policy = CasePolicy(
+            repeat_threshold=settings.repeat_threshold,
+            repeat_window=timedelta(days=settings.repeat_window_days),
+            duplicate_threshold=threshold,
+            duplicate_window=timedelta(days=settings.duplicate_window_days),
+            duplicate_distance_m=settings.duplicate_distance_m,
+        )
+
+        def bar_at(t: float) -> Bar:
+            return replace(policy, duplicate_same_service_threshold=t).duplicate_bar
+
+        rule = (
+            f"the same code {same:.2f} from {named}, two codes never, "
+            f"a code missing {threshold:.2f}"
+        )
+        print(evaluation.service_report(bar_at, same, rule))
     return 0
 
 
@@ -201,6 +226,12 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
         type=float,
         help="default: SOTONG_ROUTING_REPEAT_THRESHOLD's or "
         "SOTONG_ROUTING_DUPLICATE_THRESHOLD's value",
+    )
+    rep.add_argument(
+        "--same-service-threshold",
+        type=float,
+        help="duplicate only: the bar when both were filed with one service code (default: "
+        "SOTONG_ROUTING_DUPLICATE_SAME_SERVICE_THRESHOLD's value)",
     )
     rep.set_defaults(func=cmd_repeat_eval)
 

@@ -124,11 +124,13 @@ def render() -> str:
             "- `link` (`linked_to`: the case, the similarity, the distance): another complaint",
             "  open in the same department and 행정동, at the same place (coordinates within",
             "  `SOTONG_ROUTING_DUPLICATE_DISTANCE_M`, else the same address), texts at least",
-            "  `SOTONG_ROUTING_DUPLICATE_THRESHOLD` alike. The case's handler takes it; the",
-            "  case's moves (site check, review, resolve, reject, close, reassign) are made on",
-            "  it too with `case_of` naming the case, so its resident hears the progress and",
-            "  the result on their own complaint; a withdrawn or transferred case releases it",
-            "  (`unlink`, as the department's `unlink` command does).",
+            "  `SOTONG_ROUTING_DUPLICATE_THRESHOLD` alike (`…_SAME_SERVICE_THRESHOLD` when both",
+            "  were filed with one service code; two service codes are never linked). The",
+            "  case's handler takes it; the case's moves (site check, review, resolve, reject,",
+            "  close, reassign) are made on it too with `case_of` naming the case, so its",
+            "  resident hears the progress and the result on their own complaint; a withdrawn",
+            "  or transferred case releases it (`unlink`, as the department's `unlink` command",
+            "  does).",
             "",
         ]
     )

@@ -359,6 +359,7 @@ class Routing:
                 complaint_id=cid,
                 department=dept.department.code,
                 area=filed.location.dong,
+                service_code=filed.service_code,
                 resident_key=resident_key(
                     phone=filed.resident.phone,
                     resident_token_hash=filed.resident_token_hash,

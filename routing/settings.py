@@ -123,6 +123,17 @@ class RoutingSettings(ServiceSettings):
         "residents' problems one handler and one result; the highest scored 0.47), 9 of "
         "the 62 duplicates found; the others are offered to the resident at filing.",
     )
+    duplicate_same_service_threshold: float = Field(
+        default=0.48,
+        ge=0,
+        le=1,
+        description="The text similarity instead of duplicate_threshold when the complaint "
+        "and the open case were filed with the same service code. Two different service "
+        "codes are never linked; a complaint without one is held to duplicate_threshold. "
+        "Measured with `sotong repeat-eval --kind duplicate`: 11 of the 62 duplicates "
+        "linked (9 by text alone) and still none of the 67 different problems (the highest "
+        "with one code scored 0.47).",
+    )
     duplicate_window_days: float = Field(
         default=30, gt=0, description="How recently an open case was received to be joined."
     )

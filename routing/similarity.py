@@ -68,7 +68,16 @@ class Similarity:
 PAIRS = Path(__file__).parent / "data" / "repeats.ko.jsonl"
 DUPLICATE_PAIRS = Path(__file__).parent / "data" / "duplicates.ko.jsonl"
 """중복민원: two residents' reports from the same place, in the same department; ``repeated``
-is true when they report the same problem (``sotong repeat-eval --kind duplicate``)."""
+is true when they report the same problem (``sotong repeat-eval --kind duplicate``). Each
+text has the service code a resident would choose for it from the catalogue
+(``earlier_service_code``, ``later_service_code``; null where none fits)."""
+
+Services = tuple[str | None, str | None]
+"""The service codes of a pair's earlier and later text."""
+
+Bar = Callable[[str | None, str | None], float | None]
+"""The similarity a pair with these service codes needs to be linked, or None if it may
+not be (``routing.cases.CasePolicy.duplicate_bar``)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,12 @@ class Pair:
     earlier: str
     later: str
     repeated: bool
+    services: Services = (None, None)
+
+
+def _code(row: dict[str, object], name: str) -> str | None:
+    value = row.get(name)
+    return None if value is None else str(value)
 
 
 def load_pairs(path: Path = PAIRS) -> list[Pair]:
@@ -88,7 +103,10 @@ def load_pairs(path: Path = PAIRS) -> list[Pair]:
             continue
         row = json.loads(line)
         try:
-            pairs.append(Pair(str(row["earlier"]), str(row["later"]), bool(row["repeated"])))
+            services = (_code(row, "earlier_service_code"), _code(row, "later_service_code"))
+            pairs.append(
+                Pair(str(row["earlier"]), str(row["later"]), bool(row["repeated"]), services)
+            )
         except KeyError as exc:
             raise ValueError(f"{path}:{n}: missing field {exc.args[0]!r}") from None
     return pairs
@@ -100,6 +118,45 @@ class RepeatEvaluation:
 
     repeats: tuple[float, ...]
     new: tuple[float, ...]
+    repeat_services: tuple[Services, ...] = ()
+    new_services: tuple[Services, ...] = ()
+    """The pairs' service codes, in the order of their scores."""
+
+    def linked(self, bar: Bar) -> tuple[int, int]:
+        """How many same-problem pairs, and how many different-problem pairs, a rule that
+        reads the service codes links."""
+
+        def count(scores: Sequence[float], services: Sequence[Services]) -> int:
+            bars = [bar(*s) for s in services]
+            return sum(b is not None and s >= b for s, b in zip(scores, bars, strict=True))
+
+        return count(self.repeats, self.repeat_services), count(self.new, self.new_services)
+
+    def service_report(self, bar_at: Callable[[float], Bar], same: float, rule: str) -> str:
+        """What a rule reading the service codes makes of the pairs (``rule`` says it in
+        words), with the same-code bar at ``same`` and then at other values
+        (``bar_at(t)``: the rule with the same-code bar at ``t``, the rest kept)."""
+
+        def kinds(services: Sequence[Services]) -> str:
+            shared = sum(a is not None and a == b for a, b in services)
+            two = sum(a is not None and b is not None and a != b for a, b in services)
+            return f"{shared} one code, {two} two codes, {len(services) - shared - two} without"
+
+        dup, dif = self.linked(bar_at(same))
+        lines = [
+            "",
+            f"with service codes ({rule}):",
+            f"  duplicates: {kinds(self.repeat_services)}",
+            f"  different problems: {kinds(self.new_services)}",
+            f"  linked: {dup} of {len(self.repeats)} duplicates (recall "
+            f"{dup / len(self.repeats):.3f}), {dif} of {len(self.new)} different problems",
+            "",
+            f"{'same code':>9}{'recall':>8}{'FPR':>7}",
+        ]
+        for t in [x / 100 for x in range(30, 61, 2)]:
+            dup, dif = self.linked(bar_at(t))
+            lines.append(f"{t:>9.2f}{dup / len(self.repeats):>8.3f}{dif / len(self.new):>7.3f}")
+        return "\n".join(lines)
 
     def recall(self, threshold: float) -> float:
         return sum(s >= threshold for s in self.repeats) / len(self.repeats)
@@ -135,4 +192,6 @@ def evaluate_repeats(
     return RepeatEvaluation(
         repeats=tuple(s for s, p in scores if p.repeated),
         new=tuple(s for s, p in scores if not p.repeated),
+        repeat_services=tuple(p.services for _, p in scores if p.repeated),
+        new_services=tuple(p.services for _, p in scores if not p.repeated),
     )

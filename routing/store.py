@@ -38,7 +38,7 @@ from routing.cases import case_key, repeat_key
 from schemas import ComplaintStatusChanged
 from schemas.events import HandlerRef, LinkedTo, RepeatedOf
 from schemas.states import CONCLUDED_STATES, OPEN_STATES, ComplaintState
-from services.mongo import Document
+from services.mongo import Document, delete_in, find_in
 
 COLLECTION = "routing_complaints"
 TRANSFERS = "routing_transfer_examples"
@@ -580,8 +580,9 @@ class MongoRoutingStore:
     async def get_many(self, complaint_ids: Collection[str]) -> dict[str, RoutingRecord]:
         if not complaint_ids:
             return {}
-        cursor = self.col.find({"_id": {"$in": list(complaint_ids)}})
-        records = [RoutingRecord.model_validate(doc) async for doc in cursor]
+        records = [
+            RoutingRecord.model_validate(d) for d in await find_in(self.col, "_id", complaint_ids)
+        ]
         return {r.complaint_id: r for r in records}
 
     async def write_many(self, writes: Sequence[Write]) -> list[bool]:
@@ -613,7 +614,7 @@ class MongoRoutingStore:
             lost = {int(e["index"]) for e in errors}
             upserted = {int(u["index"]): u["_id"] for u in exc.details.get("upserted", [])}
         if upserted:  # an update of a complaint that is not stored: undone, and refused
-            await self.col.delete_many({"_id": {"$in": list(upserted.values())}})
+            await delete_in(self.col, "_id", upserted.values())
             lost |= set(upserted)
         return [n not in lost for n in range(len(writes))]
 
@@ -641,10 +642,12 @@ class MongoRoutingStore:
         ]
         result = await self.col.bulk_write(ops, ordered=False)
         if result.matched_count < len(cleared):  # some moved on meanwhile: clear those alone
-            moved = await self.col.find(
-                {"_id": {"$in": [c.complaint_id for c in cleared]}},
+            moved = await find_in(
+                self.col,
+                "_id",
+                [c.complaint_id for c in cleared],
                 projection={"sequence": 1, "outbox_pending": 1},
-            ).to_list()
+            )
             at = {doc["_id"]: doc["sequence"] for doc in moved if doc.get("outbox_pending")}
             for c in cleared:
                 if c.complaint_id in at and at[c.complaint_id] != c.up_to_sequence:
@@ -725,8 +728,8 @@ class MongoRoutingStore:
     async def linked_to_cases(self, case_ids: Collection[str]) -> list[RoutingRecord]:
         if not case_ids:
             return []
-        cursor = self.col.find({"linked_case": {"$in": list(case_ids)}})
-        return [RoutingRecord.model_validate(doc) async for doc in cursor]
+        found = await find_in(self.col, "linked_case", case_ids)
+        return [RoutingRecord.model_validate(doc) for doc in found]
 
     async def transfer_examples(self) -> list[TransferExample]:
         return [
@@ -874,8 +877,8 @@ class MongoRoutingStore:
         complaints each handler has had."""
         if not handler_ids:
             return {}
-        cursor = self.counters.find(
-            {"_id": {"$in": list(handler_ids)}}, projection={"open": 1, "total": 1}
+        counted = await find_in(
+            self.counters, "_id", handler_ids, projection={"open": 1, "total": 1}
         )
-        found = {doc["_id"]: Load(open=doc["open"], total=doc["total"]) async for doc in cursor}
+        found = {doc["_id"]: Load(open=doc["open"], total=doc["total"]) for doc in counted}
         return {h: found.get(h, Load()) for h in handler_ids}

@@ -49,10 +49,42 @@ class KitMetrics:
         )
 
 
+# Collections a service writes are named in its code; past this many distinct names (a
+# test's or a tool's), further ones are counted as "other" so the label stays bounded.
+MAX_COLLECTION_LABELS = 64
+WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
+
+
+def documents_written(command_name: str, reply: Any) -> int:
+    """Documents a write command changed, from the server's reply: what the database
+    maintains indexes (and an oplog entry) for, whatever the number of commands."""
+    if not isinstance(reply, dict):
+        return 0
+    if command_name in ("insert", "delete"):
+        return int(reply.get("n", 0) or 0)
+    if command_name == "update":
+        upserted = reply.get("upserted") or []
+        return int(reply.get("nModified", 0) or 0) + len(upserted)
+    if command_name == "findAndModify":
+        last = reply.get("lastErrorObject") or {}
+        return int(last.get("n", 0) or 0)
+    return 0
+
+
 class MongoCommandMetrics(monitoring.CommandListener):
-    """MongoDB operation latency and failures, by command name (a bounded label)."""
+    """MongoDB operation latency and failures, by command name (a bounded label), and
+    the documents each collection's writes changed."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter(
+            "sotong_mongodb_documents_written_total",
+            "Documents changed by inserts, updates, deletes and findAndModify, by collection "
+            "and command.",
+            ["collection", "command"],
+            registry=registry,
+        )
+        self._collections: dict[int, str] = {}
+        self._names: set[str] = set()
         self.latency = Histogram(
             "sotong_mongodb_command_duration_seconds",
             "MongoDB command latency, by command.",
@@ -73,14 +105,31 @@ class MongoCommandMetrics(monitoring.CommandListener):
         return name if name in MONGO_COMMANDS else "other"
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        pass
+        name = str(event.command_name)
+        if name in WRITE_COMMANDS:
+            collection = str(event.command.get(name, "other"))
+            if collection not in self._names:
+                if len(self._names) >= MAX_COLLECTION_LABELS:
+                    collection = "other"
+                else:
+                    self._names.add(collection)
+            self._collections[event.request_id] = collection
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self.latency.labels(self._name(event)).observe(event.duration_micros / 1e6)
+        collection = self._collections.pop(event.request_id, None)
+        if collection is not None:
+            written = documents_written(str(event.command_name), event.reply)
+            if written:
+                self.written.labels(collection, str(event.command_name)).inc(written)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         self.latency.labels(self._name(event)).observe(event.duration_micros / 1e6)
         self.failures.labels(self._name(event)).inc()
+        # (a bulk write whose documents clash with a unique index succeeds, with
+        # writeErrors in its reply and the rest counted in ``n``; a failed command wrote
+        # nothing the server acknowledged)
+        self._collections.pop(event.request_id, None)
 
 
 class ConsumerLag:

@@ -82,12 +82,14 @@ class Phase:
     cpu_ms_per_complaint: dict[str, float] = field(default_factory=dict)
     db_commands_per_complaint: dict[str, dict[str, float]] = field(default_factory=dict)
     db_ms_per_complaint: dict[str, dict[str, float]] = field(default_factory=dict)
+    db_documents_per_complaint: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # -- where the time goes: CPU per process, database commands per service ----------------
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DB_COMMANDS = "sotong_mongodb_command_duration_seconds"
+DB_WRITTEN = "sotong_mongodb_documents_written_total"
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -125,7 +127,27 @@ def _db_histogram(metrics_text: str, suffix: str) -> dict[str, float]:
     return values
 
 
-Snapshot = tuple[dict[str, float], dict[str, dict[str, float]], dict[str, dict[str, float]]]
+def db_documents(metrics_text: str) -> dict[str, float]:
+    """Documents a service's writes have changed so far, by collection (its own metric)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != DB_WRITTEN.removesuffix("_total"):
+            continue
+        for sample in family.samples:
+            if sample.name == DB_WRITTEN:
+                collection = sample.labels["collection"]
+                values[collection] = values.get(collection, 0.0) + sample.value
+    return values
+
+
+Snapshot = tuple[
+    dict[str, float],
+    dict[str, dict[str, float]],
+    dict[str, dict[str, float]],
+    dict[str, dict[str, float]],
+]
 
 
 def per_complaint(
@@ -159,11 +181,13 @@ class Probe:
         cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         commands: dict[str, dict[str, float]] = {}
         seconds: dict[str, dict[str, float]] = {}
+        documents: dict[str, dict[str, float]] = {}
         async with httpx.AsyncClient(timeout=10) as http:
             for name, url in self.metrics_urls.items():
                 text = (await http.get(url)).text
                 commands[name], seconds[name] = db_commands(text), db_seconds(text)
-        return {k: v for k, v in cpu.items() if v is not None}, commands, seconds
+                documents[name] = db_documents(text)
+        return {k: v for k, v in cpu.items() if v is not None}, commands, seconds, documents
 
     @staticmethod
     def charge(phase: Phase, before: Snapshot, after: Snapshot) -> None:
@@ -175,6 +199,7 @@ class Probe:
         }
         phase.db_commands_per_complaint = per_complaint(after[1], before[1], n)
         phase.db_ms_per_complaint = per_complaint(after[2], before[2], n, scale=1000.0)
+        phase.db_documents_per_complaint = per_complaint(after[3], before[3], n)
 
 
 # -- raw ceilings ---------------------------------------------------------------------
@@ -484,6 +509,16 @@ def table(result: dict[str, Any]) -> str:
         if waited:
             lines.append(f"{p['name']}: ms waited on the database per complaint, by service")
             lines += breakdown(waited, "{:.1f}")
+        documents = p.get("db_documents_per_complaint") or {}
+        if documents:
+            lines.append(f"{p['name']}: documents written per complaint, by service and collection")
+            lines += breakdown(documents, "{:.1f}")
+            floor = per_document_write(p)
+            if floor is not None:
+                lines.append(
+                    f"  all services {floor['documents']:.1f} documents; the database's CPU "
+                    f"per document written {floor['mongodb_cpu_ms']:.2f} ms"
+                )
     flat = result.get("history")
     if flat:
         lines += [
@@ -503,6 +538,18 @@ def table(result: dict[str, Any]) -> str:
     lines += ["", "peak memory (VmHWM) per process, MB"]
     lines += [f"  {name:<10}{mb:>8.0f}" for name, mb in result["peak_memory_mb"].items() if mb]
     return "\n".join(lines)
+
+
+def per_document_write(phase: dict[str, Any]) -> dict[str, float] | None:
+    """The database server's CPU per document the services wrote in a phase: with the
+    documents a complaint needs, what bounds the rate on this database."""
+    documents = sum(
+        v.get("total", 0.0) for v in phase.get("db_documents_per_complaint", {}).values()
+    )
+    cpu = phase.get("cpu_ms_per_complaint", {}).get("mongodb")
+    if not documents or cpu is None:
+        return None
+    return {"documents": documents, "mongodb_cpu_ms": cpu / documents}
 
 
 def breakdown(by_service: dict[str, dict[str, float]], fmt: str) -> list[str]:
@@ -612,6 +659,7 @@ async def bench(args: Any, root: Path) -> dict[str, Any]:
             {
                 **{k: v for k, v in asdict(p).items() if k != "timeline"},
                 "ratio_to_relay": p.throughput / relay,
+                "per_document_write": per_document_write(asdict(p)),
             }
             for p in phases
         ],

@@ -454,10 +454,11 @@ DRAINS_ON_SIGNAL = frozenset({"intake"})
 
 PEERS = {
     "portal": (("PORTAL", ("intake", "tracker")), ("CHATBOT", ("intake", "routing"))),
-    "intake": (("INTAKE", ("tracker",)),),
+    "intake": (("INTAKE", ("tracker", "routing")),),
 }
 """Who calls whom over HTTP: the portal calls intake and tracker as any channel would, its
-chatbot routing (to classify) and intake; intake's Open311 reads the tracker."""
+chatbot routing (to classify) and intake; intake's Open311 and similar-complaints lookup
+read the tracker, and the lookup asks routing to classify a filing without a service code."""
 
 
 def peer_env(name: str, ports: Mapping[str, int]) -> dict[str, str]:

@@ -15,6 +15,7 @@ Every query that serves a list reads only the fields its view declares
 (:func:`stored_fields`), so a list that must not show personal data never has it in hand.
 """
 
+import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
@@ -30,7 +31,7 @@ from pymongo.errors import BulkWriteError
 
 from schemas import ComplaintStatusChanged
 from schemas.states import OPEN_STATES, ComplaintState
-from services.mongo import Document
+from services.mongo import Document, find_in, in_chunks
 from tracker.projection import TRACKED_EVENT, ReadModel, TrackedEvent
 from tracker.search import SearchQuery
 from tracker.similar import SimilarRow
@@ -42,7 +43,6 @@ COMPLAINTS = "tracker_complaints"
 STATUS_CHANGED = "complaint.status_changed"
 FILED = "complaint.filed"
 DUPLICATE_KEY = 11000
-HISTORIES_PER_QUERY = 16
 OPEN = [state.value for state in OPEN_STATES]
 QUEUE_ORDER = [
     ("overdue", DESCENDING),
@@ -320,17 +320,17 @@ class MongoTrackerStore:
         }
 
     async def histories(self, complaint_ids: Collection[str]) -> dict[str, list[TrackedEvent]]:
-        """A few complaints per query: the embedded server's ``$in`` slows down more than
-        linearly with its length."""
+        """A few complaints per query (``find_in``): the embedded server's ``$in`` slows
+        down more than linearly with its length."""
         found: dict[str, list[TrackedEvent]] = defaultdict(list)
-        wanted = sorted(complaint_ids)
-        for start in range(0, len(wanted), HISTORIES_PER_QUERY):
-            cursor = self.events.find(
-                {"complaint_id": {"$in": wanted[start : start + HISTORIES_PER_QUERY]}},
-                projection={"complaint_id": True, "payload": True},
-            )
-            async for doc in cursor:
-                found[doc["complaint_id"]].append(TRACKED_EVENT.validate_python(doc["payload"]))
+        docs = await find_in(
+            self.events,
+            "complaint_id",
+            sorted(complaint_ids),
+            projection={"complaint_id": True, "payload": True},
+        )
+        for doc in docs:
+            found[doc["complaint_id"]].append(TRACKED_EVENT.validate_python(doc["payload"]))
         return dict(found)
 
     async def all_histories(self) -> AsyncIterator[list[TrackedEvent]]:
@@ -350,8 +350,15 @@ class MongoTrackerStore:
             yield events
 
     async def filed(self, complaint_ids: Collection[str]) -> set[str]:
-        query = {"complaint_id": {"$in": list(complaint_ids)}, "event_type": FILED}
-        return {str(cid) for cid in await self.events.distinct("complaint_id", query)}
+        parts = await asyncio.gather(
+            *(
+                self.events.distinct(
+                    "complaint_id", {"complaint_id": {"$in": chunk}, "event_type": FILED}
+                )
+                for chunk in in_chunks(complaint_ids)
+            )
+        )
+        return {str(cid) for found in parts for cid in found}
 
     # -- the read models --------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.mongo import Document
+from services.mongo import Document, find_in
 
 RECIPIENT_DAYS = "notifier_recipient_days"
 
@@ -24,8 +24,8 @@ class MongoCaps:
     async def counted(self, keys: Sequence[str]) -> dict[str, frozenset[str]]:
         if not keys:
             return {}
-        cursor = self.days.find({"_id": {"$in": list(keys)}})
-        return {str(doc["_id"]): frozenset(doc.get("deliveries", [])) async for doc in cursor}
+        found = await find_in(self.days, "_id", keys)
+        return {str(doc["_id"]): frozenset(doc.get("deliveries", [])) for doc in found}
 
     async def count_many(
         self, added: Mapping[str, Sequence[str]], expires: Mapping[str, datetime]

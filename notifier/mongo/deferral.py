@@ -10,7 +10,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from notifier.deferral import SOURCE, Deferred, Hold, Source, sequence_of
 from notifier.mongo.common import only_duplicates, optional_str
-from services.mongo import Document
+from services.mongo import Document, delete_in, find_in
 
 DEFERRED = "notifier_deferred"
 
@@ -72,12 +72,14 @@ class MongoDeferral:
     async def held_for(self, complaint_ids: Collection[str]) -> dict[str, list[Deferred]]:
         if not complaint_ids:
             return {}
-        cursor = self.deferred.find(
-            {"complaint_id": {"$in": list(complaint_ids)}},
+        held = await find_in(
+            self.deferred,
+            "complaint_id",
+            complaint_ids,
             sort=[("sequence", ASCENDING), ("deferred_at", ASCENDING)],
         )
         found: dict[str, list[Deferred]] = {}
-        async for doc in cursor:
+        for doc in held:
             found.setdefault(str(doc["complaint_id"]), []).append(_deferred(doc))
         return found
 
@@ -96,8 +98,7 @@ class MongoDeferral:
         return {str(i) for i in (result.upserted_ids or {}).values()}
 
     async def undefer_many(self, deferred_ids: Collection[str]) -> None:
-        if deferred_ids:
-            await self.deferred.delete_many({"_id": {"$in": list(deferred_ids)}})
+        await delete_in(self.deferred, "_id", deferred_ids)
 
 
 def _held_doc(hold: Hold, now: datetime) -> Document:

@@ -20,7 +20,7 @@ from notifier.ledger import (
     new_record,
 )
 from notifier.mongo.common import only_duplicates, optional_str
-from services.mongo import Document
+from services.mongo import Document, find_in
 
 DELIVERIES = "notifier_deliveries"
 
@@ -128,8 +128,8 @@ class MongoLedger:
     async def records(self, delivery_ids: Collection[str]) -> dict[str, DeliveryRecord]:
         if not delivery_ids:
             return {}
-        cursor = self.deliveries.find({"_id": {"$in": list(delivery_ids)}})
-        return {str(doc["_id"]): _record(doc, fresh=False) async for doc in cursor}
+        found = await find_in(self.deliveries, "_id", delivery_ids)
+        return {str(doc["_id"]): _record(doc, fresh=False) for doc in found}
 
     async def claim_many(
         self, claims: Sequence[Claim], *, known: Mapping[str, DeliveryRecord], now: datetime

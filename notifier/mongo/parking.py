@@ -11,7 +11,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from notifier.mongo.common import only_duplicates, optional_str
 from notifier.parking import Parked
 from schemas import ComplaintStatusChanged
-from services.mongo import Document
+from services.mongo import Document, delete_in, find_in
 
 PENDING = "notifier_pending"
 
@@ -73,18 +73,19 @@ class MongoParking:
     async def parked_for(self, complaint_ids: Collection[str]) -> dict[str, list[Parked]]:
         if not complaint_ids:
             return {}
-        cursor = self.pending.find(
-            {"complaint_id": {"$in": list(complaint_ids)}},
+        parked = await find_in(
+            self.pending,
+            "complaint_id",
+            complaint_ids,
             sort=[("complaint_id", ASCENDING), ("sequence", ASCENDING)],
         )
         found: dict[str, list[Parked]] = {}
-        async for doc in cursor:
+        for doc in parked:
             found.setdefault(str(doc["complaint_id"]), []).append(_parked(doc))
         return found
 
     async def unpark_many(self, event_ids: Collection[str]) -> None:
-        if event_ids:
-            await self.pending.delete_many({"_id": {"$in": list(event_ids)}})
+        await delete_in(self.pending, "_id", event_ids)
 
 
 def _pending_doc(item: Parked, now: datetime) -> Document:

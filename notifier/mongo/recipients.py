@@ -11,7 +11,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from notifier.mongo.common import only_duplicates, optional_str
 from notifier.recipients import Recipient
 from schemas import ComplaintFiled
-from services.mongo import Document
+from services.mongo import Document, find_in
 
 RECIPIENTS = "notifier_recipients"
 
@@ -37,8 +37,8 @@ class MongoRecipients:
     async def recipients_of(self, complaint_ids: Collection[str]) -> dict[str, Recipient]:
         if not complaint_ids:
             return {}
-        cursor = self.recipients.find({"_id": {"$in": list(complaint_ids)}})
-        return {str(doc["_id"]): _recipient(doc) async for doc in cursor}
+        found = await find_in(self.recipients, "_id", complaint_ids)
+        return {str(doc["_id"]): _recipient(doc) for doc in found}
 
     async def remember_many(self, filings: Sequence[ComplaintFiled]) -> None:
         if not filings:

@@ -13,14 +13,17 @@ from portal.chatbot.bot import (
     Thresholds,
 )
 from portal.chatbot.handoff import (
+    CodeOutcome,
+    ContactCodes,
     FileComplaint,
     Filing,
     FilingFailed,
     IntakeFiler,
+    Receipt,
     RoutingClassifier,
     Turn,
 )
-from portal.chatbot.kakao import Sessions, kakao_router
+from portal.chatbot.kakao import KakaoLimits, Sessions, kakao_router
 from portal.chatbot.settings import ChatbotSettings
 
 __all__ = [
@@ -30,10 +33,14 @@ __all__ = [
     "Classification",
     "ClassifierUnavailable",
     "Classify",
+    "CodeOutcome",
+    "ContactCodes",
     "FileComplaint",
     "Filing",
     "FilingFailed",
     "IntakeFiler",
+    "KakaoLimits",
+    "Receipt",
     "Reply",
     "RoutingClassifier",
     "Sessions",

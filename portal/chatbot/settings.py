@@ -56,6 +56,23 @@ class ChatbotSettings(Settings):
         "(conversations do not survive a restart either).",
     )
 
+    kakao_messages_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Skill messages per minute from one Kakao user (by the keyed hash of the "
+        "user id; Kakao's servers are every user's address): one every two seconds, more "
+        "than a person types. Beyond it the skill answers to try later. In memory.",
+    )
+    kakao_messages_per_hour: int = Field(
+        default=300, ge=1, description="The same per hour (in memory)."
+    )
+    kakao_total_per_minute: int = Field(
+        default=3000,
+        ge=1,
+        description="Skill messages per minute from all Kakao users together: a ceiling on "
+        "what the skill asks of the bot, routing and intake. In memory, per process.",
+    )
+
     @property
     def thresholds(self) -> Thresholds:
         return Thresholds(answer=self.answer_threshold, statement=self.statement_threshold)

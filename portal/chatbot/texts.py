@@ -27,6 +27,18 @@ class KakaoTexts(BaseModel):
     cancelled: str
     nothing_pending: str
     too_slow: str
+    too_many: str
+    phone_prompt: str
+    phone_noted: str
+    code_prompt: str
+    resend_code: str = Field(min_length=1, max_length=14, description="Quick reply: a new code.")
+    code_confirmed: str
+    code_sent: str
+    code_wrong: str
+    code_expired: str
+    code_locked: str
+    code_too_many: str
+    code_failed: str
 
 
 class Texts(BaseModel):
@@ -46,7 +58,7 @@ class Texts(BaseModel):
 
     @model_validator(mode="after")
     def _placeholders(self) -> Self:
-        allowed = {"department_name", "office_phone", "receipt_number"}
+        allowed = {"department_name", "office_phone", "receipt_number", "phone"}
         for name, value in [*self, *self.kakao]:
             if isinstance(value, str) and (stray := fields_of(value) - allowed):
                 raise ValueError(f"{name}: unknown placeholders {sorted(stray)}")

@@ -351,7 +351,7 @@ def chat_portal(stack: Stack) -> Iterator[InProcessServer]:
 
 
 def test_chat_answers_and_hands_off_to_a_filed_complaint(
-    chat_portal: InProcessServer, phone: BrowserContext
+    chat_portal: InProcessServer, stack: Stack, phone: BrowserContext
 ) -> None:
     page = phone.new_page()
     page.goto(f"{chat_portal.url}/chat")
@@ -364,10 +364,23 @@ def test_chat_answers_and_hands_off_to_a_filed_complaint(
     page.get_by_role("button", name="보내기").click()
     expect(page.get_by_role("heading", name="담당자에게 민원으로 보낼까요?")).to_be_visible()
     expect(page.get_by_label("민원 내용")).to_have_value("우리 동네 축제 일정 알려줘")
+    page.get_by_label("휴대전화 (선택)").fill("010-4444-5555")
+    page.get_by_label("진행 상황을 문자·알림톡으로 받겠습니다").check()
     checked(page, "chat-handoff")
     page.get_by_role("button", name="이 내용으로 민원 신청").click()
     expect(page.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
     assert RECEIPT.search(page.locator("main").inner_text())
+
+    # the handoff relays a typed phone as the filing form does: it is confirmed with a code
+    complaint_id = page.url.split("/complaints/")[1].split("?")[0]
+    codes = wait_until(
+        lambda: [m for t in stack.outbox_texts(complaint_id) for m in CODE.findall(t)],
+        within=60,
+        what="a contact code for the chat handoff's phone in the outbox",
+    )
+    page.get_by_label("인증번호").fill(codes[0])
+    page.get_by_role("button", name="확인", exact=True).click()
+    expect(page.get_by_text("휴대전화가 확인됐어요")).to_be_visible()
 
 
 def test_filing_with_the_keyboard_alone(stack: Stack, phone: BrowserContext) -> None:

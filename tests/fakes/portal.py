@@ -163,10 +163,14 @@ class FakeIntake:
         return None
 
 
+CODE_CHANNELS = ("web", "chatbot", "kakao")
+"""intake's default SOTONG_INTAKE_CONTACT_CODE_CHANNELS."""
+
+
 def _needs_code(body: dict[str, Any]) -> bool:
     resident = body.get("resident") or {}
     return (
-        body.get("channel") == "web"
+        body.get("channel") in CODE_CHANNELS
         and bool(resident.get("phone"))
         and resident.get("notification_consent", True) is not False
     )

@@ -147,3 +147,69 @@ async def test_two_replicas_racing_never_admit_more_than_the_limit(
     doc = await mongo_db[PHONE_DAYS].find_one()
     assert doc is not None
     assert doc["n"] == 8  # every filing counted once, the racing first upserts included
+
+
+async def test_resident_actions_are_limited_per_resident_and_per_complaint_on_real_intake(
+    backends: Backends, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """A real intake on the real database: each resident behind the portal has a budget
+    of resident actions, and one complaint a budget of its own whoever calls, so guessing
+    its token from many addresses stops there; the answer never quotes the token or id."""
+    await MongoSubmissionStore(mongo_db).ensure_indexes()
+    app = intake_app(
+        backends,
+        mongo_db,
+        resident_actions_per_minute=2,
+        complaint_actions_per_minute=5,
+    )
+    async with app() as http:
+        filed = [
+            (
+                await http.post(
+                    "/v1/complaints", json=filing(i, f"010-4000-000{i}"), headers=as_resident(i)
+                )
+            ).json()
+            for i in range(2)
+        ]
+        one, other = (f"/v1/complaints/{f['complaint_id']}/resident-actions" for f in filed)
+        token = filed[0]["tracking_token"]
+        rate = {"action": "rate", "token": token, "rating": 5}
+        # one resident: two actions a minute, the contact code included
+        mine = [(await http.post(one, json=rate, headers=as_resident(50))).status_code]
+        confirm = await http.post(
+            f"/v1/complaints/{filed[0]['complaint_id']}/contact/confirm",
+            json={"code": "000000"},
+            headers=as_resident(50) | {"X-Tracking-Token": token},
+        )
+        mine.append(confirm.status_code)
+        refused = await http.post(one, json=rate, headers=as_resident(50))
+        # many residents guessing the complaint's token: the complaint's budget
+        guesses = [
+            (
+                await http.post(
+                    one,
+                    json={"action": "withdraw", "token": f"guess-{i}"},
+                    headers=as_resident(100 + i),
+                )
+            ).status_code
+            for i in range(4)
+        ]
+        right_token_too = await http.post(one, json=rate, headers=as_resident(200))
+        elsewhere = await http.post(
+            other,
+            json={"action": "withdraw", "token": filed[1]["tracking_token"]},
+            headers=as_resident(201),
+        )
+
+    assert mine == [202, 422]  # the code was wrong: judged, so counted
+    assert refused.status_code == 429
+    assert refused.json()["error"]["message"].startswith("client: too many resident actions")
+    assert guesses == [404, 404, 404, 429]  # 2 + 3 of the complaint's 5, then refused
+    assert right_token_too.status_code == 429
+    assert right_token_too.json()["error"]["message"].startswith(
+        "complaint: too many actions on this complaint"
+    )
+    assert int(right_token_too.headers["Retry-After"]) > 0
+    assert token not in right_token_too.text
+    assert filed[0]["complaint_id"] not in right_token_too.text
+    assert elsewhere.status_code == 202

@@ -13,13 +13,17 @@ from portal.chatbot import (
     Chatbot,
     Classification,
     ClassifierUnavailable,
+    CodeOutcome,
     Filing,
     FilingFailed,
+    KakaoLimits,
+    Receipt,
     Sessions,
     kakao_router,
 )
 from portal.chatbot.retrieval import Morphemes
 from schemas.catalogue import catalogue
+from services.ratelimit import Limits, Rate
 
 
 @dataclass
@@ -46,11 +50,11 @@ class FakeIntake:
     filings: list[Filing] = field(default_factory=list)
     fail: bool = False
 
-    async def __call__(self, filing: Filing) -> str:
+    async def __call__(self, filing: Filing) -> Receipt:
         if self.fail:
             raise FilingFailed("intake down")
         self.filings.append(filing)
-        return f"2026-{len(self.filings):06d}"
+        return Receipt(f"2026-{len(self.filings):06d}")
 
 
 @pytest.fixture(scope="module")
@@ -366,3 +370,140 @@ def test_sessions_are_bounded_expire_and_keep_no_raw_user_id() -> None:
     assert list(sessions.entries) == [a]  # the others expired
     assert Sessions(b"other").key("user-a") != a
     assert all("user" not in key for key in sessions.entries)
+
+
+# The phone a resident types in KakaoTalk, confirmed with the code intake sends
+
+
+@dataclass
+class FakeIntakeWithCodes(FakeIntake):
+    """Files as intake does for ``kakao`` (a code channel): a phone means a code is sent;
+    the code entered is checked as intake's ``contact/confirm`` would."""
+
+    code: str = "482913"
+    tries: list[tuple[str, str, str, str]] = field(default_factory=list)
+    resent: int = 0
+
+    async def __call__(self, filing: Filing) -> Receipt:
+        receipt = await super().__call__(filing)
+        n = len(self.filings)
+        return Receipt(
+            receipt.receipt_number,
+            complaint_id=f"c-{n}",
+            tracking_token=f"tracking-token-{n}",
+            code_pending=filing.phone is not None,
+        )
+
+    async def confirm(
+        self, complaint_id: str, tracking_token: str, code: str, user_key_hash: str
+    ) -> CodeOutcome:
+        self.tries.append((complaint_id, tracking_token, code, user_key_hash))
+        return CodeOutcome.CONFIRMED if code == self.code else CodeOutcome.WRONG
+
+    async def resend(
+        self, complaint_id: str, tracking_token: str, user_key_hash: str
+    ) -> CodeOutcome:
+        self.resent += 1
+        return CodeOutcome.SENT
+
+
+def skill_app(bot: Chatbot, intake: FakeIntakeWithCodes, **options: object) -> httpx.AsyncClient:
+    app = FastAPI()
+    app.include_router(kakao_router(bot, intake, codes=intake, **options))  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal")
+
+
+async def test_a_phone_typed_in_kakao_is_filed_and_confirmed_with_the_code_in_the_chat(
+    bot: Chatbot, sessions: Sessions
+) -> None:
+    intake = FakeIntakeWithCodes()
+    async with skill_app(bot, intake, sessions=sessions) as kakao:
+
+        async def say(text: str) -> dict[str, object]:
+            answer: dict[str, object] = (await kakao.post("/kakao/skill", json=skill(text))).json()
+            return answer
+
+        offer = await say("집 앞에 일주일째 쓰레기봉투가 쌓여 있어요")
+        assert "휴대전화 번호" in said(offer)  # asked for before filing, not required
+        noted = await say("010 2345 6789")  # typed with spaces, as people do
+        assert "010-****-6789" in said(noted)
+        assert "2345" not in said(noted)
+        assert buttons(noted) == ["네, 접수할게요", "아니요"]
+        assert intake.filings == []  # a phone alone files nothing
+
+        filed = await say("네, 접수할게요")
+        [filing] = intake.filings
+        assert filing.phone == "01023456789"
+        assert "접수번호: 2026-000001" in said(filed)
+        assert "인증번호 6자리" in said(filed)
+        assert buttons(filed) == ["인증번호 다시 받기"]
+        # the handler's transcript never holds the number
+        assert all("2345" not in t.text for t in filing.transcript)
+        assert any("010-****-6789" in t.text for t in filing.transcript)
+
+        wrong = await say("111111")
+        assert "맞지 않아요" in said(wrong)
+        again = await say("인증번호 다시 받기")
+        assert "다시 보냈어요" in said(again)
+        assert intake.resent == 1
+        right = await say("482913")
+        assert "확인됐어요" in said(right)
+        key = sessions.key("kakao-user-1")
+        assert intake.tries == [
+            ("c-1", "tracking-token-1", "111111", key),
+            ("c-1", "tracking-token-1", "482913", key),
+        ]
+        # confirmed: six digits are an ordinary message again, not a code
+        await say("123456")
+        assert len(intake.tries) == 2
+        session = sessions.entries[key]
+        assert session.pending is None
+        assert all(t.text not in ("111111", "482913") for t in session.turns)
+
+
+async def test_without_a_phone_a_kakao_filing_asks_for_no_code(
+    bot: Chatbot, sessions: Sessions
+) -> None:
+    intake = FakeIntakeWithCodes()
+    async with skill_app(bot, intake, sessions=sessions) as kakao:
+        await kakao.post(
+            "/kakao/skill", json=skill("골목에 누가 냉장고를 버리고 갔어요 치워주세요")
+        )
+        filed = (await kakao.post("/kakao/skill", json=skill("네, 접수할게요"))).json()
+        later = (await kakao.post("/kakao/skill", json=skill("482913"))).json()
+
+    [filing] = intake.filings
+    assert filing.phone is None
+    assert "인증번호" not in said(filed)
+    assert buttons(filed) == []
+    assert intake.tries == []  # nothing pending: six digits went to the bot
+    assert "확인됐어요" not in said(later)
+
+
+async def test_over_its_limits_the_skill_still_answers_in_kakaos_format(
+    bot: Chatbot, intake: FakeIntake, sessions: Sessions
+) -> None:
+    refused: list[str] = []
+    limits = KakaoLimits(
+        per_user=Limits.of([Rate(2, 60)]), overall=Limits.of([Rate(3, 60)]), refused=refused.append
+    )
+    app = FastAPI()
+    app.include_router(kakao_router(bot, intake, sessions=sessions, limits=limits))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://portal") as kakao:
+        first = [
+            await kakao.post("/kakao/skill", json=skill("이불은 어떻게 버려요?", user="a"))
+            for _ in range(3)
+        ]
+        other = await kakao.post("/kakao/skill", json=skill("이불은 어떻게 버려요?", user="b"))
+        ceiling = await kakao.post("/kakao/skill", json=skill("이불은 어떻게 버려요?", user="c"))
+
+    assert [r.status_code for r in first] == [200, 200, 200]  # Kakao shows no HTTP error
+    over = first[2].json()
+    assert over["version"] == "2.0"
+    assert said(over) == "메시지가 너무 많이 들어오고 있어요. 잠시 후 다시 보내 주세요."
+    assert "대형폐기물" in said(other.json())  # another user has a budget of their own
+    assert said(ceiling.json()).startswith("메시지가 너무 많이")  # the skill's total is spent
+    assert refused == ["kakao_user", "kakao_total"]
+    # the refused user's conversation was not even looked up: nothing kept for "c"
+    assert sessions.key("c") not in sessions.entries

@@ -9,6 +9,7 @@ import pytest
 from portal.chatbot import (
     Classification,
     ClassifierUnavailable,
+    CodeOutcome,
     Filing,
     FilingFailed,
     IntakeFiler,
@@ -46,7 +47,8 @@ async def test_a_filing_is_posted_to_intake_with_its_channel_transcript_and_ref(
         again = await filer(filing(service_code="waste-household"))
         keyless = IntakeFiler(client, "http://intake")
 
-    assert receipt == again == "261202-000123"
+    assert receipt.receipt_number == again.receipt_number == "261202-000123"
+    assert not receipt.code_pending  # no phone, no code
     first, second = (json.loads(r.content) for r in seen)
     assert str(seen[0].url) == "http://intake/v1/complaints"
     assert seen[0].headers["X-Api-Key"] == "channel-key"
@@ -150,3 +152,48 @@ async def test_assembled_from_settings_the_kakao_skill_files_through_intake() ->
     assert "261202-000007" in answer.json()["template"]["outputs"][0]["simpleText"]["text"]
     assert [(f["channel"], f["body"]) for f in filed] == [("kakao", "집 앞에 쓰레기가 쌓여 있어요")]
     assert parts.bot.thresholds == settings.thresholds
+
+
+async def test_a_phone_is_filed_with_consent_and_its_code_confirmed_through_intake() -> None:
+    seen: list[httpx.Request] = []
+    cid = "0b7f3c1e-8d2a-4c47-9a53-2f1e6d0c9b11"
+    answers = {
+        "/v1/complaints": httpx.Response(
+            201,
+            json={
+                "complaint_id": cid,
+                "receipt_number": "261202-000124",
+                "tracking_token": "tt" * 11,
+                "resident_token": "rr" * 11,
+                "duplicate": False,
+                "contact": {"confirmation_required": True, "code_sent": True},
+            },
+        ),
+        f"/v1/complaints/{cid}/contact/confirm": httpx.Response(
+            422, json={"error": {"code": "wrong_code", "message": "code: not the code sent"}}
+        ),
+        f"/v1/complaints/{cid}/contact/code": httpx.Response(
+            429, json={"error": {"code": "rate_limited", "message": "client: too many"}}
+        ),
+    }
+
+    def intake(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers[request.url.path]
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(intake)) as client:
+        filer = IntakeFiler(client, "http://intake", api_key="kakao-key")
+        receipt = await filer(filing(phone="010-2345-6789"))
+        wrong = await filer.confirm(cid, "tt" * 11, "123456", "a" * 64)
+        limited = await filer.resend(cid, "tt" * 11, "a" * 64)
+
+    assert (receipt.complaint_id, receipt.code_pending) == (cid, True)
+    assert "tt" not in repr(receipt)  # the token stays out of logs
+    body = json.loads(seen[0].content)
+    assert body["resident"] == {"phone": "010-2345-6789", "notification_consent": True}
+    assert (wrong, limited) == (CodeOutcome.WRONG, CodeOutcome.LIMITED)
+    confirm = seen[1]
+    assert json.loads(confirm.content) == {"code": "123456"}
+    assert confirm.headers["X-Tracking-Token"] == "tt" * 11
+    assert confirm.headers["X-End-User"] == "a" * 64  # intake limits this Kakao user
+    assert "phone" not in repr(filing(phone="010-2345-6789"))

@@ -28,6 +28,7 @@ from tests.fakes.intake import (
 
 START = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
 KAKAO_KEY = "kakao-channel-credential"
+CALL_CENTRE_KEY = "call-centre-channel-credential"
 FILING = {
     "channel": "web",
     "body": "석남동 골목 가로등이 사흘째 꺼져 있어요",
@@ -86,7 +87,12 @@ async def intake() -> AsyncIterator[Harness]:
     publish, codes, clock = RecordingPublish(), InMemoryContactCodes(), Clock()
     recovery_codes, phones = InMemoryContactCodes(), InMemoryConfirmedPhones()
     app = create_app(
-        IntakeSettings(channel_keys={Channel.KAKAO: SecretStr(KAKAO_KEY)}),
+        IntakeSettings(
+            channel_keys={
+                Channel.KAKAO: SecretStr(KAKAO_KEY),
+                Channel.CALL_CENTER: SecretStr(CALL_CENTRE_KEY),
+            }
+        ),
         store=InMemorySubmissionStore(),
         publish=publish,
         clock=clock,
@@ -148,9 +154,29 @@ async def test_an_anonymous_web_filing_is_accepted_and_a_code_is_sent_to_its_pho
     assert stored.code_hash == hash_code(issued.code, stored.salt)
 
 
-async def test_a_kakao_filing_with_its_credential_needs_no_code(intake: Harness) -> None:
+async def test_a_kakao_filing_with_its_credential_needs_a_code_by_default(
+    intake: Harness,
+) -> None:
+    """The skill relays a phone typed in the conversation: its credential proves the
+    channel, not the phone (``SOTONG_INTAKE_CONTACT_CODE_CHANNELS`` names kakao)."""
     response = await intake.http.post(
         "/v1/complaints", json=FILING | {"channel": "kakao"}, headers={"X-Api-Key": KAKAO_KEY}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["contact"]["code_sent"] is True
+    [event] = intake.publish.on(topics.FILED)
+    assert isinstance(event, ComplaintFiled)
+    assert event.contact_unconfirmed
+    [issued] = intake.issued()
+    assert issued.complaint_id == response.json()["complaint_id"]
+
+
+async def test_a_call_centre_filing_with_its_credential_needs_no_code(intake: Harness) -> None:
+    response = await intake.http.post(
+        "/v1/complaints",
+        json=FILING | {"channel": "call_center"},
+        headers={"X-Api-Key": CALL_CENTRE_KEY},
     )
 
     assert response.status_code == 201

@@ -9,6 +9,7 @@ as a security scheme, one schema per action, no event fields in request bodies."
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import httpx
 import schemathesis
 from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
@@ -21,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from intake.app import create_app
 from intake.settings import IntakeSettings
+from intake.tracker_client import TrackerClient
 from schemas.catalogue import catalogue
 from schemas.commands import DepartmentAction
 from tests.fakes.intake import (
@@ -55,10 +57,21 @@ def without_lifespan(app: App) -> App:
     return wrapped
 
 
+def tracker_answer(request: httpx.Request) -> httpx.Response:
+    """The tracker's side of the similar lookup, in memory: no open case anywhere."""
+    if request.url.path == "/v1/complaints/similar":
+        return httpx.Response(200, json={"items": []})
+    return httpx.Response(404, json={"error": {"code": "not_found", "message": "no"}})
+
+
 APP = create_app(
     IntakeSettings(api_keys={"roads": SecretStr(ROADS_KEY)}),
     store=InMemorySubmissionStore(),
     publish=RecordingPublish(),
+    tracker=TrackerClient(
+        httpx.AsyncClient(transport=httpx.MockTransport(tracker_answer), base_url="http://t"),
+        None,
+    ),
     idempotency_store=InMemoryIdempotencyStore(),
     photo_store=InMemoryPhotoStore(),
     contact_store=InMemoryContactCodes(),
@@ -126,12 +139,13 @@ def operation(name: str) -> dict[str, Any]:
 
 def test_every_refusal_is_documented_with_the_body_the_kit_sends() -> None:
     # issue 14 §5 adds 409 (a key in flight); issue 11 §1 the filing's channel credential;
-    # issue 11 §11/§12 the abuse limits (per end user and phone; per department key)
+    # issue 11 §11/§12 the abuse limits (per end user and phone; per department key;
+    # resident actions per end user and per complaint)
     expected = {
         "file": {"401", "403", "409", "415", "422", "429"},
         "command": {"401", "409", "415", "422", "429"},
     }
-    expected["resident"] = {"404", "409", "415", "422"}
+    expected["resident"] = {"404", "409", "415", "422", "429"}  # per resident and complaint
     for name, statuses in expected.items():
         responses = operation(name)["responses"]
         assert {s for s in responses if s.startswith("4")} == statuses, name
@@ -141,6 +155,18 @@ def test_every_refusal_is_documented_with_the_body_the_kit_sends() -> None:
     error = document()["components"]["schemas"]["ErrorDetail"]
     assert set(error["properties"]) == {"code", "message", "fields"}
     assert "HTTPValidationError" not in document()["components"]["schemas"]
+
+
+def test_the_similar_lookup_takes_a_filings_body_and_documents_its_refusals() -> None:
+    lookup = document()["paths"]["/v1/complaints/similar"]["post"]
+    body = lookup["requestBody"]["content"]["application/json"]["schema"]
+    filing = operation("file")["requestBody"]["content"]["application/json"]["schema"]
+    assert body == filing
+    responses = lookup["responses"]
+    assert {s for s in responses if s.startswith("4")} == {"401", "403", "415", "422", "429"}
+    answer = responses["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/SimilarAnswer"}
+    assert lookup["security"] == [{"ApiKey": []}]  # a channel's credential, as filing
 
 
 def test_a_filing_documents_the_duplicate_answer() -> None:

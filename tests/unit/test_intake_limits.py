@@ -281,3 +281,72 @@ async def test_photo_uploads_are_limited_per_end_user(intake: Intake) -> None:
     assert [await upload() for _ in range(3)] == [201, 201, 429]
     assert await upload(portal("a resident")) == 201  # the portal's residents, one by one
     assert intake.refused("photos") == 1
+
+
+async def filed_with_tokens(intake: Intake, ref: str) -> tuple[str, str]:
+    filed = (await intake.file(portal("filer"), channel_ref=ref)).json()
+    return filed["complaint_id"], filed["tracking_token"]
+
+
+@pytest.mark.parametrize(
+    "limits", [{"resident_actions_per_minute": 2, "complaint_actions_per_minute": 50}]
+)
+async def test_resident_actions_are_limited_per_end_user(intake: Intake) -> None:
+    cid, token = await filed_with_tokens(intake, "ra-1")
+    url = f"/v1/complaints/{cid}/resident-actions"
+    rate = {"action": "rate", "token": token, "rating": 4}
+    codes = [(await intake.http.post(url, json=rate)).status_code for _ in range(2)]
+    # the contact code routes share the budget: one resident, one count
+    code = await intake.http.post(
+        f"/v1/complaints/{cid}/contact/confirm",
+        json={"code": "123456"},
+        headers={"X-Tracking-Token": token},
+    )
+    assert codes == [202, 202]
+    assert code.status_code == 429
+    error = code.json()["error"]
+    assert error["message"].startswith("client: too many resident actions (at most 2 a minute")
+    assert token not in code.text
+    assert cid not in code.text
+    assert int(code.headers["Retry-After"]) == 30
+    # another resident behind the portal has a budget of their own
+    other = await intake.http.post(url, json=rate, headers=portal("198.51.100.77"))
+    assert other.status_code == 202
+    assert intake.refused("resident_actions") == 1
+    assert len(intake.publish.on(topics.COMMANDS)) == 3
+
+
+@pytest.mark.parametrize(
+    "limits", [{"complaint_actions_per_minute": 3, "resident_actions_per_minute": 50}]
+)
+async def test_one_complaint_cannot_be_hammered_from_many_addresses(intake: Intake) -> None:
+    cid, token = await filed_with_tokens(intake, "ra-2")
+    url = f"/v1/complaints/{cid}/resident-actions"
+    # guessing the token from ever new end users: each guess still counts for the complaint
+    guesses = [
+        (
+            await intake.http.post(
+                url,
+                json={"action": "withdraw", "token": f"guess-{i}"},
+                headers=portal(f"203.0.113.{i}"),
+            )
+        ).status_code
+        for i in range(4)
+    ]
+    assert guesses == [404, 404, 404, 429]
+    refused = await intake.http.post(
+        url, json={"action": "withdraw", "token": token}, headers=portal("203.0.113.200")
+    )
+    assert refused.status_code == 429
+    assert refused.json()["error"]["message"].startswith(
+        "complaint: too many actions on this complaint (at most 3 a minute"
+    )
+    assert cid not in refused.text
+    assert intake.refused("complaint_actions") == 2
+    # another complaint is not held back, nor is filing
+    other, other_token = await filed_with_tokens(intake, "ra-3")
+    done = await intake.http.post(
+        f"/v1/complaints/{other}/resident-actions",
+        json={"action": "withdraw", "token": other_token},
+    )
+    assert done.status_code == 202

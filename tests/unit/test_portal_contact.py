@@ -92,3 +92,51 @@ async def test_someone_elses_complaint_cannot_be_confirmed(portal: Portal) -> No
 
     assert response.status_code == 404
     assert portal.intake.confirmed == set()
+
+
+async def handoff(portal: Portal, **fields: str) -> httpx.Response:
+    page = await portal.client.post("/chat", data={"message": "축제 일정 알려줘"})
+    carried = dict(re.findall(r'name="(history|submission_id)" value="([^"]*)"', page.text))
+    carried["history"] = carried["history"].replace("&#34;", '"')
+    return await portal.client.post(
+        "/chat/handoff", data=carried | {"body": "축제 일정 알려줘"} | fields
+    )
+
+
+async def test_a_chat_handoff_with_a_phone_asks_for_the_code_as_a_filing_does(
+    portal: Portal,
+) -> None:
+    offered = await portal.client.post("/chat", data={"message": "축제 일정 알려줘"})
+    assert '<label for="handoff-phone">휴대전화 (선택)</label>' in offered.text
+    assert '<label for="handoff-consent">' in offered.text
+
+    response = await handoff(portal, phone="010-2222-3333", consent="on")
+
+    assert response.status_code == 303
+    assert response.headers["location"].endswith("?filed=1&code=1")
+    [body] = portal.intake.filings
+    assert body["channel"] == "chatbot"
+    assert body["resident"] == {"phone": "010-2222-3333", "notification_consent": True}
+    complaint_id = response.headers["location"].split("/")[2].split("?")[0]
+    receipt = await portal.client.get(response.headers["location"])
+    assert '<label for="code">인증번호</label>' in receipt.text
+    assert f'action="/complaints/{complaint_id}/contact"' in receipt.text
+
+
+async def test_a_chat_handoff_without_a_phone_asks_for_no_code(portal: Portal) -> None:
+    response = await handoff(portal)
+
+    assert response.headers["location"].endswith("?filed=1")
+    [body] = portal.intake.filings
+    assert body["resident"] == {"notification_consent": False}
+
+
+async def test_a_chat_handoffs_phone_is_checked_before_filing(portal: Portal) -> None:
+    no_consent = await handoff(portal, phone="010-2222-3333")
+    bad = await handoff(portal, phone="12345", consent="on")
+
+    assert no_consent.status_code == bad.status_code == 422
+    assert "알림을 받으려면 아래 동의에 표시해 주세요." in no_consent.text
+    assert "전화번호를 010-1234-5678처럼 적어 주세요." in bad.text
+    assert 'value="010-2222-3333"' in no_consent.text  # what was typed is kept
+    assert portal.intake.filings == []

@@ -4,12 +4,13 @@ The handler tests tokenize by whitespace (a fake of the Kiwi analyzer, so they s
 fast); the measured threshold is tested with the real tokenizer on the labelled pairs.
 """
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from routing.cases import CasePolicy, Matcher, resident_key
+from routing.cases import CasePolicy, Filing, Matcher, Pending, resident_key, service_of
 from routing.classifier import MorphemeAnalyzer, load_examples
 from routing.handlers import CaseDetection
 from routing.settings import RoutingSettings
@@ -453,3 +454,106 @@ async def test_an_info_request_stays_with_the_cases_reporter(h: Harness) -> None
     assert h.sent.lifecycle("c1")[-1].trigger == "request_info"
     for cid in ("c2", "c3"):
         assert h.sent.lifecycle(cid)[-1].trigger == "start_review"
+
+
+CODED = CasePolicy(
+    repeat_threshold=0.55,
+    repeat_window=timedelta(days=365),
+    duplicate_threshold=0.5,
+    duplicate_same_service_threshold=0.3,
+    duplicate_window=timedelta(days=30),
+    duplicate_distance_m=30.0,
+)
+FULL_BIN = "음식물 수거함 넘쳐요 냄새 나요"
+FULL_BIN_TOO = "음식물 수거함 가득 찼어요 치워 주세요"  # 0.37 alike: between the two bars
+
+
+def test_the_service_codes_set_the_bar() -> None:
+    assert CODED.duplicate_bar("waste-food", "waste-food") == 0.3
+    assert CODED.duplicate_bar("waste-food", None) == 0.5
+    assert CODED.duplicate_bar(None, "waste-food") == 0.5
+    assert CODED.duplicate_bar(None, None) == 0.5
+    assert CODED.duplicate_bar("waste-food", "recycling") is None
+    unset = replace(CODED, duplicate_same_service_threshold=None)
+    assert unset.duplicate_bar("waste-food", "waste-food") == 0.5
+
+
+def open_case(
+    cid: str, body: str, code: str | None, department: str = "resource-circulation"
+) -> Pending:
+    filing = Filing(
+        complaint_id=cid,
+        department=department,
+        area="청라2동",
+        service_code=code,
+        resident_key=f"t:{cid}",
+        terms=tuple(words(body)),
+        address="청라로 12",
+        lat=None,
+        lon=None,
+    )
+    return Pending.of(filing, "261125-000001", NOW)
+
+
+NOW = datetime(2026, 11, 25, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("new", "case", "linked"),
+    [
+        ("waste-food", "waste-food", True),  # one service: the lower bar
+        (None, "waste-food", False),  # a code missing: the text bar
+        ("waste-food", None, False),
+        ("recycling", "waste-food", False),
+    ],
+)
+def test_one_service_code_links_texts_the_text_bar_alone_would_not(
+    new: str | None, case: str | None, linked: bool
+) -> None:
+    matcher = Matcher(similarity=SIMILARITY, policy=CODED)
+    assert 0.3 <= SIMILARITY.cosine(words(FULL_BIN), words(FULL_BIN_TOO)) < 0.5
+    link = matcher.linked_to(
+        open_case("c2", FULL_BIN_TOO, new), [open_case("c1", FULL_BIN, case)], NOW
+    )
+    assert (link is not None) is linked
+    if link is not None:
+        assert link.to.complaint_id == "c1"
+
+
+def test_two_service_codes_are_never_linked_even_with_the_same_text() -> None:
+    matcher = Matcher(similarity=SIMILARITY, policy=CODED)
+    new = open_case("c2", FULL_BIN, "recycling")
+    assert matcher.linked_to(new, [open_case("c1", FULL_BIN, "waste-food")], NOW) is None
+    assert matcher.linked_to(new, [open_case("c1", FULL_BIN, "recycling")], NOW) is not None
+
+
+def test_a_code_of_another_department_counts_as_none() -> None:
+    """A case transferred in keeps the code it was filed with: not a code of this
+    department, so it says nothing about the problem here — the text bar decides."""
+    matcher = Matcher(similarity=SIMILARITY, policy=CODED)
+    assert service_of("street-light", "resource-circulation") is None
+    assert service_of("waste-food", "resource-circulation") == "waste-food"
+    assert service_of("waste-food", None) is None
+    transferred = open_case("c1", FULL_BIN, "street-light")
+    link = matcher.linked_to(open_case("c2", FULL_BIN, "waste-food"), [transferred], NOW)
+    assert link is not None
+    assert (
+        matcher.linked_to(open_case("c2", FULL_BIN_TOO, "waste-food"), [transferred], NOW) is None
+    )
+
+
+async def test_routing_reads_the_service_codes_the_complaints_were_filed_with(h: Harness) -> None:
+    await h.routing.on_filed(
+        complaint("c1", LIGHT, address="청라로 12").model_copy(
+            update={"service_code": "waste-food"}
+        )
+    )
+    other = complaint("c2", LIGHT, phone="010-2222-3333", address="청라로 12")
+    await h.routing.on_filed(other.model_copy(update={"service_code": "recycling"}))
+    same = complaint("c3", LIGHT, phone="010-3333-4444", address="청라로 12")
+    await h.routing.on_filed(same.model_copy(update={"service_code": "waste-food"}))
+    assert h.sent.lifecycle("c2")[-1].trigger == "assign_handler"  # two problems named
+    last = h.sent.lifecycle("c3")[-1]
+    assert last.trigger == "link"
+    assert last.linked_to is not None
+    assert last.linked_to.complaint_id == "c1"
