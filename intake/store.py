@@ -56,8 +56,8 @@ binding goes when a newer one would pass it, so a document never grows without b
 @dataclass(frozen=True)
 class Owner:
     """Whose a complaint is, as recovery reads it: the filer's resident token hash and
-    those bound since (other devices), and the phone on file (personal data: out of
-    ``repr``)."""
+    those bound since (other devices), and the phone on file if it was given with consent
+    to be told (personal data: out of ``repr``)."""
 
     complaint_id: str
     receipt_number: str
@@ -162,10 +162,17 @@ OWNER_FIELDS: Document = {
     "receipt_number": 1,
     "event.resident_token_hash": 1,
     "event.resident.phone": 1,
+    "event.resident.notification_consent": 1,
     "bound_residents": 1,
     "filed_at": 1,
 }
 """What recovery reads of a complaint."""
+
+
+def _reachable_phone(resident: Document) -> str | None:
+    """The phone a code may go to: one given with consent to be told."""
+    phone = resident.get("phone")
+    return phone if phone and resident.get("notification_consent", True) else None
 
 
 class MongoSubmissionStore:
@@ -368,7 +375,7 @@ class MongoSubmissionStore:
             resident_hashes=tuple(
                 dict.fromkeys([*([filer] if filer else []), *doc.get("bound_residents", [])])
             ),
-            phone=(event.get("resident") or {}).get("phone"),
+            phone=_reachable_phone(event.get("resident") or {}),
         )
 
     async def owner_by_receipt(self, receipt_number: str) -> Owner | None:

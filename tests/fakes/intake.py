@@ -40,7 +40,7 @@ class _Row:
             complaint_id=filed.complaint_id,
             receipt_number=filed.receipt_number,
             resident_hashes=tuple(dict.fromkeys([*filer, *self.bound])),
-            phone=filed.resident.phone,
+            phone=filed.resident.phone if filed.resident.notification_consent else None,
         )
 
 

@@ -102,13 +102,16 @@ async def test_a_code_goes_to_the_phone_on_file_and_the_answer_never_tells(
 ) -> None:
     filed = await intake.file()
     no_phone = await intake.file(resident={"name": "홍길동"})
+    no_consent = await intake.file(resident={"phone": PHONE, "notification_consent": False})
 
     known = await ask(intake, filed["receipt_number"])
     phoneless = await ask(intake, no_phone["receipt_number"])
+    not_to_be_told = await ask(intake, no_consent["receipt_number"])
     unknown = await ask(intake, "261202-999999")
 
-    assert known.status_code == phoneless.status_code == unknown.status_code == 202
-    assert known.json() == phoneless.json() == unknown.json()
+    answers = (known, phoneless, not_to_be_told, unknown)
+    assert {a.status_code for a in answers} == {202}
+    assert known.json() == phoneless.json() == not_to_be_told.json() == unknown.json()
     [sent] = recovery_codes(intake)
     assert (sent.complaint_id, sent.phone) == (filed["complaint_id"], PHONE)
     assert sent.receipt_number == filed["receipt_number"]
