@@ -431,10 +431,17 @@ class Contacts:
         except Exception:
             log.exception("a confirmed phone not remembered; the next filing asks again")
 
-    async def proven(self, complaint_id: str, phone: str, resident_token_hash: str) -> None:
-        """A code sent to ``phone`` was entered for this complaint another way (recovery):
-        its contact counts as confirmed too, and the phone as confirmed by that resident."""
+    async def proven(
+        self, complaint_ids: Collection[str], phone: str, resident_token_hash: str
+    ) -> None:
+        """A code sent to ``phone`` was entered another way (recovery) for these complaints,
+        all filed with it: their contacts count as confirmed too, and the phone as
+        confirmed by that resident."""
         await self.remember(phone, [resident_token_hash])
+        for complaint_id in complaint_ids:
+            await self._confirm_proven(complaint_id)
+
+    async def _confirm_proven(self, complaint_id: str) -> None:
         for _ in range(CAS_TRIES):
             record = await self.store.get(complaint_id)
             if record is None or record.confirmed_at is not None:

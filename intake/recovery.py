@@ -308,7 +308,9 @@ class Recovery:
             self.checks.labels("confirmed").inc()
             self.recovered.inc(len(complaints))
             try:
-                await self.contacts.proven(owner.complaint_id, owner.phone, token_hash)
+                await self.contacts.proven(
+                    [o.complaint_id for o in complaints], owner.phone, token_hash
+                )
             except Exception:
                 log.exception("the contact not marked confirmed by the recovery")
             with bound(complaint_id=owner.complaint_id):
