@@ -533,9 +533,13 @@ def routes(portal: Portal) -> APIRouter:
         resident = resident_of(request)
         if not resident or not _is_uuid(complaint_id):
             return None
-        # one filed elsewhere and found here (다른 기기에서 내 민원 찾기): intake accepts the
-        # resident token bound to it
-        return await portal.store.tracking_token(resident, complaint_id) or resident
+        token = await portal.store.tracking_token(resident, complaint_id)
+        if token is not None:
+            return token
+        # one filed elsewhere and found here (다른 기기에서 내 민원 찾기): the tracker lists it
+        # for this resident, and intake accepts the resident token bound to it
+        mine = await _quietly(portal.tracker.complaint(complaint_id, resident_token=resident))
+        return resident if mine is not None else None
 
     async def not_yours(request: Request) -> Response:
         return await page(request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404)
