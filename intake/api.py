@@ -28,7 +28,13 @@ from pydantic import (
 from intake.photos import PHOTO_ID
 from schemas import DepartmentAction
 from schemas.catalogue import DepartmentCode, known_dong
-from schemas.commands import CORRECTABLE_FIELDS, MAX_RATING_COMMENT, Note, ResidentAction
+from schemas.commands import (
+    MAX_CORRECTION_PHOTOS,
+    MAX_RATING_COMMENT,
+    Note,
+    ResidentAction,
+    corrects_something,
+)
 from schemas.common import Text
 from schemas.events import Submission
 from schemas.states import ComplaintState
@@ -311,8 +317,9 @@ class ReopenAction(_ResidentAction):
 
 
 class CorrectAction(_ResidentAction):
-    """정정: fix the address, the 행정동 or the title before the site check starts (at
-    least one). Later, routing refuses it (``correction_closed``): send a note instead."""
+    """정정: fix the address, the 행정동 or the title, or add photos, before the site check
+    starts (at least one). Later, routing refuses it (``correction_closed``): send a note
+    instead."""
 
     action: Literal[ResidentAction.CORRECT]
     address: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
@@ -320,11 +327,19 @@ class CorrectAction(_ResidentAction):
         Field(default=None, description="행정동: one of the district's (GET the portal's list).")
     )
     title: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    photos: Annotated[
+        list[Annotated[str, Field(pattern=PHOTO_ID)]], Field(max_length=MAX_CORRECTION_PHOTOS)
+    ] = Field(
+        default_factory=list,
+        description="Photos to add (사진 추가): ids answered by `POST /v1/photos`, not yet "
+        "attached to any other complaint; with those attached already, at most as many as "
+        "the district allows per complaint (a setting).",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> "CorrectAction":
-        if all(getattr(self, name) is None for name in CORRECTABLE_FIELDS):
-            raise ValueError("a correction names at least one of address, dong, title")
+        if not corrects_something(self):
+            raise ValueError("a correction names at least one of address, dong, title, photos")
         return self
 
 

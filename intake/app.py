@@ -134,7 +134,7 @@ def create_app(
     clock = clock if clock is not None else utcnow
     intake = Intake(store=store, publish=publish, clock=clock, registry=runtime.registry)
     photo_store = photo_store if photo_store is not None else MongoPhotoStore(runtime.db)
-    photos = Photos(photo_store, store, settings.photos_per_complaint)
+    photos = Photos(photo_store, store, settings.photos_per_complaint, clock)
     swept = Counter(
         "sotong_intake_photos_swept_total",
         "Uploaded photos deleted because no filing attached them in time.",

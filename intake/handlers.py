@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from intake.api import (
     CommandAccepted,
     ComplaintId,
+    CorrectAction,
     DepartmentCommand,
     FiledResponse,
     FilingRequest,
@@ -567,11 +568,16 @@ def routes(
         idempotency_key: IdempotencyKey = None,
     ) -> CommandAccepted:
         """The resident answers a 보완 요청, withdraws (취하), reopens (재민원), corrects
-        (정정: address, 행정동, title before the site check) or rates (만족도) a complaint."""
+        (정정: address, 행정동, title, or photos added, before the site check) or rates
+        (만족도) a complaint. A correction's photos are attached here, before routing
+        hears of it, and travel as references."""
         if not await store.token_matches(str(complaint_id), request.token):
             raise ApiError(404, "not_found", "no such complaint")
         del idempotency_key  # read by the middleware (intake.idempotency); named for the docs
         fields = request.model_dump(exclude_none=True, exclude={"token"})
+        if isinstance(request, CorrectAction):
+            added = await photos.add(request.photos, str(complaint_id))
+            fields["photos"] = [ref.model_dump(mode="json") for ref in added]
         return await publish_command(
             fields | {"complaint_id": str(complaint_id), "actor": RESIDENT}, http
         )

@@ -1,5 +1,14 @@
 """Photos over HTTP: upload (``POST /v1/photos``), attach at filing (``photos`` in the
-filing's body), and serve (``GET /v1/photos/{id}`` and ``/thumbnail``).
+filing's body) or by a correction (정정, ``photos`` in the resident's ``correct``), and
+serve (``GET /v1/photos/{id}`` and ``/thumbnail``).
+
+Who may attach an upload: whoever holds its id. An upload is anonymous (a resident has
+no account), and the id is the capability: 128 random bits from ``secrets``, answered
+only to the request that uploaded it and never listed anywhere before it is attached,
+so nobody attaches another's upload by guessing: 2¹²⁸ possible ids, of which the few
+uploaded in the last day are live, tried at the filing and correction rate limits. Once
+attached to a complaint, a photo is that complaint's: another filing or correction
+naming it is refused.
 
 Served only to the resident (the complaint's tracking token in ``X-Tracking-Token``, or in
 ``X-Resident-Token`` the filer's resident token or one bound to it by recovery) and
@@ -19,7 +28,7 @@ from fastapi import APIRouter, Header, Path, Request, Response, Security
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from intake.photo_store import PhotoStore
+from intake.photo_store import SWEPT, PhotoStore, StoredPhoto
 from intake.photos import PHOTO_ID, Limits, PhotoRefused, new_photo_id, process
 from intake.store import SubmissionStore
 from intake.tracker_client import TrackerClient, TrackerUnavailable
@@ -42,11 +51,13 @@ class UploadedPhoto(BaseModel):
 
 @dataclass
 class Photos:
-    """Attaching uploaded photos to a filing's submission."""
+    """Attaching uploaded photos to a complaint's submission: at filing, or later by the
+    resident's correction."""
 
     photos: PhotoStore
     store: SubmissionStore
     per_complaint: int
+    clock: Clock
 
     async def attach(self, photo_ids: Sequence[str], submission_id: str) -> list[PhotoRef]:
         """The photos' references, each now attached to ``submission_id``; refused (422,
@@ -58,21 +69,68 @@ class Photos:
             return []
         found = await self.photos.find(wanted)
         for photo_id in wanted:
-            stored = found.get(photo_id)
-            if stored is None:
-                raise ApiError(422, "invalid_request", f"photos: no photo {photo_id} was uploaded")
-            owner = stored.submission_id
-            if owner == submission_id:
-                continue
-            if owner is not None and await self.store.find_by_submissions({owner}):
-                raise ApiError(
-                    422, "invalid_request", f"photos: {photo_id} belongs to another complaint"
-                )
-            if not await self.photos.attach(photo_id, submission_id, replacing=owner):
-                raise ApiError(
-                    409, "conflict", f"photos: {photo_id} was just attached to another filing"
-                )
+            await self._claim(photo_id, found.get(photo_id), submission_id)
         return [found[i].ref for i in wanted]
+
+    async def add(self, photo_ids: Sequence[str], complaint_id: str) -> list[PhotoRef]:
+        """Attach more photos to a filed complaint (정정: 사진 추가); their references.
+
+        Refused (422 naming ``photos``) when one was never uploaded or is another
+        complaint's, or when the complaint would hold more than ``per_complaint`` with
+        those attached already. A photo attached to this complaint already is taken
+        again (a retried correction), and counted once. The count is taken again after
+        attaching: a correction racing another past the limit detaches its own photos and
+        is refused (two racing may both be), so the limit holds."""
+        wanted = list(dict.fromkeys(photo_ids))
+        if not wanted:
+            return []
+        submission_id = await self.store.submission_of(complaint_id)
+        if submission_id is None:
+            raise ApiError(422, "invalid_request", "photos: this complaint cannot take photos")
+        attached = set(await self.photos.attached_to(submission_id))
+        self._within_limit(attached | set(wanted), attached)
+        found = await self.photos.find(wanted)
+        claimed: list[str] = []
+        try:
+            for photo_id in wanted:
+                if await self._claim(photo_id, found.get(photo_id), submission_id):
+                    claimed.append(photo_id)
+            if claimed:
+                self._within_limit(set(await self.photos.attached_to(submission_id)), attached)
+        except ApiError:
+            for photo_id in claimed:
+                await self.photos.detach(photo_id, submission_id, self.clock())
+            raise
+        return [found[i].ref for i in wanted]
+
+    def _within_limit(self, total: set[str], attached: set[str]) -> None:
+        if len(total) > self.per_complaint:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"photos: at most {self.per_complaint} per complaint "
+                f"({len(attached)} attached already)",
+            )
+
+    async def _claim(self, photo_id: str, stored: StoredPhoto | None, submission_id: str) -> bool:
+        """Attach one photo to ``submission_id``; whether this call attached it (False:
+        it was attached to it already)."""
+        if stored is None:
+            raise ApiError(422, "invalid_request", f"photos: no photo {photo_id} was uploaded")
+        owner = stored.submission_id
+        if owner == submission_id:
+            return False
+        if owner == SWEPT:  # being deleted: as good as never uploaded
+            raise ApiError(422, "invalid_request", f"photos: no photo {photo_id} was uploaded")
+        if owner is not None and await self.store.find_by_submissions({owner}):
+            raise ApiError(
+                422, "invalid_request", f"photos: {photo_id} belongs to another complaint"
+            )
+        if not await self.photos.attach(photo_id, submission_id, replacing=owner):
+            raise ApiError(
+                409, "conflict", f"photos: {photo_id} was just attached to another complaint"
+            )
+        return True
 
 
 def photo_routes(

@@ -3,8 +3,12 @@ its thumbnail under ``{id}.thumb``. A photo is uploaded before the filing that n
 the filing attaches it to its submission (``metadata.submission_id``), and only an
 attached photo is ever served.
 
+A correction (정정) attaches more photos to the filed complaint's submission later, within
+the per-complaint limit counted over what is attached already (:meth:`attached_to`).
+
 Every filter names ``_id`` alone or ``_id`` and ``metadata.submission_id``, which one
-index covers entirely (SecantusDB plans an index only then), or — the sweep — only
+index covers entirely (SecantusDB plans an index only then), ``metadata.submission_id``
+alone (a complaint's photos, its own index), or — the sweep — only
 ``metadata.unattached_since``, which a photo carries from upload until it is attached
 (thumbnails never do), and its own index covers.
 
@@ -59,6 +63,15 @@ class PhotoStore(Protocol):
         """Attach the photo to a submission if it is still attached to ``replacing``."""
         ...
 
+    async def attached_to(self, submission_id: str) -> list[str]:
+        """The ids of the photos attached to a submission (its complaint's photos)."""
+        ...
+
+    async def detach(self, photo_id: str, submission_id: str, at: datetime) -> bool:
+        """Undo an attach that a refusal made moot: unattached since ``at`` again (the
+        sweep takes it in time), if still attached to ``submission_id``."""
+        ...
+
     async def read(self, photo_id: str, *, thumbnail: bool) -> tuple[bytes, str] | None:
         """The bytes and media type, or None."""
         ...
@@ -81,6 +94,7 @@ class MongoPhotoStore:
                     [("_id", ASCENDING), ("metadata.submission_id", ASCENDING)], name="attach"
                 ),
                 IndexModel([("metadata.unattached_since", ASCENDING)], name="unattached"),
+                IndexModel([("metadata.submission_id", ASCENDING)], name="submission"),
             ]
         )
 
@@ -129,6 +143,17 @@ class MongoPhotoStore:
                 "$set": {"metadata.submission_id": submission_id},
                 "$unset": {"metadata.unattached_since": ""},
             },
+        )
+        return result.matched_count == 1
+
+    async def attached_to(self, submission_id: str) -> list[str]:
+        found = self.files.find({"metadata.submission_id": submission_id}, {"_id": 1})
+        return [str(doc["_id"]) async for doc in found]
+
+    async def detach(self, photo_id: str, submission_id: str, at: datetime) -> bool:
+        result = await self.files.update_one(
+            {"_id": photo_id, "metadata.submission_id": submission_id},
+            {"$set": {"metadata.submission_id": None, "metadata.unattached_since": at}},
         )
         return result.matched_count == 1
 

@@ -121,8 +121,13 @@ class SubmissionStore(Protocol):
         the resident who filed it (False for no such complaint)."""
         ...
 
+    async def submission_of(self, complaint_id: str) -> str | None:
+        """The submission a complaint was filed from, which its photos are attached to
+        (None for no such complaint)."""
+        ...
+
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
-        """The photos of each of these complaints that has any."""
+        """The photos of each of these complaints that has any (attached at filing)."""
         ...
 
     async def owner_by_receipt(self, receipt_number: str) -> Owner | None:
@@ -412,6 +417,11 @@ class MongoSubmissionStore:
                 }
             },
         )
+
+    async def submission_of(self, complaint_id: str) -> str | None:
+        doc = await self.col.find_one({"_id": complaint_id}, projection={"submission_id": 1})
+        submission_id = None if doc is None else doc.get("submission_id")
+        return None if submission_id is None else str(submission_id)
 
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
         if not complaint_ids:

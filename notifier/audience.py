@@ -131,11 +131,16 @@ class Audience:
         except TemplateError as exc:
             raise ValueError(f"the sender name does not fit: {exc}") from None
 
-    def photo_links(self, resident: Recipient | None) -> list[str]:
-        if resident is None or not self.photo_base:
+    def photo_links(self, resident: Recipient | None, event: Source | None = None) -> list[str]:
+        """The complaint's photos: the filing's and those corrections added, the event's
+        own (a correction's 사진 추가) included however late its recipient heard of them."""
+        if not self.photo_base:
             return []
+        ids = list(resident.photos) if resident is not None else []
+        if isinstance(event, ComplaintStatusChanged) and event.correction is not None:
+            ids += [p.photo_id for p in event.correction.photos]
         base = self.photo_base.rstrip("/")
-        return [f"{base}/v1/photos/{photo_id}" for photo_id in resident.photos]
+        return [f"{base}/v1/photos/{photo_id}" for photo_id in dict.fromkeys(ids)]
 
     def chain(self, phone: str | None, email: str | None) -> tuple[str, ...]:
         if not phone and not email:
@@ -167,7 +172,7 @@ class Audience:
                         event,
                         source=self.source,
                         correlation_id=correlation_id,
-                        photos=self.photo_links(resident),
+                        photos=self.photo_links(resident, event),
                     ),
                     department=event.department,
                 )

@@ -471,10 +471,32 @@ class Delivery:
                 extra={"event_id": event_id},
             )
 
+    async def _with_added_photos(
+        self, work: Mapping[str, list[Job]], recipients: Mapping[str, Recipient]
+    ) -> Mapping[str, Recipient]:
+        """Photos a correction added (정정: 사진 추가) join the complaint's remembered ones
+        before anyone is told, so its webhook and every later one list them: one write,
+        only for a batch that has such a correction."""
+        added: dict[str, list[str]] = defaultdict(list)
+        for cid, jobs in work.items():
+            for job in jobs:
+                source = job.source
+                if isinstance(source, ComplaintStatusChanged) and source.correction is not None:
+                    added[cid] += [p.photo_id for p in source.correction.photos]
+        added = {cid: ids for cid, ids in added.items() if ids}
+        if not added:
+            return recipients
+        await self.store.add_photos(added)
+        return {
+            cid: replace(r, photos=tuple(dict.fromkeys((*r.photos, *added.get(cid, ())))))
+            for cid, r in recipients.items()
+        }
+
     async def _run(
         self, work: Mapping[str, list[Job]], recipients: Mapping[str, Recipient]
     ) -> list[Rejected]:
         """Plan, claim, send, settle: the batch's work, complaints side by side."""
+        recipients = await self._with_added_photos(work, recipients)
         now = self.clock()
         budget = (
             Budget.starting_now(self.budget_seconds, self.attempt_seconds)

@@ -1,10 +1,11 @@
 """Whom to tell: the resident of a complaint, as its ComplaintFiled gave them.
 
 Remembered once (the first filing wins) and never changed, so every later step of the
-complaint reads the same contact. Pure; :mod:`notifier.mongo.recipients` keeps them.
+complaint reads the same contact; only photos a correction (정정) adds join its list.
+Pure; :mod:`notifier.mongo.recipients` keeps them.
 """
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,7 +25,8 @@ class Recipient:
     channel_client: str | None = None
     """The client app that filed the complaint (an Open311 app), if any."""
     photos: tuple[str, ...] = ()
-    """The ids of the photos attached at filing (intake serves them; no bytes here)."""
+    """The ids of the photos attached at filing and added by corrections (intake serves
+    them; no bytes here)."""
     contact_unconfirmed: bool = False
     """Filed anonymously with a phone: messages wait for ContactConfirmed
     (:mod:`notifier.contacts`)."""
@@ -48,4 +50,9 @@ class RecipientStore(Protocol):
 
     async def remember_many(self, filings: Sequence[ComplaintFiled]) -> None:
         """:meth:`remember` for a batch, in one write."""
+        ...
+
+    async def add_photos(self, added: Mapping[str, Sequence[str]]) -> None:
+        """Add photo ids (a correction's) to each complaint's remembered ones, in one
+        write; an id already there is not added again, an unknown complaint is left."""
         ...

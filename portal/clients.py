@@ -46,9 +46,16 @@ class Handler(_Read):
     office_phone: str
 
 
+class PhotoOnFile(_Read):
+    """A photo of the complaint, as the tracker lists it: intake serves its bytes."""
+
+    photo_id: str
+
+
 class StepCorrection(_Read):
     fields: list[str]
     dong: str | None = None
+    photos: list[PhotoOnFile] = []
 
 
 class StepRating(_Read):
@@ -108,6 +115,7 @@ class Complaint(_Read):
     rejections: list[Refusal] = []
     dong: str | None = None
     rating: int | None = None
+    photos: list[PhotoOnFile] = []
 
 
 class Summary(_Read):
@@ -173,6 +181,13 @@ class IntakeApi(Protocol):
 
     async def upload_photo(self, data: bytes, filename: str, media_type: str) -> Uploaded | Refused:
         """Hand a photo to intake, which judges it by its bytes and strips its metadata."""
+        ...
+
+    async def photo(
+        self, photo_id: str, *, token: str, thumbnail: bool
+    ) -> tuple[bytes, str] | None:
+        """A photo of the complaint whose tracking token this is, as intake serves it to
+        its resident (bytes and media type); None when it is not that complaint's."""
         ...
 
     async def resident_action(
@@ -282,6 +297,21 @@ class HttpIntake:
         if response.status_code >= 500:
             raise ServiceUnavailable(f"intake answered {response.status_code}")
         return _refused(response)
+
+    async def photo(
+        self, photo_id: str, *, token: str, thumbnail: bool
+    ) -> tuple[bytes, str] | None:
+        url = f"{self.base_url}/v1/photos/{photo_id}" + ("/thumbnail" if thumbnail else "")
+        try:
+            response = await self.client.get(url, headers={"X-Tracking-Token": token})
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("intake did not answer") from exc
+        if response.status_code == 200:
+            media_type = response.headers.get("content-type", "application/octet-stream")
+            return response.content, media_type
+        if response.status_code >= 500:
+            raise ServiceUnavailable(f"intake answered {response.status_code}")
+        return None
 
     async def upload_photo(self, data: bytes, filename: str, media_type: str) -> Uploaded | Refused:
         try:

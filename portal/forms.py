@@ -200,18 +200,21 @@ class CorrectionForm:
     address: str = ""
     dong: str = ""
     title: str = ""
+    photos: tuple[str, ...] = ()
+    """Ids intake answered for the photos uploaded with it (사진 추가)."""
 
-    def fields(self, current_dong: str | None, current_title: str | None) -> dict[str, str]:
-        changed = {"address": self.address}
+    def fields(self, current_dong: str | None, current_title: str | None) -> dict[str, object]:
+        changed: dict[str, object] = {"address": self.address}
         if self.dong and self.dong != current_dong:
             changed["dong"] = self.dong
         if self.title and self.title != current_title:
             changed["title"] = self.title
+        changed["photos"] = list(self.photos)
         return {name: value for name, value in changed.items() if value}
 
 
 def check_correction(
-    form: CorrectionForm, texts: Texts, dongs: tuple[str, ...], changed: Mapping[str, str]
+    form: CorrectionForm, texts: Texts, dongs: tuple[str, ...], changed: Mapping[str, object]
 ) -> Errors:
     errors: Errors = {}
     if len(form.address) > ADDRESS_MAX:

@@ -262,16 +262,19 @@ def routes(portal: Portal) -> APIRouter:
             errors["service"] = portal.texts.error("service_unknown")
         return await filing_page(request, form, errors)
 
-    async def attached(raw: FormData) -> tuple[tuple[str, ...], str | None]:
+    async def attached(raw: FormData, room: int = MAX_PHOTOS) -> tuple[tuple[str, ...], str | None]:
         """The photos kept from an earlier try of this form and those uploaded now, each
-        handed to intake once; a photo refused is named in the error, the others kept."""
+        handed to intake once; a photo refused is named in the error, the others kept.
+        ``room``: how many more the complaint may have (a correction counts those it has)."""
         kept = [p for p in raw.getlist("photo") if isinstance(p, str) and PHOTO_ID.match(p)]
         uploads = [
             f for f in raw.getlist("photos") if isinstance(f, StarletteUpload) and f.filename
         ]
         problem = None
+        if len(kept) > room:
+            kept, problem = kept[:room], portal.texts.error("photo_too_many", count=MAX_PHOTOS)
         for upload in uploads:
-            if len(kept) >= MAX_PHOTOS:
+            if len(kept) >= room:
                 problem = portal.texts.error("photo_too_many", count=MAX_PHOTOS)
                 break
             data = await upload.read(MAX_BYTES + 1)
@@ -286,7 +289,7 @@ def routes(portal: Portal) -> APIRouter:
                 problem = portal.texts.error(why)
             else:
                 kept.append(answer.photo_id)
-        return tuple(dict.fromkeys(kept))[:MAX_PHOTOS], problem
+        return tuple(dict.fromkeys(kept))[:room], problem
 
     @router.post("/file", response_class=HTMLResponse)
     async def file_complaint(request: Request) -> Response:
@@ -411,6 +414,8 @@ def routes(portal: Portal) -> APIRouter:
             "complaint": complaint,
             "view": build(complaint, portal.texts) if complaint else None,
             "dongs": portal.dongs,
+            "max_photos": MAX_PHOTOS,
+            "kept_photos": (),
         }
 
     async def timeline_page(
@@ -419,6 +424,7 @@ def routes(portal: Portal) -> APIRouter:
         *,
         errors: dict[str, str] | None = None,
         notes: dict[str, str] | None = None,
+        kept_photos: tuple[str, ...] = (),
         status: int = 200,
     ) -> Response:
         try:
@@ -443,6 +449,7 @@ def routes(portal: Portal) -> APIRouter:
                 "notes": notes or {},
                 "code_form": request.query_params.get("code") == "1" or "code" in (errors or {}),
                 **timeline_context(complaint_id, complaint, receipt),
+                "kept_photos": kept_photos,
             },
             status=status,
         )
@@ -553,9 +560,11 @@ def routes(portal: Portal) -> APIRouter:
         *,
         note: str = "",
         fields: Mapping[str, object] | None = None,
+        photo_field: str | None = None,
     ) -> Response:
         """Act as the resident through intake with the complaint's tracking token; a
-        refusal or an outage is shown next to ``field``, with what was typed (``typed``)."""
+        refusal or an outage is shown next to ``field`` (a refusal of the photos next to
+        ``photo_field``), with what was typed (``typed``)."""
         token = await own_token(request, complaint_id)
         if token is None:
             return await not_yours(request)
@@ -575,36 +584,85 @@ def routes(portal: Portal) -> APIRouter:
             message = portal.texts.error("refused", message=refused.message)
             if refused.status == 429:  # intake's abuse limits: said in Korean, not its English
                 message = portal.texts.error("too_many_actions")
+            elif photo_field and refused.message.startswith("photos"):
+                field = photo_field
+                message = portal.texts.error("photo_refused", count=MAX_PHOTOS)
             return await timeline_page(
                 request, complaint_id, errors={field: message}, notes=typed, status=422
             )
         return RedirectResponse(f"/complaints/{complaint_id}?done={action}", status_code=303)
 
-    @router.post("/complaints/{complaint_id}/correct")
-    async def correct(
-        request: Request,
-        complaint_id: str,
-        address: Annotated[str, Form()] = "",
-        dong: Annotated[str, Form()] = "",
-        title: Annotated[str, Form()] = "",
+    async def own_photo(
+        request: Request, complaint_id: str, photo_id: str, *, thumbnail: bool
     ) -> Response:
-        """정정: the address, the 행정동 or the title, before the site check starts (routing
-        decides; a refusal comes back on the timeline with what to do instead)."""
-        form = forms.CorrectionForm(address.strip(), dong.strip(), title.strip())
-        typed = {"correct-address": form.address, "correct-dong": form.dong}
-        typed["correct-title"] = form.title
+        """A photo of the resident's own complaint, fetched from intake with its tracking
+        token (intake serves a photo only to its own complaint's token); not kept here."""
+        token = await own_token(request, complaint_id)
+        if token is None or not PHOTO_ID.match(photo_id):
+            return Response(status_code=404)
+        try:
+            kept = await portal.intake.photo(photo_id, token=token, thumbnail=thumbnail)
+        except ServiceUnavailable:
+            return Response(status_code=503)
+        if kept is None:
+            return Response(status_code=404)
+        data, media_type = kept
+        return Response(data, media_type=media_type, headers={"Cache-Control": "private, no-store"})
+
+    @router.get("/complaints/{complaint_id}/photos/{photo_id}")
+    async def complaint_photo(request: Request, complaint_id: str, photo_id: str) -> Response:
+        return await own_photo(request, complaint_id, photo_id, thumbnail=False)
+
+    @router.get("/complaints/{complaint_id}/photos/{photo_id}/thumbnail")
+    async def complaint_thumbnail(request: Request, complaint_id: str, photo_id: str) -> Response:
+        return await own_photo(request, complaint_id, photo_id, thumbnail=True)
+
+    @router.post("/complaints/{complaint_id}/correct")
+    async def correct(request: Request, complaint_id: str) -> Response:
+        """정정: the address, the 행정동 or the title, or photos added, before the site check
+        starts (routing decides; a refusal comes back on the timeline with what to do
+        instead). Photos go to intake as at filing (multipart, each uploaded once), up to
+        the per-complaint limit with those attached already."""
+        if await own_token(request, complaint_id) is None:
+            return await not_yours(request)
         try:
             _, complaint, _ = await complaint_of(request, complaint_id)
         except ServiceUnavailable as exc:
             return await unavailable(request, exc)
+        attached_now = len(complaint.photos) if complaint else 0
+        async with request.form(max_files=MAX_PHOTOS * 2) as raw:  # closes the uploads
+            text = {k: v for k, v in raw.items() if isinstance(v, str)}
+            try:
+                photos, photo_problem = await attached(raw, max(MAX_PHOTOS - attached_now, 0))
+            except ServiceUnavailable:
+                photos, photo_problem = (), portal.texts.error("unavailable")
+        form = forms.CorrectionForm(
+            text.get("address", "").strip(),
+            text.get("dong", "").strip(),
+            text.get("title", "").strip(),
+            photos,
+        )
+        typed = {"correct-address": form.address, "correct-dong": form.dong}
+        typed["correct-title"] = form.title
         current_dong = complaint.dong if complaint else None
         changed = form.fields(current_dong, complaint.title if complaint else None)
         errors = forms.check_correction(form, portal.texts, portal.dongs, changed)
+        if photo_problem:
+            errors.pop("correct", None)  # the photo's own error says what is wrong
+            errors["correct-photos"] = photo_problem
         if errors:
             return await timeline_page(
-                request, complaint_id, errors=errors, notes=typed, status=422
+                request, complaint_id, errors=errors, notes=typed, kept_photos=photos, status=422
             )
-        return await send(request, complaint_id, "correct", "correct", typed, fields=changed)
+        return await send(
+            request,
+            complaint_id,
+            "correct",
+            "correct",
+            typed,
+            fields=changed,
+            photo_field="correct-photos",
+        )
 
     @router.post("/complaints/{complaint_id}/rate")
     async def rate(

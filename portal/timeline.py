@@ -86,6 +86,9 @@ class TimelineView:
     """This resolution's rating, once given."""
     dong: str | None = None
     title: str | None = None
+    photo_ids: tuple[str, ...] = ()
+    """Photos attached now (at filing and by corrections), shown to the resident; a
+    correction adds up to the per-complaint limit."""
 
 
 def _state(value: str | None) -> S | None:
@@ -115,12 +118,15 @@ def event_text(step: Step, texts: Texts) -> EventView:
     label = texts.note_labels.get(step.trigger, texts.note_labels["other"])
     note = step.note
     if step.correction is not None:
-        names = [texts.field_names.get(f, f) for f in step.correction.fields]
-        if "dong" in step.correction.fields and step.correction.dong:
-            names = [
-                f"{name}({step.correction.dong})" if field == "dong" else name
-                for field, name in zip(step.correction.fields, names, strict=True)
-            ]
+        correction = step.correction
+        detail = {"dong": correction.dong, "photos": f"{len(correction.photos)}장"}
+        if not correction.photos:
+            detail.pop("photos")
+        names = [
+            f"{name}({detail[field]})" if detail.get(field) else name
+            for field in correction.fields
+            for name in [texts.field_names.get(field, field)]
+        ]
         note = ", ".join(names)
     elif step.rating is not None:
         note = f"{step.rating.score}점" + (
@@ -200,4 +206,5 @@ def build(complaint: Complaint, texts: Texts) -> TimelineView:
         rating=rated.rating.score if rated_now and rated and rated.rating else None,
         dong=complaint.dong,
         title=complaint.title,
+        photo_ids=tuple(p.photo_id for p in complaint.photos),
     )

@@ -41,7 +41,7 @@ from schemas.commands import (
     TransferComplaint,
     UnlinkComplaint,
 )
-from schemas.events import Correction, HandlerRef, Rating, RepeatedOf
+from schemas.events import Correction, HandlerRef, PhotoRef, Rating, RepeatedOf
 from schemas.pii import mask_text
 from schemas.states import ComplaintState
 
@@ -273,6 +273,7 @@ class Rules:
             repeated_of=facts.repeated_of,
             linked_to=facts.link.to if facts.link else None,
             title=filed.title,
+            photos=tuple(p.photo_id for p in filed.photos),
         )
         return Decision(self.scheduled(created), events)
 
@@ -485,20 +486,19 @@ class Rules:
         """The corrected facts, and a new handler when the new 행정동 is not the current
         one's (same department: moving departments stays the department's transfer). A
         complaint joined to a case (중복민원) keeps the case's handler: the department
-        reads the correction and unlinks it if it is not the same place after all."""
+        reads the correction and unlinks it if it is not the same place after all.
+        Photos added are listed in the event (references intake attached), once each."""
         fields = corrected_fields(complaint, command)
         area = command.dong if "dong" in fields else complaint.area
+        added = added_photos(complaint, command)
         given = {
             "area": area,
             "address": command.address if "address" in fields else complaint.address,
             "title": command.title if "title" in fields else complaint.title,
+            "photos": (*complaint.photos, *(p.photo_id for p in added)),
         }
-        corrected = self._first(
-            complaint,
-            trigger,
-            to_state,
-            base | {"correction": Correction(fields=list(fields), dong=area)},
-        )
+        correction = Correction(fields=list(fields), dong=area, photos=added)
+        corrected = self._first(complaint, trigger, to_state, base | {"correction": correction})
         events = [corrected]
         dept = self.catalogue.departments.get(complaint.department or "")
         movable = to_state == ComplaintState.HANDLER_ASSIGNED and complaint.linked_to is None
@@ -586,13 +586,29 @@ class Rules:
 
 
 def corrected_fields(complaint: Complaint, command: CorrectComplaint) -> tuple[str, ...]:
-    """The fields this correction changes: given, and different from what is stored."""
+    """The fields this correction changes: given, and different from what is stored
+    (``photos``: at least one photo the complaint does not have yet)."""
     stored = {"address": complaint.address, "dong": complaint.area, "title": complaint.title}
     return tuple(
         name
         for name in CORRECTABLE_FIELDS
-        if (value := getattr(command, name)) is not None and value != stored[name]
+        if (
+            bool(added_photos(complaint, command))
+            if name == "photos"
+            else (value := getattr(command, name)) is not None and value != stored[name]
+        )
     )
+
+
+def added_photos(complaint: Complaint, command: CorrectComplaint) -> list[PhotoRef]:
+    """The correction's photos the complaint does not have yet, once each, in its order."""
+    have = set(complaint.photos)
+    added: list[PhotoRef] = []
+    for photo in command.photos:
+        if photo.photo_id not in have:
+            have.add(photo.photo_id)
+            added.append(photo)
+    return added
 
 
 def text_of(filed: ComplaintFiled) -> str:

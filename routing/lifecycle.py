@@ -153,7 +153,8 @@ EFFECTS: Final[dict[str, str]] = {
     "dismiss_repeated": "the mark is dropped; the complaint is handled as new",
     "link": "linked_to: the open case; the case's handler; the case's moves are followed",
     "unlink": "the link is dropped; the complaint is handled alone",
-    "correct": "address, 행정동, title as given; a new 행정동 another handler covers: reassign",
+    "correct": "address, 행정동, title as given, photos added; a new 행정동 another handler "
+    "covers: reassign",
     "rate": "the rating, once per resolution (a reopening allows the next one)",
 }
 """What a trigger changes beside the state (``routing/complaint.py`` carries it out)."""

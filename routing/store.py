@@ -104,6 +104,9 @@ class RoutingRecord(BaseModel):
     """The title as filed or corrected: a correction that names the same one changes nothing."""
     rated: bool = False
     """The resident rated the current resolution (a reopening clears it)."""
+    photos: tuple[str, ...] = ()
+    """The ids of the photos attached, at filing and by corrections: a correction that
+    names one of them again (a retry) adds nothing."""
 
     def has_processed(self, message_id: str) -> bool:
         return message_id in self.processed
@@ -154,6 +157,7 @@ class Changes(BaseModel):
     address: str | None = None
     title: str | None = None
     rated: bool | None = None
+    photos: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, AwareDatetime, Field, TypeAdapter, model_va
 
 from schemas.catalogue import known_dong
 from schemas.common import Text, WireModel
-from schemas.events import new_event_id, utcnow
+from schemas.events import PhotoRef, new_event_id, utcnow
 
 Note = Annotated[Text, Field(min_length=1, max_length=2000)]
 
@@ -149,15 +149,21 @@ class ReopenComplaint(_Command):
     action: Literal[ResidentAction.REOPEN] = ResidentAction.REOPEN
 
 
-CORRECTABLE_FIELDS = ("address", "dong", "title")
-"""What a correction may change, in the order the lifecycle event lists them."""
+CORRECTABLE_FIELDS = ("address", "dong", "title", "photos")
+"""What a correction may change, in the order the lifecycle event lists them (``photos``
+adds photos; none is taken away)."""
+
+MAX_CORRECTION_PHOTOS = 10
+"""A bound on the wire; intake holds a complaint to the district's own, smaller limit."""
 
 MAX_RATING_COMMENT = 500
 
 
 class CorrectComplaint(_Command):
-    """정정: the resident fixes where (address, 행정동) or the title, before the site check
-    starts; at least one field. Routing refuses it later (a note to the handler then)."""
+    """정정: the resident fixes where (address, 행정동) or the title, or adds photos, before
+    the site check starts; at least one. Routing refuses it later (a note to the handler
+    then). ``photos`` are set by intake once it attached them to the complaint: the
+    uploads' references, never bytes."""
 
     action: Literal[ResidentAction.CORRECT] = ResidentAction.CORRECT
     address: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
@@ -165,12 +171,21 @@ class CorrectComplaint(_Command):
         Field(default=None, description="행정동, one of the district's (schemas/data/dongs.json).")
     )
     title: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    photos: Annotated[list[PhotoRef], Field(max_length=MAX_CORRECTION_PHOTOS)] = Field(
+        default_factory=list,
+        description="Photos to add, already attached to the complaint by intake.",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> "CorrectComplaint":
-        if all(getattr(self, name) is None for name in CORRECTABLE_FIELDS):
-            raise ValueError("a correction names at least one of address, dong, title")
+        if not corrects_something(self):
+            raise ValueError("a correction names at least one of address, dong, title, photos")
         return self
+
+
+def corrects_something(correction: object) -> bool:
+    """Whether a correction names at least one field (``photos`` non-empty)."""
+    return any(getattr(correction, name, None) for name in CORRECTABLE_FIELDS)
 
 
 class RateComplaint(_Command):
@@ -206,6 +221,7 @@ COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(ComplaintCommand)
 __all__ = [
     "COMMAND_ADAPTER",
     "CORRECTABLE_FIELDS",
+    "MAX_CORRECTION_PHOTOS",
     "RESIDENT",
     "AnyCommand",
     "CloseComplaint",
@@ -229,4 +245,5 @@ __all__ = [
     "TransferComplaint",
     "UnlinkComplaint",
     "WithdrawComplaint",
+    "corrects_something",
 ]

@@ -163,13 +163,19 @@ class LinkedTo(BaseModel):
 
 
 class Correction(BaseModel):
-    """What a resident's correction (정정) changed: the field names, and the 행정동 after it.
-    Never the address or the title themselves: the lifecycle topic is shared with
-    departments, which read the corrected facts from the tracker's department API."""
+    """What a resident's correction (정정) changed: the field names, the 행정동 after it and
+    the photos it added (references, as ``ComplaintFiled.photos``). Never the address or
+    the title themselves: the lifecycle topic is shared with departments, which read the
+    corrected facts from the tracker's department API and fetch a photo from intake with
+    the responsible department's key."""
 
     model_config = WireModel.model_config
-    fields: list[Literal["address", "dong", "title"]] = Field(min_length=1)
+    fields: list[Literal["address", "dong", "title", "photos"]] = Field(min_length=1)
     dong: str | None = Field(default=None, description="The 행정동 after the correction.")
+    photos: list[PhotoRef] = Field(
+        default_factory=list,
+        description="The photos this correction added (사진 추가): references, no bytes.",
+    )
 
 
 class Rating(BaseModel):

@@ -7,7 +7,7 @@ sotong status ID               a complaint's state and timeline from tracker
 sotong act ID ACTION           a department command (start_site_check, resolve, transfer, …),
                                as the complaint's current department (looked up in tracker)
 sotong resident ID ACTION      the resident's own actions (provide_info, withdraw, reopen,
-                               correct --dong/--address/--title, rate --rating [--comment])
+                               correct --dong/--address/--title/--photo, rate --rating [--comment])
 sotong due KIND RECEIVED_AT    the legal due time (민원 처리기간) of a complaint
 sotong classify                route JSON lines {"text": ...} from stdin to departments
 sotong classify-eval           evaluate the classifier on a held-out split (or --test FILE)
@@ -414,6 +414,18 @@ def cmd_resident(args: argparse.Namespace) -> int:
     for name in ("address", "dong", "title", "rating", "comment"):  # correct, rate
         if getattr(args, name) is not None:
             body[name] = getattr(args, name)
+    for path in args.photo or ():  # correct: 사진 추가, each uploaded first as at filing
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            print(f"--photo {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        uploaded = httpx.post(
+            f"{INTAKE_URL}/v1/photos", files={"file": (Path(path).name, data)}, timeout=30
+        )
+        if uploaded.status_code != 201:
+            return _fail(uploaded)
+        body.setdefault("photos", []).append(uploaded.json()["photo_id"])
     response = httpx.post(
         f"{INTAKE_URL}/v1/complaints/{args.complaint_id}/resident-actions", json=body, timeout=30
     )
@@ -497,6 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     resident.add_argument("--address", help="correct: the new address")
     resident.add_argument("--dong", help="correct: the new 행정동 (one of the district's)")
     resident.add_argument("--title", help="correct: the new title")
+    resident.add_argument(
+        "--photo",
+        action="append",
+        metavar="PATH",
+        help="correct: a photo to add (JPEG, PNG or HEIC; repeat for more)",
+    )
     resident.add_argument("--rating", type=int, help="rate: 1 to 5")
     resident.add_argument("--comment", help="rate: an optional comment")
     resident.set_defaults(func=cmd_resident)

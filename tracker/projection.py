@@ -39,6 +39,7 @@ from schemas.events import (
     HandlerRef,
     LinkedTo,
     Outcome,
+    PhotoRef,
     Rating,
     RepeatedOf,
     ResidentBound,
@@ -196,6 +197,11 @@ class ReadModel(Recorded):
         default=None, description="The resident's latest rating of the handling (1–5)."
     )
     rating_comment: str | None = Field(default=None, description="With it, masked.")
+    photos: list[PhotoRef] = Field(
+        default=[],
+        description="The photos attached at filing, then those corrections added (사진 추가), "
+        "once each: references intake serves, never bytes.",
+    )
 
 
 def read_model_of(events: Collection[TrackedEvent]) -> ReadModel | None:
@@ -256,7 +262,19 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         bound_resident_hashes=sorted(
             {e.resident_token_hash for e in unique.values() if isinstance(e, ResidentBound)}
         ),
+        photos=_photos(filed, changes),
     )
+
+
+def _photos(filed: ComplaintFiled | None, changes: list[ComplaintStatusChanged]) -> list[PhotoRef]:
+    """The filing's photos, then each correction's in its order, once each. A correction's
+    photos show even before the filing arrives (the read model is stored only then)."""
+    photos: dict[str, PhotoRef] = {p.photo_id: p for p in (filed.photos if filed else [])}
+    for change in changes:
+        if change.trigger == "correct" and change.correction is not None:
+            for photo in change.correction.photos:
+                photos.setdefault(photo.photo_id, photo)
+    return list(photos.values())
 
 
 def _rating(changes: list[ComplaintStatusChanged]) -> dict[str, Any]:

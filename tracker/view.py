@@ -100,6 +100,15 @@ class TimelineEntry(BaseModel):
     rating: Rating | None = Field(default=None, description="On a rating (만족도).")
 
 
+class PhotoView(BaseModel):
+    """A photo of the complaint: intake serves it at ``/v1/photos/{photo_id}`` (and
+    ``/thumbnail``) to the resident's tracking token and the responsible department's key."""
+
+    photo_id: str
+    content_type: str
+    size: int = Field(description="Bytes of the stored photo.")
+
+
 class NotificationView(BaseModel):
     channel: str
     recipient: Annotated[str, AfterValidator(mask_recipient)] = Field(
@@ -159,6 +168,10 @@ class _Complaint(_NestsDepartment):
     timeline: list[TimelineEntry]
     notifications: list[NotificationView]
     rejections: list[RejectionView]
+    photos: list[PhotoView] = Field(
+        default=[],
+        description="Attached at filing, then added by corrections (사진 추가), once each.",
+    )
 
 
 class ComplaintView(_Complaint):

@@ -1,7 +1,7 @@
 """``notifier_recipients``: each complaint's resident, keyed by complaint id."""
 
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -55,6 +55,15 @@ class MongoRecipients:
             )
         except BulkWriteError as exc:
             only_duplicates(exc)
+
+    async def add_photos(self, added: Mapping[str, Sequence[str]]) -> None:
+        requests = [
+            UpdateOne({"_id": cid}, {"$addToSet": {"photos": {"$each": list(ids)}}})
+            for cid, ids in added.items()
+            if ids
+        ]
+        if requests:
+            await self.recipients.bulk_write(requests, ordered=False)
 
 
 def _recipient_doc(filed: ComplaintFiled) -> Document:

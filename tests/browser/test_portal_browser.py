@@ -277,10 +277,15 @@ def test_correct_the_dong_see_a_new_handler_then_rate(stack: Stack, phone: Brows
     page.get_by_text("접수 내용 정정하기").click()
     page.get_by_label("행정동").select_option("청라3동")
     page.get_by_label("주소 (바뀐 경우에만)").fill("인천 서구 청라라임로 77")
+    photo = page.screenshot(type="png")  # any real PNG will do
+    page.get_by_label("사진 추가 (선택, 3장 더 올릴 수 있어요)").set_input_files(
+        files=[FilePayload(name="소파.png", mimeType="image/png", buffer=photo)]
+    )
     page.get_by_role("button", name="정정 내용 보내기").click()
     expect(page.get_by_text("정정 내용을 보냈어요.")).to_be_visible()
     expect(progress).to_contain_text("접수 내용을 정정했습니다.", timeout=30_000)
-    expect(progress).to_contain_text("정정한 항목: 주소, 행정동(청라3동)")
+    expect(progress).to_contain_text("정정한 항목: 주소, 행정동(청라3동), 사진 추가(1장)")
+    expect(actions).to_contain_text("사진 추가 (선택, 2장 더 올릴 수 있어요)")
     expect(progress).to_contain_text("담당자가 바뀌었습니다.", timeout=30_000)
     expect(progress).to_contain_text("담당자: 조현우")  # 청라3동's, same department
     expect(progress).to_contain_text("담당 부서: 자원순환과")

@@ -72,6 +72,28 @@ async def test_a_photo_is_attached_only_from_the_owner_expected(store: PhotoStor
     assert await store.attach(new_photo_id(), "sub-3", replacing=None) is False
 
 
+async def test_a_complaints_photos_are_listed_and_a_detached_one_is_swept_again(
+    store: PhotoStore,
+) -> None:
+    first, second, other = new_photo_id(), new_photo_id(), new_photo_id()
+    small = process(photo((40, 30)), LIMITS)
+    for photo_id in (first, second, other):
+        await store.save(photo_id, small, NOW - timedelta(hours=30))
+    assert await store.attach(first, "sub-1", replacing=None)
+    assert await store.attach(second, "sub-1", replacing=None)
+    assert await store.attach(other, "sub-2", replacing=None)
+
+    assert sorted(await store.attached_to("sub-1")) == sorted([first, second])
+    assert await store.detach(second, "sub-2", NOW) is False  # not that submission's
+    assert await store.detach(second, "sub-1", NOW - timedelta(hours=25)) is True
+
+    assert await store.attached_to("sub-1") == [first]
+    assert (await store.find([second]))[second].submission_id is None
+    assert await store.sweep(NOW - timedelta(hours=24), at_most=100) == 1  # unattached since
+    assert await store.read(second, thumbnail=True) is None
+    assert await store.read(first, thumbnail=False) is not None
+
+
 async def test_photos_never_attached_are_swept_with_their_thumbnails_and_no_other(
     store: PhotoStore,
 ) -> None:
@@ -98,6 +120,7 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("find", {"_id": {"$in": ["a", "b"]}}),
     ("attach", {"_id": "a", "metadata.submission_id": None}),
     ("sweep", {"metadata.unattached_since": {"$lt": NOW}}),
+    ("attached_to", {"metadata.submission_id": "sub-1"}),
 ]
 
 

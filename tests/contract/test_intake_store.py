@@ -337,3 +337,14 @@ async def test_a_complaint_keeps_the_latest_bindings_only(store: SubmissionStore
     assert len(owner.resident_hashes) == 1 + MAX_BOUND_RESIDENTS
     assert not await store.token_matches(event.complaint_id, tokens[0])
     assert await store.token_matches(event.complaint_id, tokens[-1])
+
+
+async def test_a_complaints_submission_is_found_by_its_id(store: SubmissionStore) -> None:
+    """A correction attaches its photos to the submission the complaint was filed from."""
+    event = filed(tracking="t")
+    [outcome] = await store.insert_many(
+        [FiledRecord(event, "t", "r", published=False, submission_id="submission-1")]
+    )
+    assert isinstance(outcome, FiledRecord)
+    assert await store.submission_of(event.complaint_id) == "submission-1"
+    assert await store.submission_of("no-such-complaint") is None

@@ -166,6 +166,22 @@ async def test_the_app_that_filed_it_and_its_photo_ids_are_remembered(
     assert (await store.recipients_of([cid]))[cid] == recipient
 
 
+async def test_photos_a_correction_added_join_the_remembered_ones_once(
+    store: NotifierStore,
+) -> None:
+    cid, unknown = new_id(), new_id()
+    photos = [PhotoRef(photo_id="p1", content_type="image/jpeg", size=10)]
+    await store.remember(filed(cid).model_copy(update={"photos": photos}))
+
+    await store.add_photos({cid: ["p2", "p1"], unknown: ["p9"]})
+    await store.add_photos({cid: ["p2"]})  # a redelivered correction
+
+    recipient = await store.recipient(cid)
+    assert recipient is not None
+    assert recipient.photos == ("p1", "p2")
+    assert await store.recipient(unknown) is None
+
+
 # -- the ledger: one delivery per (event, recipient, channel) --------------------------
 
 

@@ -23,6 +23,9 @@ CALL_CENTRE_KEY = "e2e-call-centre-credential"
 """The call centre's channel credential: its filings vouch for the resident's phone, so
 tests about something else than confirming contacts (issue 11 §11) file through it."""
 SIGNING_KEYS = {"e2e": "e2e-command-signing-key-0123456789abcdef"}
+INTAKE_STAFF_KEY = "e2e-intake-asks-the-tracker"
+"""As ``sotong up``: intake asks the tracker, as staff, which department is responsible
+when one fetches a photo."""
 """intake signs commands with it, routing refuses any without (as ``sotong up`` runs)."""
 
 
@@ -116,6 +119,8 @@ def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "SOTONG_INTAKE_API_KEYS": json.dumps(API_KEYS),
         "SOTONG_INTAKE_CHANNEL_KEYS": json.dumps({"call_center": CALL_CENTRE_KEY}),
         "SOTONG_COMMAND_SIGNING_KEYS": json.dumps(SIGNING_KEYS),
+        "SOTONG_TRACKER_STAFF_API_KEYS": json.dumps({"intake": INTAKE_STAFF_KEY}),
+        "SOTONG_INTAKE_TRACKER_API_KEY": INTAKE_STAFF_KEY,
         # a module files dozens of complaints with one resident's phone, and the contact
         # code counts against its daily cap: past 20, codes would stop (the cap itself is
         # tested in tests/unit/test_notifier_caps.py and test_notifier_contacts.py)

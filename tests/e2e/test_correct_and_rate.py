@@ -52,7 +52,11 @@ async def test_a_corrected_dong_reaches_a_new_handler_and_everyone_is_told(
 
     after = await eventually(reassigned, what="the correction and the new handler")
     assert after["dong"] == "청라3동"
-    assert after["timeline"][-2]["correction"] == {"fields": ["address", "dong"], "dong": "청라3동"}
+    assert after["timeline"][-2]["correction"] == {
+        "fields": ["address", "dong"],
+        "dong": "청라3동",
+        "photos": [],
+    }
     assert after["handler"]["name"] != before["handler"]["name"]
     assert after["department"] == before["department"]  # a correction never transfers
     lifecycle = await read_topic(stack, topics.LIFECYCLE, key=complaint_id, min_count=5)

@@ -6,6 +6,7 @@ This module's stack runs its own notifier process configured for those providers
 place of the stack's outbox-only one (same topics, same database, same consumer groups).
 """
 
+import io
 import json
 import uuid
 from collections import Counter
@@ -16,13 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from notifier.outcomes import NO_CONTACT
 from notifier.staff import StaffDirectory
 from schemas import topics
 from sotong import localstack
 from sotong.localstack import ServiceProcess
-from tests.e2e.conftest import Stack, eventually, read_topic
+from tests.e2e.conftest import API_KEYS, Stack, eventually, read_topic
 from tests.e2e.test_walking_skeleton import act, file, state_is, view
 from tests.service.test_notifier_peers import (
     ALIMTALK_KEY,
@@ -100,6 +102,7 @@ def providers(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 {DEPARTMENT: {"url": receiver.url, "secret": HOOK_SECRET}}
             ),
             "SOTONG_NOTIFIER_HTTP_TIMEOUT_SECONDS": "3",
+            "SOTONG_NOTIFIER_INTAKE_PUBLIC_URL": stack.intake,
             "SOTONG_NOTIFIER_DELIVERY_INITIAL_BACKOFF_SECONDS": "0.05",
             "SOTONG_NOTIFIER_DELIVERY_MAX_BACKOFF_SECONDS": "0.5",
         }
@@ -296,3 +299,97 @@ async def test_the_notifier_killed_mid_batch_and_restarted_sends_each_message_on
             per_delivery.setdefault(key, set()).add(value["event_id"])
     assert len(per_delivery) == len(phones) * (3 + 1 + 2), "resident, handler and webhook"
     assert all(len(ids) == 1 for ids in per_delivery.values()), "one outcome id per delivery"
+
+
+def a_photo(colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(out, format="JPEG")
+    return out.getvalue()
+
+
+async def test_a_photo_added_by_correction_reaches_tracker_department_and_resident(
+    stack: Stack, providers: Providers, http: httpx.AsyncClient
+) -> None:
+    """정정: 사진 추가 (issue 12) through the processes: intake attaches the upload, routing
+    lists it in the correct change, the tracker shows it, the department's webhook links
+    it (fetched with the department's key) and the resident is served it."""
+    upload = await http.post(
+        f"{stack.intake}/v1/photos", files={"file": ("later.jpg", a_photo((10, 200, 10)))}
+    )
+    assert upload.status_code == 201, upload.text
+    photo_id = upload.json()["photo_id"]
+    filed = await file(http, stack, vouched=True, channel_ref=str(uuid.uuid4()))
+    await state_is(http, stack, filed, "handler_assigned")
+    complaint_id = filed["complaint_id"]
+    token = {"X-Tracking-Token": filed["tracking_token"]}
+    assert (
+        await http.get(f"{stack.intake}/v1/photos/{photo_id}", headers=token)
+    ).status_code == 404  # uploaded, not yet anyone's
+
+    corrected = await http.post(
+        f"{stack.intake}/v1/complaints/{complaint_id}/resident-actions",
+        json={"action": "correct", "token": filed["tracking_token"], "photos": [photo_id]},
+    )
+    assert corrected.status_code == 202, corrected.text
+
+    async def shown() -> dict[str, Any] | None:
+        current = await view(http, stack, filed)
+        return current if current and current["timeline"][-1]["trigger"] == "correct" else None
+
+    after = await eventually(shown, what="the photo correction in the tracker")
+    correction = after["timeline"][-1]["correction"]
+    assert correction["fields"] == ["photos"]
+    assert [p["photo_id"] for p in correction["photos"]] == [photo_id]
+    assert [p["photo_id"] for p in after["photos"]] == [photo_id]
+
+    def hooked() -> list[dict[str, Any]] | None:
+        found = [
+            e
+            for e in providers.hooks.events()
+            if e["subject"] == complaint_id and e["data"]["trigger"] == "correct"
+        ]
+        return found or None
+
+    [hook] = await eventually(hooked, what="the department's webhook of the correction")
+    link = f"{stack.intake}/v1/photos/{photo_id}"
+    assert hook["data"]["photos"] == [link]
+    department = await http.get(link, headers={"X-Api-Key": API_KEYS[DEPARTMENT]})
+    assert (department.status_code, department.headers["content-type"]) == (200, "image/jpeg")
+    mine = await http.get(link, headers=token)
+    assert mine.status_code == 200
+    assert mine.content == department.content
+
+    # the same photo again adds nothing; after the site check a photo is refused as any
+    await act(http, stack, complaint_id, "start_site_check", "현장 방문", department=DEPARTMENT)
+    await state_is(http, stack, filed, "site_check")
+
+    def hooked_twice() -> list[dict[str, Any]] | None:
+        found = [
+            e
+            for e in providers.hooks.events()
+            if e["subject"] == complaint_id and e["data"]["trigger"] == "start_site_check"
+        ]
+        return found or None
+
+    [later] = await eventually(hooked_twice, what="the site check's webhook")
+    assert later["data"]["photos"] == [link]  # remembered for every later event
+    second = await http.post(
+        f"{stack.intake}/v1/photos", files={"file": ("late.jpg", a_photo((200, 10, 10)))}
+    )
+    late = await http.post(
+        f"{stack.intake}/v1/complaints/{complaint_id}/resident-actions",
+        json={
+            "action": "correct",
+            "token": filed["tracking_token"],
+            "photos": [second.json()["photo_id"]],
+        },
+    )
+    assert late.status_code == 202
+
+    async def refused() -> list[dict[str, Any]] | None:
+        current = await view(http, stack, filed)
+        found = [r for r in (current or {}).get("rejections", []) if r["action"] == "correct"]
+        return found or None
+
+    [refusal] = await eventually(refused, what="the late photo refused")
+    assert refusal["code"] == "correction_closed"

@@ -60,8 +60,8 @@ async def mongo(stack: Stack) -> AsyncIterator[AsyncMongoClient[Document]]:
 @pytest.fixture
 async def staff_side(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """A second tracker's HTTP API on the stack's database, with department and staff keys
-    (the stack's tracker has none). Its lifespan is not entered: it joins no consumer
-    group and only reads."""
+    (the stack's tracker has only intake's staff key). Its lifespan is not entered: it
+    joins no consumer group and only reads."""
     settings = TrackerSettings(
         kafka=stack.backends.kafka(stack.topic_prefix),
         mongo=stack.backends.mongo(stack.database),

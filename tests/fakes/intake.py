@@ -148,6 +148,10 @@ class InMemorySubmissionStore:
             if row is not None and resident_token_hash not in row.bound:
                 row.bound = [*row.bound, resident_token_hash][-MAX_BOUND_RESIDENTS:]
 
+    async def submission_of(self, complaint_id: str) -> str | None:
+        row = self.rows.get(complaint_id)
+        return None if row is None else row.record.submission_id
+
     async def photos_of(self, complaint_ids: Collection[str]) -> dict[str, list[PhotoRef]]:
         return {
             c: list(row.record.filed.photos)
@@ -298,6 +302,21 @@ class InMemoryPhotoStore:
         if kept is None or kept[2] != replacing:
             return False
         self.files[photo_id] = (kept[0], kept[1], submission_id)
+        return True
+
+    async def attached_to(self, submission_id: str) -> list[str]:
+        return [
+            p
+            for p, (_, _, owner) in self.files.items()
+            if owner == submission_id and THUMB not in p
+        ]
+
+    async def detach(self, photo_id: str, submission_id: str, at: datetime) -> bool:
+        kept = self.files.get(photo_id)
+        if kept is None or kept[2] != submission_id:
+            return False
+        self.files[photo_id] = (kept[0], kept[1], None)
+        self.uploaded[photo_id] = at
         return True
 
     async def read(self, photo_id: str, *, thumbnail: bool) -> tuple[bytes, str] | None:

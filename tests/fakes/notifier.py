@@ -285,6 +285,14 @@ class InMemoryNotifierStore:
         for filed in filings:
             await self.remember(filed)
 
+    async def add_photos(self, added: Mapping[str, Sequence[str]]) -> None:
+        self.commands += 1 if any(added.values()) else 0
+        for cid, ids in added.items():
+            known = self.recipients.get(cid)
+            if known is not None:
+                photos = tuple(dict.fromkeys((*known.photos, *ids)))
+                self.recipients[cid] = replace(known, photos=photos)
+
     async def park_many(self, items: Sequence[Parked], *, now: datetime) -> set[str]:
         self.commands += 1 if items else 0
         return {

@@ -92,6 +92,15 @@ class FakeIntake:
         self.photos[photo_id] = data
         return Uploaded(photo_id)
 
+    async def photo(
+        self, photo_id: str, *, token: str, thumbnail: bool
+    ) -> tuple[bytes, str] | None:
+        """As intake: only to a tracking token of a complaint whose action attached it."""
+        owners = {a["complaint_id"] for a in self.actions if photo_id in (a.get("photos") or ())}
+        if photo_id not in self.photos or not any(self.tokens.get(c) == token for c in owners):
+            return None
+        return self.photos[photo_id], "image/png"
+
     async def resident_action(
         self,
         complaint_id: str,
@@ -103,6 +112,9 @@ class FakeIntake:
     ) -> Refused | None:
         if self.tokens.get(complaint_id) != token and token not in self.bound.get(complaint_id, ()):
             return Refused(404, "no such complaint")
+        for photo_id in (fields or {}).get("photos") or ():  # type: ignore[attr-defined]
+            if photo_id not in self.photos:  # as intake: only an upload it kept
+                return Refused(422, f"photos: no photo {photo_id} was uploaded")
         self.actions.append(
             {"complaint_id": complaint_id, "action": action, "token": token, "note": note}
             | dict(fields or {})

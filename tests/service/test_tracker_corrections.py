@@ -63,6 +63,7 @@ async def test_a_correction_and_ratings_on_the_real_broker_and_store(
             assert shown["timeline"][-2]["correction"] == {
                 "fields": ["address", "dong", "title"],
                 "dong": "청라3동",
+                "photos": [],
             }
             assert shown["handler"]["name"] == "이담당"
             assert "address" not in shown.get("resident", {})  # the resident's view: no contact

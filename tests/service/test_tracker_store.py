@@ -80,6 +80,7 @@ async def test_the_read_model_document_keeps_the_shape_readers_know(
         "linked",
         "rating",
         "rating_comment",
+        "photos",
     ]
     assert (doc["state"], doc["department"], doc["channel"]) == ("site_check", "roads", "kakao")
     assert type(doc["state"]) is str

@@ -1,8 +1,10 @@
 """Photos (issue 14 §3) in memory: intake's HTTP API through ASGI with the fake stores, and
 the tracker's real API on its fakes (who is responsible for a complaint)."""
 
+import base64
 import io
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,10 +16,12 @@ from PIL import Image, PngImagePlugin
 from pydantic import SecretStr
 
 from intake.app import create_app
-from intake.photos import Limits, PhotoRefused, process
+from intake.photo_store import StoredPhoto
+from intake.photos import PHOTO_ID, Limits, PhotoRefused, new_photo_id, process
 from intake.settings import IntakeSettings
 from intake.tracker_client import TrackerClient
 from schemas import ComplaintFiled, ComplaintState, topics
+from schemas.commands import CorrectComplaint
 from schemas.events import ComplaintStatusChanged
 from tests.fakes.intake import (
     InMemoryConfirmedPhones,
@@ -155,6 +159,7 @@ class Stack:
     tracker: Tracker
     publish: RecordingPublish
     photos: InMemoryPhotoStore
+    store: InMemorySubmissionStore
 
     async def upload(self, data: bytes, name: str = "IMG_0001.jpg") -> httpx.Response:
         files = {"file": (name, data, "application/octet-stream")}
@@ -185,7 +190,7 @@ class Stack:
 
 async def stack_with(**changes: Any) -> AsyncIterator[Stack]:
     async with running(staff_api_keys={"intake": SecretStr(STAFF_KEY)}) as tracker:
-        publish, photos = RecordingPublish(), InMemoryPhotoStore()
+        publish, photos, store = RecordingPublish(), InMemoryPhotoStore(), InMemorySubmissionStore()
         settings = IntakeSettings(
             api_keys={"roads": SecretStr(ROADS_KEY), "parks": SecretStr(PARKS_KEY)},
             photo_max_bytes=200_000,
@@ -193,7 +198,7 @@ async def stack_with(**changes: Any) -> AsyncIterator[Stack]:
         )
         app = create_app(
             settings,
-            store=InMemorySubmissionStore(),
+            store=store,
             publish=publish,
             clock=lambda: NOW,
             tracker=TrackerClient(tracker.http, SecretStr(STAFF_KEY)),
@@ -205,7 +210,7 @@ async def stack_with(**changes: Any) -> AsyncIterator[Stack]:
         )
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
-            yield Stack(http, tracker, publish, photos)
+            yield Stack(http, tracker, publish, photos, store)
 
 
 @pytest.fixture
@@ -322,3 +327,114 @@ async def test_open311_gives_the_first_photo_as_media_url_where_allowed() -> Non
         public = await stack.http.get(f"/v1/photos/{photo_id}/public")
         assert public.status_code == 200
         assert not has_metadata(public.content)
+
+
+# Photos added by a correction (정정: 사진 추가, issue 12)
+
+
+async def correct(stack: Stack, complaint_id: str, token: str, **body: Any) -> httpx.Response:
+    return await stack.http.post(
+        f"/v1/complaints/{complaint_id}/resident-actions",
+        json={"action": "correct", "token": token} | body,
+    )
+
+
+async def test_a_correction_attaches_photos_the_resident_and_department_then_see(
+    stack: Stack,
+) -> None:
+    first = (await stack.upload(jpeg_with_gps())).json()["photo_id"]
+    filing = (await stack.file(photos=[first])).json()
+    added = [(await stack.upload(png_with_text())).json() for _ in range(2)]
+    ids = [p["photo_id"] for p in added]
+    url = f"/v1/photos/{ids[0]}"
+    token = {"X-Tracking-Token": filing["tracking_token"]}
+    assert (await stack.http.get(url, headers=token)).status_code == 404  # not attached yet
+
+    answer = await correct(stack, filing["complaint_id"], filing["tracking_token"], photos=ids)
+
+    assert answer.status_code == 202, answer.text
+    [command] = stack.publish.on(topics.COMMANDS)
+    assert isinstance(command, CorrectComplaint)
+    assert [p.model_dump() for p in command.photos] == [
+        {"photo_id": p["photo_id"], "content_type": "image/png", "size": p["size"]} for p in added
+    ]
+    assert (command.address, command.dong, command.title) == (None, None, None)
+    served = await stack.http.get(url, headers=token)
+    assert served.status_code == 200
+    assert not has_metadata(served.content)
+    [filed] = stack.filed()
+    await stack.assign(filed, "roads")
+    assert (await stack.http.get(url, headers={"X-Api-Key": ROADS_KEY})).status_code == 200
+    assert (await stack.http.get(url, headers={"X-Api-Key": PARKS_KEY})).status_code == 403
+
+
+async def test_a_correction_names_only_photos_it_may_attach_within_the_limit(
+    stack: Stack,
+) -> None:
+    mine = [(await stack.upload(jpeg_with_gps())).json()["photo_id"] for _ in range(2)]
+    filing = (await stack.file(photos=mine)).json()
+    theirs_photo = (await stack.upload(jpeg_with_gps())).json()["photo_id"]
+    assert (await stack.file(photos=[theirs_photo])).status_code == 201
+    fresh = [(await stack.upload(jpeg_with_gps())).json()["photo_id"] for _ in range(2)]
+    cid, token = filing["complaint_id"], filing["tracking_token"]
+
+    over = await correct(stack, cid, token, photos=fresh)
+    theirs = await correct(stack, cid, token, photos=[theirs_photo])
+    unknown = await correct(stack, cid, token, photos=["B" * 22])
+    malformed = await correct(stack, cid, token, photos=["../../etc/passwd"])
+    empty = await correct(stack, cid, token, photos=[])
+    wrong_token = await correct(stack, cid, "not-the-token", photos=fresh[:1])
+
+    for refused in (over, theirs, unknown):
+        assert (refused.status_code, refused_field(refused)) == (422, "photos"), refused.text
+    assert (malformed.status_code, refused_field(malformed)) == (422, "photos.0")
+    assert "at most 3 per complaint (2 attached already)" in over.json()["error"]["message"]
+    assert empty.status_code == 422
+    assert wrong_token.status_code == 404
+    assert stack.publish.on(topics.COMMANDS) == []
+    for photo_id in fresh:  # nothing refused was attached: still anyone's to file, or swept
+        assert (await stack.photos.find([photo_id]))[photo_id].submission_id is None
+
+    fits = await correct(stack, cid, token, photos=fresh[:1])
+    again = await correct(stack, cid, token, photos=[*fresh[:1], *mine])  # a retry: counted once
+    assert (fits.status_code, again.status_code) == (202, 202)
+    full = await correct(stack, cid, token, photos=fresh[1:])
+    assert (full.status_code, refused_field(full)) == (422, "photos")
+
+
+@pytest.fixture
+async def two_per_complaint() -> AsyncIterator[Stack]:
+    async for s in stack_with(photos_per_complaint=2):
+        yield s
+
+
+async def test_a_correction_racing_past_the_limit_is_undone(two_per_complaint: Stack) -> None:
+    """Two corrections that each fit alone but not together: the one that counts again
+    after attaching finds too many, detaches its own and is refused."""
+    stack = two_per_complaint
+    filing = (await stack.file()).json()
+    ids = [(await stack.upload(jpeg_with_gps())).json()["photo_id"] for _ in range(3)]
+    submission = await stack.store.submission_of(filing["complaint_id"])
+    assert submission is not None
+    counted = stack.photos.find
+
+    async def racer_attaches_meanwhile(photo_ids: Collection[str]) -> dict[str, StoredPhoto]:
+        for racer in ids[:2]:  # after this correction counted, before it attaches
+            await stack.photos.attach(racer, submission, replacing=None)
+        return await counted(photo_ids)
+
+    stack.photos.find = racer_attaches_meanwhile  # type: ignore[method-assign]
+
+    late = await correct(stack, filing["complaint_id"], filing["tracking_token"], photos=ids[2:])
+
+    assert (late.status_code, refused_field(late)) == (422, "photos")
+    assert (await counted([ids[2]]))[ids[2]].submission_id is None
+    assert sorted(await stack.photos.attached_to(submission)) == sorted(ids[:2])
+
+
+def test_photo_ids_are_unguessable_128_random_bits() -> None:
+    ids = {new_photo_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for photo_id in ids:
+        assert re.fullmatch(PHOTO_ID, photo_id)
+        assert len(base64.urlsafe_b64decode(photo_id + "==")) == 16

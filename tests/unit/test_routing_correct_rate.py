@@ -23,7 +23,7 @@ from schemas.commands import (
     ResolveComplaint,
     StartSiteCheck,
 )
-from schemas.events import LinkedTo
+from schemas.events import LinkedTo, PhotoRef
 from schemas.states import ComplaintState as S
 from tests.unit.test_routing_handlers import CATALOGUE, DEPT, filed
 
@@ -176,6 +176,55 @@ def test_only_the_fields_that_differ_count_and_none_differing_is_refused() -> No
     assert decision.events[0].correction.fields == ["title"]
     same = correct(dong="청라2동", address="인천 서구 청라대로 1", title="대형 폐기물")
     assert refused(complaint, same) == "nothing_to_correct"
+
+
+def photo(photo_id: str) -> PhotoRef:
+    return PhotoRef(photo_id=photo_id.ljust(22, "x"), content_type="image/jpeg", size=1234)
+
+
+def test_photos_added_by_a_correction_are_listed_in_its_event_once_each() -> None:
+    routed = Routed(CATALOGUE.departments[DEPT], auto=True, confidence=0.9)
+    complaint = RULES.decide(
+        None, filed(photos=[photo("filed")]), Facts(now=NOW, loads={}, routed=routed)
+    ).complaint
+    assert complaint is not None
+    assert complaint.photos == (photo("filed").photo_id,)
+    command = CorrectComplaint(
+        complaint_id="c1",
+        actor="resident",
+        photos=[photo("filed"), photo("new"), photo("new"), photo("other")],
+    )
+
+    decision = applied(complaint, command)
+
+    (event,) = decision.events  # no 행정동 change: nobody moves
+    assert event.correction is not None
+    assert event.correction.fields == ["photos"]
+    assert event.correction.photos == [photo("new"), photo("other")]
+    assert event.correction.dong == "청라2동"
+    assert decision.complaint is not None
+    assert decision.complaint.photos == tuple(photo(p).photo_id for p in ("filed", "new", "other"))
+    again = CorrectComplaint(complaint_id="c1", actor="resident", photos=[photo("other")])
+    assert refused(decision.complaint, again) == "nothing_to_correct"  # attached already
+    with_title = CorrectComplaint(
+        complaint_id="c1", actor="resident", title="새 제목", photos=[photo("third")]
+    )
+    both = applied(decision.complaint, with_title, minutes=2)
+    assert both.events[0].correction is not None
+    assert both.events[0].correction.fields == ["title", "photos"]
+
+
+def test_photos_after_the_site_check_are_refused_as_any_correction() -> None:
+    complaint = handled()
+    started = applied(complaint, StartSiteCheck(complaint_id="c1", actor=DEPT)).complaint
+    assert started is not None
+    late = CorrectComplaint(complaint_id="c1", actor="resident", photos=[photo("late")])
+    assert refused(started, late) == "correction_closed"
+
+
+def test_a_correction_with_no_field_and_no_photo_is_invalid() -> None:
+    with pytest.raises(ValidationError, match="at least one of address, dong, title, photos"):
+        CorrectComplaint(complaint_id="c1", actor="resident", photos=[])
 
 
 def test_the_same_correction_twice_changes_nothing() -> None:

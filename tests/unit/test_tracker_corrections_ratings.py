@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from schemas import ComplaintState, topics
 from schemas.commands import CorrectComplaint, StartSiteCheck, WithdrawComplaint
-from schemas.events import Correction, Rating
+from schemas.events import Correction, PhotoRef, Rating
 from services.broker import topic_name
 from tests.unit.test_tracker_api import running
 from tests.unit.test_tracker_batches import Record, ingest_of
@@ -94,6 +94,43 @@ def test_a_correction_changes_the_facts_and_the_timeline_shows_the_new_handler()
     assert resident.timeline[-1].handler.name == "이담당"
     department = DepartmentComplaintView.model_validate(model, from_attributes=True)
     assert department.resident.address == "인천 서구 청라대로 99"
+
+
+def photo(photo_id: str) -> PhotoRef:
+    return PhotoRef(photo_id=photo_id.ljust(22, "x"), content_type="image/jpeg", size=2048)
+
+
+def test_photos_a_correction_added_join_the_filings_in_the_read_model_and_both_views() -> None:
+    events = handled("c1")
+    events[0] = filed("c1", photos=[photo("filed")])
+    added = [photo("added"), photo("filed")]  # a filing's photo named again counts once
+    photo_change = change(
+        "c1",
+        4,
+        S.HANDLER_ASSIGNED,
+        S.HANDLER_ASSIGNED,
+        trigger="correct",
+        actor="resident",
+        department="roads",
+        handler=HANDLER,
+        correction=Correction(fields=["photos"], dong="청라1동", photos=added),
+    )
+
+    model = project([*events, photo_change])
+
+    assert model.photos == [photo("filed"), photo("added")]
+    assert model.timeline[-1].correction is not None
+    assert model.timeline[-1].correction.photos == added
+    resident = ComplaintView.model_validate(model, from_attributes=True)
+    assert [p.photo_id for p in resident.photos] == [
+        photo("filed").photo_id,
+        photo("added").photo_id,
+    ]
+    assert resident.timeline[-1].correction is not None
+    assert resident.timeline[-1].correction.fields == ["photos"]
+    department = DepartmentComplaintView.model_validate(model, from_attributes=True)
+    assert len(department.photos) == 2
+    assert project(events).photos == [photo("filed")]
 
 
 def test_order_of_arrival_does_not_matter() -> None:
