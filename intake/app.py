@@ -13,8 +13,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from intake.contacts import (
     CodeRules,
+    ConfirmedPhones,
     ContactCodeStore,
     Contacts,
+    MongoConfirmedPhones,
     MongoContactCodes,
     contact_routes,
 )
@@ -41,6 +43,7 @@ from intake.open311.services import open311_services
 from intake.photo_routes import Photos, photo_routes
 from intake.photo_store import MongoPhotoStore, PhotoStore, sweep_forever
 from intake.photos import Limits
+from intake.recovery import RECOVERY_CODES, Recovery, recovery_limits, recovery_routes
 from intake.settings import IntakeSettings
 from intake.similar import Classifies, OpenCases, RoutingClassifier
 from intake.store import MongoSubmissionStore, SubmissionStore
@@ -51,7 +54,8 @@ from schemas.events import ComplaintSubmitted, utcnow
 from services.draining import DrainGate
 from services.http import ApiError, BodyLimit, error_body
 from services.keys import ApiKeys
-from services.ratelimit import RateLimitMetrics
+from services.ratelimit import Limits as RateLimits
+from services.ratelimit import Rate, RateLimitMetrics
 from services.replay import PublishedLog, Replayer, ReplaySource, chained
 from services.runtime import Clock, Publish, Runtime
 from services.signing import signer_from, signing_publish
@@ -70,12 +74,15 @@ async def ensure_indexes(
     idempotency: IdempotencyStore,
     photos: PhotoStore,
     codes: ContactCodeStore | None = None,
+    *more: ContactCodeStore | ConfirmedPhones,
 ) -> None:
     await store.ensure_indexes()
     await idempotency.ensure_indexes()
     await photos.ensure_indexes()
     if codes is not None:
         await codes.ensure_indexes()
+    for other in more:  # recovery codes, confirmed phones
+        await other.ensure_indexes()
 
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -107,6 +114,8 @@ def create_app(
     idempotency_store: IdempotencyStore | None = None,
     photo_store: PhotoStore | None = None,
     contact_store: ContactCodeStore | None = None,
+    recovery_store: ContactCodeStore | None = None,
+    confirmed_phones: ConfirmedPhones | None = None,
     classify: Classifies | None = None,
 ) -> FastAPI:
     """Build intake; each collaborator left out is the real one built from ``settings``."""
@@ -150,6 +159,8 @@ def create_app(
         metrics=limit_metrics,
     )
     contact_store = contact_store if contact_store is not None else MongoContactCodes(runtime.db)
+    if confirmed_phones is None:
+        confirmed_phones = MongoConfirmedPhones(runtime.db)
     contacts = Contacts(
         store=contact_store,
         publish=publish,
@@ -162,6 +173,31 @@ def create_app(
         ),
         channels={c.value for c in settings.contact_code_channels},
         credentialed={c.value for c in settings.channel_keys},
+        registry=runtime.registry,
+        phones=confirmed_phones,
+        phone_key=phone_limit.key,
+        remember_for=timedelta(days=settings.confirmed_phone_days),
+        owns=store.token_matches,
+    )
+    if recovery_store is None:
+        recovery_store = MongoContactCodes(runtime.db, RECOVERY_CODES)
+    recovery = Recovery(
+        store=store,
+        codes=recovery_store,
+        contacts=contacts,
+        publish=publish,
+        clock=clock,
+        rules=CodeRules(
+            ttl=timedelta(seconds=settings.contact_code_ttl_seconds),
+            max_attempts=settings.contact_code_max_attempts,
+            resends_per_hour=settings.contact_code_resends_per_hour,
+            keep=timedelta(days=1),
+        ),
+        per_receipt=RateLimits.of(
+            [Rate(settings.recovery_codes_per_hour_per_receipt, 3600)],
+            max_keys=settings.rate_limit_max_keys,
+        ),
+        metrics=limit_metrics,
         registry=runtime.registry,
     )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
@@ -200,7 +236,12 @@ def create_app(
         try:
             async with runtime.running(
                 before_start=lambda: ensure_indexes(
-                    store, idempotency_store, photo_store, contact_store
+                    store,
+                    idempotency_store,
+                    photo_store,
+                    contact_store,
+                    recovery_store,
+                    confirmed_phones,
                 ),
                 background=[
                     lambda: intake.relay_forever(settings.relay_interval_seconds, replayer),
@@ -292,6 +333,21 @@ def create_app(
         dependencies=[Depends(limit) for limit in limits],
     )
     app.include_router(contact_routes(contacts), dependencies=[Depends(limit) for limit in limits])
+    app.include_router(
+        recovery_routes(recovery),
+        dependencies=[
+            Depends(
+                recovery_limits(
+                    per_minute=settings.recovery_per_minute,
+                    per_hour=settings.recovery_per_hour,
+                    per_credential_minute=settings.channel_filings_per_minute,
+                    max_keys=settings.rate_limit_max_keys,
+                    channels=channels,
+                    metrics=limit_metrics,
+                )
+            )
+        ],
+    )
     app.include_router(
         photo_routes(
             photos=photo_store,

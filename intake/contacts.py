@@ -27,7 +27,7 @@ import hmac
 import logging
 import secrets
 import uuid
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -45,7 +45,7 @@ from intake.store import FiledRecord
 from schemas import topics
 from schemas.common import Channel, Resident
 from schemas.events import ContactCodeIssued, ContactConfirmed
-from schemas.tokens import token_matches
+from schemas.tokens import hash_token, token_matches
 from services.http import ApiError
 from services.logs import bound
 from services.mongo import Document
@@ -55,6 +55,7 @@ from services.runtime import Clock, Publish
 log = logging.getLogger("sotong.intake")
 
 CODES = "intake_contact_codes"
+CONFIRMED_PHONES = "intake_confirmed_phones"
 
 
 def needs_code(
@@ -81,6 +82,18 @@ def new_code() -> str:
 
 def hash_code(code: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
+
+
+def confirmed_phone_key(key: bytes, phone: str, resident_token_hash: str) -> str | None:
+    """What a phone confirmed by one resident is remembered under: a keyed hash of the
+    phone's digits and the resident token's hash together, so the phone is never kept
+    readable, and a stranger who types the same phone with their own resident token (their
+    own cookie) meets another key and is asked for a code. None without digits."""
+    digits = "".join(c for c in phone if c.isdigit())
+    if not digits:
+        return None
+    message = f"confirmed:{digits}:{resident_token_hash}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -226,10 +239,11 @@ class ContactCodeStore(Protocol):
 
 class MongoContactCodes:
     """``intake_contact_codes``: one document per complaint, by ``_id``; a TTL index on
-    ``purge_at`` removes it once nothing can be held for it any more."""
+    ``purge_at`` removes it once nothing can be held for it any more. Recovery codes
+    (``intake.recovery``) are kept alike in a collection of their own."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self.col: AsyncCollection[Document] = db[CODES]
+    def __init__(self, db: AsyncDatabase[Document], collection: str = CODES) -> None:
+        self.col: AsyncCollection[Document] = db[collection]
 
     async def ensure_indexes(self) -> None:
         await self.col.create_indexes(
@@ -253,6 +267,37 @@ class MongoContactCodes:
             {"_id": record.complaint_id, "version": record.version}, {"$set": fields}
         )
         return result.modified_count == 1
+
+
+class ConfirmedPhones(Protocol):
+    """Phones a resident confirmed with a code, by :func:`confirmed_phone_key`, until when
+    their filings need no code again."""
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def remember(self, keys: Collection[str], until: datetime) -> None: ...
+
+    async def remembered(self, key: str, now: datetime) -> bool: ...
+
+
+class MongoConfirmedPhones:
+    """``intake_confirmed_phones``: ``{_id: key, until}``; a TTL index on ``until`` forgets
+    a phone when its time is up."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.col: AsyncCollection[Document] = db[CONFIRMED_PHONES]
+
+    async def ensure_indexes(self) -> None:
+        await self.col.create_indexes(
+            [IndexModel([("until", ASCENDING)], name="until_ttl", expireAfterSeconds=0)]
+        )
+
+    async def remember(self, keys: Collection[str], until: datetime) -> None:
+        for key in set(keys):
+            await self.col.update_one({"_id": key}, {"$set": {"until": until}}, upsert=True)
+
+    async def remembered(self, key: str, now: datetime) -> bool:
+        return await self.col.find_one({"_id": key, "until": {"$gt": now}}, {"_id": 1}) is not None
 
 
 def _doc(record: CodeRecord) -> Document:
@@ -321,13 +366,24 @@ class Contacts:
         channels: Collection[str],
         registry: CollectorRegistry,
         credentialed: Collection[str] = (),
+        phones: ConfirmedPhones | None = None,
+        phone_key: bytes = b"",
+        remember_for: timedelta = timedelta(0),
+        owns: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
+        """``phones``, ``phone_key``, ``remember_for``: a phone confirmed by a resident needs
+        no code at their filings for that long (none remembered when zero). ``owns``: whether
+        a resident token is the complaint's (the filer's, or one bound by recovery since)."""
         self.store = store
         self.publish = publish
         self.clock = clock
         self.rules = rules
         self.channels = frozenset(channels)
         self.credentialed = frozenset(credentialed)
+        self.phones = phones
+        self.phone_key = phone_key
+        self.remember_for = remember_for
+        self.owns = owns
         self.checks = Counter(
             "sotong_contact_code_checks_total",
             "Contact code attempts, by verdict.",
@@ -341,8 +397,61 @@ class Contacts:
             registry=registry,
         )
 
-    def needed(self, channel: Channel, holder: str | None, resident: Resident) -> bool:
-        return needs_code(channel, holder, resident, self.channels, self.credentialed)
+    async def needed(
+        self,
+        channel: Channel,
+        holder: str | None,
+        resident: Resident,
+        resident_token: str | None = None,
+    ) -> bool:
+        """Whether a filing's phone needs a code: by the channel's rule, unless the filer
+        (``resident_token``) confirmed this very phone within ``remember_for``."""
+        if not needs_code(channel, holder, resident, self.channels, self.credentialed):
+            return False
+        key = self._phone_key(
+            resident.phone, hash_token(resident_token) if resident_token else None
+        )
+        if key is None or self.phones is None:
+            return True
+        return not await self.phones.remembered(key, self.clock())
+
+    def _phone_key(self, phone: str | None, resident_token_hash: str | None) -> str | None:
+        if not (phone and resident_token_hash and self.remember_for > timedelta(0)):
+            return None
+        return confirmed_phone_key(self.phone_key, phone, resident_token_hash)
+
+    async def remember(self, phone: str, resident_token_hashes: Collection[str | None]) -> None:
+        """Remember ``phone`` as confirmed by each of these residents; a failure only means
+        a code is asked for again."""
+        keys = [k for h in resident_token_hashes if (k := self._phone_key(phone, h))]
+        if not keys or self.phones is None:
+            return
+        try:
+            await self.phones.remember(keys, self.clock() + self.remember_for)
+        except Exception:
+            log.exception("a confirmed phone not remembered; the next filing asks again")
+
+    async def proven(
+        self, complaint_ids: Collection[str], phone: str, resident_token_hash: str
+    ) -> None:
+        """A code sent to ``phone`` was entered another way (recovery) for these complaints,
+        all filed with it: their contacts count as confirmed too, and the phone as
+        confirmed by that resident."""
+        await self.remember(phone, [resident_token_hash])
+        for complaint_id in complaint_ids:
+            await self._confirm_proven(complaint_id)
+
+    async def _confirm_proven(self, complaint_id: str) -> None:
+        for _ in range(CAS_TRIES):
+            record = await self.store.get(complaint_id)
+            if record is None or record.confirmed_at is not None:
+                return
+            now = self.clock()
+            if await self.store.update(replace(record, confirmed_at=now)):
+                await self.publish(
+                    topics.CONTACT_CODES, confirmed_event(complaint_id, now), correlation_id=None
+                )
+                return
 
     async def issue(self, record: FiledRecord) -> CodeSent:
         """The first code of a complaint just filed. The complaint is stored already, so a
@@ -406,6 +515,15 @@ class Contacts:
                 continue  # another attempt came first: judge this one against it
             self.checks.labels(verdict.value).inc()
             if verdict in (Verdict.CONFIRMED, Verdict.ALREADY):
+                await self.remember(
+                    after.phone,
+                    [
+                        after.resident_token_hash,
+                        hash_token(resident_token)
+                        if resident_token and await self._owned(after, resident_token)
+                        else None,
+                    ],
+                )
                 # published again on a repeat, so a publish lost to a crash is made up for
                 await self.publish(
                     topics.CONTACT_CODES,
@@ -422,13 +540,22 @@ class Contacts:
         self, complaint_id: str, tracking_token: str | None, resident_token: str | None
     ) -> CodeRecord:
         record = await self.store.get(complaint_id)
-        if record is None or not record.holds(tracking_token, resident_token):
+        if record is None or not (
+            record.holds(tracking_token, resident_token)
+            or (resident_token and await self._owned(record, resident_token))
+        ):
             raise ApiError(
                 404,
                 "not_found",
                 "no contact waiting for a code on this complaint for this token",
             )
         return record
+
+    async def _owned(self, record: CodeRecord, resident_token: str) -> bool:
+        """The filer's token, or one bound to the complaint by recovery since."""
+        if token_matches(resident_token, record.resident_token_hash):
+            return True
+        return self.owns is not None and await self.owns(record.complaint_id, resident_token)
 
     async def _send(self, record: CodeRecord, code: str) -> None:
         await self.publish(
@@ -534,12 +661,16 @@ def contact_routes(contacts: Contacts) -> APIRouter:
 
 __all__ = [
     "CODES",
+    "CONFIRMED_PHONES",
     "CodeRecord",
     "CodeRules",
+    "ConfirmedPhones",
     "ContactCodeStore",
     "Contacts",
+    "MongoConfirmedPhones",
     "MongoContactCodes",
     "Verdict",
+    "confirmed_phone_key",
     "contact_routes",
     "needs_code",
 ]

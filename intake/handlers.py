@@ -445,8 +445,8 @@ def routes(
         holder = filing_channel(request, key, channels=channels, credentialed=credentialed)
         if admit_phone is not None:
             await admit_phone(request.resident.phone)
-        unconfirmed = contacts is not None and contacts.needed(
-            request.channel, holder, request.resident
+        unconfirmed = contacts is not None and await contacts.needed(
+            request.channel, holder, request.resident, request.resident_token
         )
         fields = {**request.model_dump(exclude={"photos"}), "occurred_at": clock()}
         keyed = getattr(http.state, STATE_KEY, None)

@@ -10,7 +10,8 @@ uploaded in the last day are live, tried at the filing and correction rate limit
 attached to a complaint, a photo is that complaint's: another filing or correction
 naming it is refused.
 
-Served only to the resident (the complaint's tracking token in ``X-Tracking-Token``) and
+Served only to the resident (the complaint's tracking token in ``X-Tracking-Token``, or in
+``X-Resident-Token`` the filer's resident token or one bound to it by recovery) and
 the department responsible now (its ``X-Api-Key``). Which department that is, the tracker
 says over HTTP (``intake/tracker_client.py``): it follows every assignment and transfer,
 whereas the filing names no department and intake consumes no lifecycle events; one
@@ -32,7 +33,6 @@ from intake.photos import PHOTO_ID, Limits, PhotoRefused, new_photo_id, process
 from intake.store import SubmissionStore
 from intake.tracker_client import TrackerClient, TrackerUnavailable
 from schemas.events import PhotoRef
-from schemas.tokens import token_matches
 from services.http import ApiError
 from services.keys import API_KEY, ApiKeys
 from services.openapi import refusals
@@ -202,15 +202,17 @@ def photo_routes(
         photo_id: str, *, thumbnail: bool, token: str | None, api_key: str | None
     ) -> Response:
         if not token and not api_key:
-            raise ApiError(401, "unauthorized", "X-Tracking-Token or X-Api-Key is required")
+            raise ApiError(
+                401, "unauthorized", "X-Tracking-Token, X-Resident-Token or X-Api-Key is required"
+            )
         stored = (await photos.find([photo_id])).get(photo_id)
         if stored is None or stored.submission_id is None:
             raise ApiError(404, "not_found", "no such photo")
         filed = (await store.find_by_submissions({stored.submission_id})).get(stored.submission_id)
         if filed is None:
             raise ApiError(404, "not_found", "no such photo")
-        if token:
-            if not token_matches(token, filed.filed.tracking_token_hash):
+        if token:  # the tracking token, the filer's resident token or one bound since
+            if not await store.token_matches(filed.filed.complaint_id, token):
                 raise ApiError(404, "not_found", "no such photo")
         else:
             department = keys.department(api_key)
@@ -238,6 +240,10 @@ def photo_routes(
     token_header = Header(
         alias="X-Tracking-Token", description="The complaint's tracking token (the resident)."
     )
+    resident_header = Header(
+        alias="X-Resident-Token",
+        description="Or the resident token of who filed it (or of a device bound by recovery).",
+    )
     served = {
         200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "The photo."},
         **refusals(401, 403, 404),
@@ -248,18 +254,20 @@ def photo_routes(
         photo_id: PhotoIdPath,
         token: Annotated[str | None, token_header] = None,
         api_key: Annotated[str | None, Security(API_KEY)] = None,
+        resident: Annotated[str | None, resident_header] = None,
     ) -> Response:
         """The photo, to the resident or the department responsible now."""
-        return await serve(photo_id, thumbnail=False, token=token, api_key=api_key)
+        return await serve(photo_id, thumbnail=False, token=token or resident, api_key=api_key)
 
     @router.get("/v1/photos/{photo_id}/thumbnail", response_class=Response, responses=served)
     async def thumb(
         photo_id: PhotoIdPath,
         token: Annotated[str | None, token_header] = None,
         api_key: Annotated[str | None, Security(API_KEY)] = None,
+        resident: Annotated[str | None, resident_header] = None,
     ) -> Response:
         """Its thumbnail (JPEG), to the same."""
-        return await serve(photo_id, thumbnail=True, token=token, api_key=api_key)
+        return await serve(photo_id, thumbnail=True, token=token or resident, api_key=api_key)
 
     if public:
 

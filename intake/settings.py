@@ -203,3 +203,30 @@ class IntakeSettings(ServiceSettings):
         description="How long a complaint's code record is kept (a MongoDB TTL index): as "
         "long as the notifier holds messages for an unconfirmed phone.",
     )
+    confirmed_phone_days: int = Field(
+        default=90,
+        ge=0,
+        le=400,
+        description="A phone a resident confirmed with a code (their resident token and the "
+        "phone together, kept only as a keyed hash in intake_confirmed_phones, under "
+        "phone_hash_key) is not asked for a code again at their filings for this many days. "
+        "Someone else typing the same phone, with another resident token, still is. 0: ask "
+        "every time.",
+    )
+
+    # -- recovery on another device (issue 12; intake/recovery.py) ------------------------
+    recovery_per_minute: int = Field(
+        default=5,
+        ge=1,
+        description="Recovery requests (codes asked for and codes entered) per minute from one "
+        "end user, as filings_per_minute counts them. In memory. 429 beyond.",
+    )
+    recovery_per_hour: int = Field(default=20, ge=1, description="The same, per hour. In memory.")
+    recovery_codes_per_hour_per_receipt: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Recovery codes asked for one receipt number per hour, whoever asks "
+        "(in memory; the per-complaint count of contact_code_resends_per_hour holds too, in "
+        "MongoDB). The same 429 whether or not the receipt number exists.",
+    )

@@ -9,7 +9,7 @@ the events of a window can be published again to a broker that lost them
 """
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
@@ -46,6 +46,23 @@ class FiledRecord:
     def stored(self) -> "FiledRecord":
         """The record as the store keeps it: without the tokens."""
         return replace(self, tracking_token=None, resident_token=None)
+
+
+MAX_BOUND_RESIDENTS = 20
+"""Devices one complaint may be bound to by recovery (``intake.recovery``): the oldest
+binding goes when a newer one would pass it, so a document never grows without bound."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose a complaint is, as recovery reads it: the filer's resident token hash and
+    those bound since (other devices), and the phone on file if it was given with consent
+    to be told (personal data: out of ``repr``)."""
+
+    complaint_id: str
+    receipt_number: str
+    resident_hashes: tuple[str, ...]
+    phone: str | None = field(repr=False)
 
 
 class Refused(Enum):
@@ -113,6 +130,20 @@ class SubmissionStore(Protocol):
         """The photos of each of these complaints that has any (attached at filing)."""
         ...
 
+    async def owner_by_receipt(self, receipt_number: str) -> Owner | None:
+        """The complaint with this receipt number, as recovery needs it."""
+        ...
+
+    async def owned_by(self, resident_hashes: Collection[str], *, limit: int) -> list[Owner]:
+        """Complaints filed under, or bound to, any of these resident token hashes; at most
+        ``limit``, newest filed first."""
+        ...
+
+    async def bind_resident(self, complaint_ids: Collection[str], resident_token_hash: str) -> None:
+        """Let ``resident_token_hash`` stand for the resident of these complaints too
+        (``token_matches`` accepts its token); a repeat changes nothing."""
+        ...
+
     async def mark_published(self, complaint_id: str) -> None: ...
 
     async def mark_published_many(self, complaint_ids: Collection[str]) -> None: ...
@@ -130,6 +161,23 @@ class SubmissionStore(Protocol):
         each key's count with them, in one write and one read; a key's count goes away
         after its ``expires_at``."""
         ...
+
+
+OWNER_FIELDS: Document = {
+    "receipt_number": 1,
+    "event.resident_token_hash": 1,
+    "event.resident.phone": 1,
+    "event.resident.notification_consent": 1,
+    "bound_residents": 1,
+    "filed_at": 1,
+}
+"""What recovery reads of a complaint."""
+
+
+def _reachable_phone(resident: Document) -> str | None:
+    """The phone a code may go to: one given with consent to be told."""
+    phone = resident.get("phone")
+    return phone if phone and resident.get("notification_consent", True) else None
 
 
 class MongoSubmissionStore:
@@ -160,6 +208,9 @@ class MongoSubmissionStore:
                 ),
                 IndexModel([("submission_id", ASCENDING)], name="submission"),
                 IndexModel([("published", ASCENDING), ("filed_at", ASCENDING)], name="outbox"),
+                # recovery: a resident's complaints, filed from a device or bound to it since
+                IndexModel([("event.resident_token_hash", ASCENDING)], name="by_resident"),
+                IndexModel([("bound_residents", ASCENDING)], name="by_bound_resident"),
             ]
         )
         await self.phone_days.create_indexes(
@@ -307,13 +358,64 @@ class MongoSubmissionStore:
     async def token_matches(self, complaint_id: str, token: str) -> bool:
         doc = await self.col.find_one(
             {"_id": complaint_id},
-            projection={"event.tracking_token_hash": 1, "event.resident_token_hash": 1},
+            projection={
+                "event.tracking_token_hash": 1,
+                "event.resident_token_hash": 1,
+                "bound_residents": 1,
+            },
         )
         if doc is None:
             return False
         event = doc["event"]
-        return token_matches(token, event["tracking_token_hash"]) or token_matches(
-            token, event.get("resident_token_hash")
+        hashes = [event["tracking_token_hash"], event.get("resident_token_hash")]
+        return any(token_matches(token, h) for h in hashes + list(doc.get("bound_residents", [])))
+
+    @staticmethod
+    def _owner(doc: Document) -> Owner:
+        event = doc["event"]
+        filer = event.get("resident_token_hash")
+        return Owner(
+            complaint_id=str(doc["_id"]),
+            receipt_number=str(doc["receipt_number"]),
+            resident_hashes=tuple(
+                dict.fromkeys([*([filer] if filer else []), *doc.get("bound_residents", [])])
+            ),
+            phone=_reachable_phone(event.get("resident") or {}),
+        )
+
+    async def owner_by_receipt(self, receipt_number: str) -> Owner | None:
+        doc = await self.col.find_one({"receipt_number": receipt_number}, OWNER_FIELDS)
+        return None if doc is None else self._owner(doc)
+
+    async def owned_by(self, resident_hashes: Collection[str], *, limit: int) -> list[Owner]:
+        """Two indexed queries (filed under, bound to) rather than one ``$or``."""
+        if not resident_hashes:
+            return []
+        hashes = list(resident_hashes)
+        found: dict[str, Document] = {}
+        for query in (
+            {"event.resident_token_hash": {"$in": hashes}},
+            {"bound_residents": {"$in": hashes}},
+        ):
+            cursor = self.col.find(query, OWNER_FIELDS, sort=[("filed_at", -1)], limit=limit)
+            async for doc in cursor:
+                found[str(doc["_id"])] = doc
+        newest = sorted(found.values(), key=lambda d: d["filed_at"], reverse=True)[:limit]
+        return [self._owner(doc) for doc in newest]
+
+    async def bind_resident(self, complaint_ids: Collection[str], resident_token_hash: str) -> None:
+        if not complaint_ids:
+            return
+        await self.col.update_many(
+            {"_id": {"$in": list(complaint_ids)}, "bound_residents": {"$ne": resident_token_hash}},
+            {
+                "$push": {
+                    "bound_residents": {
+                        "$each": [resident_token_hash],
+                        "$slice": -MAX_BOUND_RESIDENTS,
+                    }
+                }
+            },
         )
 
     async def submission_of(self, complaint_id: str) -> str | None:

@@ -49,7 +49,7 @@ from notifier.retry import RetryPolicy
 from notifier.store import NotifierStore
 from notifier.templates import Content
 from schemas import ComplaintState, topics
-from schemas.events import ContactCodeIssued
+from schemas.events import CodePurpose, ContactCodeIssued
 from services.errors import PermanentError, RetryableError, describe
 from services.logs import bound
 from services.mongo import Document, find_in, update_in
@@ -159,7 +159,9 @@ class CodeSender:
             "code": event.code,
             "minutes": str(minutes_left(event)),
         }
-        content: Content = self.audience.catalogue.code_content(values)
+        content: Content = self.audience.catalogue.code_content(
+            values, recovery=event.purpose is CodePurpose.RECOVERY
+        )
         return Notice(
             recipient=RESIDENT,
             chain=self.audience.chain(event.phone, None),

@@ -323,6 +323,11 @@ class Catalogue(BaseModel):
         description="The one-time code that confirms a web filing's phone "
         "(#{code}, #{minutes}): sent at once, never with a link.",
     )
+    recovery_code: Entry | None = Field(
+        default=None,
+        description="The one-time code with which a resident finds their complaints on "
+        "another device (#{code}, #{minutes}): sent at once, never with a link.",
+    )
 
     @model_validator(mode="after")
     def _complete_and_unique(self) -> Self:
@@ -364,6 +369,7 @@ class Catalogue(BaseModel):
             *self.staff.values(),
             *self.alerts.values(),
             *((self.contact_code,) if self.contact_code is not None else ()),
+            *((self.recovery_code,) if self.recovery_code is not None else ()),
         ]
         return [t for entry in entries for t in entry.registered()]
 
@@ -421,11 +427,14 @@ class Catalogue(BaseModel):
     def alert_content(self, kind: AlertKind, values: Mapping[str, str]) -> Content:
         return self._content(self.alerts[kind], values)
 
-    def code_content(self, values: Mapping[str, str]) -> Content:
-        """The contact code's words; a catalogue without them cannot send codes."""
-        if self.contact_code is None:
-            raise TemplateError("the catalogue has no contact_code template")
-        return self._content(self.contact_code, values)
+    def code_content(self, values: Mapping[str, str], *, recovery: bool = False) -> Content:
+        """The contact code's words (or the recovery code's); a catalogue without them
+        cannot send such codes."""
+        entry = self.recovery_code if recovery else self.contact_code
+        if entry is None:
+            name = "recovery_code" if recovery else "contact_code"
+            raise TemplateError(f"the catalogue has no {name} template")
+        return self._content(entry, values)
 
     def _content(self, entry: Entry, values: Mapping[str, str]) -> Content:
         subject = self.subject_for(values)

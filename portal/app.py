@@ -30,6 +30,7 @@ from portal.clients import END_USER, HttpIntake, HttpTracker, IntakeApi, Tracker
 from portal.handlers import Portal, routes, same_origin
 from portal.limits import PageLimits, TooManyPage
 from portal.menu import dongs, menu
+from portal.recovery import POSTS as RECOVERY_POSTS
 from portal.settings import PortalSettings
 from portal.store import MongoPortalStore, PortalStore
 from portal.suggestions import shipped
@@ -80,10 +81,14 @@ def post_limits(settings: PortalSettings, metrics: RateLimitMetrics) -> RouteLim
         "actions", Limits.of([Rate(settings.actions_per_minute, 60)]), what="requests"
     )
     chat = RouteLimit("chat", Limits.of([Rate(settings.chat_per_minute, 60)]), what="messages")
+    recovery = RouteLimit(
+        "recovery", Limits.of([Rate(settings.filings_per_minute, 60)]), what="requests"
+    )
     return RouteLimits(
         {("POST", path): filing for path in FILING_POSTS}
         | {("POST", path): acting for path in ACTING_POSTS}
-        | {("POST", "/chat"): chat},
+        | {("POST", "/chat"): chat}
+        | {("POST", path): recovery for path in RECOVERY_POSTS},
         end_users=EndUsers(None),
         metrics=metrics,
     )

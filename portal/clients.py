@@ -156,6 +156,16 @@ class Refused:
 
 
 @dataclass(frozen=True)
+class Recovered:
+    """The complaints now bound to the resident token (다른 기기에서 내 민원 찾기): intake's
+    new token when the browser had none."""
+
+    resident_token: str | None
+    complaints: tuple[tuple[str, str], ...]
+    """(complaint id, receipt number), newest filed first."""
+
+
+@dataclass(frozen=True)
 class Uploaded:
     """A photo intake kept (its metadata stripped): the id a filing names it by."""
 
@@ -198,6 +208,17 @@ class IntakeApi(Protocol):
 
     async def resend_code(self, complaint_id: str, *, token: str) -> Refused | None:
         """Have a new code sent; None when it was."""
+        ...
+
+    async def start_recovery(self, receipt_number: str) -> Refused | None:
+        """Have a recovery code sent to the phone on file of this receipt number (intake
+        answers alike whether there is one); None when asked."""
+        ...
+
+    async def confirm_recovery(
+        self, receipt_number: str, *, code: str, resident_token: str | None
+    ) -> Recovered | Refused:
+        """Enter the recovery code: the complaints join ``resident_token`` (or a new one)."""
         ...
 
 
@@ -337,6 +358,37 @@ class HttpIntake:
     async def resend_code(self, complaint_id: str, *, token: str) -> Refused | None:
         url = f"{self.base_url}/v1/complaints/{complaint_id}/contact/code"
         return await self._contact(url, token, None, ok=202)
+
+    async def _recovery(self, path: str, body: dict[str, Any], ok: int) -> httpx.Response:
+        headers = channel_headers(self.keys.get("web"))  # limited per resident, not per portal
+        try:
+            response = await self.client.post(f"{self.base_url}{path}", json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("intake did not answer") from exc
+        if response.status_code >= 500:
+            raise ServiceUnavailable(f"intake answered {response.status_code}")
+        return response
+
+    async def start_recovery(self, receipt_number: str) -> Refused | None:
+        response = await self._recovery("/v1/recovery", {"receipt_number": receipt_number}, 202)
+        return None if response.status_code == 202 else _refused(response)
+
+    async def confirm_recovery(
+        self, receipt_number: str, *, code: str, resident_token: str | None
+    ) -> Recovered | Refused:
+        body: dict[str, Any] = {"receipt_number": receipt_number, "code": code}
+        if resident_token:
+            body["resident_token"] = resident_token
+        response = await self._recovery("/v1/recovery/confirm", body, 200)
+        if response.status_code != 200:
+            return _refused(response)
+        data = response.json()
+        return Recovered(
+            resident_token=data.get("resident_token"),
+            complaints=tuple(
+                (str(c["complaint_id"]), str(c["receipt_number"])) for c in data["complaints"]
+            ),
+        )
 
     async def _contact(
         self, url: str, token: str, body: dict[str, Any] | None, *, ok: int

@@ -43,6 +43,7 @@ from portal.clients import (
 )
 from portal.menu import Menu
 from portal.photos import MAX_BYTES, MAX_PHOTOS, PHOTO_ID
+from portal.recovery import add_recovery_routes
 from portal.store import Favourite, PortalStore
 from portal.suggestions import Behaviour, Rules
 from portal.texts import Texts
@@ -56,7 +57,7 @@ log = logging.getLogger("sotong.portal")
 COOKIE = "sotong_resident"
 TEXT_SIZE_COOKIE = "sotong_text"
 TEMPLATES = Path(__file__).parent / "templates"
-TRANSIENT = frozenset({"filed", "done", "forgotten", "code"})
+TRANSIENT = frozenset({"filed", "done", "forgotten", "code", "recovered"})
 CODE_ERRORS = {
     "wrong_code": "code_wrong",
     "code_expired": "code_expired",
@@ -539,7 +540,13 @@ def routes(portal: Portal) -> APIRouter:
         resident = resident_of(request)
         if not resident or not _is_uuid(complaint_id):
             return None
-        return await portal.store.tracking_token(resident, complaint_id)
+        token = await portal.store.tracking_token(resident, complaint_id)
+        if token is not None:
+            return token
+        # one filed elsewhere and found here (다른 기기에서 내 민원 찾기): the tracker lists it
+        # for this resident, and intake accepts the resident token bound to it
+        mine = await _quietly(portal.tracker.complaint(complaint_id, resident_token=resident))
+        return resident if mine is not None else None
 
     async def not_yours(request: Request) -> Response:
         return await page(request, "not_yours.html", {"title": "민원을 찾을 수 없어요"}, status=404)
@@ -943,6 +950,16 @@ def routes(portal: Portal) -> APIRouter:
         )
         remember(response, request, result.resident_token)
         return response
+
+    add_recovery_routes(
+        router,
+        intake=portal.intake,
+        tracker=portal.tracker,
+        texts=portal.texts,
+        page=page,
+        remember=remember,
+        resident_of=resident_of,
+    )
 
     @router.get("/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     async def not_found(request: Request, path: str) -> Response:

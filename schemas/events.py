@@ -315,9 +315,17 @@ class NotificationRetryScheduled(Event):
     reason: str
 
 
+class CodePurpose(StrEnum):
+    CONTACT = "contact"
+    """Confirm the phone an anonymous filing gave."""
+    RECOVERY = "recovery"
+    """Find one's complaints on another device (다른 기기에서 내 민원 찾기)."""
+
+
 class ContactCodeIssued(Event):
-    """intake made a one-time code to confirm the phone an anonymous filing gave, for the
-    notifier to send at once (``contact.codes``: personal data, intake to notifier only)."""
+    """intake made a one-time code to confirm the phone an anonymous filing gave, or to let
+    its resident find the complaint on another device, for the notifier to send at once
+    (``contact.codes``: personal data, intake to notifier only)."""
 
     event_type: Literal["contact.code_issued"] = "contact.code_issued"
     complaint_id: str
@@ -325,6 +333,11 @@ class ContactCodeIssued(Event):
     phone: str = Field(min_length=1, max_length=20)
     code: str = Field(pattern=r"^[0-9]{6}$")
     expires_at: AwareDatetime
+    purpose: CodePurpose = Field(
+        default=CodePurpose.CONTACT,
+        description="Which message carries the code: `contact` (confirm the phone of a "
+        "filing) or `recovery` (find one's complaints on another device).",
+    )
 
 
 class ContactConfirmed(Event):
@@ -336,6 +349,35 @@ class ContactConfirmed(Event):
 
 ContactEvent = Annotated[ContactCodeIssued | ContactConfirmed, Field(discriminator="event_type")]
 """What ``contact.codes`` carries."""
+
+
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+class ResidentBound(Event):
+    """A resident proved, with the code sent to the complaint's phone on file, that the
+    complaint is theirs on another device: the complaint is listed (내 민원) and may be acted
+    on with that device's resident token too. Only the token's SHA-256 travels."""
+
+    event_type: Literal["resident.bound"] = "resident.bound"
+    complaint_id: str
+    resident_token_hash: str = Field(
+        pattern=SHA256_HEX, description="SHA-256 of the device's resident token."
+    )
+
+
+def bound_event(complaint_id: str, resident_token_hash: str, at: datetime) -> ResidentBound:
+    """The same binding always has the same id: a repeat is a duplicate downstream."""
+    return ResidentBound(
+        event_id=str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL, f"sotong:resident-bound:{complaint_id}:{resident_token_hash}"
+            )
+        ),
+        complaint_id=complaint_id,
+        resident_token_hash=resident_token_hash,
+        occurred_at=at,
+    )
 
 
 class FieldError(BaseModel):

@@ -34,6 +34,12 @@ CONTACT_CODES: Final = "contact.codes"
 """intake publishes ContactCodeIssued (the phone and the code) and ContactConfirmed for an
 anonymous filing's phone; only the notifier reads it. Personal data: never tracked."""
 
+RESIDENT_BINDINGS: Final = "resident.bindings"
+"""intake publishes ResidentBound when a resident proves, with a code sent to the phone on
+file, that a complaint is theirs on another device (issue 12): the tracker then lists it
+under that device's resident token too. A token hash, no contact: internal, intake to
+tracker only (department systems never read it)."""
+
 DEAD_LETTER: Final = "sotong.deadletter"
 """Anything no consumer could process, with the reason and the original bytes."""
 
@@ -47,6 +53,7 @@ ALL: Final = (
     NOTIFICATIONS,
     RETRY,
     CONTACT_CODES,
+    RESIDENT_BINDINGS,
     DEAD_LETTER,
 )
 
@@ -62,15 +69,17 @@ OF_EVENT: Final[Mapping[str, str]] = MappingProxyType(
         "notification.retry_scheduled": RETRY,
         "contact.code_issued": CONTACT_CODES,
         "contact.confirmed": CONTACT_CODES,
+        "resident.bound": RESIDENT_BINDINGS,
         "sotong.dead_lettered": DEAD_LETTER,
     }
 )
 """Where each event type is published: every event has exactly one topic."""
 
-TRACKED: Final = (FILED, LIFECYCLE, REJECTIONS, NOTIFICATIONS, SLA, COMMANDS)
+TRACKED: Final = (FILED, LIFECYCLE, REJECTIONS, NOTIFICATIONS, SLA, COMMANDS, RESIDENT_BINDINGS)
 """What the tracker stores: everything about a complaint but raw submissions, and of the
 commands only the resident's corrections (``correct``: the corrected address and title
-travel only there, since the lifecycle topic is shared with departments)."""
+travel only there, since the lifecycle topic is shared with departments), and the devices
+a resident bound to their complaints."""
 
 TRACKED_COMMANDS: Final = frozenset({"correct"})
 """The command actions tracker keeps; it passes over the others, which routing reports."""
@@ -96,6 +105,7 @@ PUBLISHERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         NOTIFICATIONS: ("notifier",),
         RETRY: ("notifier",),
         CONTACT_CODES: ("intake",),
+        RESIDENT_BINDINGS: ("intake",),
         DEAD_LETTER: ("intake", "routing", "tracker", "notifier"),
     }
 )

@@ -46,6 +46,7 @@ from schemas.events import (
     DeadLetter,
     NotificationOutcome,
     NotificationRetryScheduled,
+    ResidentBound,
 )
 from services.runtime import Runtime
 from services.settings import KafkaSettings
@@ -65,6 +66,7 @@ PAYLOADS: tuple[tuple[str, Any], ...] = (
     ("NotificationRetryScheduled", NotificationRetryScheduled),
     ("ContactCodeIssued", ContactCodeIssued),
     ("ContactConfirmed", ContactConfirmed),
+    ("ResidentBound", ResidentBound),
     ("DeadLetter", DeadLetter),
 )
 """Every message type on the wire, by the name the document gives it."""

@@ -314,8 +314,9 @@ def aware(moment: datetime | None) -> datetime | None:
 def residents_own(model: ReadModel | None, token: str | None, resident_token: str | None) -> bool:
     if model is None:
         return False
-    return token_matches(token, model.tracking_token_hash) or token_matches(
-        resident_token, model.resident_token_hash
+    residents = [model.resident_token_hash, *model.bound_resident_hashes]
+    return token_matches(token, model.tracking_token_hash) or any(
+        token_matches(resident_token, h) for h in residents
     )
 
 

@@ -42,6 +42,7 @@ from schemas.events import (
     PhotoRef,
     Rating,
     RepeatedOf,
+    ResidentBound,
 )
 from schemas.pii import mask_text
 from schemas.states import OPEN_STATES, ComplaintState
@@ -54,10 +55,12 @@ AnyTracked = (
     | NotificationOutcome
     | ComplaintDeadlineAlert
     | CorrectComplaint
+    | ResidentBound
 )
 """``CorrectComplaint`` is the one command tracker keeps: the corrected address and title
 travel only on ``complaint.commands`` (the lifecycle topic is department-shared), and they
-count once routing's ``correct`` change names the command as its cause."""
+count once routing's ``correct`` change names the command as its cause. ``ResidentBound``
+(``resident.bindings``) adds a device's resident token to the complaint's resident."""
 TrackedEvent = Annotated[AnyTracked, Field(discriminator="event_type")]
 TRACKED_EVENT: TypeAdapter[AnyTracked] = TypeAdapter(TrackedEvent)
 
@@ -159,6 +162,11 @@ class ReadModel(Recorded):
     # What intake recorded; None until ComplaintFiled arrives.
     tracking_token_hash: str | None = None
     resident_token_hash: str | None = None
+    bound_resident_hashes: list[str] = Field(
+        default=[],
+        description="Resident tokens (SHA-256) bound by recovery on another device: each "
+        "lists the complaint and acts on it as the filer's does. Sorted.",
+    )
     title: str | None = None
     body: str | None = None
     channel: Channel | None = None
@@ -251,6 +259,9 @@ def project(events: Iterable[TrackedEvent]) -> ReadModel:
         **_marks(changes),
         **_rating(changes),
         **(_corrected(_filing(filed), changes, unique.values()) if filed else {}),
+        bound_resident_hashes=sorted(
+            {e.resident_token_hash for e in unique.values() if isinstance(e, ResidentBound)}
+        ),
         photos=_photos(filed, changes),
     )
 

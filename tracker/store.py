@@ -190,6 +190,7 @@ def complaint_indexes() -> list[IndexModel]:
     return [
         IndexModel([("department", ASCENDING), ("state", ASCENDING)], name="by_department"),
         IndexModel([("resident_token_hash", ASCENDING)], name="by_resident"),
+        IndexModel([("bound_resident_hashes", ASCENDING)], name="by_bound_resident"),
         IndexModel([("search_terms", ASCENDING)], name="by_search_term"),
         IndexModel([("filed_at", DESCENDING)], name="by_filed_at"),
         # Open311 tokens/{receipt}, the portal's recovery and a clerk reading one out
@@ -214,6 +215,16 @@ def open_at_filter(department: str, dong: str) -> Document:
         "dong": dong,
         "state": {"$in": sorted(s.value for s in OPEN_STATES)},
     }
+
+
+def resident_filters(resident_token_hash: str) -> tuple[Document, Document]:
+    """A resident's complaints: those filed with the token, and those bound to it by
+    recovery since, each on its own index (the embedded server plans no index for an
+    ``$or``, so the two are asked apart and merged)."""
+    return (
+        {"resident_token_hash": resident_token_hash},
+        {"bound_resident_hashes": resident_token_hash},
+    )
 
 
 def queue_filter(department: str, states: Collection[ComplaintState]) -> Document:
@@ -405,8 +416,23 @@ class MongoTrackerStore:
     async def resident_complaints(
         self, resident_token_hash: str, *, limit: int, offset: int
     ) -> tuple[list[ComplaintSummary], int]:
-        query = {"resident_token_hash": resident_token_hash}
-        return await self._page(ComplaintSummary, query, NEWEST_FIRST, limit, offset)
+        """Two indexed queries, each at most ``offset + limit`` long, merged newest first;
+        the counts add up, less what is both (only asked when anything is bound)."""
+        filed, bound = resident_filters(resident_token_hash)
+        fields = projection(stored_fields(ComplaintSummary))
+        found: dict[str, Document] = {}
+        for query in (filed, bound):
+            cursor = self.complaints.find(query, projection=fields)
+            for doc in await cursor.sort(NEWEST_FIRST).limit(offset + limit).to_list():
+                found.setdefault(str(doc["complaint_id"]), doc)
+        merged = sorted(found.values(), key=lambda d: str(d["complaint_id"]))
+        merged.sort(key=lambda d: (d.get("filed_at") is not None, d.get("filed_at")), reverse=True)
+        items = [ComplaintSummary.model_validate(d) for d in merged[offset : offset + limit]]
+        total = await self.complaints.count_documents(filed)
+        also = await self.complaints.count_documents(bound)
+        if also:
+            total += also - await self.complaints.count_documents(filed | bound)
+        return items, total
 
     async def queue(
         self, department: str, states: Collection[ComplaintState], *, limit: int, offset: int

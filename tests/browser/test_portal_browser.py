@@ -32,6 +32,7 @@ BODY = "집 앞에 일주일째 쓰레기봉투가 쌓여 있어요"
 RECEIPT = re.compile(r"접수번호\s*(\d{6}-\d{6})")
 TRACKING = re.compile(r"진행 상황: http://127\.0\.0\.1:8005(/complaints/[0-9a-f-]+)")
 CODE = re.compile(r"인증번호는 ([0-9]{6})입니다")
+RECOVERY_CODE = re.compile(r"민원을 찾는 인증번호는 ([0-9]{6})입니다")
 
 
 def checked(page: Page, name: str) -> None:
@@ -179,6 +180,63 @@ def test_come_back_on_the_same_phone_and_forget_it(stack: Stack, phone: BrowserC
     again.get_by_role("button", name="이 기기에서 로그아웃").click()
     expect(again.get_by_text("이 기기에서 로그아웃했어요")).to_be_visible()
     assert receipt not in again.locator("main").inner_text()
+
+
+def test_find_ones_complaint_on_another_phone_with_the_receipt_and_a_code(
+    stack: Stack, phone: BrowserContext
+) -> None:
+    """Issue 12: filed on one phone (with its number), found on another with the receipt
+    number and the code the notifier sent to the number on file."""
+    old = phone.new_page()
+    old.goto(f"{stack.portal}/file")
+    old.get_by_label("민원 내용").fill("버스정류장 의자가 부서졌어요")
+    old.get_by_label("휴대전화").fill("010-4444-5555")
+    old.get_by_label("진행 상황을 문자·알림톡으로 받겠습니다").check()
+    old.get_by_role("button", name="민원 신청", exact=True).click()
+    expect(old.get_by_role("heading", name="민원이 접수됐습니다")).to_be_visible()
+    receipt = receipt_of(old)
+    complaint_id = old.url.split("/complaints/")[1].split("?")[0]
+
+    browser = phone.browser
+    assert browser is not None
+    new_phone = browser.new_context(viewport=PHONE, locale="ko-KR", timezone_id="Asia/Seoul")
+    new_phone.set_default_timeout(20_000)
+    try:
+        page = new_phone.new_page()
+        page.goto(f"{stack.portal}/my")
+        page.get_by_role("link", name="다른 기기에서 내 민원 찾기").click()
+        page.get_by_label("접수번호").fill("26-12")
+        page.get_by_role("button", name="인증번호 받기").click()
+        expect(page.locator("#receipt-error")).to_contain_text("261202-123456처럼")
+        page.get_by_label("접수번호").fill(receipt)
+        page.get_by_role("button", name="인증번호 받기").click()
+        expect(page.get_by_text("인증번호를 보냈어요")).to_be_visible()
+        codes = wait_until(
+            lambda: [m for t in stack.outbox_texts(complaint_id) for m in RECOVERY_CODE.findall(t)],
+            within=60,
+            what="a recovery code in the outbox",
+        )
+        page.get_by_label("인증번호").fill(codes[-1])
+        checked(page, "recover")
+        wrong = f"{(int(codes[-1]) + 1) % 1_000_000:06d}"
+        page.get_by_label("인증번호").fill(wrong)
+        page.get_by_role("button", name="내 민원 찾기").click()
+        expect(page.locator("#code-error")).to_contain_text("인증번호가 맞지 않거나")
+        page.get_by_label("인증번호").fill(codes[-1])
+        page.get_by_role("button", name="내 민원 찾기").click()
+
+        expect(page.get_by_text("민원을 찾았어요")).to_be_visible()
+        expect(page.locator("main")).to_contain_text(receipt)
+        accessible(page, "recovered")
+        page.goto(f"{stack.portal}/complaints/{complaint_id}")
+        assert receipt_of(page) == receipt
+        cookie = next(c for c in new_phone.cookies() if c["name"] == "sotong_resident")
+        assert cookie["httpOnly"] is True
+    finally:
+        new_phone.close()
+    # the old phone still lists it
+    old.goto(f"{stack.portal}/my")
+    expect(old.locator("main")).to_contain_text(receipt)
 
 
 def test_answer_an_info_request_then_withdraw(stack: Stack, phone: BrowserContext) -> None:

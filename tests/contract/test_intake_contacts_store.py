@@ -2,14 +2,23 @@
 agree on insert-once and compare-and-set; on the real server the TTL index clears records."""
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from intake.contacts import CODES, CodeRecord, CodeRules, ContactCodeStore, MongoContactCodes
+from intake.contacts import (
+    CODES,
+    CodeRecord,
+    CodeRules,
+    ConfirmedPhones,
+    ContactCodeStore,
+    MongoConfirmedPhones,
+    MongoContactCodes,
+    confirmed_phone_key,
+)
 from services.mongo import Document
-from tests.fakes.intake import InMemoryContactCodes
+from tests.fakes.intake import InMemoryConfirmedPhones, InMemoryContactCodes
 
 NOW = datetime(2026, 12, 2, 1, 0, 0, 123000, tzinfo=UTC)
 
@@ -72,3 +81,33 @@ async def test_records_are_cleared_by_a_ttl_index(mongo_db: AsyncDatabase[Docume
     indexes = {i["name"]: i async for i in await mongo_db[CODES].list_indexes()}
     assert indexes["purge_ttl"]["key"] == {"purge_at": 1}
     assert indexes["purge_ttl"]["expireAfterSeconds"] == 0
+
+
+@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.service)])
+def bare_phones(request: pytest.FixtureRequest) -> ConfirmedPhones:
+    if request.param == "mongo":
+        return MongoConfirmedPhones(request.getfixturevalue("mongo_db"))
+    return InMemoryConfirmedPhones()
+
+
+@pytest.fixture
+async def phones(bare_phones: ConfirmedPhones) -> ConfirmedPhones:
+    await bare_phones.ensure_indexes()
+    return bare_phones
+
+
+async def test_a_confirmed_phone_is_remembered_until_its_time_and_again_moves_it(
+    phones: ConfirmedPhones,
+) -> None:
+    key = confirmed_phone_key(b"k" * 32, "010-1234-5678", "r" * 64)
+    assert key is not None
+    assert key == confirmed_phone_key(b"k" * 32, "01012345678", "r" * 64)
+    assert key != confirmed_phone_key(b"k" * 32, "010-1234-5678", "s" * 64)  # another resident
+    assert key != confirmed_phone_key(b"other key" * 4, "010-1234-5678", "r" * 64)
+    assert not await phones.remembered(key, NOW)
+
+    await phones.remember([key], NOW + timedelta(days=90))
+    assert await phones.remembered(key, NOW + timedelta(days=89))
+    assert not await phones.remembered(key, NOW + timedelta(days=90))
+    await phones.remember([key], NOW + timedelta(days=120))  # confirmed again: longer
+    assert await phones.remembered(key, NOW + timedelta(days=100))

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from intake.filing import file_submission, new_receipt_number, new_tracking_token
-from intake.store import RELAY_GRACE, FiledRecord, MongoSubmissionStore, Refused, SubmissionStore
+from intake.store import (
+    MAX_BOUND_RESIDENTS,
+    RELAY_GRACE,
+    FiledRecord,
+    MongoSubmissionStore,
+    Refused,
+    SubmissionStore,
+)
 from schemas import ComplaintFiled, ComplaintSubmitted
 from schemas.events import PhotoRef
 from schemas.tokens import hash_token
@@ -243,6 +250,93 @@ async def test_phone_counts_add_up_per_key_and_answer_the_totals(store: Submissi
     again = await store.count_phones({"a:2026-12-02": (3, expires)})
     assert again == {"a:2026-12-02": 5}
     assert await store.count_phones({}) == {}
+
+
+def filed_by(resident: str, phone: str | None, at: datetime = NOW) -> ComplaintFiled:
+    """A web filing by the holder of ``resident`` (a token), naming ``phone``."""
+    submission = ComplaintSubmitted.model_validate(
+        {
+            "channel": "web",
+            "body": "가로등이 꺼져 있어요",
+            "resident": {"phone": phone, "notification_consent": phone is not None},
+        }
+    )
+    return file_submission(
+        submission,
+        complaint_id=str(uuid.uuid4()),
+        receipt_number=new_receipt_number(at),
+        tracking_token=new_tracking_token(),
+        resident_token=resident,
+        filed_at=at,
+    )
+
+
+async def test_recovery_reads_a_complaints_owner_by_its_receipt_number(
+    store: SubmissionStore,
+) -> None:
+    event = filed_by("resident-a-token-0001", "010-2222-3333")
+    await insert(store, event, "t", "resident-a-token-0001")
+
+    owner = await store.owner_by_receipt(event.receipt_number)
+
+    assert owner is not None
+    assert (owner.complaint_id, owner.receipt_number) == (event.complaint_id, event.receipt_number)
+    assert owner.resident_hashes == (hash_token("resident-a-token-0001"),)
+    assert owner.phone == "010-2222-3333"
+    assert "010" not in repr(owner)
+    assert await store.owner_by_receipt("261201-000000") is None
+
+
+async def test_a_bound_resident_token_owns_the_complaint_and_finds_its_residents_others(
+    store: SubmissionStore,
+) -> None:
+    old, new = "old-device-token-0001", "new-device-token-0001"
+    first = filed_by(old, "010-2222-3333", NOW)
+    second = filed_by(old, None, NOW + timedelta(minutes=1))
+    stranger = filed_by("someone-else-token-01", "010-2222-3333", NOW + timedelta(minutes=2))
+    for event, resident in ((first, old), (second, old), (stranger, "someone-else-token-01")):
+        await insert(store, event, "t", resident)
+
+    assert not await store.token_matches(first.complaint_id, new)
+    await store.bind_resident([first.complaint_id], hash_token(new))
+    await store.bind_resident([first.complaint_id], hash_token(new))  # a repeat: no change
+
+    assert await store.token_matches(first.complaint_id, new)
+    assert await store.token_matches(first.complaint_id, old)
+    assert not await store.token_matches(second.complaint_id, new)
+    owner = await store.owner_by_receipt(first.receipt_number)
+    assert owner is not None
+    assert owner.resident_hashes == (hash_token(old), hash_token(new))
+    # filed under the old token, or bound to the new one: newest filed first
+    found = await store.owned_by([hash_token(new)], limit=10)
+    assert [o.complaint_id for o in found] == [first.complaint_id]
+    found = await store.owned_by(owner.resident_hashes, limit=10)
+    assert [o.complaint_id for o in found] == [second.complaint_id, first.complaint_id]
+    assert [o.complaint_id for o in await store.owned_by(owner.resident_hashes, limit=1)] == [
+        second.complaint_id
+    ]
+    if isinstance(store, MongoSubmissionStore):  # each of the two reads on its own index
+        for query, index in (
+            ({"event.resident_token_hash": {"$in": [hash_token(old)]}}, "by_resident"),
+            ({"bound_residents": {"$in": [hash_token(new)]}}, "by_bound_resident"),
+            ({"receipt_number": first.receipt_number}, "receipt_unique"),
+        ):
+            plan = (await store.col.find(query).explain())["queryPlanner"]["winningPlan"]
+            assert index in str(plan), plan
+
+
+async def test_a_complaint_keeps_the_latest_bindings_only(store: SubmissionStore) -> None:
+    event = filed_by("resident-a-token-0001", "010-2222-3333")
+    await insert(store, event, "t", "resident-a-token-0001")
+    tokens = [f"device-{n:02d}-token-0001" for n in range(MAX_BOUND_RESIDENTS + 2)]
+    for token in tokens:
+        await store.bind_resident([event.complaint_id], hash_token(token))
+
+    owner = await store.owner_by_receipt(event.receipt_number)
+    assert owner is not None
+    assert len(owner.resident_hashes) == 1 + MAX_BOUND_RESIDENTS
+    assert not await store.token_matches(event.complaint_id, tokens[0])
+    assert await store.token_matches(event.complaint_id, tokens[-1])
 
 
 async def test_a_complaints_submission_is_found_by_its_id(store: SubmissionStore) -> None:

@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import ComplaintState
 from schemas.common import Location
-from schemas.events import utcnow
+from schemas.events import bound_event, utcnow
 from schemas.tokens import hash_token
 from services.mongo import Document
 from tests.fakes.tracker import InMemoryTrackerStore
@@ -28,6 +28,7 @@ from tracker.store import (
     MongoTrackerStore,
     TrackerStore,
     open_at_filter,
+    resident_filters,
     search_filter,
 )
 
@@ -321,6 +322,34 @@ async def test_a_residents_complaints_newest_first_paged(store: TrackerStore) ->
     assert nobody == ([], 0)
     assert first[0].department is not None
     assert (first[0].department.code, first[0].department.name) == ("parks", "공원녹지과")
+
+
+async def test_a_complaint_bound_to_another_device_is_listed_for_it_through_indexes(
+    store: TrackerStore, backend: AsyncDatabase[Document] | None
+) -> None:
+    """Recovery (``ResidentBound``): the complaint joins the new device's list, stays on the
+    filer's, and arriving before its filing changes nothing."""
+    device = hash_token("new-device-resident-token-01")
+    events = district()
+    await in_batch(store, [bound_event("c-2", device, utcnow()), *events])
+    await in_batch(store, [bound_event("c-2", device, utcnow())])  # a repeat
+
+    mine, total = await store.resident_complaints(device, limit=20, offset=0)
+    filers, _ = await store.resident_complaints(hash_token(RESIDENT_A), limit=20, offset=0)
+    model = await store.read_model("c-2")
+
+    assert ([item.complaint_id for item in mine], total) == (["c-2"], 1)
+    assert "c-2" in [item.complaint_id for item in filers]
+    assert model is not None
+    assert model.bound_resident_hashes == [device]
+    if backend is not None:
+        assert isinstance(store, MongoTrackerStore)
+        for query, index in zip(
+            resident_filters(device), ("by_resident", "by_bound_resident"), strict=True
+        ):
+            plan = (await store.complaints.find(query).explain())["queryPlanner"]["winningPlan"]
+            assert "IXSCAN" in str(plan), plan
+            assert index in str(plan), plan
 
 
 async def test_a_departments_queue_open_only_overdue_first_then_by_due_time(

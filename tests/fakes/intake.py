@@ -8,7 +8,14 @@ from intake.contacts import CodeRecord as ContactCode
 from intake.idempotency import Answer, Claim, Kept
 from intake.photo_store import THUMB, StoredPhoto
 from intake.photos import Processed
-from intake.store import ChannelRef, FiledRecord, Refused, SubmissionStore
+from intake.store import (
+    MAX_BOUND_RESIDENTS,
+    ChannelRef,
+    FiledRecord,
+    Owner,
+    Refused,
+    SubmissionStore,
+)
 from schemas import ComplaintFiled
 from schemas.events import PhotoRef
 from schemas.tokens import hash_token, token_matches
@@ -24,6 +31,17 @@ def _bson_precision(at: datetime) -> datetime:
 class _Row:
     record: FiledRecord
     filed_at: datetime
+    bound: list[str] = field(default_factory=list)
+
+    def owner(self) -> Owner:
+        filed = self.record.filed
+        filer = [filed.resident_token_hash] if filed.resident_token_hash else []
+        return Owner(
+            complaint_id=filed.complaint_id,
+            receipt_number=filed.receipt_number,
+            resident_hashes=tuple(dict.fromkeys([*filer, *self.bound])),
+            phone=filed.resident.phone if filed.resident.notification_consent else None,
+        )
 
 
 class InMemorySubmissionStore:
@@ -105,9 +123,30 @@ class InMemorySubmissionStore:
         if row is None:
             return False
         filed = row.record.filed
-        return token_matches(token, filed.tracking_token_hash) or token_matches(
-            token, filed.resident_token_hash
+        hashes = [filed.tracking_token_hash, filed.resident_token_hash, *row.bound]
+        return any(token_matches(token, h) for h in hashes)
+
+    async def owner_by_receipt(self, receipt_number: str) -> Owner | None:
+        return next(
+            (
+                r.owner()
+                for r in self.rows.values()
+                if r.record.filed.receipt_number == receipt_number
+            ),
+            None,
         )
+
+    async def owned_by(self, resident_hashes: Collection[str], *, limit: int) -> list[Owner]:
+        wanted = set(resident_hashes)
+        rows = [r for r in self.rows.values() if wanted & set(r.owner().resident_hashes)]
+        rows.sort(key=lambda r: r.filed_at, reverse=True)
+        return [r.owner() for r in rows[:limit]]
+
+    async def bind_resident(self, complaint_ids: Collection[str], resident_token_hash: str) -> None:
+        for complaint_id in complaint_ids:
+            row = self.rows.get(complaint_id)
+            if row is not None and resident_token_hash not in row.bound:
+                row.bound = [*row.bound, resident_token_hash][-MAX_BOUND_RESIDENTS:]
 
     async def submission_of(self, complaint_id: str) -> str | None:
         row = self.rows.get(complaint_id)
@@ -323,3 +362,20 @@ def _code_stored(record: ContactCode) -> ContactCode:
         resends=tuple(at(t) for t in record.resends),
         confirmed_at=at(record.confirmed_at) if record.confirmed_at is not None else None,
     )
+
+
+class InMemoryConfirmedPhones:
+    """``MongoConfirmedPhones`` in a dict: key → until when it counts."""
+
+    def __init__(self) -> None:
+        self.until: dict[str, datetime] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def remember(self, keys: Collection[str], until: datetime) -> None:
+        for key in keys:
+            self.until[key] = _bson_precision(until)
+
+    async def remembered(self, key: str, now: datetime) -> bool:
+        return key in self.until and self.until[key] > now

@@ -21,6 +21,7 @@ from portal.clients import (
     Department,
     Filed,
     Handler,
+    Recovered,
     Refused,
     Similar,
     Step,
@@ -47,6 +48,12 @@ class FakeIntake:
     """complaint id → the code sent, for web filings with a phone to tell (as intake)."""
     confirmed: set[str] = field(default_factory=set)
     resent: list[str] = field(default_factory=list)
+    recovery_codes: dict[str, str] = field(default_factory=dict)
+    """receipt number → the recovery code sent to its phone (as intake, only with a phone)."""
+    recovery_asks: list[str] = field(default_factory=list)
+    on_recover: Any = None  # called with (resident token, complaint ids) on a right code
+    bound: dict[str, set[str]] = field(default_factory=dict)
+    """complaint id → resident tokens recovery bound to it (accepted as the tracking token)."""
 
     async def file(self, body: dict[str, Any]) -> Filed | Refused:
         if not str(body.get("body", "")).strip():
@@ -103,7 +110,7 @@ class FakeIntake:
         note: str | None,
         fields: Mapping[str, object] | None = None,
     ) -> Refused | None:
-        if self.tokens.get(complaint_id) != token:
+        if self.tokens.get(complaint_id) != token and token not in self.bound.get(complaint_id, ()):
             return Refused(404, "no such complaint")
         for photo_id in (fields or {}).get("photos") or ():  # type: ignore[attr-defined]
             if photo_id not in self.photos:  # as intake: only an upload it kept
@@ -128,6 +135,45 @@ class FakeIntake:
         self.resent.append(complaint_id)
         return None
 
+    async def start_recovery(self, receipt_number: str) -> Refused | None:
+        self.recovery_asks.append(receipt_number)
+        if len(self.recovery_asks) > 5:
+            return Refused(429, "client: too many recovery requests", code="rate_limited")
+        filed = self._by_receipt(receipt_number)
+        if filed is not None and filed[1].get("resident", {}).get("phone"):
+            self.recovery_codes[receipt_number] = f"{secrets.randbelow(1_000_000):06d}"
+        return None
+
+    async def confirm_recovery(
+        self, receipt_number: str, *, code: str, resident_token: str | None
+    ) -> Recovered | Refused:
+        if resident_token is not None and resident_token not in self.residents:
+            return Refused(422, "resident_token: not a resident token intake issued")
+        found = self._by_receipt(receipt_number)
+        if found is None or self.recovery_codes.pop(receipt_number, None) != code:
+            return Refused(422, "code: not accepted for this receipt number", code="wrong_code")
+        token = resident_token or secrets.token_urlsafe(24)
+        self.residents.add(token)
+        target = found[0]
+        mine = [f for f in self.by_ref.values() if f.resident_token == target.resident_token]
+        for f in mine:
+            self.bound.setdefault(f.complaint_id, set()).add(token)
+        if self.on_recover is not None:
+            self.on_recover(token, [f.complaint_id for f in mine])
+        return Recovered(
+            resident_token=None if resident_token else token,
+            complaints=tuple((f.complaint_id, f.receipt_number) for f in mine),
+        )
+
+    def _by_receipt(self, receipt_number: str) -> tuple[Filed, dict[str, Any]] | None:
+        bodies = dict(
+            zip((f.complaint_id for f in self.by_ref.values()), self.filings, strict=False)
+        )
+        for filed in self.by_ref.values():
+            if filed.receipt_number == receipt_number:
+                return filed, bodies.get(filed.complaint_id, {})
+        return None
+
 
 CODE_CHANNELS = ("web", "chatbot", "kakao")
 """intake's default SOTONG_INTAKE_CONTACT_CODE_CHANNELS."""
@@ -149,6 +195,18 @@ class FakeTracker:
     offers: dict[tuple[str, str], list[Similar]] = field(default_factory=dict)
     """'이미 접수된 민원이 있어요' answers, by (행정동, department)."""
     lookups: list[tuple[str, str]] = field(default_factory=list)
+    bound: dict[str, set[str]] = field(default_factory=dict)
+    """complaint id → resident tokens bound to it by recovery (as ResidentBound does)."""
+
+    def bind(self, resident_token: str, complaint_ids: list[str]) -> None:
+        for complaint_id in complaint_ids:
+            self.bound.setdefault(complaint_id, set()).add(resident_token)
+
+    def _owns(self, complaint_id: str, resident_token: str) -> bool:
+        held = self.complaints.get(complaint_id)
+        return held is not None and (
+            held[0] == resident_token or resident_token in self.bound.get(complaint_id, set())
+        )
 
     async def similar(self, *, dong: str, text: str, department: str) -> list[Similar]:
         self.lookups.append((dong, department))
@@ -182,10 +240,10 @@ class FakeTracker:
 
     async def complaint(self, complaint_id: str, *, resident_token: str) -> Complaint | None:
         held = self.complaints.get(complaint_id)
-        return held[1] if held and held[0] == resident_token else None
+        return held[1] if held and self._owns(complaint_id, resident_token) else None
 
     async def my_complaints(self, resident_token: str, *, limit: int = 50) -> list[Summary]:
-        own = [c for r, c in self.complaints.values() if r == resident_token]
+        own = [c for cid, (_, c) in self.complaints.items() if self._owns(cid, resident_token)]
         return [
             Summary.model_validate(c.model_dump(), from_attributes=False)
             for c in sorted(own, key=lambda c: c.filed_at, reverse=True)[:limit]

@@ -34,6 +34,7 @@ from tracker.store import (
     open_at_filter,
     queue_filter,
     read_model_document,
+    resident_filters,
     search_filter,
     stored_fields,
 )
@@ -74,11 +75,16 @@ def projected(doc: Document, names: Iterable[str]) -> Document:
 
 
 def matches(doc: Document, query: Document) -> bool:
-    """The filters tracker's store builds: equality, ``$in``, ``$all`` and ranges."""
+    """The filters tracker's store builds: equality (a list field matches a value it
+    holds, as in MongoDB), ``$in``, ``$all``, ranges and ``$or``."""
     for name, wanted in query.items():
+        if name == "$or":
+            if not any(matches(doc, branch) for branch in wanted):
+                return False
+            continue
         value = doc.get(name)
         if not isinstance(wanted, dict):
-            if value != wanted:
+            if value != wanted and not (isinstance(value, list) and wanted in value):
                 return False
             continue
         for op, operand in wanted.items():
@@ -188,7 +194,7 @@ class InMemoryTrackerStore:
     async def resident_complaints(
         self, resident_token_hash: str, *, limit: int, offset: int
     ) -> tuple[list[ComplaintSummary], int]:
-        query = {"resident_token_hash": resident_token_hash}
+        query = {"$or": list(resident_filters(resident_token_hash))}
         return self._page(ComplaintSummary, query, NEWEST_FIRST, limit, offset)
 
     async def queue(

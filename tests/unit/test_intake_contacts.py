@@ -19,6 +19,7 @@ from schemas import ComplaintFiled, topics
 from schemas.common import Channel, Resident
 from schemas.events import ContactCodeIssued, ContactConfirmed
 from tests.fakes.intake import (
+    InMemoryConfirmedPhones,
     InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemorySubmissionStore,
@@ -49,6 +50,8 @@ class Harness:
     publish: RecordingPublish
     codes: InMemoryContactCodes
     clock: Clock
+    recovery_codes: InMemoryContactCodes
+    phones: InMemoryConfirmedPhones
 
     async def file(self, **changes: Any) -> dict[str, Any]:
         response = await self.http.post("/v1/complaints", json=FILING | changes)
@@ -82,6 +85,7 @@ class Harness:
 @pytest.fixture
 async def intake() -> AsyncIterator[Harness]:
     publish, codes, clock = RecordingPublish(), InMemoryContactCodes(), Clock()
+    recovery_codes, phones = InMemoryContactCodes(), InMemoryConfirmedPhones()
     app = create_app(
         IntakeSettings(
             channel_keys={
@@ -94,9 +98,11 @@ async def intake() -> AsyncIterator[Harness]:
         clock=clock,
         idempotency_store=InMemoryIdempotencyStore(),
         contact_store=codes,
+        recovery_store=recovery_codes,
+        confirmed_phones=phones,
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://i") as http:
-        yield Harness(http, publish, codes, clock)
+        yield Harness(http, publish, codes, clock, recovery_codes, phones)
 
 
 def wrong(code: str) -> str:

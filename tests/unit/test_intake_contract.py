@@ -26,6 +26,7 @@ from intake.tracker_client import TrackerClient
 from schemas.catalogue import catalogue
 from schemas.commands import DepartmentAction
 from tests.fakes.intake import (
+    InMemoryConfirmedPhones,
     InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemoryPhotoStore,
@@ -74,6 +75,8 @@ APP = create_app(
     idempotency_store=InMemoryIdempotencyStore(),
     photo_store=InMemoryPhotoStore(),
     contact_store=InMemoryContactCodes(),
+    recovery_store=InMemoryContactCodes(),
+    confirmed_phones=InMemoryConfirmedPhones(),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", without_lifespan(APP))
 schema.config.phases.update(phases=["coverage", "fuzzing"])

@@ -30,6 +30,7 @@ from schemas.tokens import hash_token
 from services.broker import KeyedEvent, topic_name
 from services.runtime import Runtime
 from tests.fakes.intake import (
+    InMemoryConfirmedPhones,
     InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemorySubmissionStore,
@@ -91,6 +92,8 @@ async def intake(store: InMemorySubmissionStore) -> AsyncIterator[Harness]:
         clock=clock,
         idempotency_store=InMemoryIdempotencyStore(),
         contact_store=InMemoryContactCodes(),
+        recovery_store=InMemoryContactCodes(),
+        confirmed_phones=InMemoryConfirmedPhones(),
     )
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
@@ -252,6 +255,8 @@ async def test_losing_the_race_for_a_channel_ref_answers_the_winners_complaint()
         publish=publish,
         clock=clock,
         contact_store=InMemoryContactCodes(),
+        recovery_store=InMemoryContactCodes(),
+        confirmed_phones=InMemoryConfirmedPhones(),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://i") as http:
         response = await http.post("/v1/complaints", json=SUBMISSION)

@@ -28,6 +28,7 @@ from schemas import ComplaintFiled, topics
 from schemas.commands import COMMAND_ADAPTER
 from schemas.tokens import hash_token
 from tests.fakes.intake import (
+    InMemoryConfirmedPhones,
     InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemorySubmissionStore,
@@ -96,6 +97,8 @@ async def harness(idempotency: InMemoryIdempotencyStore, **changes: Any) -> Asyn
         clock=clock,
         idempotency_store=idempotency,
         contact_store=InMemoryContactCodes(),
+        recovery_store=InMemoryContactCodes(),
+        confirmed_phones=InMemoryConfirmedPhones(),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://i") as http:
         yield Harness(http, store, idempotency, publish, clock)

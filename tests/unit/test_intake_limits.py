@@ -16,6 +16,7 @@ from intake.settings import IntakeSettings
 from schemas import topics
 from services.runtime import Runtime
 from tests.fakes.intake import (
+    InMemoryConfirmedPhones,
     InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemoryPhotoStore,
@@ -79,6 +80,8 @@ async def intake(limits: dict[str, Any]) -> AsyncIterator[Intake]:
         idempotency_store=InMemoryIdempotencyStore(),
         photo_store=InMemoryPhotoStore(),
         contact_store=InMemoryContactCodes(),
+        recovery_store=InMemoryContactCodes(),
+        confirmed_phones=InMemoryConfirmedPhones(),
     )
     transport = httpx.ASGITransport(app, client=("203.0.113.9", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:

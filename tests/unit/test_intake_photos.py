@@ -24,6 +24,7 @@ from schemas import ComplaintFiled, ComplaintState, topics
 from schemas.commands import CorrectComplaint
 from schemas.events import ComplaintStatusChanged
 from tests.fakes.intake import (
+    InMemoryConfirmedPhones,
     InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemoryPhotoStore,
@@ -204,6 +205,8 @@ async def stack_with(**changes: Any) -> AsyncIterator[Stack]:
             idempotency_store=InMemoryIdempotencyStore(),
             photo_store=photos,
             contact_store=InMemoryContactCodes(),
+            recovery_store=InMemoryContactCodes(),
+            confirmed_phones=InMemoryConfirmedPhones(),
         )
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:

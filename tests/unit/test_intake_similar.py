@@ -20,6 +20,7 @@ from intake.tracker_client import TrackerClient
 from schemas import ComplaintState, topics
 from schemas.common import Channel, Location
 from tests.fakes.intake import (
+    InMemoryConfirmedPhones,
     InMemoryContactCodes,
     InMemoryIdempotencyStore,
     InMemoryPhotoStore,
@@ -78,6 +79,8 @@ async def stack_of(
             idempotency_store=InMemoryIdempotencyStore(),
             photo_store=InMemoryPhotoStore(),
             contact_store=InMemoryContactCodes(),
+            recovery_store=InMemoryContactCodes(),
+            confirmed_phones=InMemoryConfirmedPhones(),
             classify=classify,
         )
         transport = httpx.ASGITransport(app)
