@@ -18,7 +18,7 @@ from intake.contacts import (
     MongoContactCodes,
     contact_routes,
 )
-from intake.handlers import Accepted, Intake, routes, subscribe
+from intake.handlers import Accepted, Intake, SubmissionBatches, routes, subscribe
 from intake.idempotency import (
     Idempotency,
     IdempotencyStore,
@@ -163,7 +163,12 @@ def create_app(
         registry=runtime.registry,
     )
     tracker = tracker or TrackerClient.build(settings.tracker_url, settings.tracker_api_key)
-    subscribe(runtime.subscriber, intake)
+    subscribe(
+        runtime.subscriber,
+        intake,
+        reject=runtime.dead_letters.dead_letter_records,
+        batch=SubmissionBatches(settings.batch_max_records, settings.batch_timeout_ms),
+    )
     source: ReplaySource = intake.published_since
     command_publish = publish
     if settings.kafka.replay_after_broker_loss:  # commands have no outbox: keep them too
