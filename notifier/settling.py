@@ -58,15 +58,14 @@ class Settler:
     async def settle(self, futures: Sequence["asyncio.Future[None]"]) -> None:
         """Write what is queued now, and wait until these are written; raise the first
         failure among them."""
-        if not futures:
-            return
-        self._now.set()
-        results = await asyncio.gather(
-            *(asyncio.shield(f) for f in futures), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        if not all(f.done() for f in futures):
+            self._now.set()
+            await asyncio.wait([asyncio.ensure_future(asyncio.shield(f)) for f in futures])
+        for f in futures:
+            if f.cancelled():
+                raise asyncio.CancelledError
+            if (exc := f.exception()) is not None:
+                raise exc
 
     async def _drain(self) -> None:
         batch: list[_Queued] = []
@@ -89,6 +88,7 @@ class Settler:
                         if not q.future.done():
                             q.future.set_result(None)
                 batch = []
+            self._now.clear()  # what was asked for is written: the next finish lingers again
         except BaseException:  # cancelled (shutdown): nobody is left waiting forever
             for q in [*batch, *self._queue]:
                 q.future.cancel()
