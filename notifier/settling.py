@@ -42,7 +42,9 @@ class Settler:
     """Seconds a handed-over finish may wait for others to share its write."""
     _queue: list[_Queued] = field(default_factory=list)
     _writer: "asyncio.Task[None] | None" = None
-    _now: asyncio.Event = field(default_factory=asyncio.Event)
+    _now: asyncio.Event | None = None
+    """Set when a batch waits for its finishes: the writer stops lingering. One per
+    writer, made on the loop that runs it."""
 
     def add(self, finishes: Iterable[Finish], marks: Iterable[Mark]) -> "asyncio.Future[None]":
         """Queue these for the next write; the future is done once they are written (or
@@ -52,13 +54,15 @@ class Settler:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(_Queued(tuple(finishes), tuple(marks), future))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
+            self._now = asyncio.Event()
+            self._writer = asyncio.create_task(self._drain(self._now))
         return future
 
     async def settle(self, futures: Sequence["asyncio.Future[None]"]) -> None:
         """Write what is queued now, and wait until these are written; raise the first
         failure among them."""
         if not all(f.done() for f in futures):
+            assert self._now is not None, "a future not done has a writer"
             self._now.set()
             await asyncio.wait([asyncio.ensure_future(asyncio.shield(f)) for f in futures])
         for f in futures:
@@ -67,13 +71,13 @@ class Settler:
             if (exc := f.exception()) is not None:
                 raise exc
 
-    async def _drain(self) -> None:
+    async def _drain(self, now: asyncio.Event) -> None:
         batch: list[_Queued] = []
         try:
             while self._queue:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._now.wait(), self.every)
-                self._now.clear()
+                    await asyncio.wait_for(now.wait(), self.every)
+                now.clear()
                 batch, self._queue = self._queue, []
                 try:
                     await self.write(
@@ -88,7 +92,6 @@ class Settler:
                         if not q.future.done():
                             q.future.set_result(None)
                 batch = []
-            self._now.clear()  # what was asked for is written: the next finish lingers again
         except BaseException:  # cancelled (shutdown): nobody is left waiting forever
             for q in [*batch, *self._queue]:
                 q.future.cancel()
