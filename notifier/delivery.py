@@ -224,6 +224,7 @@ class Delivery:
         self.contacts = contacts
         self.budget_seconds = budget_seconds
         self.attempt_seconds = attempt_seconds
+        self.settler = Settler(self._settle, finish_every)
         self.chain = Chain(
             channels=self.channels,
             claim=store.claim,
@@ -232,8 +233,8 @@ class Delivery:
             sleep=self._sleep,
             clock=clock,
             later=later,
+            sent_unrecorded=self.settler.sent_unrecorded,
         )
-        self.settler = Settler(self._settle, finish_every)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def _sleep(self, seconds: float) -> None:

@@ -13,6 +13,11 @@ within the last interval.
 A batch still waits for all of its own finishes to be written (:meth:`Settler.settle`
 writes at once what is queued) before it puts anything on the retry topic or lets its
 offsets be committed, so nothing is acknowledged that the ledger does not hold.
+
+A write that fails (the database away) fails every batch with a part in it, and the kit
+retries those batches in place; the settler remembers what it could not write
+(:meth:`Settler.sent_unrecorded`), so a retry in the same process does not send again a
+message this process knows went out.
 """
 
 import asyncio
@@ -20,7 +25,10 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from notifier.ledger import Finish, Mark
+from notifier.ledger import DeliveryStatus, Finish, Mark
+
+UNRECORDED_KEPT = 10_000
+"""At most this many unrecorded sends are remembered (a long outage drops the oldest)."""
 
 Write = Callable[[Sequence[Finish], Sequence[Mark]], Awaitable[None]]
 """One bulk write of finishes and marks: :meth:`LedgerStore.settle` at the current time."""
@@ -45,6 +53,13 @@ class Settler:
     _now: asyncio.Event | None = None
     """Set when a batch waits for its finishes: the writer stops lingering. One per
     writer, made on the loop that runs it."""
+    _unrecorded: dict[str, Finish] = field(default_factory=dict)
+    """Deliveries sent whose finish a failed write could not record, oldest first."""
+
+    def sent_unrecorded(self, delivery_id: str) -> Finish | None:
+        """The ``sent`` finish of a delivery this process sent but could not record (the
+        database away when it was written), if any: a resumed claim must not send again."""
+        return self._unrecorded.get(delivery_id)
 
     def add(self, finishes: Iterable[Finish], marks: Iterable[Mark]) -> "asyncio.Future[None]":
         """Queue these for the next write; the future is done once they are written (or
@@ -84,11 +99,14 @@ class Settler:
                         [f for q in batch for f in q.finishes], [m for q in batch for m in q.marks]
                     )
                 except Exception as exc:  # every batch with a part in it hears why
+                    self._remember([f for q in batch for f in q.finishes])
                     for q in batch:
                         if not q.future.done():
                             q.future.set_exception(exc)
                 else:
                     for q in batch:
+                        for f in q.finishes:
+                            self._unrecorded.pop(f.delivery_id, None)
                         if not q.future.done():
                             q.future.set_result(None)
                 batch = []
@@ -97,3 +115,10 @@ class Settler:
                 q.future.cancel()
             self._queue = []
             raise
+
+    def _remember(self, finishes: Sequence[Finish]) -> None:
+        for f in finishes:
+            if f.status is DeliveryStatus.SENT:
+                self._unrecorded[f.delivery_id] = f
+        while len(self._unrecorded) > UNRECORDED_KEPT:
+            del self._unrecorded[next(iter(self._unrecorded))]

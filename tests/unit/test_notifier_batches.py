@@ -7,13 +7,16 @@ Delivery on MongoDB and real peers.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from notifier.channel import Message
 from notifier.handlers import Arrival
+from notifier.ledger import Finish, Mark
 from notifier.outbox import OutboxChannel
 from notifier.settings import NotifierSettings
 from schemas import ComplaintState, topics
@@ -223,3 +226,43 @@ async def test_the_finishes_of_a_batch_share_a_write_when_they_end_together(
     writes = harness.store.commands - before - 4  # recipients, parked, ledger read, claims
     assert 1 <= writes <= 3, f"{writes} finishing writes for 10 notices ending within 50 ms"
     assert len(harness.lines()) == 10
+
+
+class FlakyFinish(InMemoryNotifierStore):
+    """The database goes away just when a batch's finishes are written, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_settle = True
+
+    async def settle(
+        self, finishes: Sequence[Finish], marks: Sequence[Mark], *, now: datetime
+    ) -> None:
+        if self.fail_next_settle:
+            self.fail_next_settle = False
+            raise AutoReconnect("the database is away")
+        await super().settle(finishes, marks, now=now)
+
+
+async def test_a_batch_retried_after_its_finishes_could_not_be_written_sends_nothing_again(
+    tmp_path: Path,
+) -> None:
+    """The kit retries the batch in place (the same process): what this process sent but
+    could not record is not sent again."""
+    cid = new_id()
+    store = FlakyFinish()
+    hook = Hook()
+    harness = build(
+        store, OutboxChannel(tmp_path / "o.jsonl"), {"webhook": hook}, webhooks=frozenset({"RES"})
+    )
+    await harness.delivery.remember_all([filed(cid)])
+    arrivals = [Arrival(assigned(cid))]
+
+    with pytest.raises(AutoReconnect):
+        await harness.delivery.notify_all(arrivals)
+    assert await harness.delivery.notify_all(arrivals) == []
+
+    assert [m.complaint_id for m in hook.sent] == [cid], "the webhook once"
+    webhook = f"{arrivals[0].source.event_id}:department:RES:webhook"
+    assert (await harness.record(webhook)).status == "sent"
+    assert len(harness.lines()) == 1
