@@ -50,7 +50,8 @@ WEBHOOK_GAP = (
     "at-least-once by design: a notifier killed while a webhook call is in flight (or "
     "within SOTONG_NOTIFIER_FINISH_INTERVAL_MS after it ended, before its finish is "
     "written) calls again with the same CloudEvent id and X-Sotong-Delivery; receivers "
-    "dedupe by id. Calls that ended earlier in the batch are not repeated"
+    "dedupe by id. Calls that ended earlier in the batch, or whose finish a database "
+    "outage kept from being written while the notifier lived on, are not repeated"
 )
 
 
