@@ -20,7 +20,7 @@ from intake.contacts import (
     MongoContactCodes,
     contact_routes,
 )
-from intake.handlers import Accepted, Intake, routes, similar_routes, subscribe
+from intake.handlers import Accepted, Intake, SubmissionBatches, routes, similar_routes, subscribe
 from intake.idempotency import (
     Idempotency,
     IdempotencyStore,
@@ -207,7 +207,12 @@ def create_app(
         else None
     )
     classify = classify or routing
-    subscribe(runtime.subscriber, intake)
+    subscribe(
+        runtime.subscriber,
+        intake,
+        reject=runtime.dead_letters.dead_letter_records,
+        batch=SubmissionBatches(settings.batch_max_records, settings.batch_timeout_ms),
+    )
     source: ReplaySource = intake.published_since
     command_publish = publish
     if settings.kafka.replay_after_broker_loss:  # commands have no outbox: keep them too

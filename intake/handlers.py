@@ -12,9 +12,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response, Security
+from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
@@ -41,8 +42,8 @@ from schemas.common import Channel
 from schemas.events import PhotoRef
 from services import telemetry
 from services.batching import GroupCommit
-from services.broker import KeyedEvent
-from services.errors import PermanentError, field_errors
+from services.broker import KeyedEvent, raw_values, records_of
+from services.errors import InvalidMessage, PermanentError, field_errors, is_retryable
 from services.http import ApiError
 from services.keys import API_KEY, ApiKeys
 from services.logs import bound
@@ -346,18 +347,85 @@ class Intake:
                 await replayer.close()
 
 
-Subscriber = Callable[[str], Callable[[Callable[..., Awaitable[None]]], object]]
-"""Makes an at-least-once subscriber for a topic: ``Runtime.subscriber``."""
+Handler = Callable[..., Awaitable[None]]
 
 
-def subscribe(subscriber: Subscriber, intake: Intake) -> None:
+class Subscriber(Protocol):
+    """Makes an at-least-once subscriber for a topic: ``Runtime.subscriber``."""
+
+    def __call__(
+        self, *topic_names: str, group: str | None = None, **kwargs: object
+    ) -> Callable[[Handler], object]: ...
+
+
+RejectRecords = Callable[[Sequence[tuple[Any, BaseException]]], Awaitable[None]]
+"""Dead-letters records of a batch, each with its reason: ``DeadLetters.dead_letter_records``."""
+
+
+@dataclass(frozen=True)
+class SubmissionBatches:
+    max_records: int = 200
+    timeout_ms: int = 20
+    """How long a batch waits to fill: a lone submission waits this long at most."""
+
+
+@dataclass
+class Submissions:
+    """``complaint.submissions`` a batch at a time. Each record is parsed on its own; the
+    valid ones are filed side by side, so the group commit stores and publishes them
+    together (a handful of commands for the batch, not per record); what cannot be filed
+    (invalid, an unknown resident token) is dead-lettered alone, the batch's letters
+    published side by side. A retryable failure (the database away) fails the whole
+    batch, which the kit retries: what was filed is found again by its submission id."""
+
+    intake: Intake
+    reject: RejectRecords
+
+    async def on_batch(self, message: KafkaMessage) -> None:
+        await self.handle(records_of(message))
+
+    async def handle(self, records: Sequence[Any]) -> None:
+        parsed: list[tuple[ComplaintSubmitted, Any]] = []
+        failed: list[tuple[Any, BaseException]] = []
+        for record in records:
+            try:
+                submission = ComplaintSubmitted.model_validate_json(record.value or b"")
+            except ValidationError as exc:
+                failed.append((record, InvalidMessage(exc)))
+            else:
+                parsed.append((submission, record))
+        results = await asyncio.gather(
+            *(self.intake.accept(submission) for submission, _ in parsed), return_exceptions=True
+        )
+        for (_, record), result in zip(parsed, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception) or is_retryable(result):
+                    raise result
+                failed.append((record, result))
+        if failed:
+            await self.reject(failed)
+
+
+def subscribe(
+    subscriber: Subscriber,
+    intake: Intake,
+    *,
+    reject: RejectRecords,
+    batch: SubmissionBatches | None = None,
+) -> Submissions:
     """Channels without HTTP (KakaoTalk, chatbot, call centre bridges) publish submissions
-    on Kafka; they are filed exactly as the HTTP route files them. An unknown resident
-    token is permanent, so the dead-letter middleware sets the message aside."""
-
-    @subscriber(topics.SUBMISSIONS)
-    async def on_submission(submission: ComplaintSubmitted) -> None:
-        await intake.accept(submission)
+    on Kafka; they are filed exactly as the HTTP route files them (:class:`Submissions`)."""
+    batch = batch or SubmissionBatches()
+    submissions = Submissions(intake, reject)
+    # registered by call: Runtime.subscriber is typed Any (see notifier.handlers)
+    subscriber(
+        topics.SUBMISSIONS,
+        batch=True,
+        max_records=batch.max_records,
+        batch_timeout_ms=batch.timeout_ms,
+        decoder=raw_values,
+    )(submissions.on_batch)
+    return submissions
 
 
 def filing_channel(

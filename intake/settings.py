@@ -12,6 +12,19 @@ class IntakeSettings(ServiceSettings):
 
     http_port: int = 8001
     relay_interval_seconds: float = Field(default=2.0, gt=0)
+    batch_max_records: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="complaint.submissions records per consumed batch, at most: filed "
+        "together by one group commit.",
+    )
+    batch_timeout_ms: int = Field(
+        default=20,
+        ge=1,
+        description="How long a batch of complaint.submissions waits to fill: a lone "
+        "submission waits this long at most.",
+    )
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Department code → API key, as JSON. Without keys no command is accepted.",

@@ -228,6 +228,7 @@ def create_app(
         attempt_seconds=settings.http_timeout_seconds,
         cap=cap,
         contacts=contacts,
+        finish_every=settings.finish_interval_ms / 1000,
     )
     subscribe(
         runtime.subscriber,

@@ -162,6 +162,8 @@ class Chain:
     clock: Callable[[], datetime]
     later: RetryTopic | None = None
     """The retry topic, if long retries go there (else a channel fails after its tries)."""
+    sent_unrecorded: Callable[[str], Finish | None] = lambda _: None
+    """What this process sent but could not record (:meth:`Settler.sent_unrecorded`)."""
 
     async def run(
         self,
@@ -236,6 +238,14 @@ class Chain:
                 at=bson_time(self.clock()),
                 detail=describe(exc),
                 final=True,
+            )
+        if not claim.fresh and (earlier := self.sent_unrecorded(did)) is not None:
+            log.warning(
+                "resumed a delivery this process sent but could not record",
+                extra={"channel": channel.name},
+            )
+            return Finish(
+                delivery_id=did, status=DeliveryStatus.SENT, at=earlier.at, detail=earlier.detail
             )
         if not claim.fresh and await channel.already_delivered(did):
             log.warning(

@@ -13,9 +13,11 @@ A batch is one unit of work (CONVENTIONS 13):
 4. send: complaints concurrently, one complaint's messages one after another and in
    order, each down its chain (:class:`notifier.chain.Chain`; a fallback claims its next
    channel on its own), and publish each outcome (and dead letter) as its complaint goes;
-5. finish every delivery, marked published, in one bulk write; put what goes round the
-   retry topic on it; take out what was parked or held and is now sent; then the offsets
-   are committed.
+5. finish each notice's deliveries, marked published, as soon as its chain has run: the
+   finishes of the whole process are written together every few milliseconds
+   (:mod:`notifier.settling`); once every finish of the batch is written, put what goes
+   round the retry topic on it and take out what was parked or held and is now sent;
+   then the offsets are committed.
 
 Sending has a time budget per batch, well under the consumer's poll limit; what it leaves
 untried, and a last channel still failing, goes round ``notification.retry``
@@ -25,8 +27,10 @@ Residents' messages are capped per contact and day (:mod:`notifier.caps`).
 A crash between sending and the finish leaves a claim ``sending``: the redelivery asks
 the channel whether the message went out (an HTTP channel cannot know and sends again
 with the same idempotency key, which the provider drops) and publishes the outcome again
-(the same event id: a duplicate downstream). A crash before a publish leaves the record
-unpublished, and the redelivery publishes it.
+(the same event id: a duplicate downstream). Since each finish is written as its notice
+ends rather than with the batch's last, that window holds only the calls in flight at the
+crash and those that ended within the last write interval, not the whole batch. A crash
+before a publish leaves the record unpublished, and the redelivery publishes it.
 
 A recipient who cannot be reached — no phone or address at all, no configured channel
 for the contact they gave, or no consent — is sent nothing: the outcome is ``skipped``
@@ -68,6 +72,7 @@ from notifier.quiet import QuietHours
 from notifier.recipients import Recipient
 from notifier.retry import RetryPolicy
 from notifier.retrying import SWEPT, Budget, RetryTopic, scheduled, split_due, wait_for
+from notifier.settling import Settler
 from notifier.store import NotifierStore
 from schemas import (
     ComplaintDeadlineAlert,
@@ -138,13 +143,22 @@ class Task:
 
 @dataclass
 class Effects:
-    """What one complaint's sending came to, for the batch's closing bulk write."""
+    """What one complaint's sending came to: finishes and marks not yet handed to the
+    settler, the writes they went into, and what the batch does once those are done."""
 
     finishes: dict[str, Finish] = field(default_factory=dict)
     marks: dict[str, Mark] = field(default_factory=dict)
     counted: list[DeliveryRecord] = field(default_factory=list)
     retries: list[tuple[Source, DeliveryRecord, str | None]] = field(default_factory=list)
     """Deliveries now ``retrying``, put on the retry topic once their finish is written."""
+    written: list["asyncio.Future[None]"] = field(default_factory=list)
+    """The settler's writes this complaint's finishes went into."""
+
+    def hand_over(self, settler: Settler) -> None:
+        """Queue what is finished so far for the settler's next write."""
+        if self.finishes or self.marks:
+            self.written.append(settler.add(self.finishes.values(), self.marks.values()))
+            self.finishes, self.marks = {}, {}
 
     def finished(self, finish: Finish, record: DeliveryRecord) -> None:
         self.finishes[finish.delivery_id] = finish
@@ -189,6 +203,7 @@ class Delivery:
         attempt_seconds: float = 5.0,
         cap: DailyCap | None = None,
         contacts: Contacts | None = None,
+        finish_every: float = 0.005,
     ) -> None:
         needed = set(audience.channels) | ({"webhook"} if audience.webhooks else set())
         if missing := needed - set(channels):
@@ -209,6 +224,7 @@ class Delivery:
         self.contacts = contacts
         self.budget_seconds = budget_seconds
         self.attempt_seconds = attempt_seconds
+        self.settler = Settler(self._settle, finish_every)
         self.chain = Chain(
             channels=self.channels,
             claim=store.claim,
@@ -217,11 +233,15 @@ class Delivery:
             sleep=self._sleep,
             clock=clock,
             later=later,
+            sent_unrecorded=self.settler.sent_unrecorded,
         )
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def _sleep(self, seconds: float) -> None:
         await self.sleep(seconds)
+
+    async def _settle(self, finishes: Sequence[Finish], marks: Sequence[Mark]) -> None:
+        await self.store.settle(finishes, marks, now=self.clock())
 
     # -- one at a time (operators, tests): a batch of one --------------------------------
 
@@ -602,11 +622,9 @@ class Delivery:
             ),
             return_exceptions=True,
         )
-        await self.store.settle(
-            [f for e in effects for f in e.finishes.values()],
-            [m for e in effects for m in e.marks.values()],
-            now=self.clock(),
-        )
+        for e in effects:  # what a failure left unhanded, then wait for every write
+            e.hand_over(self.settler)
+        await self.settler.settle([w for e in effects for w in e.written])
         for e in effects:
             for record in e.counted:
                 self._count(record)
@@ -728,44 +746,52 @@ class Delivery:
         budget: Budget | None = None,
     ) -> None:
         """One complaint's notices in order: what is left of each chain, its outcomes
-        published as they come."""
+        published as they come, its finishes handed to the settler as each notice ends."""
         for task in tasks:
-            step = task.plan
-            assert step is not None
-            source, correlation_id = task.job.source, task.job.correlation_id
-            for record in step.finished:
-                if not record.outcome_published:
-                    await self._publish(record, correlation_id, effects)
-                if step.claim is None:
-                    log.info(
-                        "notification already handled",
-                        extra={"channel": record.channel, "outcome": record.status.value},
-                    )
-            if step.dead_letter is not None:
-                await self._dead_letter(
-                    source, step.dead_letter, task.notice, step.reasons, effects
-                )
+            await self._send_one(task, claimed, effects, budget)
+            effects.hand_over(self.settler)
+
+    async def _send_one(
+        self,
+        task: Task,
+        claimed: Mapping[str, DeliveryRecord],
+        effects: Effects,
+        budget: Budget | None,
+    ) -> None:
+        step = task.plan
+        assert step is not None
+        source, correlation_id = task.job.source, task.job.correlation_id
+        for record in step.finished:
+            if not record.outcome_published:
+                await self._publish(record, correlation_id, effects)
             if step.claim is None:
-                continue
-            record = claimed[step.claim.delivery_id]
-            if record.status is not DeliveryStatus.SENDING:
-                if record.status in FINISHED and not record.outcome_published:
-                    await self._publish(record, correlation_id, effects)
-                continue
-            ran: Ran = await self.chain.run(
-                source, step, record, correlation_id=correlation_id, budget=budget
-            )
-            for finish, done in ran.finished:
-                effects.finished(finish, done)
-                if done.status in FINISHED:
-                    await self._publish(done, correlation_id, effects)
-            for earlier in ran.earlier:
-                if not earlier.outcome_published:
-                    await self._publish(earlier, correlation_id, effects)
-            if ran.retrying is not None:
-                effects.retries.append((source, ran.retrying, correlation_id))
-            if ran.failed is not None:
-                await self._dead_letter(source, ran.failed, task.notice, ran.reasons, effects)
+                log.info(
+                    "notification already handled",
+                    extra={"channel": record.channel, "outcome": record.status.value},
+                )
+        if step.dead_letter is not None:
+            await self._dead_letter(source, step.dead_letter, task.notice, step.reasons, effects)
+        if step.claim is None:
+            return
+        record = claimed[step.claim.delivery_id]
+        if record.status is not DeliveryStatus.SENDING:
+            if record.status in FINISHED and not record.outcome_published:
+                await self._publish(record, correlation_id, effects)
+            return
+        ran: Ran = await self.chain.run(
+            source, step, record, correlation_id=correlation_id, budget=budget
+        )
+        for finish, done in ran.finished:
+            effects.finished(finish, done)
+            if done.status in FINISHED:
+                await self._publish(done, correlation_id, effects)
+        for earlier in ran.earlier:
+            if not earlier.outcome_published:
+                await self._publish(earlier, correlation_id, effects)
+        if ran.retrying is not None:
+            effects.retries.append((source, ran.retrying, correlation_id))
+        if ran.failed is not None:
+            await self._dead_letter(source, ran.failed, task.notice, ran.reasons, effects)
 
     async def _schedule(
         self, source: Source, record: DeliveryRecord, correlation_id: str | None

@@ -12,9 +12,11 @@ a ``NotificationRetryScheduled`` on the retry topic brings it back no earlier th
 counting how often. A redelivered event leaves a ``retrying`` delivery alone.
 
 A batch reads its ledger records in one query (by ``_id``: every delivery id its notices
-could touch), claims in one bulk write, and finishes in one bulk write, the outcome event
-already published (its id is derived from the delivery id, so publishing again after a
-crash is a duplicate downstream).
+could touch) and claims in one bulk write. Each notice's deliveries are finished as soon
+as its chain has run, the outcome event already published (its id is derived from the
+delivery id, so publishing again after a crash is a duplicate downstream); the finishes
+that end within a few milliseconds of each other share one bulk write
+(:mod:`notifier.settling`).
 """
 
 from collections.abc import Collection, Mapping, Sequence

@@ -174,6 +174,15 @@ class NotifierSettings(ServiceSettings):
         description="The consumers' poll limit (Kafka max.poll.interval.ms): a consumer "
         "that takes longer with one batch loses its partitions and the batch is handled again.",
     )
+    finish_interval_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="How long a finished delivery waits to share its ledger write with "
+        "others that finish meanwhile. A notifier killed mid-batch sends again only the "
+        "calls in flight and those that finished within this interval; shorter costs more "
+        "database writes per batch.",
+    )
     batch_budget_seconds: float = Field(
         default=25.0,
         gt=0,

@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -97,12 +97,31 @@ class DeadLetters:
         """One dead letter per record: a batch that failed as a whole yields one per record."""
         raw = msg.raw_message
         if isinstance(raw, tuple | list):
-            for record in raw:
-                await self._dead_letter_record(
-                    record, record.value, exc, attempts, msg.correlation_id
-                )
+            await self._side_by_side(
+                self._dead_letter_record(record, record.value, exc, attempts, msg.correlation_id)
+                for record in raw
+            )
         else:
             await self._dead_letter_record(raw, msg.body, exc, attempts, msg.correlation_id)
+
+    async def dead_letter_records(
+        self, failed: Sequence[tuple[Any, BaseException]], attempts: int = 1
+    ) -> None:
+        """Dead letters for records of a batch, each with its own reason, published side
+        by side (the producer sends them in one round of requests instead of waiting for
+        each acknowledgement in turn). Every letter is tried; the first failure is raised
+        after, so the batch is not committed and is handled again."""
+        await self._side_by_side(
+            self._dead_letter_record(record, record.value, exc, attempts, _correlation(record))
+            for record, exc in failed
+        )
+
+    @staticmethod
+    async def _side_by_side(letters: Iterable[Awaitable[None]]) -> None:
+        results = await asyncio.gather(*letters, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def publish(
         self, letter: DeadLetter, correlation_id: str | None = None, key: bytes | None = None
@@ -163,6 +182,8 @@ class DeadLetters:
             reason=pii.mask_text(errors.describe(exc, strip_root=True)),
             errors=errors.field_errors(exc, strip_root=True)
             if isinstance(exc, ValidationError)
+            else list(exc.fields)
+            if isinstance(exc, errors.InvalidMessage)
             else [],
             retryable=errors.is_retryable(exc),
             attempts=attempts,
@@ -178,7 +199,8 @@ class DeadLetters:
             correlation_id=correlation_id,
             key=key_bytes if isinstance(key_bytes, bytes) else None,
         )
-        cause = "invalid" if isinstance(exc, ValidationError) else type(exc).__name__
+        invalid = isinstance(exc, ValidationError | errors.InvalidMessage)
+        cause = "invalid" if invalid else type(exc).__name__
         self.metrics.dead_lettered.labels(self.service, topic, cause).inc()
         log.warning(
             "dead-lettered message",
@@ -286,6 +308,14 @@ def make_broker(
     )
     dead_letters.broker = broker
     return broker, dead_letters
+
+
+def _correlation(record: Any) -> str | None:
+    """The correlation id a record's headers carry, if any."""
+    for key, value in getattr(record, "headers", None) or ():
+        if key == "correlation_id" and isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return None
 
 
 def _readable(record: Any) -> Any:

@@ -47,6 +47,17 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT)
 
 
+class InvalidMessage(PermanentError):
+    """A record that is not the message its topic carries, found by a batch handler that
+    parses each record itself. Its fields are located from the message's root, as
+    :func:`field_errors` gives them (FastStream's parameter errors start with the
+    parameter's name instead, which the dead-letter kit strips)."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        self.fields = field_errors(exc)
+        super().__init__(describe(exc))
+
+
 def field_errors(exc: ValidationError, *, strip_root: bool = False) -> list[FieldError]:
     """Each bad field and why, without echoing the input (it may hold personal data).
 

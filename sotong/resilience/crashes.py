@@ -47,9 +47,11 @@ UNAVAILABLE_GAP = (
     "it through the broker until the database is back is not built"
 )
 WEBHOOK_GAP = (
-    "issue 11 §10 (notifier retries, being reworked): a notifier killed between a batch's "
-    "webhook calls and the batch's one finishing write resumes those claims and calls "
-    "again with the same CloudEvent id; receivers must dedupe by id until then"
+    "at-least-once by design: a notifier killed while a webhook call is in flight (or "
+    "within SOTONG_NOTIFIER_FINISH_INTERVAL_MS after it ended, before its finish is "
+    "written) calls again with the same CloudEvent id and X-Sotong-Delivery; receivers "
+    "dedupe by id. Calls that ended earlier in the batch, or whose finish a database "
+    "outage kept from being written while the notifier lived on, are not repeated"
 )
 
 
@@ -328,6 +330,7 @@ async def kills(
     seconds = [r["seconds"] for r in recoveries]
     scenario.figures |= {
         "kills_done": len(recoveries),
+        "notifier_kills": sum(1 for r in recoveries if r["child"] == "notifier"),
         "recovery_seconds": recoveries,
         "recovery_p50_s": percentile(seconds, 0.5),
         "recovery_max_s": max(seconds) if seconds else None,

@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -201,6 +201,7 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
     watching = asyncio.create_task(watch.run())
     sent: list[Sent] = []
     seen_at: dict[str, float] = {}
+    progress: dict[str, float] = {}
     client = stack.mongo()
     db = client[stack.database]
     n = 0
@@ -216,21 +217,23 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
             sent += this_round
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                await _observe(db, this_round, seen_at)
+                await _observe(db, this_round, seen_at, progress=progress)
                 if all(s.canary in seen_at for s in this_round):
                     break
                 await asyncio.sleep(0.5)
         # what the batches and the header cases carried: a neighbour is only lost if it
         # is still missing when the same wait has passed again (a consumer that retried a
-        # batch may store it after a canary another consumer already showed)
+        # batch may store it after a canary another consumer already showed); a canary
+        # late for its round is watched as long, to tell a slow consumer from a stuck one
         deadline = time.monotonic() + wait
         while True:
-            await _observe(db, sent, seen_at, everything=True)
-            if all(n in seen_at for s in sent for n in s.neighbours):
+            await _observe(db, sent, seen_at, everything=True, progress=progress)
+            if all(n in seen_at for s in sent for n in [*s.neighbours, s.canary]):
                 break
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.5)
+        ended = time.monotonic()
     finally:
         await client.close()
         watch.stop = True
@@ -252,7 +255,10 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
         await asyncio.sleep(2)
     reasons = _reasons(records)
     cases: dict[str, dict[str, object]] = {}
-    missed_canaries, silent, lost_neighbours = [], [], []
+    slow: list[str] = []
+    stuck: list[str] = []
+    silent: list[str] = []
+    lost_neighbours: list[str] = []
     for s in sent:
         by_consumer = letters.get((s.topic, *s.poison_at), {})
         processed = s.poison_body_id is not None and s.poison_body_id in seen_at
@@ -270,8 +276,9 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
             else None,
             "neighbours_lost": len(lost),
         }
-        if s.canary not in seen_at:
-            missed_canaries.append(f"{s.label}: canary {s.canary} not processed within {wait:.0f}s")
+        verdict = canary_verdict(s, seen_at, progress, wait=wait, ended=ended)
+        if verdict is not None:
+            (stuck if verdict.startswith(STUCK) else slow).append(verdict)
         if missing_consumers:
             silent.append(
                 f"{s.label}: neither processed nor dead-lettered by {', '.join(missing_consumers)}"
@@ -295,6 +302,17 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
         c["canary_seconds"] for c in cases.values() if isinstance(c["canary_seconds"], float)
     ]
     scenario.figures["canary_seconds_max"] = max(seconds, default=None)
+    scenario.figures["canary_seconds_max_by_topic"] = {
+        topic: max(
+            (
+                c
+                for s in sent
+                if s.topic == topic and isinstance(c := cases[s.label]["canary_seconds"], float)
+            ),
+            default=None,
+        )
+        for topic in CONSUMERS
+    }
     scenario.figures["longest_unanswered_healthz_s"] = {
         name: round(gap, 1) for name, gap in watch.longest.items()
     }
@@ -309,7 +327,8 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
     scenario.check(
         f"services stalled over {STALL_S:g}s by a poison", len(stalled), evidence=stalled
     )
-    scenario.check("canaries not processed", len(missed_canaries), evidence=missed_canaries)
+    scenario.check(f"canaries slow (not processed within {wait:g}s)", len(slow), evidence=slow)
+    scenario.check("canaries stuck (their topic no longer moving)", len(stuck), evidence=stuck)
     scenario.check("poison skipped silently", len(silent), evidence=silent)
     scenario.check(
         "valid records lost beside a poison", len(lost_neighbours), evidence=lost_neighbours
@@ -317,9 +336,53 @@ async def run(stack: Stack, scenario: Scenario, *, batch_size: int, wait: float)
     return not hung
 
 
+STUCK = "stuck"
+STILL_S = 15.0
+"""A topic on which nothing new was processed for this long at the end of the wait is
+not moving: its missing canary is stuck, not slow."""
+
+
+def canary_verdict(
+    s: Sent,
+    seen_at: Mapping[str, float],
+    progress: Mapping[str, float],
+    *,
+    wait: float,
+    ended: float,
+) -> str | None:
+    """None for a canary processed within ``wait`` of being sent; else whether it was
+    slow (processed later, or its topic still moving when the watch ended: time to the
+    canary, or "not within N s") or stuck (nothing on its topic processed for the last
+    :data:`STILL_S` seconds of the watch)."""
+    if s.canary in seen_at:
+        took = seen_at[s.canary] - s.canary_sent
+        if took <= wait:
+            return None
+        return f"slow: {s.label}: canary processed after {took:.0f}s"
+    watched = ended - s.canary_sent
+    last = progress.get(s.topic)
+    if last is not None and ended - last <= STILL_S:
+        return (
+            f"slow: {s.label}: canary not within {watched:.0f}s; its topic was still being "
+            f"processed {ended - last:.0f}s before the watch ended"
+        )
+    idle = f"for the last {ended - last:.0f}s" if last is not None else "at all"
+    return (
+        f"{STUCK}: {s.label}: canary not within {watched:.0f}s; "
+        f"nothing on its topic processed {idle}"
+    )
+
+
 async def _observe(
-    db: object, sent: Sequence[Sent], seen_at: dict[str, float], *, everything: bool = False
+    db: object,
+    sent: Sequence[Sent],
+    seen_at: dict[str, float],
+    *,
+    everything: bool = False,
+    progress: dict[str, float] | None = None,
 ) -> None:
+    """Note when each awaited id is first seen stored, and (``progress``) when each topic
+    last had anything new processed."""
     from pymongo.asynchronous.database import AsyncDatabase
 
     assert isinstance(db, AsyncDatabase)
@@ -328,10 +391,16 @@ async def _observe(
     for s in sent:
         ids = [s.canary] + (([*s.neighbours, s.poison_body_id or ""]) if everything else [])
         wanted[s.topic].extend(i for i in ids if i and i not in seen_at)
-    for found in await intake_by_submission(db, wanted[topics.SUBMISSIONS]):
-        seen_at.setdefault(found, now)
-    for found in await tracked_ids(db, wanted[topics.FILED]):
-        seen_at.setdefault(found, now)
+    found: dict[str, Collection[str]] = {
+        topics.SUBMISSIONS: await intake_by_submission(db, wanted[topics.SUBMISSIONS]),
+        topics.FILED: await tracked_ids(db, wanted[topics.FILED]),
+    }
+    for topic, stored in found.items():
+        new = [i for i in stored if i not in seen_at]
+        for i in new:
+            seen_at[i] = now
+        if new and progress is not None:
+            progress[topic] = now
 
 
 def _letters(records: Sequence[object]) -> dict[tuple[str, int, int], dict[str, int]]:

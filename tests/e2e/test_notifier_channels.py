@@ -6,6 +6,7 @@ This module's stack runs its own notifier process configured for those providers
 place of the stack's outbox-only one (same topics, same database, same consumer groups).
 """
 
+import asyncio
 import io
 import json
 import uuid
@@ -393,3 +394,60 @@ async def test_a_photo_added_by_correction_reaches_tracker_department_and_reside
 
     [refusal] = await eventually(refused, what="the late photo refused")
     assert refusal["code"] == "correction_closed"
+
+
+async def test_a_notifier_killed_mid_batch_of_webhooks_calls_again_only_those_in_flight(
+    stack: Stack, providers: Providers, http: httpx.AsyncClient
+) -> None:
+    """A backlog of state changes is one batch; the department's receiver answers four
+    webhooks and then hangs. The notifier is SIGKILLed while it waits: the four answered
+    webhooks were already finished in the ledger (each as it ended), so the restarted
+    notifier calls again only the ones that were hanging — the receiver sees no repeat."""
+    hooks = providers.hooks
+    providers.notifier.child.stop()  # a backlog builds up: the restart takes it in one go
+    try:
+        filings = [
+            await file(
+                http,
+                stack,
+                vouched=True,
+                resident={"phone": f"010-4300-{i:04d}"},
+                channel_ref=str(uuid.uuid4()),
+            )
+            for i in range(6)
+        ]
+        for filed in filings:
+            await state_is(http, stack, filed, "handler_assigned")
+        repeats_before = hooks.repeats
+        hooks.hold(after=4)
+        providers.notifier.child.start()
+        providers.notifier.wait_ready()
+        await eventually(
+            lambda: hooks.passed >= 4 and hooks.held >= 1, what="webhooks answered and one hanging"
+        )
+        await asyncio.sleep(1.0)  # far longer than a finish waits for its write
+        providers.notifier.child.kill()
+        answered, hanging = hooks.passed, hooks.held
+    finally:
+        hooks.let_go()
+        if providers.notifier.child.process is None or (
+            providers.notifier.child.process.poll() is not None
+        ):
+            providers.notifier.child.start()
+        providers.notifier.wait_ready()
+
+    for filed in filings:
+
+        def two_hooks(cid: str = filed["complaint_id"]) -> bool:
+            ids = {e["id"] for e in hooks.events() if e["subject"] == cid}
+            return len(ids) >= 2
+
+        await eventually(two_hooks, what="the department's two webhooks")
+
+    assert answered == 4
+    assert hanging >= 1
+    assert hooks.repeats - repeats_before == 0, "no webhook answered before the kill came again"
+    for filed in filings:
+        ids = Counter(e["id"] for e in hooks.events() if e["subject"] == filed["complaint_id"])
+        assert len(ids) == 2
+        assert set(ids.values()) == {1}

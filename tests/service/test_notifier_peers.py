@@ -150,6 +150,12 @@ class FakeReceiver:
     accepted: list[Received] = field(default_factory=list)
     refused_signatures: int = 0
     repeats: int = 0
+    held: int = 0
+    """Requests held (see :meth:`hold`), answered 503 once let go and never kept."""
+    passed: int = 0
+    """Requests let through since :meth:`hold` was called."""
+    _hold_after: int | None = None
+    _release: threading.Event = field(default_factory=threading.Event)
     _keys: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -164,12 +170,33 @@ class FakeReceiver:
         with self._lock:
             return [r.body for r in self.accepted]
 
+    def hold(self, after: int) -> None:
+        """Answer the next ``after`` requests, then hold every later one unanswered (a
+        receiver gone slow: the caller's batch waits on it) until :meth:`let_go`."""
+        with self._lock:
+            self._hold_after, self.passed, self.held = after, 0, 0
+            self._release.clear()
+
+    def let_go(self) -> None:
+        """Answer the held requests 503 (their caller may be gone) and hold no more."""
+        with self._lock:
+            self._hold_after = None
+        self._release.set()
+
     def _handle(self, request: Request) -> Response:
         raw = request.get_data()
         received = Received(json.loads(raw), dict(request.headers), raw)
         with self._lock:
             self.requests.append(received)
             step = self.script.pop(0) if self.script else None
+            hold = self._hold_after is not None and self.passed >= self._hold_after
+            if hold:
+                self.held += 1
+            elif self._hold_after is not None:
+                self.passed += 1
+        if hold:
+            self._release.wait(timeout=120)
+            return _json({"code": "HELD"}, 503)
         if step is not None:
             return _json({"code": "SCRIPTED"}, step)
         timestamp = request.headers.get(TIMESTAMP_HEADER, "")

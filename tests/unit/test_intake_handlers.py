@@ -690,7 +690,7 @@ async def wire(store: InMemorySubmissionStore) -> AsyncIterator[Wire]:
     intake's subscriber, kept in memory by TestKafkaBroker."""
     runtime = Runtime.build("intake", settings())
     intake = Intake(store=store, publish=runtime.publish, clock=clock, registry=runtime.registry)
-    subscribe(runtime.subscriber, intake)
+    subscribe(runtime.subscriber, intake, reject=runtime.dead_letters.dead_letter_records)
     wire = Wire(runtime, store)
     runtime.dead_letters.archive = wire.keep
     kafka = runtime.settings.kafka
@@ -749,3 +749,30 @@ async def test_a_submission_that_cannot_be_filed_is_dead_lettered_with_the_reaso
     has_phone = "resident" in payload
     assert letter.original_masked is has_phone
     assert wire.archived == ({letter.event_id: json.dumps(payload).encode()} if has_phone else {})
+
+
+async def test_a_batch_of_submissions_is_filed_in_one_group_commit_around_its_poison(
+    wire: Wire,
+) -> None:
+    """The valid records of a batch are filed together, whatever lies between them; each
+    record that cannot be filed is dead-lettered alone with its own reason."""
+    kafka = wire.runtime.settings.kafka
+    good = [SUBMISSION | {"channel_ref": f"web-b{i}"} for i in range(3)]
+    await wire.runtime.broker.publish_batch(
+        json.dumps(good[0]).encode(),
+        b'{"channel": "web", "body": ',
+        json.dumps(good[1]).encode(),
+        json.dumps(good[2] | {"resident_token": "not-a-token-intake-issued"}).encode(),
+        json.dumps({"channel": "web", "title": "no body"}).encode(),
+        topic=topic_name(kafka, topics.SUBMISSIONS),
+    )
+
+    assert sorted(e.channel_ref or "" for _, e in wire.filed) == ["web-b0", "web-b1"]
+    batches = wire.runtime.registry.get_sample_value("sotong_intake_filing_batch_size_count")
+    assert batches == 1, "both valid records in one group commit"
+    reasons = sorted(letter.reason for letter in wire.dead_letters)
+    assert len(reasons) == 3
+    assert any("Invalid JSON" in r or "EOF" in r for r in reasons), reasons
+    assert any("resident_token" in r for r in reasons)
+    no_body = next(letter for letter in wire.dead_letters if "body" in letter.reason)
+    assert [(e.field, e.reason) for e in no_body.errors] == [("body", "Field required")]

@@ -7,13 +7,16 @@ Delivery on MongoDB and real peers.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from notifier.channel import Message
 from notifier.handlers import Arrival
+from notifier.ledger import Finish, Mark
 from notifier.outbox import OutboxChannel
 from notifier.settings import NotifierSettings
 from schemas import ComplaintState, topics
@@ -151,3 +154,115 @@ async def test_one_complaints_steps_go_out_in_lifecycle_order_within_a_batch(
         ComplaintState.SITE_CHECK,
     ]
     assert [o.outcome for o in harness.recorder.outcomes] == [Outcome.SENT, Outcome.SENT]
+
+
+class Hook(MemoryChannel):
+    """A department's webhook receiver that holds one complaint's call until released. As
+    every HTTP channel, it cannot tell the notifier what it received before a crash."""
+
+    def __init__(self, held: str | None = None) -> None:
+        super().__init__("webhook")
+        self.held = held
+        self.calling = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def deliver(self, message: Message) -> None:
+        if message.complaint_id == self.held:
+            self.calling.set()
+            await self.release.wait()
+        await super().deliver(message)
+
+    async def already_delivered(self, delivery_id: str) -> bool:
+        return False
+
+
+async def test_a_kill_mid_batch_calls_again_only_the_webhook_in_flight(tmp_path: Path) -> None:
+    """Each finish is written as its notice ends (a few ms later), not with the batch's
+    last: a process killed while one call hangs leaves only that claim ``sending``."""
+    slow, fast = new_id(), new_id()
+    store = InMemoryNotifierStore()
+    outbox = OutboxChannel(tmp_path / "outbox.jsonl")
+    hook = Hook(held=slow)
+    first = build(store, outbox, {"webhook": hook}, webhooks=frozenset({"RES"}), finish_every=0.005)
+    await first.delivery.remember_all([filed(slow), filed(fast)])
+    arrivals = [Arrival(assigned(slow)), Arrival(assigned(fast))]
+    fast_hook = f"{arrivals[1].source.event_id}:department:RES:webhook"
+    slow_hook = f"{arrivals[0].source.event_id}:department:RES:webhook"
+
+    batch = asyncio.create_task(first.delivery.notify_all(arrivals))
+    await asyncio.wait_for(hook.calling.wait(), timeout=5)
+
+    for _ in range(1000):  # the settler writes it a few ms after the call returned
+        record = await store.delivery(fast_hook)
+        if record is not None and record.status == "sent":
+            break
+        await asyncio.sleep(0.005)
+    assert (await first.record(fast_hook)).outcome_published, "one write: finished, published"
+    assert (await first.record(slow_hook)).status == "sending", "still in flight"
+    batch.cancel()  # the process is killed: the batch never ends
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+
+    again = Hook()
+    restarted = build(store, outbox, {"webhook": again}, webhooks=frozenset({"RES"}))
+    assert await restarted.delivery.notify_all(arrivals) == []
+
+    assert [m.complaint_id for m in hook.sent] == [fast]
+    assert [m.complaint_id for m in again.sent] == [slow], "only the call in flight, again"
+    assert (await restarted.record(slow_hook)).status == "sent"
+    assert sorted(str(line["complaint_id"]) for line in restarted.lines()) == sorted([slow, fast])
+
+
+async def test_the_finishes_of_a_batch_share_a_write_when_they_end_together(
+    tmp_path: Path,
+) -> None:
+    harness = build(InMemoryNotifierStore(), OutboxChannel(tmp_path / "o.jsonl"), finish_every=0.05)
+    ids = [new_id() for _ in range(10)]
+    await harness.delivery.remember_all([filed(cid) for cid in ids])
+    before = harness.store.commands
+
+    assert await harness.delivery.notify_all([Arrival(assigned(cid)) for cid in ids]) == []
+
+    writes = harness.store.commands - before - 4  # recipients, parked, ledger read, claims
+    assert 1 <= writes <= 3, f"{writes} finishing writes for 10 notices ending within 50 ms"
+    assert len(harness.lines()) == 10
+
+
+class FlakyFinish(InMemoryNotifierStore):
+    """The database goes away just when a batch's finishes are written, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_settle = True
+
+    async def settle(
+        self, finishes: Sequence[Finish], marks: Sequence[Mark], *, now: datetime
+    ) -> None:
+        if self.fail_next_settle:
+            self.fail_next_settle = False
+            raise AutoReconnect("the database is away")
+        await super().settle(finishes, marks, now=now)
+
+
+async def test_a_batch_retried_after_its_finishes_could_not_be_written_sends_nothing_again(
+    tmp_path: Path,
+) -> None:
+    """The kit retries the batch in place (the same process): what this process sent but
+    could not record is not sent again."""
+    cid = new_id()
+    store = FlakyFinish()
+    hook = Hook()
+    harness = build(
+        store, OutboxChannel(tmp_path / "o.jsonl"), {"webhook": hook}, webhooks=frozenset({"RES"})
+    )
+    await harness.delivery.remember_all([filed(cid)])
+    arrivals = [Arrival(assigned(cid))]
+
+    with pytest.raises(AutoReconnect):
+        await harness.delivery.notify_all(arrivals)
+    assert await harness.delivery.notify_all(arrivals) == []
+
+    assert [m.complaint_id for m in hook.sent] == [cid], "the webhook once"
+    webhook = f"{arrivals[0].source.event_id}:department:RES:webhook"
+    assert (await harness.record(webhook)).status == "sent"
+    assert len(harness.lines()) == 1

@@ -95,8 +95,12 @@ def build(
     budget_seconds: float | None = None,
     staff: StaffDirectory = STAFF,
     cap: DailyCap | None = None,
+    finish_every: float = 60.0,
 ) -> Harness[S]:
-    """Delivery as the app builds it, with the given channels (the outbox by default)."""
+    """Delivery as the app builds it, with the given channels (the outbox by default).
+    Its finishes are written when the batch ends (``finish_every`` is longer than any
+    test's batch), so a test counting store calls counts one finishing write; a test of
+    the early writes passes the app's few milliseconds."""
     registry = CollectorRegistry()
     recorder = Published()
     clock = ManualClock(NOW)
@@ -132,6 +136,7 @@ def build(
         later=later,
         budget_seconds=budget_seconds,
         cap=cap,
+        finish_every=finish_every,
     )
     return Harness(delivery, store, outbox, recorder, registry, clock, letters, sleeps)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from sotong.resilience.pii import resident_registration_number
+from sotong.resilience.poison import Sent, canary_verdict
 from sotong.resilience.report import (
     Canary,
     Report,
@@ -219,3 +220,28 @@ def test_a_webhook_is_known_by_its_cloudevent_id() -> None:
     assert webhook_field(event, "subject") == "c-1"
     assert webhook_field(b"not json", "id") == webhook_field(b"not json", "id")
     assert webhook_field(b"not json", "id") != webhook_field(b"other", "id")
+
+
+def test_a_late_canary_is_slow_and_one_whose_topic_stopped_moving_is_stuck() -> None:
+    def sent(canary: str) -> Sent:
+        return Sent("deep_json", "complaint.submissions", True, (0, 5), None, canary, 100.0)
+
+    seen = {"on-time": 130.0, "late": 300.0}
+    moving = {"complaint.submissions": 395.0}
+
+    assert canary_verdict(sent("on-time"), seen, moving, wait=120, ended=400) is None
+    assert canary_verdict(sent("late"), seen, moving, wait=120, ended=400) == (
+        "slow: complaint.submissions/deep_json/batch: canary processed after 200s"
+    )
+    still = canary_verdict(sent("missing"), seen, moving, wait=120, ended=400)
+    assert still is not None
+    assert still.startswith("slow: complaint.submissions/deep_json/batch: canary not within 300s")
+    stopped = {"complaint.submissions": 200.0}
+    stuck = canary_verdict(sent("missing"), seen, stopped, wait=120, ended=400)
+    assert stuck == (
+        "stuck: complaint.submissions/deep_json/batch: canary not within 300s; "
+        "nothing on its topic processed for the last 200s"
+    )
+    never = canary_verdict(sent("missing"), seen, {}, wait=120, ended=400)
+    assert never is not None
+    assert never.endswith("nothing on its topic processed at all")
