@@ -4,6 +4,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -161,16 +162,17 @@ def create_app(
     contact_store = contact_store if contact_store is not None else MongoContactCodes(runtime.db)
     if confirmed_phones is None:
         confirmed_phones = MongoConfirmedPhones(runtime.db)
+    code_rules = CodeRules(
+        ttl=timedelta(seconds=settings.contact_code_ttl_seconds),
+        max_attempts=settings.contact_code_max_attempts,
+        resends_per_hour=settings.contact_code_resends_per_hour,
+        keep=timedelta(seconds=settings.contact_code_keep_seconds),
+    )
     contacts = Contacts(
         store=contact_store,
         publish=publish,
         clock=clock,
-        rules=CodeRules(
-            ttl=timedelta(seconds=settings.contact_code_ttl_seconds),
-            max_attempts=settings.contact_code_max_attempts,
-            resends_per_hour=settings.contact_code_resends_per_hour,
-            keep=timedelta(seconds=settings.contact_code_keep_seconds),
-        ),
+        rules=code_rules,
         channels={c.value for c in settings.contact_code_channels},
         credentialed={c.value for c in settings.channel_keys},
         registry=runtime.registry,
@@ -187,12 +189,8 @@ def create_app(
         contacts=contacts,
         publish=publish,
         clock=clock,
-        rules=CodeRules(
-            ttl=timedelta(seconds=settings.contact_code_ttl_seconds),
-            max_attempts=settings.contact_code_max_attempts,
-            resends_per_hour=settings.contact_code_resends_per_hour,
-            keep=timedelta(days=1),
-        ),
+        # a recovery code's record is kept a day (no messages wait on it)
+        rules=replace(code_rules, keep=timedelta(days=1)),
         per_receipt=RateLimits.of(
             [Rate(settings.recovery_codes_per_hour_per_receipt, 3600)],
             max_keys=settings.rate_limit_max_keys,
