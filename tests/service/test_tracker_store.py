@@ -64,6 +64,7 @@ async def test_the_read_model_document_keeps_the_shape_readers_know(
         "rejections",
         "tracking_token_hash",
         "resident_token_hash",
+        "bound_resident_hashes",
         "title",
         "body",
         "channel",
