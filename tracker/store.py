@@ -15,7 +15,6 @@ Every query that serves a list reads only the fields its view declares
 (:func:`stored_fields`), so a list that must not show personal data never has it in hand.
 """
 
-import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
@@ -350,15 +349,11 @@ class MongoTrackerStore:
             yield events
 
     async def filed(self, complaint_ids: Collection[str]) -> set[str]:
-        parts = await asyncio.gather(
-            *(
-                self.events.distinct(
-                    "complaint_id", {"complaint_id": {"$in": chunk}, "event_type": FILED}
-                )
-                for chunk in in_chunks(complaint_ids)
-            )
-        )
-        return {str(cid) for found in parts for cid in found}
+        found: set[str] = set()
+        for chunk in in_chunks(complaint_ids):
+            query = {"complaint_id": {"$in": chunk}, "event_type": FILED}
+            found |= {str(cid) for cid in await self.events.distinct("complaint_id", query)}
+        return found
 
     # -- the read models --------------------------------------------------------------
 
