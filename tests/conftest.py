@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NoReturn
 
 import pytest
@@ -29,6 +30,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from routing.classifier import Classifier, load_examples
+from services import ratelimit
 from services.mongo import Document
 from services.settings import PROJECT_ROOT, KafkaSettings, MongoSettings, RetrySettings
 from sotong import localstack
@@ -72,6 +74,9 @@ def _unit_tier_has_no_sockets_or_processes(
     monkeypatch.setattr(socket.socket, "connect_ex", refuse("open a connection"))
     monkeypatch.setattr(socket.socket, "bind", refuse("listen on a port"))
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse("start a process"))
+    # rate-limit buckets built without a clock stand still: a unit test's Retry-After is
+    # the same on a loaded CI machine as on a quiet one (tests of refill pass a clock)
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=lambda: 1_000.0))
 
 
 @dataclass(frozen=True)
