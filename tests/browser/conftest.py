@@ -16,13 +16,24 @@ import pytest
 import uvicorn
 from axe_playwright_python.sync_playwright import Axe
 from fastapi import FastAPI
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from schemas.catalogue import catalogue
 from services.settings import PROJECT_ROOT
 from sotong import localstack
 from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
+
+# an expect() without its own timeout waits as long as any other step (Playwright's default
+# is 5 s, short for a filing through portal, intake and the database on a loaded machine)
+expect.set_options(timeout=20_000)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

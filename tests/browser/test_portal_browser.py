@@ -28,6 +28,9 @@ from tests.browser.conftest import (
 )
 from tests.fakes.portal import BULKY, FakeChatbot
 
+# the first test pays for starting the stack (and the classifier's warm-up)
+pytestmark = pytest.mark.timeout(300)
+
 BODY = "집 앞에 일주일째 쓰레기봉투가 쌓여 있어요"
 RECEIPT = re.compile(r"접수번호\s*(\d{6}-\d{6})")
 TRACKING = re.compile(r"진행 상황: http://127\.0\.0\.1:8005(/complaints/[0-9a-f-]+)")

@@ -6,7 +6,6 @@ This module's stack runs its own notifier process configured for those providers
 place of the stack's outbox-only one (same topics, same database, same consumer groups).
 """
 
-import asyncio
 import io
 import json
 import uuid
@@ -19,10 +18,13 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from pymongo import AsyncMongoClient
 
+from notifier.mongo.ledger import DELIVERIES
 from notifier.outcomes import NO_CONTACT
 from notifier.staff import StaffDirectory
 from schemas import topics
+from services.mongo import Document
 from sotong import localstack
 from sotong.localstack import ServiceProcess
 from tests.e2e.conftest import API_KEYS, Stack, eventually, read_topic
@@ -404,6 +406,7 @@ async def test_a_notifier_killed_mid_batch_of_webhooks_calls_again_only_those_in
     webhooks were already finished in the ledger (each as it ended), so the restarted
     notifier calls again only the ones that were hanging — the receiver sees no repeat."""
     hooks = providers.hooks
+    mongo: AsyncMongoClient[Document] = AsyncMongoClient(stack.backends.mongo_uri)
     providers.notifier.child.stop()  # a backlog builds up: the restart takes it in one go
     try:
         filings = [
@@ -425,10 +428,20 @@ async def test_a_notifier_killed_mid_batch_of_webhooks_calls_again_only_those_in
         await eventually(
             lambda: hooks.passed >= 4 and hooks.held >= 1, what="webhooks answered and one hanging"
         )
-        await asyncio.sleep(1.0)  # far longer than a finish waits for its write
+        # each answered webhook is finished in the ledger as it ends: wait until the four are
+        # (not a fixed sleep, which a loaded machine can outlast)
+        ledger = mongo[stack.database][DELIVERIES]
+        ours = {"complaint_id": {"$in": [f["complaint_id"] for f in filings]}}
+
+        async def four_finished() -> bool:
+            sent = {**ours, "_id": {"$regex": ":webhook$"}, "status": "sent"}
+            return await ledger.count_documents(sent) >= 4
+
+        await eventually(four_finished, what="the four answered webhooks finished")
         providers.notifier.child.kill()
         answered, hanging = hooks.passed, hooks.held
     finally:
+        await mongo.close()
         hooks.let_go()
         if providers.notifier.child.process is None or (
             providers.notifier.child.process.poll() is not None

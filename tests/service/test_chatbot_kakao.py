@@ -25,6 +25,9 @@ from sotong import localstack
 from sotong.localstack import ServiceProcess
 from tests.conftest import Backends
 
+# the first test pays for starting the stack (and the classifier's warm-up)
+pytestmark = pytest.mark.timeout(300)
+
 KEYS = {code: f"chatbot-test-key-{code}" for code in catalogue().codes}
 
 
@@ -78,7 +81,7 @@ async def skill(services: Services, morphemes: Morphemes) -> AsyncIterator[str]:
         bot = Chatbot.load(classify=classify, morphemes=morphemes)
         filer = IntakeFiler(client, services.url("intake"), timeout=30)
         app = FastAPI()
-        app.include_router(kakao_router(bot, filer, sessions=Sessions(), deadline_seconds=4.9))
+        app.include_router(kakao_router(bot, filer, sessions=Sessions(), deadline_seconds=20))
         port = localstack.free_port()
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None)
@@ -118,7 +121,7 @@ async def test_a_kakao_complaint_reaches_the_department_with_its_chat(
 ) -> None:
     user = f"kakao-{uuid.uuid4().hex}"
     complaint = "집 앞에 일주일째 쓰레기봉투가 쌓여 있어요"
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=30) as http:
         offer = (await http.post(skill, json=payload(complaint, user))).json()
         assert offer["version"] == "2.0"
         assert "자원순환과" in text_of(offer)
@@ -146,7 +149,7 @@ async def test_a_kakao_complaint_reaches_the_department_with_its_chat(
 async def test_a_question_is_answered_from_the_knowledge_base_within_kakaos_limits(
     skill: str,
 ) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=30) as http:
         answer = (await http.post(skill, json=payload("종량제봉투 어디서 사요?", "u-2"))).json()
 
     assert "판매소" in text_of(answer)

@@ -4,6 +4,7 @@ concurrent filings are counted once each, and the day's counts carry a TTL index
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,6 +22,9 @@ from tests.service.test_intake_retries_and_photos import ByCollection
 
 PHONE = "010-3456-7890"
 PORTAL = "portal-credential-for-service-tests"
+
+
+NOON_IN_SEOUL = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 
 
 def filing(i: int, phone: str = PHONE) -> dict[str, Any]:
@@ -47,6 +51,8 @@ def intake_app(
         store=MongoSubmissionStore(db),
         publish=RecordingPublish(),
         idempotency_store=InMemoryIdempotencyStore(),
+        # noon in Seoul: a run that crosses the district's midnight must not split the count
+        clock=lambda: NOON_IN_SEOUL,
     )
 
     def client() -> httpx.AsyncClient:
