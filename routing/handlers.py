@@ -179,6 +179,9 @@ class Routing:
     clock: Clock
     cases: CaseDetection | None = None
     rules: Rules = field(init=False)
+    _staging: dict[str, int] = field(init=False, default_factory=dict)
+    """Complaints whose outbox (and load deltas) a batch of this process wrote and has
+    not yet published and cleared: the relay leaves them to it, however long it takes."""
 
     def __post_init__(self) -> None:
         self.rules = Rules(
@@ -262,22 +265,35 @@ class Routing:
                 records.get(cid), msgs, routed.get(cid), loads, now, mine, related
             )
         written = [(cid, w) for cid, o in outcomes.items() if (w := o.write()) is not None]
-        applied = await self.store.write_many([w for _, w in written])
-        lost = {cid for (cid, _), ok in zip(written, applied, strict=True) if not ok}
-        await self.store.apply_loads(
-            [
-                d
-                for (cid, w), ok in zip(written, applied, strict=True)
-                if ok
-                for d in w.after.load_deltas
-            ]
-        )
-        done = {cid: o for cid, o in outcomes.items() if cid not in lost}
-        for outcome in done.values():
-            for transfer in outcome.transfers:
-                await self.store.record_transfer(transfer)
-        await self._publish(done)
+        staged = [cid for cid, _ in written]
+        for cid in staged:
+            self._staging[cid] = self._staging.get(cid, 0) + 1
+        try:
+            applied = await self.store.write_many([w for _, w in written])
+            lost = {cid for (cid, _), ok in zip(written, applied, strict=True) if not ok}
+            await self.store.apply_loads(
+                [
+                    d
+                    for (cid, w), ok in zip(written, applied, strict=True)
+                    if ok
+                    for d in w.after.load_deltas
+                ]
+            )
+            done = {cid: o for cid, o in outcomes.items() if cid not in lost}
+            for outcome in done.values():
+                for transfer in outcome.transfers:
+                    await self.store.record_transfer(transfer)
+            await self._publish(done)
+        finally:
+            for cid in staged:
+                self._staging[cid] -= 1
+                if self._staging[cid] <= 0:
+                    del self._staging[cid]
         return {cid: queue[cid] for cid in lost}
+
+    def _left_to_a_batch(self, record: RoutingRecord) -> bool:
+        """A batch of this process is still publishing what ``record`` holds."""
+        return self._staging.get(record.complaint_id, 0) > 0
 
     def _route_new(
         self, queue: Mapping[str, list[Message]], records: Mapping[str, RoutingRecord]
@@ -650,12 +666,15 @@ class Routing:
         """What the relay may take: what was staged more than ``grace`` seconds ago. A
         batch publishes and settles what it staged itself; taking it meanwhile would only
         do the batch's work twice, and under load (when batches are slow) the relay would
-        double the work exactly when there is least to spare."""
+        double the work exactly when there is least to spare. What a batch of this
+        process is still working on is left to it whatever its age (``_staging``); the
+        grace is for batches of other processes, which may have died."""
         return self.clock() - timedelta(seconds=grace) if grace > 0 else None
 
     async def settle_loads(self, grace: float = 0.0) -> int:
         """Apply the load deltas a crash left staged (applying twice counts once)."""
         pending = await self.store.pending_loads(staged_before=self._staged_before(grace))
+        pending = [r for r in pending if not self._left_to_a_batch(r)]
         if pending:
             await self.store.apply_loads([d for r in pending for d in r.load_deltas])
             await self.store.settle_loads(pending)
@@ -695,7 +714,8 @@ class Routing:
                         await replayer.check()
                     staged_before = None if first else self._staged_before(grace)
                     for record in await self.store.pending_outboxes(staged_before=staged_before):
-                        await self.flush(record)
+                        if not self._left_to_a_batch(record):
+                            await self.flush(record)
                     first = False
                 except Exception:
                     log.exception("outbox relay failed; will try again")

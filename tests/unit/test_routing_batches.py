@@ -339,3 +339,66 @@ async def test_after_the_first_pass_only_outboxes_older_than_the_grace_are_relay
         relay.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay
+
+
+async def test_a_batch_of_this_process_keeps_its_outbox_however_slow_it_is() -> None:
+    """A batch slower than the grace (a saturated database) is still publishing: the relay
+    and the load settler of the same process leave its complaints to it, so nothing is
+    published twice and the batch's work is not done again while it runs."""
+    h, store, _ = counting()
+    clear = store.clear_outboxes
+    release = asyncio.Event()
+    reached = asyncio.Event()
+
+    async def slow(cleared: Any) -> None:
+        reached.set()
+        await release.wait()
+        await clear(cleared)
+
+    store.clear_outboxes = slow  # type: ignore[method-assign]
+    batch = asyncio.create_task(h.routing.handle([at("a")]))
+    await asyncio.wait_for(reached.wait(), 5)
+    sent = len(h.sent.lifecycle("a"))
+    assert sent > 0
+    assert len(await store.pending_outboxes()) == 1  # staged, not yet cleared
+    h.clock.now += timedelta(seconds=31)  # older than the grace
+    relay = asyncio.create_task(h.routing.relay_forever(0.001, grace=30))
+    try:
+        await asyncio.sleep(0.05)  # the first pass and later ones
+        assert len(h.sent.lifecycle("a")) == sent
+        assert await h.routing.settle_loads(grace=30) == 0
+        release.set()
+        await asyncio.wait_for(batch, 5)
+        assert await store.pending_outboxes() == []
+        await asyncio.sleep(0.02)
+        assert len(h.sent.lifecycle("a")) == sent
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+
+
+async def test_what_a_failed_batch_staged_goes_to_the_relay_after_all() -> None:
+    """The batch's claim ends with it: a batch that failed after staging leaves its
+    outbox to the relay once the grace has passed."""
+    h, store, _ = counting()
+    published = store.clear_outboxes
+
+    async def crash(cleared: Any) -> None:
+        raise ConnectionError("database unreachable")
+
+    store.clear_outboxes = crash  # type: ignore[method-assign]
+    with contextlib.suppress(ConnectionError):
+        await h.routing.handle([at("a")])
+    store.clear_outboxes = published  # type: ignore[method-assign]
+    sent = len(h.sent.lifecycle("a"))
+    h.clock.now += timedelta(seconds=31)
+    relay = asyncio.create_task(h.routing.relay_forever(0.001, grace=30))
+    try:
+        await asyncio.sleep(0.05)
+        assert len(h.sent.lifecycle("a")) == 2 * sent
+        assert await store.pending_outboxes() == []
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
