@@ -26,8 +26,10 @@ class RoutingSettings(ServiceSettings):
         default=30.0,
         ge=0,
         description="The outbox relay and the load settler take, after their first pass, "
-        "only what was staged longer ago than this: a batch publishes its own events, and "
-        "taking them meanwhile repeats its work (0: take everything every pass).",
+        "only what was staged longer ago than this (by another replica's batch, which may "
+        "have died; their own process's batches are left their complaints however slow): a "
+        "batch publishes its own events, and taking them meanwhile repeats its work (0: "
+        "take everything else every pass).",
     )
     deadline_scan_interval_seconds: float = Field(default=60.0, gt=0)
     classifier_threshold: float = Field(
