@@ -285,19 +285,25 @@ async def test_load_deltas_a_crash_left_staged_are_applied_by_the_settling_loop(
     assert await h.routing.settle_loads() == 0
 
 
-async def test_the_relay_leaves_a_live_batch_its_own_outbox_until_the_grace_ends() -> None:
-    """After its first pass the relay takes only outboxes staged more than the grace ago:
-    one a batch is still publishing is not published twice."""
-    h, store, _ = counting()
-    published = store.clear_outboxes
+async def published_but_not_cleared(h: Harness, store: CountingStore, complaint_id: str) -> None:
+    """A batch that published and then failed to clear the outbox (the database went
+    away): the events are out, the outbox stays staged."""
+    clear = store.clear_outboxes
 
     async def crash(cleared: Any) -> None:
         raise ConnectionError("database unreachable")
 
     store.clear_outboxes = crash  # type: ignore[method-assign]
     with contextlib.suppress(ConnectionError):
-        await h.routing.handle([at("a")])  # published, but the outbox stays staged
-    store.clear_outboxes = published  # type: ignore[method-assign]
+        await h.routing.handle([at(complaint_id)])
+    store.clear_outboxes = clear  # type: ignore[method-assign]
+
+
+async def test_the_relay_leaves_a_live_batch_its_own_outbox_until_the_grace_ends() -> None:
+    """After its first pass the relay takes only outboxes staged more than the grace ago:
+    one a batch is still publishing is not published twice."""
+    h, store, _ = counting()
+    await published_but_not_cleared(h, store, "a")
     sent = len(h.sent.lifecycle("a"))
     assert sent > 0
     assert len(await store.pending_outboxes()) == 1
@@ -319,15 +325,7 @@ async def test_after_the_first_pass_only_outboxes_older_than_the_grace_are_relay
     relay = asyncio.create_task(h.routing.relay_forever(0.001, grace=30))
     try:
         await asyncio.sleep(0.02)  # the first pass, on nothing
-        published = store.clear_outboxes
-
-        async def crash(cleared: Any) -> None:
-            raise ConnectionError("database unreachable")
-
-        store.clear_outboxes = crash  # type: ignore[method-assign]
-        with contextlib.suppress(ConnectionError):
-            await h.routing.handle([at("a")])
-        store.clear_outboxes = published  # type: ignore[method-assign]
+        await published_but_not_cleared(h, store, "a")
         sent = len(h.sent.lifecycle("a"))
         await asyncio.sleep(0.05)
         assert len(h.sent.lifecycle("a")) == sent  # within the grace: left alone
@@ -382,15 +380,7 @@ async def test_what_a_failed_batch_staged_goes_to_the_relay_after_all() -> None:
     """The batch's claim ends with it: a batch that failed after staging leaves its
     outbox to the relay once the grace has passed."""
     h, store, _ = counting()
-    published = store.clear_outboxes
-
-    async def crash(cleared: Any) -> None:
-        raise ConnectionError("database unreachable")
-
-    store.clear_outboxes = crash  # type: ignore[method-assign]
-    with contextlib.suppress(ConnectionError):
-        await h.routing.handle([at("a")])
-    store.clear_outboxes = published  # type: ignore[method-assign]
+    await published_but_not_cleared(h, store, "a")
     sent = len(h.sent.lifecycle("a"))
     h.clock.now += timedelta(seconds=31)
     relay = asyncio.create_task(h.routing.relay_forever(0.001, grace=30))
