@@ -87,6 +87,19 @@ def add_recovery_routes(
         }
         return await page(request, "recover.html", context, status)
 
+    async def refused_page(
+        request: Request, refused: Refused, *, step: str, field: str, receipt: str, wrong: str
+    ) -> HTMLResponse:
+        """intake's refusal on the step's field: too many tries (429) or ``wrong`` (422)."""
+        too_many = refused.status == 429
+        return await recover_page(
+            request,
+            step=step,
+            receipt=receipt,
+            errors={field: texts.error("recovery_too_many" if too_many else wrong)},
+            status=429 if too_many else 422,
+        )
+
     @router.get("/recover", response_class=HTMLResponse)
     async def recover_form(request: Request) -> Response:
         return await recover_page(request, step="receipt")
@@ -109,13 +122,13 @@ def add_recovery_routes(
                 request, step="receipt", receipt=receipt, errors=errors, status=503
             )
         if refused is not None:
-            key = "recovery_too_many" if refused.status == 429 else "receipt_invalid"
-            return await recover_page(
+            return await refused_page(
                 request,
+                refused,
                 step="receipt",
+                field="receipt",
                 receipt=receipt,
-                errors={"receipt": texts.error(key)},
-                status=429 if refused.status == 429 else 422,
+                wrong="receipt_invalid",
             )
         return await recover_page(request, step="code", receipt=receipt)
 
@@ -147,13 +160,13 @@ def add_recovery_routes(
                 request, step="code", receipt=receipt, errors=errors, status=503
             )
         if isinstance(answer, Refused):
-            key = "recovery_too_many" if answer.status == 429 else "recovery_code_wrong"
-            return await recover_page(
+            return await refused_page(
                 request,
+                answer,
                 step="code",
+                field="code",
                 receipt=receipt,
-                errors={"code": texts.error(key)},
-                status=429 if answer.status == 429 else 422,
+                wrong="recovery_code_wrong",
             )
         return await recovered(request, answer, resident)
 
